@@ -1,0 +1,8 @@
+// Package devappliance owns the local appliance used for development, demos
+// and tests: a real MongoDB-wire server (FerretDB v1.24.2 embedded in-process
+// on SQLite), its oplog, and the deterministic Auth0-like sample data.
+//
+// FerretDB is not MongoDB: see ../shared/notes/ferretdb.md for what it
+// rejects. Everything here goes through the official Go driver, so the same
+// code paths serve a production MongoDB replica set.
+package devappliance
