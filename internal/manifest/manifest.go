@@ -1,0 +1,148 @@
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// FormatVersion is the version of this manifest layout.
+const FormatVersion = 1
+
+// Name is the archive entry that holds the manifest.
+const Name = "manifest.json"
+
+// Kinds of backup.
+const (
+	KindBackup    = "backup"
+	KindSensitive = "sensitive"
+)
+
+// Consistency levels.
+const (
+	ConsistencyPointInTime = "point-in-time"
+	ConsistencyNone        = "none"
+)
+
+// ErrUnsupported is returned for a manifest of an unknown format version.
+var ErrUnsupported = errors.New("unsupported manifest format version")
+
+// Manifest describes one backup archive.
+type Manifest struct {
+	FormatVersion int       `json:"format_version"`
+	Kind          string    `json:"kind"`
+	ToolVersion   string    `json:"tool_version"`
+	Source        Source    `json:"source"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished"`
+
+	// Consistency is ConsistencyPointInTime when oplog.bson holds every write
+	// between OplogStart and ConsistentTo, ConsistencyNone otherwise.
+	Consistency  string       `json:"consistency,omitempty"`
+	OplogStart   *OplogPos    `json:"oplog_start,omitempty"`
+	ConsistentTo *OplogPos    `json:"consistent_to,omitempty"`
+	OplogEntries int64        `json:"oplog_entries,omitempty"`
+	Collections  []Collection `json:"collections,omitempty"`
+
+	// Files lists the files of a sensitive backup.
+	Files []File `json:"files,omitempty"`
+}
+
+// Source says what was backed up.
+type Source struct {
+	Node          string `json:"node,omitempty"`
+	ServerVersion string `json:"server_version,omitempty"`
+	ReplicaSet    string `json:"replica_set,omitempty"`
+	// ReadFrom is the host the dump read from.
+	ReadFrom string `json:"read_from,omitempty"`
+}
+
+// OplogPos is a position in the oplog: a BSON timestamp and its wall time.
+type OplogPos struct {
+	T    uint32    `json:"t"`
+	I    uint32    `json:"i"`
+	Wall time.Time `json:"wall,omitempty"`
+}
+
+// Collection is one dumped collection.
+type Collection struct {
+	DB        string `json:"db"`
+	Name      string `json:"name"`
+	Type      string `json:"type,omitempty"` // "collection" or "view"
+	Documents int64  `json:"documents"`
+	Bytes     int64  `json:"bytes"`
+	Indexes   int    `json:"indexes"`
+	// BSONFile and MetadataFile are the archive entry names (escaped as
+	// mongodump escapes them).
+	BSONFile     string `json:"bson_file,omitempty"`
+	MetadataFile string `json:"metadata_file"`
+}
+
+// File is one file of a sensitive backup.
+type File struct {
+	Path   string `json:"path"`   // path inside the archive
+	Origin string `json:"origin"` // absolute path on the node it came from
+	Mode   uint32 `json:"mode"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Namespace is "db.collection".
+func (c Collection) Namespace() string { return c.DB + "." + c.Name }
+
+// TotalDocuments sums the documents of all collections.
+func (m *Manifest) TotalDocuments() int64 {
+	var n int64
+	for _, c := range m.Collections {
+		n += c.Documents
+	}
+	return n
+}
+
+// TotalBytes sums the BSON bytes of all collections.
+func (m *Manifest) TotalBytes() int64 {
+	var n int64
+	for _, c := range m.Collections {
+		n += c.Bytes
+	}
+	return n
+}
+
+// Encode returns the manifest as indented JSON.
+func (m *Manifest) Encode() ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// maxSize bounds what Decode reads: a manifest of a million collections is
+// still far below it, and a crafted archive cannot make us buffer gigabytes.
+const maxSize = 64 << 20
+
+// Decode reads a manifest and checks its version and kind.
+func Decode(r io.Reader) (*Manifest, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	if len(b) > maxSize {
+		return nil, fmt.Errorf("manifest larger than %d bytes", maxSize)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if m.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("%w: %d", ErrUnsupported, m.FormatVersion)
+	}
+	switch m.Kind {
+	case KindBackup, KindSensitive:
+	default:
+		return nil, fmt.Errorf("decode manifest: unknown kind %q", m.Kind)
+	}
+	return &m, nil
+}
