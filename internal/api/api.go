@@ -1,0 +1,185 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// DefaultPort is the original appliance CLI's port.
+const DefaultPort = 10121
+
+// Code names a kind of failure. The CLI maps codes to exit codes and advice;
+// scripts may match on them (a0cli --json prints them).
+type Code string
+
+// Error codes. Add, never rename: operators' scripts match on them.
+const (
+	CodeBadRequest        Code = "bad_request"
+	CodeUnauthorized      Code = "unauthorized"
+	CodeNotFound          Code = "not_found"
+	CodeNotBackupRole     Code = "not_backup_role"
+	CodeBackupExists      Code = "backup_exists"
+	CodeJobRunning        Code = "job_running"
+	CodeInsufficientSpace Code = "insufficient_space"
+	CodeDeviceExists      Code = "device_exists"
+	CodeDeviceInvalid     Code = "device_invalid"
+	CodeWrongPassword     Code = "wrong_password"
+	CodeIntegrity         Code = "integrity"
+	CodeNonEmptyTarget    Code = "non_empty_target"
+	CodeTooLarge          Code = "too_large"
+	CodeInternal          Code = "internal"
+)
+
+var statusOf = map[Code]int{
+	CodeBadRequest:        http.StatusBadRequest,
+	CodeUnauthorized:      http.StatusUnauthorized,
+	CodeNotFound:          http.StatusNotFound,
+	CodeNotBackupRole:     http.StatusConflict,
+	CodeBackupExists:      http.StatusConflict,
+	CodeJobRunning:        http.StatusConflict,
+	CodeInsufficientSpace: http.StatusInsufficientStorage,
+	CodeDeviceExists:      http.StatusConflict,
+	CodeDeviceInvalid:     http.StatusBadRequest,
+	CodeWrongPassword:     http.StatusUnprocessableEntity,
+	CodeIntegrity:         http.StatusUnprocessableEntity,
+	CodeNonEmptyTarget:    http.StatusConflict,
+	CodeTooLarge:          http.StatusRequestEntityTooLarge,
+	CodeInternal:          http.StatusInternalServerError,
+}
+
+// Error is a failure with a code, carried as the JSON body of a non-2xx
+// response: {"error":{"code":"...","message":"...","details":{...}}}.
+type Error struct {
+	Code    Code           `json:"code"`
+	Message string         `json:"message"`
+	Details map[string]any `json:"details,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Status is the HTTP status of the error's code.
+func (e *Error) Status() int {
+	if s, ok := statusOf[e.Code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Errorf makes an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of err, or "" when err carries none.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// ErrorBody is the envelope of an error response.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}
+
+// Message is the original CLI's output shape: {"message":"...","arguments":{...}}.
+type Message struct {
+	Message   string `json:"message"`
+	Arguments any    `json:"arguments,omitempty"`
+}
+
+// Slots name the two backup slots of a node.
+const (
+	SlotBackup    = "backup"
+	SlotSensitive = "sensitive"
+)
+
+// Paths of the API, all under /v1.
+const (
+	PathPing        = "/v1/ping"
+	PathCommands    = "/v1/commands"
+	PathSetAsBackup = "/v1/set-as-backup"
+	PathNodeStatus  = "/v1/node-status"
+	// PathSlot is followed by the slot name, then "", "/status", "/file".
+	PathSlot          = "/v1/slots/"
+	PathUploads       = "/v1/uploads/"
+	PathRestore       = "/v1/restore"
+	PathRestoreStatus = "/v1/restore/status"
+	PathRestoreSens   = "/v1/restore-sensitive"
+)
+
+// Command describes one command the node accepts (update-commands).
+type Command struct {
+	Name    string `json:"name"`
+	Usage   string `json:"usage"`
+	Summary string `json:"summary"`
+}
+
+// Commands is the body of GET /v1/commands.
+type Commands struct {
+	Commands []Command `json:"commands"`
+}
+
+// SetAsBackupRequest is the body of POST /v1/set-as-backup.
+type SetAsBackupRequest struct {
+	Device string `json:"device"`
+	Force  bool   `json:"force"`
+}
+
+// NodeStatus is the body of GET /v1/node-status.
+type NodeStatus struct {
+	Node               string         `json:"node"`
+	AgentVersion       string         `json:"agent_version"`
+	Roles              []string       `json:"roles"`
+	Device             string         `json:"device,omitempty"`
+	DeviceFreeBytes    int64          `json:"device_free_bytes,omitempty"`
+	DatabaseBytes      int64          `json:"database_bytes"`
+	Database           string         `json:"database"`
+	ServerVersion      string         `json:"server_version,omitempty"`
+	Job                string         `json:"job,omitempty"`
+	InterruptedRestore map[string]any `json:"interrupted_restore,omitempty"`
+}
+
+// BackupRequest is the body of POST /v1/slots/{slot}.
+type BackupRequest struct {
+	Password string `json:"password"`
+	// AllowPrimary lets the dump read from the primary of a replica set.
+	AllowPrimary bool `json:"allow_primary,omitempty"`
+}
+
+// Upload is the state of an upload (GET/PUT /v1/uploads/{id}).
+type Upload struct {
+	ID   string `json:"id"`
+	Size int64  `json:"size"`
+}
+
+// RestoreRequest is the body of POST /v1/restore.
+type RestoreRequest struct {
+	// UploadID names an uploaded file; empty means the backup stored on the node.
+	UploadID string   `json:"upload_id,omitempty"`
+	Password string   `json:"password,omitempty"`
+	Plain    bool     `json:"plain,omitempty"`
+	Drop     bool     `json:"drop,omitempty"`
+	NS       []string `json:"ns,omitempty"`
+	DryRun   bool     `json:"dry_run,omitempty"`
+}
+
+// RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.
+type RestoreSensitiveRequest struct {
+	UploadID string `json:"upload_id"`
+	Password string `json:"password"`
+	// Confirm false asks only for the plan (what would be replaced).
+	Confirm bool `json:"confirm"`
+}
+
+// Headers of a backup download.
+const (
+	HeaderMD5    = "X-A0-Md5"
+	HeaderSHA256 = "X-A0-Sha256"
+	HeaderName   = "X-A0-Name"
+	// HeaderOffset is the byte offset an upload chunk starts at.
+	HeaderOffset = "X-A0-Offset"
+)

@@ -1,0 +1,226 @@
+package statedir
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// Dir is an agent's state directory.
+type Dir struct {
+	Path string
+}
+
+// Paths inside the state directory.
+const (
+	secretsDir        = "secrets"
+	dataKeyFile       = "secrets/data-encryption.key"
+	signingKeyFile    = "secrets/token-signing.pem"
+	tlsKeyFile        = "secrets/tls.key"
+	tlsCertFile       = "secrets/tls.crt"
+	authorizedKeyFile = "authorized_keys"
+	nodeFile          = "node.json"
+)
+
+// Open makes sure the directory exists (0700) and holds the node's secrets,
+// creating the ones that are missing. The TLS key and certificate are made
+// by the agent (keys.LoadOrCreateNodeCert) at TLSKeyPath/TLSCertPath.
+func Open(path string) (*Dir, error) {
+	if path == "" {
+		return nil, errors.New("state directory not set (--state-dir)")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	d := &Dir{Path: abs}
+	for _, sub := range []string{"", secretsDir, "jobs", "uploads"} {
+		if err := os.MkdirAll(d.join(sub), 0o700); err != nil {
+			return nil, fmt.Errorf("create state directory: %w", err)
+		}
+	}
+	if err := d.ensureSecrets(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Dir) join(rel string) string { return filepath.Join(d.Path, filepath.FromSlash(rel)) }
+
+// DBDir is where the embedded database keeps its SQLite files.
+func (d *Dir) DBDir() string { return d.join("db") }
+
+// JobsDir holds the job records.
+func (d *Dir) JobsDir() string { return d.join("jobs") }
+
+// UploadsDir holds files uploaded for a restore.
+func (d *Dir) UploadsDir() string { return d.join("uploads") }
+
+// AuthorizedKeysPath is the file of CLI keys allowed to call the agent.
+func (d *Dir) AuthorizedKeysPath() string { return d.join(authorizedKeyFile) }
+
+// TLSKeyPath and TLSCertPath hold the node's HTTPS identity.
+func (d *Dir) TLSKeyPath() string  { return d.join(tlsKeyFile) }
+func (d *Dir) TLSCertPath() string { return d.join(tlsCertFile) }
+
+// EmbeddedURIPath is where a running agent publishes the URI of its embedded
+// database, so that `a0agent seed` can reach it instead of opening the same
+// SQLite files from a second process.
+func (d *Dir) EmbeddedURIPath() string { return d.join("embedded.uri") }
+
+// SensitiveFiles lists the node's sensitive configuration, plus extra paths
+// the operator declared in the agent's config. Only files that exist are
+// returned, sorted.
+func (d *Dir) SensitiveFiles(extra []string) ([]string, error) {
+	var out []string
+	for _, rel := range []string{dataKeyFile, signingKeyFile, tlsKeyFile, tlsCertFile, authorizedKeyFile} {
+		out = append(out, d.join(rel))
+	}
+	for _, p := range extra {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("sensitive path %q: %w", p, err)
+		}
+		out = append(out, abs)
+	}
+	var existing []string
+	for _, p := range out {
+		if _, err := os.Stat(p); err == nil {
+			existing = append(existing, p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("sensitive file: %w", err)
+		}
+	}
+	sort.Strings(existing)
+	return existing, nil
+}
+
+func (d *Dir) ensureSecrets() error {
+	if err := createIfMissing(d.join(dataKeyFile), func() ([]byte, error) {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		return []byte(hex.EncodeToString(k) + "\n"), nil
+	}); err != nil {
+		return fmt.Errorf("data encryption key: %w", err)
+	}
+	if err := createIfMissing(d.join(signingKeyFile), func() ([]byte, error) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return nil, err
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	}); err != nil {
+		return fmt.Errorf("token signing key: %w", err)
+	}
+	return nil
+}
+
+func createIfMissing(path string, gen func() ([]byte, error)) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	data, err := gen()
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, data, 0o600)
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, fsyncs it and
+// renames it over path, so a reader sees the old or the new content, never a
+// mix.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs a directory so that a rename in it survives a crash.
+func SyncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Node is the node's persistent role configuration.
+type Node struct {
+	Roles  []string `json:"roles"`
+	Device string   `json:"device,omitempty"`
+}
+
+// RoleBackup is the role that may take backups.
+const RoleBackup = "backup"
+
+// HasRole reports whether the node has the role.
+func (n Node) HasRole(role string) bool {
+	for _, r := range n.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadNode reads the role configuration; a node never configured has none.
+func (d *Dir) LoadNode() (Node, error) {
+	var n Node
+	b, err := os.ReadFile(d.join(nodeFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return n, nil
+	}
+	if err != nil {
+		return n, fmt.Errorf("read node config: %w", err)
+	}
+	if err := json.Unmarshal(b, &n); err != nil {
+		return n, fmt.Errorf("read node config: %w", err)
+	}
+	return n, nil
+}
+
+// SaveNode persists the role configuration atomically.
+func (d *Dir) SaveNode(n Node) error {
+	b, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(d.join(nodeFile), append(b, '\n'), 0o600)
+}

@@ -1,0 +1,239 @@
+package store
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/a0backup/a0/internal/statedir"
+)
+
+// ErrNoBackup is returned when a slot holds no backup.
+var ErrNoBackup = errors.New("no backup found")
+
+// ErrExists is returned when a slot already holds a backup.
+var ErrExists = errors.New("a backup is already stored")
+
+// FolderName is the folder set-as-backup creates on the device.
+const FolderName = "backup"
+
+// Meta describes a stored backup; it is what backup-status reports.
+type Meta struct {
+	Name        string    `json:"name"`
+	File        string    `json:"file"`
+	MD5         string    `json:"md5"`
+	SHA256      string    `json:"sha256"`
+	Size        int64     `json:"size"`
+	Created     time.Time `json:"created"`
+	Duration    string    `json:"duration,omitempty"`
+	Documents   int64     `json:"documents,omitempty"`
+	Collections int       `json:"collections,omitempty"`
+	Files       int       `json:"files,omitempty"`
+	Format      string    `json:"format"`
+	Consistency string    `json:"consistency,omitempty"`
+}
+
+// Slot is one backup slot in a device's backup folder.
+type Slot struct {
+	// Dir is <device>/backup.
+	Dir string
+	// Kind is "backup" or "sensitive"; it prefixes the slot's files.
+	Kind string
+}
+
+func (s Slot) metaPath() string { return filepath.Join(s.Dir, s.Kind+".json") }
+
+// fileName is the name of the encrypted file of a backup called name.
+func (s Slot) fileName(name string) string {
+	if s.Kind == "backup" {
+		return name + ".enc"
+	}
+	return s.Kind + "-" + name + ".enc"
+}
+
+// Stored returns the slot's backup, or ErrNoBackup.
+func (s Slot) Stored() (*Meta, error) {
+	b, err := os.ReadFile(s.metaPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoBackup
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read backup metadata: %w", err)
+	}
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("read backup metadata: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, m.File)); err != nil {
+		return nil, fmt.Errorf("backup metadata names %s, which is missing: %w", m.File, err)
+	}
+	return &m, nil
+}
+
+// Path is the absolute path of the stored file named in m.
+func (s Slot) Path(m *Meta) string { return filepath.Join(s.Dir, m.File) }
+
+// Open opens the stored backup for reading.
+func (s Slot) Open() (*os.File, *Meta, error) {
+	m, err := s.Stored()
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(s.Path(m))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open backup: %w", err)
+	}
+	return f, m, nil
+}
+
+// Delete removes the stored backup and returns what it removed.
+func (s Slot) Delete() (*Meta, error) {
+	m, err := s.Stored()
+	if err != nil {
+		return nil, err
+	}
+	// Metadata first: a crash in between leaves an orphan file that Clean
+	// removes, never metadata that points at nothing.
+	if err := os.Remove(s.metaPath()); err != nil {
+		return nil, fmt.Errorf("delete backup: %w", err)
+	}
+	if err := os.Remove(s.Path(m)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("delete backup: %w", err)
+	}
+	return m, statedir.SyncDir(s.Dir)
+}
+
+// Clean removes partial files and files no metadata names: what an
+// interrupted backup leaves. It returns the names removed.
+func (s Slot) Clean() ([]string, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	keep := ""
+	if m, err := s.Stored(); err == nil {
+		keep = m.File
+	}
+	var removed []string
+	for _, e := range entries {
+		n := e.Name()
+		if !s.owns(n) || n == keep {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.Dir, n)); err != nil {
+			return removed, err
+		}
+		removed = append(removed, n)
+	}
+	return removed, nil
+}
+
+// owns reports whether a file name in the folder belongs to this slot's
+// backups (finished or partial).
+func (s Slot) owns(n string) bool {
+	n = strings.TrimPrefix(n, ".")
+	if !strings.HasSuffix(n, ".enc") && !strings.HasSuffix(n, ".enc.part") {
+		return false
+	}
+	if s.Kind == "backup" {
+		return !strings.Contains(n, "-") || looksTimestamped(n)
+	}
+	return strings.HasPrefix(n, s.Kind+"-")
+}
+
+func looksTimestamped(n string) bool {
+	// DD-MM-YYYY-HH-mm-ss.tar.gz.enc
+	return len(n) > 19 && n[2] == '-' && n[5] == '-' && n[10] == '-'
+}
+
+// Part is a backup being written. Write hashes as it goes; Commit makes it
+// the slot's backup; Abort removes it. Exactly one of them must be called.
+type Part struct {
+	slot   Slot
+	name   string
+	f      *os.File
+	md5    hash.Hash
+	sha256 hash.Hash
+	size   int64
+}
+
+// Create starts a new backup called name (for example
+// "04-06-2016-15-04-30.tar.gz"). It fails with ErrExists when the slot
+// already holds one.
+func (s Slot) Create(name string) (*Part, error) {
+	if _, err := s.Stored(); err == nil {
+		return nil, ErrExists
+	} else if !errors.Is(err, ErrNoBackup) {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(s.Dir, "."+s.fileName(name)+".part"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create backup file: %w", err)
+	}
+	return &Part{slot: s, name: name, f: f, md5: md5.New(), sha256: sha256.New()}, nil
+}
+
+func (p *Part) Write(b []byte) (int, error) {
+	n, err := p.f.Write(b)
+	p.md5.Write(b[:n])
+	p.sha256.Write(b[:n])
+	p.size += int64(n)
+	return n, err
+}
+
+// Size is the number of bytes written so far.
+func (p *Part) Size() int64 { return p.size }
+
+// Commit fsyncs the file, renames it to its final name and writes the
+// metadata beside it. Fields of meta that the part knows (name, file,
+// hashes, size) are filled in.
+func (p *Part) Commit(meta Meta) (*Meta, error) {
+	if err := p.f.Sync(); err != nil {
+		p.Abort()
+		return nil, fmt.Errorf("fsync backup: %w", err)
+	}
+	if err := p.f.Close(); err != nil {
+		p.Abort()
+		return nil, fmt.Errorf("close backup: %w", err)
+	}
+	meta.Name = p.name
+	meta.File = p.slot.fileName(p.name)
+	meta.MD5 = hex.EncodeToString(p.md5.Sum(nil))
+	meta.SHA256 = hex.EncodeToString(p.sha256.Sum(nil))
+	meta.Size = p.size
+	final := filepath.Join(p.slot.Dir, meta.File)
+	if err := os.Rename(p.f.Name(), final); err != nil {
+		p.Abort()
+		return nil, fmt.Errorf("rename backup: %w", err)
+	}
+	b, err := json.MarshalIndent(meta, "", "  ")
+	if err == nil {
+		err = statedir.WriteFileAtomic(p.slot.metaPath(), append(b, '\n'), 0o600)
+	}
+	if err != nil {
+		os.Remove(final)
+		return nil, fmt.Errorf("write backup metadata: %w", err)
+	}
+	return &meta, nil
+}
+
+// Abort closes and removes the partial file.
+func (p *Part) Abort() {
+	p.f.Close()
+	os.Remove(p.f.Name())
+}
