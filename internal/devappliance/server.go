@@ -24,6 +24,13 @@ type Config struct {
 	Listen string
 	// Logger receives FerretDB's logs; nil discards them.
 	Logger *slog.Logger
+	// Oplog makes the server behave like a replica-set member that logs its
+	// writes: Start creates local.oplog.rs (EnsureOplogMax) before returning.
+	// Nothing trims it: run RunOplogTrimmer with the same budget for that.
+	Oplog bool
+	// OplogEntries is the oplog's entry budget when Start creates it; zero
+	// means DefaultOplogEntries.
+	OplogEntries int64
 }
 
 // Server is a running embedded FerretDB.
@@ -72,6 +79,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	if cfg.Oplog {
+		if err := s.ensureOplog(ctx, cfg.OplogEntries); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -93,6 +106,19 @@ func (s *Server) waitReady(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+func (s *Server) ensureOplog(ctx context.Context, entries int64) error {
+	if entries == 0 {
+		entries = DefaultOplogEntries
+	}
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(s.uri))
+	if err != nil {
+		return fmt.Errorf("devappliance: connect: %w", err)
+	}
+	defer c.Disconnect(context.Background())
+	_, err = EnsureOplogMax(ctx, c, entries)
+	return err
 }
 
 // URI is the mongodb:// connection string of the running server.
