@@ -1,0 +1,232 @@
+package crypt
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+)
+
+// Reader decrypts an a0 file, releasing each record's plaintext only after
+// the record's tag has verified. Errors are sticky.
+type Reader struct {
+	r      io.Reader
+	hdr    HeaderInfo
+	stream cipher.Stream // nil when only authenticating (Verify)
+	mac    hash.Hash
+
+	buf       []byte // one record: ciphertext then tag
+	tag       [tagSize]byte
+	macIn     [9]byte
+	peek      [1]byte
+	hasPeek   bool
+	plain     []byte // verified plaintext not yet returned
+	index     uint64
+	off       int64 // file offset of the next record
+	total     int64 // plaintext bytes authenticated
+	finalSeen bool
+	pending   error // reported by the next call, after an authentic record
+	err       error
+}
+
+// NewReader reads and checks the header and the password, so a wrong
+// password (ErrWrongPassword), a foreign file (ErrNotA0), an unsupported one
+// (ErrUnsupported) or a damaged header (*CorruptError) is reported before any
+// plaintext exists. It reads exactly the header from r.
+func NewReader(r io.Reader, password []byte) (*Reader, error) {
+	rd, err := open(r, password)
+	if err != nil {
+		return nil, err
+	}
+	return rd, nil
+}
+
+func open(r io.Reader, password []byte) (*Reader, error) {
+	var hdr [headerSize]byte
+	n, err := io.ReadFull(r, hdr[:])
+	if m := min(n, len(magic)); !bytes.Equal(hdr[:m], magic[:m]) {
+		return nil, ErrNotA0
+	}
+	if n > offVersion && hdr[offVersion] != version1 {
+		return nil, fmt.Errorf("%w: version %d", ErrUnsupported, hdr[offVersion])
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, &CorruptError{Offset: int64(n), Chunk: -1, Reason: fmt.Sprintf("truncated header (%d of %d bytes)", n, headerSize)}
+		}
+		return nil, fmt.Errorf("crypt: read header: %w", err)
+	}
+	// The checksum tells an accidentally damaged header (including a damaged
+	// salt or KDF parameter) from a wrong password; it is no defence against
+	// tampering, which the header MAC covers.
+	if sum := headerSum(hdr[:]); !bytes.Equal(sum[:], hdr[offSum:]) {
+		return nil, &CorruptError{Offset: 0, Chunk: -1, Reason: "header checksum mismatch"}
+	}
+	h, err := parseHeader(hdr[:])
+	if err != nil {
+		return nil, err
+	}
+	k, err := deriveKeys(password, &h, hdr[offSalt:offIV])
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(k.check[:], hdr[offCheck:offMAC]) != 1 {
+		return nil, ErrWrongPassword
+	}
+	mac := hmac.New(sha256.New, k.mac)
+	mac.Write(hdr[:offMAC])
+	if !hmac.Equal(mac.Sum(nil), hdr[offMAC:offSum]) {
+		return nil, &CorruptError{Offset: offMAC, Chunk: -1, Reason: "header authentication failed"}
+	}
+	block, err := aes.NewCipher(k.enc)
+	if err != nil {
+		return nil, fmt.Errorf("crypt: %w", err)
+	}
+	return &Reader{
+		r:      r,
+		hdr:    h,
+		stream: cipher.NewCTR(block, hdr[offIV:offCheck]),
+		mac:    mac,
+		buf:    make([]byte, h.ChunkSize+tagSize),
+		off:    headerSize,
+	}, nil
+}
+
+// Header returns what the file's header says.
+func (r *Reader) Header() HeaderInfo { return r.hdr }
+
+// Read returns authenticated plaintext. It returns io.EOF only after the
+// final record has verified and nothing follows it.
+func (r *Reader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, r.err
+	}
+	for len(r.plain) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.err = r.next()
+	}
+	n := copy(p, r.plain)
+	r.plain = r.plain[n:]
+	return n, nil
+}
+
+// WriteTo lets io.Copy take plaintext straight from the record buffer.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		for len(r.plain) == 0 {
+			if r.err == io.EOF {
+				return total, nil
+			}
+			if r.err != nil {
+				return total, r.err
+			}
+			r.err = r.next()
+		}
+		n, err := w.Write(r.plain)
+		total += int64(n)
+		r.plain = r.plain[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// next reads, authenticates and (unless verifying only) decrypts one record.
+func (r *Reader) next() error {
+	if r.pending != nil {
+		return r.pending
+	}
+	if r.finalSeen {
+		return io.EOF
+	}
+	start := 0
+	if r.hasPeek {
+		r.buf[0] = r.peek[0]
+		start, r.hasPeek = 1, false
+	}
+	n, err := io.ReadFull(r.r, r.buf[start:])
+	n += start
+	more := false
+	switch {
+	case err == nil:
+		// A full record: whether it must be the final one depends on whether
+		// anything follows, so look one byte ahead.
+		m, perr := io.ReadFull(r.r, r.peek[:])
+		if m == 1 {
+			more, r.hasPeek = true, true
+		} else if perr != io.EOF {
+			return fmt.Errorf("crypt: read: %w", perr)
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	default:
+		return fmt.Errorf("crypt: read: %w", err)
+	}
+	idx := int64(r.index)
+	if n < tagSize {
+		reason := "truncated record"
+		if n == 0 {
+			reason = "truncated: final record missing"
+		}
+		return &CorruptError{Offset: r.off + int64(n), Chunk: idx, Reason: reason}
+	}
+	clen := n - tagSize
+	c, tag := r.buf[:clen], r.buf[clen:n]
+	final := !more
+	if !hmac.Equal(recordTag(r.mac, &r.macIn, r.index, final, c, r.tag[:0]), tag) {
+		// Only on failure: find which structural rule broke. A record that is
+		// authentic with the other flag is released, and the error reported
+		// where the stream goes wrong, right after it.
+		end := r.off + int64(n)
+		switch {
+		case final && clen == r.hdr.ChunkSize && hmac.Equal(recordTag(r.mac, &r.macIn, r.index, false, c, r.tag[:0]), tag):
+			r.pending = &CorruptError{Offset: end, Chunk: idx + 1, Reason: "truncated: final record missing"}
+			final = false
+		case !final && hmac.Equal(recordTag(r.mac, &r.macIn, r.index, true, c, r.tag[:0]), tag):
+			r.pending = &CorruptError{Offset: end, Chunk: idx + 1, Reason: "data after the final record"}
+		case clen < r.hdr.ChunkSize:
+			return &CorruptError{Offset: r.off, Chunk: idx, Reason: "authentication failed (short record: truncated or corrupt)"}
+		default:
+			return &CorruptError{Offset: r.off, Chunk: idx, Reason: "authentication failed"}
+		}
+	}
+	if final && clen == 0 && r.index > 0 {
+		return &CorruptError{Offset: r.off, Chunk: idx, Reason: "empty final record after data"}
+	}
+	if r.stream != nil {
+		r.stream.XORKeyStream(c, c)
+	}
+	r.plain = c
+	r.total += int64(clen)
+	r.off += int64(n)
+	r.index++
+	r.finalSeen = final
+	return nil
+}
+
+// Verify authenticates the header and every record of r without decrypting
+// and returns the plaintext size. On error the size is that of the records
+// authenticated before the failure.
+func Verify(r io.Reader, password []byte) (plaintextSize int64, err error) {
+	rd, err := open(r, password)
+	if err != nil {
+		return 0, err
+	}
+	rd.stream = nil
+	for {
+		if err := rd.next(); err != nil {
+			if err == io.EOF {
+				return rd.total, nil
+			}
+			return rd.total, err
+		}
+	}
+}
