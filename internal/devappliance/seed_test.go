@@ -1,0 +1,176 @@
+package devappliance
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+)
+
+func TestSeedCountsAndIndexes(t *testing.T) {
+	ctx := context.Background()
+	c := startClient(t, Config{})
+	const users = 2500
+	stats, err := Seed(ctx, c, SeedOptions{Users: users, Batch: 700})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d docs, %d bytes in %v", stats.TotalDocs, stats.Bytes, stats.Duration)
+	want := map[string]int64{
+		"auth0.tenants": 2, "auth0.clients": 10, "auth0.connections": 6, "auth0.users": users,
+		"auth0.sessions": users / 2, "auth0.refresh_tokens": users / 10, "logs.logs": 2 * users,
+		"config_store.settings": 8,
+	}
+	var total int64
+	for ns, n := range want {
+		total += n
+		t.Run(ns, func(t *testing.T) {
+			if stats.Docs[ns] != n {
+				t.Errorf("stats = %d, want %d", stats.Docs[ns], n)
+			}
+			db, coll, _ := cut(ns)
+			got, err := c.Database(db).Collection(coll).CountDocuments(ctx, bson.D{})
+			if err != nil || got != n {
+				t.Errorf("count = %d, %v; want %d", got, err, n)
+			}
+		})
+	}
+	if stats.TotalDocs != total || len(stats.Docs) != len(want) || stats.Bytes < total*50 {
+		t.Errorf("stats = %+v; want %d docs", stats, total)
+	}
+
+	t.Run("users indexes", func(t *testing.T) {
+		specs, err := c.Database("auth0").Collection("users").Indexes().ListSpecifications(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, s := range specs {
+			got[s.Name] = s.Unique != nil && *s.Unique
+		}
+		for name, unique := range map[string]bool{
+			"_id_": false, "__tenant_1_email_1": true, "user_id_1": true,
+			"__tenant_1_app_metadata.plan_1_lastLogin_-1": false, "phone_number_1": false,
+		} {
+			if u, ok := got[name]; !ok || u != unique {
+				t.Errorf("index %s: present %v unique %v; want unique %v (all: %v)", name, ok, u, unique, got)
+			}
+		}
+	})
+	t.Run("unique email enforced", func(t *testing.T) {
+		var u bson.M
+		users := c.Database("auth0").Collection("users")
+		if err := users.FindOne(ctx, bson.D{}).Decode(&u); err != nil {
+			t.Fatal(err)
+		}
+		_, err := users.InsertOne(ctx, bson.D{{Key: "__tenant", Value: u["__tenant"]}, {Key: "email", Value: u["email"]}})
+		if err == nil {
+			t.Fatal("duplicate {__tenant, email} accepted")
+		}
+	})
+	t.Run("user shape", func(t *testing.T) {
+		var u bson.Raw
+		if err := c.Database("auth0").Collection("users").FindOne(ctx, bson.D{}).Decode(&u); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range [][]string{
+			{"user_id"}, {"email"}, {"email_verified"}, {"phone_verified"}, {"name"}, {"lastLogin"},
+			{"updated_at"}, {"__tenant"}, {"app_metadata", "plan"}, {"app_metadata", "roles"},
+			{"app_metadata", "billing", "since"}, {"identities"},
+		} {
+			if _, err := u.LookupErr(path...); err != nil {
+				t.Errorf("%v: %v", path, err)
+			}
+		}
+		if u.Lookup("lastLogin").Type != bson.TypeDateTime {
+			t.Errorf("lastLogin is %v", u.Lookup("lastLogin").Type)
+		}
+	})
+	t.Run("already seeded", func(t *testing.T) {
+		if _, err := Seed(ctx, c, SeedOptions{Users: 10}); !errors.Is(err, ErrAlreadySeeded) {
+			t.Fatalf("second seed: %v; want ErrAlreadySeeded", err)
+		}
+	})
+}
+
+func cut(ns string) (string, string, bool) {
+	for i := range ns {
+		if ns[i] == '.' {
+			return ns[:i], ns[i+1:], true
+		}
+	}
+	return ns, "", false
+}
+
+// TestSeedDeterministic seeds two servers with different batch sizes and
+// compares every document of a sample, _id included.
+func TestSeedDeterministic(t *testing.T) {
+	ctx := context.Background()
+	a, b, other := startClient(t, Config{}), startClient(t, Config{}), startClient(t, Config{})
+	if _, err := Seed(ctx, a, SeedOptions{Users: 1200, Seed: 7, Batch: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seed(ctx, b, SeedOptions{Users: 1200, Seed: 7, Batch: 333}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seed(ctx, other, SeedOptions{Users: 1200, Seed: 8}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"auth0.users", "auth0.sessions", "logs.logs", "config_store.settings", "auth0.clients"} {
+		t.Run(ns, func(t *testing.T) {
+			db, coll, _ := cut(ns)
+			fetch := func(cl *mongo.Client) []bson.Raw {
+				cur, err := cl.Database(db).Collection(coll).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(300))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []bson.Raw
+				if err := cur.All(ctx, &out); err != nil {
+					t.Fatal(err)
+				}
+				return out
+			}
+			da, db2, do := fetch(a), fetch(b), fetch(other)
+			if len(da) == 0 || len(da) != len(db2) {
+				t.Fatalf("%d vs %d documents", len(da), len(db2))
+			}
+			same := 0
+			for i := range da {
+				if !slices.Equal(da[i], db2[i]) {
+					t.Fatalf("document %d differs:\n%s\n%s", i, da[i], db2[i])
+				}
+				if i < len(do) && slices.Equal(da[i], do[i]) {
+					same++
+				}
+			}
+			// Settings _ids are names, so only their values change with the seed.
+			if same == len(da) {
+				t.Errorf("seed 8 gave the same documents as seed 7")
+			}
+		})
+	}
+}
+
+// TestSeedLarge measures the 100k-user seed; A0_LONG=1 runs it.
+func TestSeedLarge(t *testing.T) {
+	if os.Getenv("A0_LONG") != "1" {
+		t.Skip("set A0_LONG=1 to seed 100k users")
+	}
+	ctx := context.Background()
+	c := startClient(t, Config{})
+	stats, err := Seed(ctx, c, SeedOptions{Users: 100_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("100k users: %d docs, %.1f MB BSON in %v (%.0f docs/s)", stats.TotalDocs,
+		float64(stats.Bytes)/1e6, stats.Duration, float64(stats.TotalDocs)/stats.Duration.Seconds())
+	if stats.Duration > time.Minute {
+		t.Errorf("seed took %v; want well under a minute", stats.Duration)
+	}
+}
