@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -40,7 +41,8 @@ type Entry struct {
 }
 
 // Authorized is the node's authorized CLI keys file: lines
-// "NAME ssh-ed25519 AAAA... comment", mode 0600. Changes made through any
+// "NAME ssh-ed25519 AAAA... comment", mode 0600; edits are serialised across
+// processes by a lock on the sibling file authorized_keys.lock. Changes made through any
 // Authorized (in this or another process) are seen by Lookup without a
 // restart. Safe for concurrent use.
 type Authorized struct {
@@ -64,6 +66,7 @@ type fileStamp struct {
 	ino    uint64
 	size   int64
 	mtime  time.Time
+	mode   fs.FileMode
 }
 
 // OpenAuthorized returns the authorized keys at path. The file need not
@@ -110,6 +113,13 @@ func (a *Authorized) Remove(name string) error {
 // List returns the authorized keys in file order. A line that cannot be
 // parsed makes List fail (so the operator learns of it); Lookup skips it.
 func (a *Authorized) List() ([]Entry, error) {
+	st, err := statFile(a.path)
+	if err != nil {
+		return nil, fmt.Errorf("stat authorized keys: %w", err)
+	}
+	if checkPrivateMode && st.exists && st.mode&0o022 != 0 {
+		return nil, &PermissionError{Path: a.path, Mode: st.mode}
+	}
 	data, err := os.ReadFile(a.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -131,7 +141,8 @@ func (a *Authorized) List() ([]Entry, error) {
 // Lookup reports the name under which pub (the public key of the client's
 // TLS certificate) is authorized. It re-reads the file whenever it changed,
 // so authorize and revoke take effect on the next request. Any error reading
-// the file denies access.
+// the file denies access, and so does a file that group or others may write
+// (anyone who can write it can authorize himself; List reports why).
 func (a *Authorized) Lookup(pub crypto.PublicKey) (name string, ok bool) {
 	want, err := ssh.NewPublicKey(pub)
 	if err != nil {
@@ -166,6 +177,10 @@ func (a *Authorized) refreshLocked() error {
 	if !st.exists {
 		a.entries, a.raw, a.stamp = nil, nil, st
 		return nil
+	}
+	if checkPrivateMode && st.mode&0o022 != 0 {
+		a.entries, a.raw, a.stamp = nil, nil, fileStamp{}
+		return &PermissionError{Path: a.path, Mode: st.mode}
 	}
 	racy := st.mtime.After(a.loadedAt.Add(-racyWindow))
 	if st.same(a.stamp) && !a.loadedAt.IsZero() && !racy {
@@ -277,11 +292,23 @@ func parseKeyLine(line string) (ssh.PublicKey, string, error) {
 	default:
 		return nil, "", fmt.Errorf("%s (want ssh-ed25519 or ssh-rsa): %w", key.Type(), ErrKeyType)
 	}
-	return key, strings.Join(strings.Fields(comment), " "), nil
+	return key, cleanComment(comment), nil
+}
+
+// cleanComment keeps a comment printable on one line: List output goes to
+// terminals, where control characters could forge or hide text.
+func cleanComment(c string) string {
+	c = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return ' '
+	}, c)
+	return strings.Join(strings.Fields(c), " ")
 }
 
 func (s fileStamp) same(o fileStamp) bool {
-	return s.exists == o.exists && s.ino == o.ino && s.size == o.size && s.mtime.Equal(o.mtime)
+	return s.exists == o.exists && s.ino == o.ino && s.size == o.size && s.mtime.Equal(o.mtime) && s.mode == o.mode
 }
 
 func statFile(path string) (fileStamp, error) {
@@ -292,5 +319,5 @@ func statFile(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{exists: true, ino: inode(fi), size: fi.Size(), mtime: fi.ModTime()}, nil
+	return fileStamp{exists: true, ino: inode(fi), size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode().Perm()}, nil
 }

@@ -272,5 +272,36 @@ func TestAuthorizedRacyRewrite(t *testing.T) {
 }
 
 func statOf(fi os.FileInfo) fileStamp {
-	return fileStamp{exists: true, ino: inode(fi), size: fi.Size(), mtime: fi.ModTime()}
+	return fileStamp{exists: true, ino: inode(fi), size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode().Perm()}
+}
+
+func TestAuthorizedRefusesWritableByOthers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authorized_keys")
+	a := OpenAuthorized(path)
+	l1, k1 := newKeyLine(t, nil, "evil\x1b[2Jcomment\ttab")
+	if err := a.Add("op", l1); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.List(); len(got) != 1 || got[0].Comment != "evil [2Jcomment tab" {
+		t.Fatalf("comment not sanitised: %+v", got)
+	}
+	if _, ok := a.Lookup(k1); !ok {
+		t.Fatal("not authorized at 0600")
+	}
+	if err := os.Chmod(path, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Lookup(k1); ok {
+		t.Fatal("a group-writable authorized_keys must authorize nobody")
+	}
+	var pe *PermissionError
+	if _, err := a.List(); !errors.As(err, &pe) {
+		t.Fatalf("List: %v, want *PermissionError", err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Lookup(k1); !ok {
+		t.Fatal("world-readable (not writable) file should still work")
+	}
 }

@@ -43,15 +43,16 @@ var (
 	ErrKeyType = errors.New("unsupported key type")
 )
 
-// PermissionError reports a private key file that group or others may read
-// or write: anyone who can read it has the same rights as its owner.
+// PermissionError reports a key file that group or others may access: anyone
+// who can read a private key has its owner's rights, and anyone who can write
+// an authorized keys file can authorize himself.
 type PermissionError struct {
 	Path string
 	Mode fs.FileMode
 }
 
 func (e *PermissionError) Error() string {
-	return fmt.Sprintf("private key %s is accessible by others (mode %#o); run `chmod 600 %s`",
+	return fmt.Sprintf("%s is accessible by group or others (mode %#o); run `chmod 600 %s`",
 		e.Path, e.Mode.Perm(), e.Path)
 }
 

@@ -19,6 +19,8 @@ var ErrNotPinned = errors.New("node is not in known_nodes")
 // KnownNodes pins each node's TLS certificate on first contact, like ssh's
 // known_hosts with StrictHostKeyChecking=accept-new. The file holds one line
 // per node: "host:port SHA256:<fingerprint of the leaf certificate DER>".
+// Host names are compared case-insensitively. Edits are serialised across
+// processes by a lock on the sibling file known_nodes.lock.
 type KnownNodes struct {
 	Path string // usually <home>/known_nodes
 }
@@ -47,6 +49,9 @@ var knownMu sync.Mutex
 // returns false, nil; with another certificate it returns *ChangedCertError.
 // Call it from tls.Config.VerifyPeerCertificate with rawCerts[0].
 func (k KnownNodes) Check(hostport string, leafDER []byte) (pinnedNow bool, err error) {
+	if k.Path == "" {
+		return false, errors.New("known nodes file not set")
+	}
 	node, err := normalizeNode(hostport)
 	if err != nil {
 		return false, err
