@@ -1,0 +1,483 @@
+package restore
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/manifest"
+)
+
+// ErrInvalidArchive is matched by every refusal of an archive's content:
+// names outside the mongodump layout, malformed BSON or metadata, a missing
+// or disagreeing manifest. Unsafe tar entries match archive.ErrUnsafe.
+var ErrInvalidArchive = errors.New("invalid archive")
+
+// maxDocSize is the server's 16 MiB document limit plus the slack mongod
+// itself allows for oplog entries and internal fields.
+const maxDocSize = 16<<20 + 16<<10
+
+// maxMetadataSize bounds one metadata.json (validators can be large, but not
+// this large) so a crafted entry cannot make us buffer gigabytes.
+const maxMetadataSize = 16 << 20
+
+// Options select what Plan and Run do.
+type Options struct {
+	// Drop drops each target collection before restoring it; without it,
+	// Run refuses targets that hold documents.
+	Drop bool
+	// NS selects namespaces: "db.coll" patterns with "*" wildcards, or "db"
+	// for a whole database. Empty means everything.
+	NS []string
+	// DryRun makes Run return the plan's report without writing.
+	DryRun bool
+	// Parallel is the number of insert workers (default 4).
+	Parallel int
+	// NoOplogReplay skips oplog.bson.
+	NoOplogReplay bool
+	// Plain accepts a plain mongodump directory packed with tar: no
+	// manifest required, entries possibly under one wrapper directory.
+	Plain bool
+}
+
+// PlannedCollection is one collection Run will restore.
+type PlannedCollection struct {
+	DB      string
+	Name    string
+	Type    string // "collection" or "view"
+	Options bson.D
+	// Indexes are the specs from metadata.json, already rewritten for the
+	// server (no "ns", no "v"); the _id index is left out.
+	Indexes   []bson.D
+	Documents int64
+	Bytes     int64
+
+	bsonFile string // raw entry names in the archive
+	metaFile string
+	realName string
+}
+
+// Namespace is "db.name".
+func (c PlannedCollection) Namespace() string { return c.DB + "." + c.Name }
+
+// PlanResult is what the validation pass found, restricted to Options.NS.
+// (The function keeps the name Plan, as in docs/architecture.md.)
+type PlanResult struct {
+	Manifest     *manifest.Manifest // nil for a plain dump without one
+	Collections  []PlannedCollection
+	OplogEntries int64
+	// Skipped lists namespaces present in the archive but not restored:
+	// unselected by NS, or system collections.
+	Skipped []string
+
+	prefix     string // wrapper directory of a plain dump, with its "/"
+	oplogEarly bool   // oplog.bson precedes some collection data
+}
+
+// fileStat is what the pass learned about one archive entry.
+type fileStat struct {
+	raw   string
+	order int
+	docs  int64
+	bytes int64
+	meta  *metadata
+}
+
+// Plan reads the whole archive tgz and writes nothing. It returns an error
+// wrapping ErrInvalidArchive or archive.ErrUnsafe when any entry is not
+// what a mongodump layout holds, and for an a0 archive (not opts.Plain) when
+// manifest.json is missing, not last, or disagrees with what was counted.
+func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error) {
+	sel, err := newMatcher(opts.NS)
+	if err != nil {
+		return nil, err
+	}
+	ar, err := archive.NewReader(tgz, archive.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	var (
+		files    []*fileStat
+		man      *manifest.Manifest
+		oplog    *fileStat
+		buf      = make([]byte, 0, 64<<10)
+		br       = bufio.NewReaderSize(nil, 1<<20)
+		afterMan string
+	)
+	for i := 0; ; i++ {
+		e, err := ar.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if man != nil && afterMan == "" {
+			afterMan = e.Name
+		}
+		fs := &fileStat{raw: e.Name, order: i}
+		base := e.Name[strings.LastIndexByte(e.Name, '/')+1:]
+		if !opts.Plain {
+			if _, err := classify(e.Name); err != nil {
+				return nil, err
+			}
+		} else if strings.Count(e.Name, "/") > maxNameParts {
+			return nil, fmt.Errorf("%w: %q: not part of the mongodump layout", ErrInvalidArchive, e.Name)
+		}
+		switch {
+		case base == "manifest.json":
+			if man != nil {
+				return nil, fmt.Errorf("%w: second manifest %q", ErrInvalidArchive, e.Name)
+			}
+			if man, err = manifest.Decode(ar); err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
+			}
+			if man.Kind != manifest.KindBackup {
+				return nil, fmt.Errorf("%w: manifest kind %q is not a database backup", ErrInvalidArchive, man.Kind)
+			}
+			continue
+		case base == preludeName:
+			if err := checkJSON(ar); err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
+			}
+			continue
+		case strings.HasSuffix(base, metaSuffix):
+			if fs.meta, err = parseMetadata(ar); err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
+			}
+		case strings.HasSuffix(base, bsonSuffix):
+			br.Reset(ar)
+			var check func([]byte) error
+			if base == oplogName {
+				check = checkOplogEntry
+			}
+			fs.docs, fs.bytes, err = scanBSON(br, &buf, func(doc []byte) error {
+				if check != nil {
+					return check(doc)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
+			}
+			if e.Name == oplogName {
+				oplog = fs
+				continue
+			}
+		default:
+			return nil, fmt.Errorf("%w: %q: not part of the mongodump layout", ErrInvalidArchive, e.Name)
+		}
+		files = append(files, fs)
+	}
+	if !opts.Plain {
+		if man == nil {
+			return nil, fmt.Errorf("%w: no manifest.json", ErrInvalidArchive)
+		}
+		if afterMan != "" {
+			return nil, fmt.Errorf("%w: %q after manifest.json", ErrInvalidArchive, afterMan)
+		}
+	}
+	return assemble(files, oplog, man, sel, opts)
+}
+
+// assemble maps the entries onto collections once all names are known (a
+// plain dump's wrapper directory can only be told from the whole list) and
+// checks them against the manifest.
+func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel matcher, opts Options) (*PlanResult, error) {
+	p := &PlanResult{Manifest: man}
+	if opts.Plain {
+		p.prefix = wrapper(files, oplog)
+		if oplog == nil && p.prefix != "" {
+			// "dump/oplog.bson" was taken for a collection; it is the oplog.
+			for i, f := range files {
+				if f.raw == p.prefix+oplogName {
+					oplog = f
+					files = append(files[:i:i], files[i+1:]...)
+					break
+				}
+			}
+		}
+	}
+	byNS := map[string]*PlannedCollection{}
+	var order []string
+	lastData := -1
+	for _, f := range files {
+		rel, ok := strings.CutPrefix(f.raw, p.prefix)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q outside the dump directory %q", ErrInvalidArchive, f.raw, p.prefix)
+		}
+		en, err := classify(rel)
+		if err != nil {
+			return nil, err
+		}
+		if en.kind != kindBSON && en.kind != kindMetadata {
+			return nil, fmt.Errorf("%w: %q: misplaced", ErrInvalidArchive, f.raw)
+		}
+		ns := en.db + "." + en.coll
+		c := byNS[ns]
+		if c == nil {
+			c = &PlannedCollection{DB: en.db, Name: en.coll, Type: "collection"}
+			byNS[ns] = c
+			order = append(order, ns)
+		}
+		if en.kind == kindBSON {
+			if c.bsonFile != "" {
+				return nil, fmt.Errorf("%w: two data files for %s", ErrInvalidArchive, ns)
+			}
+			c.bsonFile, c.Documents, c.Bytes = f.raw, f.docs, f.bytes
+			lastData = max(lastData, f.order)
+		} else {
+			if c.metaFile != "" {
+				return nil, fmt.Errorf("%w: two metadata files for %s", ErrInvalidArchive, ns)
+			}
+			c.metaFile = f.raw
+			m := f.meta
+			if m.Type != "" {
+				c.Type = m.Type
+			}
+			c.Options, c.Indexes = m.Options, m.Indexes
+			if m.CollectionName != "" {
+				// mongodump shortens long names in the file name only.
+				c.realName = m.CollectionName
+			}
+		}
+	}
+	if oplog != nil {
+		p.OplogEntries = oplog.docs
+		p.oplogEarly = oplog.order < lastData
+	}
+	if man != nil {
+		if err := checkManifest(man, byNS, p.OplogEntries, oplog != nil); err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(order)
+	for _, ns := range order {
+		c := byNS[ns]
+		if c.metaFile == "" && c.Type == "view" {
+			return nil, fmt.Errorf("%w: view %s without metadata", ErrInvalidArchive, ns)
+		}
+		if strings.HasPrefix(c.Name, "system.") || c.DB == "local" || c.DB == "config" || !sel.match(ns) {
+			p.Skipped = append(p.Skipped, ns)
+			continue
+		}
+		if c.realName != "" {
+			c.Name = c.realName
+		}
+		p.Collections = append(p.Collections, *c)
+	}
+	return p, nil
+}
+
+// wrapper returns the single top directory of a plain dump ("dump/"), or ""
+// when the layout starts at the root. A wrapper exists when some entry is
+// three levels deep, or the prelude sits one level down.
+func wrapper(files []*fileStat, oplog *fileStat) string {
+	all := files
+	if oplog != nil {
+		all = append(all[:len(all):len(all)], oplog)
+	}
+	for _, f := range all {
+		parts := strings.Split(f.raw, "/")
+		if len(parts) == 3 {
+			return parts[0] + "/"
+		}
+	}
+	return ""
+}
+
+func checkManifest(man *manifest.Manifest, byNS map[string]*PlannedCollection, oplogDocs int64, hasOplog bool) error {
+	seen := map[string]bool{}
+	for _, mc := range man.Collections {
+		ns := mc.Namespace()
+		c := byNS[ns]
+		if c == nil {
+			return fmt.Errorf("%w: manifest lists %s, the archive does not hold it", ErrInvalidArchive, ns)
+		}
+		seen[ns] = true
+		if c.Documents != mc.Documents || c.Bytes != mc.Bytes {
+			return fmt.Errorf("%w: %s: archive holds %d documents / %d bytes, manifest says %d / %d",
+				ErrInvalidArchive, ns, c.Documents, c.Bytes, mc.Documents, mc.Bytes)
+		}
+		if got := len(c.Indexes) + idIndex(c); got != mc.Indexes {
+			return fmt.Errorf("%w: %s: metadata holds %d indexes, manifest says %d", ErrInvalidArchive, ns, got, mc.Indexes)
+		}
+	}
+	for ns := range byNS {
+		if !seen[ns] {
+			return fmt.Errorf("%w: %s is in the archive but not in the manifest", ErrInvalidArchive, ns)
+		}
+	}
+	if man.OplogEntries != oplogDocs {
+		return fmt.Errorf("%w: oplog.bson holds %d entries, manifest says %d", ErrInvalidArchive, oplogDocs, man.OplogEntries)
+	}
+	if man.ConsistentTo != nil && !hasOplog && man.OplogEntries > 0 {
+		return fmt.Errorf("%w: manifest promises an oplog, the archive has none", ErrInvalidArchive)
+	}
+	return nil
+}
+
+// idIndex is 1 for a collection that has the implicit _id index (left out of
+// PlannedCollection.Indexes), 0 for a view.
+func idIndex(c *PlannedCollection) int {
+	if c.Type == "view" {
+		return 0
+	}
+	return 1
+}
+
+// scanBSON reads length-prefixed BSON documents until EOF, validating each
+// (length, terminator, every element) and calling fn with it. The slice
+// passed to fn is reused afterwards. A document cut by the end of the entry
+// is an error.
+func scanBSON(r *bufio.Reader, buf *[]byte, fn func(doc []byte) error) (docs, n int64, err error) {
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return docs, n, nil
+			}
+			return docs, n, fmt.Errorf("document %d: truncated length: %w", docs, err)
+		}
+		size := int64(int32(binary.LittleEndian.Uint32(hdr[:])))
+		if size < 5 || size > maxDocSize {
+			return docs, n, fmt.Errorf("document %d: bad length %d", docs, size)
+		}
+		if int64(cap(*buf)) < size {
+			*buf = make([]byte, 0, size)
+		}
+		b := (*buf)[:size]
+		copy(b, hdr[:])
+		if _, err := io.ReadFull(r, b[4:]); err != nil {
+			return docs, n, fmt.Errorf("document %d: truncated: %w", docs, err)
+		}
+		if err := bsoncore.Document(b).Validate(); err != nil {
+			return docs, n, fmt.Errorf("document %d: %w", docs, err)
+		}
+		if err := fn(b); err != nil {
+			return docs, n, fmt.Errorf("document %d: %w", docs, err)
+		}
+		docs++
+		n += size
+	}
+}
+
+func checkOplogEntry(doc []byte) error {
+	d := bsoncore.Document(doc)
+	if _, ok := d.Lookup("op").StringValueOK(); !ok {
+		return errors.New("oplog entry without op")
+	}
+	if _, ok := d.Lookup("ns").StringValueOK(); !ok {
+		return errors.New("oplog entry without ns")
+	}
+	if _, _, ok := d.Lookup("ts").TimestampOK(); !ok {
+		return errors.New("oplog entry without ts")
+	}
+	return nil
+}
+
+// metadata is a <coll>.metadata.json as mongodump writes it (extended JSON).
+type metadata struct {
+	Options        bson.D
+	Indexes        []bson.D
+	Type           string
+	CollectionName string
+}
+
+func parseMetadata(r io.Reader) (*metadata, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxMetadataSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxMetadataSize {
+		return nil, fmt.Errorf("metadata larger than %d bytes", maxMetadataSize)
+	}
+	var raw struct {
+		Options        bson.D   `bson:"options"`
+		Indexes        []bson.D `bson:"indexes"`
+		Type           string   `bson:"type"`
+		CollectionName string   `bson:"collectionName"`
+	}
+	if err := bson.UnmarshalExtJSON(b, false, &raw); err != nil {
+		return nil, fmt.Errorf("parse metadata: %w", err)
+	}
+	switch raw.Type {
+	case "", "collection", "view":
+	default:
+		return nil, fmt.Errorf("unsupported collection type %q", raw.Type)
+	}
+	m := &metadata{Options: raw.Options, Type: raw.Type, CollectionName: raw.CollectionName}
+	for i, spec := range raw.Indexes {
+		clean, err := cleanIndexSpec(spec)
+		if err != nil {
+			return nil, fmt.Errorf("index %d: %w", i, err)
+		}
+		if clean != nil {
+			m.Indexes = append(m.Indexes, clean)
+		}
+	}
+	return m, nil
+}
+
+// cleanIndexSpec rewrites one index spec for createIndexes. It drops "ns"
+// (FerretDB rejects it; MongoDB >= 4.4 ignores it), "v" (as mongorestore
+// does: the server picks its own version) and "background" (a no-op since
+// 4.2), turns integral float key values into int32 (old dumps carry 1.0),
+// and returns nil for the _id index, which the server creates itself.
+func cleanIndexSpec(spec bson.D) (bson.D, error) {
+	var out bson.D
+	var name string
+	var key bson.D
+	for _, e := range spec {
+		switch e.Key {
+		case "ns", "v", "background":
+			continue
+		case "name":
+			name, _ = e.Value.(string)
+		case "key":
+			k, ok := e.Value.(bson.D)
+			if !ok || len(k) == 0 {
+				return nil, errors.New("index key is not a non-empty document")
+			}
+			key = make(bson.D, len(k))
+			for i, f := range k {
+				if v, ok := f.Value.(float64); ok && v == float64(int32(v)) {
+					f.Value = int32(v)
+				}
+				key[i] = f
+			}
+			e.Value = key
+		}
+		out = append(out, e)
+	}
+	if name == "" || key == nil {
+		return nil, errors.New("index without name or key")
+	}
+	if name == "_id_" {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// checkJSON makes sure prelude.json is a bounded, well-formed JSON value.
+func checkJSON(r io.Reader) error {
+	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	return nil
+}
