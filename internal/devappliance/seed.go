@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"time"
 
@@ -81,64 +80,42 @@ func Seed(ctx context.Context, client *mongo.Client, opts SeedOptions) (SeedStat
 	}
 
 	colls := sampleCollections(opts.Users)
-	type job struct {
-		c          *seedColl
-		start, end int
-	}
-	var jobs []job
+	// SQLite takes one writer per database file and FerretDB keeps one file
+	// per database: writers of the same database only wait on each other
+	// (and sleep in SQLite's busy handler). So each database gets its own
+	// lane, and lanes run in parallel; a lane builds a collection's indexes
+	// right after its inserts, overlapping the other lanes' inserts.
+	lanes := map[string][]*seedColl{}
+	var dbs []string
 	for i := range colls {
-		for s := 0; s < colls[i].count; s += opts.Batch {
-			jobs = append(jobs, job{&colls[i], s, min(s+opts.Batch, colls[i].count)})
+		if lanes[colls[i].db] == nil {
+			dbs = append(dbs, colls[i].db)
 		}
+		lanes[colls[i].db] = append(lanes[colls[i].db], &colls[i])
 	}
-
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
 		mu    sync.Mutex
 		bytes int64
-		next  = make(chan job)
 		wg    sync.WaitGroup
 	)
-	// FerretDB is CPU-bound and each SQLite file takes one writer at a
-	// time: a few workers keep both the marshaling and several databases busy.
-	workers := max(2, runtime.GOMAXPROCS(0)*2)
-	for range workers {
+	for _, db := range dbs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range next {
-				docs := make([]any, 0, j.end-j.start)
-				var size int64
-				for i := j.start; i < j.end; i++ {
-					raw, err := bson.Marshal(j.c.gen(docRand(opts.Seed, j.c.name, i), i))
-					if err != nil {
-						cancel(fmt.Errorf("devappliance: seed %s.%s: %w", j.c.db, j.c.name, err))
-						return
-					}
-					size += int64(len(raw))
-					docs = append(docs, bson.Raw(raw))
-				}
-				coll := client.Database(j.c.db).Collection(j.c.name)
-				if _, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
-					cancel(fmt.Errorf("devappliance: seed %s.%s: %w", j.c.db, j.c.name, err))
+			for _, c := range lanes[db] {
+				n, err := seedCollection(ctx, client, c, opts)
+				if err != nil {
+					cancel(err)
 					return
 				}
 				mu.Lock()
-				bytes += size
+				bytes += n
 				mu.Unlock()
 			}
 		}()
 	}
-feed:
-	for _, j := range jobs {
-		select {
-		case next <- j:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return SeedStats{}, err
@@ -148,15 +125,57 @@ feed:
 	for _, c := range colls {
 		stats.Docs[c.db+"."+c.name] = int64(c.count)
 		stats.TotalDocs += int64(c.count)
-		if len(c.indexes) == 0 {
-			continue
-		}
-		if _, err := client.Database(c.db).Collection(c.name).Indexes().CreateMany(ctx, c.indexes); err != nil {
-			return SeedStats{}, fmt.Errorf("devappliance: seed: indexes of %s.%s: %w", c.db, c.name, err)
-		}
 	}
 	stats.Duration = time.Since(start)
 	return stats, nil
+}
+
+// seedCollection inserts c's documents and then builds its indexes. Batches
+// are marshaled one ahead of the insert, so the driver side overlaps the
+// server side. It returns the BSON bytes written.
+func seedCollection(ctx context.Context, client *mongo.Client, c *seedColl, opts SeedOptions) (int64, error) {
+	coll := client.Database(c.db).Collection(c.name)
+	type batch struct {
+		docs []any
+		size int64
+	}
+	batches := make(chan batch, 1)
+	go func() {
+		defer close(batches)
+		for s := 0; s < c.count; s += opts.Batch {
+			b := batch{docs: make([]any, 0, min(opts.Batch, c.count-s))}
+			for i := s; i < min(s+opts.Batch, c.count); i++ {
+				raw, err := bson.Marshal(c.gen(docRand(opts.Seed, c.name, i), i))
+				if err != nil {
+					// Generators build plain bson.D values: a failure is a bug.
+					panic(fmt.Sprintf("devappliance: marshal %s.%s #%d: %v", c.db, c.name, i, err))
+				}
+				b.size += int64(len(raw))
+				b.docs = append(b.docs, bson.Raw(raw))
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var total int64
+	for b := range batches {
+		if _, err := coll.InsertMany(ctx, b.docs, options.InsertMany().SetOrdered(false)); err != nil {
+			return 0, fmt.Errorf("devappliance: seed %s.%s: %w", c.db, c.name, err)
+		}
+		total += b.size
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("devappliance: seed %s.%s: %w", c.db, c.name, err)
+	}
+	if len(c.indexes) > 0 {
+		if _, err := coll.Indexes().CreateMany(ctx, c.indexes); err != nil {
+			return 0, fmt.Errorf("devappliance: seed: indexes of %s.%s: %w", c.db, c.name, err)
+		}
+	}
+	return total, nil
 }
 
 // docRand gives document i of a collection its own generator, so that the
