@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -499,6 +500,8 @@ func TestPlainDump(t *testing.T) {
 	d.plain, d.prefix = true, "dump/"
 	d.oplog = []bson.D{opEntry(5, "i", "other.things", bson.D{{Key: "_id", Value: 100}}, nil)}
 	fs := d.files(t)
+	// A metadata file without data: the collection is created all the same.
+	fs = append(fs, file{"dump/other/metaonly.metadata.json", []byte(`{"options":{"capped":true,"size":4096},"indexes":[{"v":2,"key":{"_id":1},"name":"_id_"}]}`)})
 	// tar of a dump directory may list the oplog first.
 	fs = append([]file{fs[len(fs)-1]}, fs[:len(fs)-1]...)
 	data := tgz(t, fs)
@@ -506,7 +509,7 @@ func TestPlainDump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Manifest != nil || len(p.Collections) != 4 || p.OplogEntries != 1 {
+	if p.Manifest != nil || len(p.Collections) != 5 || p.OplogEntries != 1 {
 		t.Fatalf("plan %+v", p)
 	}
 	rep, err := Run(ctx, client, bytes.NewReader(data), p, Options{Plain: true}, nil)
@@ -516,9 +519,48 @@ func TestPlainDump(t *testing.T) {
 	if n, _ := client.Database("other").Collection("things").CountDocuments(ctx, bson.D{}); n != 4 {
 		t.Fatalf("other.things holds %d documents, want 3 dumped + 1 replayed", n)
 	}
+	specs, err := client.Database("other").ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: "metaonly"}})
+	if err != nil || len(specs) != 1 {
+		t.Fatalf("metadata-only collection not created: %v, %v", specs, err)
+	}
 	if _, err := Plan(ctx, bytes.NewReader(data), Options{}); !errors.Is(err, ErrInvalidArchive) {
 		t.Fatalf("a0 mode accepted a plain dump: %v", err)
 	}
 }
 
 func bufioReader(r *bytes.Buffer) *bufio.Reader { return bufio.NewReader(r) }
+
+func TestRunReports(t *testing.T) {
+	client := start(t)
+	ctx := context.Background()
+
+	t.Run("rejected index is reported, data restored", func(t *testing.T) {
+		d := dump{colls: []coll{{db: "ttl", name: "s", docs: users(5), indexes: []bson.D{
+			{{Key: "key", Value: bson.D{{Key: "n", Value: 1}}}, {Key: "name", Value: "n_1"}, {Key: "expireAfterSeconds", Value: 60}},
+			{{Key: "key", Value: bson.D{{Key: "tenant", Value: 1}}}, {Key: "name", Value: "tenant_1"}},
+		}}}}
+		rep, err := restore(t, client, d.archive(t), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr := rep.Collections[0]
+		// FerretDB refuses TTL indexes; MongoDB would accept both.
+		if cr.DocumentsFound != 5 || cr.IndexesExpected != 3 || cr.IndexesFound != 2 || len(cr.IndexErrors) != 1 ||
+			!strings.HasPrefix(cr.IndexErrors[0], "n_1:") || cr.OK || rep.OK {
+			t.Fatalf("report %+v", rep)
+		}
+	})
+
+	t.Run("archive changed between passes", func(t *testing.T) {
+		a := dump{colls: []coll{{db: "chg", name: "c", docs: users(5)}}}
+		b := dump{colls: []coll{{db: "chg", name: "c", docs: users(6)}}}
+		p, err := Plan(ctx, bytes.NewReader(a.archive(t)), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Run(ctx, client, bytes.NewReader(b.archive(t)), p, Options{}, nil)
+		if !errors.Is(err, ErrInvalidArchive) {
+			t.Fatalf("err = %v, want ErrInvalidArchive", err)
+		}
+	})
+}

@@ -166,7 +166,13 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		if c == nil {
 			continue
 		}
-		if err := rs.restoreCollection(ctx, c, ar, br); err != nil {
+		// A collection without a data file is created at its metadata
+		// entry, so that it exists with its options before the oplog.
+		var data io.Reader
+		if e.Name == c.bsonFile {
+			data = ar
+		}
+		if err := rs.restoreCollection(ctx, c, data, br); err != nil {
 			return nil, err
 		}
 	}
