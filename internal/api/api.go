@@ -58,6 +58,9 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
+// ErrorCode names the error's kind (job records keep it).
+func (e *Error) ErrorCode() string { return string(e.Code) }
+
 // Status is the HTTP status of the error's code.
 func (e *Error) Status() int {
 	if s, ok := statusOf[e.Code]; ok {

@@ -34,14 +34,20 @@ func (e *BusyError) Error() string {
 
 // Record is the persisted state of the last job of a kind.
 type Record struct {
-	Kind     string          `json:"kind"`
-	State    string          `json:"state"`
-	Started  time.Time       `json:"started"`
-	Finished *time.Time      `json:"finished,omitempty"`
-	Error    string          `json:"error,omitempty"`
+	Kind     string     `json:"kind"`
+	State    string     `json:"state"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Error    string     `json:"error,omitempty"`
+	// Code is the error's kind when the error carries one (ErrorCode).
+	Code     string          `json:"code,omitempty"`
 	Progress any             `json:"progress,omitempty"`
 	Result   json.RawMessage `json:"result,omitempty"`
 }
+
+// coder is an error that names its kind; the record keeps the name so that
+// a client following the job can map it to an exit code.
+type coder interface{ ErrorCode() string }
 
 // Func is the work of a job. progress is called by the runner to snapshot
 // progress; the job sets it with SetProgress.
@@ -130,6 +136,10 @@ func (r *Runner) run(ctx context.Context, j *Job, rec *Record, fn Func) {
 	rec.Progress = j.snapshot()
 	if err != nil {
 		rec.State, rec.Error = StateFailed, err.Error()
+		var c coder
+		if errors.As(err, &c) {
+			rec.Code = c.ErrorCode()
+		}
 	} else {
 		rec.State = StateDone
 	}

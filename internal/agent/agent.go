@@ -1,0 +1,250 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/statedir"
+)
+
+// Config of an agent.
+type Config struct {
+	StateDir string
+	// Listen is the HTTPS address, ":10121" by default.
+	Listen string
+	// MongoURI selects a real MongoDB; empty runs the embedded database.
+	MongoURI string
+	// SensitivePaths are extra files an operator declares sensitive.
+	SensitivePaths []string
+	// OplogKeepEntries bounds the embedded oplog (0: a default).
+	OplogKeepEntries int64
+	Logger           *slog.Logger
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	state  *statedir.Dir
+	auth   *keys.Authorized
+	jobs   *job.Runner
+	client *mongo.Client
+	dbName string // "embedded" or "mongodb"
+	embed  *devappliance.Server
+	certMu sync.RWMutex
+	cert   tls.Certificate
+	hosts  []string
+	srv    *http.Server
+	ctx    context.Context // the agent's lifetime; jobs run under it
+	stop   context.CancelFunc
+}
+
+// New opens the state directory, starts or connects the database and
+// prepares the HTTPS server. Serve starts answering.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = ":10121"
+	}
+	st, err := statedir.Open(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, state: st, auth: keys.OpenAuthorized(st.AuthorizedKeysPath())}
+	a.ctx, a.stop = context.WithCancel(context.Background())
+
+	runner, interrupted, err := job.NewRunner(st.JobsDir())
+	if err != nil {
+		return nil, err
+	}
+	a.jobs = runner
+	for _, kind := range interrupted {
+		a.log.Warn("job interrupted by the previous stop", "job", kind)
+	}
+	if err := a.cleanSlots(); err != nil {
+		return nil, err
+	}
+
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	var hosts []string
+	if host != "" {
+		hosts = append(hosts, host)
+	}
+	a.hosts = hosts
+	if err := a.reloadCert(); err != nil {
+		return nil, err
+	}
+
+	if err := a.connect(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.srv = &http.Server{
+		Handler:           a.routes(),
+		TLSConfig:         a.tlsConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	return a, nil
+}
+
+func (a *Agent) tlsConfig() *tls.Config {
+	return &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			a.certMu.RLock()
+			defer a.certMu.RUnlock()
+			return &a.cert, nil
+		},
+		// Any certificate at the TLS layer proves possession of its key; the
+		// HTTP layer (authenticate) decides whether that key may call us, so
+		// that a refusal is a clear 401 rather than an opaque TLS alert.
+		ClientAuth: tls.RequestClientCert,
+		MinVersion: tls.VersionTLS12,
+	}
+}
+
+func (a *Agent) connect(ctx context.Context) error {
+	uri := a.cfg.MongoURI
+	if uri == "" {
+		srv, err := devappliance.Start(ctx, devappliance.Config{Dir: a.state.DBDir(), Oplog: true})
+		if err != nil {
+			return fmt.Errorf("embedded database: %w", err)
+		}
+		a.embed, uri, a.dbName = srv, srv.URI(), "embedded"
+		if err := statedir.WriteFileAtomic(a.state.EmbeddedURIPath(), []byte(uri+"\n"), 0o600); err != nil {
+			return err
+		}
+	} else {
+		a.dbName = "mongodb"
+	}
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetAppName("a0agent"))
+	if err != nil {
+		// The URI may carry a password: never print it.
+		return fmt.Errorf("connect to the database: %w", redactURIError(err))
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx, nil); err != nil {
+		c.Disconnect(context.Background())
+		return fmt.Errorf("database does not answer: %w", redactURIError(err))
+	}
+	a.client = c
+	if a.embed != nil {
+		keep := a.cfg.OplogKeepEntries
+		if keep <= 0 {
+			keep = 1_000_000
+		}
+		go devappliance.RunOplogTrimmer(a.ctx, c, 30*time.Second, keep)
+	}
+	return nil
+}
+
+// redactURIError keeps a driver error but drops anything that looks like a
+// connection string, which may hold credentials.
+func redactURIError(err error) error {
+	return errors.New(uriPattern.ReplaceAllString(err.Error(), "<uri>"))
+}
+
+var uriPattern = regexp.MustCompile(`mongodb(\+srv)?://[^\s"]*`)
+
+// cleanSlots removes what interrupted backups left on the device.
+func (a *Agent) cleanSlots() error {
+	n, err := a.state.LoadNode()
+	if err != nil || n.Device == "" {
+		return err
+	}
+	for _, kind := range []string{"backup", "sensitive"} {
+		removed, err := a.slot(n, kind).Clean()
+		if err != nil {
+			return fmt.Errorf("clean backup folder: %w", err)
+		}
+		for _, r := range removed {
+			a.log.Warn("removed partial backup file", "file", r)
+		}
+	}
+	os.RemoveAll(workDir(n))
+	return nil
+}
+
+// reloadCert (re)reads the node's TLS identity, creating it on first start.
+func (a *Agent) reloadCert() error {
+	c, err := keys.LoadOrCreateNodeCert(a.state.TLSCertPath(), a.state.TLSKeyPath(), a.hosts)
+	if err != nil {
+		return fmt.Errorf("node certificate: %w", err)
+	}
+	a.certMu.Lock()
+	a.cert = c
+	a.certMu.Unlock()
+	return nil
+}
+
+// Serve answers HTTPS on ln until Close.
+func (a *Agent) Serve(ln net.Listener) error {
+	a.log.Info("a0agent listening", "addr", ln.Addr().String(), "database", a.dbName,
+		"certificate", a.Fingerprint())
+	err := a.srv.ServeTLS(ln, "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ListenAndServe listens on the configured address.
+func (a *Agent) ListenAndServe() error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return a.Serve(ln)
+}
+
+// Close stops serving, cancels the running job and releases the database.
+func (a *Agent) Close() error {
+	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.srv.Shutdown(ctx)
+		cancel()
+	}
+	a.stop()
+	if a.jobs != nil {
+		a.jobs.Shutdown()
+	}
+	if a.client != nil {
+		a.client.Disconnect(context.Background())
+	}
+	if a.embed != nil {
+		os.Remove(a.state.EmbeddedURIPath())
+		a.embed.Close()
+	}
+	return nil
+}
+
+// Fingerprint is the SHA256 fingerprint of the node's certificate, as the
+// CLI prints it on first contact.
+func (a *Agent) Fingerprint() string {
+	a.certMu.RLock()
+	defer a.certMu.RUnlock()
+	return keys.Fingerprint(a.cert.Certificate[0])
+}
+
+// Client is the agent's database client (for tests and seeding).
+func (a *Agent) Client() *mongo.Client { return a.client }

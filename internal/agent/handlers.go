@@ -1,0 +1,321 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/dump"
+	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/statedir"
+	"github.com/a0backup/a0/internal/store"
+	"github.com/a0backup/a0/internal/version"
+)
+
+// Commands is what update-commands fetches: the commands this node accepts.
+var Commands = []api.Command{
+	{Name: "ping", Usage: "ping", Summary: "check that the node answers"},
+	{Name: "update-commands", Usage: "update-commands", Summary: "fetch the list of commands the node accepts"},
+	{Name: "set-as-backup", Usage: "set-as-backup <device> [force]", Summary: "give the node the backup role and its backup device"},
+	{Name: "node-status", Usage: "node-status", Summary: "roles, device, free space, database size, agent version"},
+	{Name: "backup", Usage: "backup <password> | --password P | --password-file F [--wait]", Summary: "start a backup of the database"},
+	{Name: "backup-status", Usage: "backup-status", Summary: "show the stored or running backup"},
+	{Name: "backup-retrieve", Usage: "backup-retrieve [-o FILE] [--force]", Summary: "download the backup into backup-retrieve.tar.gz.enc"},
+	{Name: "backup-delete", Usage: "backup-delete", Summary: "delete the stored backup"},
+	{Name: "backup-sensitive", Usage: "backup-sensitive --password P [--wait]", Summary: "back up the node's sensitive configuration"},
+	{Name: "backup-sensitive-status", Usage: "backup-sensitive-status", Summary: "show the stored or running sensitive backup"},
+	{Name: "backup-sensitive-retrieve", Usage: "backup-sensitive-retrieve [-o FILE] [--force]", Summary: "download it into backup-sensitive-retrieve.tar.gz.enc"},
+	{Name: "backup-sensitive-delete", Usage: "backup-sensitive-delete", Summary: "delete the stored sensitive backup"},
+	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", Summary: "restore a backup onto the node"},
+	{Name: "restore-status", Usage: "restore-status", Summary: "show the running or last restore"},
+	{Name: "restore-sensitive", Usage: "restore-sensitive FILE [--yes]", Summary: "put the sensitive configuration back on the node"},
+}
+
+func (a *Agent) ping(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, api.Message{Message: "PONG"})
+}
+
+func (a *Agent) commands(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, api.Commands{Commands: Commands})
+}
+
+func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {
+	var req api.SetAsBackupRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Device == "" || !filepath.IsAbs(req.Device) {
+		return api.Errorf(api.CodeDeviceInvalid, "device must be an absolute path on the node, got %q", req.Device)
+	}
+	if kind, _, _ := a.jobs.Running(); kind != "" {
+		return &job.BusyError{Running: kind}
+	}
+	st, err := os.Stat(req.Device)
+	if err != nil || !st.IsDir() {
+		return api.Errorf(api.CodeDeviceInvalid, "device %s does not exist or is not a directory on the node", req.Device)
+	}
+	if err := syscall.Access(req.Device, 2 /* W_OK */); err != nil {
+		return api.Errorf(api.CodeDeviceInvalid, "device %s is not writable by the agent", req.Device)
+	}
+	folder := filepath.Join(req.Device, store.FolderName)
+	if _, err := os.Stat(folder); err == nil && !req.Force {
+		return api.Errorf(api.CodeDeviceExists, "backup folder %s already exists; run `set-as-backup %s force` to use it anyway", folder, req.Device)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(folder, 0o700); err != nil {
+		return api.Errorf(api.CodeDeviceInvalid, "cannot create %s: %v", folder, err)
+	}
+	n, err := a.state.LoadNode()
+	if err != nil {
+		return err
+	}
+	if !n.HasRole(statedir.RoleBackup) {
+		n.Roles = append(n.Roles, statedir.RoleBackup)
+	}
+	n.Device = req.Device
+	if err := a.state.SaveNode(n); err != nil {
+		return err
+	}
+	a.log.Info("node set as backup", "device", req.Device, "force", req.Force)
+	return writeJSON(w, http.StatusOK, api.Message{
+		Message:   "Node set as backup",
+		Arguments: map[string]any{"device": req.Device, "folder": folder, "roles": n.Roles},
+	})
+}
+
+func freeBytes(dir string) (int64, error) {
+	var s syscall.Statfs_t
+	if err := syscall.Statfs(dir, &s); err != nil {
+		return 0, err
+	}
+	return int64(s.Bavail) * int64(s.Bsize), nil
+}
+
+func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
+	n, err := a.state.LoadNode()
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	out := api.NodeStatus{Node: host, AgentVersion: version.Version, Roles: n.Roles, Device: n.Device, Database: a.dbName}
+	if out.Roles == nil {
+		out.Roles = []string{}
+	}
+	if n.Device != "" {
+		out.DeviceFreeBytes, _ = freeBytes(n.Device)
+	}
+	out.DatabaseBytes, _ = dump.DataSize(r.Context(), a.client)
+	out.ServerVersion = a.serverVersion(r)
+	out.Job, _, _ = a.jobs.Running()
+	if rec, _ := a.jobs.Last(kindRestore); rec != nil && rec.State == job.StateFailed {
+		out.InterruptedRestore = map[string]any{"started": rec.Started, "error": rec.Error}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) serverVersion(r *http.Request) string {
+	var bi struct {
+		Version string `bson:"version"`
+	}
+	if err := a.client.Database("admin").RunCommand(r.Context(), map[string]int{"buildInfo": 1}).Decode(&bi); err != nil {
+		return ""
+	}
+	return bi.Version
+}
+
+// Job kinds.
+const (
+	kindBackup           = "backup"
+	kindBackupSensitive  = "backup-sensitive"
+	kindRestore          = "restore"
+	kindRestoreSensitive = "restore-sensitive"
+)
+
+func jobKind(slot string) string {
+	if slot == api.SlotSensitive {
+		return kindBackupSensitive
+	}
+	return kindBackup
+}
+
+func (a *Agent) slot(n statedir.Node, kind string) store.Slot {
+	return store.Slot{Dir: filepath.Join(n.Device, store.FolderName), Kind: kind}
+}
+
+func workDir(n statedir.Node) string {
+	return filepath.Join(n.Device, store.FolderName, ".work")
+}
+
+// backupSlot resolves {slot} and checks the backup role.
+func (a *Agent) backupSlot(r *http.Request) (statedir.Node, store.Slot, error) {
+	name := r.PathValue("slot")
+	if name != api.SlotBackup && name != api.SlotSensitive {
+		return statedir.Node{}, store.Slot{}, api.Errorf(api.CodeNotFound, "unknown backup slot %q", name)
+	}
+	n, err := a.state.LoadNode()
+	if err != nil {
+		return n, store.Slot{}, err
+	}
+	if !n.HasRole(statedir.RoleBackup) || n.Device == "" {
+		return n, store.Slot{}, api.Errorf(api.CodeNotBackupRole, "this node is not in the backup role: run set-as-backup first")
+	}
+	return n, a.slot(n, name), nil
+}
+
+const minPassword = 8
+
+func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
+	var req api.BackupRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	n, slot, err := a.backupSlot(r)
+	if err != nil {
+		return err
+	}
+	if len(req.Password) < minPassword {
+		return api.Errorf(api.CodeBadRequest, "password too short: at least %d characters", minPassword)
+	}
+	if m, err := slot.Stored(); err == nil {
+		what := "backup"
+		if slot.Kind == api.SlotSensitive {
+			what = "sensitive backup"
+		}
+		return &api.Error{Code: api.CodeBackupExists,
+			Message: fmt.Sprintf("only one %s may be stored; delete it with %s-delete (stored: %s)", what, jobKind(slot.Kind), m.Name),
+			Details: map[string]any{"name": m.Name}}
+	} else if !errors.Is(err, store.ErrNoBackup) {
+		return err
+	}
+	if kind, _, _ := a.jobs.Running(); kind != "" {
+		return &job.BusyError{Running: kind}
+	}
+	password := []byte(req.Password)
+	var fn job.Func
+	if slot.Kind == api.SlotSensitive {
+		fn = a.sensitiveBackupJob(slot, password)
+	} else {
+		if err := a.checkSpace(r, n); err != nil {
+			return err
+		}
+		fn = a.backupJob(n, slot, password, req.AllowPrimary)
+	}
+	if err := a.jobs.Start(a.ctx, jobKind(slot.Kind), fn); err != nil {
+		return err
+	}
+	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey))
+	return writeJSON(w, http.StatusAccepted, api.Message{Message: "Backup in progress."})
+}
+
+func (a *Agent) checkSpace(r *http.Request, n statedir.Node) error {
+	size, err := dump.DataSize(r.Context(), a.client)
+	if err != nil {
+		return fmt.Errorf("measure database size: %w", err)
+	}
+	free, err := freeBytes(n.Device)
+	if err != nil {
+		return fmt.Errorf("measure free space: %w", err)
+	}
+	if free < 2*size {
+		return &api.Error{Code: api.CodeInsufficientSpace,
+			Message: fmt.Sprintf("not enough free space on %s: %s free, %s needed (twice the database's data size of %s)",
+				n.Device, fmtBytes(free), fmtBytes(2*size), fmtBytes(size)),
+			Details: map[string]any{"free_bytes": free, "needed_bytes": 2 * size, "data_bytes": size}}
+	}
+	return nil
+}
+
+// statusArgs is the "arguments" of "Backup found": name and md5 first, as
+// the original printed them; the rest is ours.
+type statusArgs struct {
+	Name        string `json:"name"`
+	MD5         string `json:"md5"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	Created     string `json:"created"`
+	Duration    string `json:"duration,omitempty"`
+	Documents   int64  `json:"documents,omitempty"`
+	Collections int    `json:"collections,omitempty"`
+	Files       int    `json:"files,omitempty"`
+	Format      string `json:"format"`
+	Consistency string `json:"consistency,omitempty"`
+}
+
+func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
+	_, slot, err := a.backupSlot(r)
+	if err != nil {
+		return err
+	}
+	kind := jobKind(slot.Kind)
+	if running, started, progress := a.jobs.Running(); running == kind {
+		args := map[string]any{"started": started, "progress": progress}
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup in progress", Arguments: args})
+	}
+	m, err := slot.Stored()
+	if err == nil {
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup found", Arguments: statusArgs{
+			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
+			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
+			Format: m.Format, Consistency: m.Consistency,
+		}})
+	}
+	if !errors.Is(err, store.ErrNoBackup) {
+		return err
+	}
+	if rec, err := a.jobs.Last(kind); err == nil && rec != nil && rec.State == job.StateFailed {
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup failed", Arguments: map[string]any{
+			"error": rec.Error, "started": rec.Started, "finished": rec.Finished}})
+	}
+	return writeJSON(w, http.StatusOK, api.Message{Message: "No backup found"})
+}
+
+func (a *Agent) download(w http.ResponseWriter, r *http.Request) error {
+	_, slot, err := a.backupSlot(r)
+	if err != nil {
+		return err
+	}
+	f, m, err := slot.Open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set(api.HeaderMD5, m.MD5)
+	h.Set(api.HeaderSHA256, m.SHA256)
+	h.Set(api.HeaderName, m.Name)
+	// The sha256 as ETag lets a resumed download (If-Range) notice that the
+	// backup changed in between and start over instead of splicing two files.
+	h.Set("ETag", `"`+m.SHA256+`"`)
+	h.Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, m.Name+".enc", st.ModTime(), f)
+	return nil
+}
+
+func (a *Agent) deleteBackup(w http.ResponseWriter, r *http.Request) error {
+	_, slot, err := a.backupSlot(r)
+	if err != nil {
+		return err
+	}
+	if running, _, _ := a.jobs.Running(); running == jobKind(slot.Kind) {
+		return &job.BusyError{Running: running}
+	}
+	m, err := slot.Delete()
+	if errors.Is(err, store.ErrNoBackup) {
+		return api.Errorf(api.CodeNotFound, "No backup found")
+	}
+	if err != nil {
+		return err
+	}
+	a.log.Info("backup deleted", "slot", slot.Kind, "name", m.Name)
+	return writeJSON(w, http.StatusOK, api.Message{Message: "Backup deleted", Arguments: map[string]any{"name": m.Name, "md5": m.MD5}})
+}

@@ -1,0 +1,181 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/store"
+)
+
+// handlerFunc is a handler that returns its error instead of writing it:
+// wrap turns errors into statuses in one place.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+type ctxKey int
+
+const keyNameKey ctxKey = 0
+
+// maxBody bounds every JSON request body.
+const maxBody = 1 << 20
+
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h handlerFunc) { mux.Handle(pattern, a.wrap(h)) }
+	handle("GET "+api.PathPing, a.ping)
+	handle("GET "+api.PathCommands, a.commands)
+	handle("POST "+api.PathSetAsBackup, a.setAsBackup)
+	handle("GET "+api.PathNodeStatus, a.nodeStatus)
+	handle("POST "+api.PathSlot+"{slot}", a.startBackup)
+	handle("GET "+api.PathSlot+"{slot}/status", a.slotStatus)
+	handle("GET "+api.PathSlot+"{slot}/file", a.download)
+	handle("HEAD "+api.PathSlot+"{slot}/file", a.download)
+	handle("DELETE "+api.PathSlot+"{slot}", a.deleteBackup)
+	handle("GET "+api.PathUploads+"{id}", a.uploadState)
+	handle("PUT "+api.PathUploads+"{id}", a.upload)
+	handle("DELETE "+api.PathUploads+"{id}", a.deleteUpload)
+	handle("POST "+api.PathRestore, a.startRestore)
+	handle("GET "+api.PathRestoreStatus, a.restoreStatus)
+	handle("POST "+api.PathRestoreSens, a.restoreSensitive)
+	handle("/", func(w http.ResponseWriter, r *http.Request) error {
+		return api.Errorf(api.CodeNotFound, "unknown endpoint %s %s", r.Method, r.URL.Path)
+	})
+	return mux
+}
+
+// statusWriter records the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// wrap authenticates the caller, runs h, and turns its error into a status
+// and a JSON error body. It is the only place that does so.
+func (a *Agent) wrap(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		name, err := a.authenticate(r)
+		if err == nil {
+			r = r.WithContext(context.WithValue(r.Context(), keyNameKey, name))
+			err = h(sw, r)
+		}
+		if err != nil {
+			a.writeError(sw, r, err)
+		}
+		// Never log bodies or query strings: a body may hold a password.
+		a.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", sw.status), slog.String("key", name),
+			slog.Duration("took", time.Since(start)))
+	})
+}
+
+func (a *Agent) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrNoBackup):
+		ae = api.Errorf(api.CodeNotFound, "%s", err.Error())
+	case errors.Is(err, store.ErrExists):
+		ae = api.Errorf(api.CodeBackupExists, "only one backup may be stored; delete it with backup-delete")
+	default:
+		var be *job.BusyError
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &be):
+			ae = api.Errorf(api.CodeJobRunning, "%s", be.Error())
+		case errors.As(err, &mbe):
+			ae = api.Errorf(api.CodeTooLarge, "request body larger than %d bytes", mbe.Limit)
+		default:
+			a.log.Error("request failed", "path", r.URL.Path, "err", err)
+			ae = api.Errorf(api.CodeInternal, "internal error: %v", err)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(ae.Status())
+	json.NewEncoder(w).Encode(api.ErrorBody{Error: ae})
+}
+
+// errUnauthorized says the same thing for every refused caller, so that a
+// refusal tells an attacker nothing about the node or about which check failed.
+var errUnauthorized = api.Errorf(api.CodeUnauthorized, "client key not authorized on this node")
+
+func (a *Agent) authenticate(r *http.Request) (string, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return "", errUnauthorized
+	}
+	cert := r.TLS.PeerCertificates[0]
+	now := time.Now()
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return "", errUnauthorized
+	}
+	name, ok := a.auth.Lookup(cert.PublicKey)
+	if !ok {
+		return "", errUnauthorized
+	}
+	return name, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a bounded JSON body into v, refusing unknown fields.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return api.Errorf(api.CodeBadRequest, "empty request body")
+		}
+		// The decoder's message may quote the body (a password): keep it generic.
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return api.Errorf(api.CodeBadRequest, "malformed JSON at byte %d", se.Offset)
+		case errors.As(err, &te):
+			return api.Errorf(api.CodeBadRequest, "field %q has the wrong type", te.Field)
+		default:
+			return api.Errorf(api.CodeBadRequest, "malformed request body")
+		}
+	}
+	if dec.More() {
+		return api.Errorf(api.CodeBadRequest, "trailing data after the JSON body")
+	}
+	return nil
+}
+
+func fmtBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB (%d bytes)", float64(n)/float64(div), "KMGTPE"[exp], n)
+}

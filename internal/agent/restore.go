@@ -1,0 +1,429 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/restore"
+	"github.com/a0backup/a0/internal/statedir"
+)
+
+var uploadID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (a *Agent) uploadPath(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !uploadID.MatchString(id) {
+		return "", api.Errorf(api.CodeBadRequest, "invalid upload id: use 1-64 letters, digits, '-' or '_'")
+	}
+	return filepath.Join(a.state.UploadsDir(), id+".upload"), nil
+}
+
+func (a *Agent) uploadState(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.uploadPath(r)
+	if err != nil {
+		return err
+	}
+	var size int64
+	if st, err := os.Stat(p); err == nil {
+		size = st.Size()
+	}
+	return writeJSON(w, http.StatusOK, api.Upload{ID: r.PathValue("id"), Size: size})
+}
+
+// upload appends the body to an upload at the offset the client names. The
+// offset must equal what the node holds, so a resumed upload can never
+// leave a gap or a duplicated range.
+func (a *Agent) upload(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.uploadPath(r)
+	if err != nil {
+		return err
+	}
+	off, err := strconv.ParseInt(r.Header.Get(api.HeaderOffset), 10, 64)
+	if err != nil || off < 0 {
+		return api.Errorf(api.CodeBadRequest, "missing or invalid %s header", api.HeaderOffset)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != off {
+		return &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("upload offset %d does not match the %d bytes the node holds", off, st.Size()),
+			Details: map[string]any{"size": st.Size()}}
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	n, err := io.Copy(f, r.Body)
+	// Keep what arrived even on error: the next run resumes from there.
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return api.Errorf(api.CodeBadRequest, "upload interrupted after %d bytes: %v", off+n, err)
+	}
+	return writeJSON(w, http.StatusOK, api.Upload{ID: r.PathValue("id"), Size: off + n})
+}
+
+func (a *Agent) deleteUpload(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.uploadPath(r)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.Message{Message: "Upload deleted"})
+}
+
+// source is a file to restore from and how to read it.
+type source struct {
+	path     string
+	password []byte
+	plain    bool
+}
+
+// open returns the plain tar.gz stream of the source. For an encrypted file
+// every byte it yields has been authenticated.
+func (s source) open() (io.Reader, io.Closer, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	if s.plain {
+		return br, f, nil
+	}
+	cr, err := crypt.NewReader(br, s.password)
+	if err != nil {
+		f.Close()
+		return nil, nil, cryptError(err)
+	}
+	return cr, f, nil
+}
+
+// cryptError gives crypt's failures their API codes.
+func cryptError(err error) error {
+	switch {
+	case errors.Is(err, crypt.ErrWrongPassword):
+		return api.Errorf(api.CodeWrongPassword, "wrong password for this backup")
+	case errors.Is(err, crypt.ErrCorrupt), errors.Is(err, crypt.ErrNotA0), errors.Is(err, crypt.ErrUnsupported):
+		return &api.Error{Code: api.CodeIntegrity, Message: "backup file failed authentication: " + err.Error()}
+	}
+	return err
+}
+
+func (a *Agent) restoreSource(req api.RestoreRequest) (source, error) {
+	src := source{password: []byte(req.Password), plain: req.Plain}
+	if req.UploadID != "" {
+		if !uploadID.MatchString(req.UploadID) {
+			return src, api.Errorf(api.CodeBadRequest, "invalid upload id")
+		}
+		src.path = filepath.Join(a.state.UploadsDir(), req.UploadID+".upload")
+		if _, err := os.Stat(src.path); err != nil {
+			return src, api.Errorf(api.CodeNotFound, "no upload %q on the node", req.UploadID)
+		}
+	} else {
+		n, err := a.state.LoadNode()
+		if err != nil {
+			return src, err
+		}
+		if n.Device == "" {
+			return src, api.Errorf(api.CodeNotFound, "No backup found: this node has no backup device; give a FILE to upload")
+		}
+		m, err := a.slot(n, api.SlotBackup).Stored()
+		if err != nil {
+			return src, api.Errorf(api.CodeNotFound, "No backup found on the node; give a FILE to upload")
+		}
+		src.path = a.slot(n, api.SlotBackup).Path(m)
+	}
+	if !src.plain && len(src.password) == 0 {
+		return src, api.Errorf(api.CodeBadRequest, "a password is required to restore an encrypted backup")
+	}
+	return src, nil
+}
+
+func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
+	var req api.RestoreRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	src, err := a.restoreSource(req)
+	if err != nil {
+		return err
+	}
+	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain}
+	if err := a.jobs.Start(a.ctx, kindRestore, a.restoreJob(src, opts)); err != nil {
+		return err
+	}
+	a.log.Info("restore started", "key", r.Context().Value(keyNameKey), "dry_run", req.DryRun, "drop", req.Drop)
+	return writeJSON(w, http.StatusAccepted, api.Message{Message: "Restore in progress."})
+}
+
+// restoreResult is what restore-status shows after a restore.
+type restoreResult struct {
+	Phase  string          `json:"phase"`
+	Plan   *planSummary    `json:"plan,omitempty"`
+	Report *restore.Report `json:"report,omitempty"`
+}
+
+type planSummary struct {
+	Created      string   `json:"created,omitempty"`
+	Consistency  string   `json:"consistency,omitempty"`
+	Collections  []string `json:"collections"`
+	Documents    int64    `json:"documents"`
+	OplogEntries int64    `json:"oplog_entries"`
+}
+
+func summarize(p *restore.PlanResult) *planSummary {
+	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}}
+	if p.Manifest != nil {
+		s.Created = p.Manifest.Started.Format("2006-01-02T15:04:05Z")
+		s.Consistency = p.Manifest.Consistency
+	}
+	for _, c := range p.Collections {
+		s.Collections = append(s.Collections, c.DB+"."+c.Name)
+		s.Documents += c.Documents
+	}
+	return s
+}
+
+// restoreProgress reports the phase and, while restoring, the counters.
+type restoreProgress struct {
+	Phase string `json:"phase"`
+	*restore.Snapshot
+}
+
+func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
+	return func(ctx context.Context, j *job.Job) (any, error) {
+		defer clear(src.password)
+		phase := "authenticating"
+		prog := &restore.Progress{}
+		j.SetProgress(func() any {
+			s := prog.Snapshot()
+			return restoreProgress{Phase: phase, Snapshot: &s}
+		})
+		// Pass 1: authenticate every byte and validate the archive, before
+		// the first write to the database.
+		stream, closer, err := src.open()
+		if err != nil {
+			return nil, err
+		}
+		plan, err := restore.Plan(ctx, stream, opts)
+		if err == nil {
+			// The archive may end before the encrypted stream does:
+			// authenticate to the last byte all the same.
+			_, err = io.Copy(io.Discard, stream)
+		}
+		closer.Close()
+		if err != nil {
+			return nil, cryptError(err)
+		}
+		res := &restoreResult{Phase: "planned", Plan: summarize(plan)}
+		if err := restore.CheckTargets(ctx, a.client, plan, opts); err != nil {
+			var ne *restore.NonEmptyError
+			if errors.As(err, &ne) {
+				return res, &api.Error{Code: api.CodeNonEmptyTarget,
+					Message: fmt.Sprintf("target collections already hold documents: %s; use --drop to replace them", strings.Join(ne.Namespaces, ", ")),
+					Details: map[string]any{"namespaces": ne.Namespaces}}
+			}
+			return res, err
+		}
+		if opts.DryRun {
+			res.Phase = "dry-run"
+			return res, nil
+		}
+		phase = "restoring"
+		a.log.Info("restore writing to the database", "collections", len(plan.Collections))
+		stream, closer, err = src.open()
+		if err != nil {
+			return res, err
+		}
+		defer closer.Close()
+		report, err := restore.Run(ctx, a.client, stream, plan, opts, prog)
+		res.Report, res.Phase = report, "done"
+		if err != nil {
+			res.Phase = "failed"
+			a.log.Error("restore failed part way: the database is partly restored", "err", err)
+			return res, fmt.Errorf("restore failed part way, the database is partly restored (run restore again with --drop): %w", err)
+		}
+		if report != nil && !report.OK {
+			return res, &api.Error{Code: api.CodeIntegrity, Message: "restore finished with differences between the backup and the database: see the report"}
+		}
+		a.log.Info("restore done")
+		return res, nil
+	}
+}
+
+func (a *Agent) restoreStatus(w http.ResponseWriter, r *http.Request) error {
+	if running, started, progress := a.jobs.Running(); running == kindRestore {
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Restore in progress",
+			Arguments: map[string]any{"started": started, "progress": progress}})
+	}
+	rec, err := a.jobs.Last(kindRestore)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return writeJSON(w, http.StatusOK, api.Message{Message: "No restore found"})
+	}
+	args := map[string]any{"started": rec.Started, "finished": rec.Finished, "result": rec.Result}
+	if rec.State == job.StateFailed {
+		args["error"] = rec.Error
+		args["code"] = rec.Code
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Restore failed", Arguments: args})
+	}
+	return writeJSON(w, http.StatusOK, api.Message{Message: "Restore finished", Arguments: args})
+}
+
+// sensitivePlanEntry is one file restore-sensitive would put back.
+type sensitivePlanEntry struct {
+	Path    string `json:"path"`
+	Target  string `json:"target"`
+	Mode    string `json:"mode"`
+	Exists  bool   `json:"exists"`
+	Changes bool   `json:"changes"`
+}
+
+func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
+	var req api.RestoreSensitiveRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if !uploadID.MatchString(req.UploadID) {
+		return api.Errorf(api.CodeBadRequest, "invalid upload id")
+	}
+	src := source{path: filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), password: []byte(req.Password)}
+	defer clear(src.password)
+	if _, err := os.Stat(src.path); err != nil {
+		return api.Errorf(api.CodeNotFound, "no upload %q on the node", req.UploadID)
+	}
+	if kind, _, _ := a.jobs.Running(); kind != "" {
+		return &job.BusyError{Running: kind}
+	}
+	// Extract into a private work area first: nothing on the node changes
+	// until every byte is authenticated and every file matches its manifest.
+	work, err := os.MkdirTemp(a.state.UploadsDir(), "sensitive-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	man, err := a.extractSensitive(r.Context(), src, work)
+	if err != nil {
+		return err
+	}
+	var plan []sensitivePlanEntry
+	for _, f := range man.Files {
+		target, err := a.sensitiveTarget(f)
+		if err != nil {
+			return err
+		}
+		e := sensitivePlanEntry{Path: f.Path, Target: target, Mode: fmt.Sprintf("%04o", f.Mode)}
+		if cur, err := os.ReadFile(target); err == nil {
+			e.Exists = true
+			sum := sha256.Sum256(cur)
+			e.Changes = hex.EncodeToString(sum[:]) != f.SHA256
+		} else {
+			e.Changes = true
+		}
+		plan = append(plan, e)
+	}
+	if !req.Confirm {
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Sensitive restore plan", Arguments: map[string]any{"files": plan}})
+	}
+	for i, f := range man.Files {
+		data, err := os.ReadFile(filepath.Join(work, filepath.FromSlash(f.Path)))
+		if err != nil {
+			return err
+		}
+		// Secrets go back 0600 whatever mode they had: group or world
+		// access to a key is never what an operator wants restored.
+		if err := statedir.WriteFileAtomic(plan[i].Target, data, 0o600); err != nil {
+			return fmt.Errorf("restore %s: %w", plan[i].Target, err)
+		}
+	}
+	reloaded := []string{"authorized keys (read on every call)"}
+	if err := a.reloadCert(); err == nil {
+		reloaded = append(reloaded, "TLS certificate")
+	}
+	a.log.Info("sensitive configuration restored", "files", len(plan), "key", r.Context().Value(keyNameKey))
+	return writeJSON(w, http.StatusOK, api.Message{Message: "Sensitive configuration restored",
+		Arguments: map[string]any{"files": plan, "reloaded": reloaded,
+			"restart_needed_for": "data encryption and token signing keys are read at start: restart the agent"}})
+}
+
+// sensitiveTarget maps an archive path to where it goes on this node.
+func (a *Agent) sensitiveTarget(f manifest.File) (string, error) {
+	if rel, ok := strings.CutPrefix(f.Path, "state/"); ok {
+		clean, err := archive.CleanName(rel)
+		if err != nil {
+			return "", api.Errorf(api.CodeIntegrity, "unsafe path in sensitive backup: %q", f.Path)
+		}
+		return filepath.Join(a.state.Path, filepath.FromSlash(clean)), nil
+	}
+	if strings.HasPrefix(f.Path, "extra/") && filepath.IsAbs(f.Origin) {
+		return filepath.Clean(f.Origin), nil
+	}
+	return "", api.Errorf(api.CodeIntegrity, "unexpected path in sensitive backup: %q", f.Path)
+}
+
+func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*manifest.Manifest, error) {
+	stream, closer, err := src.open()
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	ar, err := archive.NewReader(stream, archive.Limits{MaxEntrySize: 64 << 20, MaxEntries: 10000})
+	if err != nil {
+		return nil, cryptError(err)
+	}
+	if err := archive.Extract(ctx, ar, dir); err != nil {
+		return nil, cryptError(err)
+	}
+	if _, err := io.Copy(io.Discard, stream); err != nil {
+		return nil, cryptError(err)
+	}
+	mf, err := os.Open(filepath.Join(dir, manifest.Name))
+	if err != nil {
+		return nil, api.Errorf(api.CodeIntegrity, "not a sensitive backup: no manifest")
+	}
+	defer mf.Close()
+	man, err := manifest.Decode(mf)
+	if err != nil {
+		return nil, api.Errorf(api.CodeIntegrity, "not a sensitive backup: %v", err)
+	}
+	if man.Kind != manifest.KindSensitive {
+		return nil, api.Errorf(api.CodeBadRequest, "this is an ordinary backup, not a sensitive one: use restore")
+	}
+	for _, f := range man.Files {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		if err != nil {
+			return nil, api.Errorf(api.CodeIntegrity, "sensitive backup lacks %s", f.Path)
+		}
+		sum := sha256.Sum256(b)
+		if hex.EncodeToString(sum[:]) != f.SHA256 {
+			return nil, api.Errorf(api.CodeIntegrity, "sensitive backup: %s does not match its manifest", f.Path)
+		}
+	}
+	return man, nil
+}

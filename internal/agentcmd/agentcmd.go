@@ -1,0 +1,343 @@
+package agentcmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/statedir"
+	"github.com/a0backup/a0/internal/version"
+)
+
+const usage = `a0agent: the a0 node agent
+
+usage:
+  a0agent --state-dir DIR [--listen ADDR] [--mongodb-uri URI | --mongodb-uri-file FILE] [--config FILE]
+      run the agent (HTTPS on :10121). Without a MongoDB URI it runs the embedded
+      database (FerretDB on SQLite under DIR/db). $A0_MONGODB_URI is read too.
+  a0agent seed --state-dir DIR --users N [--mongodb-uri URI]
+      fill the database with deterministic Auth0-like sample data
+  a0agent authorize --state-dir DIR NAME "PUBLIC KEY LINE"
+      allow a CLI key (the output of a0cli show-key) to call this node
+  a0agent keys --state-dir DIR        list the authorized CLI keys
+  a0agent revoke --state-dir DIR NAME remove an authorized CLI key
+  a0agent version
+
+exit codes: 0 ok, 1 failure, 2 usage
+`
+
+// Config is the agent's config file (JSON); flags win over it.
+type Config struct {
+	StateDir       string   `json:"state_dir"`
+	Listen         string   `json:"listen"`
+	MongoDBURI     string   `json:"mongodb_uri"`
+	SensitivePaths []string `json:"sensitive_paths"`
+}
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// Main runs a0agent and returns its exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "a0agent: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprint(stderr, "run `a0agent help` for usage\n")
+		return 2
+	}
+	return 1
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "help", "-h", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		case "version", "-V", "--version":
+			fmt.Fprintf(stdout, "a0agent %s\n", version.Version)
+			return nil
+		case "seed":
+			return runSeedCmd(ctx, args[1:], stdout)
+		case "authorize", "keys", "revoke":
+			return runKeysCmd(args[0], args[1:], stdout)
+		}
+	}
+	return runAgentCmd(ctx, args, stderr)
+}
+
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, &usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// RunOptions are the options of the agent itself.
+type RunOptions struct {
+	Config         string
+	StateDir       string
+	Listen         string
+	MongoURI       string
+	MongoURIFile   string
+	SensitivePaths []string
+	LogJSON        bool
+}
+
+func runAgentCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	var o RunOptions
+	fs := flag.NewFlagSet("a0agent", flag.ContinueOnError)
+	fs.StringVar(&o.Config, "config", "", "")
+	fs.StringVar(&o.StateDir, "state-dir", "", "")
+	fs.StringVar(&o.Listen, "listen", "", "")
+	fs.StringVar(&o.MongoURI, "mongodb-uri", "", "")
+	fs.StringVar(&o.MongoURIFile, "mongodb-uri-file", "", "")
+	fs.BoolVar(&o.LogJSON, "log-json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return &usageError{fmt.Sprintf("unknown command %q", pos[0])}
+	}
+	if err := o.fill(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return RunAgent(ctx, o, stderr)
+}
+
+// fill merges the config file and the environment under the flags.
+func (o *RunOptions) fill() error {
+	if o.Config != "" {
+		b, err := os.ReadFile(o.Config)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		var c Config
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return fmt.Errorf("config %s: %w", o.Config, err)
+		}
+		o.StateDir = first(o.StateDir, c.StateDir)
+		o.Listen = first(o.Listen, c.Listen)
+		o.MongoURI = first(o.MongoURI, c.MongoDBURI)
+		o.SensitivePaths = c.SensitivePaths
+	}
+	if o.MongoURIFile != "" {
+		b, err := os.ReadFile(o.MongoURIFile)
+		if err != nil {
+			return fmt.Errorf("mongodb uri file: %w", err)
+		}
+		o.MongoURI = strings.TrimSpace(string(b))
+	}
+	// The environment keeps a URI with a password out of the process listing.
+	o.MongoURI = first(o.MongoURI, os.Getenv("A0_MONGODB_URI"))
+	if o.StateDir == "" {
+		return &usageError{"--state-dir is required"}
+	}
+	return nil
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// RunAgent runs the agent until ctx ends.
+func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
+	var h slog.Handler = slog.NewTextHandler(logOut, nil)
+	if o.LogJSON {
+		h = slog.NewJSONHandler(logOut, nil)
+	}
+	log := slog.New(h)
+	a, err := agent.New(ctx, agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
+		SensitivePaths: o.SensitivePaths, Logger: log})
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- a.ListenAndServe() }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	cerr := a.Close()
+	if err != nil {
+		return err
+	}
+	return cerr
+}
+
+// SeedOptions are the options of seed.
+type SeedOptions struct {
+	StateDir string
+	MongoURI string
+	Users    int
+}
+
+func runSeedCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	var o SeedOptions
+	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+	fs.StringVar(&o.StateDir, "state-dir", "", "")
+	fs.StringVar(&o.MongoURI, "mongodb-uri", "", "")
+	fs.IntVar(&o.Users, "users", 1000, "")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return &usageError{"seed takes no arguments"}
+	}
+	o.MongoURI = first(o.MongoURI, os.Getenv("A0_MONGODB_URI"))
+	if o.StateDir == "" && o.MongoURI == "" {
+		return &usageError{"seed needs --state-dir (embedded database) or --mongodb-uri"}
+	}
+	if o.Users < 0 {
+		return &usageError{"--users must be >= 0"}
+	}
+	return RunSeed(ctx, o, stdout)
+}
+
+// RunSeed fills the database: the running agent's embedded database when
+// it publishes one, else an embedded database started on the state dir, or
+// the MongoDB of MongoURI.
+func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
+	uri := o.MongoURI
+	if uri == "" {
+		st, err := statedir.Open(o.StateDir)
+		if err != nil {
+			return err
+		}
+		if b, err := os.ReadFile(st.EmbeddedURIPath()); err == nil && reachable(ctx, strings.TrimSpace(string(b))) {
+			uri = strings.TrimSpace(string(b))
+			fmt.Fprintln(stdout, "seeding the running agent's embedded database")
+		} else {
+			srv, err := devappliance.Start(ctx, devappliance.Config{Dir: st.DBDir(), Oplog: true})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			uri = srv.URI()
+		}
+	}
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(uri))
+	if err != nil {
+		return fmt.Errorf("connect to the database: %w", err)
+	}
+	defer c.Disconnect(context.Background())
+	stats, err := devappliance.Seed(ctx, c, devappliance.SeedOptions{Users: o.Users})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "seeded %d documents (%.1f MB of BSON) in %s\n", stats.TotalDocs, float64(stats.Bytes)/1e6, stats.Duration.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	for _, ns := range sortedKeys(stats.Docs) {
+		fmt.Fprintf(tw, "  %s\t%d\n", ns, stats.Docs[ns])
+	}
+	return tw.Flush()
+}
+
+func reachable(ctx context.Context, uri string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetServerSelectionTimeout(2*time.Second))
+	if err != nil {
+		return false
+	}
+	defer c.Disconnect(context.Background())
+	return c.Ping(ctx, nil) == nil
+}
+
+func runKeysCmd(name string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	stateDir := fs.String("state-dir", "", "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *stateDir == "" {
+		return &usageError{"--state-dir is required"}
+	}
+	st, err := statedir.Open(*stateDir)
+	if err != nil {
+		return err
+	}
+	auth := keys.OpenAuthorized(st.AuthorizedKeysPath())
+	switch name {
+	case "authorize":
+		if len(pos) != 2 {
+			return &usageError{`usage: a0agent authorize --state-dir DIR NAME "PUBLIC KEY LINE"`}
+		}
+		if err := auth.Add(pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "authorized key %q\n", pos[0])
+	case "revoke":
+		if len(pos) != 1 {
+			return &usageError{"usage: a0agent revoke --state-dir DIR NAME"}
+		}
+		if err := auth.Remove(pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked key %q\n", pos[0])
+	case "keys":
+		entries, err := auth.List()
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tTYPE\tFINGERPRINT\tCOMMENT")
+		for _, e := range entries {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Type, e.Fingerprint, e.Comment)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

@@ -1,0 +1,346 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/manifest"
+)
+
+// OfflineOptions are the options of verify and decrypt.
+type OfflineOptions struct {
+	PasswordOptions
+	File   string
+	Output string
+	Legacy bool
+	JSON   bool
+}
+
+func offlineFlags(name string, o *OfflineOptions, args []string, withOutput bool) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	o.flags(fs)
+	fs.BoolVar(&o.Legacy, "legacy", false, "")
+	fs.BoolVar(&o.JSON, "json", false, "")
+	if withOutput {
+		fs.StringVar(&o.Output, "o", "", "")
+		fs.StringVar(&o.Output, "output", "", "")
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("usage: %s FILE [password options]", name)
+	}
+	o.File = pos[0]
+	o.EnvVars = []string{"A0_BACKUP_PASSWORD"}
+	return nil
+}
+
+// openEncrypted opens FILE and returns its plaintext stream: authenticated
+// chunk by chunk (a0 format), or unauthenticated (--legacy).
+func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Closer, error) {
+	f, err := os.Open(o.File)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil, &NotFoundError{Msg: fmt.Sprintf("no such file: %s", o.File)}
+		}
+		return nil, nil, nil, err
+	}
+	pw, err := o.resolve(env, false)
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, err
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	prefix, _ := br.Peek(8)
+	if o.Legacy {
+		if crypt.IsA0(prefix) {
+			f.Close()
+			return nil, nil, nil, usagef("%s is an a0 file, not a legacy one: drop --legacy", o.File)
+		}
+		fmt.Fprintln(env.Stderr, "a0cli: warning: a legacy file (original appliance format) has no MAC: it cannot be authenticated, only decrypted")
+		return crypt.NewLegacyReader(br, []byte(pw)), nil, f, nil
+	}
+	if !crypt.IsA0(prefix) {
+		f.Close()
+		return nil, nil, nil, fmt.Errorf("%s: %w (a file of the original appliance? try --legacy)", o.File, crypt.ErrNotA0)
+	}
+	cr, err := crypt.NewReader(br, []byte(pw))
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, err
+	}
+	return cr, cr, f, nil
+}
+
+func runVerifyCmd(ctx context.Context, env *Env, args []string) error {
+	var o OfflineOptions
+	if err := offlineFlags("verify", &o, args, false); err != nil {
+		return err
+	}
+	return RunVerify(ctx, env, o)
+}
+
+// VerifyResult is what verify prints with --json.
+type VerifyResult struct {
+	File        string               `json:"file"`
+	Authentic   bool                 `json:"authentic"`
+	Legacy      bool                 `json:"legacy,omitempty"`
+	Format      string               `json:"format,omitempty"`
+	Manifest    *manifest.Manifest   `json:"manifest,omitempty"`
+	Entries     int                  `json:"entries"`
+	PlainBytes  int64                `json:"plaintext_bytes"`
+	Collections []VerifiedCollection `json:"collections,omitempty"`
+	Files       []manifest.File      `json:"files,omitempty"`
+}
+
+// VerifiedCollection is a collection as found in the archive.
+type VerifiedCollection struct {
+	Namespace string `json:"namespace"`
+	Documents int64  `json:"documents"`
+	Bytes     int64  `json:"bytes"`
+}
+
+// RunVerify authenticates every byte of a backup file, checks its archive
+// against its manifest and prints what it holds.
+func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
+	stream, cr, closer, err := openEncrypted(env, &o)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	res := VerifyResult{File: o.File, Legacy: o.Legacy}
+	if cr != nil {
+		h := cr.Header()
+		res.Format = fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10)
+	}
+	counter := &countingReader{r: stream}
+	found, files, man, n, err := walkArchive(ctx, counter)
+	if err == nil {
+		_, err = io.Copy(io.Discard, counter) // authenticate to the last byte
+	}
+	if err != nil {
+		return err
+	}
+	res.Entries, res.PlainBytes, res.Manifest = n, counter.n, man
+	if man == nil {
+		return &IntegrityError{Msg: "the archive has no manifest.json: not an a0 backup (a plain mongodump archive restores with restore --plain)"}
+	}
+	switch man.Kind {
+	case manifest.KindBackup:
+		for _, c := range man.Collections {
+			got := found[c.BSONFile]
+			if c.BSONFile != "" && (got.Documents != c.Documents || got.Bytes != c.Bytes) {
+				return &IntegrityError{Msg: fmt.Sprintf("%s: manifest says %d documents / %d bytes, archive holds %d / %d", c.Namespace(), c.Documents, c.Bytes, got.Documents, got.Bytes)}
+			}
+			res.Collections = append(res.Collections, VerifiedCollection{Namespace: c.Namespace(), Documents: got.Documents, Bytes: got.Bytes})
+		}
+	case manifest.KindSensitive:
+		for _, f := range man.Files {
+			if files[f.Path] != f.SHA256 {
+				return &IntegrityError{Msg: fmt.Sprintf("%s does not match its manifest", f.Path)}
+			}
+		}
+		res.Files = man.Files
+	}
+	res.Authentic = !o.Legacy
+	if o.JSON {
+		return printCompact(env, res)
+	}
+	printVerify(env, res)
+	return nil
+}
+
+func kdfText(h crypt.HeaderInfo) string {
+	if h.KDF == crypt.KDFArgon2id {
+		return fmt.Sprintf("argon2id (t=%d, m=%d MiB, p=%d)", h.Argon2Time, h.Argon2MemoryKiB>>10, h.Argon2Threads)
+	}
+	return fmt.Sprintf("%s (%d iterations)", h.KDF, h.PBKDF2Iterations)
+}
+
+func printVerify(env *Env, r VerifyResult) {
+	w := env.Stdout
+	m := r.Manifest
+	if r.Authentic {
+		fmt.Fprintf(w, "OK: every byte of %s is authentic (%s of archive)\n", r.File, human(r.PlainBytes))
+		fmt.Fprintf(w, "format:       %s\n", r.Format)
+	} else {
+		fmt.Fprintf(w, "DECRYPTED (legacy, not authenticated): %s\n", r.File)
+	}
+	fmt.Fprintf(w, "kind:         %s (manifest v%d, %s)\n", m.Kind, m.FormatVersion, m.ToolVersion)
+	fmt.Fprintf(w, "created:      %s, took %s\n", m.Started.Format("2006-01-02 15:04:05 UTC"), m.Finished.Sub(m.Started).Round(1e6))
+	src := m.Source.Node
+	if m.Source.ServerVersion != "" {
+		src += ", server " + m.Source.ServerVersion
+	}
+	fmt.Fprintf(w, "source:       %s\n", src)
+	if m.Kind == manifest.KindSensitive {
+		fmt.Fprintf(w, "files:        %d\n", len(r.Files))
+		for _, f := range r.Files {
+			fmt.Fprintf(w, "  %-40s %04o %8d B  from %s\n", f.Path, f.Mode, f.Size, f.Origin)
+		}
+		return
+	}
+	cons := m.Consistency
+	if m.ConsistentTo != nil {
+		cons += fmt.Sprintf(" to %s (ts %d,%d; %d oplog entries)", m.ConsistentTo.Wall.Format("2006-01-02 15:04:05.000 UTC"), m.ConsistentTo.T, m.ConsistentTo.I, m.OplogEntries)
+	}
+	fmt.Fprintf(w, "consistency:  %s\n", cons)
+	fmt.Fprintf(w, "collections:  %d\n", len(r.Collections))
+	var docs, bytes int64
+	for _, c := range r.Collections {
+		fmt.Fprintf(w, "  %-40s %10d docs %12s\n", c.Namespace, c.Documents, human(c.Bytes))
+		docs += c.Documents
+		bytes += c.Bytes
+	}
+	fmt.Fprintf(w, "total:        %d documents, %s of BSON\n", docs, human(bytes))
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// walkArchive reads every entry of a tar.gz: it counts the documents of
+// .bson entries, hashes other entries, and decodes the manifest.
+func walkArchive(ctx context.Context, r io.Reader) (map[string]VerifiedCollection, map[string]string, *manifest.Manifest, int, error) {
+	ar, err := archive.NewReader(r, archive.Limits{})
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	found := map[string]VerifiedCollection{}
+	files := map[string]string{}
+	var man *manifest.Manifest
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, n, err
+		}
+		e, err := ar.Next()
+		if err == io.EOF {
+			return found, files, man, n, nil
+		}
+		if err != nil {
+			return nil, nil, nil, n, err
+		}
+		n++
+		switch {
+		case e.Name == manifest.Name:
+			if man, err = manifest.Decode(ar); err != nil {
+				return nil, nil, nil, n, &IntegrityError{Msg: err.Error()}
+			}
+		case strings.HasSuffix(e.Name, ".bson"):
+			docs, err := countBSON(ar)
+			if err != nil {
+				return nil, nil, nil, n, &IntegrityError{Msg: fmt.Sprintf("%s: %v", e.Name, err)}
+			}
+			found[e.Name] = VerifiedCollection{Namespace: e.Name, Documents: docs, Bytes: e.Size}
+		default:
+			h := sha256.New()
+			if _, err := io.Copy(h, ar); err != nil {
+				return nil, nil, nil, n, err
+			}
+			files[e.Name] = hex.EncodeToString(h.Sum(nil))
+		}
+	}
+}
+
+// countBSON counts length-prefixed documents without decoding them.
+func countBSON(r io.Reader) (int64, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var n int64
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err == io.EOF {
+			return n, nil
+		} else if err != nil {
+			return n, fmt.Errorf("truncated document %d", n)
+		}
+		size := int64(binary.LittleEndian.Uint32(hdr[:]))
+		if size < 5 || size > 48<<20 {
+			return n, fmt.Errorf("document %d has an impossible length %d", n, size)
+		}
+		if _, err := br.Discard(int(size - 4)); err != nil {
+			return n, fmt.Errorf("truncated document %d", n)
+		}
+		n++
+	}
+}
+
+func runDecryptCmd(ctx context.Context, env *Env, args []string) error {
+	var o OfflineOptions
+	if err := offlineFlags("decrypt", &o, args, true); err != nil {
+		return err
+	}
+	return RunDecrypt(ctx, env, o)
+}
+
+// RunDecrypt writes the plain .tar.gz of an encrypted backup. The output
+// gets its name only once every byte is authenticated; "-" streams to stdout.
+func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
+	if o.Output == "" {
+		o.Output = strings.TrimSuffix(o.File, ".enc")
+		if o.Output == o.File {
+			o.Output = o.File + ".tar.gz"
+		}
+	}
+	stream, _, closer, err := openEncrypted(env, &o)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if o.Output == "-" {
+		_, err := io.CopyBuffer(env.Stdout, stream, make([]byte, 1<<20))
+		return err
+	}
+	if _, err := os.Stat(o.Output); err == nil {
+		return &RefusedError{Msg: fmt.Sprintf("%s exists: choose another -o", o.Output)}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(o.Output), "."+filepath.Base(o.Output)+".*.part")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.CopyBuffer(tmp, stream, make([]byte, 1<<20))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), o.Output); err != nil {
+		return err
+	}
+	what := "authenticated"
+	if o.Legacy {
+		what = "NOT authenticated (legacy format)"
+	}
+	fmt.Fprintf(env.Stdout, "Decrypted %s into %s (%s, %s)\n", o.File, o.Output, human(n), what)
+	return nil
+}
+
+var _ = sort.Strings

@@ -1,0 +1,408 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/client"
+)
+
+// RefusedError is a local refusal (for example an existing output file).
+type RefusedError struct{ Msg string }
+
+func (e *RefusedError) Error() string { return e.Msg }
+
+func slotCmd(slot, action string) func(context.Context, *Env, []string) error {
+	return func(ctx context.Context, env *Env, args []string) error {
+		switch action {
+		case "start":
+			return runBackupCmd(ctx, env, slot, args)
+		case "status":
+			if len(args) > 0 {
+				return usagef("%s takes no arguments", cmdName(slot, "status"))
+			}
+			return RunBackupStatus(ctx, env, slot)
+		case "retrieve":
+			return runRetrieveCmd(ctx, env, slot, args)
+		default:
+			if len(args) > 0 {
+				return usagef("%s takes no arguments", cmdName(slot, "delete"))
+			}
+			return RunBackupDelete(ctx, env, slot)
+		}
+	}
+}
+
+// cmdName is the command of a slot: backup-status, backup-sensitive-status...
+func cmdName(slot, suffix string) string {
+	base := "backup"
+	if slot == api.SlotSensitive {
+		base = "backup-sensitive"
+	}
+	if suffix == "" {
+		return base
+	}
+	return base + "-" + suffix
+}
+
+// BackupOptions are the options of backup and backup-sensitive.
+type BackupOptions struct {
+	PasswordOptions
+	Wait         bool
+	AllowPrimary bool
+}
+
+func runBackupCmd(ctx context.Context, env *Env, slot string, args []string) error {
+	o := BackupOptions{}
+	fs := flag.NewFlagSet(cmdName(slot, ""), flag.ContinueOnError)
+	o.flags(fs)
+	fs.BoolVar(&o.Wait, "wait", false, "")
+	fs.BoolVar(&o.AllowPrimary, "allow-primary", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("usage: %s [<password>] [--password P | --password-file F] [--wait]", cmdName(slot, ""))
+	}
+	if len(pos) == 1 {
+		o.Positional = pos[0]
+	}
+	o.EnvVars = []string{"A0_BACKUP_PASSWORD"}
+	if slot == api.SlotSensitive {
+		o.EnvVars = []string{"A0_BACKUP_SENSITIVE_PASSWORD", "A0_BACKUP_PASSWORD"}
+	}
+	return RunBackup(ctx, env, slot, o)
+}
+
+// RunBackup starts a backup of a slot; with Wait it follows it to the end.
+func RunBackup(ctx context.Context, env *Env, slot string, o BackupOptions) error {
+	pw, err := o.resolve(env, true)
+	if err != nil {
+		return err
+	}
+	if err := checkStrength(pw); err != nil {
+		return err
+	}
+	c, err := env.client(ctx)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Message   string `json:"message"`
+		Arguments struct {
+			Warning string `json:"warning"`
+		} `json:"arguments"`
+	}
+	if err := c.JSON(ctx, http.MethodPost, api.PathSlot+slot, api.BackupRequest{Password: pw, AllowPrimary: o.AllowPrimary}, &out); err != nil {
+		return err
+	}
+	env.notePinned(c)
+	if out.Arguments.Warning != "" {
+		fmt.Fprintf(env.Stderr, "a0cli: warning: %s\n", out.Arguments.Warning)
+	}
+	fmt.Fprintln(env.Stdout, out.Message)
+	if !o.Wait {
+		return nil
+	}
+	return waitBackup(ctx, env, c, slot)
+}
+
+// slotStatus is the decoded backup-status answer.
+type slotStatus struct {
+	Message   string          `json:"message"`
+	Arguments json.RawMessage `json:"arguments"`
+}
+
+type foundArgs struct {
+	Name   string `json:"name"`
+	MD5    string `json:"md5"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+type progressArgs struct {
+	Progress struct {
+		CollectionsTotal int64 `json:"collections_total"`
+		CollectionsDone  int64 `json:"collections_done"`
+		Documents        int64 `json:"documents"`
+		Bytes            int64 `json:"bytes"`
+		EstimatedBytes   int64 `json:"estimated_bytes"`
+		FilesTotal       int64 `json:"files_total"`
+		FilesDone        int64 `json:"files_done"`
+	} `json:"progress"`
+}
+
+func getStatus(ctx context.Context, c *client.Client, slot string) (slotStatus, json.RawMessage, error) {
+	var raw json.RawMessage
+	var st slotStatus
+	if err := c.JSON(ctx, http.MethodGet, api.PathSlot+slot+"/status", nil, &raw); err != nil {
+		return st, nil, err
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, nil, fmt.Errorf("decode status: %w", err)
+	}
+	return st, raw, nil
+}
+
+func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) error {
+	b := newBar(env, "backup")
+	defer b.finish()
+	for {
+		st, raw, err := getStatus(ctx, c, slot)
+		if err != nil {
+			return err
+		}
+		switch st.Message {
+		case "Backup in progress":
+			var p progressArgs
+			json.Unmarshal(st.Arguments, &p)
+			pr := p.Progress
+			if pr.FilesTotal > 0 {
+				b.update(pr.FilesDone, pr.FilesTotal, "files")
+			} else {
+				b.update(pr.Bytes, pr.EstimatedBytes, fmt.Sprintf("%d docs, %d/%d collections", pr.Documents, pr.CollectionsDone, pr.CollectionsTotal))
+			}
+		case "Backup failed":
+			b.finish()
+			var f struct {
+				Error string `json:"error"`
+			}
+			json.Unmarshal(st.Arguments, &f)
+			return fmt.Errorf("backup failed: %s", f.Error)
+		default:
+			b.finish()
+			env.Stdout.Write(append(compact(raw), '\n'))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func compact(raw []byte) []byte {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return raw
+	}
+	return buf.Bytes()
+}
+
+// RunBackupStatus prints the slot's status as one compact JSON line.
+func RunBackupStatus(ctx context.Context, env *Env, slot string) error {
+	c, err := env.client(ctx)
+	if err != nil {
+		return err
+	}
+	_, raw, err := getStatus(ctx, c, slot)
+	if err != nil {
+		return err
+	}
+	env.notePinned(c)
+	_, err = env.Stdout.Write(append(compact(raw), '\n'))
+	return err
+}
+
+// RunBackupDelete deletes the slot's backup.
+func RunBackupDelete(ctx context.Context, env *Env, slot string) error {
+	c, err := env.client(ctx)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.JSON(ctx, http.MethodDelete, api.PathSlot+slot, nil, &raw); err != nil {
+		return err
+	}
+	env.notePinned(c)
+	_, err = env.Stdout.Write(append(compact(raw), '\n'))
+	return err
+}
+
+// RetrieveOptions are the options of backup-retrieve.
+type RetrieveOptions struct {
+	Output string
+	Force  bool
+}
+
+func runRetrieveCmd(ctx context.Context, env *Env, slot string, args []string) error {
+	var o RetrieveOptions
+	fs := flag.NewFlagSet(cmdName(slot, "retrieve"), flag.ContinueOnError)
+	fs.StringVar(&o.Output, "o", "", "")
+	fs.StringVar(&o.Output, "output", "", "")
+	fs.BoolVar(&o.Force, "force", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("%s takes no arguments (use -o FILE)", cmdName(slot, "retrieve"))
+	}
+	return RunRetrieve(ctx, env, slot, o)
+}
+
+// DefaultRetrieveName is the original's download file name.
+func DefaultRetrieveName(slot string) string { return cmdName(slot, "retrieve") + ".tar.gz.enc" }
+
+// RunRetrieve downloads the slot's backup, resuming a partial download of
+// the same backup, and checks md5 and sha256 before the file gets its name.
+func RunRetrieve(ctx context.Context, env *Env, slot string, o RetrieveOptions) error {
+	if o.Output == "" {
+		o.Output = DefaultRetrieveName(slot)
+	}
+	c, err := env.client(ctx)
+	if err != nil {
+		return err
+	}
+	st, _, err := getStatus(ctx, c, slot)
+	if err != nil {
+		return err
+	}
+	env.notePinned(c)
+	if st.Message != "Backup found" {
+		return &NotFoundError{Msg: fmt.Sprintf("nothing to retrieve: %s", st.Message)}
+	}
+	var want foundArgs
+	if err := json.Unmarshal(st.Arguments, &want); err != nil || want.SHA256 == "" {
+		return fmt.Errorf("node status lacks checksums")
+	}
+	if existing, err := fileSHA256(o.Output); err == nil {
+		if existing == want.SHA256 {
+			fmt.Fprintf(env.Stdout, "%s already holds backup %s; md5 %s and sha256 match the node's\n", o.Output, want.Name, want.MD5)
+			return nil
+		}
+		if !o.Force {
+			return &RefusedError{Msg: fmt.Sprintf("%s exists and is not backup %s; use --force to replace it, or -o to choose another file", o.Output, want.Name)}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+
+	// The partial file's name carries the backup's sha256, so a resumed
+	// download can only continue the same backup.
+	part := filepath.Join(filepath.Dir(o.Output), "."+filepath.Base(o.Output)+"."+want.SHA256[:16]+".part")
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hmd5, hsha := md5.New(), sha256.New()
+	have, err := io.Copy(io.MultiWriter(hmd5, hsha), f)
+	if err != nil {
+		return err
+	}
+	if have > want.Size {
+		// Longer than the backup: not a prefix of it.
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		f.Seek(0, io.SeekStart)
+		hmd5.Reset()
+		hsha.Reset()
+		have = 0
+	}
+	if have > 0 {
+		fmt.Fprintf(env.Stderr, "a0cli: resuming download at byte %d of %d\n", have, want.Size)
+	}
+	if have < want.Size || want.Size == 0 {
+		if err := download(ctx, env, c, slot, f, have, want, hmd5, hsha); err != nil {
+			return err
+		}
+	}
+	gotMD5, gotSHA := hex.EncodeToString(hmd5.Sum(nil)), hex.EncodeToString(hsha.Sum(nil))
+	if gotMD5 != want.MD5 || gotSHA != want.SHA256 {
+		f.Close()
+		os.Remove(part)
+		return &IntegrityError{Msg: fmt.Sprintf("downloaded file does not match the node's checksums (md5 %s, node %s; sha256 %s, node %s): removed it, run %s again",
+			gotMD5, want.MD5, gotSHA, want.SHA256, cmdName(slot, "retrieve"))}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(part, o.Output); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Retrieved backup %s into %s (%s); md5 %s and sha256 %s match the node's\n",
+		want.Name, o.Output, human(want.Size), gotMD5, gotSHA)
+	return nil
+}
+
+func download(ctx context.Context, env *Env, c *client.Client, slot string, f *os.File, have int64, want foundArgs, hmd5, hsha hash.Hash) error {
+	d, err := c.Get(ctx, slot, have, want.SHA256)
+	if err != nil {
+		return err
+	}
+	defer d.Body.Close()
+	if d.SHA256 != want.SHA256 {
+		return fmt.Errorf("the backup on the node changed while retrieving; run %s again", cmdName(slot, "retrieve"))
+	}
+	if d.Offset != have {
+		// The node sent the whole file: start over.
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		hmd5.Reset()
+		hsha.Reset()
+		have = 0
+	}
+	if _, err := f.Seek(have, io.SeekStart); err != nil {
+		return err
+	}
+	b := newBar(env, "retrieve")
+	b.initial = have
+	defer b.finish()
+	pw := &progressWriter{n: have, f: func(n int64) { b.update(n, want.Size, "") }}
+	_, err = io.CopyBuffer(io.MultiWriter(f, hmd5, hsha, pw), d.Body, make([]byte, 1<<20))
+	if err != nil {
+		f.Sync()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &client.ConnError{Node: c.Node(), Err: fmt.Errorf("download interrupted at byte %d (run the command again to resume): %w", pw.n, err)}
+	}
+	return nil
+}
+
+type progressWriter struct {
+	n int64
+	f func(int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.n += int64(len(b))
+	p.f(p.n)
+	return len(b), nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

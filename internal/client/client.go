@@ -1,0 +1,231 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/keys"
+)
+
+// Client talks to one node.
+type Client struct {
+	base string
+	node string
+	http *http.Client
+	// PinnedNow is set when this client pinned the node's certificate on
+	// first contact (the CLI prints the fingerprint once).
+	PinnedNow   bool
+	Fingerprint string
+}
+
+// ConnError means the node could not be reached at all.
+type ConnError struct {
+	Node string
+	Err  error
+}
+
+func (e *ConnError) Error() string {
+	return fmt.Sprintf("cannot reach node %s: %v (is a0agent running there, and is the port right?)", e.Node, e.Err)
+}
+
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// New prepares a client for node (host:port) with the CLI key of home.
+func New(home, node string) (*Client, error) {
+	signer, err := keys.Load(home)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := keys.ClientCertificate(signer)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{base: "https://" + node, node: node}
+	known := keys.KnownNodes{Path: home + "/known_nodes"}
+	tlsConf := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		// The node's certificate is self-signed: trust comes from pinning
+		// (VerifyPeerCertificate), as ssh's known_hosts does, not from a CA.
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS12,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("node presented no certificate")
+			}
+			now, err := known.Check(node, raw[0])
+			if err != nil {
+				return err
+			}
+			if now {
+				c.PinnedNow = true
+			}
+			c.Fingerprint = keys.Fingerprint(raw[0])
+			return nil
+		},
+	}
+	c.http = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     tlsConf,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 15 * time.Second,
+		MaxIdleConnsPerHost: 4,
+	}}
+	return c, nil
+}
+
+// Node is host:port.
+func (c *Client) Node() string { return c.node }
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var changed *keys.ChangedCertError
+		if errors.As(err, &changed) {
+			return nil, changed
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &ConnError{Node: c.node, Err: err}
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusPartialContent {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+// decodeError turns an error response into *api.Error.
+func decodeError(resp *http.Response) error {
+	var body api.ErrorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err := json.Unmarshal(b, &body); err != nil || body.Error == nil {
+		return &api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("node answered %s", resp.Status)}
+	}
+	return body.Error
+}
+
+// JSON sends in (if not nil) as JSON and decodes the answer into out.
+func (c *Client) JSON(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	hdr := http.Header{}
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+		hdr.Set("Content-Type", "application/json")
+	}
+	resp, err := c.do(ctx, method, path, body, hdr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		*raw = bytes.TrimSpace(b)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s: %w", path, err)
+	}
+	return nil
+}
+
+// Download is an open download of a backup file.
+type Download struct {
+	Body   io.ReadCloser
+	Name   string
+	MD5    string
+	SHA256 string
+	// Offset is where Body starts; Total the full size.
+	Offset, Total int64
+}
+
+// Get downloads a slot's file starting at offset, resuming only if the file
+// on the node is still the one with etag (its sha256); otherwise it starts
+// over at 0.
+func (c *Client) Get(ctx context.Context, slot string, offset int64, sha string) (*Download, error) {
+	hdr := http.Header{}
+	if offset > 0 && sha != "" {
+		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+		hdr.Set("If-Range", `"`+sha+`"`)
+	}
+	resp, err := c.do(ctx, http.MethodGet, api.PathSlot+slot+"/file", nil, hdr)
+	if err != nil {
+		return nil, err
+	}
+	d := &Download{Body: resp.Body, Name: resp.Header.Get(api.HeaderName), MD5: resp.Header.Get(api.HeaderMD5),
+		SHA256: resp.Header.Get(api.HeaderSHA256)}
+	if resp.StatusCode == http.StatusPartialContent {
+		var start, end, total int64
+		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &start, &end, &total); err != nil || start != offset {
+			resp.Body.Close()
+			return nil, fmt.Errorf("node answered a bad Content-Range %q", resp.Header.Get("Content-Range"))
+		}
+		d.Offset, d.Total = start, total
+	} else {
+		d.Total = resp.ContentLength
+	}
+	return d, nil
+}
+
+// UploadState returns how many bytes of an upload the node holds.
+func (c *Client) UploadState(ctx context.Context, id string) (int64, error) {
+	var u api.Upload
+	if err := c.JSON(ctx, http.MethodGet, api.PathUploads+id, nil, &u); err != nil {
+		return 0, err
+	}
+	return u.Size, nil
+}
+
+// UploadChunk appends body at offset and returns the new size.
+func (c *Client) UploadChunk(ctx context.Context, id string, offset int64, body io.Reader, n int64) (int64, error) {
+	hdr := http.Header{}
+	hdr.Set(api.HeaderOffset, strconv.FormatInt(offset, 10))
+	hdr.Set("Content-Type", "application/octet-stream")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+api.PathUploads+id, body)
+	if err != nil {
+		return 0, err
+	}
+	req.Header = hdr
+	req.ContentLength = n
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, &ConnError{Node: c.node, Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return 0, decodeError(resp)
+	}
+	var u api.Upload
+	if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+		return 0, err
+	}
+	return u.Size, nil
+}
