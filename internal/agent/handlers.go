@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/statedir"
@@ -206,11 +207,35 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		}
 		fn = a.backupJob(n, slot, password, req.AllowPrimary)
 	}
+	warning := a.samePasswordWarning(n, slot, password)
 	if err := a.jobs.Start(a.ctx, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
 	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey))
-	return writeJSON(w, http.StatusAccepted, api.Message{Message: "Backup in progress."})
+	out := api.Message{Message: "Backup in progress."}
+	if warning != "" {
+		out.Arguments = map[string]string{"warning": warning}
+	}
+	return writeJSON(w, http.StatusAccepted, out)
+}
+
+// samePasswordWarning says so when the password also opens the other slot's
+// stored backup: one leaked password should not open both the data and the
+// keys that protect it. The check costs one KDF run and stores nothing.
+func (a *Agent) samePasswordWarning(n statedir.Node, slot store.Slot, password []byte) string {
+	other := api.SlotSensitive
+	if slot.Kind == api.SlotSensitive {
+		other = api.SlotBackup
+	}
+	f, _, err := a.slot(n, other).Open()
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := crypt.NewReader(f, password); err != nil {
+		return ""
+	}
+	return "this password also protects the stored " + jobKind(other) + "; use a different password for the sensitive backup"
 }
 
 func (a *Agent) checkSpace(r *http.Request, n statedir.Node) error {

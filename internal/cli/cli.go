@@ -58,13 +58,9 @@ func (e *Env) client(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(e.Home, node)
-}
-
-func (e *Env) notePinned(c *client.Client) {
-	if c.PinnedNow {
-		fmt.Fprintf(e.Stderr, "a0cli: first contact with %s: pinned its certificate %s in %s\n", c.Node(), c.Fingerprint, filepath.Join(e.Home, "known_nodes"))
-	}
+	return client.New(e.Home, node, func(node, fp string) {
+		fmt.Fprintf(e.Stderr, "a0cli: first contact with %s: pinned its certificate %s in %s\n", node, fp, filepath.Join(e.Home, "known_nodes"))
+	})
 }
 
 // command is one a0cli command.

@@ -92,7 +92,6 @@ func runPingCmd(ctx context.Context, env *Env, args []string) error {
 	if err := c.JSON(ctx, http.MethodGet, api.PathPing, nil, &out); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	return printCompact(env, out)
 }
 
@@ -105,7 +104,6 @@ func runUpdateCommandsCmd(ctx context.Context, env *Env, args []string) error {
 	if err := c.JSON(ctx, http.MethodGet, api.PathCommands, nil, &out); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	b, err := jsonIndent(out)
 	if err != nil {
 		return err
@@ -133,7 +131,6 @@ func runSetAsBackupCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	env.notePinned(c)
 	return printCompact(env, out)
 }
 
@@ -155,7 +152,6 @@ func runNodeStatusCmd(ctx context.Context, env *Env, args []string) error {
 	if err := c.JSON(ctx, http.MethodGet, api.PathNodeStatus, nil, &st); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	if o.JSON {
 		return printCompact(env, st)
 	}

@@ -84,7 +84,6 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	fmt.Fprintln(env.Stdout, out.Message)
 	if o.Detach {
 		fmt.Fprintln(env.Stderr, "a0cli: follow it with restore-status")
@@ -285,7 +284,6 @@ func runRestoreStatusCmd(ctx context.Context, env *Env, args []string) error {
 	if err := c.JSON(ctx, http.MethodGet, api.PathRestoreStatus, nil, &raw); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	_, err = env.Stdout.Write(append(compact(raw), '\n'))
 	return err
 }
@@ -348,7 +346,6 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestoreSens, req, &plan); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	fmt.Fprintln(env.Stdout, "restore-sensitive will write:")
 	for _, f := range plan.Arguments.Files {
 		state := "new"

@@ -112,7 +112,6 @@ func RunBackup(ctx context.Context, env *Env, slot string, o BackupOptions) erro
 	if err := c.JSON(ctx, http.MethodPost, api.PathSlot+slot, api.BackupRequest{Password: pw, AllowPrimary: o.AllowPrimary}, &out); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	if out.Arguments.Warning != "" {
 		fmt.Fprintf(env.Stderr, "a0cli: warning: %s\n", out.Arguments.Warning)
 	}
@@ -216,7 +215,6 @@ func RunBackupStatus(ctx context.Context, env *Env, slot string) error {
 	if err != nil {
 		return err
 	}
-	env.notePinned(c)
 	_, err = env.Stdout.Write(append(compact(raw), '\n'))
 	return err
 }
@@ -231,7 +229,6 @@ func RunBackupDelete(ctx context.Context, env *Env, slot string) error {
 	if err := c.JSON(ctx, http.MethodDelete, api.PathSlot+slot, nil, &raw); err != nil {
 		return err
 	}
-	env.notePinned(c)
 	_, err = env.Stdout.Write(append(compact(raw), '\n'))
 	return err
 }
@@ -275,7 +272,6 @@ func RunRetrieve(ctx context.Context, env *Env, slot string, o RetrieveOptions) 
 	if err != nil {
 		return err
 	}
-	env.notePinned(c)
 	if st.Message != "Backup found" {
 		return &NotFoundError{Msg: fmt.Sprintf("nothing to retrieve: %s", st.Message)}
 	}

@@ -23,9 +23,7 @@ type Client struct {
 	base string
 	node string
 	http *http.Client
-	// PinnedNow is set when this client pinned the node's certificate on
-	// first contact (the CLI prints the fingerprint once).
-	PinnedNow   bool
+	// Fingerprint is the node certificate's, once connected.
 	Fingerprint string
 }
 
@@ -42,7 +40,9 @@ func (e *ConnError) Error() string {
 func (e *ConnError) Unwrap() error { return e.Err }
 
 // New prepares a client for node (host:port) with the CLI key of home.
-func New(home, node string) (*Client, error) {
+// onPin, when not nil, is called once when the node's certificate is pinned
+// on first contact, before anything else is said to the node.
+func New(home, node string, onPin func(node, fingerprint string)) (*Client, error) {
 	signer, err := keys.Load(home)
 	if err != nil {
 		return nil, err
@@ -67,10 +67,10 @@ func New(home, node string) (*Client, error) {
 			if err != nil {
 				return err
 			}
-			if now {
-				c.PinnedNow = true
-			}
 			c.Fingerprint = keys.Fingerprint(raw[0])
+			if now && onPin != nil {
+				onPin(node, c.Fingerprint)
+			}
 			return nil
 		},
 	}

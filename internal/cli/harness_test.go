@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/keys"
+)
+
+// testNode is a real agent (embedded FerretDB, real TLS) on a random
+// loopback port, with its own state directory.
+type testNode struct {
+	t     *testing.T
+	a     *agent.Agent
+	addr  string
+	state string
+	log   *syncBuffer
+	done  chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startNode starts an agent on state (a new temp dir when ""), listening on
+// addr ("" for a random port).
+func startNode(t *testing.T, state, addr string) *testNode {
+	t.Helper()
+	if state == "" {
+		state = t.TempDir()
+	}
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := &syncBuffer{}
+	a, err := agent.New(context.Background(), agent.Config{StateDir: state, Listen: ln.Addr().String(),
+		Logger: slog.New(slog.NewTextHandler(buf, nil))})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	n := &testNode{t: t, a: a, addr: ln.Addr().String(), state: state, log: buf, done: make(chan error, 1)}
+	go func() { n.done <- a.Serve(ln) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *testNode) stop() {
+	if n.a == nil {
+		return
+	}
+	n.a.Close()
+	<-n.done
+	n.a = nil
+}
+
+func (n *testNode) client() *mongo.Client { return n.a.Client() }
+
+// authorize registers the key of home under name, as `a0agent authorize` does.
+func (n *testNode) authorize(name, home string) {
+	n.t.Helper()
+	line, err := keys.PublicLine(home)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if err := keys.OpenAuthorized(filepath.Join(n.state, "authorized_keys")).Add(name, line); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// seed fills the node's database with sample data.
+func (n *testNode) seed(users int) devappliance.SeedStats {
+	n.t.Helper()
+	st, err := devappliance.Seed(context.Background(), n.client(), devappliance.SeedOptions{Users: users})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return st
+}
+
+// operator is a workstation: a CLI home and a working directory.
+type operator struct {
+	t    *testing.T
+	home string
+	dir  string
+	env  map[string]string
+}
+
+func newOperator(t *testing.T) *operator {
+	return &operator{t: t, home: filepath.Join(t.TempDir(), "a0cli"), dir: t.TempDir(), env: map[string]string{}}
+}
+
+// withKey creates the operator's key and registers it on the nodes.
+func (o *operator) withKey(nodes ...*testNode) *operator {
+	o.t.Helper()
+	if r := o.run("create-key"); r.code != 0 {
+		o.t.Fatalf("create-key: %d %s", r.code, r.stderr)
+	}
+	for _, n := range nodes {
+		n.authorize(fmt.Sprintf("ops%d", keyNames.Add(1)), o.home)
+	}
+	return o
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs a0cli with args in the operator's directory.
+func (o *operator) run(args ...string) result {
+	return o.runCtx(context.Background(), args...)
+}
+
+var chdirMu sync.Mutex
+
+var keyNames atomic.Int64
+
+func (o *operator) runCtx(ctx context.Context, args ...string) result {
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Home: o.home, Port: 10121,
+		Getenv: func(k string) string { return o.env[k] }}
+	// Commands write relative paths (backup-retrieve.tar.gz.enc) into the
+	// working directory, as for a user.
+	chdirMu.Lock()
+	wd, _ := os.Getwd()
+	os.Chdir(o.dir)
+	code := Main(ctx, args, env)
+	os.Chdir(wd)
+	chdirMu.Unlock()
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func (o *operator) on(n *testNode, args ...string) result {
+	return o.run(append([]string{"-t", n.addr}, args...)...)
+}
+
+func (o *operator) mustOn(n *testNode, args ...string) result {
+	o.t.Helper()
+	r := o.on(n, args...)
+	if r.code != 0 {
+		o.t.Fatalf("a0cli %v: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// waitStatus polls a status command until its message is not "... in progress".
+func (o *operator) waitStatus(n *testNode, cmd string) string {
+	o.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		r := o.mustOn(n, cmd)
+		if !strings.Contains(r.stdout, "in progress") {
+			return r.stdout
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	o.t.Fatalf("%s still in progress after 2 minutes", cmd)
+	return ""
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var _ = io.Discard
+
+func keysOpen(n *testNode) *keys.Authorized {
+	return keys.OpenAuthorized(filepath.Join(n.state, "authorized_keys"))
+}
