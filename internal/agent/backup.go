@@ -1,11 +1,9 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +15,6 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/manifest"
@@ -34,43 +31,6 @@ func backupName(t time.Time) string {
 	return t.UTC().Format("02-01-2006-15-04-05") + ".tar.gz"
 }
 
-// sealed is the encrypting tail of a backup pipeline: archive -> crypt ->
-// buffered -> the slot's part file (which hashes as it writes).
-type sealed struct {
-	part *store.Part
-	buf  *bufio.Writer
-	enc  io.WriteCloser
-	arch *archive.Writer
-}
-
-func openSealed(slot store.Slot, name string, password []byte) (*sealed, error) {
-	part, err := slot.Create(name)
-	if err != nil {
-		return nil, err
-	}
-	s := &sealed{part: part, buf: bufio.NewWriterSize(part, 1<<20)}
-	if s.enc, err = crypt.NewWriter(s.buf, password, nil); err != nil {
-		part.Abort()
-		return nil, err
-	}
-	if s.arch, err = archive.NewWriter(s.enc, archive.Options{}); err != nil {
-		part.Abort()
-		return nil, err
-	}
-	return s, nil
-}
-
-// finish closes the stages in order and commits the file; on any error the
-// part file is removed, so no file that looks valid is left behind.
-func (s *sealed) finish(meta store.Meta) (*store.Meta, error) {
-	err := errors.Join(s.arch.Close(), s.enc.Close(), s.buf.Flush())
-	if err != nil {
-		s.part.Abort()
-		return nil, err
-	}
-	return s.part.Commit(meta)
-}
-
 func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, allowPrimary bool) job.Func {
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		defer clear(password)
@@ -80,7 +40,7 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 		j.SetProgress(func() any { return prog.Snapshot() })
 		a.log.Info("backup running", "name", name)
 
-		s, err := openSealed(slot, name, password)
+		s, err := slot.CreateSealed(name, password, archive.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("start backup file: %w", err)
 		}
@@ -90,17 +50,17 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 			opts.ReadPreference = readpref.Primary()
 		}
 		if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
-			s.part.Abort()
+			s.Abort()
 			return nil, err
 		}
 		defer os.RemoveAll(opts.SpoolDir)
-		man, err := dump.Run(ctx, a.client, s.arch, opts, prog)
+		man, err := dump.Run(ctx, a.client, s.Archive(), opts, prog)
 		if err != nil {
-			s.part.Abort()
+			s.Abort()
 			a.log.Error("backup failed", "name", name, "err", err)
 			return nil, err
 		}
-		meta, err := s.finish(store.Meta{
+		meta, err := s.Finish(store.Meta{
 			Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
 			Documents: man.TotalDocuments(), Collections: len(man.Collections),
 			Format: FormatName, Consistency: man.Consistency,
@@ -133,7 +93,7 @@ func (a *Agent) sensitiveBackupJob(slot store.Slot, password []byte) job.Func {
 			return nil, err
 		}
 		prog.total.Store(int64(len(paths)))
-		s, err := openSealed(slot, name, password)
+		s, err := slot.CreateSealed(name, password, archive.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("start backup file: %w", err)
 		}
@@ -142,12 +102,12 @@ func (a *Agent) sensitiveBackupJob(slot store.Slot, password []byte) job.Func {
 			ToolVersion: "a0 " + version.Version, Source: manifest.Source{Node: host}, Started: start.UTC()}
 		for i, p := range paths {
 			if err := ctx.Err(); err != nil {
-				s.part.Abort()
+				s.Abort()
 				return nil, err
 			}
-			f, err := a.addSensitiveFile(s.arch, i, p)
+			f, err := a.addSensitiveFile(s.Archive(), i, p)
 			if err != nil {
-				s.part.Abort()
+				s.Abort()
 				return nil, err
 			}
 			man.Files = append(man.Files, f)
@@ -156,13 +116,13 @@ func (a *Agent) sensitiveBackupJob(slot store.Slot, password []byte) job.Func {
 		man.Finished = time.Now().UTC()
 		b, err := man.Encode()
 		if err == nil {
-			err = s.arch.AddBytes(manifest.Name, 0o600, man.Finished, b)
+			err = s.Archive().AddBytes(manifest.Name, 0o600, man.Finished, b)
 		}
 		if err != nil {
-			s.part.Abort()
+			s.Abort()
 			return nil, err
 		}
-		meta, err := s.finish(store.Meta{Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
+		meta, err := s.Finish(store.Meta{Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
 			Files: len(man.Files), Format: FormatName})
 		if err != nil {
 			return nil, err
