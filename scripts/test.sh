@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite (the README's test command; CI runs it too).
+# Includes short fuzzing of the file-format, archive and API decoders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go test -count=1 -timeout 15m ./...
+for target in "FuzzReader ./internal/crypt" "FuzzReader ./internal/archive" "FuzzDecodeRequest ./internal/agent"; do
+  set -- $target
+  if go test -list "^$1\$" "$2" 2>/dev/null | grep -q "^$1\$"; then
+    go test -run '^$' -fuzz "^$1\$" -fuzztime 5s -fuzzminimizetime 2s "$2"
+  fi
+done
