@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/md5"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/a0backup/a0/internal/crypt"
+)
+
+// decryptTar decrypts an a0 file and returns its tar entries (test data is small).
+func decryptTar(t *testing.T, path, password string) (map[string][]byte, map[string]int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cr, err := crypt.NewReader(f, []byte(password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := gzip.NewReader(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	files, modes := map[string][]byte{}, map[string]int64{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files, modes
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		files[h.Name], modes[h.Name] = b, h.Mode
+	}
+}
+
+func TestSensitiveCycle(t *testing.T) {
+	n, op, _ := backupNode(t, 200)
+	const pw, sensPW = "Passw0rd-data", "0therPassw0rd"
+
+	r := op.mustOn(n, "backup-sensitive", "--password", sensPW)
+	if r.stdout != "Backup in progress.\n" {
+		t.Fatalf("backup-sensitive printed %q", r.stdout)
+	}
+	st := decodeStatus(t, op.waitStatus(n, "backup-sensitive-status"))
+	if st.Message != "Backup found" {
+		t.Fatalf("sensitive status: %+v\n%s", st, n.log.String())
+	}
+	// Both slots at once.
+	op.mustOn(n, "backup", "--password", pw)
+	if bst := decodeStatus(t, op.waitStatus(n, "backup-status")); bst.Message != "Backup found" {
+		t.Fatalf("backup status: %+v\n%s", bst, n.log.String())
+	}
+	if st2 := decodeStatus(t, op.mustOn(n, "backup-sensitive-status").stdout); st2.Arguments.Name != st.Arguments.Name {
+		t.Fatalf("ordinary backup touched the sensitive slot: %+v", st2)
+	}
+
+	op.mustOn(n, "backup-sensitive-retrieve")
+	sensFile := filepath.Join(op.dir, "backup-sensitive-retrieve.tar.gz.enc")
+	body := readFile(t, sensFile)
+	if sum := md5.Sum(body); hex.EncodeToString(sum[:]) != st.Arguments.MD5 {
+		t.Fatal("sensitive md5 mismatch")
+	}
+	files, modes := decryptTar(t, sensFile, sensPW)
+	want := []string{"state/secrets/data-encryption.key", "state/secrets/token-signing.pem", "state/secrets/tls.key", "state/secrets/tls.crt", "state/authorized_keys", "manifest.json"}
+	for _, w := range want {
+		if _, ok := files[w]; !ok {
+			t.Errorf("sensitive backup lacks %s (has %v)", w, keysOf(files))
+		}
+	}
+	for name, mode := range modes {
+		if name == "manifest.json" {
+			continue
+		}
+		onDisk, err := os.Stat(filepath.Join(n.state, strings.TrimPrefix(name, "state/")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(onDisk.Mode().Perm()) != mode {
+			t.Errorf("%s: mode %o in archive, %o on disk", name, mode, onDisk.Mode().Perm())
+		}
+	}
+	for name, b := range files {
+		if name == "manifest.json" || strings.HasSuffix(name, "tls.crt") || strings.HasSuffix(name, "authorized_keys") {
+			continue
+		}
+		onDisk := readFile(t, filepath.Join(n.state, strings.TrimPrefix(name, "state/")))
+		if !bytes.Equal(onDisk, b) {
+			t.Errorf("%s differs from the node's file", name)
+		}
+	}
+
+	t.Run("ordinary backup holds none of the secrets", func(t *testing.T) {
+		op.mustOn(n, "backup-retrieve")
+		ordinary, _ := decryptTar(t, filepath.Join(op.dir, "backup-retrieve.tar.gz.enc"), pw)
+		var all bytes.Buffer
+		for _, b := range ordinary {
+			all.Write(b)
+		}
+		for name, secret := range files {
+			if name == "manifest.json" {
+				continue
+			}
+			// Search for the secret's distinctive bytes: the whole file and
+			// each of its lines long enough to be unique.
+			if bytes.Contains(all.Bytes(), secret) {
+				t.Errorf("ordinary backup contains %s", name)
+			}
+			for _, line := range bytes.Split(secret, []byte("\n")) {
+				if len(line) >= 32 && bytes.Contains(all.Bytes(), line) {
+					t.Errorf("ordinary backup contains a line of %s", name)
+				}
+			}
+		}
+	})
+
+	t.Run("same password warns", func(t *testing.T) {
+		op.mustOn(n, "backup-sensitive-delete")
+		r := op.mustOn(n, "backup-sensitive", "--password", pw)
+		if !strings.Contains(r.stderr, "warning") || r.stdout != "Backup in progress.\n" {
+			t.Fatalf("no warning for a shared password: %+v", r)
+		}
+		op.waitStatus(n, "backup-sensitive-status")
+	})
+
+	t.Run("verify lists the files", func(t *testing.T) {
+		op.env["A0_BACKUP_PASSWORD"] = sensPW
+		r := op.run("verify", sensFile)
+		if r.code != 0 || !strings.Contains(r.stdout, "state/secrets/tls.key") || !strings.Contains(r.stdout, "kind:         sensitive") {
+			t.Fatalf("verify: %+v", r)
+		}
+	})
+
+	t.Run("restore-sensitive puts the files back", func(t *testing.T) {
+		keyPath := filepath.Join(n.state, "secrets", "data-encryption.key")
+		orig := readFile(t, keyPath)
+		os.WriteFile(keyPath, []byte("changed\n"), 0o644)
+		r := op.on(n, "restore-sensitive", sensFile, "--password", sensPW)
+		if r.code != ExitUsage || !strings.Contains(r.stdout, "REPLACES") {
+			t.Fatalf("restore-sensitive without --yes off a terminal: %+v", r)
+		}
+		if string(readFile(t, keyPath)) != "changed\n" {
+			t.Fatal("unconfirmed restore changed a file")
+		}
+		op.mustOn(n, "restore-sensitive", sensFile, "--password", sensPW, "--yes")
+		if !bytes.Equal(readFile(t, keyPath), orig) {
+			t.Fatal("data key not restored")
+		}
+		if st, _ := os.Stat(keyPath); st.Mode().Perm() != 0o600 {
+			t.Fatalf("restored mode %v", st.Mode().Perm())
+		}
+		if r := op.on(n, "restore-sensitive", sensFile, "--password", "wrong-password", "--yes"); r.code != ExitIntegrity {
+			t.Fatalf("wrong password: %+v", r)
+		}
+	})
+}
+
+func TestSensitiveRefusedWithoutRole(t *testing.T) {
+	n := startNode(t, "", "")
+	op := newOperator(t).withKey(n)
+	r := op.on(n, "backup-sensitive", "--password", "0therPassw0rd")
+	if r.code != ExitRefused || !strings.Contains(r.stderr, "set-as-backup") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func keysOf(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
