@@ -1,0 +1,395 @@
+// Command a0bench regenerates a deterministic mongodump-style data set and
+// measures a0's data paths on it beside the shell baselines they replace,
+// all in one run on the same data, and prints each figure with its goal.
+//
+//	go run ./cmd/a0bench                 # 1 GiB, 3 runs per figure
+//	go run ./cmd/a0bench --size 64MB --runs 1 --json
+//
+// It needs bash, tar, openssl and pigz on PATH (apt-get install -y pigz).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/bench"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.ChildArg {
+		if err := child(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "a0bench:", err)
+		os.Exit(1)
+	}
+}
+
+// child is the re-executed pipeline: it does nothing but SealedPipeline, so
+// its peak RSS is the pipeline's.
+func child(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: a0bench pipeline-child DATAROOT SLOTDIR")
+	}
+	ds, err := bench.LoadDataset(args[0])
+	if err != nil {
+		return err
+	}
+	r, _, err := bench.SealedPipeline(ds, args[1], []byte(os.Getenv(bench.PasswordEnv)), archive.Options{})
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// Row is one figure of the report.
+type Row struct {
+	Figure   string  `json:"figure"`
+	A0       float64 `json:"a0"`
+	Baseline float64 `json:"baseline,omitempty"`
+	BaseName string  `json:"baseline_name,omitempty"`
+	Unit     string  `json:"unit"`
+	Goal     string  `json:"goal,omitempty"`
+	// Met is nil for figures without a goal (context only).
+	Met *bool `json:"met,omitempty"`
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Date        time.Time        `json:"date"`
+	CPUs        int              `json:"cpus"`
+	LoadAvg     string           `json:"loadavg_at_start"`
+	Runs        int              `json:"runs"`
+	DataBytes   int64            `json:"data_bytes"`
+	DataDocs    int64            `json:"data_documents"`
+	SmallBytes  int64            `json:"small_data_bytes"`
+	Rows        []Row            `json:"rows"`
+	Raw         map[string][]any `json:"raw"`
+	EndToEnd    *bench.EndToEnd  `json:"end_to_end,omitempty"`
+	Notes       []string         `json:"notes"`
+	PipelineCPU float64          `json:"pipeline_cpu_seconds"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("a0bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sizeFlag := fs.String("size", "1GiB", "BSON size of the main data set (e.g. 64MB, 1GiB)")
+	smallFlag := fs.String("small-size", "", "size of the second data set for peak RSS (default: size/10)")
+	runs := fs.Int("runs", 3, "runs per figure; the median is reported")
+	users := fs.Int("users", 10000, "users seeded into FerretDB for the end-to-end figure (0 skips it)")
+	workFlag := fs.String("work", "", "scratch directory (default: a new temp dir, removed at the end)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	skipRetrieve := fs.Bool("skip-retrieve", false, "skip the loopback retrieve figure (it starts a real agent)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	size, err := parseSize(*sizeFlag)
+	if err != nil {
+		return err
+	}
+	small := size / 10
+	if *smallFlag != "" {
+		if small, err = parseSize(*smallFlag); err != nil {
+			return err
+		}
+	}
+	if *runs < 1 {
+		return errors.New("--runs must be at least 1")
+	}
+	for _, tool := range []string{"bash", "tar", "openssl", "pigz", "sync"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found on PATH (apt-get install -y pigz): %w", tool, err)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	work := *workFlag
+	if work == "" {
+		if work, err = os.MkdirTemp("", "a0bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	} else if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "a0bench: "+format+"\n", a...) }
+	const password = "a0bench-Passw0rd"
+
+	rep := &Report{Date: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvg: loadAvg(), Runs: *runs, Raw: map[string][]any{}}
+
+	logf("generating %s of BSON (and %s for the RSS check) in %s", fmtBytes(size), fmtBytes(small), work)
+	ds, err := bench.Generate(mkdir(work, "data"), size, 1)
+	if err != nil {
+		return err
+	}
+	dsSmall, err := bench.Generate(mkdir(work, "data-small"), small, 1)
+	if err != nil {
+		return err
+	}
+	rep.DataBytes, rep.DataDocs, rep.SmallBytes = ds.Bytes(), ds.Documents(), dsSmall.Bytes()
+
+	// a0 backup pipeline, in a child process for its own peak RSS.
+	var a0 []bench.Result
+	var rss int64
+	var lastSlot string
+	for i := range *runs {
+		lastSlot = filepath.Join(work, fmt.Sprintf("slot-%d", i))
+		r, peak, err := bench.ChildPipeline(exe, ds.Root, lastSlot, password)
+		if err != nil {
+			return err
+		}
+		logf("a0 pipeline run %d: %.1f MB/s, ratio %.3f, peak RSS %.1f MB", i+1, r.MBps(), r.Ratio(), float64(peak)/1e6)
+		a0 = append(a0, r)
+		rss = max(rss, peak)
+		if i < *runs-1 {
+			os.RemoveAll(lastSlot)
+		}
+	}
+	a0File := a0[len(a0)-1].File
+	_, rssSmall, err := bench.ChildPipeline(exe, dsSmall.Root, filepath.Join(work, "slot-small"), password)
+	if err != nil {
+		return err
+	}
+	os.RemoveAll(filepath.Join(work, "slot-small"))
+	os.RemoveAll(dsSmall.Root)
+	logf("a0 pipeline on %s: peak RSS %.1f MB", fmtBytes(dsSmall.Bytes()), float64(rssSmall)/1e6)
+
+	// Shell baselines on the same data.
+	baseline := func(name, script string) ([]bench.Result, error) {
+		var rs []bench.Result
+		for i := range *runs {
+			out := filepath.Join(work, name+".enc")
+			os.Remove(out)
+			r, err := bench.ShellBackup(script, ds, out, password)
+			if err != nil {
+				return nil, err
+			}
+			logf("%s run %d: %.1f MB/s, ratio %.3f", name, i+1, r.MBps(), r.Ratio())
+			rs = append(rs, r)
+		}
+		return rs, nil
+	}
+	gz, err := baseline("tar-czf-openssl", bench.BaselineTarGz)
+	if err != nil {
+		return err
+	}
+	os.Remove(gz[0].File)
+	pz, err := baseline("tar-pigz-openssl", bench.BaselinePigz)
+	if err != nil {
+		return err
+	}
+
+	// Restore file side, and its baseline on the pigz file.
+	var rest, restBase []bench.Result
+	for i := range *runs {
+		r, err := bench.RestoreFileSide(ctx, a0File, []byte(password))
+		if err != nil {
+			return err
+		}
+		logf("restore file side run %d: %.1f MB/s", i+1, r.MBps())
+		rest = append(rest, r)
+	}
+	for i := range *runs {
+		r, err := bench.ShellRestore(pz[0].File, ds, work, password)
+		if err != nil {
+			return err
+		}
+		logf("openssl -d | pigz -d | tar x run %d: %.1f MB/s", i+1, r.MBps())
+		restBase = append(restBase, r)
+	}
+	os.Remove(pz[0].File)
+
+	// Retrieve over loopback with a real agent and the real CLI.
+	var retr []bench.Result
+	if !*skipRetrieve {
+		node, err := bench.StartNode(ctx, mkdir(work, "node"))
+		if err != nil {
+			return err
+		}
+		err = node.InstallBackup(lastSlot)
+		for i := 0; err == nil && i < *runs; i++ {
+			var r bench.Result
+			if r, err = node.Retrieve(ctx, filepath.Join(work, "retrieved.enc")); err == nil {
+				logf("backup-retrieve run %d: %.1f MB/s", i+1, r.MBps())
+				retr = append(retr, r)
+			}
+		}
+		node.Close()
+		if err != nil {
+			return err
+		}
+		os.RemoveAll(filepath.Join(work, "node"))
+	}
+	os.RemoveAll(lastSlot)
+
+	// End to end against FerretDB.
+	if *users > 0 {
+		logf("seeding %d users into embedded FerretDB", *users)
+		e, err := bench.RunEndToEnd(ctx, mkdir(work, "e2e"), *users, []byte(password))
+		if err != nil {
+			return err
+		}
+		rep.EndToEnd = e
+		logf("end-to-end: %d docs, %.1f MB BSON: scan %.1f MB/s, backup %.1f MB/s", e.Documents, float64(e.Backup.InBytes)/1e6, e.Scan.MBps(), e.Backup.MBps())
+		os.RemoveAll(filepath.Join(work, "e2e"))
+	}
+
+	fill(rep, a0, gz, pz, rest, restBase, retr, rss, rssSmall)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printTable(stdout, rep)
+	return nil
+}
+
+func fill(rep *Report, a0, gz, pz, rest, restBase, retr []bench.Result, rss, rssSmall int64) {
+	yes := func(b bool) *bool { return &b }
+	a0MB, gzMB, pzMB := median(a0, bench.Result.MBps), median(gz, bench.Result.MBps), median(pz, bench.Result.MBps)
+	a0Ratio, gzRatio := median(a0, bench.Result.Ratio), median(gz, bench.Result.Ratio)
+	rep.Rows = append(rep.Rows,
+		Row{Figure: "backup pipeline (BSON -> encrypted, md5+sha256, fsync)", A0: a0MB, Baseline: gzMB, BaseName: "tar czf | openssl enc", Unit: "MB/s", Goal: ">= 150 MB/s", Met: yes(a0MB >= 150)},
+		Row{Figure: "compression ratio (BSON / file)", A0: a0Ratio, Baseline: gzRatio, BaseName: "gzip -6 (tar czf)", Unit: "x", Goal: ">= 0.9 x gzip -6", Met: yes(a0Ratio >= 0.9*gzRatio)},
+		Row{Figure: "speed-up over tar czf | openssl", A0: a0MB / gzMB, Baseline: gzMB, BaseName: "tar czf | openssl enc (MB/s)", Unit: "x", Goal: ">= 4x", Met: yes(a0MB >= 4*gzMB)},
+		Row{Figure: "speed-up over tar | pigz -6 | openssl", A0: a0MB / pzMB, Baseline: pzMB, BaseName: "tar | pigz -6 | openssl enc (MB/s)", Unit: "x", Goal: ">= 2x", Met: yes(a0MB >= 2*pzMB)},
+		Row{Figure: fmt.Sprintf("pipeline peak RSS, %s data", fmtBytes(rep.SmallBytes)), A0: float64(rssSmall) / 1e6, Unit: "MB", Goal: "< 150 MB", Met: yes(rssSmall < 150e6)},
+		Row{Figure: fmt.Sprintf("pipeline peak RSS, %s data", fmtBytes(rep.DataBytes)), A0: float64(rss) / 1e6, Unit: "MB", Goal: "< 150 MB", Met: yes(rss < 150e6)},
+	)
+	restMB, restBaseMB := median(rest, bench.Result.MBps), median(restBase, bench.Result.MBps)
+	rep.Rows = append(rep.Rows, Row{Figure: "restore file side (auth, decrypt, gunzip, validate BSON)", A0: restMB, Baseline: restBaseMB,
+		BaseName: "openssl -d | pigz -d | tar x", Unit: "MB/s BSON", Goal: ">= 180 MB/s and > baseline", Met: yes(restMB >= 180 && restMB > restBaseMB)})
+	if len(retr) > 0 {
+		m := median(retr, bench.Result.MBps)
+		rep.Rows = append(rep.Rows, Row{Figure: "backup-retrieve over loopback (agent + a0cli)", A0: m, Unit: "MB/s of file", Goal: ">= 200 MB/s", Met: yes(m >= 200)})
+	}
+	if e := rep.EndToEnd; e != nil {
+		rep.Rows = append(rep.Rows, Row{Figure: fmt.Sprintf("end-to-end backup from FerretDB (%d users, %.1f MB BSON)", e.Users, float64(e.Backup.InBytes)/1e6),
+			A0: e.Backup.MBps(), Baseline: e.Scan.MBps(), BaseName: "plain find scan of FerretDB", Unit: "MB/s BSON"})
+		bound := "the FerretDB scan"
+		if e.Backup.MBps() < 0.5*e.Scan.MBps() {
+			bound = "a0's own stages, not the scan"
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("end-to-end: scan %.1f MB/s vs backup %.1f MB/s vs pipeline %.1f MB/s: bounded by %s", e.Scan.MBps(), e.Backup.MBps(), a0MB, bound))
+	}
+	for name, rs := range map[string][]bench.Result{"a0_pipeline": a0, "tar_czf_openssl": gz, "tar_pigz_openssl": pz, "restore_file_side": rest, "openssl_pigz_untar": restBase, "retrieve": retr} {
+		for _, r := range rs {
+			rep.Raw[name] = append(rep.Raw[name], map[string]any{"seconds": r.Seconds, "mb_s": r.MBps(), "ratio": r.Ratio()})
+		}
+	}
+	rep.Notes = append(rep.Notes, "medians of "+strconv.Itoa(rep.Runs)+" runs; MB = 10^6 bytes of BSON unless the unit says otherwise; data read from the page cache")
+}
+
+func printTable(w io.Writer, rep *Report) {
+	fmt.Fprintf(w, "a0bench %s  %d CPUs  load at start %s  data %s (%d docs)  runs %d (median)\n\n",
+		rep.Date.Format(time.RFC3339), rep.CPUs, rep.LoadAvg, fmtBytes(rep.DataBytes), rep.DataDocs, rep.Runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "figure\ta0\tbaseline\tgoal\tmet?")
+	for _, r := range rep.Rows {
+		base := ""
+		if r.BaseName != "" {
+			base = fmt.Sprintf("%.1f (%s)", r.Baseline, r.BaseName)
+			if r.Unit == "x" && strings.HasPrefix(r.Figure, "compression") {
+				base = fmt.Sprintf("%.2f (%s)", r.Baseline, r.BaseName)
+			}
+		}
+		a0 := fmt.Sprintf("%.1f %s", r.A0, r.Unit)
+		if r.Unit == "x" {
+			a0 = fmt.Sprintf("%.2fx", r.A0)
+		}
+		met := "-"
+		if r.Met != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*r.Met]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Figure, a0, base, r.Goal, met)
+	}
+	tw.Flush()
+	for _, n := range rep.Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+func median(rs []bench.Result, f func(bench.Result) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func mkdir(parent, name string) string {
+	p := filepath.Join(parent, name)
+	os.MkdirAll(p, 0o700)
+	return p
+}
+
+// parseSize reads 64MB, 100MB (10^6), 1GiB, 512MiB or a plain byte count.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			n, err := strconv.ParseFloat(strings.TrimSuffix(s, u.suffix), 64)
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("bad size %q", s)
+			}
+			return int64(n * float64(u.mult)), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n, nil
+}
+
+func fmtBytes(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MB", float64(n)/1e6)
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
