@@ -22,6 +22,8 @@ type Result struct {
 	OutBytes int64 `json:"out_bytes,omitempty"`
 	// File is the backup the run wrote, when it wrote one.
 	File string `json:"file,omitempty"`
+	// CPUSeconds is user+system time, when the run was a child process.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
 // MBps is BSON megabytes (10^6) per second.

@@ -37,6 +37,9 @@ func ChildPipeline(exe, root, slotDir, password string) (Result, int64, error) {
 	if !ok {
 		return r, 0, fmt.Errorf("pipeline child: no rusage")
 	}
+	// CPU time does not depend on what else the shared machine runs: it
+	// says what the pipeline would do on idle cores.
+	r.CPUSeconds = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	// Linux reports ru_maxrss in KiB.
 	return r, ru.Maxrss * 1024, nil
 }
