@@ -1,0 +1,635 @@
+package dump
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readpref"
+
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/manifest"
+)
+
+// OplogMode says whether Run captures the oplog.
+type OplogMode string
+
+const (
+	// OplogAuto (the default) captures the oplog when local.oplog.rs exists
+	// and holds an entry, which makes the backup point-in-time.
+	OplogAuto OplogMode = "auto"
+	// OplogOff never reads the oplog; the backup's consistency is "none".
+	OplogOff OplogMode = "off"
+)
+
+// DefaultParallel is how many collections are read at once by default.
+const DefaultParallel = 4
+
+// Entry names written besides the collections.
+const (
+	PreludeName = "prelude.json"
+	OplogName   = "oplog.bson"
+)
+
+// fileMode of every archive entry: backups hold credentials.
+const fileMode = 0o600
+
+// batchSize asks for large batches; the server still caps each at 16 MiB,
+// which bounds the memory of a cursor.
+const batchSize = 10000
+
+// ErrNoSpoolDir is returned when Options.SpoolDir is empty.
+var ErrNoSpoolDir = errors.New("dump: no spool directory")
+
+// Options configure Run.
+type Options struct {
+	// Parallel is how many collections are read at once (DefaultParallel
+	// when 0).
+	Parallel int
+	// SpoolDir (required) receives the raw .bson spool files; it must be on
+	// the backup device. Run removes each spool as soon as it is packed and
+	// every spool it made when it fails.
+	SpoolDir string
+	// ToolVersion and Node go into prelude.json and the manifest.
+	ToolVersion, Node string
+	// ReadPreference for the collection reads. Nil means secondaryPreferred
+	// on a replica set (the primary keeps serving) and primary otherwise.
+	ReadPreference *readpref.ReadPref
+	// Oplog is OplogAuto when empty.
+	Oplog OplogMode
+}
+
+// Progress is updated by Run and may be read at any time from any goroutine.
+type Progress struct {
+	CollectionsTotal atomic.Int64
+	CollectionsDone  atomic.Int64
+	Documents        atomic.Int64
+	Bytes            atomic.Int64
+	// EstimatedBytes is the sum of the collections' collStats size, known
+	// before the first document is read: Bytes/EstimatedBytes gives an ETA.
+	EstimatedBytes atomic.Int64
+}
+
+// ProgressSnapshot is a copy of Progress at one moment.
+type ProgressSnapshot struct {
+	CollectionsTotal int64 `json:"collections_total"`
+	CollectionsDone  int64 `json:"collections_done"`
+	Documents        int64 `json:"documents"`
+	Bytes            int64 `json:"bytes"`
+	EstimatedBytes   int64 `json:"estimated_bytes"`
+}
+
+// Snapshot reads every counter.
+func (p *Progress) Snapshot() ProgressSnapshot {
+	return ProgressSnapshot{
+		CollectionsTotal: p.CollectionsTotal.Load(),
+		CollectionsDone:  p.CollectionsDone.Load(),
+		Documents:        p.Documents.Load(),
+		Bytes:            p.Bytes.Load(),
+		EstimatedBytes:   p.EstimatedBytes.Load(),
+	}
+}
+
+// OplogRolledError says the oplog no longer holds the entry the backup
+// started from: writes made during the dump may be missing, so the backup
+// cannot be point-in-time. NeededBytes is the oplog the dump produced
+// while it ran, a lower bound of the oplog size a retry needs.
+type OplogRolledError struct {
+	Start, Oldest primitive.Timestamp
+	NeededBytes   int64
+}
+
+func (e *OplogRolledError) Error() string {
+	return fmt.Sprintf("dump: oplog rolled over during the dump: started at %d.%d, oldest entry now %d.%d; the oplog must hold at least %d bytes for the duration of a dump",
+		e.Start.T, e.Start.I, e.Oldest.T, e.Oldest.I, e.NeededBytes)
+}
+
+// intent is one collection or view to dump.
+type intent struct {
+	db, name, typ string
+	options       bson.Raw
+	uuid          string
+	estimate      int64
+	base          string // escaped entry name without extension
+}
+
+// result is a dumped collection waiting for the packer.
+type result struct {
+	in       intent
+	meta     []byte
+	indexes  int
+	spool    string // "" for views
+	docs     int64
+	size     int64
+	finished time.Time
+}
+
+// testHookBeforeOplogEnd runs after the last collection was read and before
+// the oplog end is taken; tests use it to write or trim the oplog.
+var testHookBeforeOplogEnd func(ctx context.Context)
+
+// Run dumps every database but local and config into aw and returns the
+// manifest it wrote last. It does not close aw. prog may be nil. On error
+// (including ctx cancellation, returned promptly as ctx's error) the
+// archive is incomplete and every spool file Run made is removed.
+func Run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Options, prog *Progress) (*manifest.Manifest, error) {
+	if opts.SpoolDir == "" {
+		return nil, ErrNoSpoolDir
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = DefaultParallel
+	}
+	if opts.Oplog == "" {
+		opts.Oplog = OplogAuto
+	}
+	if opts.Oplog != OplogAuto && opts.Oplog != OplogOff {
+		return nil, fmt.Errorf("dump: unknown oplog mode %q", opts.Oplog)
+	}
+	if prog == nil {
+		prog = &Progress{}
+	}
+	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("dump: spool directory: %w", err)
+	}
+	sp := &spools{dir: opts.SpoolDir, files: map[string]struct{}{}}
+	m, err := run(ctx, client, aw, opts, prog, sp)
+	sp.removeAll()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Options, prog *Progress, sp *spools) (*manifest.Manifest, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	m := &manifest.Manifest{
+		FormatVersion: manifest.FormatVersion,
+		Kind:          manifest.KindBackup,
+		ToolVersion:   opts.ToolVersion,
+		Started:       time.Now().UTC(),
+		Consistency:   manifest.ConsistencyNone,
+	}
+	src, err := source(ctx, client, opts.Node)
+	if err != nil {
+		return nil, err
+	}
+	m.Source = src
+	rp := opts.ReadPreference
+	if rp == nil {
+		rp = readpref.Primary()
+		if src.ReplicaSet != "" {
+			rp = readpref.SecondaryPreferred()
+		}
+	}
+
+	intents, err := listIntents(ctx, client, rp)
+	if err != nil {
+		return nil, err
+	}
+	var est int64
+	for _, in := range intents {
+		est += in.estimate
+	}
+	prog.CollectionsTotal.Store(int64(len(intents)))
+	prog.EstimatedBytes.Store(est)
+
+	prelude, err := preludeJSON(opts.Parallel, src.ServerVersion, opts.ToolVersion)
+	if err != nil {
+		return nil, err
+	}
+	if err := aw.AddBytes(PreludeName, fileMode, m.Started, prelude); err != nil {
+		return nil, fmt.Errorf("dump: %w", err)
+	}
+
+	var tl *tailer
+	if opts.Oplog == OplogAuto {
+		if tl, err = startTailer(ctx, client, sp); err != nil {
+			return nil, err
+		}
+	}
+	tailDone := make(chan error, 1)
+	if tl != nil {
+		defer tl.closeSpool()
+		go func() { tailDone <- tl.run(ctx) }()
+	}
+
+	// Longest first, as mongodump does: the big collection starts at once
+	// instead of being the last one running alone.
+	sort.SliceStable(intents, func(i, j int) bool { return intents[i].estimate > intents[j].estimate })
+	jobs := make(chan intent)
+	results := make(chan result)
+	var (
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	var workers sync.WaitGroup
+	for i := 0; i < opts.Parallel; i++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for in := range jobs {
+				r, err := dumpOne(ctx, client, rp, in, sp, prog)
+				if err != nil {
+					fail(err)
+					return
+				}
+				select {
+				case results <- r:
+				case <-ctx.Done():
+					sp.remove(r.spool)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for _, in := range intents {
+			select {
+			case jobs <- in:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	readsDone := make(chan struct{})
+	go func() {
+		workers.Wait()
+		close(readsDone)
+		close(results)
+	}()
+
+	// The oplog end is taken once every collection has been read, while the
+	// packer may still be busy: the tailer needs the end, not the archive.
+	oplogEnd := make(chan error, 1)
+	go func() {
+		<-readsDone
+		if tl == nil || ctx.Err() != nil {
+			oplogEnd <- nil
+			return
+		}
+		if testHookBeforeOplogEnd != nil {
+			testHookBeforeOplogEnd(ctx)
+		}
+		oplogEnd <- tl.finish(ctx)
+	}()
+
+	for r := range results {
+		c, err := pack(ctx, aw, r, sp)
+		if err != nil {
+			fail(err)
+			continue // drain: workers exit on the cancelled ctx
+		}
+		m.Collections = append(m.Collections, c)
+		prog.CollectionsDone.Add(1)
+	}
+	if err := <-oplogEnd; err != nil {
+		fail(err)
+	}
+	if firstErr != nil {
+		if tl != nil {
+			<-tailDone
+		}
+		return nil, firstErr
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	if tl != nil {
+		if err := <-tailDone; err != nil {
+			return nil, err
+		}
+		if err := tl.checkRolled(ctx); err != nil {
+			return nil, err
+		}
+		if tl.active {
+			if err := tl.pack(ctx, aw, sp); err != nil {
+				return nil, err
+			}
+			m.Consistency = manifest.ConsistencyPointInTime
+			m.OplogStart = &manifest.OplogPos{T: tl.start.T, I: tl.start.I, Wall: tl.startWall}
+			m.ConsistentTo = &manifest.OplogPos{T: tl.last.T, I: tl.last.I, Wall: tl.lastWall}
+			m.OplogEntries = tl.entries
+		}
+	}
+
+	sort.Slice(m.Collections, func(i, j int) bool {
+		if m.Collections[i].DB != m.Collections[j].DB {
+			return m.Collections[i].DB < m.Collections[j].DB
+		}
+		return m.Collections[i].Name < m.Collections[j].Name
+	})
+	m.Finished = time.Now().UTC()
+	b, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := aw.AddBytes(manifest.Name, fileMode, m.Finished, b); err != nil {
+		return nil, fmt.Errorf("dump: %w", err)
+	}
+	return m, nil
+}
+
+// source asks the server who it is.
+func source(ctx context.Context, client *mongo.Client, node string) (manifest.Source, error) {
+	admin := client.Database("admin")
+	var bi struct {
+		Version string `bson:"version"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&bi); err != nil {
+		return manifest.Source{}, fmt.Errorf("dump: buildInfo: %w", err)
+	}
+	var hello struct {
+		SetName string `bson:"setName"`
+		Me      string `bson:"me"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+		return manifest.Source{}, fmt.Errorf("dump: hello: %w", err)
+	}
+	return manifest.Source{Node: node, ServerVersion: bi.Version, ReplicaSet: hello.SetName, ReadFrom: hello.Me}, nil
+}
+
+// databases lists the databases Run dumps, sorted.
+func databases(ctx context.Context, client *mongo.Client) ([]string, error) {
+	names, err := client.ListDatabaseNames(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("dump: list databases: %w", err)
+	}
+	out := names[:0]
+	for _, n := range names {
+		if !skipDatabase(n) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// DataSize is the sum of dbStats dataSize over the databases Run dumps: the
+// spool needs about this much room on the backup device, the archive less.
+func DataSize(ctx context.Context, client *mongo.Client) (int64, error) {
+	dbs, err := databases(ctx, client)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, db := range dbs {
+		var st bson.Raw
+		if err := client.Database(db).RunCommand(ctx, bson.D{{Key: "dbStats", Value: 1}}).Decode(&st); err != nil {
+			return 0, fmt.Errorf("dump: dbStats %s: %w", db, err)
+		}
+		total += number(st.Lookup("dataSize"))
+	}
+	return total, nil
+}
+
+// number reads a BSON number of any width (servers differ).
+func number(v bson.RawValue) int64 {
+	switch v.Type {
+	case bson.TypeInt32:
+		return int64(v.Int32())
+	case bson.TypeInt64:
+		return v.Int64()
+	case bson.TypeDouble:
+		return int64(v.Double())
+	}
+	return 0
+}
+
+func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref) ([]intent, error) {
+	dbs, err := databases(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	var out []intent
+	for _, dbName := range dbs {
+		db := client.Database(dbName, options.Database().SetReadPreference(rp))
+		specs, err := db.ListCollectionSpecifications(ctx, bson.D{})
+		if err != nil {
+			return nil, fmt.Errorf("dump: list collections of %s: %w", dbName, err)
+		}
+		for _, s := range specs {
+			if skipNamespace(dbName, s.Name) {
+				continue
+			}
+			in := intent{db: dbName, name: s.Name, typ: s.Type, options: s.Options,
+				base: dbName + "/" + escapeCollection(s.Name)}
+			if in.typ == "" {
+				in.typ = "collection"
+			}
+			if s.UUID != nil {
+				in.uuid = hex.EncodeToString(s.UUID.Data)
+			}
+			if in.typ == "collection" {
+				var st bson.Raw
+				// Only an estimate for the ETA: a server without collStats
+				// still gets a backup.
+				if db.RunCommand(ctx, bson.D{{Key: "collStats", Value: s.Name}}).Decode(&st) == nil {
+					in.estimate = number(st.Lookup("size"))
+				}
+			}
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// preludeJSON is the header mongodump puts before everything else, in the
+// same field names as its archive header.
+func preludeJSON(parallel int, serverVersion, toolVersion string) ([]byte, error) {
+	b, err := bson.MarshalExtJSON(bson.D{
+		{Key: "concurrent_collections", Value: int32(parallel)},
+		{Key: "version", Value: "0.1"},
+		{Key: "server_version", Value: serverVersion},
+		{Key: "tool_version", Value: toolVersion},
+	}, false, false)
+	if err != nil {
+		return nil, fmt.Errorf("dump: prelude: %w", err)
+	}
+	return b, nil
+}
+
+// metadata is mongodump's <coll>.metadata.json, fields in its order.
+type metadata struct {
+	Options        bson.Raw   `bson:"options"`
+	Indexes        []bson.Raw `bson:"indexes"`
+	UUID           string     `bson:"uuid,omitempty"`
+	CollectionName string     `bson:"collectionName"`
+	Type           string     `bson:"type,omitempty"`
+}
+
+var emptyDoc = bson.Raw{5, 0, 0, 0, 0}
+
+func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
+	coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
+	md := metadata{Options: in.options, Indexes: []bson.Raw{}, UUID: in.uuid, CollectionName: in.name, Type: in.typ}
+	if len(md.Options) == 0 {
+		md.Options = emptyDoc
+	}
+	// Indexes are read before the data, as mongodump does: an index built
+	// during the dump is then rebuilt by restore from the data.
+	if in.typ != "view" {
+		cur, err := coll.Indexes().List(ctx)
+		if err != nil {
+			return result{}, fmt.Errorf("dump: list indexes of %s.%s: %w", in.db, in.name, err)
+		}
+		for cur.Next(ctx) {
+			md.Indexes = append(md.Indexes, append(bson.Raw(nil), cur.Current...))
+		}
+		err = cur.Err()
+		cur.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return result{}, fmt.Errorf("dump: list indexes of %s.%s: %w", in.db, in.name, err)
+		}
+	}
+	meta, err := bson.MarshalExtJSON(md, true, false)
+	if err != nil {
+		return result{}, fmt.Errorf("dump: metadata of %s.%s: %w", in.db, in.name, err)
+	}
+	r := result{in: in, meta: meta, indexes: len(md.Indexes)}
+	if in.typ == "view" {
+		r.finished = time.Now()
+		return r, nil
+	}
+
+	f, err := sp.create()
+	if err != nil {
+		return result{}, err
+	}
+	r.spool = f.Name()
+	fail := func(err error) (result, error) {
+		f.Close()
+		sp.remove(r.spool)
+		return result{}, err
+	}
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetBatchSize(batchSize))
+	if err != nil {
+		return fail(fmt.Errorf("dump: read %s.%s: %w", in.db, in.name, err))
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	bw := bufio.NewWriterSize(f, 1<<20)
+	for cur.Next(ctx) {
+		n, err := bw.Write(cur.Current)
+		if err != nil {
+			return fail(fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err))
+		}
+		r.docs++
+		r.size += int64(n)
+		prog.Documents.Add(1)
+		prog.Bytes.Add(int64(n))
+	}
+	if err := cur.Err(); err != nil {
+		return fail(fmt.Errorf("dump: read %s.%s: %w", in.db, in.name, err))
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err))
+	}
+	if err := f.Close(); err != nil {
+		sp.remove(r.spool)
+		return result{}, fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err)
+	}
+	r.finished = time.Now()
+	return r, nil
+}
+
+// pack appends one collection to the archive, metadata first, and removes
+// its spool.
+func pack(ctx context.Context, aw *archive.Writer, r result, sp *spools) (manifest.Collection, error) {
+	defer sp.remove(r.spool)
+	c := manifest.Collection{DB: r.in.db, Name: r.in.name, Type: r.in.typ, Documents: r.docs,
+		Bytes: r.size, Indexes: r.indexes, MetadataFile: r.in.base + ".metadata.json"}
+	if err := aw.AddBytes(c.MetadataFile, fileMode, r.finished, r.meta); err != nil {
+		return c, fmt.Errorf("dump: %w", err)
+	}
+	if r.spool == "" {
+		return c, nil
+	}
+	c.BSONFile = r.in.base + ".bson"
+	if err := addSpool(ctx, aw, c.BSONFile, r.spool, r.size, r.finished); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func addSpool(ctx context.Context, aw *archive.Writer, name, spool string, size int64, mt time.Time) error {
+	f, err := os.Open(spool)
+	if err != nil {
+		return fmt.Errorf("dump: open spool: %w", err)
+	}
+	defer f.Close()
+	if err := aw.AddFile(name, fileMode, size, mt, ctxReader{ctx, f}); err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
+	return nil
+}
+
+// ctxReader stops a long copy into the archive when the dump is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// spools tracks the spool files of one Run so that all of them go on error.
+type spools struct {
+	dir   string
+	mu    sync.Mutex
+	files map[string]struct{}
+}
+
+func (s *spools) create() (*os.File, error) {
+	f, err := os.CreateTemp(s.dir, ".a0-spool-*.bson")
+	if err != nil {
+		return nil, fmt.Errorf("dump: create spool: %w", err)
+	}
+	s.mu.Lock()
+	s.files[f.Name()] = struct{}{}
+	s.mu.Unlock()
+	return f, nil
+}
+
+func (s *spools) remove(name string) {
+	if name == "" {
+		return
+	}
+	s.mu.Lock()
+	delete(s.files, name)
+	s.mu.Unlock()
+	os.Remove(name)
+}
+
+func (s *spools) removeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name := range s.files {
+		os.Remove(name)
+		delete(s.files, name)
+	}
+}

@@ -1,0 +1,402 @@
+package dump
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/manifest"
+)
+
+func startServer(t *testing.T, cfg devappliance.Config) *mongo.Client {
+	t.Helper()
+	ctx := context.Background()
+	cfg.Dir = t.TempDir()
+	srv, err := devappliance.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Disconnect(context.Background()) })
+	return client
+}
+
+// oddName is a collection name mongodump must escape ('/' and '%').
+const oddName = "a/b%c d"
+
+func seed(t *testing.T, client *mongo.Client, users int) {
+	t.Helper()
+	ctx := context.Background()
+	insert := func(db, coll string, n int, mk func(i int) bson.D) {
+		docs := make([]any, 0, 1000)
+		for i := 0; i < n; i++ {
+			docs = append(docs, mk(i))
+			if len(docs) == cap(docs) || i == n-1 {
+				if _, err := client.Database(db).Collection(coll).InsertMany(ctx, docs); err != nil {
+					t.Fatal(err)
+				}
+				docs = docs[:0]
+			}
+		}
+	}
+	insert("auth0", "users", users, func(i int) bson.D {
+		return bson.D{{Key: "_id", Value: i}, {Key: "email", Value: fmt.Sprintf("u%d@example.com", i)},
+			{Key: "name", Value: strings.Repeat("n", 100)}, {Key: "created", Value: time.Unix(int64(i), 0)}}
+	})
+	insert("auth0", "clients", 30, func(i int) bson.D { return bson.D{{Key: "client_id", Value: fmt.Sprint(i)}} })
+	insert("auth0", oddName, 7, func(i int) bson.D { return bson.D{{Key: "i", Value: i}} })
+	insert("other", "things", 3, func(i int) bson.D { return bson.D{{Key: "i", Value: i}} })
+	_, err := client.Database("auth0").Collection("users").Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true).SetName("email_1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type entry struct {
+	name string
+	data []byte
+}
+
+func readTGZ(t *testing.T, b []byte) []entry {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var out []entry
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, entry{h.Name, d})
+	}
+}
+
+func runDump(ctx context.Context, t *testing.T, client *mongo.Client, opts Options) (*manifest.Manifest, []entry, error) {
+	t.Helper()
+	var buf bytes.Buffer
+	aw, err := archive.NewWriter(&buf, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Run(ctx, client, aw, opts, nil)
+	if err != nil {
+		aw.Close()
+		return nil, nil, err
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return m, readTGZ(t, buf.Bytes()), nil
+}
+
+func countBSON(t *testing.T, b []byte) int64 {
+	t.Helper()
+	var n int64
+	for len(b) > 0 {
+		if len(b) < 5 {
+			t.Fatalf("trailing %d bytes", len(b))
+		}
+		l := int(b[0]) | int(b[1])<<8 | int(b[2])<<16 | int(b[3])<<24
+		if err := bson.Raw(b[:l]).Validate(); err != nil {
+			t.Fatalf("document %d: %v", n, err)
+		}
+		b = b[l:]
+		n++
+	}
+	return n
+}
+
+func assertSpoolEmpty(t *testing.T, dir string) {
+	t.Helper()
+	left, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("spool dir holds %d files after the dump", len(left))
+	}
+}
+
+func TestRunLayout(t *testing.T) {
+	ctx := context.Background()
+	client := startServer(t, devappliance.Config{})
+	seed(t, client, 500)
+	spool := t.TempDir()
+
+	m, entries, err := runDump(ctx, t, client, Options{SpoolDir: spool, ToolVersion: "test-1", Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSpoolEmpty(t, spool)
+
+	if entries[0].name != PreludeName {
+		t.Errorf("first entry %q, want %s", entries[0].name, PreludeName)
+	}
+	var prelude map[string]any
+	if err := json.Unmarshal(entries[0].data, &prelude); err != nil || prelude["tool_version"] != "test-1" {
+		t.Errorf("prelude %s: %v", entries[0].data, err)
+	}
+	last := entries[len(entries)-1]
+	if last.name != manifest.Name {
+		t.Fatalf("last entry %q, want %s", last.name, manifest.Name)
+	}
+	dm, err := manifest.Decode(bytes.NewReader(last.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dm.Consistency != manifest.ConsistencyNone || dm.ConsistentTo != nil {
+		t.Errorf("standalone: consistency %q, consistent_to %v", dm.Consistency, dm.ConsistentTo)
+	}
+	if dm.Source.ServerVersion == "" || dm.ToolVersion != "test-1" || dm.Source.Node != "n1" {
+		t.Errorf("source %+v tool %q", dm.Source, dm.ToolVersion)
+	}
+	if len(dm.Collections) != len(m.Collections) {
+		t.Fatalf("archived manifest has %d collections, returned %d", len(dm.Collections), len(m.Collections))
+	}
+
+	index := map[string]int{}
+	for i, e := range entries {
+		if _, dup := index[e.name]; dup {
+			t.Errorf("duplicate entry %s", e.name)
+		}
+		index[e.name] = i
+	}
+	want := map[string]bool{"auth0.users": true, "auth0.clients": true, "auth0." + oddName: true, "other.things": true}
+	for _, c := range dm.Collections {
+		ns := c.Namespace()
+		t.Run(ns, func(t *testing.T) {
+			delete(want, ns)
+			mi, ok := index[c.MetadataFile]
+			if !ok {
+				t.Fatalf("no %s", c.MetadataFile)
+			}
+			bi, ok := index[c.BSONFile]
+			if !ok {
+				t.Fatalf("no %s", c.BSONFile)
+			}
+			if mi > bi {
+				t.Errorf("metadata after bson")
+			}
+			server, err := client.Database(c.DB).Collection(c.Name).CountDocuments(ctx, bson.D{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := countBSON(t, entries[bi].data); got != server || c.Documents != server {
+				t.Errorf("archive %d docs, manifest %d, server %d", got, c.Documents, server)
+			}
+			if c.Bytes != int64(len(entries[bi].data)) {
+				t.Errorf("manifest bytes %d, file %d", c.Bytes, len(entries[bi].data))
+			}
+			var md struct {
+				Indexes        []map[string]any `json:"indexes"`
+				UUID           *string          `json:"uuid"`
+				CollectionName string           `json:"collectionName"`
+				Type           string           `json:"type"`
+				Options        map[string]any   `json:"options"`
+			}
+			if err := json.Unmarshal(entries[mi].data, &md); err != nil {
+				t.Fatalf("metadata %s: %v", entries[mi].data, err)
+			}
+			if md.CollectionName != c.Name || md.Type != "collection" || md.Options == nil || md.UUID == nil || len(*md.UUID) != 32 {
+				t.Errorf("metadata %s", entries[mi].data)
+			}
+			if len(md.Indexes) == 0 || len(md.Indexes) != c.Indexes {
+				t.Errorf("metadata has %d indexes, manifest %d", len(md.Indexes), c.Indexes)
+			}
+		})
+	}
+	if len(want) != 0 {
+		t.Errorf("collections missing from the manifest: %v", want)
+	}
+	if _, ok := index["auth0/a%2Fb%25c%20d.bson"]; !ok {
+		t.Errorf("odd collection not escaped as mongodump does; entries: %v", index)
+	}
+	var users manifest.Collection
+	for _, c := range dm.Collections {
+		if c.Name == "users" {
+			users = c
+		}
+	}
+	if users.Indexes != 2 {
+		t.Errorf("users: %d indexes, want 2 (_id, email)", users.Indexes)
+	}
+	if !strings.Contains(string(entries[index[users.MetadataFile]].data), `"unique":true`) {
+		t.Errorf("users metadata lost the unique index: %s", entries[index[users.MetadataFile]].data)
+	}
+
+	size, err := DataSize(ctx, client)
+	if err != nil || size <= 0 {
+		t.Errorf("DataSize = %d, %v", size, err)
+	}
+}
+
+func TestEscapeCollection(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	tests := []struct{ in, want string }{
+		{"users", "users"},
+		{"a/b", "a%2Fb"},
+		{"a b%", "a%20b%25"},
+		{"system.js", "system.js"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := escapeCollection(tc.in); got != tc.want {
+				t.Errorf("escapeCollection(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+	t.Run("long", func(t *testing.T) {
+		got := escapeCollection(long)
+		if len(got) != 238 || !strings.HasPrefix(got, strings.Repeat("x", 208)+"%24") {
+			t.Errorf("long name -> %q (%d bytes)", got, len(got))
+		}
+		if escapeCollection(long+"y") == got {
+			t.Error("two long names share a file name")
+		}
+	})
+}
+
+func TestRunCancelled(t *testing.T) {
+	client := startServer(t, devappliance.Config{})
+	seed(t, client, 5000)
+	spool := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(150*time.Millisecond, cancel)
+	start := time.Now()
+	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool, Parallel: 2})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cancelled dump took %v to return", d)
+	}
+	assertSpoolEmpty(t, spool)
+}
+
+func TestRunNoSpoolDir(t *testing.T) {
+	_, err := Run(context.Background(), nil, nil, Options{}, nil)
+	if !errors.Is(err, ErrNoSpoolDir) {
+		t.Fatalf("Run = %v, want ErrNoSpoolDir", err)
+	}
+}
+
+func TestRunOplog(t *testing.T) {
+	ctx := context.Background()
+	client := startServer(t, devappliance.Config{Oplog: true})
+	seed(t, client, 300)
+
+	// Writes keep going for the whole dump.
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; wctx.Err() == nil; i++ {
+			client.Database("auth0").Collection("logs").InsertOne(wctx, bson.D{{Key: "i", Value: i}})
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	spool := t.TempDir()
+	time.Sleep(50 * time.Millisecond)
+	m, entries, err := runDump(ctx, t, client, Options{SpoolDir: spool})
+	stop()
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSpoolEmpty(t, spool)
+	if m.Consistency != manifest.ConsistencyPointInTime || m.ConsistentTo == nil || m.OplogStart == nil {
+		t.Fatalf("consistency %q start %v to %v", m.Consistency, m.OplogStart, m.ConsistentTo)
+	}
+	if m.ConsistentTo.T < m.OplogStart.T || m.ConsistentTo.Wall.IsZero() {
+		t.Errorf("consistent_to %+v before start %+v", m.ConsistentTo, m.OplogStart)
+	}
+	var oplog []byte
+	pos := map[string]int{}
+	for i, e := range entries {
+		pos[e.name] = i
+		if e.name == OplogName {
+			oplog = e.data
+		}
+	}
+	if _, ok := pos[OplogName]; !ok {
+		t.Fatal("no oplog.bson")
+	}
+	if pos[OplogName] != len(entries)-2 {
+		t.Errorf("oplog.bson at %d of %d, want just before manifest.json", pos[OplogName], len(entries))
+	}
+	if n := countBSON(t, oplog); n == 0 || n != m.OplogEntries {
+		t.Errorf("oplog.bson holds %d entries, manifest %d", n, m.OplogEntries)
+	}
+	// Every entry lies in [start, consistent_to], in order.
+	prevT, prevI := m.OplogStart.T, m.OplogStart.I
+	for b := oplog; len(b) > 0; {
+		l := int(b[0]) | int(b[1])<<8 | int(b[2])<<16 | int(b[3])<<24
+		tt, ii := bson.Raw(b[:l]).Lookup("ts").Timestamp()
+		if tt < prevT || (tt == prevT && ii < prevI) {
+			t.Fatalf("entry %d.%d before %d.%d", tt, ii, prevT, prevI)
+		}
+		if tt > m.ConsistentTo.T || (tt == m.ConsistentTo.T && ii > m.ConsistentTo.I) {
+			t.Fatalf("entry %d.%d after consistent_to", tt, ii)
+		}
+		prevT, prevI = tt, ii
+		b = b[l:]
+	}
+}
+
+func TestRunOplogRolled(t *testing.T) {
+	ctx := context.Background()
+	const budget = 50
+	client := startServer(t, devappliance.Config{Oplog: true, OplogEntries: budget})
+	seed(t, client, 100)
+	testHookBeforeOplogEnd = func(ctx context.Context) {
+		for i := 0; i < 3*budget; i++ {
+			client.Database("auth0").Collection("logs").InsertOne(ctx, bson.D{{Key: "i", Value: i}})
+		}
+		if _, err := devappliance.TrimOplog(ctx, client, budget); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { testHookBeforeOplogEnd = nil }()
+	spool := t.TempDir()
+	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool})
+	var rolled *OplogRolledError
+	if !errors.As(err, &rolled) {
+		t.Fatalf("Run = %v, want *OplogRolledError", err)
+	}
+	if !(rolled.Start.T < rolled.Oldest.T || (rolled.Start.T == rolled.Oldest.T && rolled.Start.I < rolled.Oldest.I)) {
+		t.Errorf("oldest %v not after start %v", rolled.Oldest, rolled.Start)
+	}
+	assertSpoolEmpty(t, spool)
+}
