@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -27,8 +28,9 @@ const (
 )
 
 // Shell runs script under bash with pipefail and env added, returning the
-// wall time.
-func Shell(script string, env ...string) (time.Duration, error) {
+// wall time and the CPU time of the whole pipeline (wait4's rusage covers
+// bash and every child it reaped).
+func Shell(script string, env ...string) (time.Duration, float64, error) {
 	cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
@@ -37,14 +39,18 @@ func Shell(script string, env ...string) (time.Duration, error) {
 	err := cmd.Run()
 	el := time.Since(start)
 	if err != nil {
-		return el, fmt.Errorf("%s: %w: %s", script, err, bytes.TrimSpace(stderr.Bytes()))
+		return el, 0, fmt.Errorf("%s: %w: %s", script, err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	return el, nil
+	var cpu float64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		cpu = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	return el, cpu, nil
 }
 
 // ShellBackup runs a backup baseline on the data set into out.
 func ShellBackup(script string, ds *Dataset, out string, password string) (Result, error) {
-	el, err := Shell(script, "DIR="+ds.DumpDir(), "OUT="+out, "A0BENCH_PW="+password)
+	el, cpu, err := Shell(script, "DIR="+ds.DumpDir(), "OUT="+out, PasswordEnv+"="+password)
 	if err != nil {
 		return Result{}, err
 	}
@@ -53,7 +59,7 @@ func ShellBackup(script string, ds *Dataset, out string, password string) (Resul
 		return Result{}, fmt.Errorf("baseline output: %w", err)
 	}
 	// openssl's "Salted__"+salt header is not compressed data.
-	return Result{Seconds: el.Seconds(), InBytes: ds.Bytes(), OutBytes: st.Size() - 16, File: out}, nil
+	return Result{Seconds: el.Seconds(), InBytes: ds.Bytes(), OutBytes: st.Size() - 16, File: out, CPUSeconds: cpu}, nil
 }
 
 // ShellRestore runs BaselineRestore on in (a BaselinePigz file of ds) into a
@@ -64,7 +70,7 @@ func ShellRestore(in string, ds *Dataset, scratch, password string) (Result, err
 		return Result{}, fmt.Errorf("baseline restore: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	el, err := Shell(BaselineRestore, "IN="+in, "OUT="+dir, "A0BENCH_PW="+password)
+	el, cpu, err := Shell(BaselineRestore, "IN="+in, "OUT="+dir, PasswordEnv+"="+password)
 	if err != nil {
 		return Result{}, err
 	}
@@ -74,5 +80,5 @@ func ShellRestore(in string, ds *Dataset, scratch, password string) (Result, err
 	if err != nil || st.Size() != c.Bytes {
 		return Result{}, fmt.Errorf("baseline restore: %s.%s not restored whole (%v)", c.DB, c.Name, err)
 	}
-	return Result{Seconds: el.Seconds(), InBytes: ds.Bytes()}, nil
+	return Result{Seconds: el.Seconds(), InBytes: ds.Bytes(), CPUSeconds: cpu}, nil
 }

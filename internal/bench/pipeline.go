@@ -22,7 +22,8 @@ type Result struct {
 	OutBytes int64 `json:"out_bytes,omitempty"`
 	// File is the backup the run wrote, when it wrote one.
 	File string `json:"file,omitempty"`
-	// CPUSeconds is user+system time, when the run was a child process.
+	// CPUSeconds is user+system time, when the run was a child process
+	// (the a0 pipeline child, or a shell baseline's whole pipeline).
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
