@@ -34,6 +34,35 @@ type Config struct {
 	// OplogKeepEntries bounds the embedded oplog (0: a default).
 	OplogKeepEntries int64
 	Logger           *slog.Logger
+	// Timeouts bound slow or stalled clients; zero fields take the defaults.
+	Timeouts Timeouts
+}
+
+// Timeouts of the HTTPS server. A zero field means its default.
+type Timeouts struct {
+	// ReadHeader bounds the TLS handshake and the request line and
+	// headers (slowloris). Default 10s.
+	ReadHeader time.Duration
+	// Request bounds a whole JSON request: reading its body and writing
+	// its answer. Default 2 minutes.
+	Request time.Duration
+	// Idle bounds a keep-alive connection waiting for its next request,
+	// and the time without a byte moving on an upload or a download, whose
+	// total time is not bounded. Default 2 minutes.
+	Idle time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = 10 * time.Second
+	}
+	if t.Request <= 0 {
+		t.Request = 2 * time.Minute
+	}
+	if t.Idle <= 0 {
+		t.Idle = 2 * time.Minute
+	}
+	return t
 }
 
 // Agent is a running node agent.
@@ -63,6 +92,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = ":10121"
 	}
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
 	st, err := statedir.Open(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -99,8 +129,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.srv = &http.Server{
 		Handler:           a.routes(),
 		TLSConfig:         a.tlsConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
+		IdleTimeout:       cfg.Timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}

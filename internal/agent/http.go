@@ -29,17 +29,19 @@ const maxBody = 1 << 20
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern string, h handlerFunc) { mux.Handle(pattern, a.wrap(h)) }
+	// Uploads and downloads may take hours: bounded when idle, not in total.
+	stream := func(pattern string, h handlerFunc) { mux.Handle(pattern, a.wrapStream(h)) }
 	handle("GET "+api.PathPing, a.ping)
 	handle("GET "+api.PathCommands, a.commands)
 	handle("POST "+api.PathSetAsBackup, a.setAsBackup)
 	handle("GET "+api.PathNodeStatus, a.nodeStatus)
 	handle("POST "+api.PathSlot+"{slot}", a.startBackup)
 	handle("GET "+api.PathSlot+"{slot}/status", a.slotStatus)
-	handle("GET "+api.PathSlot+"{slot}/file", a.download)
-	handle("HEAD "+api.PathSlot+"{slot}/file", a.download)
+	stream("GET "+api.PathSlot+"{slot}/file", a.download)
+	stream("HEAD "+api.PathSlot+"{slot}/file", a.download)
 	handle("DELETE "+api.PathSlot+"{slot}", a.deleteBackup)
 	handle("GET "+api.PathUploads+"{id}", a.uploadState)
-	handle("PUT "+api.PathUploads+"{id}", a.upload)
+	stream("PUT "+api.PathUploads+"{id}", a.upload)
 	handle("DELETE "+api.PathUploads+"{id}", a.deleteUpload)
 	handle("POST "+api.PathRestore, a.startRestore)
 	handle("GET "+api.PathRestoreStatus, a.restoreStatus)
@@ -50,10 +52,33 @@ func (a *Agent) routes() http.Handler {
 	return mux
 }
 
-// statusWriter records the status for the access log.
+// statusWriter records the status for the access log. On a stream (rc
+// set) every Write first pushes the write deadline idle further.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	rc     *http.ResponseController
+	idle   time.Duration
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.rc != nil {
+		s.rc.SetWriteDeadline(time.Now().Add(s.idle))
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+// idleBody pushes the read deadline idle further before every Read: a
+// stalled upload is cut, a slow but moving one is not.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	return b.ReadCloser.Read(p)
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -64,11 +89,33 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // wrap authenticates the caller, runs h, and turns its error into a status
-// and a JSON error body. It is the only place that does so.
-func (a *Agent) wrap(h handlerFunc) http.Handler {
+// and a JSON error body. It is the only place that does so. The request
+// (body in, answer out) must complete within Timeouts.Request.
+func (a *Agent) wrap(h handlerFunc) http.Handler { return a.wrapWith(h, false) }
+
+// wrapStream is wrap for uploads and downloads: no bound on the total time,
+// but Timeouts.Idle without a byte read or written cuts the connection.
+func (a *Agent) wrapStream(h handlerFunc) http.Handler { return a.wrapWith(h, true) }
+
+func (a *Agent) wrapWith(h handlerFunc, stream bool) http.Handler {
+	to := a.cfg.Timeouts.withDefaults()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		// The server itself bounds only the headers (ReadHeaderTimeout);
+		// errors here mean a ResponseWriter without deadlines (tests).
+		rc := http.NewResponseController(w)
+		if stream {
+			sw.rc, sw.idle = rc, to.Idle
+			rc.SetWriteDeadline(start.Add(to.Idle))
+			if r.Body != nil && r.Body != http.NoBody {
+				r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: to.Idle}
+			}
+		} else {
+			rc.SetReadDeadline(start.Add(to.Request))
+			// The answer to a body cut by the read deadline still goes out.
+			rc.SetWriteDeadline(start.Add(2 * to.Request))
+		}
 		name, err := a.authenticate(r)
 		if err == nil {
 			r = r.WithContext(context.WithValue(r.Context(), keyNameKey, name))
