@@ -246,7 +246,7 @@ func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
 			uri = strings.TrimSpace(string(b))
 			fmt.Fprintln(stdout, "seeding the running agent's embedded database")
 		} else {
-			srv, err := devappliance.Start(ctx, devappliance.Config{Dir: st.DBDir(), Oplog: true})
+			srv, err := devappliance.Start(ctx, devappliance.Config{Dir: st.DBDir()})
 			if err != nil {
 				return err
 			}

@@ -362,7 +362,7 @@ func sampleCollections(users int) []seedColl {
 			{Keys: bson.D{{Key: "phone_number", Value: 1}}, Options: options.Index().SetSparse(true)},
 		}},
 
-		{db: "auth0", name: "sessions", count: users / 2, gen: func(r *rand.Rand, i int) bson.D {
+		{db: "auth0", name: "sessions", count: users / 4, gen: func(r *rand.Rand, i int) bson.D {
 			u := r.IntN(max(1, users))
 			created := at(r, 180)
 			return bson.D{
@@ -392,7 +392,7 @@ func sampleCollections(users int) []seedColl {
 			}
 		}, indexes: []mongo.IndexModel{idx(false, "__tenant", 1, "user_id", 1)}},
 
-		{db: "logs", name: "logs", count: users * 2, gen: func(r *rand.Rand, i int) bson.D {
+		{db: "logs", name: "logs", count: users / 2, gen: func(r *rand.Rand, i int) bson.D {
 			u := r.IntN(max(1, users))
 			date := at(r, 180)
 			return bson.D{

@@ -25,7 +25,7 @@ func TestSeedCountsAndIndexes(t *testing.T) {
 	t.Logf("%d docs, %d bytes in %v", stats.TotalDocs, stats.Bytes, stats.Duration)
 	want := map[string]int64{
 		"auth0.tenants": 2, "auth0.clients": 10, "auth0.connections": 6, "auth0.users": users,
-		"auth0.sessions": users / 2, "auth0.refresh_tokens": users / 10, "logs.logs": 2 * users,
+		"auth0.sessions": users / 4, "auth0.refresh_tokens": users / 10, "logs.logs": users / 2,
 		"config_store.settings": 8,
 	}
 	var total int64
