@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 )
@@ -52,7 +53,7 @@ func EnsureOplogMax(ctx context.Context, client *mongo.Client, maxEntries int64)
 		return false, fmt.Errorf("devappliance: oplog budget %d: must be positive", maxEntries)
 	}
 	if _, err := oplogMax(ctx, client); err == nil {
-		return false, nil
+		return false, ensureOplogEntry(ctx, client)
 	} else if !errors.Is(err, ErrNoOplog) {
 		return false, err
 	}
@@ -66,7 +67,34 @@ func EnsureOplogMax(ctx context.Context, client *mongo.Client, maxEntries int64)
 		}
 		return false, fmt.Errorf("devappliance: create oplog: %w", err)
 	}
-	return true, nil
+	return true, ensureOplogEntry(ctx, client)
+}
+
+// ensureOplogEntry writes a no-op entry into an empty oplog, as a
+// replica-set member does when it starts: a backup can then take its start
+// position (the newest entry) at once, and tail from there, instead of
+// finding no oplog position and giving up point-in-time consistency.
+func ensureOplogEntry(ctx context.Context, client *mongo.Client) error {
+	coll := client.Database(OplogDB).Collection(OplogColl)
+	n, err := coll.EstimatedDocumentCount(ctx)
+	if err != nil {
+		return fmt.Errorf("devappliance: count oplog: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	now := time.Now().UTC()
+	_, err = coll.InsertOne(ctx, bson.D{
+		{Key: "op", Value: "n"}, {Key: "ns", Value: ""},
+		{Key: "o", Value: bson.D{{Key: "msg", Value: "a0: oplog started"}}},
+		{Key: "ts", Value: primitive.Timestamp{T: uint32(now.Unix()), I: 0}},
+		{Key: "t", Value: int64(1)}, {Key: "v", Value: int64(2)},
+		{Key: "wall", Value: primitive.NewDateTimeFromTime(now)},
+	})
+	if err != nil {
+		return fmt.Errorf("devappliance: first oplog entry: %w", err)
+	}
+	return nil
 }
 
 // oplogMax returns the capped `max` of local.oplog.rs (0 when it has none).
