@@ -368,7 +368,7 @@ func download(ctx context.Context, env *Env, c *client.Client, slot string, f *o
 	b.initial = have
 	defer b.finish()
 	pw := &progressWriter{n: have, f: func(n int64) { b.update(n, want.Size, "") }}
-	_, err = io.CopyBuffer(io.MultiWriter(f, hmd5, hsha, pw), d.Body, make([]byte, 1<<20))
+	_, err = io.CopyBuffer(&splitHasher{w: io.MultiWriter(f, hsha, pw), side: hmd5}, d.Body, make([]byte, 1<<20))
 	if err != nil {
 		f.Sync()
 		if ctx.Err() != nil {
@@ -377,6 +377,25 @@ func download(ctx context.Context, env *Env, c *client.Client, slot string, f *o
 		return &client.ConnError{Node: c.Node(), Err: fmt.Errorf("download interrupted at byte %d (run the command again to resume): %w", pw.n, err)}
 	}
 	return nil
+}
+
+// splitHasher writes each buffer to w while a second goroutine feeds the
+// same bytes to side (md5, the slowest hash), so that retrieving runs at the
+// speed of one hash, not of both in series.
+type splitHasher struct {
+	w    io.Writer
+	side hash.Hash
+}
+
+func (s *splitHasher) Write(p []byte) (int, error) {
+	done := make(chan struct{})
+	go func() {
+		s.side.Write(p)
+		close(done)
+	}()
+	n, err := s.w.Write(p)
+	<-done
+	return n, err
 }
 
 type progressWriter struct {
