@@ -113,9 +113,13 @@ func TestBinariesAsAUserWould(t *testing.T) {
 		}
 		return out
 	}
-	run(0, "a0agent", "seed", "--state-dir", state, "--users", "1500")
 	addr := freeAddr(t)
 	agent := startAgentProc(t, bin, state, addr)
+	// Seeding while the agent runs goes through the agent's own database.
+	if out := run(0, "a0agent", "seed", "--state-dir", state, "--users", "1500"); !strings.Contains(out, "running agent") {
+		t.Fatalf("seed did not use the running agent's database: %s", out)
+	}
+	run(1, "a0agent", "seed", "--state-dir", state, "--users", "10")
 	pub := run(0, "a0cli", "create-key")
 	run(0, "a0agent", "authorize", "--state-dir", state, "me", strings.TrimSpace(pub))
 	if out := run(0, "a0agent", "keys", "--state-dir", state); !strings.Contains(out, "me") || !strings.Contains(out, "SHA256:") {
