@@ -114,8 +114,10 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	out.DatabaseBytes, _ = dump.DataSize(r.Context(), a.client)
 	out.ServerVersion = a.serverVersion(r)
 	out.Job, _, _ = a.jobs.Running()
-	if rec, _ := a.jobs.Last(kindRestore); rec != nil && rec.State == job.StateFailed {
-		out.InterruptedRestore = map[string]any{"started": rec.Started, "error": rec.Error}
+	if running, _, _ := a.jobs.Running(); running != kindRestore {
+		if m, _ := a.restoreMarker(r.Context()); m != nil {
+			out.InterruptedRestore = m
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

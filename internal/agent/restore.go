@@ -14,6 +14,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/archive"
@@ -182,9 +187,11 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 
 // restoreResult is what restore-status shows after a restore.
 type restoreResult struct {
-	Phase  string          `json:"phase"`
-	Plan   *planSummary    `json:"plan,omitempty"`
-	Report *restore.Report `json:"report,omitempty"`
+	Phase string `json:"phase"`
+	// Previous is the marker of an earlier restore that did not finish.
+	Previous bson.M          `json:"previous_unfinished,omitempty"`
+	Plan     *planSummary    `json:"plan,omitempty"`
+	Report   *restore.Report `json:"report,omitempty"`
 }
 
 type planSummary struct {
@@ -254,6 +261,14 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			return res, nil
 		}
 		phase = "restoring"
+		if prev, _ := a.restoreMarker(ctx); prev != nil {
+			res.Previous = prev
+			a.log.Warn("a previous restore did not finish; this one replaces it", "started", prev["started"])
+		}
+		if err := a.setRestoreMarker(ctx, bson.D{{Key: "state", Value: "running"}, {Key: "started", Value: time.Now().UTC()},
+			{Key: "collections", Value: len(plan.Collections)}}); err != nil {
+			return res, fmt.Errorf("write the restore marker: %w", err)
+		}
 		a.log.Info("restore writing to the database", "collections", len(plan.Collections))
 		stream, closer, err = src.open()
 		if err != nil {
@@ -264,8 +279,15 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 		res.Report, res.Phase = report, "done"
 		if err != nil {
 			res.Phase = "failed"
+			// The marker stays, now saying why: the next restore and
+			// node-status report a database left half-written.
+			a.setRestoreMarker(context.WithoutCancel(ctx), bson.D{{Key: "state", Value: "failed"},
+				{Key: "error", Value: err.Error()}, {Key: "finished", Value: time.Now().UTC()}})
 			a.log.Error("restore failed part way: the database is partly restored", "err", err)
 			return res, fmt.Errorf("restore failed part way, the database is partly restored (run restore again with --drop): %w", err)
+		}
+		if err := a.clearRestoreMarker(ctx); err != nil {
+			a.log.Warn("could not clear the restore marker", "err", err)
 		}
 		if report != nil && !report.OK {
 			return res, &api.Error{Code: api.CodeIntegrity, Message: "restore finished with differences between the backup and the database: see the report"}
@@ -294,6 +316,45 @@ func (a *Agent) restoreStatus(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, api.Message{Message: "Restore failed", Arguments: args})
 	}
 	return writeJSON(w, http.StatusOK, api.Message{Message: "Restore finished", Arguments: args})
+}
+
+// The restore marker lives in the node's `local` database, which is never
+// dumped, restored or replicated: it describes this node's data, and it
+// survives an agent crash, so a half-written database is never silent.
+const (
+	markerDB   = "local"
+	markerColl = "a0_restore_marker"
+	markerID   = "restore"
+)
+
+func (a *Agent) markerColl() *mongo.Collection {
+	return a.client.Database(markerDB).Collection(markerColl)
+}
+
+// setRestoreMarker upserts fields into the marker.
+func (a *Agent) setRestoreMarker(ctx context.Context, fields bson.D) error {
+	_, err := a.markerColl().UpdateOne(ctx, bson.D{{Key: "_id", Value: markerID}},
+		bson.D{{Key: "$set", Value: fields}}, options.Update().SetUpsert(true))
+	return err
+}
+
+func (a *Agent) clearRestoreMarker(ctx context.Context) error {
+	_, err := a.markerColl().DeleteOne(ctx, bson.D{{Key: "_id", Value: markerID}})
+	return err
+}
+
+// restoreMarker returns the marker of an unfinished restore, or nil.
+func (a *Agent) restoreMarker(ctx context.Context) (bson.M, error) {
+	var m bson.M
+	err := a.markerColl().FindOne(ctx, bson.D{{Key: "_id", Value: markerID}}).Decode(&m)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	delete(m, "_id")
+	return m, nil
 }
 
 // sensitivePlanEntry is one file restore-sensitive would put back.

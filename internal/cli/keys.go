@@ -172,8 +172,12 @@ func runNodeStatusCmd(ctx context.Context, env *Env, args []string) error {
 	if st.Job != "" {
 		fmt.Fprintf(w, "running job:    %s\n", st.Job)
 	}
-	if st.InterruptedRestore != nil {
-		fmt.Fprintf(w, "WARNING:        the last restore failed (%v): the database may be partly restored\n", st.InterruptedRestore["error"])
+	if m := st.InterruptedRestore; m != nil {
+		why := "the agent stopped while it ran"
+		if e, ok := m["error"].(string); ok && e != "" {
+			why = e
+		}
+		fmt.Fprintf(w, "WARNING:        a restore started %v did not finish (%s): the database is partly restored; run restore again (with --drop)\n", m["started"], why)
 	}
 	return nil
 }

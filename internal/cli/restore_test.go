@@ -283,3 +283,50 @@ func TestLegacyDecrypt(t *testing.T) {
 		t.Fatalf("a legacy file without --legacy: %+v", r)
 	}
 }
+
+// TestRestoreInterrupted: a restore stopped half way says so in
+// restore-status, in node-status (from the marker in the database) and in
+// the next restore, never silently.
+func TestRestoreInterrupted(t *testing.T) {
+	src, op, _ := backupNode(t, 2000)
+	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-interrupt"
+	op.mustOn(src, "backup")
+	op.waitStatus(src, "backup-status")
+	op.mustOn(src, "backup-retrieve")
+	file := filepath.Join(op.dir, "backup-retrieve.tar.gz.enc")
+
+	dst := startNode(t, "", "")
+	dst.authorize("ops", op.home)
+	op.mustOn(dst, "restore", file, "--detach")
+	caught := false
+	for i := 0; i < 2000; i++ {
+		r := op.mustOn(dst, "restore-status")
+		if strings.Contains(r.stdout, `"phase":"restoring"`) {
+			caught = true
+			break
+		}
+		if !strings.Contains(r.stdout, "in progress") {
+			break
+		}
+	}
+	if !caught {
+		t.Skip("the restore finished before it could be interrupted")
+	}
+	state := dst.state
+	dst.stop() // as SIGTERM would: the job is cancelled half way
+	dst2 := startNode(t, state, "")
+	if r := op.mustOn(dst2, "restore-status"); !strings.Contains(r.stdout, "Restore failed") {
+		t.Fatalf("restore-status after the interruption: %s", r.stdout)
+	}
+	if r := op.mustOn(dst2, "node-status"); !strings.Contains(r.stdout, "did not finish") {
+		t.Fatalf("node-status does not report the half-written database:\n%s", r.stdout)
+	}
+	r := op.mustOn(dst2, "restore", file, "--drop", "--json")
+	if !strings.Contains(r.stdout, "previous_unfinished") {
+		t.Fatalf("the next restore did not report the unfinished one: %s", r.stdout)
+	}
+	if r := op.mustOn(dst2, "node-status"); strings.Contains(r.stdout, "did not finish") {
+		t.Fatalf("marker left after a successful restore:\n%s", r.stdout)
+	}
+	sameCollection(t, src.client(), dst2.client(), "auth0.users")
+}
