@@ -134,6 +134,8 @@ func cryptError(err error) error {
 		return api.Errorf(api.CodeWrongPassword, "wrong password for this backup")
 	case errors.Is(err, crypt.ErrCorrupt), errors.Is(err, crypt.ErrNotA0), errors.Is(err, crypt.ErrUnsupported):
 		return &api.Error{Code: api.CodeIntegrity, Message: "backup file failed authentication: " + err.Error()}
+	case errors.Is(err, restore.ErrInvalidArchive), errors.Is(err, archive.ErrUnsafe):
+		return &api.Error{Code: api.CodeIntegrity, Message: "backup archive refused: " + err.Error()}
 	}
 	return err
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/client"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/restore"
 )
 
 // Exit codes of a0cli. Add, never renumber: scripts rely on them.
@@ -65,7 +67,8 @@ func exitCode(err error) (int, string) {
 	case errors.As(err, &ce):
 		return ExitConn, ""
 	case errors.As(err, &ie), errors.Is(err, crypt.ErrWrongPassword), errors.Is(err, crypt.ErrCorrupt),
-		errors.Is(err, crypt.ErrNotA0), errors.Is(err, crypt.ErrUnsupported):
+		errors.Is(err, crypt.ErrNotA0), errors.Is(err, crypt.ErrUnsupported),
+		errors.Is(err, archive.ErrUnsafe), errors.Is(err, restore.ErrInvalidArchive):
 		return ExitIntegrity, ""
 	case errors.As(err, &nf):
 		return ExitNotFound, ""

@@ -19,6 +19,7 @@ import (
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/restore"
 )
 
 // OfflineOptions are the options of verify and decrypt.
@@ -28,6 +29,7 @@ type OfflineOptions struct {
 	Output string
 	Legacy bool
 	JSON   bool
+	warned bool
 }
 
 func offlineFlags(name string, o *OfflineOptions, args []string, withOutput bool) error {
@@ -66,6 +68,8 @@ func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Cl
 		f.Close()
 		return nil, nil, nil, err
 	}
+	// Later passes over the same file must not ask again.
+	o.PasswordOptions = PasswordOptions{Password: pw, EnvVars: o.EnvVars}
 	br := bufio.NewReaderSize(f, 1<<20)
 	prefix, _ := br.Peek(8)
 	if o.Legacy {
@@ -73,7 +77,10 @@ func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Cl
 			f.Close()
 			return nil, nil, nil, usagef("%s is an a0 file, not a legacy one: drop --legacy", o.File)
 		}
-		fmt.Fprintln(env.Stderr, "a0cli: warning: a legacy file (original appliance format) has no MAC: it cannot be authenticated, only decrypted")
+		if !o.warned {
+			fmt.Fprintln(env.Stderr, "a0cli: warning: a legacy file (original appliance format) has no MAC: it cannot be authenticated, only decrypted")
+			o.warned = true
+		}
 		return crypt.NewLegacyReader(br, []byte(pw)), nil, f, nil
 	}
 	if !crypt.IsA0(prefix) {
@@ -138,11 +145,32 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 		return err
 	}
 	res.Entries, res.PlainBytes, res.Manifest = n, counter.n, man
+	if man == nil && o.Legacy {
+		// The original appliance wrote plain mongodump directories: list
+		// what decrypts, which is all that can be said of such a file.
+		for name, c := range found {
+			res.Collections = append(res.Collections, VerifiedCollection{Namespace: name, Documents: c.Documents, Bytes: c.Bytes})
+		}
+		sort.Slice(res.Collections, func(i, j int) bool { return res.Collections[i].Namespace < res.Collections[j].Namespace })
+		if o.JSON {
+			return printCompact(env, res)
+		}
+		fmt.Fprintf(env.Stdout, "DECRYPTED (legacy, not authenticated): %s: %d entries, %s of archive\n", o.File, n, human(res.PlainBytes))
+		for _, c := range res.Collections {
+			fmt.Fprintf(env.Stdout, "  %-40s %10d docs %12s\n", c.Namespace, c.Documents, human(c.Bytes))
+		}
+		return nil
+	}
 	if man == nil {
 		return &IntegrityError{Msg: "the archive has no manifest.json: not an a0 backup (a plain mongodump archive restores with restore --plain)"}
 	}
 	switch man.Kind {
 	case manifest.KindBackup:
+		if !o.Legacy {
+			if err := planFile(ctx, env, &o); err != nil {
+				return err
+			}
+		}
 		for _, c := range man.Collections {
 			got := found[c.BSONFile]
 			if c.BSONFile != "" && (got.Documents != c.Documents || got.Bytes != c.Bytes) {
@@ -151,6 +179,10 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 			res.Collections = append(res.Collections, VerifiedCollection{Namespace: c.Namespace(), Documents: got.Documents, Bytes: got.Bytes})
 		}
 	case manifest.KindSensitive:
+		// Exactly the listed files: nothing more, nothing from a database.
+		if len(found) > 0 || len(files) != len(man.Files) {
+			return &IntegrityError{Msg: fmt.Sprintf("a sensitive backup whose manifest lists %d files holds %d files and %d collections", len(man.Files), len(files), len(found))}
+		}
 		for _, f := range man.Files {
 			if files[f.Path] != f.SHA256 {
 				return &IntegrityError{Msg: fmt.Sprintf("%s does not match its manifest", f.Path)}
@@ -163,6 +195,22 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 		return printCompact(env, res)
 	}
 	printVerify(env, res)
+	return nil
+}
+
+// planFile runs the node's own pre-restore validation (restore.Plan: the
+// mongodump layout, every metadata.json, every BSON document, the manifest's
+// position and counts) over the file, so that verify accepts exactly what a
+// restore would.
+func planFile(ctx context.Context, env *Env, o *OfflineOptions) error {
+	stream, _, closer, err := openEncrypted(env, o)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if _, err := restore.Plan(ctx, stream, restore.Options{}); err != nil {
+		return &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
+	}
 	return nil
 }
 
@@ -342,5 +390,3 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 	fmt.Fprintf(env.Stdout, "Decrypted %s into %s (%s, %s)\n", o.File, o.Output, human(n), what)
 	return nil
 }
-
-var _ = sort.Strings

@@ -51,8 +51,8 @@ func ClientCertificate(signer crypto.Signer) (tls.Certificate, error) {
 
 // LoadOrCreateNodeCert returns the node's TLS certificate, creating it on the
 // first call: ECDSA P-256, self-signed, valid 10 years, with SANs for hosts
-// (a "host:port" is reduced to its host) plus localhost, 127.0.0.1, ::1 and
-// the machine's hostname. The key file is written 0600 and must stay so
+// (a "host:port" is reduced to its host) plus localhost, 127.0.0.1 and ::1;
+// never the machine's host name. The key file is written 0600 and must stay so
 // (*PermissionError otherwise). Once created the pair is kept, because CLIs
 // pin it. If only the key exists a certificate is issued for it; if only the
 // certificate exists it is an error, since its key is lost.
@@ -98,7 +98,9 @@ func LoadOrCreateNodeCert(certPath, keyPath string, hosts []string) (tls.Certifi
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "a0agent " + hostname()},
+		// No host name: anyone who connects sees the certificate, and the
+		// CLI pins it rather than matching names.
+		Subject:               pkix.Name{CommonName: "a0agent"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(nodeCertLifetime),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
@@ -172,7 +174,7 @@ func randomSerial() *big.Int {
 
 func certSANs(hosts []string) (dns []string, ips []net.IP) {
 	seen := map[string]bool{}
-	all := append(append([]string{}, hosts...), "localhost", "127.0.0.1", "::1", hostname())
+	all := append(append([]string{}, hosts...), "localhost", "127.0.0.1", "::1")
 	for _, h := range all {
 		if host, _, err := net.SplitHostPort(h); err == nil {
 			h = host
