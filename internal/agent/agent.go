@@ -166,7 +166,13 @@ func (a *Agent) connect(ctx context.Context) error {
 	} else {
 		a.dbName = "mongodb"
 	}
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetAppName("a0agent"))
+	copts := options.Client().ApplyURI(uri).SetAppName("a0agent")
+	if a.embed != nil {
+		// An in-process server that does not answer is gone, not electing
+		// a new primary: fail a job in seconds rather than the driver's 30.
+		copts.SetServerSelectionTimeout(5 * time.Second)
+	}
+	c, err := mongo.Connect(ctx, copts)
 	if err != nil {
 		// The URI may carry a password: never print it.
 		return fmt.Errorf("connect to the database: %w", redactURIError(err))
@@ -275,6 +281,10 @@ func (a *Agent) Fingerprint() string {
 	defer a.certMu.RUnlock()
 	return keys.Fingerprint(a.cert.Certificate[0])
 }
+
+// Embedded is the embedded database server, or nil when the agent serves a
+// real MongoDB. Stopping it is how tests make the database go away.
+func (a *Agent) Embedded() *devappliance.Server { return a.embed }
 
 // Client is the agent's database client (for tests and seeding).
 func (a *Agent) Client() *mongo.Client { return a.client }

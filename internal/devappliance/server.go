@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -38,6 +39,9 @@ type Server struct {
 	uri    string
 	cancel context.CancelFunc
 	done   chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start runs FerretDB in-process until Close. It returns once the server
@@ -125,9 +129,13 @@ func (s *Server) ensureOplog(ctx context.Context, entries int64) error {
 func (s *Server) URI() string { return s.uri }
 
 // Close stops the server and waits for it to release its files.
+// It may be called more than once.
 func (s *Server) Close() error {
-	s.cancel()
-	return <-s.done
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.closeErr = <-s.done
+	})
+	return s.closeErr
 }
 
 // sqliteURL is the SQLite location with our pragmas. FerretDB sets WAL mode;
