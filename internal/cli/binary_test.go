@@ -169,6 +169,38 @@ func TestBinariesAsAUserWould(t *testing.T) {
 		t.Fatal("md5 mismatch")
 	}
 	run(0, "a0cli", "verify", "backup-retrieve.tar.gz.enc")
+
+	// SIGKILL in the middle of a restore into a second node: the next start
+	// says so in restore-status and node-status (the marker in the database).
+	state2, addr2 := filepath.Join(work, "node2"), freeAddr(t)
+	agent2 := startAgentProc(t, bin, state2, addr2)
+	run(0, "a0agent", "authorize", "--state-dir", state2, "me", strings.TrimSpace(pub))
+	run(0, "a0cli", "-t", addr2, "restore", "backup-retrieve.tar.gz.enc", "--detach")
+	caught := false
+	for i := 0; i < 400 && !caught; i++ {
+		out := run(0, "a0cli", "-t", addr2, "restore-status")
+		caught = strings.Contains(out, `"phase":"restoring"`)
+		if !caught && !strings.Contains(out, "in progress") {
+			break
+		}
+	}
+	if caught {
+		agent2.cmd.Process.Signal(syscall.SIGKILL)
+		agent2.cmd.Wait()
+		agent2 = startAgentProc(t, bin, state2, addr2)
+		if out := run(0, "a0cli", "-t", addr2, "restore-status"); !strings.Contains(out, "Restore failed") || !strings.Contains(out, "interrupted") {
+			t.Fatalf("restore-status after SIGKILL: %s", out)
+		}
+		if out := run(0, "a0cli", "-t", addr2, "node-status"); !strings.Contains(out, "did not finish") {
+			t.Fatalf("node-status after SIGKILL mid-restore: %s", out)
+		}
+		run(0, "a0cli", "-t", addr2, "restore", "backup-retrieve.tar.gz.enc", "--drop")
+		if out := run(0, "a0cli", "-t", addr2, "node-status"); strings.Contains(out, "did not finish") {
+			t.Fatalf("marker left after a good restore: %s", out)
+		}
+	} else {
+		t.Log("restore finished before SIGKILL could land; the kill-mid-restore check did not run")
+	}
 	run(ExitRefused, "a0cli", "-t", addr, "backup")
 	run(0, "a0cli", "-t", addr, "backup-delete")
 	run(ExitNotFound, "a0cli", "-t", addr, "backup-delete")
