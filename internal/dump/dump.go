@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,16 +105,52 @@ func (p *Progress) Snapshot() ProgressSnapshot {
 
 // OplogRolledError says the oplog no longer holds the entry the backup
 // started from: writes made during the dump may be missing, so the backup
-// cannot be point-in-time. NeededBytes is the oplog the dump produced
-// while it ran, a lower bound of the oplog size a retry needs.
+// cannot be point-in-time.
 type OplogRolledError struct {
+	// Start is the dump's first oplog position, Oldest the oldest entry
+	// left when the loss was seen (zero when the oplog was empty).
 	Start, Oldest primitive.Timestamp
-	NeededBytes   int64
+	// SpanSeconds is how many seconds of oplog the dump needed (start to
+	// the newest entry); WindowSeconds how many the oplog held at the end,
+	// in OplogBytes (collStats size). Zero when unknown.
+	SpanSeconds, WindowSeconds, OplogBytes int64
+	// NeededBytes is the oplog size a retry at the same write rate needs:
+	// OplogBytes * SpanSeconds / WindowSeconds, and at least the bytes the
+	// dump captured.
+	NeededBytes int64
 }
 
 func (e *OplogRolledError) Error() string {
-	return fmt.Sprintf("dump: oplog rolled over during the dump: started at %d.%d, oldest entry now %d.%d; the oplog must hold at least %d bytes for the duration of a dump",
-		e.Start.T, e.Start.I, e.Oldest.T, e.Oldest.I, e.NeededBytes)
+	var b strings.Builder
+	fmt.Fprintf(&b, "dump: the oplog rolled over during the dump (the backup started at oplog position %d.%d; ", e.Start.T, e.Start.I)
+	if e.Oldest.IsZero() {
+		b.WriteString("the oplog no longer holds any entry): ")
+	} else {
+		fmt.Fprintf(&b, "the oldest entry left is %d.%d): ", e.Oldest.T, e.Oldest.I)
+	}
+	b.WriteString("writes made during the dump may be missing, so it cannot be point-in-time")
+	if e.SpanSeconds > 0 {
+		fmt.Fprintf(&b, "; the dump spanned %ds of oplog", e.SpanSeconds)
+		if e.WindowSeconds > 0 {
+			fmt.Fprintf(&b, " and the oplog holds %ds in %d bytes", e.WindowSeconds, e.OplogBytes)
+		}
+	}
+	fmt.Fprintf(&b, "; the oplog needs at least %d bytes (%s) for a dump at this write rate: enlarge it with some margin (replSetResizeOplog), or back up when fewer writes happen",
+		e.NeededBytes, humanBytes(e.NeededBytes))
+	return b.String()
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // intent is one collection or view to dump.
@@ -139,6 +176,9 @@ type result struct {
 // testHookBeforeOplogEnd runs after the last collection was read and before
 // the oplog end is taken; tests use it to write or trim the oplog.
 var testHookBeforeOplogEnd func(ctx context.Context)
+
+// testHookTailFerretDB makes tests use the tailable cursor on FerretDB too.
+var testHookTailFerretDB bool
 
 // Run dumps every database but local and config into aw and returns the
 // manifest it wrote last. It does not close aw. prog may be nil. On error
@@ -186,17 +226,23 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		Started:       time.Now().UTC(),
 		Consistency:   manifest.ConsistencyNone,
 	}
-	src, err := source(ctx, client, opts.Node)
+	src, ferret, err := source(ctx, client, opts.Node)
 	if err != nil {
 		return nil, err
 	}
 	m.Source = src
-	rp := opts.ReadPreference
-	if rp == nil {
-		rp = readpref.Primary()
-		if src.ReplicaSet != "" {
-			rp = readpref.SecondaryPreferred()
+	rp := readPreference(opts.ReadPreference, src.ReplicaSet)
+
+	// The oplog start is taken before the collections are listed: a
+	// collection created after the listing then has its writes in the
+	// captured oplog, and replay creates it. (Taken after the listing, a
+	// collection created in between would be in neither.)
+	var tl *tailer
+	if opts.Oplog == OplogAuto {
+		if tl, err = startTailer(ctx, client, sp, ferret && !testHookTailFerretDB); err != nil {
+			return nil, err
 		}
+		defer tl.closeSpool()
 	}
 
 	intents, err := listIntents(ctx, client, rp)
@@ -218,15 +264,8 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		return nil, fmt.Errorf("dump: %w", err)
 	}
 
-	var tl *tailer
-	if opts.Oplog == OplogAuto {
-		if tl, err = startTailer(ctx, client, sp); err != nil {
-			return nil, err
-		}
-	}
 	tailDone := make(chan error, 1)
 	if tl != nil {
-		defer tl.closeSpool()
 		go func() { tailDone <- tl.run(ctx) }()
 	}
 
@@ -287,6 +326,14 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		if tl == nil || ctx.Err() != nil {
 			oplogEnd <- nil
 			return
+		}
+		if ferret && tl.active {
+			// FerretDB writes a document and its oplog entry in two
+			// steps: a write the last read saw may not be logged yet.
+			// Its entry must be at or before the end, else replay
+			// stops before it and the restore holds a write made after
+			// consistent_to.
+			sleep(ctx, ferretOplogSettle)
 		}
 		if testHookBeforeOplogEnd != nil {
 			testHookBeforeOplogEnd(ctx)
@@ -351,23 +398,44 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	return m, nil
 }
 
-// source asks the server who it is.
-func source(ctx context.Context, client *mongo.Client, node string) (manifest.Source, error) {
+// ferretOplogSettle is how long Run waits, on FerretDB, between the last
+// collection read and taking the oplog end; see run.
+var ferretOplogSettle = time.Second
+
+// readPreference is the read preference of the collection reads: the one
+// asked for, else secondaryPreferred on a replica-set member (the primary
+// keeps serving) and primary otherwise (a standalone server, or FerretDB,
+// whose hello has no setName).
+func readPreference(asked *readpref.ReadPref, replicaSet string) *readpref.ReadPref {
+	switch {
+	case asked != nil:
+		return asked
+	case replicaSet != "":
+		return readpref.SecondaryPreferred()
+	default:
+		return readpref.Primary()
+	}
+}
+
+// source asks the server who it is, and whether it is FerretDB.
+func source(ctx context.Context, client *mongo.Client, node string) (manifest.Source, bool, error) {
 	admin := client.Database("admin")
 	var bi struct {
-		Version string `bson:"version"`
+		Version         string `bson:"version"`
+		FerretDBVersion string `bson:"ferretdbVersion"`
 	}
 	if err := admin.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&bi); err != nil {
-		return manifest.Source{}, fmt.Errorf("dump: buildInfo: %w", err)
+		return manifest.Source{}, false, fmt.Errorf("dump: buildInfo: %w", err)
 	}
 	var hello struct {
 		SetName string `bson:"setName"`
 		Me      string `bson:"me"`
 	}
 	if err := admin.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
-		return manifest.Source{}, fmt.Errorf("dump: hello: %w", err)
+		return manifest.Source{}, false, fmt.Errorf("dump: hello: %w", err)
 	}
-	return manifest.Source{Node: node, ServerVersion: bi.Version, ReplicaSet: hello.SetName, ReadFrom: hello.Me}, nil
+	return manifest.Source{Node: node, ServerVersion: bi.Version, ReplicaSet: hello.SetName, ReadFrom: hello.Me},
+		bi.FerretDBVersion != "", nil
 }
 
 // databases lists the databases Run dumps, sorted.

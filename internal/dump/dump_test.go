@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
@@ -312,6 +314,15 @@ func TestRunNoSpoolDir(t *testing.T) {
 }
 
 func TestRunOplog(t *testing.T) {
+	t.Run("one pass (FerretDB)", testRunOplog)
+	t.Run("tailable cursor (MongoDB)", func(t *testing.T) {
+		testHookTailFerretDB = true
+		defer func() { testHookTailFerretDB = false }()
+		testRunOplog(t)
+	})
+}
+
+func testRunOplog(t *testing.T) {
 	ctx := context.Background()
 	client := startServer(t, devappliance.Config{Oplog: true})
 	seed(t, client, 300)
@@ -395,8 +406,43 @@ func TestRunOplogRolled(t *testing.T) {
 	if !errors.As(err, &rolled) {
 		t.Fatalf("Run = %v, want *OplogRolledError", err)
 	}
+	if rolled.NeededBytes <= 0 || !strings.Contains(err.Error(), "the oplog needs at least") {
+		t.Errorf("no size in %q", err)
+	}
 	if !(rolled.Start.T < rolled.Oldest.T || (rolled.Start.T == rolled.Oldest.T && rolled.Start.I < rolled.Oldest.I)) {
 		t.Errorf("oldest %v not after start %v", rolled.Oldest, rolled.Start)
 	}
 	assertSpoolEmpty(t, spool)
+}
+
+func TestReadPreference(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		asked      *readpref.ReadPref
+		replicaSet string
+		want       readpref.Mode
+	}{
+		{"replica set: a secondary, the primary keeps serving", nil, "rs0", readpref.SecondaryPreferredMode},
+		{"standalone or FerretDB (no setName): primary", nil, "", readpref.PrimaryMode},
+		{"--allow-primary on a replica set", readpref.Primary(), "rs0", readpref.PrimaryMode},
+		{"asked explicitly", readpref.Secondary(), "", readpref.SecondaryMode},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := readPreference(tc.asked, tc.replicaSet).Mode(); got != tc.want {
+				t.Fatalf("mode %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOplogRolledMessage(t *testing.T) {
+	e := &OplogRolledError{Start: primitive.Timestamp{T: 100, I: 1}, Oldest: primitive.Timestamp{T: 130, I: 2},
+		SpanSeconds: 60, WindowSeconds: 30, OplogBytes: 50 << 20, NeededBytes: 100 << 20}
+	msg := e.Error()
+	for _, want := range []string{"rolled over", "100.1", "130.2", "cannot be point-in-time", "spanned 60s",
+		"holds 30s in 52428800 bytes", "at least 104857600 bytes (100.0 MiB)"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
 }

@@ -45,19 +45,29 @@ type tailer struct {
 	endCh    chan primitive.Timestamp
 	entries  int64
 	bytes    int64
+	// onePass reads the oplog once the end is known instead of tailing
+	// it (FerretDB; see readOnce).
+	onePass bool
+	// firstOldest is the oldest entry when a one-pass capture started:
+	// its start is a clock reading, not an entry, and may be older than
+	// a young oplog's first entry without anything lost.
+	firstOldest primitive.Timestamp
 }
 
 // startTailer records the start position. It returns an inactive tailer
 // (and captures nothing) when there is no oplog or it is empty.
-func startTailer(ctx context.Context, client *mongo.Client, sp *spools) (*tailer, error) {
+func startTailer(ctx context.Context, client *mongo.Client, sp *spools, onePass bool) (*tailer, error) {
 	coll := client.Database(oplogDB).Collection(oplogColl)
-	t := &tailer{coll: coll, endCh: make(chan primitive.Timestamp, 1)}
+	t := &tailer{coll: coll, endCh: make(chan primitive.Timestamp, 1), onePass: onePass}
 	names, err := client.Database(oplogDB).ListCollectionNames(ctx, bson.D{{Key: "name", Value: oplogColl}})
 	if err != nil {
 		return nil, fmt.Errorf("dump: look for the oplog: %w", err)
 	}
 	if len(names) == 0 {
 		return t, nil
+	}
+	if onePass {
+		return t, t.startOnePass(ctx, client, sp)
 	}
 	ts, wall, ok, err := t.edge(ctx, -1)
 	if err != nil || !ok {
@@ -75,6 +85,59 @@ func startTailer(ctx context.Context, client *mongo.Client, sp *spools) (*tailer
 	}
 	t.bw = bufio.NewWriterSize(t.spool, 1<<20)
 	return t, nil
+}
+
+// startOnePass takes the start on FerretDB without reading the oplog:
+// finding its newest entry costs a scan of all of it (no index on ts, no
+// $natural pushdown: seconds for a few MB). FerretDB's ts is its wall
+// clock second and a counter, and it logs a write after the write: every
+// entry from the server's clock a second ago on is copied, which holds
+// every write not yet in the data read after this. Copying entries older
+// than needed is harmless: replay applies them in order, before the
+// later ones.
+func (t *tailer) startOnePass(ctx context.Context, client *mongo.Client, sp *spools) error {
+	first, ok, err := t.oldest(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	t.firstOldest = first
+	var hello struct {
+		LocalTime time.Time `bson:"localTime"`
+	}
+	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+		return fmt.Errorf("dump: hello: %w", err)
+	}
+	if hello.LocalTime.IsZero() {
+		hello.LocalTime = time.Now()
+	}
+	sec := hello.LocalTime.Unix() - 1
+	t.start, t.startWall, t.active = primitive.Timestamp{T: uint32(sec)}, time.Unix(sec, 0).UTC(), true
+	if t.spool, err = sp.create(); err != nil {
+		return err
+	}
+	t.bw = bufio.NewWriterSize(t.spool, 1<<20)
+	return nil
+}
+
+// oldest returns the first entry in insertion order (unsorted: FerretDB
+// answers it without a scan; MongoDB returns the oplog in natural order).
+func (t *tailer) oldest(ctx context.Context) (primitive.Timestamp, bool, error) {
+	if !t.onePass {
+		ts, _, ok, err := t.edge(ctx, 1)
+		return ts, ok, err
+	}
+	raw, err := t.coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "ts", Value: 1}})).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return primitive.Timestamp{}, false, nil
+	}
+	if err != nil {
+		return primitive.Timestamp{}, false, fmt.Errorf("dump: read oplog position: %w", err)
+	}
+	t1, i1, ok := raw.Lookup("ts").TimestampOK()
+	if !ok {
+		return primitive.Timestamp{}, false, errors.New("dump: oplog entry without ts")
+	}
+	return primitive.Timestamp{T: t1, I: i1}, true, nil
 }
 
 func oldestOpenTxn(ctx context.Context, client *mongo.Client) (primitive.Timestamp, bool) {
@@ -116,27 +179,126 @@ func (t *tailer) edge(ctx context.Context, dir int) (primitive.Timestamp, time.T
 
 func tsLess(a, b primitive.Timestamp) bool { return a.T < b.T || (a.T == b.T && a.I < b.I) }
 
-// run tails until the end position given to finish has been copied.
+// run copies the entries from start to the end position given to finish.
 // The start entry itself is included, as mongodump includes it: replaying
 // it again is harmless, missing a write is not.
 func (t *tailer) run(ctx context.Context) error {
 	if !t.active {
 		return nil
 	}
-	var (
-		after    *primitive.Timestamp // last copied position
-		end      *primitive.Timestamp
-		failures int
-	)
+	if t.onePass {
+		return t.readOnce(ctx)
+	}
+	return t.tail(ctx)
+}
+
+// cursorState is the progress of the copy across cursors.
+type cursorState struct {
+	after *primitive.Timestamp // newest copied position
+	end   *primitive.Timestamp
+}
+
+func (st *cursorState) reached() bool {
+	return st.end != nil && st.after != nil && !tsLess(*st.after, *st.end)
+}
+
+// take copies one entry; it reports whether the end is reached.
+func (t *tailer) take(raw bson.Raw, st *cursorState) (bool, error) {
+	t1, i1, ok := raw.Lookup("ts").TimestampOK()
+	if !ok {
+		return false, errors.New("dump: oplog entry without ts")
+	}
+	ts := primitive.Timestamp{T: t1, I: i1}
+	if st.after != nil && ts == *st.after {
+		return false, nil // a reopen's $gte returns it again
+	}
+	// An entry older than one already copied landed late (FerretDB:
+	// concurrent writers insert their entries out of ts order). It is
+	// kept: it is before the end.
+	late := st.after != nil && tsLess(ts, *st.after)
+	// FerretDB logs writes to local.* (its own oplog trims), which a
+	// replica-set member never does: not data.
+	if ns, _ := raw.Lookup("ns").StringValueOK(); !strings.HasPrefix(ns, "local.") {
+		if _, err := t.bw.Write(raw); err != nil {
+			return false, fmt.Errorf("dump: spool oplog: %w", err)
+		}
+		t.entries++
+		t.bytes += int64(len(raw))
+	}
+	if late {
+		return false, nil
+	}
+	st.after = &ts
+	t.last = ts
+	if w, ok := raw.Lookup("wall").TimeOK(); ok {
+		t.lastWall = w.UTC()
+	}
+	return st.reached(), nil
+}
+
+// readOnce is the capture on FerretDB: once every collection was read,
+// one plain find from the start copies every entry there is; the newest
+// one is the end. FerretDB answers every getMore of a tailable cursor that
+// has caught up by querying the whole oplog again (no index on ts), and
+// gives up when that takes longer than maxAwaitTime: on an oplog of a few
+// MB a tailer never sees a new entry again and the backup never ends,
+// while it keeps a core busy. The embedded oplog is only trimmed by us,
+// above its budget, and checkRolled still fails a dump whose start went.
+func (t *tailer) readOnce(ctx context.Context) error {
+	st := &cursorState{}
+	select {
+	case <-t.endCh:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for failures := 0; ; {
+		from := t.start
+		if st.after != nil {
+			from = *st.after
+		}
+		cur, err := t.coll.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from}}}},
+			options.Find().SetBatchSize(batchSize))
+		if err == nil {
+			for err == nil && cur.Next(ctx) {
+				_, err = t.take(cur.Current, st)
+			}
+			if err == nil {
+				err = cur.Err()
+			}
+			cur.Close(context.WithoutCancel(ctx))
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			break
+		}
+		if failures++; failures > maxReopen {
+			return fmt.Errorf("dump: read oplog: %w", err)
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+	if st.after == nil {
+		// No write since the start: the backup is the state at the start.
+		t.last, t.lastWall = t.start, t.startWall
+	}
+	return t.flush()
+}
+
+// tail follows the oplog with a tailable cursor while the collections are
+// read (MongoDB), until the end given to finish has been copied.
+func (t *tailer) tail(ctx context.Context) error {
+	st := &cursorState{}
+	failures := 0
 	for {
 		from := t.start
-		if after != nil {
-			from = *after
+		if st.after != nil {
+			from = *st.after
 		}
 		// $gte and a first batch of one: FerretDB closes a tailable cursor
 		// at once when its first batch is shorter than batchSize. The entry
-		// at `after` comes again and is skipped below; later getMores ask
-		// for large batches.
+		// at `after` comes again and is skipped by take; later getMores
+		// ask for large batches.
 		cur, err := t.coll.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from}}}},
 			options.Find().SetCursorType(options.TailableAwait).SetMaxAwaitTime(awaitTime).SetBatchSize(1))
 		if err != nil {
@@ -151,34 +313,28 @@ func (t *tailer) run(ctx context.Context) error {
 		}
 		cur.SetBatchSize(batchSize)
 		for {
+			// The end is looked for before every entry, not only when the
+			// cursor is caught up: under steady writes every getMore
+			// returns something and the cursor never is.
+			if st.end == nil {
+				select {
+				case e := <-t.endCh:
+					st.end = &e
+				default:
+				}
+			}
+			if st.reached() {
+				cur.Close(context.WithoutCancel(ctx))
+				return t.flush()
+			}
 			if cur.TryNext(ctx) {
 				failures = 0
-				t1, i1, ok := cur.Current.Lookup("ts").TimestampOK()
-				if !ok {
+				done, err := t.take(cur.Current, st)
+				if err != nil || done {
 					cur.Close(context.WithoutCancel(ctx))
-					return errors.New("dump: oplog entry without ts")
-				}
-				ts := primitive.Timestamp{T: t1, I: i1}
-				if after != nil && !tsLess(*after, ts) {
-					continue
-				}
-				// FerretDB logs writes to local.* (its own oplog trims)
-				// which a replica-set member never does: not data.
-				if ns, _ := cur.Current.Lookup("ns").StringValueOK(); !strings.HasPrefix(ns, "local.") {
-					if _, err := t.bw.Write(cur.Current); err != nil {
-						cur.Close(context.WithoutCancel(ctx))
-						return fmt.Errorf("dump: spool oplog: %w", err)
+					if err != nil {
+						return err
 					}
-					t.entries++
-					t.bytes += int64(len(cur.Current))
-				}
-				after = &ts
-				t.last = ts
-				if w, ok := cur.Current.Lookup("wall").TimeOK(); ok {
-					t.lastWall = w.UTC()
-				}
-				if end != nil && !tsLess(ts, *end) {
-					cur.Close(context.WithoutCancel(ctx))
 					return t.flush()
 				}
 				continue
@@ -186,16 +342,6 @@ func (t *tailer) run(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				cur.Close(context.WithoutCancel(ctx))
 				return err
-			}
-			// Caught up: the end, once known, may already be copied.
-			select {
-			case e := <-t.endCh:
-				end = &e
-			default:
-			}
-			if end != nil && after != nil && !tsLess(*after, *end) {
-				cur.Close(context.WithoutCancel(ctx))
-				return t.flush()
 			}
 			if cur.Err() != nil || cur.ID() == 0 {
 				// Dead cursor (error, or closed by the server): reopen
@@ -234,13 +380,17 @@ func (t *tailer) finish(ctx context.Context) error {
 	if !t.active {
 		return nil
 	}
+	if t.onePass {
+		t.endCh <- primitive.Timestamp{} // readOnce copies all there is
+		return nil
+	}
 	ts, _, ok, err := t.edge(ctx, -1)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		// The oplog was emptied under us: nothing proves continuity.
-		return &OplogRolledError{Start: t.start, NeededBytes: t.bytes}
+		return t.rolled(ctx, primitive.Timestamp{})
 	}
 	t.end = ts
 	t.endCh <- ts
@@ -253,14 +403,38 @@ func (t *tailer) checkRolled(ctx context.Context) error {
 	if !t.active {
 		return nil
 	}
-	oldest, _, ok, err := t.edge(ctx, 1)
+	oldest, ok, err := t.oldest(ctx)
 	if err != nil {
 		return err
 	}
-	if !ok || tsLess(t.start, oldest) {
-		return &OplogRolledError{Start: t.start, Oldest: oldest, NeededBytes: t.bytes}
+	if !ok || (tsLess(t.start, oldest) && !(t.onePass && oldest == t.firstOldest)) {
+		return t.rolled(ctx, oldest)
 	}
 	return nil
+}
+
+// rolled builds the error of a rolled oplog with the size a retry needs:
+// the oplog's bytes per second of its current window times the seconds
+// of oplog this dump spanned, and never less than what was captured.
+func (t *tailer) rolled(ctx context.Context, oldest primitive.Timestamp) *OplogRolledError {
+	e := &OplogRolledError{Start: t.start, Oldest: oldest, NeededBytes: t.bytes}
+	newest, _, ok, err := t.edge(ctx, -1)
+	if err != nil || !ok || newest.T < t.start.T {
+		return e
+	}
+	e.SpanSeconds = int64(newest.T - t.start.T)
+	var st bson.Raw
+	if t.coll.Database().RunCommand(ctx, bson.D{{Key: "collStats", Value: oplogColl}}).Decode(&st) != nil {
+		return e
+	}
+	e.OplogBytes = number(st.Lookup("size"))
+	if !oldest.IsZero() && oldest.T < newest.T {
+		e.WindowSeconds = int64(newest.T - oldest.T)
+		if need := e.OplogBytes * e.SpanSeconds / e.WindowSeconds; need > e.NeededBytes {
+			e.NeededBytes = need
+		}
+	}
+	return e
 }
 
 // closeSpool releases the spool file; Run removes it.
