@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -221,16 +222,27 @@ func summarize(p *restore.PlanResult) *planSummary {
 type restoreProgress struct {
 	Phase string `json:"phase"`
 	*restore.Snapshot
+	// Totals from the plan, for the CLI's progress bar and ETA.
+	DocumentsTotal int64 `json:"documents_total,omitempty"`
+	BytesTotal     int64 `json:"bytes_total,omitempty"`
 }
 
 func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		defer clear(src.password)
-		phase := "authenticating"
+		var mu sync.Mutex
+		phase, docsTotal, bytesTotal := "authenticating", int64(0), int64(0)
+		setPhase := func(p string) {
+			mu.Lock()
+			phase = p
+			mu.Unlock()
+		}
 		prog := &restore.Progress{}
 		j.SetProgress(func() any {
 			s := prog.Snapshot()
-			return restoreProgress{Phase: phase, Snapshot: &s}
+			mu.Lock()
+			defer mu.Unlock()
+			return restoreProgress{Phase: phase, Snapshot: &s, DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
 		})
 		// Pass 1: authenticate every byte and validate the archive, before
 		// the first write to the database.
@@ -249,6 +261,12 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			return nil, cryptError(err)
 		}
 		res := &restoreResult{Phase: "planned", Plan: summarize(plan)}
+		mu.Lock()
+		for _, c := range plan.Collections {
+			docsTotal += c.Documents
+			bytesTotal += c.Bytes
+		}
+		mu.Unlock()
 		if err := restore.CheckTargets(ctx, a.client, plan, opts); err != nil {
 			var ne *restore.NonEmptyError
 			if errors.As(err, &ne) {
@@ -262,7 +280,7 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			res.Phase = "dry-run"
 			return res, nil
 		}
-		phase = "restoring"
+		setPhase("restoring")
 		if prev, _ := a.restoreMarker(ctx); prev != nil {
 			res.Previous = prev
 			a.log.Warn("a previous restore did not finish; this one replaces it", "started", prev["started"])
