@@ -28,11 +28,16 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bench"
+	"github.com/a0backup/a0/internal/restore"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == bench.ChildArg {
-		if err := child(os.Args[2:]); err != nil {
+	if len(os.Args) > 1 && (os.Args[1] == bench.ChildArg || os.Args[1] == bench.RestoreChildArg) {
+		f := child
+		if os.Args[1] == bench.RestoreChildArg {
+			f = restoreChild
+		}
+		if err := f(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "a0bench:", err)
 			os.Exit(1)
 		}
@@ -57,6 +62,23 @@ func child(args []string) error {
 		return err
 	}
 	r, _, err := bench.SealedPipeline(ds, args[1], []byte(os.Getenv(bench.PasswordEnv)), archive.Options{})
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// restoreChild is the re-executed restore (Plan + Run into the database at
+// URI): its peak RSS is the restore's alone.
+func restoreChild(args []string) error {
+	if len(args) != 3 {
+		return errors.New("usage: a0bench restore-child FILE URI PARALLEL")
+	}
+	par, err := strconv.Atoi(args[2])
+	if err != nil {
+		return err
+	}
+	r, err := bench.RestoreDB(context.Background(), args[0], args[1], []byte(os.Getenv(bench.PasswordEnv)), restore.Options{Parallel: par})
 	if err != nil {
 		return err
 	}
@@ -89,6 +111,9 @@ type Report struct {
 	EndToEnd    *bench.EndToEnd  `json:"end_to_end,omitempty"`
 	Notes       []string         `json:"notes"`
 	PipelineCPU float64          `json:"pipeline_cpu_seconds"`
+	// RestoreDB holds the restore-into-FerretDB comparison at two sizes.
+	RestoreDB []*bench.RestoreDBFigures `json:"restore_db,omitempty"`
+	Load      *bench.LoadFigures        `json:"load,omitempty"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -100,9 +125,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	users := fs.Int("users", 10000, "users seeded into FerretDB for the end-to-end figure (0 skips it)")
 	workFlag := fs.String("work", "", "scratch directory (default: a new temp dir, removed at the end)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	printJSON := fs.String("print", "", "print the table of a report saved with --json, and measure nothing")
 	skipRetrieve := fs.Bool("skip-retrieve", false, "skip the loopback retrieve figure (it starts a real agent)")
+	skipPipeline := fs.Bool("skip-pipeline", false, "skip the pipeline, baseline, retrieve and end-to-end figures (run only the restore-db and load figures)")
+	restoreSizeFlag := fs.String("restore-size", "20MB", "BSON size for the restore into FerretDB (0 skips it); a second run at 10x measures peak RSS")
+	restoreLargeFlag := fs.String("restore-large", "", "size of the second restore run (default: 10 x restore-size)")
+	insertPar := fs.String("insert-parallel", "1,2,4,8", "goroutine counts tried for the plain InsertMany baseline")
+	restorePar := fs.Int("restore-parallel", 0, "restore.Options.Parallel (0: restore's default)")
+	load := fs.Bool("load", false, "also run the load figure: 50 clients during an agent backup (several minutes)")
+	loadUsers := fs.Int("load-users", 60000, "users seeded for the load figure (the backup must last >= --load-seconds)")
+	loadClients := fs.Int("load-clients", 50, "concurrent clients for the load figure")
+	loadSecs := fs.Duration("load-seconds", 30*time.Second, "how long the clients run")
+	loadPause := fs.Duration("load-pause", 0, "pause of each client between requests (0: closed loop, as fast as answered)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *printJSON != "" {
+		b, err := os.ReadFile(*printJSON)
+		if err != nil {
+			return err
+		}
+		var rep Report
+		if err := json.Unmarshal(b, &rep); err != nil {
+			return err
+		}
+		printTable(stdout, &rep)
+		return nil
 	}
 	size, err := parseSize(*sizeFlag)
 	if err != nil {
@@ -116,6 +164,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *runs < 1 {
 		return errors.New("--runs must be at least 1")
+	}
+	var restoreSize, restoreLarge int64
+	if *restoreSizeFlag != "0" {
+		if restoreSize, err = parseSize(*restoreSizeFlag); err != nil {
+			return err
+		}
+		restoreLarge = 10 * restoreSize
+		if *restoreLargeFlag != "" {
+			if restoreLarge, err = parseSize(*restoreLargeFlag); err != nil {
+				return err
+			}
+		}
+	}
+	var pars []int
+	for _, f := range strings.Split(*insertPar, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || p < 1 {
+			return fmt.Errorf("bad --insert-parallel %q", *insertPar)
+		}
+		pars = append(pars, p)
 	}
 	for _, tool := range []string{"bash", "tar", "openssl", "pigz", "sync"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -140,124 +208,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	rep := &Report{Date: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvg: loadAvg(), Runs: *runs, Raw: map[string][]any{}}
 
-	logf("generating %s of BSON (and %s for the RSS check) in %s", fmtBytes(size), fmtBytes(small), work)
-	ds, err := bench.Generate(mkdir(work, "data"), size, 1)
-	if err != nil {
-		return err
-	}
-	dsSmall, err := bench.Generate(mkdir(work, "data-small"), small, 1)
-	if err != nil {
-		return err
-	}
-	rep.DataBytes, rep.DataDocs, rep.SmallBytes = ds.Bytes(), ds.Documents(), dsSmall.Bytes()
-
-	// a0 backup pipeline, in a child process for its own peak RSS.
-	var a0 []bench.Result
-	var rss int64
-	var lastSlot string
-	for i := range *runs {
-		lastSlot = filepath.Join(work, fmt.Sprintf("slot-%d", i))
-		r, peak, err := bench.ChildPipeline(exe, ds.Root, lastSlot, password)
-		if err != nil {
+	if !*skipPipeline {
+		if err := pipelineFigures(ctx, rep, exe, work, size, small, *runs, *users, *skipRetrieve, logf); err != nil {
 			return err
 		}
-		logf("a0 pipeline run %d: %.1f MB/s, ratio %.3f, peak RSS %.1f MB, %.1f CPU s", i+1, r.MBps(), r.Ratio(), float64(peak)/1e6, r.CPUSeconds)
-		a0 = append(a0, r)
-		rss = max(rss, peak)
-		if i < *runs-1 {
-			os.RemoveAll(lastSlot)
-		}
 	}
-	a0File := a0[len(a0)-1].File
-	_, rssSmall, err := bench.ChildPipeline(exe, dsSmall.Root, filepath.Join(work, "slot-small"), password)
-	if err != nil {
-		return err
-	}
-	os.RemoveAll(filepath.Join(work, "slot-small"))
-	os.RemoveAll(dsSmall.Root)
-	logf("a0 pipeline on %s: peak RSS %.1f MB", fmtBytes(dsSmall.Bytes()), float64(rssSmall)/1e6)
-
-	// Shell baselines on the same data.
-	baseline := func(name, script string) ([]bench.Result, error) {
-		var rs []bench.Result
-		for i := range *runs {
-			out := filepath.Join(work, name+".enc")
-			os.Remove(out)
-			r, err := bench.ShellBackup(script, ds, out, password)
+	if restoreSize > 0 {
+		for _, sz := range []int64{restoreSize, restoreLarge} {
+			f, err := restoreDBFigures(ctx, exe, work, sz, pars, *restorePar, password, logf)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			logf("%s run %d: %.1f MB/s, ratio %.3f, %.1f CPU s", name, i+1, r.MBps(), r.Ratio(), r.CPUSeconds)
-			rs = append(rs, r)
+			rep.RestoreDB = append(rep.RestoreDB, f)
+			// Only the first size sweeps the goroutine counts; the larger
+			// one reuses the best, for time.
+			pars = []int{f.Best.Parallel}
 		}
-		return rs, nil
+		fillRestoreDB(rep)
 	}
-	gz, err := baseline("tar-czf-openssl", bench.BaselineTarGz)
-	if err != nil {
-		return err
-	}
-	os.Remove(gz[0].File)
-	pz, err := baseline("tar-pigz-openssl", bench.BaselinePigz)
-	if err != nil {
-		return err
-	}
-
-	// Restore file side, and its baseline on the pigz file.
-	var rest, restBase []bench.Result
-	for i := range *runs {
-		r, err := bench.RestoreFileSide(ctx, a0File, []byte(password))
+	if *load {
+		logf("load: seeding %d users into a node's embedded FerretDB", *loadUsers)
+		f, err := bench.MeasureLoad(ctx, mkdir(work, "load"), *loadUsers, *loadClients, *loadSecs, *loadPause, password, logf)
 		if err != nil {
 			return err
 		}
-		logf("restore file side run %d: %.1f MB/s", i+1, r.MBps())
-		rest = append(rest, r)
+		os.RemoveAll(filepath.Join(work, "load"))
+		rep.Load = f
+		fillLoad(rep, *loadSecs)
 	}
-	for i := range *runs {
-		r, err := bench.ShellRestore(pz[0].File, ds, work, password)
-		if err != nil {
-			return err
-		}
-		logf("openssl -d | pigz -d | tar x run %d: %.1f MB/s", i+1, r.MBps())
-		restBase = append(restBase, r)
-	}
-	os.Remove(pz[0].File)
-
-	// Retrieve over loopback with a real agent and the real CLI.
-	var retr []bench.Result
-	if !*skipRetrieve {
-		node, err := bench.StartNode(ctx, mkdir(work, "node"))
-		if err != nil {
-			return err
-		}
-		err = node.InstallBackup(lastSlot)
-		for i := 0; err == nil && i < *runs; i++ {
-			var r bench.Result
-			if r, err = node.Retrieve(ctx, filepath.Join(work, "retrieved.enc")); err == nil {
-				logf("backup-retrieve run %d: %.1f MB/s", i+1, r.MBps())
-				retr = append(retr, r)
-			}
-		}
-		node.Close()
-		if err != nil {
-			return err
-		}
-		os.RemoveAll(filepath.Join(work, "node"))
-	}
-	os.RemoveAll(lastSlot)
-
-	// End to end against FerretDB.
-	if *users > 0 {
-		logf("seeding %d users into embedded FerretDB", *users)
-		e, err := bench.RunEndToEnd(ctx, mkdir(work, "e2e"), *users, []byte(password))
-		if err != nil {
-			return err
-		}
-		rep.EndToEnd = e
-		logf("end-to-end: %d docs, %.1f MB BSON: scan %.1f MB/s, backup %.1f MB/s", e.Documents, float64(e.Backup.InBytes)/1e6, e.Scan.MBps(), e.Backup.MBps())
-		os.RemoveAll(filepath.Join(work, "e2e"))
-	}
-
-	fill(rep, a0, gz, pz, rest, restBase, retr, rss, rssSmall)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -315,8 +293,11 @@ func fill(rep *Report, a0, gz, pz, rest, restBase, retr []bench.Result, rss, rss
 }
 
 func printTable(w io.Writer, rep *Report) {
-	fmt.Fprintf(w, "a0bench %s  %d CPUs  load at start %s  data %s (%d docs)  runs %d (median)\n\n",
-		rep.Date.Format(time.RFC3339), rep.CPUs, rep.LoadAvg, fmtBytes(rep.DataBytes), rep.DataDocs, rep.Runs)
+	data := fmt.Sprintf("  data %s (%d docs)  runs %d (median)", fmtBytes(rep.DataBytes), rep.DataDocs, rep.Runs)
+	if rep.DataBytes == 0 {
+		data = "  (pipeline figures skipped)"
+	}
+	fmt.Fprintf(w, "a0bench %s  %d CPUs  load at start %s%s\n\n", rep.Date.Format(time.RFC3339), rep.CPUs, rep.LoadAvg, data)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\ta0\tbaseline\tgoal\tmet?")
 	for _, r := range rep.Rows {
@@ -328,6 +309,20 @@ func printTable(w io.Writer, rep *Report) {
 			}
 		}
 		a0 := fmt.Sprintf("%.1f %s", r.A0, r.Unit)
+		switch r.Unit {
+		case "docs/s", "requests", "errors":
+			a0 = fmt.Sprintf("%.0f %s", r.A0, r.Unit)
+			if r.BaseName != "" {
+				base = fmt.Sprintf("%.0f (%s)", r.Baseline, r.BaseName)
+			}
+		case "MB/s BSON":
+			if r.A0 < 10 {
+				a0 = fmt.Sprintf("%.2f %s", r.A0, r.Unit)
+				if r.BaseName != "" {
+					base = fmt.Sprintf("%.2f (%s)", r.Baseline, r.BaseName)
+				}
+			}
+		}
 		if r.Unit == "x" {
 			a0 = fmt.Sprintf("%.2fx", r.A0)
 		}
@@ -403,4 +398,200 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// pipelineFigures is the backup pipeline, its shell baselines, the file side
+// of restore, retrieve and the end-to-end backup, on one generated data set.
+func pipelineFigures(ctx context.Context, rep *Report, exe, work string, size, small int64, runs, users int, skipRetrieve bool, logf func(string, ...any)) error {
+	const password = "a0bench-Passw0rd"
+	logf("generating %s of BSON (and %s for the RSS check) in %s", fmtBytes(size), fmtBytes(small), work)
+	ds, err := bench.Generate(mkdir(work, "data"), size, 1)
+	if err != nil {
+		return err
+	}
+	dsSmall, err := bench.Generate(mkdir(work, "data-small"), small, 1)
+	if err != nil {
+		return err
+	}
+	rep.DataBytes, rep.DataDocs, rep.SmallBytes = ds.Bytes(), ds.Documents(), dsSmall.Bytes()
+
+	// a0 backup pipeline, in a child process for its own peak RSS.
+	var a0 []bench.Result
+	var rss int64
+	var lastSlot string
+	for i := range runs {
+		lastSlot = filepath.Join(work, fmt.Sprintf("slot-%d", i))
+		r, peak, err := bench.ChildPipeline(exe, ds.Root, lastSlot, password)
+		if err != nil {
+			return err
+		}
+		logf("a0 pipeline run %d: %.1f MB/s, ratio %.3f, peak RSS %.1f MB, %.1f CPU s", i+1, r.MBps(), r.Ratio(), float64(peak)/1e6, r.CPUSeconds)
+		a0 = append(a0, r)
+		rss = max(rss, peak)
+		if i < runs-1 {
+			os.RemoveAll(lastSlot)
+		}
+	}
+	a0File := a0[len(a0)-1].File
+	_, rssSmall, err := bench.ChildPipeline(exe, dsSmall.Root, filepath.Join(work, "slot-small"), password)
+	if err != nil {
+		return err
+	}
+	os.RemoveAll(filepath.Join(work, "slot-small"))
+	os.RemoveAll(dsSmall.Root)
+	logf("a0 pipeline on %s: peak RSS %.1f MB", fmtBytes(dsSmall.Bytes()), float64(rssSmall)/1e6)
+
+	// Shell baselines on the same data.
+	baseline := func(name, script string) ([]bench.Result, error) {
+		var rs []bench.Result
+		for i := range runs {
+			out := filepath.Join(work, name+".enc")
+			os.Remove(out)
+			r, err := bench.ShellBackup(script, ds, out, password)
+			if err != nil {
+				return nil, err
+			}
+			logf("%s run %d: %.1f MB/s, ratio %.3f, %.1f CPU s", name, i+1, r.MBps(), r.Ratio(), r.CPUSeconds)
+			rs = append(rs, r)
+		}
+		return rs, nil
+	}
+	gz, err := baseline("tar-czf-openssl", bench.BaselineTarGz)
+	if err != nil {
+		return err
+	}
+	os.Remove(gz[0].File)
+	pz, err := baseline("tar-pigz-openssl", bench.BaselinePigz)
+	if err != nil {
+		return err
+	}
+
+	// Restore file side, and its baseline on the pigz file.
+	var rest, restBase []bench.Result
+	for i := range runs {
+		r, err := bench.RestoreFileSide(ctx, a0File, []byte(password))
+		if err != nil {
+			return err
+		}
+		logf("restore file side run %d: %.1f MB/s", i+1, r.MBps())
+		rest = append(rest, r)
+	}
+	for i := range runs {
+		r, err := bench.ShellRestore(pz[0].File, ds, work, password)
+		if err != nil {
+			return err
+		}
+		logf("openssl -d | pigz -d | tar x run %d: %.1f MB/s", i+1, r.MBps())
+		restBase = append(restBase, r)
+	}
+	os.Remove(pz[0].File)
+
+	// Retrieve over loopback with a real agent and the real CLI.
+	var retr []bench.Result
+	if !skipRetrieve {
+		node, err := bench.StartNode(ctx, mkdir(work, "node"))
+		if err != nil {
+			return err
+		}
+		err = node.InstallBackup(lastSlot)
+		for i := 0; err == nil && i < runs; i++ {
+			var r bench.Result
+			if r, err = node.Retrieve(ctx, filepath.Join(work, "retrieved.enc")); err == nil {
+				logf("backup-retrieve run %d: %.1f MB/s", i+1, r.MBps())
+				retr = append(retr, r)
+			}
+		}
+		node.Close()
+		if err != nil {
+			return err
+		}
+		os.RemoveAll(filepath.Join(work, "node"))
+	}
+	os.RemoveAll(lastSlot)
+
+	// End to end against FerretDB.
+	if users > 0 {
+		logf("seeding %d users into embedded FerretDB", users)
+		e, err := bench.RunEndToEnd(ctx, mkdir(work, "e2e"), users, []byte(password))
+		if err != nil {
+			return err
+		}
+		rep.EndToEnd = e
+		logf("end-to-end: %d docs, %.1f MB BSON: scan %.1f MB/s, backup %.1f MB/s", e.Documents, float64(e.Backup.InBytes)/1e6, e.Scan.MBps(), e.Backup.MBps())
+		os.RemoveAll(filepath.Join(work, "e2e"))
+	}
+
+	fill(rep, a0, gz, pz, rest, restBase, retr, rss, rssSmall)
+	return nil
+}
+
+// restoreDBFigures generates a data set of size, seals it with the real
+// pipeline and compares the real restore into a fresh FerretDB with plain
+// parallel InsertMany of the same documents.
+func restoreDBFigures(ctx context.Context, exe, work string, size int64, pars []int, restorePar int, password string, logf func(string, ...any)) (*bench.RestoreDBFigures, error) {
+	dir := mkdir(work, fmt.Sprintf("restore-db-%d", size))
+	defer os.RemoveAll(dir)
+	logf("restore into FerretDB: generating %s of BSON", fmtBytes(size))
+	ds, err := bench.Generate(mkdir(dir, "data"), size, 1)
+	if err != nil {
+		return nil, err
+	}
+	r, _, err := bench.SealedPipeline(ds, filepath.Join(dir, "slot"), []byte(password), archive.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return bench.MeasureRestoreDB(ctx, exe, dir, ds, r.File, password, pars, restorePar, logf)
+}
+
+func fillRestoreDB(rep *Report) {
+	yes := func(b bool) *bool { return &b }
+	var rssFirst int64
+	for i, f := range rep.RestoreDB {
+		r, b := f.Restore, f.Best
+		label := fmt.Sprintf("%s, %d docs", fmtBytes(f.DataBytes), f.Documents)
+		rep.Rows = append(rep.Rows, Row{Figure: "restore into FerretDB (Plan + Run), " + label, A0: r.DocsPerSec(), Baseline: b.DocsPerSec(),
+			BaseName: fmt.Sprintf("best plain InsertMany, x%d", b.Parallel), Unit: "docs/s", Goal: ">= 0.8 x plain", Met: yes(f.Ratio() >= 0.8)})
+		rep.Rows = append(rep.Rows, Row{Figure: "  restore / plain ratio, " + fmtBytes(f.DataBytes), A0: f.Ratio(), Unit: "x", Goal: ">= 0.8", Met: yes(f.Ratio() >= 0.8)})
+		row := Row{Figure: "restore peak RSS (child), " + fmtBytes(f.DataBytes) + " data", A0: float64(r.PeakRSS) / 1e6, Unit: "MB"}
+		if i == 0 {
+			rssFirst = r.PeakRSS
+		} else {
+			row.Goal = "flat: <= 1.2 x smaller run"
+			row.Met = yes(float64(r.PeakRSS) <= 1.2*float64(rssFirst))
+		}
+		rep.Rows = append(rep.Rows, row)
+		var plain []string
+		for _, p := range f.Plain {
+			plain = append(plain, fmt.Sprintf("x%d %.0f", p.Parallel, p.DocsPerSec()))
+		}
+		par := "default"
+		if r.Parallel > 0 {
+			par = strconv.Itoa(r.Parallel)
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("restore %s: %.1f s total (Plan %.1f s, last document acknowledged at %.1f s; Parallel %s; child CPU %.1f s; ok %v, index errors %d); plain InsertMany docs/s: %s; on the x%d plain database afterwards, restore's index builds took %.1f s and its count check %.1f s",
+			fmtBytes(f.DataBytes), r.Seconds, r.PlanSeconds, r.InsertSeconds, par, r.CPUSeconds, r.OK, r.IndexErrors, strings.Join(plain, ", "),
+			f.Plain[0].Parallel, f.IndexSeconds, f.CountSeconds))
+	}
+}
+
+func fillLoad(rep *Report, d time.Duration) {
+	yes := func(b bool) *bool { return &b }
+	f := rep.Load
+	l := f.Load
+	rep.Rows = append(rep.Rows,
+		Row{Figure: fmt.Sprintf("load: %d mTLS clients x %.0f s of ping + backup-status (pause %.0f ms) during an agent backup", l.Clients, d.Seconds(), l.PauseMS), A0: float64(l.Requests), Unit: "requests",
+			Goal: "all answered (0 errors)", Met: yes(l.Errors == 0 && l.Requests > 0)},
+		Row{Figure: "  load: errors", A0: float64(l.Errors), Unit: "errors", Goal: "0", Met: yes(l.Errors == 0)},
+		Row{Figure: "  load: latency p50", A0: l.P50ms, Unit: "ms"},
+		Row{Figure: "  load: latency p99", A0: l.P99ms, Unit: "ms"},
+		Row{Figure: fmt.Sprintf("agent backup rate under that load (%d users, %.0f MB BSON)", f.Users, float64(f.BSONBytes)/1e6), A0: f.Loaded.MBps(), Baseline: f.AloneMBps(),
+			BaseName: "same backup, no clients", Unit: "MB/s BSON", Goal: "drop < 20%", Met: yes(f.Drop() < 0.2)},
+	)
+	var alone []string
+	for _, b := range f.Alone {
+		alone = append(alone, fmt.Sprintf("%.1f s (%.2f MB/s)", b.Seconds, b.MBps()))
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("load: backup alone %s, under load %.1f s (%.2f MB/s): drop %.1f%%; %.0f requests/s; max latency %.1f ms; load window inside the backup: %v; %d docs, %.1f MB BSON seeded in %.0f s%s",
+		strings.Join(alone, " and "), f.Loaded.Seconds, f.Loaded.MBps(), 100*f.Drop(), float64(l.Requests)/l.Seconds, l.Maxms, f.Covered, f.Documents, float64(f.BSONBytes)/1e6, f.SeedSecs,
+		map[bool]string{true: "", false: "; first error: " + l.FirstError}[l.Errors == 0]))
 }

@@ -1,0 +1,360 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+
+	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/restore"
+)
+
+// RestoreChildArg is the hidden subcommand that runs RestoreDB alone in a
+// process, so that its peak RSS is the restore's and not FerretDB's (which
+// runs in the parent, as a separate mongod would).
+const RestoreChildArg = "restore-child"
+
+// InsertBatch is the plain baseline's batch size, the one restore uses.
+const InsertBatch = 1000
+
+// DBResult is one timed write of documents into a database.
+type DBResult struct {
+	Seconds   float64 `json:"seconds"`
+	Documents int64   `json:"documents"`
+	Bytes     int64   `json:"bytes"`
+	// Parallel is the number of insert goroutines (per collection).
+	Parallel int `json:"parallel"`
+	// PlanSeconds is restore.Plan's share of Seconds (the authentication
+	// pass over the whole file before the first write); InsertSeconds is
+	// the time until the last document was acknowledged (the rest is index
+	// builds and the count check).
+	PlanSeconds   float64 `json:"plan_seconds,omitempty"`
+	InsertSeconds float64 `json:"insert_seconds,omitempty"`
+	OK            bool    `json:"ok"`
+	IndexErrors   int     `json:"index_errors,omitempty"`
+	CPUSeconds    float64 `json:"cpu_seconds,omitempty"`
+	PeakRSS       int64   `json:"peak_rss,omitempty"`
+}
+
+// DocsPerSec is documents written per second of wall time.
+func (r DBResult) DocsPerSec() float64 { return float64(r.Documents) / r.Seconds }
+
+// StartFerret starts a fresh embedded FerretDB (SQLite) in dir, as the
+// agent does without an oplog, and a client to it.
+func StartFerret(ctx context.Context, dir string) (*devappliance.Server, *mongo.Client, error) {
+	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return srv, c, nil
+}
+
+// PlainInsert is the server's limit for this data: every collection of the
+// data set read from its .bson file and written with unordered InsertMany
+// batches of InsertBatch documents by parallel goroutines, one collection
+// after the other (as restore does), no decryption, no validation, no
+// indexes. The database must be empty.
+func PlainInsert(ctx context.Context, client *mongo.Client, ds *Dataset, parallel int) (DBResult, error) {
+	start := time.Now()
+	res := DBResult{Parallel: parallel, OK: true}
+	for _, c := range ds.Collections {
+		f, err := os.Open(c.BSONPath(ds.DumpDir()))
+		if err != nil {
+			return res, err
+		}
+		coll := client.Database(c.DB).Collection(c.Name)
+		batches := make(chan []any, parallel)
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			firstErr error
+		)
+		for range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := range batches {
+					if _, err := coll.InsertMany(ctx, b, options.InsertMany().SetOrdered(false)); err != nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = fmt.Errorf("plain insert %s.%s: %w", c.DB, c.Name, err)
+						}
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		var batch []any
+		err = ReadDocs(f, func(doc bsoncore.Document) error {
+			batch = append(batch, bson.Raw(bytes.Clone(doc)))
+			res.Documents++
+			res.Bytes += int64(len(doc))
+			if len(batch) == InsertBatch {
+				batches <- batch
+				batch = nil
+			}
+			return nil
+		})
+		if len(batch) > 0 {
+			batches <- batch
+		}
+		close(batches)
+		wg.Wait()
+		f.Close()
+		if err == nil {
+			err = firstErr
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// RestoreDB is the real restore of an a0 file into the database at uri:
+// crypt.NewReader + restore.Plan (the authentication pass), then the file
+// opened again, crypt.NewReader + restore.Run with opts (inserts, indexes,
+// count check), as the agent's restore job does.
+func RestoreDB(ctx context.Context, file, uri string, password []byte, opts restore.Options) (DBResult, error) {
+	client, err := mongo.Connect(ctx, options.Client().ApplyURI(uri))
+	if err != nil {
+		return DBResult{}, err
+	}
+	defer client.Disconnect(context.WithoutCancel(ctx))
+	if err := client.Ping(ctx, nil); err != nil {
+		return DBResult{}, err
+	}
+	open := func() (*os.File, *crypt.Reader, error) {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, nil, err
+		}
+		cr, err := crypt.NewReader(bufio.NewReaderSize(f, 1<<20), password)
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		return f, cr, nil
+	}
+	start := time.Now()
+	f, cr, err := open()
+	if err != nil {
+		return DBResult{}, fmt.Errorf("restore: %w", err)
+	}
+	p, err := restore.Plan(ctx, cr, opts)
+	f.Close()
+	if err != nil {
+		return DBResult{}, fmt.Errorf("restore plan: %w", err)
+	}
+	planSecs := time.Since(start).Seconds()
+	var total int64
+	for _, c := range p.Collections {
+		total += c.Documents
+	}
+	// Watch the progress to split insert time from index builds.
+	prog := &restore.Progress{}
+	var insertSecs float64
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if prog.Snapshot().Documents >= total {
+					insertSecs = time.Since(start).Seconds()
+					return
+				}
+			}
+		}
+	}()
+	f, cr, err = open()
+	if err != nil {
+		close(stop)
+		return DBResult{}, fmt.Errorf("restore: %w", err)
+	}
+	rep, err := restore.Run(ctx, client, cr, p, opts, prog)
+	f.Close()
+	close(stop)
+	<-watched
+	if err != nil {
+		return DBResult{}, fmt.Errorf("restore run: %w", err)
+	}
+	res := DBResult{Seconds: time.Since(start).Seconds(), PlanSeconds: planSecs, InsertSeconds: insertSecs, OK: rep.OK, Parallel: opts.Parallel}
+	if insertSecs == 0 {
+		res.InsertSeconds = res.Seconds
+	}
+	for _, c := range rep.Collections {
+		res.Documents += c.DocumentsFound
+		res.IndexErrors += len(c.IndexErrors)
+	}
+	for _, c := range p.Collections {
+		res.Bytes += c.Bytes
+	}
+	return res, nil
+}
+
+// ChildRestore runs `exe restore-child FILE URI PARALLEL`, which must run
+// RestoreDB and print its DBResult as JSON, and adds the child's CPU time
+// and peak RSS (ru_maxrss).
+func ChildRestore(exe, file, uri, password string, parallel int) (DBResult, error) {
+	cmd := exec.Command(exe, RestoreChildArg, file, uri, fmt.Sprint(parallel))
+	cmd.Env = append(os.Environ(), PasswordEnv+"="+password)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return DBResult{}, fmt.Errorf("restore child: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var r DBResult
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		return DBResult{}, fmt.Errorf("restore child: %w", err)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.CPUSeconds = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+		r.PeakRSS = ru.Maxrss * 1024
+	}
+	return r, nil
+}
+
+// RestoreDBFigures is the restore-into-the-embedded-database comparison on
+// one data set.
+type RestoreDBFigures struct {
+	DataBytes int64 `json:"data_bytes"`
+	Documents int64 `json:"documents"`
+	// Plain holds one plain InsertMany run per goroutine count tried.
+	Plain   []DBResult `json:"plain"`
+	Best    DBResult   `json:"best_plain"`
+	Restore DBResult   `json:"restore"`
+	// IndexSeconds and CountSeconds are measured on the first plain run's
+	// database after its inserts: the createIndexes calls restore makes (one
+	// per index, as it does) and the CountDocuments + listIndexes of its
+	// report. With the plain insert time they account for the restore's.
+	IndexSeconds float64 `json:"index_seconds"`
+	CountSeconds float64 `json:"count_seconds"`
+}
+
+// afterInsert times what restore.Run does after a collection's inserts, on
+// a database that already holds the documents: every index of the plan,
+// then restore's report (CountDocuments and listIndexes per collection).
+func afterInsert(ctx context.Context, client *mongo.Client, p *restore.PlanResult) (index, count float64, err error) {
+	start := time.Now()
+	for _, c := range p.Collections {
+		db := client.Database(c.DB)
+		for _, spec := range c.Indexes {
+			cmd := bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: bson.A{spec}}}
+			if err := db.RunCommand(ctx, cmd).Err(); err != nil {
+				return 0, 0, fmt.Errorf("create index on %s: %w", c.Namespace(), err)
+			}
+		}
+	}
+	index = time.Since(start).Seconds()
+	start = time.Now()
+	for _, c := range p.Collections {
+		coll := client.Database(c.DB).Collection(c.Name)
+		if _, err := coll.CountDocuments(ctx, bson.D{}); err != nil {
+			return 0, 0, err
+		}
+		cur, err := coll.Indexes().List(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		var idx []bson.Raw
+		if err := cur.All(ctx, &idx); err != nil {
+			return 0, 0, err
+		}
+	}
+	return index, time.Since(start).Seconds(), nil
+}
+
+func planFile(ctx context.Context, file string, password []byte) (*restore.PlanResult, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cr, err := crypt.NewReader(bufio.NewReaderSize(f, 1<<20), password)
+	if err != nil {
+		return nil, err
+	}
+	return restore.Plan(ctx, cr, restore.Options{})
+}
+
+// Ratio is restore docs/s over the best plain docs/s.
+func (f *RestoreDBFigures) Ratio() float64 { return f.Restore.DocsPerSec() / f.Best.DocsPerSec() }
+
+// MeasureRestoreDB runs PlainInsert with each goroutine count of parallels,
+// each into a fresh FerretDB, keeps the best, then the real restore of file
+// (the same documents, sealed by SealedPipeline) in a child process into
+// another fresh FerretDB. restoreParallel 0 is restore's default.
+func MeasureRestoreDB(ctx context.Context, exe, work string, ds *Dataset, file, password string, parallels []int, restoreParallel int, logf func(string, ...any)) (*RestoreDBFigures, error) {
+	fig := &RestoreDBFigures{DataBytes: ds.Bytes(), Documents: ds.Documents()}
+	plan, err := planFile(ctx, file, []byte(password))
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range parallels {
+		dir := filepath.Join(work, fmt.Sprintf("ferret-plain-%d", i))
+		srv, c, err := StartFerret(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		r, err := PlainInsert(ctx, c, ds, p)
+		if err == nil && i == 0 {
+			fig.IndexSeconds, fig.CountSeconds, err = afterInsert(ctx, c, plan)
+			logf("after the plain inserts: restore's index builds %.1f s, its count check %.1f s", fig.IndexSeconds, fig.CountSeconds)
+		}
+		c.Disconnect(context.WithoutCancel(ctx))
+		srv.Close()
+		os.RemoveAll(dir)
+		if err != nil {
+			return nil, err
+		}
+		logf("plain InsertMany x%d: %d docs in %.1f s = %.0f docs/s", p, r.Documents, r.Seconds, r.DocsPerSec())
+		fig.Plain = append(fig.Plain, r)
+		if r.DocsPerSec() > fig.Best.DocsPerSec() || fig.Best.Seconds == 0 {
+			fig.Best = r
+		}
+	}
+	dir := filepath.Join(work, "ferret-restore")
+	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+	if err != nil {
+		return nil, err
+	}
+	r, err := ChildRestore(exe, file, srv.URI(), password, restoreParallel)
+	srv.Close()
+	os.RemoveAll(dir)
+	if err != nil {
+		return nil, err
+	}
+	if r.Documents != ds.Documents() {
+		return nil, fmt.Errorf("restore: %d documents in the database, the data set has %d", r.Documents, ds.Documents())
+	}
+	logf("restore (Plan+Run, parallel %d): %d docs in %.1f s (plan %.1f s, inserts done at %.1f s) = %.0f docs/s, peak RSS %.1f MB, ok %v",
+		r.Parallel, r.Documents, r.Seconds, r.PlanSeconds, r.InsertSeconds, r.DocsPerSec(), float64(r.PeakRSS)/1e6, r.OK)
+	fig.Restore = r
+	return fig, nil
+}
