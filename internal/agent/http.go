@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/bytesize"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/store"
 )
@@ -214,15 +215,4 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB (%d bytes)", float64(n)/float64(div), "KMGTPE"[exp], n)
-}
+func fmtBytes(n int64) string { return fmt.Sprintf("%s (%d bytes)", bytesize.IEC(n), n) }

@@ -244,7 +244,7 @@ func extractFile(ctx context.Context, root *os.Root, e *Entry, r io.Reader) erro
 	if err != nil {
 		return fmt.Errorf("archive: extract %q: %w", e.Name, err)
 	}
-	err = copyCtx(ctx, f, r)
+	err = CopyContext(ctx, f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -254,9 +254,9 @@ func extractFile(ctx context.Context, root *os.Root, e *Entry, r io.Reader) erro
 	return nil
 }
 
-// copyCtx is io.Copy that stops between chunks once ctx is cancelled, so a
-// huge entry cannot outlive its job.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
+// CopyContext is io.Copy that stops between chunks once ctx is cancelled,
+// so a huge entry cannot outlive its job.
+func CopyContext(ctx context.Context, w io.Writer, r io.Reader) error {
 	buf := make([]byte, 256<<10)
 	for {
 		if err := ctx.Err(); err != nil {

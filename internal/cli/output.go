@@ -3,7 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"github.com/a0backup/a0/internal/bytesize"
 )
 
 // printCompact prints v as one compact JSON line, the original's output.
@@ -23,15 +23,5 @@ func jsonIndent(v any) ([]byte, error) {
 	return append(b, '\n'), err
 }
 
-func human(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
-}
+// human formats a byte count for people (SI: MB as in the benchmarks).
+func human(n int64) string { return bytesize.SI(n) }

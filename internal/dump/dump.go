@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/bytesize"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -136,21 +137,8 @@ func (e *OplogRolledError) Error() string {
 		}
 	}
 	fmt.Fprintf(&b, "; the oplog needs at least %d bytes (%s) for a dump at this write rate: enlarge it with some margin (replSetResizeOplog), or back up when fewer writes happen",
-		e.NeededBytes, humanBytes(e.NeededBytes))
+		e.NeededBytes, bytesize.IEC(e.NeededBytes))
 	return b.String()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // intent is one collection or view to dump.

@@ -157,7 +157,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			if spool, err = os.CreateTemp("", "a0-restore-oplog-*"); err != nil {
 				return nil, fmt.Errorf("spool oplog: %w", err)
 			}
-			if err := copyCtx(ctx, spool, ar); err != nil {
+			if err := archive.CopyContext(ctx, spool, ar); err != nil {
 				return nil, fmt.Errorf("spool oplog: %w", err)
 			}
 			continue
@@ -390,26 +390,4 @@ func isCode(err error, code int) bool {
 	}
 	var se mongo.ServerError
 	return errors.As(err, &se) && se.HasErrorCode(code)
-}
-
-// copyCtx copies r to w, stopping between chunks once ctx is cancelled.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
-	buf := make([]byte, 256<<10)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
