@@ -1,49 +1,24 @@
 package cli
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/md5"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/a0backup/a0/internal/crypt"
 )
 
-// decryptTar decrypts an a0 file and returns its tar entries (test data is small).
+// decryptTar decrypts an a0 file and returns its tar entries by name (test
+// data is small).
 func decryptTar(t *testing.T, path, password string) (map[string][]byte, map[string]int64) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cr, err := crypt.NewReader(f, []byte(password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gz, err := gzip.NewReader(cr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
 	files, modes := map[string][]byte{}, map[string]int64{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files, modes
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		files[h.Name], modes[h.Name] = b, h.Mode
+	for _, e := range readEntries(t, path, password) {
+		files[e.hdr.Name], modes[e.hdr.Name] = e.data, e.hdr.Mode
 	}
+	return files, modes
 }
 
 func TestSensitiveCycle(t *testing.T) {
