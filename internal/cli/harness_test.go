@@ -54,6 +54,12 @@ func (s *syncBuffer) String() string {
 // addr ("" for a random port).
 func startNode(t *testing.T, state, addr string) *testNode {
 	t.Helper()
+	return startNodeWith(t, state, addr, agent.Config{})
+}
+
+// startNodeWith is startNode with more agent configuration.
+func startNodeWith(t *testing.T, state, addr string, cfg agent.Config) *testNode {
+	t.Helper()
 	if state == "" {
 		state = t.TempDir()
 	}
@@ -65,8 +71,8 @@ func startNode(t *testing.T, state, addr string) *testNode {
 		t.Fatal(err)
 	}
 	buf := &syncBuffer{}
-	a, err := agent.New(context.Background(), agent.Config{StateDir: state, Listen: ln.Addr().String(),
-		Logger: slog.New(slog.NewTextHandler(buf, nil))})
+	cfg.StateDir, cfg.Listen, cfg.Logger = state, ln.Addr().String(), slog.New(slog.NewTextHandler(buf, nil))
+	a, err := agent.New(context.Background(), cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

@@ -219,6 +219,14 @@ func TestRestoreRoundTrip(t *testing.T) {
 				if v := op.run("verify", p); v.code != ExitIntegrity {
 					t.Fatalf("verify accepted it: %+v", v)
 				}
+				out := p + ".tar.gz"
+				d := op.run("decrypt", p, "-o", out)
+				if d.code != ExitIntegrity || !strings.Contains(d.stderr, "byte") {
+					t.Fatalf("decrypt: exit %d, stderr %q (want the byte offset)", d.code, d.stderr)
+				}
+				if _, err := os.Stat(out); err == nil {
+					t.Fatal("decrypt left an output file that looks complete")
+				}
 			})
 		}
 		t.Run("wrong password", func(t *testing.T) {

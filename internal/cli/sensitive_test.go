@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"github.com/a0backup/a0/internal/agent"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,4 +158,28 @@ func keysOf(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestSensitiveExtraPaths: files an operator declares sensitive in the
+// agent's config go into the sensitive backup (with their mode) and come
+// back to where they were.
+func TestSensitiveExtraPaths(t *testing.T) {
+	extra := filepath.Join(t.TempDir(), "license.key")
+	os.WriteFile(extra, []byte("operator secret\n"), 0o640)
+	n := startNodeWith(t, "", "", agent.Config{SensitivePaths: []string{extra}})
+	op := newOperator(t).withKey(n)
+	op.mustOn(n, "set-as-backup", t.TempDir())
+	op.mustOn(n, "backup-sensitive", "--password", "0therPassw0rd", "--wait")
+	op.mustOn(n, "backup-sensitive-retrieve")
+	file := filepath.Join(op.dir, "backup-sensitive-retrieve.tar.gz.enc")
+	files, modes := decryptTar(t, file, "0therPassw0rd")
+	name := "extra/0-license.key"
+	if string(files[name]) != "operator secret\n" || modes[name] != 0o640 {
+		t.Fatalf("extra file in the archive: %q mode %o (entries %v)", files[name], modes[name], keysOf(files))
+	}
+	os.Remove(extra)
+	op.mustOn(n, "restore-sensitive", file, "--password", "0therPassw0rd", "--yes")
+	if b, err := os.ReadFile(extra); err != nil || string(b) != "operator secret\n" {
+		t.Fatalf("extra file not restored: %q %v", b, err)
+	}
 }
