@@ -65,7 +65,10 @@ func child(args []string) error {
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(r)
+	return json.NewEncoder(os.Stdout).Encode(struct {
+		bench.Result
+		PeakRSS int64 `json:"peak_rss"`
+	}{r, bench.SelfPeakRSS()})
 }
 
 // restoreChild is the re-executed restore (Plan + Run into the database at
@@ -82,6 +85,7 @@ func restoreChild(args []string) error {
 	if err != nil {
 		return err
 	}
+	r.PeakRSS = bench.SelfPeakRSS()
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
@@ -552,6 +556,11 @@ func fillRestoreDB(rep *Report) {
 		rep.Rows = append(rep.Rows, Row{Figure: "restore into FerretDB (Plan + Run), " + label, A0: r.DocsPerSec(), Baseline: b.DocsPerSec(),
 			BaseName: fmt.Sprintf("best plain InsertMany, x%d", b.Parallel), Unit: "docs/s", Goal: ">= 0.8 x plain", Met: yes(f.Ratio() >= 0.8)})
 		rep.Rows = append(rep.Rows, Row{Figure: "  restore / plain ratio, " + fmtBytes(f.DataBytes), A0: f.Ratio(), Unit: "x", Goal: ">= 0.8", Met: yes(f.Ratio() >= 0.8)})
+		// Restore also builds every index, which plain inserts do not: the
+		// like-for-like baseline adds the same index builds to the plain run.
+		withIdx := float64(b.Documents) / (b.Seconds + f.IndexSeconds)
+		rep.Rows = append(rep.Rows, Row{Figure: "  restore / (plain inserts + same index builds), " + fmtBytes(f.DataBytes),
+			A0: r.DocsPerSec() / withIdx, Baseline: withIdx, BaseName: "plain InsertMany + createIndexes docs/s", Unit: "x", Goal: ">= 0.8", Met: yes(r.DocsPerSec()/withIdx >= 0.8)})
 		row := Row{Figure: "restore peak RSS (child), " + fmtBytes(f.DataBytes) + " data", A0: float64(r.PeakRSS) / 1e6, Unit: "MB"}
 		if i == 0 {
 			rssFirst = r.PeakRSS

@@ -97,7 +97,7 @@ func LoadOrCreateNodeCert(certPath, keyPath string, hosts []string) (tls.Certifi
 	dns, ips := certSANs(hosts)
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
+		SerialNumber: randomSerial(),
 		// No host name: anyone who connects sees the certificate, and the
 		// CLI pins it rather than matching names.
 		Subject:               pkix.Name{CommonName: "a0agent"},

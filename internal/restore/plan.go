@@ -41,7 +41,7 @@ type Options struct {
 	NS []string
 	// DryRun makes Run return the plan's report without writing.
 	DryRun bool
-	// Parallel is the number of insert workers (default 4).
+	// Parallel is the number of insert workers (default: one per core, 2 to 8).
 	Parallel int
 	// NoOplogReplay skips oplog.bson.
 	NoOplogReplay bool
