@@ -50,8 +50,10 @@ type tailer struct {
 	onePass bool
 	// firstOldest is the oldest entry when a one-pass capture started:
 	// its start is a clock reading, not an entry, and may be older than
-	// a young oplog's first entry without anything lost.
-	firstOldest primitive.Timestamp
+	// a young oplog's first entry without anything lost. It is compared by
+	// identity (ts and _id): an oplog dropped and recreated within the same
+	// second can start with an entry of the same ts.
+	firstOldest entryID
 }
 
 // startTailer records the start position. It returns an inactive tailer
@@ -96,7 +98,7 @@ func startTailer(ctx context.Context, client *mongo.Client, sp *spools, onePass 
 // than needed is harmless: replay applies them in order, before the
 // later ones.
 func (t *tailer) startOnePass(ctx context.Context, client *mongo.Client, sp *spools) error {
-	first, ok, err := t.oldest(ctx)
+	first, ok, err := t.oldestEntry(ctx)
 	if err != nil || !ok {
 		return err
 	}
@@ -119,25 +121,40 @@ func (t *tailer) startOnePass(ctx context.Context, client *mongo.Client, sp *spo
 	return nil
 }
 
-// oldest returns the first entry in insertion order (unsorted: FerretDB
-// answers it without a scan; MongoDB returns the oplog in natural order).
+// entryID identifies an oplog entry: its ts and, where the server gives
+// entries one (FerretDB), its _id.
+type entryID struct {
+	ts primitive.Timestamp
+	id string
+}
+
+// oldest returns the first entry's position in insertion order.
 func (t *tailer) oldest(ctx context.Context) (primitive.Timestamp, bool, error) {
+	e, ok, err := t.oldestEntry(ctx)
+	return e.ts, ok, err
+}
+
+// oldestEntry returns the first entry in insertion order (unsorted:
+// FerretDB answers it without a scan; MongoDB returns the oplog in natural
+// order).
+func (t *tailer) oldestEntry(ctx context.Context) (entryID, bool, error) {
 	if !t.onePass {
 		ts, _, ok, err := t.edge(ctx, 1)
-		return ts, ok, err
+		return entryID{ts: ts}, ok, err
 	}
-	raw, err := t.coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "ts", Value: 1}})).Raw()
+	raw, err := t.coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "_id", Value: 1}})).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return primitive.Timestamp{}, false, nil
+		return entryID{}, false, nil
 	}
 	if err != nil {
-		return primitive.Timestamp{}, false, fmt.Errorf("dump: read oplog position: %w", err)
+		return entryID{}, false, fmt.Errorf("dump: read oplog position: %w", err)
 	}
 	t1, i1, ok := raw.Lookup("ts").TimestampOK()
 	if !ok {
-		return primitive.Timestamp{}, false, errors.New("dump: oplog entry without ts")
+		return entryID{}, false, errors.New("dump: oplog entry without ts")
 	}
-	return primitive.Timestamp{T: t1, I: i1}, true, nil
+	id := raw.Lookup("_id")
+	return entryID{ts: primitive.Timestamp{T: t1, I: i1}, id: string(id.Value)}, true, nil
 }
 
 func oldestOpenTxn(ctx context.Context, client *mongo.Client) (primitive.Timestamp, bool) {
@@ -403,11 +420,12 @@ func (t *tailer) checkRolled(ctx context.Context) error {
 	if !t.active {
 		return nil
 	}
-	oldest, ok, err := t.oldest(ctx)
+	first, ok, err := t.oldestEntry(ctx)
+	oldest := first.ts
 	if err != nil {
 		return err
 	}
-	if !ok || (tsLess(t.start, oldest) && !(t.onePass && oldest == t.firstOldest)) {
+	if !ok || (tsLess(t.start, oldest) && !(t.onePass && first == t.firstOldest)) {
 		return t.rolled(ctx, oldest)
 	}
 	return nil
