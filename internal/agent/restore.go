@@ -478,6 +478,7 @@ func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*
 	if err != nil {
 		return nil, cryptError(err)
 	}
+	defer ar.Close()
 	if err := archive.Extract(ctx, ar, dir); err != nil {
 		return nil, cryptError(err)
 	}

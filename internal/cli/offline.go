@@ -277,6 +277,7 @@ func walkArchive(ctx context.Context, r io.Reader) (map[string]VerifiedCollectio
 	if err != nil {
 		return nil, nil, nil, 0, err
 	}
+	defer ar.Close()
 	found := map[string]VerifiedCollection{}
 	files := map[string]string{}
 	var man *manifest.Manifest

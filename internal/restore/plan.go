@@ -106,6 +106,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	if err != nil {
 		return nil, err
 	}
+	defer ar.Close()
 	var (
 		files    []*fileStat
 		man      *manifest.Manifest

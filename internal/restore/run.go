@@ -130,6 +130,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err != nil {
 		return nil, err
 	}
+	defer ar.Close()
 	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{},
 		indexSlots: make(chan struct{}, maxIndexBuilders)}
 	defer rs.indexes.Wait()
