@@ -155,7 +155,8 @@ func (a *Agent) tlsConfig() *tls.Config {
 func (a *Agent) connect(ctx context.Context) error {
 	uri := a.cfg.MongoURI
 	if uri == "" {
-		srv, err := devappliance.Start(ctx, devappliance.Config{Dir: a.state.DBDir(), Oplog: true})
+		srv, err := devappliance.Start(ctx, devappliance.Config{Dir: a.state.DBDir(), Oplog: true,
+			Logger: slog.New(warnOnly{a.log.Handler()})})
 		if err != nil {
 			return fmt.Errorf("embedded database: %w", err)
 		}
@@ -288,3 +289,17 @@ func (a *Agent) Embedded() *devappliance.Server { return a.embed }
 
 // Client is the agent's database client (for tests and seeding).
 func (a *Agent) Client() *mongo.Client { return a.client }
+
+// warnOnly passes on the embedded database's warnings and errors (a repaired
+// file, a failing query) without its per-connection chatter.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnOnly{w.Handler.WithAttrs(attrs)}
+}
+
+func (w warnOnly) WithGroup(name string) slog.Handler { return warnOnly{w.Handler.WithGroup(name)} }

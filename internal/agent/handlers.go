@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
@@ -296,8 +297,11 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if rec, err := a.jobs.Last(kind); err == nil && rec != nil && rec.State == job.StateFailed {
-		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup failed", Arguments: map[string]any{
-			"error": rec.Error, "started": rec.Started, "finished": rec.Finished}})
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup failed", Arguments: struct {
+			Error    string     `json:"error"`
+			Started  time.Time  `json:"started"`
+			Finished *time.Time `json:"finished,omitempty"`
+		}{rec.Error, rec.Started, rec.Finished}})
 	}
 	return writeJSON(w, http.StatusOK, api.Message{Message: "No backup found"})
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,9 @@ func (a *Agent) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := a.noRestoreRunning(); err != nil {
+		return err
+	}
 	off, err := strconv.ParseInt(r.Header.Get(api.HeaderOffset), 10, 64)
 	if err != nil || off < 0 {
 		return api.Errorf(api.CodeBadRequest, "missing or invalid %s header", api.HeaderOffset)
@@ -96,10 +100,21 @@ func (a *Agent) deleteUpload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := a.noRestoreRunning(); err != nil {
+		return err
+	}
 	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, api.Message{Message: "Upload deleted"})
+}
+
+// noRestoreRunning refuses changes to uploads while a restore reads one.
+func (a *Agent) noRestoreRunning() error {
+	if kind, _, _ := a.jobs.Running(); kind == kindRestore || kind == kindRestoreSensitive {
+		return &job.BusyError{Running: kind}
+	}
+	return nil
 }
 
 // source is a file to restore from and how to read it.
@@ -107,25 +122,40 @@ type source struct {
 	path     string
 	password []byte
 	plain    bool
+	// upload is set when path is an upload, removed once restored: a
+	// restored backup should not stay on the node's state disk.
+	upload bool
 }
 
-// open returns the plain tar.gz stream of the source. For an encrypted file
-// every byte it yields has been authenticated.
-func (s source) open() (io.Reader, io.Closer, error) {
-	f, err := os.Open(s.path)
-	if err != nil {
-		return nil, nil, err
+// done removes an upload that has served its purpose.
+func (s source) done() {
+	if s.upload {
+		os.Remove(s.path)
+	}
+}
+
+// open opens the source file once: both passes of a restore read the same
+// open file, so the file that was authenticated is the file that is
+// restored, even if its path is replaced or deleted in between.
+func (s source) open() (*os.File, error) {
+	return os.Open(s.path)
+}
+
+// stream returns the plain tar.gz stream of f from its start. For an
+// encrypted file every byte it yields has been authenticated.
+func (s source) stream(f *os.File) (io.Reader, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
 	}
 	br := bufio.NewReaderSize(f, 1<<20)
 	if s.plain {
-		return br, f, nil
+		return br, nil
 	}
 	cr, err := crypt.NewReader(br, s.password)
 	if err != nil {
-		f.Close()
-		return nil, nil, cryptError(err)
+		return nil, cryptError(err)
 	}
-	return cr, f, nil
+	return cr, nil
 }
 
 // cryptError gives crypt's failures their API codes.
@@ -147,7 +177,7 @@ func (a *Agent) restoreSource(req api.RestoreRequest) (source, error) {
 		if !uploadID.MatchString(req.UploadID) {
 			return src, api.Errorf(api.CodeBadRequest, "invalid upload id")
 		}
-		src.path = filepath.Join(a.state.UploadsDir(), req.UploadID+".upload")
+		src.path, src.upload = filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), true
 		if _, err := os.Stat(src.path); err != nil {
 			return src, api.Errorf(api.CodeNotFound, "no upload %q on the node", req.UploadID)
 		}
@@ -246,7 +276,12 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 		})
 		// Pass 1: authenticate every byte and validate the archive, before
 		// the first write to the database.
-		stream, closer, err := src.open()
+		file, err := src.open()
+		if err != nil {
+			return nil, err
+		}
+		defer file.Close()
+		stream, err := src.stream(file)
 		if err != nil {
 			return nil, err
 		}
@@ -256,7 +291,6 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			// authenticate to the last byte all the same.
 			_, err = io.Copy(io.Discard, stream)
 		}
-		closer.Close()
 		if err != nil {
 			return nil, cryptError(err)
 		}
@@ -280,7 +314,9 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			res.Phase = "dry-run"
 			return res, nil
 		}
-		setPhase("restoring")
+		if stream, err = src.stream(file); err != nil {
+			return res, err
+		}
 		if prev, _ := a.restoreMarker(ctx); prev != nil {
 			res.Previous = prev
 			a.log.Warn("a previous restore did not finish; this one replaces it", "started", prev["started"])
@@ -289,12 +325,9 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			{Key: "collections", Value: len(plan.Collections)}}); err != nil {
 			return res, fmt.Errorf("write the restore marker: %w", err)
 		}
+		// From here on the database may be partly written: the marker says so.
+		setPhase("restoring")
 		a.log.Info("restore writing to the database", "collections", len(plan.Collections))
-		stream, closer, err = src.open()
-		if err != nil {
-			return res, err
-		}
-		defer closer.Close()
 		report, err := restore.Run(ctx, a.client, stream, plan, opts, prog)
 		res.Report, res.Phase = report, "done"
 		if err != nil {
@@ -309,6 +342,7 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 		if err := a.clearRestoreMarker(ctx); err != nil {
 			a.log.Warn("could not clear the restore marker", "err", err)
 		}
+		src.done()
 		if report != nil && !report.OK {
 			return res, &api.Error{Code: api.CodeIntegrity, Message: "restore finished with differences between the backup and the database: see the report"}
 		}
@@ -394,30 +428,53 @@ func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
 	if !uploadID.MatchString(req.UploadID) {
 		return api.Errorf(api.CodeBadRequest, "invalid upload id")
 	}
-	src := source{path: filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), password: []byte(req.Password)}
+	src := source{path: filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), password: []byte(req.Password), upload: true}
 	defer clear(src.password)
 	if _, err := os.Stat(src.path); err != nil {
 		return api.Errorf(api.CodeNotFound, "no upload %q on the node", req.UploadID)
 	}
-	if kind, _, _ := a.jobs.Running(); kind != "" {
-		return &job.BusyError{Running: kind}
+	// The whole restore-sensitive holds the job runner: no backup of the
+	// same files and no other restore can run while it reads and writes.
+	var (
+		out    api.Message
+		jobErr error
+	)
+	err := a.jobs.Start(a.ctx, kindRestoreSensitive, func(ctx context.Context, j *job.Job) (any, error) {
+		out, jobErr = a.runRestoreSensitive(ctx, r, src, req.Confirm)
+		return nil, jobErr
+	})
+	if err != nil {
+		return err
 	}
+	if err := a.jobs.Wait(r.Context()); err != nil {
+		return err
+	}
+	if jobErr != nil {
+		return jobErr
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) runRestoreSensitive(ctx context.Context, r *http.Request, src source, confirm bool) (api.Message, error) {
 	// Extract into a private work area first: nothing on the node changes
 	// until every byte is authenticated and every file matches its manifest.
 	work, err := os.MkdirTemp(a.state.UploadsDir(), "sensitive-*")
 	if err != nil {
-		return err
+		return api.Message{}, err
 	}
 	defer os.RemoveAll(work)
-	man, err := a.extractSensitive(r.Context(), src, work)
+	man, err := a.extractSensitive(ctx, src, work)
 	if err != nil {
-		return err
+		return api.Message{}, err
 	}
 	var plan []sensitivePlanEntry
 	for _, f := range man.Files {
 		target, err := a.sensitiveTarget(f)
 		if err != nil {
-			return err
+			return api.Message{}, err
+		}
+		if st, err := os.Stat(filepath.Dir(target)); err != nil || !st.IsDir() {
+			return api.Message{}, api.Errorf(api.CodeIntegrity, "cannot restore %s: its folder does not exist on this node", target)
 		}
 		e := sensitivePlanEntry{Path: f.Path, Target: target, Mode: fmt.Sprintf("%04o", f.Mode)}
 		if cur, err := os.ReadFile(target); err == nil {
@@ -429,51 +486,72 @@ func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
 		}
 		plan = append(plan, e)
 	}
-	if !req.Confirm {
-		return writeJSON(w, http.StatusOK, api.Message{Message: "Sensitive restore plan", Arguments: map[string]any{"files": plan}})
+	if !confirm {
+		return api.Message{Message: "Sensitive restore plan", Arguments: map[string]any{"files": plan}}, nil
 	}
+	var written []string
 	for i, f := range man.Files {
 		data, err := os.ReadFile(filepath.Join(work, filepath.FromSlash(f.Path)))
+		if err == nil {
+			// Secrets go back 0600 whatever mode they had: group or world
+			// access to a key is never what an operator wants restored.
+			err = statedir.WriteFileAtomic(plan[i].Target, data, 0o600)
+		}
 		if err != nil {
-			return err
+			return api.Message{}, fmt.Errorf("restore %s failed after writing %d of %d files (%s): %w",
+				plan[i].Target, len(written), len(plan), strings.Join(written, ", "), err)
 		}
-		// Secrets go back 0600 whatever mode they had: group or world
-		// access to a key is never what an operator wants restored.
-		if err := statedir.WriteFileAtomic(plan[i].Target, data, 0o600); err != nil {
-			return fmt.Errorf("restore %s: %w", plan[i].Target, err)
-		}
+		written = append(written, plan[i].Target)
 	}
 	reloaded := []string{"authorized keys (read on every call)"}
 	if err := a.reloadCert(); err == nil {
 		reloaded = append(reloaded, "TLS certificate")
 	}
+	src.done()
 	a.log.Info("sensitive configuration restored", "files", len(plan), "key", r.Context().Value(keyNameKey))
-	return writeJSON(w, http.StatusOK, api.Message{Message: "Sensitive configuration restored",
+	return api.Message{Message: "Sensitive configuration restored",
 		Arguments: map[string]any{"files": plan, "reloaded": reloaded,
-			"restart_needed_for": "data encryption and token signing keys are read at start: restart the agent"}})
+			"restart_needed_for": "data encryption and token signing keys are read at start: restart the agent"}}, nil
 }
 
-// sensitiveTarget maps an archive path to where it goes on this node.
+// sensitiveTarget maps an archive path to where it goes on this node. Only
+// the node's own sensitive paths (the state directory's secrets and
+// authorized keys, and the files the agent's config declares sensitive) are
+// ever written: an authenticated archive is still a file its uploader
+// chose, and must not become a way to write anywhere the agent can.
 func (a *Agent) sensitiveTarget(f manifest.File) (string, error) {
-	if rel, ok := strings.CutPrefix(f.Path, "state/"); ok {
-		clean, err := archive.CleanName(rel)
-		if err != nil {
-			return "", api.Errorf(api.CodeIntegrity, "unsafe path in sensitive backup: %q", f.Path)
-		}
-		return filepath.Join(a.state.Path, filepath.FromSlash(clean)), nil
+	clean, err := archive.CleanName(f.Path)
+	if err != nil || clean != f.Path {
+		return "", api.Errorf(api.CodeIntegrity, "unsafe path in sensitive backup: %q", f.Path)
 	}
-	if strings.HasPrefix(f.Path, "extra/") && filepath.IsAbs(f.Origin) {
-		return filepath.Clean(f.Origin), nil
+	allowed, err := a.state.SensitivePaths(a.cfg.SensitivePaths)
+	if err != nil {
+		return "", err
 	}
-	return "", api.Errorf(api.CodeIntegrity, "unexpected path in sensitive backup: %q", f.Path)
+	var target string
+	if rel, ok := strings.CutPrefix(clean, "state/"); ok {
+		target = filepath.Join(a.state.Path, filepath.FromSlash(rel))
+	} else if strings.HasPrefix(clean, "extra/") && filepath.IsAbs(f.Origin) {
+		target = filepath.Clean(f.Origin)
+	} else {
+		return "", api.Errorf(api.CodeIntegrity, "unexpected path in sensitive backup: %q", f.Path)
+	}
+	if !slices.Contains(allowed, target) {
+		return "", api.Errorf(api.CodeIntegrity, "sensitive backup names %s, which is not sensitive configuration of this node (declare it in the agent's sensitive_paths to restore it)", target)
+	}
+	return target, nil
 }
 
 func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*manifest.Manifest, error) {
-	stream, closer, err := src.open()
+	file, err := src.open()
 	if err != nil {
 		return nil, err
 	}
-	defer closer.Close()
+	defer file.Close()
+	stream, err := src.stream(file)
+	if err != nil {
+		return nil, err
+	}
 	ar, err := archive.NewReader(stream, archive.Limits{MaxEntrySize: 64 << 20, MaxEntries: 10000})
 	if err != nil {
 		return nil, cryptError(err)
@@ -498,6 +576,9 @@ func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*
 		return nil, api.Errorf(api.CodeBadRequest, "this is an ordinary backup, not a sensitive one: use restore")
 	}
 	for _, f := range man.Files {
+		if clean, err := archive.CleanName(f.Path); err != nil || clean != f.Path {
+			return nil, api.Errorf(api.CodeIntegrity, "unsafe path in sensitive backup: %q", f.Path)
+		}
 		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
 		if err != nil {
 			return nil, api.Errorf(api.CodeIntegrity, "sensitive backup lacks %s", f.Path)

@@ -12,7 +12,9 @@ import (
 // valid, and the next operation works once the database is back (agent
 // restart).
 func TestDatabaseGoesAway(t *testing.T) {
-	n, op, dev := backupNode(t, 2000)
+	// Enough data that the dump outlasts the 3 s FerretDB gives open
+	// connections after it is told to stop.
+	n, op, dev := backupNode(t, 15000)
 	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-dbfault"
 
 	t.Run("during a backup", func(t *testing.T) {

@@ -50,7 +50,7 @@ func (p *PasswordOptions) resolve(env *Env, confirm bool) (string, error) {
 	case p.PasswordFile != "":
 		b, err := os.ReadFile(p.PasswordFile)
 		if err != nil {
-			return "", &NotFoundError{Msg: fmt.Sprintf("cannot read password file: %v", err)}
+			return "", usagef("cannot read password file: %v", err)
 		}
 		// One trailing newline is what editors and echo add; it is not
 		// part of the password.

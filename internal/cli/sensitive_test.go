@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/manifest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,5 +185,61 @@ func TestSensitiveExtraPaths(t *testing.T) {
 	op.mustOn(n, "restore-sensitive", file, "--password", "0therPassw0rd", "--yes")
 	if b, err := os.ReadFile(extra); err != nil || string(b) != "operator secret\n" {
 		t.Fatalf("extra file not restored: %q %v", b, err)
+	}
+}
+
+// TestRestoreSensitiveWritesOnlySensitivePaths: an authentic sensitive
+// backup whose manifest names other files (anywhere on the node, or other
+// files of the state directory) is refused and writes nothing.
+func TestRestoreSensitiveWritesOnlySensitivePaths(t *testing.T) {
+	n, op, _ := backupNode(t, 10)
+	const pw = "0therPassw0rd"
+	op.mustOn(n, "backup-sensitive", "--password", pw, "--wait")
+	op.mustOn(n, "backup-sensitive-retrieve")
+	base := readEntries(t, filepath.Join(op.dir, "backup-sensitive-retrieve.tar.gz.enc"), pw)
+	outside := filepath.Join(t.TempDir(), "cron-job")
+	for _, tc := range []struct{ name, path, origin string }{
+		{"file outside the node's configuration", "extra/9-cron-job", outside},
+		{"other file of the state directory", "state/node.json", filepath.Join(n.state, "node.json")},
+		{"traversal in the archive path", "extra/../../x", outside},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := []byte("* * * * * root true\n")
+			sum := sha256.Sum256(payload)
+			var entries []tarEntry
+			for _, e := range base {
+				if e.hdr.Name != "manifest.json" {
+					entries = append(entries, e)
+					continue
+				}
+				var m manifest.Manifest
+				if err := json.Unmarshal(e.data, &m); err != nil {
+					t.Fatal(err)
+				}
+				m.Files = append(m.Files, manifest.File{Path: tc.path, Origin: tc.origin, Mode: 0o600, Size: int64(len(payload)), SHA256: hex.EncodeToString(sum[:])})
+				b, _ := m.Encode()
+				name := tc.path
+				if strings.Contains(name, "..") {
+					name = "extra/9-x" // the tar reader refuses ".."; the manifest still names it
+				}
+				entries = append(entries, tarEntry{hdr: tar.Header{Name: name, Mode: 0o600, Size: int64(len(payload)), Typeflag: tar.TypeReg}, data: payload})
+				e.data = b
+				e.hdr.Size = int64(len(b))
+				entries = append(entries, e)
+			}
+			p := filepath.Join(op.dir, "evil-"+strings.ReplaceAll(tc.name, " ", "-")+".enc")
+			sealEntries(t, p, pw, entries)
+			before, _ := os.ReadFile(filepath.Join(n.state, "node.json"))
+			r := op.on(n, "restore-sensitive", p, "--password", pw, "--yes")
+			if r.code != ExitIntegrity {
+				t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+			}
+			if _, err := os.Stat(outside); err == nil {
+				t.Fatal("wrote outside the node's sensitive configuration")
+			}
+			if after, _ := os.ReadFile(filepath.Join(n.state, "node.json")); !bytes.Equal(before, after) {
+				t.Fatal("node.json changed")
+			}
+		})
 	}
 }

@@ -2,6 +2,8 @@ package devappliance
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -28,5 +30,40 @@ func TestStartInsertFind(t *testing.T) {
 	n, err := coll.CountDocuments(ctx, bson.D{})
 	if err != nil || n != 1 {
 		t.Fatalf("count = %d, %v; want 1", n, err)
+	}
+}
+
+// TestStartSetsAsideUninitialisedDatabase: a database file without
+// FerretDB's metadata (a crash between creating it and its first table)
+// does not stop the server from starting, and other data survives.
+func TestStartSetsAsideUninitialisedDatabase(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Start(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := mongo.Connect(ctx, options.Client().ApplyURI(s.URI()))
+	if _, err := c.Database("keep").Collection("c").InsertOne(ctx, bson.D{{Key: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	c.Disconnect(ctx)
+	s.Close()
+	// An empty SQLite file, as a crash leaves it.
+	if err := os.WriteFile(filepath.Join(dir, "halfmade.sqlite"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Start(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatalf("start with an uninitialised database file: %v", err)
+	}
+	defer s.Close()
+	c, _ = mongo.Connect(ctx, options.Client().ApplyURI(s.URI()))
+	defer c.Disconnect(ctx)
+	if n, err := c.Database("keep").Collection("c").CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
+		t.Fatalf("data lost: %d %v", n, err)
+	}
+	if aside, _ := filepath.Glob(filepath.Join(dir, "halfmade.sqlite.orphan-*")); len(aside) != 1 {
+		t.Fatalf("file not set aside: %v", aside)
 	}
 }

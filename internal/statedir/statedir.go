@@ -81,16 +81,9 @@ func (d *Dir) EmbeddedURIPath() string { return d.join("embedded.uri") }
 // the operator declared in the agent's config. Only files that exist are
 // returned, sorted.
 func (d *Dir) SensitiveFiles(extra []string) ([]string, error) {
-	var out []string
-	for _, rel := range []string{dataKeyFile, signingKeyFile, tlsKeyFile, tlsCertFile, authorizedKeyFile} {
-		out = append(out, d.join(rel))
-	}
-	for _, p := range extra {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return nil, fmt.Errorf("sensitive path %q: %w", p, err)
-		}
-		out = append(out, abs)
+	out, err := d.SensitivePaths(extra)
+	if err != nil {
+		return nil, err
 	}
 	var existing []string
 	for _, p := range out {
@@ -102,6 +95,23 @@ func (d *Dir) SensitiveFiles(extra []string) ([]string, error) {
 	}
 	sort.Strings(existing)
 	return existing, nil
+}
+
+// SensitivePaths lists every path that is sensitive configuration, whether
+// it exists or not: the only paths a sensitive restore may write.
+func (d *Dir) SensitivePaths(extra []string) ([]string, error) {
+	var out []string
+	for _, rel := range []string{dataKeyFile, signingKeyFile, tlsKeyFile, tlsCertFile, authorizedKeyFile} {
+		out = append(out, d.join(rel))
+	}
+	for _, p := range extra {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("sensitive path %q: %w", p, err)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
 
 func (d *Dir) ensureSecrets() error {

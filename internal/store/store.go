@@ -73,8 +73,13 @@ func (s Slot) Stored() (*Meta, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("read backup metadata: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(s.Dir, m.File)); err != nil {
-		return nil, fmt.Errorf("backup metadata names %s, which is missing: %w", m.File, err)
+	if _, err := os.Stat(filepath.Join(s.Dir, m.File)); errors.Is(err, fs.ErrNotExist) {
+		// Metadata whose file is gone (removed by hand) describes no
+		// backup: say so rather than block the slot for good; Clean
+		// removes the stale metadata.
+		return nil, ErrNoBackup
+	} else if err != nil {
+		return nil, fmt.Errorf("backup metadata names %s: %w", m.File, err)
 	}
 	return &m, nil
 }
@@ -125,6 +130,10 @@ func (s Slot) Clean() ([]string, error) {
 	keep := ""
 	if m, err := s.Stored(); err == nil {
 		keep = m.File
+	} else if errors.Is(err, ErrNoBackup) {
+		if err := os.Remove(s.metaPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
 	var removed []string
 	for _, e := range entries {

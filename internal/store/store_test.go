@@ -66,3 +66,27 @@ func TestCleanRemovesPartialsOnly(t *testing.T) {
 		t.Fatalf("clean of one slot touched the other: %v", err)
 	}
 }
+
+func TestMetadataWithoutFileIsNoBackup(t *testing.T) {
+	dir := t.TempDir()
+	s := Slot{Dir: dir, Kind: "backup"}
+	p, _ := s.Create("01-02-2026-03-04-05.tar.gz")
+	p.Write([]byte("x"))
+	m, err := p.Commit(Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(s.Path(m))
+	if _, err := s.Stored(); !errors.Is(err, ErrNoBackup) {
+		t.Fatalf("stored: %v", err)
+	}
+	if _, err := s.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.metaPath()); err == nil {
+		t.Fatal("stale metadata left by Clean")
+	}
+	if _, err := s.Create("02-02-2026-03-04-05.tar.gz"); err != nil {
+		t.Fatalf("slot still blocked: %v", err)
+	}
+}
