@@ -67,14 +67,17 @@ func (t Timeouts) withDefaults() Timeouts {
 
 // Agent is a running node agent.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	state  *statedir.Dir
-	auth   *keys.Authorized
-	jobs   *job.Runner
-	client *mongo.Client
-	dbName string // "embedded" or "mongodb"
-	embed  *devappliance.Server
+	cfg       Config
+	log       *slog.Logger
+	state     *statedir.Dir
+	auth      *keys.Authorized
+	jobs      *job.Runner
+	client    *mongo.Client
+	dbName    string // "embedded" or "mongodb"
+	embed     *devappliance.Server
+	uploadsMu sync.Mutex
+	uploading map[string]bool // upload files being written
+
 	certMu sync.RWMutex
 	cert   tls.Certificate
 	hosts  []string

@@ -68,6 +68,22 @@ func (a *Agent) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || off < 0 {
 		return api.Errorf(api.CodeBadRequest, "missing or invalid %s header", api.HeaderOffset)
 	}
+	// One writer per upload: two clients appending at the same offset
+	// would both pass the offset check below.
+	unlock, ok := a.lockUpload(p)
+	if !ok {
+		return api.Errorf(api.CodeJobRunning, "another client is uploading this file right now")
+	}
+	defer unlock()
+	// The state disk also holds the embedded database: never let an upload
+	// fill it.
+	if r.ContentLength > 0 {
+		if free, err := freeBytes(a.state.UploadsDir()); err == nil && free < r.ContentLength+uploadReserve {
+			return &api.Error{Code: api.CodeInsufficientSpace,
+				Message: fmt.Sprintf("not enough free space on the node's state disk for this upload: %s free, %s needed",
+					fmtBytes(free), fmtBytes(r.ContentLength+uploadReserve))}
+		}
+	}
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -107,6 +123,27 @@ func (a *Agent) deleteUpload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, api.Message{Message: "Upload deleted"})
+}
+
+// uploadReserve is the free space an upload must leave on the state disk.
+const uploadReserve = 256 << 20
+
+// lockUpload takes the lock of one upload file, or reports it busy.
+func (a *Agent) lockUpload(path string) (unlock func(), ok bool) {
+	a.uploadsMu.Lock()
+	defer a.uploadsMu.Unlock()
+	if a.uploading == nil {
+		a.uploading = map[string]bool{}
+	}
+	if a.uploading[path] {
+		return nil, false
+	}
+	a.uploading[path] = true
+	return func() {
+		a.uploadsMu.Lock()
+		delete(a.uploading, path)
+		a.uploadsMu.Unlock()
+	}, true
 }
 
 // noRestoreRunning refuses changes to uploads while a restore reads one.
