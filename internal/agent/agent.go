@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"log/slog"
 	"net"
 	"net/http"
@@ -164,7 +165,7 @@ func (a *Agent) connect(ctx context.Context) error {
 			return fmt.Errorf("embedded database: %w", err)
 		}
 		a.embed, uri, a.dbName = srv, srv.URI(), "embedded"
-		if err := statedir.WriteFileAtomic(a.state.EmbeddedURIPath(), []byte(uri+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(a.state.EmbeddedURIPath(), []byte(uri+"\n"), 0o600); err != nil {
 			return err
 		}
 	} else {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"io"
 	"net/http"
 	"os"
@@ -28,7 +29,6 @@ import (
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/restore"
-	"github.com/a0backup/a0/internal/statedir"
 )
 
 var uploadID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -178,6 +178,21 @@ func (s source) open() (*os.File, error) {
 	return os.Open(s.path)
 }
 
+// openStream opens the source and returns the file (to close, and to read
+// again with stream) and its plain tar.gz stream.
+func (s source) openStream() (*os.File, io.Reader, error) {
+	f, err := s.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.stream(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, r, nil
+}
+
 // stream returns the plain tar.gz stream of f from its start. For an
 // encrypted file every byte it yields has been authenticated.
 func (s source) stream(f *os.File) (io.Reader, error) {
@@ -313,15 +328,11 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 		})
 		// Pass 1: authenticate every byte and validate the archive, before
 		// the first write to the database.
-		file, err := src.open()
+		file, stream, err := src.openStream()
 		if err != nil {
 			return nil, err
 		}
 		defer file.Close()
-		stream, err := src.stream(file)
-		if err != nil {
-			return nil, err
-		}
 		plan, err := restore.Plan(ctx, stream, opts)
 		if err == nil {
 			// The archive may end before the encrypted stream does:
@@ -532,7 +543,7 @@ func (a *Agent) runRestoreSensitive(ctx context.Context, r *http.Request, src so
 		if err == nil {
 			// Secrets go back 0600 whatever mode they had: group or world
 			// access to a key is never what an operator wants restored.
-			err = statedir.WriteFileAtomic(plan[i].Target, data, 0o600)
+			err = atomicfile.Write(plan[i].Target, data, 0o600)
 		}
 		if err != nil {
 			return api.Message{}, fmt.Errorf("restore %s failed after writing %d of %d files (%s): %w",
@@ -580,15 +591,11 @@ func (a *Agent) sensitiveTarget(f manifest.File) (string, error) {
 }
 
 func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*manifest.Manifest, error) {
-	file, err := src.open()
+	file, stream, err := src.openStream()
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
-	stream, err := src.stream(file)
-	if err != nil {
-		return nil, err
-	}
 	ar, err := archive.NewReader(stream, archive.Limits{MaxEntrySize: 64 << 20, MaxEntries: 10000})
 	if err != nil {
 		return nil, cryptError(err)

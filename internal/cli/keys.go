@@ -4,12 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"net/http"
 	"os"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/keys"
-	"github.com/a0backup/a0/internal/statedir"
 )
 
 // CreateKeyOptions are the options of create-key.
@@ -111,7 +111,7 @@ func runUpdateCommandsCmd(ctx context.Context, env *Env, args []string) error {
 	if err := os.MkdirAll(env.Home, 0o700); err != nil {
 		return err
 	}
-	if err := statedir.WriteFileAtomic(commandsCachePath(env.Home), b, 0o600); err != nil {
+	if err := atomicfile.Write(commandsCachePath(env.Home), b, 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%d commands cached; run a0cli without arguments to list them\n", len(out.Commands))

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/a0backup/a0/internal/statedir"
 )
 
 // States of a job record.
@@ -233,7 +232,7 @@ func (r *Runner) save(rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("save job record: %w", err)
 	}
-	if err := statedir.WriteFileAtomic(filepath.Join(r.dir, rec.Kind+".json"), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(r.dir, rec.Kind+".json"), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save job record: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -228,7 +229,7 @@ func (a *Authorized) edit(change func([]authEntry) ([]authEntry, error)) error {
 	for _, e := range es {
 		buf.WriteString(e.name + " " + authorizedLine(e.key, e.comment) + "\n")
 	}
-	if err := writeFileAtomic(a.path, buf.Bytes(), 0o600); err != nil {
+	if err := atomicfile.Write(a.path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("write authorized keys: %w", err)
 	}
 	return nil

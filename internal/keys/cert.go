@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"io/fs"
 	"math/big"
 	"net"
@@ -125,12 +126,12 @@ func LoadOrCreateNodeCert(certPath, keyPath string, hosts []string) (tls.Certifi
 		}
 		// Key before certificate: a crash in between leaves a key, from which
 		// the next call issues a certificate, rather than an orphan certificate.
-		if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 			return tls.Certificate{}, fmt.Errorf("write node key: %w", err)
 		}
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(certPath, certPEM, 0o644); err != nil {
 		return tls.Certificate{}, fmt.Errorf("write node certificate: %w", err)
 	}
 	return cert, nil

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -113,10 +114,10 @@ func Create(home string, typ KeyType, force bool) (pub string, err error) {
 		return "", fmt.Errorf("encode public key: %w", err)
 	}
 	line := authorizedLine(sshPub, comment)
-	if err := writeFileAtomic(privPath, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := atomicfile.Write(privPath, pem.EncodeToMemory(block), 0o600); err != nil {
 		return "", fmt.Errorf("write private key: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(home, PublicKeyFile), []byte(line+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(home, PublicKeyFile), []byte(line+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("write public key: %w", err)
 	}
 	return line, nil
@@ -210,7 +211,7 @@ func Delete(home string) error {
 	if !removed {
 		return fmt.Errorf("%s: %w", filepath.Join(home, PrivateKeyFile), ErrNoKey)
 	}
-	syncDir(home)
+	atomicfile.SyncDir(home) // durability only: a failure weakens nothing else
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"io/fs"
 	"net"
 	"os"
@@ -151,7 +152,7 @@ func (k KnownNodes) Forget(hostport string) error {
 	if !found {
 		return fmt.Errorf("%s: %w", node, ErrNotPinned)
 	}
-	if err := writeFileAtomic(k.Path, out.Bytes(), 0o600); err != nil {
+	if err := atomicfile.Write(k.Path, out.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("rewrite known nodes: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -148,47 +149,7 @@ func createIfMissing(path string, gen func() ([]byte, error)) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, data, 0o600)
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, fsyncs it and
-// renames it over path, so a reader sees the old or the new content, never a
-// mix.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(filepath.Dir(path))
-}
-
-// SyncDir fsyncs a directory so that a rename in it survives a crash.
-func SyncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // Node is the node's persistent role configuration.
@@ -232,5 +193,5 @@ func (d *Dir) SaveNode(n Node) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(d.join(nodeFile), append(b, '\n'), 0o600)
+	return atomicfile.Write(d.join(nodeFile), append(b, '\n'), 0o600)
 }

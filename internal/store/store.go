@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/a0backup/a0/internal/statedir"
 )
 
 // ErrNoBackup is returned when a slot holds no backup.
@@ -114,7 +113,7 @@ func (s Slot) Delete() (*Meta, error) {
 	if err := os.Remove(s.Path(m)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("delete backup: %w", err)
 	}
-	return m, statedir.SyncDir(s.Dir)
+	return m, atomicfile.SyncDir(s.Dir)
 }
 
 // Clean removes partial files and files no metadata names: what an
@@ -232,7 +231,7 @@ func (p *Part) Commit(meta Meta) (*Meta, error) {
 	}
 	b, err := json.MarshalIndent(meta, "", "  ")
 	if err == nil {
-		err = statedir.WriteFileAtomic(p.slot.metaPath(), append(b, '\n'), 0o600)
+		err = atomicfile.Write(p.slot.metaPath(), append(b, '\n'), 0o600)
 	}
 	if err != nil {
 		os.Remove(final)
