@@ -185,7 +185,7 @@ func (s source) openStream() (*os.File, io.Reader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := s.stream(f)
+	r, err := s.stream(f, nil)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -194,8 +194,10 @@ func (s source) openStream() (*os.File, io.Reader, error) {
 }
 
 // stream returns the plain tar.gz stream of f from its start. For an
-// encrypted file every byte it yields has been authenticated.
-func (s source) stream(f *os.File) (io.Reader, error) {
+// encrypted file every byte it yields has been authenticated. prev is the
+// stream of an earlier pass over f, or nil: its keys serve again, so a
+// second pass costs no second key derivation.
+func (s source) stream(f *os.File, prev io.Reader) (io.Reader, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -203,7 +205,15 @@ func (s source) stream(f *os.File) (io.Reader, error) {
 	if s.plain {
 		return br, nil
 	}
-	cr, err := crypt.NewReader(br, s.password)
+	var (
+		cr  *crypt.Reader
+		err error
+	)
+	if first, ok := prev.(*crypt.Reader); ok {
+		cr, err = first.Reopen(br)
+	} else {
+		cr, err = crypt.NewReader(br, s.password)
+	}
 	if err != nil {
 		return nil, cryptError(err)
 	}
@@ -362,7 +372,7 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			res.Phase = "dry-run"
 			return res, nil
 		}
-		if stream, err = src.stream(file); err != nil {
+		if stream, err = src.stream(file, stream); err != nil {
 			return res, err
 		}
 		if prev, _ := a.restoreMarker(ctx); prev != nil {

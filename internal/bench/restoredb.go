@@ -44,14 +44,21 @@ type DBResult struct {
 	// builds and the count check).
 	PlanSeconds   float64 `json:"plan_seconds,omitempty"`
 	InsertSeconds float64 `json:"insert_seconds,omitempty"`
-	OK            bool    `json:"ok"`
-	IndexErrors   int     `json:"index_errors,omitempty"`
-	CPUSeconds    float64 `json:"cpu_seconds,omitempty"`
-	PeakRSS       int64   `json:"peak_rss,omitempty"`
+	// DataSeconds is the data phase: from the start of the second pass
+	// (the one that writes) to the last document acknowledged. Documents
+	// over DataSeconds is restore's document rate into the database.
+	DataSeconds float64 `json:"data_seconds,omitempty"`
+	OK          bool    `json:"ok"`
+	IndexErrors int     `json:"index_errors,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	PeakRSS     int64   `json:"peak_rss,omitempty"`
 }
 
 // DocsPerSec is documents written per second of wall time.
 func (r DBResult) DocsPerSec() float64 { return float64(r.Documents) / r.Seconds }
+
+// DataDocsPerSec is documents written per second of the data phase.
+func (r DBResult) DataDocsPerSec() float64 { return float64(r.Documents) / r.DataSeconds }
 
 // StartFerret starts a fresh embedded FerretDB (SQLite) in dir, as the
 // agent does without an oplog, and a client to it.
@@ -144,12 +151,19 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 	if err := client.Ping(ctx, nil); err != nil {
 		return DBResult{}, err
 	}
+	// The second pass reuses the first pass's keys, as the agent does.
+	var first *crypt.Reader
 	open := func() (*os.File, *crypt.Reader, error) {
 		f, err := os.Open(file)
 		if err != nil {
 			return nil, nil, err
 		}
-		cr, err := crypt.NewReader(bufio.NewReaderSize(f, 1<<20), password)
+		var cr *crypt.Reader
+		if first != nil {
+			cr, err = first.Reopen(bufio.NewReaderSize(f, 1<<20))
+		} else {
+			cr, err = crypt.NewReader(bufio.NewReaderSize(f, 1<<20), password)
+		}
 		if err != nil {
 			f.Close()
 			return nil, nil, err
@@ -161,6 +175,7 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 	if err != nil {
 		return DBResult{}, fmt.Errorf("restore: %w", err)
 	}
+	first = cr
 	p, err := restore.Plan(ctx, cr, opts)
 	f.Close()
 	if err != nil {
@@ -192,6 +207,7 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 			}
 		}
 	}()
+	runStart := time.Since(start).Seconds()
 	f, cr, err = open()
 	if err != nil {
 		close(stop)
@@ -208,6 +224,7 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 	if insertSecs == 0 {
 		res.InsertSeconds = res.Seconds
 	}
+	res.DataSeconds = res.InsertSeconds - runStart
 	for _, c := range rep.Collections {
 		res.Documents += c.DocumentsFound
 		res.IndexErrors += len(c.IndexErrors)
@@ -305,8 +322,12 @@ func planFile(ctx context.Context, file string, password []byte) (*restore.PlanR
 	return restore.Plan(ctx, cr, restore.Options{})
 }
 
-// Ratio is restore docs/s over the best plain docs/s.
-func (f *RestoreDBFigures) Ratio() float64 { return f.Restore.DocsPerSec() / f.Best.DocsPerSec() }
+// Ratio is restore's document rate (data phase) over the best plain docs/s.
+func (f *RestoreDBFigures) Ratio() float64 { return f.Restore.DataDocsPerSec() / f.Best.DocsPerSec() }
+
+// WholeRatio is the whole restore's docs/s (authentication pass, inserts,
+// index builds, count check) over the best plain docs/s.
+func (f *RestoreDBFigures) WholeRatio() float64 { return f.Restore.DocsPerSec() / f.Best.DocsPerSec() }
 
 // MeasureRestoreDB runs PlainInsert with each goroutine count of parallels,
 // each into a fresh FerretDB, keeps the best, then the real restore of file
@@ -355,8 +376,8 @@ func MeasureRestoreDB(ctx context.Context, exe, work string, ds *Dataset, file, 
 	if r.Documents != ds.Documents() {
 		return nil, fmt.Errorf("restore: %d documents in the database, the data set has %d", r.Documents, ds.Documents())
 	}
-	logf("restore (Plan+Run, parallel %d): %d docs in %.1f s (plan %.1f s, inserts done at %.1f s) = %.0f docs/s, peak RSS %.1f MB, ok %v",
-		r.Parallel, r.Documents, r.Seconds, r.PlanSeconds, r.InsertSeconds, r.DocsPerSec(), float64(r.PeakRSS)/1e6, r.OK)
+	logf("restore (Plan+Run, parallel %d): %d docs in %.1f s (plan %.1f s, data phase %.1f s = %.0f docs/s, inserts done at %.1f s) = %.0f docs/s overall, peak RSS %.1f MB, ok %v",
+		r.Parallel, r.Documents, r.Seconds, r.PlanSeconds, r.DataSeconds, r.DataDocsPerSec(), r.InsertSeconds, r.DocsPerSec(), float64(r.PeakRSS)/1e6, r.OK)
 	fig.Restore = r
 	return fig, nil
 }

@@ -164,6 +164,7 @@ type restoreStatus struct {
 	Arguments struct {
 		Progress struct {
 			Phase            string `json:"phase"`
+			Step             string `json:"step"`
 			CollectionsTotal int64  `json:"collections_total"`
 			CollectionsDone  int64  `json:"collections_done"`
 			Documents        int64  `json:"documents"`
@@ -191,7 +192,16 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		}
 		if st.Message == "Restore in progress" {
 			p := st.Arguments.Progress
-			b.update(p.Bytes, p.BytesTotal, fmt.Sprintf("%s %d docs, %d/%d collections", p.Phase, p.Documents, p.CollectionsDone, p.CollectionsTotal))
+			label := p.Phase
+			switch p.Step {
+			case "indexes":
+				label += " (building indexes)"
+			case "oplog":
+				label += " (replaying the oplog)"
+			case "report":
+				label += " (checking counts)"
+			}
+			b.update(p.Bytes, p.BytesTotal, fmt.Sprintf("%s %d docs, %d/%d collections", label, p.Documents, p.CollectionsDone, p.CollectionsTotal))
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -18,6 +18,8 @@ import (
 type Reader struct {
 	r      io.Reader
 	hdr    HeaderInfo
+	rawHdr [headerSize]byte
+	keys   *keys
 	stream cipher.Stream // nil when only authenticating (Verify)
 	mac    hash.Hash
 
@@ -79,6 +81,12 @@ func open(r io.Reader, password []byte) (*Reader, error) {
 	if subtle.ConstantTimeCompare(k.check[:], hdr[offCheck:offMAC]) != 1 {
 		return nil, ErrWrongPassword
 	}
+	return newReader(r, h, hdr, k)
+}
+
+// newReader checks the header MAC with k and returns a reader positioned
+// after the header.
+func newReader(r io.Reader, h HeaderInfo, hdr [headerSize]byte, k *keys) (*Reader, error) {
 	mac := hmac.New(sha256.New, k.mac)
 	mac.Write(hdr[:offMAC])
 	if !hmac.Equal(mac.Sum(nil), hdr[offMAC:offSum]) {
@@ -91,11 +99,34 @@ func open(r io.Reader, password []byte) (*Reader, error) {
 	return &Reader{
 		r:      r,
 		hdr:    h,
+		rawHdr: hdr,
+		keys:   k,
 		stream: cipher.NewCTR(block, hdr[offIV:offCheck]),
 		mac:    mac,
 		buf:    make([]byte, h.ChunkSize+tagSize),
 		off:    headerSize,
 	}, nil
+}
+
+// Reopen starts another pass over the same file, read from src at its
+// start, with the keys this reader derived: a restore authenticates the
+// whole file, then reads it again to write it, and the second pass should
+// not pay the deliberately slow key derivation (nor its 64 MiB) again. The
+// header read from src must equal this reader's byte for byte, or Reopen
+// fails with a *CorruptError: another file, even under the same password,
+// is never read with these keys.
+func (r *Reader) Reopen(src io.Reader) (*Reader, error) {
+	var hdr [headerSize]byte
+	if n, err := io.ReadFull(src, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, &CorruptError{Offset: int64(n), Chunk: -1, Reason: fmt.Sprintf("truncated header (%d of %d bytes)", n, headerSize)}
+		}
+		return nil, fmt.Errorf("crypt: read header: %w", err)
+	}
+	if hdr != r.rawHdr {
+		return nil, &CorruptError{Offset: 0, Chunk: -1, Reason: "header differs from the first pass"}
+	}
+	return newReader(src, r.hdr, hdr, r.keys)
 }
 
 // Header returns what the file's header says.

@@ -37,6 +37,7 @@ type oplogEntry struct {
 // it (FerretDB) every entry becomes its own idempotent write, so replaying
 // entries whose effect the dumped data already holds changes nothing.
 func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanResult, sel matcher) error {
+	rs.prog.setStep(StepOplog)
 	rs.oplog = map[string]*oplogEffect{}
 	restored := map[string]bool{}
 	for _, c := range p.Collections {

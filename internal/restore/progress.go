@@ -2,6 +2,14 @@ package restore
 
 import "sync/atomic"
 
+// Steps of Run, as Snapshot.Step names them.
+const (
+	StepData    = "data"
+	StepIndexes = "indexes"
+	StepOplog   = "oplog"
+	StepReport  = "report"
+)
+
 // Progress is updated by Run while it works and may be read concurrently
 // with Snapshot. A nil *Progress is valid and counts nothing.
 type Progress struct {
@@ -10,6 +18,7 @@ type Progress struct {
 	documents        atomic.Int64
 	bytes            atomic.Int64
 	oplogApplied     atomic.Int64
+	step             atomic.Value // string
 }
 
 // Snapshot is a consistent-enough copy of the counters for status output.
@@ -19,6 +28,8 @@ type Snapshot struct {
 	Documents        int64 `json:"documents"`
 	Bytes            int64 `json:"bytes"`
 	OplogApplied     int64 `json:"oplog_applied"`
+	// Step is what Run is doing: data, indexes, oplog or report.
+	Step string `json:"step,omitempty"`
 }
 
 // Snapshot returns the current counters.
@@ -26,12 +37,14 @@ func (p *Progress) Snapshot() Snapshot {
 	if p == nil {
 		return Snapshot{}
 	}
+	step, _ := p.step.Load().(string)
 	return Snapshot{
 		CollectionsDone:  p.collectionsDone.Load(),
 		CollectionsTotal: p.collectionsTotal.Load(),
 		Documents:        p.documents.Load(),
 		Bytes:            p.bytes.Load(),
 		OplogApplied:     p.oplogApplied.Load(),
+		Step:             step,
 	}
 }
 
@@ -57,5 +70,11 @@ func (p *Progress) addDocs(n, b int64) {
 	if p != nil {
 		p.documents.Add(n)
 		p.bytes.Add(b)
+	}
+}
+
+func (p *Progress) setStep(s string) {
+	if p != nil {
+		p.step.Store(s)
 	}
 }

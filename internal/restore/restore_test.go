@@ -227,7 +227,7 @@ func TestRestore(t *testing.T) {
 	if !rep.OK {
 		t.Fatalf("report not OK: %+v", rep)
 	}
-	if s := prog.Snapshot(); s.Documents != 2513 || s.CollectionsDone != 4 || s.CollectionsTotal != 4 {
+	if s := prog.Snapshot(); s.Documents != 2513 || s.CollectionsDone != 4 || s.CollectionsTotal != 4 || s.Step != StepReport {
 		t.Fatalf("progress %+v", s)
 	}
 

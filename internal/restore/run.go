@@ -2,12 +2,14 @@ package restore
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -131,9 +133,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		return nil, err
 	}
 	defer ar.Close()
-	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{},
-		indexSlots: make(chan struct{}, maxIndexBuilders)}
-	defer rs.indexes.Wait()
+	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{}}
 	var spool *os.File
 	defer func() {
 		if spool != nil {
@@ -142,6 +142,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 	}()
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
+	prog.setStep(StepData)
 	br := bufio.NewReaderSize(nil, 1<<20)
 	for {
 		e, err := ar.Next()
@@ -153,7 +154,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 		if e.Name == p.prefix+oplogName && replay {
 			if !p.oplogEarly {
-				rs.indexes.Wait()
+				if err := rs.buildIndexes(ctx); err != nil {
+					return nil, err
+				}
 				br.Reset(ar)
 				if err := rs.replayOplog(ctx, br, p, sel); err != nil {
 					return nil, err
@@ -192,7 +195,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			}
 		}
 	}
-	rs.indexes.Wait()
+	if err := rs.buildIndexes(ctx); err != nil {
+		return nil, err
+	}
 	if replay && spool != nil {
 		if _, err := spool.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("spool oplog: %w", err)
@@ -202,15 +207,15 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			return nil, err
 		}
 	}
+	prog.setStep(StepReport)
 	return rs.report(ctx, p)
 }
 
 // runState is what one Run accumulates across collections and the oplog.
 type runState struct {
-	// indexes tracks the background index builds; Run waits for them
-	// before the oplog replay and the report, and on every return.
-	indexes    sync.WaitGroup
-	indexSlots chan struct{}
+	// unindexed are the restored collections whose indexes are not built
+	// yet, in archive order.
+	unindexed  []*PlannedCollection
 	client     *mongo.Client
 	opts       Options
 	prog       *Progress
@@ -249,30 +254,65 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 		}
 	}
 	rs.done[ns] = true
-	// Index builds run beside the next collection's inserts: the archive is
-	// read in order, and on a server that builds indexes by scanning the
-	// collection (FerretDB: as long as the inserts) waiting for them would
-	// leave the reader idle. At most maxIndexBuilders run at once.
-	rs.indexes.Add(1)
-	rs.indexSlots <- struct{}{}
-	go func() {
-		defer rs.indexes.Done()
-		defer func() { <-rs.indexSlots }()
-		// One createIndexes per index: a spec the server refuses (FerretDB
-		// and TTL or partial indexes) is reported without losing the others.
-		for _, spec := range c.Indexes {
-			cmd := bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: bson.A{spec}}}
-			if err := db.RunCommand(ctx, cmd).Err(); err != nil {
-				cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", spec.Map()["name"], err))
-			}
-		}
-		rs.prog.collectionDone()
-	}()
+	rs.unindexed = append(rs.unindexed, c)
 	return nil
 }
 
-// maxIndexBuilders bounds the index builds that run beside the inserts.
-const maxIndexBuilders = 2
+// buildIndexes builds the indexes of every collection restored so far, once
+// all their documents are in: building an index over loaded data is one
+// scan and sort, where an index present during the inserts is updated per
+// document, and a build beside the inserts takes the cores they need (on
+// FerretDB both measured slower). mongorestore orders it the same way.
+// Collections build in parallel, up to opts.Parallel, the largest first so
+// that the longest build does not start last. (FerretDB serialises index
+// builds behind one lock whatever we do; MongoDB runs them side by side.)
+func (rs *runState) buildIndexes(ctx context.Context) error {
+	todo := rs.unindexed
+	rs.unindexed = nil
+	rs.prog.setStep(StepIndexes)
+	slices.SortStableFunc(todo, func(a, b *PlannedCollection) int { return cmp.Compare(b.Bytes, a.Bytes) })
+	slots := make(chan struct{}, rs.opts.Parallel)
+	var wg sync.WaitGroup
+	for _, c := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			rs.buildCollectionIndexes(ctx, c, rs.rep[c.Namespace()])
+			rs.prog.collectionDone()
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// buildCollectionIndexes creates c's indexes with one createIndexes, which
+// lets the server build them together; if the server refuses the batch
+// (FerretDB and a TTL or partial index), each index is tried alone so that
+// the refused ones are reported without losing the others.
+func (rs *runState) buildCollectionIndexes(ctx context.Context, c *PlannedCollection, cr *CollectionReport) {
+	if len(c.Indexes) == 0 {
+		return
+	}
+	db := rs.client.Database(c.DB)
+	all := make(bson.A, len(c.Indexes))
+	for i, spec := range c.Indexes {
+		all[i] = spec
+	}
+	if db.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: all}}).Err() == nil {
+		return
+	}
+	for _, spec := range c.Indexes {
+		cmd := bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: bson.A{spec}}}
+		if err := db.RunCommand(ctx, cmd).Err(); err != nil {
+			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", spec.Map()["name"], err))
+		}
+	}
+}
 
 // insertAll streams the raw documents of r into unordered InsertMany
 // batches run by opts.Parallel workers. Each batch owns one slab holding
