@@ -226,8 +226,9 @@ type runState struct {
 	applied    int64
 }
 
-// restoreCollection drops (with Drop), creates, fills and indexes one
-// collection; data is nil for a collection without a .bson entry.
+// restoreCollection drops (with Drop), creates and fills one collection,
+// and queues it for buildIndexes; data is nil for a collection without a
+// .bson entry.
 func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection, data io.Reader, br *bufio.Reader) error {
 	ns := c.Namespace()
 	db := rs.client.Database(c.DB)
