@@ -59,10 +59,7 @@ func open(r io.Reader, password []byte) (*Reader, error) {
 		return nil, fmt.Errorf("%w: version %d", ErrUnsupported, hdr[offVersion])
 	}
 	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, &CorruptError{Offset: int64(n), Chunk: -1, Reason: fmt.Sprintf("truncated header (%d of %d bytes)", n, headerSize)}
-		}
-		return nil, fmt.Errorf("crypt: read header: %w", err)
+		return nil, headerReadError(n, err)
 	}
 	// The checksum tells an accidentally damaged header (including a damaged
 	// salt or KDF parameter) from a wrong password; it is no defence against
@@ -118,15 +115,21 @@ func newReader(r io.Reader, h HeaderInfo, hdr [headerSize]byte, k *keys) (*Reade
 func (r *Reader) Reopen(src io.Reader) (*Reader, error) {
 	var hdr [headerSize]byte
 	if n, err := io.ReadFull(src, hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, &CorruptError{Offset: int64(n), Chunk: -1, Reason: fmt.Sprintf("truncated header (%d of %d bytes)", n, headerSize)}
-		}
-		return nil, fmt.Errorf("crypt: read header: %w", err)
+		return nil, headerReadError(n, err)
 	}
 	if hdr != r.rawHdr {
 		return nil, &CorruptError{Offset: 0, Chunk: -1, Reason: "header differs from the first pass"}
 	}
 	return newReader(src, r.hdr, hdr, r.keys)
+}
+
+// headerReadError reports a header that could not be read whole: a short
+// file is corrupt, any other failure is the reader's.
+func headerReadError(n int, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &CorruptError{Offset: int64(n), Chunk: -1, Reason: fmt.Sprintf("truncated header (%d of %d bytes)", n, headerSize)}
+	}
+	return fmt.Errorf("crypt: read header: %w", err)
 }
 
 // Header returns what the file's header says.
