@@ -36,15 +36,11 @@ type EndToEnd struct {
 // RunEndToEnd starts an embedded FerretDB under work, seeds users users
 // with devappliance.Seed, then times a plain scan and a full backup.
 func RunEndToEnd(ctx context.Context, work string, users int, password []byte) (*EndToEnd, error) {
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: filepath.Join(work, "ferretdb")})
+	srv, client, err := StartFerret(ctx, filepath.Join(work, "ferretdb"))
 	if err != nil {
 		return nil, fmt.Errorf("end-to-end: %w", err)
 	}
 	defer srv.Close()
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		return nil, fmt.Errorf("end-to-end: %w", err)
-	}
 	defer client.Disconnect(context.WithoutCancel(ctx))
 	st, err := devappliance.Seed(ctx, client, devappliance.SeedOptions{Users: users})
 	if err != nil {

@@ -67,7 +67,7 @@ func StartFerret(ctx context.Context, dir string) (*devappliance.Server, *mongo.
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	c, err := srv.Connect(ctx)
 	if err != nil {
 		srv.Close()
 		return nil, nil, err

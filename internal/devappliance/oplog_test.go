@@ -22,7 +22,7 @@ func startClient(t *testing.T, cfg Config) *mongo.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(s.URI()))
+	c, err := s.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

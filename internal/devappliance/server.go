@@ -131,6 +131,11 @@ func (s *Server) ensureOplog(ctx context.Context, entries int64) error {
 // URI is the mongodb:// connection string of the running server.
 func (s *Server) URI() string { return s.uri }
 
+// Connect returns an official-driver client to the running server.
+func (s *Server) Connect(ctx context.Context) (*mongo.Client, error) {
+	return mongo.Connect(ctx, options.Client().ApplyURI(s.uri))
+}
+
 // Close stops the server and waits for it to release its files.
 // It may be called more than once.
 func (s *Server) Close() error {

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 )
 
 func TestStartInsertFind(t *testing.T) {
@@ -18,7 +16,7 @@ func TestStartInsertFind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(s.URI()))
+	c, err := s.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +41,7 @@ func TestStartSetsAsideUninitialisedDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := mongo.Connect(ctx, options.Client().ApplyURI(s.URI()))
+	c, _ := s.Connect(ctx)
 	if _, err := c.Database("keep").Collection("c").InsertOne(ctx, bson.D{{Key: "x", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +56,7 @@ func TestStartSetsAsideUninitialisedDatabase(t *testing.T) {
 		t.Fatalf("start with an uninitialised database file: %v", err)
 	}
 	defer s.Close()
-	c, _ = mongo.Connect(ctx, options.Client().ApplyURI(s.URI()))
+	c, _ = s.Connect(ctx)
 	defer c.Disconnect(ctx)
 	if n, err := c.Database("keep").Collection("c").CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
 		t.Fatalf("data lost: %d %v", n, err)

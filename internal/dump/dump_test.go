@@ -23,24 +23,13 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/devappliance/devtest"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
 func startServer(t *testing.T, cfg devappliance.Config) *mongo.Client {
 	t.Helper()
-	ctx := context.Background()
-	cfg.Dir = t.TempDir()
-	srv, err := devappliance.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Disconnect(context.Background()) })
-	return client
+	return devtest.Client(t, cfg)
 }
 
 // oddName is a collection name mongodump must escape ('/' and '%').

@@ -21,6 +21,7 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/devappliance/devtest"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -136,18 +137,7 @@ func (d dump) archive(t testing.TB) []byte { return tgz(t, d.files(t)) }
 
 func start(t *testing.T) *mongo.Client {
 	t.Helper()
-	ctx := context.Background()
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Disconnect(context.Background()) })
-	return client
+	return devtest.Client(t, devappliance.Config{})
 }
 
 func users(n int) []bson.D {

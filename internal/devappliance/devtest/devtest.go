@@ -1,0 +1,32 @@
+package devtest
+
+import (
+	"context"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/a0backup/a0/internal/devappliance"
+)
+
+// Client starts an embedded server with cfg (in a fresh temporary directory
+// when cfg.Dir is empty) and returns a client to it; both are closed when
+// the test ends.
+func Client(t testing.TB, cfg devappliance.Config) *mongo.Client {
+	t.Helper()
+	ctx := context.Background()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	srv, err := devappliance.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c, err := srv.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Disconnect(context.Background()) })
+	return c
+}
