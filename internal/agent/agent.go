@@ -136,7 +136,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 		IdleTimeout:       cfg.Timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		// "OPTIONS *" would get a 200 before any authentication: gate
+		// answers it with the same 401 as every other refusal.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	return a, nil
 }

@@ -50,7 +50,30 @@ func (a *Agent) routes() http.Handler {
 	handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.CodeNotFound, "unknown endpoint %s %s", r.Method, r.URL.Path)
 	})
-	return mux
+	return a.gate(mux)
+}
+
+// gate refuses an unauthenticated caller before the ServeMux sees the
+// request: the mux itself answers some requests without calling a handler
+// (a 307 to the cleaned path for "/v1//ping", a 405 listing the allowed
+// methods), and each such answer would tell an anonymous caller something.
+// Every refusal is the one errUnauthorized 401. (The server's own
+// "OPTIONS *" answer is switched off in New: DisableGeneralOptionsHandler.)
+func (a *Agent) gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := a.authenticate(r); err != nil {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			http.NewResponseController(w).SetWriteDeadline(start.Add(a.cfg.Timeouts.withDefaults().Request))
+			a.writeError(sw, r, err)
+			a.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", sw.status), slog.String("key", ""),
+				slog.Duration("took", time.Since(start)))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // statusWriter records the status for the access log. On a stream (rc
