@@ -167,7 +167,7 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 	switch man.Kind {
 	case manifest.KindBackup:
 		if !o.Legacy {
-			if err := planFile(ctx, env, &o); err != nil {
+			if err := planFile(ctx, &o, cr); err != nil {
 				return err
 			}
 		}
@@ -201,13 +201,18 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 // planFile runs the node's own pre-restore validation (restore.Plan: the
 // mongodump layout, every metadata.json, every BSON document, the manifest's
 // position and counts) over the file, so that verify accepts exactly what a
-// restore would.
-func planFile(ctx context.Context, env *Env, o *OfflineOptions) error {
-	stream, _, closer, err := openEncrypted(env, o)
+// restore would. It reads the file again with the keys of the first pass
+// (first): one key derivation per verify, as in a restore.
+func planFile(ctx context.Context, o *OfflineOptions, first *crypt.Reader) error {
+	f, err := os.Open(o.File)
 	if err != nil {
 		return err
 	}
-	defer closer.Close()
+	defer f.Close()
+	stream, err := first.Reopen(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return err
+	}
 	if _, err := restore.Plan(ctx, stream, restore.Options{}); err != nil {
 		return &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
 	}

@@ -98,8 +98,18 @@ func TestCorruption(t *testing.T) {
 		{"tampered codec", size35, resum(setByte(offCodec, 2)), ErrCorrupt, header, offMAC, 0},
 		{"tampered header mac", size35, resum(flip(offMAC, 0)), ErrCorrupt, header, offMAC, 0},
 		{"tampered chunk size", size35, resum(setByte(offChunkExp, 16)), ErrCorrupt, header, offMAC, 0},
+		// A changed salt cannot be told from a wrong password (docs/security.md).
 		{"tampered salt", size35, resum(flip(offSalt, 0)), ErrWrongPassword, 0, 0, 0},
-		{"tampered password check", size35, resum(flip(offCheck, 0)), ErrWrongPassword, 0, 0, 0},
+		// Issue 13 finding 8: a changed check value or argon2 parameter is
+		// a damaged file, not a wrong password.
+		{"tampered password check", size35, resum(flip(offCheck, 0)), ErrCorrupt, header, offCheck, 0},
+		{"tampered argon2 time", size35, resum(putU32(offParams, DefaultArgon2Time+1)), ErrCorrupt, header, offParams, 0},
+		{"tampered argon2 threads", size35, resum(putU32(offParams+8, DefaultArgon2Threads-1)), ErrCorrupt, header, offParams, 0},
+		{"tampered argon2 memory", size35, resum(putU32(offParams+4, DefaultArgon2MemoryKiB/2)), ErrCorrupt, header, offParams, 0},
+		// Issue 13 finding 15: bounded to what a0 writes plus a margin.
+		{"argon2 memory 512 MiB", size35, resum(putU32(offParams+4, 512<<10)), ErrUnsupported, 0, 0, 0},
+		{"argon2 time 7", size35, resum(putU32(offParams, 7)), ErrUnsupported, 0, 0, 0},
+		{"argon2 17 threads", size35, resum(putU32(offParams+8, 17)), ErrUnsupported, 0, 0, 0},
 		{"version 2", size35, resum(setByte(offVersion, 2)), ErrUnsupported, 0, 0, 0},
 		{"unknown kdf", size35, resum(setByte(offKDF, 7)), ErrUnsupported, 0, 0, 0},
 		{"chunk exponent 30", size35, resum(setByte(offChunkExp, 30)), ErrUnsupported, 0, 0, 0},

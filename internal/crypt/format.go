@@ -51,9 +51,13 @@ const (
 	// MinPBKDF2Iterations is the writer's floor (OWASP 2023 for PBKDF2-SHA256).
 	MinPBKDF2Iterations = 600_000
 
-	maxArgon2Time       = 16
-	maxArgon2MemoryKiB  = 1024 * 1024 // 1 GiB
-	maxArgon2Threads    = 64
+	// a0 writes only the defaults above; the reader accepts them with a
+	// margin (a future default may be stronger) and no more, so that a
+	// hostile header cannot make verify spend gigabytes or minutes, which
+	// argon2 gives no way to cancel.
+	maxArgon2Time       = 2 * DefaultArgon2Time
+	maxArgon2MemoryKiB  = 4 * DefaultArgon2MemoryKiB // 256 MiB
+	maxArgon2Threads    = 4 * DefaultArgon2Threads
 	maxPBKDF2Iterations = 10_000_000
 
 	defaultChunkExp = 20 // 1 MiB

@@ -76,9 +76,46 @@ func open(r io.Reader, password []byte) (*Reader, error) {
 		return nil, err
 	}
 	if subtle.ConstantTimeCompare(k.check[:], hdr[offCheck:offMAC]) != 1 {
-		return nil, ErrWrongPassword
+		return nil, diagnoseMismatch(password, h, hdr, k)
 	}
 	return newReader(r, h, hdr, k)
+}
+
+// diagnoseMismatch tells a wrong password from a header altered after it
+// was written, where that can be told: the header MAC was made with the
+// right password's keys over the original header, so if it verifies once
+// the header is put back as a0 wrote it, the password was right and the
+// header was altered. Two alterations can be undone: a changed password
+// check value (put the derived one back) and changed argon2id parameters (a0
+// writes only its defaults: derive again with them; this costs a second
+// derivation, on this failure path only). A changed salt or PBKDF2
+// iteration count cannot be told from a wrong password: the key derived
+// from it matches nothing in the file, whatever the password.
+func diagnoseMismatch(password []byte, h HeaderInfo, hdr [headerSize]byte, k *keys) error {
+	if headerMACOK(hdr, k) {
+		return &CorruptError{Offset: offCheck, Chunk: -1, Reason: "password check value altered (the header is otherwise authentic)"}
+	}
+	if h.KDF == KDFArgon2id && (h.Argon2Time != DefaultArgon2Time || h.Argon2MemoryKiB != DefaultArgon2MemoryKiB || h.Argon2Threads != DefaultArgon2Threads) {
+		d := h
+		d.Argon2Time, d.Argon2MemoryKiB, d.Argon2Threads = DefaultArgon2Time, DefaultArgon2MemoryKiB, DefaultArgon2Threads
+		orig := hdr
+		encodeParams(orig[:], &d)
+		dk, err := deriveKeys(password, &d, hdr[offSalt:offIV])
+		if err == nil && subtle.ConstantTimeCompare(dk.check[:], orig[offCheck:offMAC]) == 1 && headerMACOK(orig, dk) {
+			return &CorruptError{Offset: offParams, Chunk: -1, Reason: fmt.Sprintf(
+				"argon2id parameters altered (t=%d m=%dKiB p=%d; the file was written with a0's defaults)", h.Argon2Time, h.Argon2MemoryKiB, h.Argon2Threads)}
+		}
+	}
+	return ErrWrongPassword
+}
+
+// headerMACOK reports whether hdr's MAC verifies under k once its password
+// check value is the one k derives.
+func headerMACOK(hdr [headerSize]byte, k *keys) bool {
+	copy(hdr[offCheck:offMAC], k.check[:])
+	mac := hmac.New(sha256.New, k.mac)
+	mac.Write(hdr[:offMAC])
+	return hmac.Equal(mac.Sum(nil), hdr[offMAC:offSum])
 }
 
 // newReader checks the header MAC with k and returns a reader positioned
