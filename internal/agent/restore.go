@@ -476,6 +476,19 @@ type sensitivePlanEntry struct {
 	Mode    string `json:"mode"`
 	Exists  bool   `json:"exists"`
 	Changes bool   `json:"changes"`
+	// Skipped is set for an identity file (authorized_keys, the TLS key
+	// and certificate) when the node holds no valid recovery consent:
+	// it is listed, never written.
+	Skipped bool   `json:"skipped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// skippedFile is one entry of "skipped" in restore-sensitive's answer and
+// job record.
+type skippedFile struct {
+	Path   string `json:"path"`
+	Target string `json:"target"`
+	Reason string `json:"reason"`
 }
 
 func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
@@ -499,7 +512,9 @@ func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
 	)
 	err := a.jobs.Start(a.ctx, kindRestoreSensitive, func(ctx context.Context, j *job.Job) (any, error) {
 		out, jobErr = a.runRestoreSensitive(ctx, r, src, req.Confirm)
-		return nil, jobErr
+		// The job record keeps the answer: what was written and what was
+		// skipped (identity files without consent) stay on the node.
+		return out.Arguments, jobErr
 	})
 	if err != nil {
 		return err
@@ -525,7 +540,16 @@ func (a *Agent) runRestoreSensitive(ctx context.Context, r *http.Request, src so
 	if err != nil {
 		return api.Message{}, err
 	}
-	var plan []sensitivePlanEntry
+	// The identity files need the node operator's consent, given on the
+	// node (a0agent allow-recovery): a key holder alone may restore the
+	// other sensitive files, never who may call the node or who it is.
+	consent, expires, noConsent := a.state.RecoveryConsent(time.Now())
+	identity := a.state.IdentityPaths()
+	var (
+		plan       []sensitivePlanEntry
+		skipped    = []skippedFile{}
+		useConsent bool
+	)
 	for _, f := range man.Files {
 		target, err := a.sensitiveTarget(f)
 		if err != nil {
@@ -542,13 +566,37 @@ func (a *Agent) runRestoreSensitive(ctx context.Context, r *http.Request, src so
 		} else {
 			e.Changes = true
 		}
+		if slices.Contains(identity, target) {
+			if consent {
+				useConsent = true
+			} else {
+				e.Skipped, e.Reason = true, noConsent
+				skipped = append(skipped, skippedFile{Path: f.Path, Target: target, Reason: noConsent})
+			}
+		}
 		plan = append(plan, e)
 	}
+	consentArgs := map[string]any{"valid": consent}
+	if !expires.IsZero() {
+		consentArgs["expires"] = expires.Format(time.RFC3339)
+	}
 	if !confirm {
-		return api.Message{Message: "Sensitive restore plan", Arguments: map[string]any{"files": plan}}, nil
+		return api.Message{Message: "Sensitive restore plan", Arguments: map[string]any{"files": plan, "skipped": skipped, "recovery_consent": consentArgs}}, nil
+	}
+	if useConsent {
+		// Single use: consumed before the first identity file is written,
+		// so a failure part way cannot leave it for another restore.
+		if err := a.state.ConsumeRecoveryConsent(); err != nil {
+			return api.Message{}, err
+		}
+		consentArgs["used"] = true
 	}
 	var written []string
 	for i, f := range man.Files {
+		if plan[i].Skipped {
+			a.log.Warn("sensitive restore skipped an identity file: no recovery consent", "file", plan[i].Target)
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(work, filepath.FromSlash(f.Path)))
 		if err == nil {
 			// Secrets go back 0600 whatever mode they had: group or world
@@ -561,14 +609,17 @@ func (a *Agent) runRestoreSensitive(ctx context.Context, r *http.Request, src so
 		}
 		written = append(written, plan[i].Target)
 	}
-	reloaded := []string{"authorized keys (read on every call)"}
-	if err := a.reloadCert(); err == nil {
-		reloaded = append(reloaded, "TLS certificate")
+	reloaded := []string{}
+	if useConsent {
+		reloaded = append(reloaded, "authorized keys (read on every call)")
+		if err := a.reloadCert(); err == nil {
+			reloaded = append(reloaded, "TLS certificate")
+		}
 	}
 	src.done()
-	a.log.Info("sensitive configuration restored", "files", len(plan), "key", r.Context().Value(keyNameKey))
+	a.log.Info("sensitive configuration restored", "files", len(written), "skipped", len(skipped), "key", r.Context().Value(keyNameKey))
 	return api.Message{Message: "Sensitive configuration restored",
-		Arguments: map[string]any{"files": plan, "reloaded": reloaded,
+		Arguments: map[string]any{"files": plan, "skipped": skipped, "recovery_consent": consentArgs, "reloaded": reloaded,
 			"restart_needed_for": "data encryption and token signing keys are read at start: restart the agent"}}, nil
 }
 

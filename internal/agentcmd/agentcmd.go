@@ -37,6 +37,9 @@ usage:
       allow a CLI key (the output of a0cli show-key) to call this node
   a0agent keys --state-dir DIR        list the authorized CLI keys
   a0agent revoke --state-dir DIR NAME remove an authorized CLI key
+  a0agent allow-recovery --state-dir DIR [--for DURATION]
+      let the next restore-sensitive (within DURATION, default 1h, at most 24h)
+      put back authorized_keys and the node's TLS key and certificate; single use
   a0agent version
 
 exit codes: 0 ok, 1 failure, 2 usage
@@ -82,6 +85,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return runSeedCmd(ctx, args[1:], stdout)
 		case "authorize", "keys", "revoke":
 			return runKeysCmd(args[0], args[1:], stdout)
+		case "allow-recovery":
+			return runAllowRecoveryCmd(args[1:], stdout)
 		}
 	}
 	return runAgentCmd(ctx, args, stderr)
@@ -326,6 +331,35 @@ func runKeysCmd(name string, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	}
+	return nil
+}
+
+// runAllowRecoveryCmd writes the node operator's consent for one sensitive
+// restore to replace the node's identity files (statedir.IdentityPaths).
+func runAllowRecoveryCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("allow-recovery", flag.ContinueOnError)
+	stateDir := fs.String("state-dir", "", "")
+	dur := fs.Duration("for", statedir.DefaultRecoveryConsent, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *stateDir == "" || len(pos) != 0 {
+		return &usageError{"usage: a0agent allow-recovery --state-dir DIR [--for DURATION]"}
+	}
+	if *dur <= 0 || *dur > statedir.MaxRecoveryConsent {
+		return &usageError{fmt.Sprintf("--for %v: give a duration above 0 and at most %v", *dur, statedir.MaxRecoveryConsent)}
+	}
+	st, err := statedir.Open(*stateDir)
+	if err != nil {
+		return err
+	}
+	expires, err := st.AllowRecovery(time.Now(), *dur)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "recovery allowed until %s: the next restore-sensitive may replace authorized_keys and the node's TLS key and certificate (single use)\n",
+		expires.Format(time.RFC3339))
 	return nil
 }
 

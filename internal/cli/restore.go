@@ -346,7 +346,14 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 				Mode    string `json:"mode"`
 				Exists  bool   `json:"exists"`
 				Changes bool   `json:"changes"`
+				Skipped bool   `json:"skipped"`
+				Reason  string `json:"reason"`
 			} `json:"files"`
+			Skipped []struct {
+				Path   string `json:"path"`
+				Target string `json:"target"`
+				Reason string `json:"reason"`
+			} `json:"skipped"`
 			Reloaded []string `json:"reloaded"`
 			Restart  string   `json:"restart_needed_for"`
 		} `json:"arguments"`
@@ -363,6 +370,9 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 			state = "REPLACES a different file"
 		} else if f.Exists {
 			state = "identical"
+		}
+		if f.Skipped {
+			state = "SKIPPED: " + f.Reason
 		}
 		fmt.Fprintf(env.Stdout, "  %-50s %s (%s)\n", f.Target, f.Mode, state)
 	}
@@ -382,7 +392,12 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestoreSens, req, &done); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "%s: %d files; reloaded: %s\n", done.Message, len(done.Arguments.Files), strings.Join(done.Arguments.Reloaded, ", "))
+	fmt.Fprintf(env.Stdout, "%s: %d files; reloaded: %s\n", done.Message, len(done.Arguments.Files)-len(done.Arguments.Skipped), strings.Join(done.Arguments.Reloaded, ", "))
+	// The identity files need a consent given on the node itself: say
+	// which were left as they are, never silently.
+	for _, f := range done.Arguments.Skipped {
+		fmt.Fprintf(env.Stdout, "skipped: %s (%s)\n", f.Target, f.Reason)
+	}
 	if done.Arguments.Restart != "" {
 		fmt.Fprintf(env.Stdout, "note: %s\n", done.Arguments.Restart)
 	}
