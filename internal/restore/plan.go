@@ -23,10 +23,6 @@ import (
 // or disagreeing manifest. Unsafe tar entries match archive.ErrUnsafe.
 var ErrInvalidArchive = errors.New("invalid archive")
 
-// maxDocSize is the server's 16 MiB document limit plus the slack mongod
-// itself allows for oplog entries and internal fields.
-const maxDocSize = 16<<20 + 16<<10
-
 // maxMetadataSize bounds one metadata.json (validators can be large, but not
 // this large) so a crafted entry cannot make us buffer gigabytes.
 const maxMetadataSize = 16 << 20
@@ -161,16 +157,18 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			}
 		case strings.HasSuffix(base, bsonSuffix):
 			br.Reset(ar)
-			var check func([]byte) error
+			// Every document is validated to the last nested byte here,
+			// in the pass before the first write (ValidateDocument).
+			check := func(doc []byte) error { return ValidateDocument(doc, maxUserDocSize, maxDepth) }
 			if base == oplogName {
-				check = checkOplogEntry
-			}
-			fs.docs, fs.bytes, err = scanBSON(br, &buf, func(doc []byte) error {
-				if check != nil {
-					return check(doc)
+				check = func(doc []byte) error {
+					if err := ValidateDocument(doc, maxDocSize, maxOplogDepth); err != nil {
+						return err
+					}
+					return checkOplogEntry(doc)
 				}
-				return nil
-			})
+			}
+			fs.docs, fs.bytes, err = scanBSON(br, &buf, check)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
 			}
@@ -341,7 +339,8 @@ func idIndex(c *PlannedCollection) int {
 }
 
 // scanBSON reads length-prefixed BSON documents until EOF, validating each
-// (length, terminator, every element) and calling fn with it. The slice
+// at its top level (length, terminator, every element) and calling fn with
+// it; Plan's fn validates deeply (ValidateDocument). The slice
 // passed to fn is reused afterwards. A document cut by the end of the entry
 // is an error.
 func scanBSON(r *bufio.Reader, buf *[]byte, fn func(doc []byte) error) (docs, n int64, err error) {
