@@ -20,7 +20,9 @@ func rawDump(t testing.TB, raw []byte, docs int) []byte {
 	t.Helper()
 	d := dump{colls: []coll{{db: "app", name: "c", docs: users(1)}}}
 	d.replace = map[string][]byte{"app/c.bson": raw}
-	d.tweak = func(m *manifest.Manifest) { m.Collections[0].Documents, m.Collections[0].Bytes = int64(docs), int64(len(raw)) }
+	d.tweak = func(m *manifest.Manifest) {
+		m.Collections[0].Documents, m.Collections[0].Bytes = int64(docs), int64(len(raw))
+	}
 	return d.archive(t)
 }
 
