@@ -164,6 +164,8 @@ func (a *Agent) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = api.Errorf(api.CodeNotFound, "%s", err.Error())
 	case errors.Is(err, store.ErrExists):
 		ae = api.Errorf(api.CodeBackupExists, "only one backup may be stored; delete it with backup-delete")
+	case errors.As(err, new(*store.DamagedMetaError)):
+		ae = api.Errorf(api.CodeIntegrity, "%s", err.Error())
 	default:
 		var be *job.BusyError
 		var mbe *http.MaxBytesError

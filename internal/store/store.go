@@ -25,6 +25,19 @@ var ErrExists = errors.New("a backup is already stored")
 // FolderName is the folder set-as-backup creates on the device.
 const FolderName = "backup"
 
+// DamagedMetaError reports slot metadata that cannot be trusted: it names a
+// file that is not this slot's backup (outside the folder, another slot's,
+// a link). Nothing is read, served or removed through it; the operator
+// removes the metadata file by hand.
+type DamagedMetaError struct {
+	Path   string
+	Reason string
+}
+
+func (e *DamagedMetaError) Error() string {
+	return fmt.Sprintf("backup metadata %s refused: %s (remove it by hand to free the slot)", e.Path, e.Reason)
+}
+
 // Meta describes a stored backup; it is what backup-status reports.
 type Meta struct {
 	Name        string    `json:"name"`
@@ -71,6 +84,16 @@ func (s Slot) Stored() (*Meta, error) {
 	var m Meta
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("read backup metadata: %w", err)
+	}
+	// Whoever can write the device can write this file: the name it gives
+	// is trusted only if it is the name this slot gives its backup, so
+	// backup-delete cannot remove, nor retrieve serve, any other file.
+	if m.Name == "" || m.File != s.fileName(m.Name) || m.File != filepath.Base(m.File) ||
+		strings.ContainsAny(m.Name, `/\`) || strings.HasPrefix(m.File, ".") || !s.owns(m.File) {
+		return nil, &DamagedMetaError{Path: s.metaPath(), Reason: fmt.Sprintf("it names %q, which is not a backup file of this slot", m.File)}
+	}
+	if st, err := os.Lstat(filepath.Join(s.Dir, m.File)); err == nil && !st.Mode().IsRegular() {
+		return nil, &DamagedMetaError{Path: s.metaPath(), Reason: fmt.Sprintf("%s is not a regular file", m.File)}
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir, m.File)); errors.Is(err, fs.ErrNotExist) {
 		// Metadata whose file is gone (removed by hand) describes no
