@@ -175,10 +175,20 @@ func (a *Agent) backupSlot(r *http.Request) (statedir.Node, store.Slot, error) {
 const minPassword = 8
 
 func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
-	var req api.BackupRequest
+	var req struct {
+		api.BackupRequest
+		Password secret `json:"password"`
+	}
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	// The job clears the password when it ends; until it starts, this does.
+	started := false
+	defer func() {
+		if !started {
+			clear(req.Password)
+		}
+	}()
 	n, slot, err := a.backupSlot(r)
 	if err != nil {
 		return err
@@ -214,6 +224,7 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := a.jobs.Start(a.ctx, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
+	started = true
 	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey))
 	out := api.Message{Message: "Backup in progress."}
 	if warning != "" {

@@ -233,8 +233,8 @@ func cryptError(err error) error {
 	return err
 }
 
-func (a *Agent) restoreSource(req api.RestoreRequest) (source, error) {
-	src := source{password: []byte(req.Password), plain: req.Plain}
+func (a *Agent) restoreSource(req api.RestoreRequest, password []byte) (source, error) {
+	src := source{password: password, plain: req.Plain}
 	if req.UploadID != "" {
 		if !uploadID.MatchString(req.UploadID) {
 			return src, api.Errorf(api.CodeBadRequest, "invalid upload id")
@@ -264,11 +264,21 @@ func (a *Agent) restoreSource(req api.RestoreRequest) (source, error) {
 }
 
 func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
-	var req api.RestoreRequest
+	var req struct {
+		api.RestoreRequest
+		Password secret `json:"password,omitempty"`
+	}
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	src, err := a.restoreSource(req)
+	// The job clears the password when it ends; until it starts, this does.
+	started := false
+	defer func() {
+		if !started {
+			clear(req.Password)
+		}
+	}()
+	src, err := a.restoreSource(req.RestoreRequest, req.Password)
 	if err != nil {
 		return err
 	}
@@ -276,6 +286,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err := a.jobs.Start(a.ctx, kindRestore, a.restoreJob(src, opts)); err != nil {
 		return err
 	}
+	started = true
 	a.log.Info("restore started", "key", r.Context().Value(keyNameKey), "dry_run", req.DryRun, "drop", req.Drop)
 	return writeJSON(w, http.StatusAccepted, api.Message{Message: "Restore in progress."})
 }
@@ -492,15 +503,18 @@ type skippedFile struct {
 }
 
 func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
-	var req api.RestoreSensitiveRequest
+	var req struct {
+		api.RestoreSensitiveRequest
+		Password secret `json:"password"`
+	}
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	defer clear(req.Password)
 	if !uploadID.MatchString(req.UploadID) {
 		return api.Errorf(api.CodeBadRequest, "invalid upload id")
 	}
-	src := source{path: filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), password: []byte(req.Password), upload: true}
-	defer clear(src.password)
+	src := source{path: filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), password: req.Password, upload: true}
 	if _, err := os.Stat(src.path); err != nil {
 		return api.Errorf(api.CodeNotFound, "no upload %q on the node", req.UploadID)
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"golang.org/x/term"
@@ -48,10 +49,14 @@ func (p *PasswordOptions) resolve(env *Env, confirm bool) (string, error) {
 	case p.Positional != "":
 		return p.Positional, nil
 	case p.PasswordFile != "":
+		if err := checkPasswordFileMode(env, p.PasswordFile); err != nil {
+			return "", err
+		}
 		b, err := os.ReadFile(p.PasswordFile)
 		if err != nil {
 			return "", usagef("cannot read password file: %v", err)
 		}
+		defer clear(b)
 		// One trailing newline is what editors and echo add; it is not
 		// part of the password.
 		s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
@@ -86,6 +91,28 @@ func (p *PasswordOptions) resolve(env *Env, confirm bool) (string, error) {
 		}
 	}
 	return pw, nil
+}
+
+// checkPasswordFileMode treats a password file as ssh treats a private key:
+// one that others may read, or that anyone but its owner may write (and so
+// replace with a password they know), is refused; one its group may read
+// is used with a warning.
+func checkPasswordFileMode(env *Env, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return usagef("cannot read password file: %v", err)
+	}
+	if runtime.GOOS == "windows" {
+		return nil // no Unix modes to check
+	}
+	perm := st.Mode().Perm()
+	if perm&0o026 != 0 {
+		return usagef("password file %s is accessible by others (mode %04o): run chmod 600 %s", path, perm, path)
+	}
+	if perm&0o040 != 0 {
+		fmt.Fprintf(env.Stderr, "a0cli: warning: password file %s is readable by its group (mode %04o); chmod 600 it\n", path, perm)
+	}
+	return nil
 }
 
 func terminalPrompt(env *Env) func(string) (string, error) {
