@@ -37,6 +37,9 @@ type Config struct {
 	Logger           *slog.Logger
 	// Timeouts bound slow or stalled clients; zero fields take the defaults.
 	Timeouts Timeouts
+	// UploadReserve is the free space uploads must leave on the state
+	// disk (0: 256 MiB).
+	UploadReserve int64
 }
 
 // Timeouts of the HTTPS server. A zero field means its default.
@@ -78,6 +81,9 @@ type Agent struct {
 	embed     *devappliance.Server
 	uploadsMu sync.Mutex
 	uploading map[string]bool // upload files being written
+	// uploadReserved is the sum of the declared lengths of the uploads
+	// being written (guarded by uploadsMu).
+	uploadReserved int64
 
 	certMu sync.RWMutex
 	cert   tls.Certificate

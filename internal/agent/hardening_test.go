@@ -7,9 +7,15 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,3 +138,87 @@ func TestSecurityDeviceMetadataNamesOnlyItsBackup(t *testing.T) {
 	}
 	n.mustPing(t, c)
 }
+
+// startSecNodeCfg is startSecNode with more of the agent's configuration.
+func startSecNodeCfg(t *testing.T, cfg Config) *secNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := &lockedBuffer{}
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	cfg.Listen, cfg.Logger = ln.Addr().String(), slog.New(slog.NewTextHandler(buf, nil))
+	a, err := New(context.Background(), cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ln) }()
+	t.Cleanup(func() { a.Close(); <-done })
+	return &secNode{a: a, addr: ln.Addr().String(), log: buf}
+}
+
+// TestSecurityUploadSpace (issue 13 finding 7): an upload without a
+// Content-Length, and uploads running in parallel, cannot fill the node's
+// state disk past the reserve. The uploads folder is a small tmpfs (root
+// only, as TestFaultDeviceFull).
+func TestSecurityUploadSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot mount a small tmpfs as the uploads folder")
+	}
+	const reserve = 4 << 20
+	n := startSecNodeCfg(t, Config{UploadReserve: reserve})
+	uploads := n.a.state.UploadsDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", uploads).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs failed (%v: %s)", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", uploads).Run() })
+	ops := newKey(t)
+	n.authorize(t, "ops", ops)
+	cert := goodCert(t, ops)
+	c := httpClient(&cert)
+
+	put := func(id string, body io.Reader, length int64) reply {
+		req, _ := http.NewRequest("PUT", n.url(api.PathUploads+id), body)
+		req.ContentLength = length // -1: chunked, no Content-Length
+		req.Header.Set(api.HeaderOffset, "0")
+		resp, err := c.Do(req)
+		if err != nil {
+			return reply{err: err}
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return reply{status: resp.StatusCode, header: resp.Header, body: b}
+	}
+	t.Run("chunked upload stops at the reserve", func(t *testing.T) {
+		r := put("chunked", io.LimitReader(zeros{}, 48<<20), -1)
+		if e := apiError(t, r); e.Code != api.CodeInsufficientSpace {
+			t.Fatalf("chunked upload of 48 MiB into 32 MiB: %d %s", r.status, r.body)
+		}
+		if free, err := freeBytes(uploads); err != nil || free < reserve-spaceCheckBytes {
+			t.Fatalf("free space %d below the reserve %d", free, reserve)
+		}
+		os.Remove(filepath.Join(uploads, "chunked.upload"))
+	})
+	t.Run("parallel uploads share the free space", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		first := make(chan reply, 1)
+		go func() { first <- put("first", pr, 20<<20) }()
+		pw.Write(make([]byte, 1<<20)) // the first upload is running
+		r := put("second", io.LimitReader(zeros{}, 20<<20), 20<<20)
+		if e := apiError(t, r); e.Code != api.CodeInsufficientSpace {
+			t.Fatalf("second 20 MiB upload while a first one holds 20 of 32 MiB: %d %s", r.status, r.body)
+		}
+		pw.CloseWithError(errors.New("test done"))
+		<-first
+	})
+	n.mustPing(t, c)
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

@@ -76,14 +76,14 @@ func (a *Agent) upload(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer unlock()
 	// The state disk also holds the embedded database: never let an upload
-	// fill it.
-	if r.ContentLength > 0 {
-		if free, err := freeBytes(a.state.UploadsDir()); err == nil && free < r.ContentLength+uploadReserve {
-			return &api.Error{Code: api.CodeInsufficientSpace,
-				Message: fmt.Sprintf("not enough free space on the node's state disk for this upload: %s free, %s needed",
-					fmtBytes(free), fmtBytes(r.ContentLength+uploadReserve))}
-		}
+	// fill it. A declared length is reserved against what the uploads
+	// running in parallel reserved; without one (chunked), and in any case
+	// as bytes arrive, the free space is measured again (spaceGuard).
+	release, err := a.reserveUpload(r.ContentLength)
+	if err != nil {
+		return err
 	}
+	defer release()
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -100,10 +100,15 @@ func (a *Agent) upload(w http.ResponseWriter, r *http.Request) error {
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return err
 	}
-	n, err := io.Copy(f, r.Body)
+	guard := &spaceGuard{w: f, dir: a.state.UploadsDir(), reserve: a.uploadReserve(), since: spaceCheckBytes}
+	n, err := io.Copy(guard, r.Body)
 	// Keep what arrived even on error: the next run resumes from there.
 	if serr := f.Sync(); err == nil {
 		err = serr
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae
 	}
 	if err != nil {
 		return api.Errorf(api.CodeBadRequest, "upload interrupted after %d bytes: %v", off+n, err)
@@ -125,8 +130,68 @@ func (a *Agent) deleteUpload(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, api.Message{Message: "Upload deleted"})
 }
 
-// uploadReserve is the free space an upload must leave on the state disk.
-const uploadReserve = 256 << 20
+// defaultUploadReserve is the free space an upload must leave on the state
+// disk (Config.UploadReserve overrides it).
+const defaultUploadReserve = 256 << 20
+
+func (a *Agent) uploadReserve() int64 {
+	if a.cfg.UploadReserve > 0 {
+		return a.cfg.UploadReserve
+	}
+	return defaultUploadReserve
+}
+
+func insufficientUploadSpace(free, need int64) error {
+	return &api.Error{Code: api.CodeInsufficientSpace,
+		Message: fmt.Sprintf("not enough free space on the node's state disk for this upload: %s free, %s needed",
+			fmtBytes(free), fmtBytes(need))}
+}
+
+// reserveUpload checks a declared upload length against the free space
+// less what running uploads reserved, and reserves it until release.
+func (a *Agent) reserveUpload(length int64) (release func(), err error) {
+	length = max(length, 0)
+	a.uploadsMu.Lock()
+	defer a.uploadsMu.Unlock()
+	free, err := freeBytes(a.state.UploadsDir())
+	if err != nil {
+		return nil, fmt.Errorf("measure free space: %w", err)
+	}
+	need := length + a.uploadReserve()
+	if free-a.uploadReserved < need {
+		return nil, insufficientUploadSpace(free-a.uploadReserved, need)
+	}
+	a.uploadReserved += length
+	return func() {
+		a.uploadsMu.Lock()
+		a.uploadReserved -= length
+		a.uploadsMu.Unlock()
+	}, nil
+}
+
+// spaceGuard writes an upload and, every spaceCheckBytes, stops it when the
+// state disk's free space has fallen below the reserve: a chunked upload
+// declares no length, and parallel uploads share one disk.
+type spaceGuard struct {
+	w       io.Writer
+	dir     string
+	reserve int64
+	since   int64
+}
+
+const spaceCheckBytes = 1 << 20
+
+func (g *spaceGuard) Write(p []byte) (int, error) {
+	if g.since+int64(len(p)) > spaceCheckBytes {
+		g.since = 0
+		if free, err := freeBytes(g.dir); err == nil && free < g.reserve+int64(len(p)) {
+			return 0, insufficientUploadSpace(free, g.reserve+int64(len(p)))
+		}
+	}
+	n, err := g.w.Write(p)
+	g.since += int64(n)
+	return n, err
+}
 
 // lockUpload takes the lock of one upload file, or reports it busy.
 func (a *Agent) lockUpload(path string) (unlock func(), ok bool) {
