@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/a0backup/a0/internal/atomicfile"
+	"hash"
 	"io"
 	"net/http"
 	"os"
@@ -46,11 +47,16 @@ func (a *Agent) uploadState(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var size int64
-	if st, err := os.Stat(p); err == nil {
-		size = st.Size()
+	out := api.Upload{ID: r.PathValue("id")}
+	if f, err := os.Open(p); err == nil {
+		defer f.Close()
+		h := sha256.New()
+		if out.Size, err = io.Copy(h, f); err != nil {
+			return err
+		}
+		out.SHA256 = hex.EncodeToString(h.Sum(nil))
 	}
-	return writeJSON(w, http.StatusOK, api.Upload{ID: r.PathValue("id"), Size: size})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // upload appends the body to an upload at the offset the client names. The
@@ -227,6 +233,24 @@ type source struct {
 	// upload is set when path is an upload, removed once restored: a
 	// restored backup should not stay on the node's state disk.
 	upload bool
+	// wantSHA256 is the hash the client gave of the file it uploaded
+	// (empty: not checked). The first pass hashes every byte it reads and
+	// checkHash compares.
+	wantSHA256 string
+	hash       hash.Hash
+}
+
+// checkHash refuses a source whose first pass read other bytes than the
+// client uploaded: another key holder may have planted or extended an
+// upload under the same id, which authentication cannot tell for --plain.
+func (s source) checkHash() error {
+	if s.wantSHA256 == "" || s.hash == nil {
+		return nil
+	}
+	if got := hex.EncodeToString(s.hash.Sum(nil)); got != strings.ToLower(s.wantSHA256) {
+		return &api.Error{Code: api.CodeIntegrity, Message: "the upload on the node is not the file this client uploaded (sha256 " + got + "): upload it again"}
+	}
+	return nil
 }
 
 // done removes an upload that has served its purpose.
@@ -245,10 +269,13 @@ func (s source) open() (*os.File, error) {
 
 // openStream opens the source and returns the file (to close, and to read
 // again with stream) and its plain tar.gz stream.
-func (s source) openStream() (*os.File, io.Reader, error) {
+func (s *source) openStream() (*os.File, io.Reader, error) {
 	f, err := s.open()
 	if err != nil {
 		return nil, nil, err
+	}
+	if s.wantSHA256 != "" {
+		s.hash = sha256.New()
 	}
 	r, err := s.stream(f, nil)
 	if err != nil {
@@ -266,7 +293,11 @@ func (s source) stream(f *os.File, prev io.Reader) (io.Reader, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
+	var in io.Reader = f
+	if prev == nil && s.hash != nil {
+		in = io.TeeReader(f, s.hash)
+	}
+	br := bufio.NewReaderSize(in, 1<<20)
 	if s.plain {
 		return br, nil
 	}
@@ -347,6 +378,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	src.wantSHA256 = req.UploadSHA256
 	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain}
 	if err := a.jobs.Start(a.ctx, kindRestore, a.restoreJob(src, opts)); err != nil {
 		return err
@@ -412,6 +444,15 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			defer mu.Unlock()
 			return restoreProgress{Phase: phase, Snapshot: &s, DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
 		})
+		// No PUT may change an upload while it is read: both passes must
+		// read the bytes whose hash was checked.
+		if src.upload {
+			unlock, ok := a.lockUpload(src.path)
+			if !ok {
+				return nil, api.Errorf(api.CodeJobRunning, "a client is uploading this file right now")
+			}
+			defer unlock()
+		}
 		// Pass 1: authenticate every byte and validate the archive, before
 		// the first write to the database.
 		file, stream, err := src.openStream()
@@ -424,6 +465,9 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			// The archive may end before the encrypted stream does:
 			// authenticate to the last byte all the same.
 			_, err = io.Copy(io.Discard, stream)
+		}
+		if err == nil {
+			err = src.checkHash()
 		}
 		if err != nil {
 			return nil, cryptError(err)
@@ -579,7 +623,8 @@ func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
 	if !uploadID.MatchString(req.UploadID) {
 		return api.Errorf(api.CodeBadRequest, "invalid upload id")
 	}
-	src := source{path: filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), password: req.Password, upload: true}
+	src := source{path: filepath.Join(a.state.UploadsDir(), req.UploadID+".upload"), password: req.Password, upload: true,
+		wantSHA256: req.UploadSHA256}
 	if _, err := os.Stat(src.path); err != nil {
 		return api.Errorf(api.CodeNotFound, "no upload %q on the node", req.UploadID)
 	}
@@ -731,6 +776,11 @@ func (a *Agent) sensitiveTarget(f manifest.File) (string, error) {
 }
 
 func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*manifest.Manifest, error) {
+	unlock, ok := a.lockUpload(src.path)
+	if !ok {
+		return nil, api.Errorf(api.CodeJobRunning, "a client is uploading this file right now")
+	}
+	defer unlock()
 	file, stream, err := src.openStream()
 	if err != nil {
 		return nil, err
@@ -746,6 +796,9 @@ func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*
 	}
 	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return nil, cryptError(err)
+	}
+	if err := src.checkHash(); err != nil {
+		return nil, err
 	}
 	mf, err := os.Open(filepath.Join(dir, manifest.Name))
 	if err != nil {

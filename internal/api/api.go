@@ -157,6 +157,9 @@ type BackupRequest struct {
 type Upload struct {
 	ID   string `json:"id"`
 	Size int64  `json:"size"`
+	// SHA256 is the hash of the bytes the node holds, so that a client
+	// resuming (or reusing a complete) upload checks they are its own.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // RestoreRequest is the body of POST /v1/restore.
@@ -168,6 +171,9 @@ type RestoreRequest struct {
 	Drop     bool     `json:"drop,omitempty"`
 	NS       []string `json:"ns,omitempty"`
 	DryRun   bool     `json:"dry_run,omitempty"`
+	// UploadSHA256, when set, is the sha256 of the file the client
+	// uploaded: the node refuses an upload whose bytes differ.
+	UploadSHA256 string `json:"upload_sha256,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.
@@ -176,6 +182,8 @@ type RestoreSensitiveRequest struct {
 	Password string `json:"password"`
 	// Confirm false asks only for the plan (what would be replaced).
 	Confirm bool `json:"confirm"`
+	// UploadSHA256 is as in RestoreRequest.
+	UploadSHA256 string `json:"upload_sha256,omitempty"`
 }
 
 // Headers of a backup download.

@@ -74,11 +74,11 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	}
 	req := api.RestoreRequest{Password: pw, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun}
 	if o.File != "" {
-		id, err := upload(ctx, env, c, o.File)
+		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {
 			return err
 		}
-		req.UploadID = id
+		req.UploadID, req.UploadSHA256 = id, sum
 	}
 	var out api.Message
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
@@ -95,35 +95,57 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 // upload sends a file to the node, resuming what the node already holds.
 // The upload is named after the file's sha256, so a rerun finds it.
 func upload(ctx context.Context, env *Env, c *client.Client, path string) (string, error) {
+	id, _, err := uploadFile(ctx, env, c, path)
+	return id, err
+}
+
+// uploadFile is upload that also returns the file's sha256, for the
+// request to name (api.RestoreRequest.UploadSHA256): the node then refuses
+// an upload whose bytes are not this file's.
+func uploadFile(ctx context.Context, env *Env, c *client.Client, path string) (string, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", &NotFoundError{Msg: fmt.Sprintf("no such file: %s", path)}
+			return "", "", &NotFoundError{Msg: fmt.Sprintf("no such file: %s", path)}
 		}
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+		return "", "", err
 	}
-	id := hex.EncodeToString(h.Sum(nil))[:32]
-	have, err := c.UploadState(ctx, id)
+	sum := hex.EncodeToString(h.Sum(nil))
+	id := sum[:32]
+	info, err := c.UploadInfo(ctx, id)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	have := info.Size
+	if have > 0 && have <= st.Size() {
+		// What the node holds must be this file's first bytes: another
+		// key holder may have uploaded other content under this id.
+		ph := sha256.New()
+		if _, err := io.Copy(ph, io.NewSectionReader(f, 0, have)); err != nil {
+			return "", "", err
+		}
+		if hex.EncodeToString(ph.Sum(nil)) != info.SHA256 {
+			fmt.Fprintf(env.Stderr, "a0cli: the node's upload %s is not this file's content: uploading it again\n", id)
+			have = st.Size() + 1 // start over
+		}
 	}
 	if have > st.Size() {
 		if err := c.JSON(ctx, http.MethodDelete, api.PathUploads+id, nil, nil); err != nil {
-			return "", err
+			return "", "", err
 		}
 		have = 0
 	}
 	if have == st.Size() && have > 0 {
-		return id, nil
+		return id, sum, nil
 	}
 	if have > 0 {
 		fmt.Fprintf(env.Stderr, "a0cli: resuming upload at byte %d of %d\n", have, st.Size())
@@ -138,11 +160,11 @@ func upload(ctx context.Context, env *Env, c *client.Client, path string) (strin
 		pr := &progressReader{r: sec, base: have, f: func(x int64) { b.update(x, st.Size(), "") }}
 		size, err := c.UploadChunk(ctx, id, have, pr, n)
 		if err != nil {
-			return "", fmt.Errorf("upload interrupted at byte %d (run the command again to resume): %w", have, err)
+			return "", "", fmt.Errorf("upload interrupted at byte %d (run the command again to resume): %w", have, err)
 		}
 		have = size
 	}
-	return id, nil
+	return id, sum, nil
 }
 
 type progressReader struct {
@@ -333,7 +355,7 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 	if err != nil {
 		return err
 	}
-	id, err := upload(ctx, env, c, o.File)
+	id, sum, err := uploadFile(ctx, env, c, o.File)
 	if err != nil {
 		return err
 	}
@@ -359,7 +381,7 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 		} `json:"arguments"`
 	}
 	var plan planned
-	req := api.RestoreSensitiveRequest{UploadID: id, Password: pw}
+	req := api.RestoreSensitiveRequest{UploadID: id, Password: pw, UploadSHA256: sum}
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestoreSens, req, &plan); err != nil {
 		return err
 	}

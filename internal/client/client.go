@@ -194,11 +194,16 @@ func (c *Client) Get(ctx context.Context, slot string, offset int64, sha string)
 
 // UploadState returns how many bytes of an upload the node holds.
 func (c *Client) UploadState(ctx context.Context, id string) (int64, error) {
+	u, err := c.UploadInfo(ctx, id)
+	return u.Size, err
+}
+
+// UploadInfo returns the size and the sha256 of the bytes of an upload the
+// node holds.
+func (c *Client) UploadInfo(ctx context.Context, id string) (api.Upload, error) {
 	var u api.Upload
-	if err := c.JSON(ctx, http.MethodGet, api.PathUploads+id, nil, &u); err != nil {
-		return 0, err
-	}
-	return u.Size, nil
+	err := c.JSON(ctx, http.MethodGet, api.PathUploads+id, nil, &u)
+	return u, err
 }
 
 // UploadChunk appends body at offset and returns the new size.
