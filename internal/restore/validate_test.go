@@ -7,8 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/manifest"
 )
@@ -88,7 +87,7 @@ func TestPlanValidatesDeeply(t *testing.T) {
 		{"document of 16 MiB + 1 byte", sized(t, maxUserDocSize+1)},
 		{"nested 101 levels deep", marshal(t, nested(maxDepth+1))},
 		{"array _id", marshal(t, bson.D{{Key: "_id", Value: bson.A{1, 2}}})},
-		{"regex _id", marshal(t, bson.D{{Key: "_id", Value: primitive.Regex{Pattern: "a", Options: ""}}})},
+		{"regex _id", marshal(t, bson.D{{Key: "_id", Value: bson.Regex{Pattern: "a", Options: ""}}})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Plan(context.Background(), bytes.NewReader(rawDump(t, tc.raw, 1)), Options{})
@@ -116,12 +115,12 @@ func TestPlanValidatesDeeply(t *testing.T) {
 
 func everyType() bson.D {
 	return bson.D{{Key: "_id", Value: 1}, {Key: "d", Value: 1.5}, {Key: "s", Value: "x"}, {Key: "o", Value: bson.D{}},
-		{Key: "a", Value: bson.A{}}, {Key: "b", Value: primitive.Binary{Subtype: 0, Data: []byte{1}}},
-		{Key: "b2", Value: primitive.Binary{Subtype: 2, Data: []byte{1, 2}}}, {Key: "u", Value: primitive.Undefined{}},
-		{Key: "oid", Value: primitive.NewObjectID()}, {Key: "t", Value: false}, {Key: "dt", Value: primitive.DateTime(5)},
-		{Key: "n", Value: nil}, {Key: "re", Value: primitive.Regex{Pattern: "p", Options: "i"}},
-		{Key: "ptr", Value: primitive.DBPointer{DB: "x.y", Pointer: primitive.NewObjectID()}}, {Key: "js", Value: primitive.JavaScript("f()")},
-		{Key: "sym", Value: primitive.Symbol("s")}, {Key: "cws", Value: primitive.CodeWithScope{Code: "c", Scope: primitive.D{{Key: "x", Value: 1}}}},
-		{Key: "i", Value: int32(1)}, {Key: "ts", Value: primitive.Timestamp{T: 1, I: 2}}, {Key: "l", Value: int64(1)},
-		{Key: "dec", Value: primitive.NewDecimal128(1, 2)}, {Key: "min", Value: primitive.MinKey{}}, {Key: "max", Value: primitive.MaxKey{}}}
+		{Key: "a", Value: bson.A{}}, {Key: "b", Value: bson.Binary{Subtype: 0, Data: []byte{1}}},
+		{Key: "b2", Value: bson.Binary{Subtype: 2, Data: []byte{1, 2}}}, {Key: "u", Value: bson.Undefined{}},
+		{Key: "oid", Value: bson.NewObjectID()}, {Key: "t", Value: false}, {Key: "dt", Value: bson.DateTime(5)},
+		{Key: "n", Value: nil}, {Key: "re", Value: bson.Regex{Pattern: "p", Options: "i"}},
+		{Key: "ptr", Value: bson.DBPointer{DB: "x.y", Pointer: bson.NewObjectID()}}, {Key: "js", Value: bson.JavaScript("f()")},
+		{Key: "sym", Value: bson.Symbol("s")}, {Key: "cws", Value: bson.CodeWithScope{Code: "c", Scope: bson.D{{Key: "x", Value: 1}}}},
+		{Key: "i", Value: int32(1)}, {Key: "ts", Value: bson.Timestamp{T: 1, I: 2}}, {Key: "l", Value: int64(1)},
+		{Key: "dec", Value: bson.NewDecimal128(1, 2)}, {Key: "min", Value: bson.MinKey{}}, {Key: "max", Value: bson.MaxKey{}}}
 }
