@@ -221,7 +221,7 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		fn = a.backupJob(n, slot, password, req.AllowPrimary)
 	}
 	warning := a.samePasswordWarning(n, slot, password)
-	if err := a.jobs.Start(a.ctx, jobKind(slot.Kind), fn); err != nil {
+	if err := a.startKeyJob(r, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
 	started = true
@@ -339,7 +339,7 @@ func (a *Agent) download(w http.ResponseWriter, r *http.Request) error {
 	// backup changed in between and start over instead of splicing two files.
 	h.Set("ETag", `"`+m.SHA256+`"`)
 	h.Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, m.Name+".enc", st.ModTime(), f)
+	http.ServeContent(w, r, m.Name+".enc", st.ModTime(), ctxReadSeeker{ctx: r.Context(), rs: f})
 	return nil
 }
 

@@ -19,8 +19,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -222,3 +224,89 @@ func TestSecurityUploadSpace(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestSecurityRevokeStopsTransfers (issue 13 finding 12): revoking a key
+// stops a download and an upload that key is running, not only its next
+// call.
+func TestSecurityRevokeStopsTransfers(t *testing.T) {
+	n := startSecNode(t, Timeouts{})
+	ops := newKey(t)
+	n.authorize(t, "ops", ops)
+	cert := goodCert(t, ops)
+	c := httpClient(&cert)
+	c.Timeout = 0
+	dev := t.TempDir()
+	if r := do(c, "POST", n.url(api.PathSetAsBackup), strings.NewReader(`{"device":"`+dev+`"}`), nil); r.status != 200 {
+		t.Fatalf("set-as-backup: %d %s", r.status, r.body)
+	}
+	folder := filepath.Join(dev, store.FolderName)
+	const size = 1 << 30 // sparse: costs no disk
+	f, err := os.Create(filepath.Join(folder, "x.tar.gz.enc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(size)
+	f.Close()
+	meta, _ := json.Marshal(store.Meta{Name: "x.tar.gz", File: "x.tar.gz.enc", Size: size, Format: "a0enc1"})
+	os.WriteFile(filepath.Join(folder, "backup.json"), meta, 0o600)
+	waitLog := func(what string) {
+		t.Helper()
+		for i := 0; i < 600; i++ {
+			if strings.Contains(n.log.String(), "client key revoked: stopping what it started") && strings.Contains(n.log.String(), what) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("no revocation of the %s logged:\n%s", what, n.log.String())
+	}
+
+	t.Run("download", func(t *testing.T) {
+		resp, err := c.Get(n.url(api.PathSlot + "backup/file"))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("download: %v %v", resp, err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.CopyN(io.Discard, resp.Body, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		if err := keys.OpenAuthorized(n.a.state.AuthorizedKeysPath()).Remove("ops"); err != nil {
+			t.Fatal(err)
+		}
+		waitLog("backup/file")
+		got, _ := io.Copy(io.Discard, resp.Body)
+		if got+1<<20 >= size {
+			t.Fatalf("the revoked key's download went on to the end (%d bytes)", got+1<<20)
+		}
+	})
+	t.Run("upload", func(t *testing.T) {
+		n.authorize(t, "ops", ops)
+		pr, pw := io.Pipe()
+		done := make(chan reply, 1)
+		go func() {
+			req, _ := http.NewRequest("PUT", n.url(api.PathUploads+"revoked"), pr)
+			req.Header.Set(api.HeaderOffset, "0")
+			resp, err := c.Do(req)
+			if err != nil {
+				done <- reply{err: err}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			done <- reply{status: resp.StatusCode, body: b}
+		}()
+		pw.Write(make([]byte, 1<<20))
+		keys.OpenAuthorized(n.a.state.AuthorizedKeysPath()).Remove("ops")
+		waitLog("uploads/revoked")
+		// The client keeps sending; the node has stopped reading.
+		go io.Copy(pw, zeros{})
+		select {
+		case r := <-done:
+			if r.status == 200 {
+				t.Fatalf("revoked key's upload accepted: %s", r.body)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("revoked key's upload still running after a minute")
+		}
+		pw.CloseWithError(errors.New("test done"))
+	})
+}

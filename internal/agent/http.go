@@ -142,7 +142,15 @@ func (a *Agent) wrapWith(h handlerFunc, stream bool) http.Handler {
 		}
 		name, err := a.authenticate(r)
 		if err == nil {
-			r = r.WithContext(context.WithValue(r.Context(), keyNameKey, name))
+			ctx := context.WithValue(r.Context(), keyNameKey, name)
+			ctx = context.WithValue(ctx, pubKeyCtx{}, r.TLS.PeerCertificates[0].PublicKey)
+			if stream {
+				// A revoke stops a running upload or download.
+				var stop func()
+				ctx, stop = a.whileAuthorized(ctx, requestKey(ctx), r.Method+" "+r.URL.Path)
+				defer stop()
+			}
+			r = r.WithContext(ctx)
 			err = h(sw, r)
 		}
 		if err != nil {

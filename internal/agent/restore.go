@@ -107,7 +107,7 @@ func (a *Agent) upload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	guard := &spaceGuard{w: f, dir: a.state.UploadsDir(), reserve: a.uploadReserve(), since: spaceCheckBytes}
-	n, err := io.Copy(guard, r.Body)
+	n, err := io.Copy(guard, ctxReader{ctx: r.Context(), r: r.Body})
 	// Keep what arrived even on error: the next run resumes from there.
 	if serr := f.Sync(); err == nil {
 		err = serr
@@ -380,7 +380,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	}
 	src.wantSHA256 = req.UploadSHA256
 	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain}
-	if err := a.jobs.Start(a.ctx, kindRestore, a.restoreJob(src, opts)); err != nil {
+	if err := a.startKeyJob(r, kindRestore, a.restoreJob(src, opts)); err != nil {
 		return err
 	}
 	started = true
@@ -634,7 +634,7 @@ func (a *Agent) restoreSensitive(w http.ResponseWriter, r *http.Request) error {
 		out    api.Message
 		jobErr error
 	)
-	err := a.jobs.Start(a.ctx, kindRestoreSensitive, func(ctx context.Context, j *job.Job) (any, error) {
+	err := a.startKeyJob(r, kindRestoreSensitive, func(ctx context.Context, j *job.Job) (any, error) {
 		out, jobErr = a.runRestoreSensitive(ctx, r, src, req.Confirm)
 		// The job record keeps the answer: what was written and what was
 		// skipped (identity files without consent) stay on the node.
