@@ -775,6 +775,15 @@ func (a *Agent) sensitiveTarget(f manifest.File) (string, error) {
 	return target, nil
 }
 
+// Limits of a sensitive backup's extraction: it holds the node's keys and
+// the operator's few sensitive_paths, kilobytes in all; these bound what a
+// crafted one can make the node write into its work area.
+const (
+	sensitiveMaxEntry   = 16 << 20
+	sensitiveMaxEntries = 1000
+	sensitiveMaxTotal   = 64 << 20
+)
+
 func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*manifest.Manifest, error) {
 	unlock, ok := a.lockUpload(src.path)
 	if !ok {
@@ -786,7 +795,7 @@ func (a *Agent) extractSensitive(ctx context.Context, src source, dir string) (*
 		return nil, err
 	}
 	defer file.Close()
-	ar, err := archive.NewReader(stream, archive.Limits{MaxEntrySize: 64 << 20, MaxEntries: 10000})
+	ar, err := archive.NewReader(stream, archive.Limits{MaxEntrySize: sensitiveMaxEntry, MaxEntries: sensitiveMaxEntries, MaxTotal: sensitiveMaxTotal})
 	if err != nil {
 		return nil, cryptError(err)
 	}

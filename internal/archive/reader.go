@@ -21,11 +21,15 @@ import (
 // the password, so the reader never trusts a header.
 var ErrUnsafe = errors.New("unsafe archive entry")
 
-// Default limits, used for a zero field of Limits.
+// Default limits, used for a zero field of Limits. They are sized from
+// what a0 writes for the appliance's database (docs/security.md): one
+// entry per collection's data (at most 64 GiB), two per collection (at
+// most 100,000 entries), and the whole archive's plaintext at most 256 GiB.
+// A crafted archive declaring more is refused before it is read.
 const (
-	DefaultMaxEntrySize int64 = 1 << 40 // 1 TiB
-	DefaultMaxEntries         = 1 << 20
-	DefaultMaxTotal     int64 = 16 << 40 // 16 TiB
+	DefaultMaxEntrySize int64 = 64 << 30
+	DefaultMaxEntries         = 100_000
+	DefaultMaxTotal     int64 = 256 << 30
 )
 
 // maxTrailer bounds the zero padding read after the tar end marker; tar
@@ -126,6 +130,14 @@ func (r *Reader) next() (*Entry, error) {
 		name, err := CleanName(h.Name)
 		if err != nil {
 			return nil, err
+		}
+		// A sparse entry (GNU or PAX) declares a size its data need not
+		// have: the reader would expand holes, so a few bytes could make
+		// verify hash, and extraction write, terabytes. a0 writes none.
+		for k := range h.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return nil, fmt.Errorf("%w: %q: sparse entry", ErrUnsafe, name)
+			}
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:

@@ -27,6 +27,11 @@ var ErrInvalidArchive = errors.New("invalid archive")
 // this large) so a crafted entry cannot make us buffer gigabytes.
 const maxMetadataSize = 16 << 20
 
+// maxMetadataTotal bounds all metadata.json together: Plan keeps each
+// parsed one until the whole archive is read, and a crafted archive could
+// otherwise hold 100,000 of 16 MiB each.
+const maxMetadataTotal = 64 << 20
+
 // Options select what Plan and Run do.
 type Options struct {
 	// Drop drops each target collection before restoring it; without it,
@@ -105,6 +110,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	defer ar.Close()
 	var (
 		files    []*fileStat
+		metaSize int64
 		man      *manifest.Manifest
 		oplog    *fileStat
 		buf      = make([]byte, 0, 64<<10)
@@ -152,6 +158,9 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			}
 			continue
 		case strings.HasSuffix(base, metaSuffix):
+			if metaSize += e.Size; metaSize > maxMetadataTotal {
+				return nil, fmt.Errorf("%w: %s: the metadata files exceed %d bytes together", ErrInvalidArchive, e.Name, maxMetadataTotal)
+			}
 			if fs.meta, err = parseMetadata(ar); err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -123,4 +124,28 @@ func everyType() bson.D {
 		{Key: "sym", Value: bson.Symbol("s")}, {Key: "cws", Value: bson.CodeWithScope{Code: "c", Scope: bson.D{{Key: "x", Value: 1}}}},
 		{Key: "i", Value: int32(1)}, {Key: "ts", Value: bson.Timestamp{T: 1, I: 2}}, {Key: "l", Value: int64(1)},
 		{Key: "dec", Value: bson.NewDecimal128(1, 2)}, {Key: "min", Value: bson.MinKey{}}, {Key: "max", Value: bson.MaxKey{}}}
+}
+
+// TestPlanBoundsMetadata (issue 13 finding 6): Plan keeps every parsed
+// metadata.json until the archive ends, so their total is bounded: five
+// of 15 MiB each (valid, padded with whitespace) are refused.
+func TestPlanBoundsMetadata(t *testing.T) {
+	d := dump{replace: map[string][]byte{}}
+	for i := range 5 {
+		d.colls = append(d.colls, coll{db: "app", name: fmt.Sprintf("c%d", i), docs: users(1)})
+	}
+	for _, f := range d.files(t) {
+		if strings.HasSuffix(f.name, ".metadata.json") {
+			d.replace[f.name] = append(bytes.Clone(f.data), bytes.Repeat([]byte(" "), 15<<20)...)
+		}
+	}
+	_, err := Plan(context.Background(), bytes.NewReader(d.archive(t)), Options{})
+	if !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), "metadata files exceed") {
+		t.Fatalf("err = %v, want the metadata total refused", err)
+	}
+	// Four fit.
+	d.colls = d.colls[:4]
+	if _, err := Plan(context.Background(), bytes.NewReader(d.archive(t)), Options{}); err != nil {
+		t.Fatalf("four metadata files of 15 MiB: %v", err)
+	}
 }
