@@ -59,25 +59,47 @@ func New(home, node string, onPin func(node, fingerprint string)) (*Client, erro
 		// (VerifyPeerCertificate), as ssh's known_hosts does, not from a CA.
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS12,
+		// Refuses a changed certificate during the handshake; a new one
+		// is pinned only once the handshake completed (dialTLS).
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return errors.New("node presented no certificate")
 			}
-			now, err := known.Check(node, raw[0])
-			if err != nil {
-				return err
-			}
-			c.Fingerprint = keys.Fingerprint(raw[0])
-			if now && onPin != nil {
-				onPin(node, c.Fingerprint)
-			}
-			return nil
+			_, err := known.Verify(node, raw[0])
+			return err
 		},
 	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	// dialTLS pins the node's certificate after the handshake: in TLS the
+	// peer's certificate is checked before its signature over the
+	// handshake, and a pin written then would record a certificate whose
+	// key the peer never proved it holds.
+	dialTLS := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		raw, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(raw, tlsConf)
+		hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if err := tc.HandshakeContext(hctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		leaf := tc.ConnectionState().PeerCertificates[0].Raw
+		now, err := known.Check(node, leaf)
+		if err != nil {
+			tc.Close()
+			return nil, err
+		}
+		c.Fingerprint = keys.Fingerprint(leaf)
+		if now && onPin != nil {
+			onPin(node, c.Fingerprint)
+		}
+		return tc, nil
+	}
 	c.http = &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     tlsConf,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 15 * time.Second,
+		DialTLSContext:      dialTLS,
 		MaxIdleConnsPerHost: 4,
 	}}
 	return c, nil

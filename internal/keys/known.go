@@ -50,6 +50,18 @@ var knownMu sync.Mutex
 // returns false, nil; with another certificate it returns *ChangedCertError.
 // Call it from tls.Config.VerifyPeerCertificate with rawCerts[0].
 func (k KnownNodes) Check(hostport string, leafDER []byte) (pinnedNow bool, err error) {
+	return k.check(hostport, leafDER, true)
+}
+
+// Verify is Check without recording a pin: unknown is true on first
+// contact. A TLS client calls it during the handshake, and Check only once
+// the handshake has completed (the node then proved it holds the key of the
+// certificate), so that a node that cannot prove it is never pinned.
+func (k KnownNodes) Verify(hostport string, leafDER []byte) (unknown bool, err error) {
+	return k.check(hostport, leafDER, false)
+}
+
+func (k KnownNodes) check(hostport string, leafDER []byte, write bool) (bool, error) {
 	if k.Path == "" {
 		return false, errors.New("known nodes file not set")
 	}
@@ -89,6 +101,9 @@ func (k KnownNodes) Check(hostport string, leafDER []byte) (pinnedNow bool, err 
 	}
 	if want != "" {
 		return false, &ChangedCertError{Node: node, Want: want, Got: got, File: k.Path}
+	}
+	if !write {
+		return true, nil
 	}
 
 	f, err := os.OpenFile(k.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
