@@ -20,6 +20,8 @@ import (
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/restore"
+	"github.com/a0backup/a0/internal/spool"
 	"github.com/a0backup/a0/internal/statedir"
 )
 
@@ -121,6 +123,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := a.cleanSlots(); err != nil {
 		return nil, err
 	}
+	a.cleanSpools()
 
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	var hosts []string
@@ -233,6 +236,15 @@ func (a *Agent) cleanSlots() error {
 	}
 	os.RemoveAll(workDir(n))
 	return nil
+}
+
+// cleanSpools removes the encrypted spools a killed restore left: their
+// key died with the process.
+func (a *Agent) cleanSpools() {
+	removed, _ := spool.Clean(a.state.SpoolDir(), restore.OplogSpoolPattern)
+	for _, r := range removed {
+		a.log.Warn("removed a spool file of an interrupted restore", "file", r)
+	}
 }
 
 // reloadCert (re)reads the node's TLS identity, creating it on first start.

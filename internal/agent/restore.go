@@ -379,7 +379,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	src.wantSHA256 = req.UploadSHA256
-	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain}
+	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir()}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJob(src, opts)); err != nil {
 		return err
 	}

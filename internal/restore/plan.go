@@ -49,7 +49,14 @@ type Options struct {
 	// Plain accepts a plain mongodump directory packed with tar: no
 	// manifest required, entries possibly under one wrapper directory.
 	Plain bool
+	// SpoolDir receives the encrypted oplog spool of a restore whose
+	// oplog precedes some data (the agent gives its state directory);
+	// empty means os.TempDir().
+	SpoolDir string
 }
+
+// OplogSpoolPattern names Run's oplog spool files, for spool.Clean.
+const OplogSpoolPattern = ".a0-restore-oplog-*"
 
 // PlannedCollection is one collection Run will restore.
 type PlannedCollection struct {

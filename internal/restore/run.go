@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 // Insert batches stay under both bounds; with Parallel workers at most
@@ -134,11 +134,10 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	}
 	defer ar.Close()
 	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{}}
-	var spool *os.File
+	var oplogSpool *spool.File
 	defer func() {
-		if spool != nil {
-			spool.Close()
-			os.Remove(spool.Name())
+		if oplogSpool != nil {
+			oplogSpool.Remove()
 		}
 	}()
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
@@ -164,11 +163,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 				replay = false
 				continue
 			}
-			// The oplog must wait for the data: keep it on disk, not in memory.
-			if spool, err = os.CreateTemp("", "a0-restore-oplog-*"); err != nil {
+			// The oplog must wait for the data: keep it on disk, not in
+			// memory, sealed under a key only this process holds.
+			if oplogSpool, err = spool.Create(opts.SpoolDir, OplogSpoolPattern); err != nil {
 				return nil, fmt.Errorf("spool oplog: %w", err)
 			}
-			if err := archive.CopyContext(ctx, spool, ar); err != nil {
+			if err := archive.CopyContext(ctx, oplogSpool, ar); err != nil {
 				return nil, fmt.Errorf("spool oplog: %w", err)
 			}
 			continue
@@ -198,11 +198,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err := rs.buildIndexes(ctx); err != nil {
 		return nil, err
 	}
-	if replay && spool != nil {
-		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+	if replay && oplogSpool != nil {
+		sr, err := oplogSpool.Reader()
+		if err != nil {
 			return nil, fmt.Errorf("spool oplog: %w", err)
 		}
-		br.Reset(spool)
+		br.Reset(sr)
 		if err := rs.replayOplog(ctx, br, p, sel); err != nil {
 			return nil, err
 		}

@@ -44,7 +44,7 @@ func Open(path string) (*Dir, error) {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	d := &Dir{Path: abs}
-	for _, sub := range []string{"", secretsDir, "jobs", "uploads"} {
+	for _, sub := range []string{"", secretsDir, "jobs", "uploads", "spool"} {
 		if err := os.MkdirAll(d.join(sub), 0o700); err != nil {
 			return nil, fmt.Errorf("create state directory: %w", err)
 		}
@@ -62,6 +62,9 @@ func (d *Dir) DBDir() string { return d.join("db") }
 
 // JobsDir holds the job records.
 func (d *Dir) JobsDir() string { return d.join("jobs") }
+
+// SpoolDir holds a running job's encrypted spool files (restore's oplog).
+func (d *Dir) SpoolDir() string { return d.join("spool") }
 
 // UploadsDir holds files uploaded for a restore.
 func (d *Dir) UploadsDir() string { return d.join("uploads") }
