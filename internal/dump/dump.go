@@ -22,6 +22,7 @@ import (
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bytesize"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 // OplogMode says whether Run captures the oplog.
@@ -190,7 +191,7 @@ func Run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("dump: spool directory: %w", err)
 	}
-	sp := &spools{dir: opts.SpoolDir, files: map[string]struct{}{}}
+	sp := &spools{dir: opts.SpoolDir, files: map[string]*spool.File{}}
 	m, err := run(ctx, client, aw, opts, prog, sp)
 	sp.removeAll()
 	if err != nil {
@@ -621,18 +622,17 @@ func pack(ctx context.Context, aw *archive.Writer, r result, sp *spools) (manife
 		return c, nil
 	}
 	c.BSONFile = r.in.base + ".bson"
-	if err := addSpool(ctx, aw, c.BSONFile, r.spool, r.size, r.finished); err != nil {
+	if err := addSpool(ctx, aw, sp, c.BSONFile, r.spool, r.size, r.finished); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
-func addSpool(ctx context.Context, aw *archive.Writer, name, spool string, size int64, mt time.Time) error {
-	f, err := os.Open(spool)
+func addSpool(ctx context.Context, aw *archive.Writer, sp *spools, name, spoolName string, size int64, mt time.Time) error {
+	f, err := sp.reader(spoolName)
 	if err != nil {
 		return fmt.Errorf("dump: open spool: %w", err)
 	}
-	defer f.Close()
 	if err := aw.AddFile(name, fileMode, size, mt, ctxReader{ctx, f}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
@@ -652,22 +652,39 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// SpoolPattern names the spool files, for spool.Clean at the next start
+// after a kill.
+const SpoolPattern = ".a0-spool-*.bson"
+
 // spools tracks the spool files of one Run so that all of them go on error.
+// Each is sealed under its own in-memory key (package spool): the backup
+// device, maybe a network share, never holds the raw BSON.
 type spools struct {
 	dir   string
 	mu    sync.Mutex
-	files map[string]struct{}
+	files map[string]*spool.File
 }
 
-func (s *spools) create() (*os.File, error) {
-	f, err := os.CreateTemp(s.dir, ".a0-spool-*.bson")
+func (s *spools) create() (*spool.File, error) {
+	f, err := spool.Create(s.dir, SpoolPattern)
 	if err != nil {
 		return nil, fmt.Errorf("dump: create spool: %w", err)
 	}
 	s.mu.Lock()
-	s.files[f.Name()] = struct{}{}
+	s.files[f.Name()] = f
 	s.mu.Unlock()
 	return f, nil
+}
+
+// reader reads a finished spool back from its start.
+func (s *spools) reader(name string) (io.Reader, error) {
+	s.mu.Lock()
+	f := s.files[name]
+	s.mu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("no spool %s", name)
+	}
+	return f.Reader()
 }
 
 func (s *spools) remove(name string) {
@@ -675,16 +692,19 @@ func (s *spools) remove(name string) {
 		return
 	}
 	s.mu.Lock()
+	f := s.files[name]
 	delete(s.files, name)
 	s.mu.Unlock()
-	os.Remove(name)
+	if f != nil {
+		f.Remove()
+	}
 }
 
 func (s *spools) removeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for name := range s.files {
-		os.Remove(name)
+	for name, f := range s.files {
+		f.Remove()
 		delete(s.files, name)
 	}
 }

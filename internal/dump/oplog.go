@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 const (
@@ -30,7 +30,7 @@ const (
 // collections are read.
 type tailer struct {
 	coll      *mongo.Collection
-	spool     *os.File
+	spool     *spool.File
 	bw        *bufio.Writer
 	active    bool // an oplog with an entry exists: capture is on
 	start     bson.Timestamp
@@ -468,5 +468,5 @@ func (t *tailer) pack(ctx context.Context, aw *archive.Writer, sp *spools) error
 	if err := t.spool.Close(); err != nil {
 		return fmt.Errorf("dump: spool oplog: %w", err)
 	}
-	return addSpool(ctx, aw, OplogName, name, t.bytes, time.Now())
+	return addSpool(ctx, aw, sp, OplogName, name, t.bytes, time.Now())
 }

@@ -95,6 +95,9 @@ func (s *File) seal() error {
 	return nil
 }
 
+// Close is Finish: the descriptor stays open for Reader until Remove.
+func (s *File) Close() error { return s.Finish() }
+
 // Finish seals what is buffered; after it only Reader and Remove.
 func (s *File) Finish() error {
 	if s.closed {
