@@ -210,7 +210,18 @@ func TestSecurityUploadSpace(t *testing.T) {
 		pr, pw := io.Pipe()
 		first := make(chan reply, 1)
 		go func() { first <- put("first", pr, 20<<20) }()
-		pw.Write(make([]byte, 1<<20)) // the first upload is running
+		pw.Write(make([]byte, 1<<20))
+		// The first upload is running once the node has written some of it
+		// (it reserved its length before).
+		for i := 0; ; i++ {
+			if st, err := os.Stat(filepath.Join(uploads, "first.upload")); err == nil && st.Size() > 0 {
+				break
+			}
+			if i == 600 {
+				t.Fatal("the first upload never started")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		r := put("second", io.LimitReader(zeros{}, 20<<20), 20<<20)
 		if e := apiError(t, r); e.Code != api.CodeInsufficientSpace {
 			t.Fatalf("second 20 MiB upload while a first one holds 20 of 32 MiB: %d %s", r.status, r.body)
