@@ -14,7 +14,6 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 
-	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -45,9 +44,14 @@ type Options struct {
 	Parallel int
 	// NoOplogReplay skips oplog.bson.
 	NoOplogReplay bool
-	// Plain accepts a plain mongodump directory packed with tar: no
-	// manifest required, entries possibly under one wrapper directory.
+	// Plain accepts a plain mongodump directory packed with tar (no
+	// manifest required, entries possibly under one wrapper directory), or
+	// a mongodump archive (`mongodump --archive`, gzipped or not).
 	Plain bool
+	// SpoolDir receives, for a mongodump archive, the documents of
+	// collections that interleave with the one being read (os.TempDir()
+	// when empty); they are removed as soon as read.
+	SpoolDir string
 }
 
 // PlannedCollection is one collection Run will restore.
@@ -102,7 +106,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	if err != nil {
 		return nil, err
 	}
-	ar, err := archive.NewReader(tgz, archive.Limits{})
+	ar, err := openEntries(tgz, opts)
 	if err != nil {
 		return nil, err
 	}
