@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -22,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
@@ -335,6 +337,19 @@ func TestInteropMongodumpToA0(t *testing.T) {
 	uri, src := freshServer(t)
 	names := awkwardCollections()
 	fillInterop(t, src, names)
+	// Larger collections, so that mongodump's parallel readers interleave
+	// their documents in the archive.
+	for i := range 4 {
+		docs := make([]any, 3000)
+		for j := range docs {
+			docs[j] = bson.D{{Key: "_id", Value: int32(j)}, {Key: "pad", Value: strings.Repeat("x", 200)}}
+		}
+		name := fmt.Sprintf("bulk%d", i)
+		if _, err := src.Database(interopDB).Collection(name).InsertMany(context.Background(), docs); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
 	work := t.TempDir()
 	out := filepath.Join(work, "out")
 	runTool(t, "mongodump", "--uri", uri, "--out", out)
@@ -344,6 +359,7 @@ func TestInteropMongodumpToA0(t *testing.T) {
 	runTool(t, "mongodump", "--uri", uri, "--archive="+archivePath)
 	gzPath := filepath.Join(work, "dump.archive.gz")
 	runTool(t, "mongodump", "--uri", uri, "--archive="+gzPath, "--gzip")
+	t.Logf("mongodump --archive: %d segments for %d collections", archiveSegments(t, archivePath), len(names))
 
 	dst := startNode(t, "", "")
 	op := newOperator(t).withKey(dst)
@@ -409,4 +425,38 @@ func packDir(t *testing.T, dir, prefix, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// archiveSegments counts the namespace segments (not EOF blocks) of a
+// mongodump archive: more segments than collections means their documents
+// interleave.
+func archiveSegments(t *testing.T, path string) int {
+	t.Helper()
+	b := readFile(t, path)[4:]
+	next := func() (bsoncore.Document, bool) {
+		if len(b) < 4 {
+			t.Fatal("archive truncated")
+		}
+		n := binary.LittleEndian.Uint32(b)
+		if n == 0xffffffff {
+			b = b[4:]
+			return nil, true
+		}
+		d := bsoncore.Document(b[:n])
+		b = b[n:]
+		return d, false
+	}
+	next() // header
+	for _, term := next(); !term; _, term = next() {
+	}
+	segments := 0
+	for len(b) > 0 {
+		h, _ := next()
+		if eof, _ := h.Lookup("EOF").BooleanOK(); !eof {
+			segments++
+		}
+		for _, term := next(); !term; _, term = next() {
+		}
+	}
+	return segments
 }

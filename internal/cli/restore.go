@@ -59,7 +59,7 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if o.Plain && o.File == "" {
-		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz)")
+		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz, or a mongodump --archive file)")
 	}
 	var pw string
 	if !o.Plain {
