@@ -19,11 +19,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
@@ -127,12 +127,12 @@ func typedDocs(n int) []any {
 			{Key: "f", Value: float64(i) / 3},
 			{Key: "b", Value: i%2 == 0},
 			{Key: "null", Value: nil},
-			{Key: "date", Value: primitive.NewDateTimeFromTime(base.Add(time.Duration(i) * time.Hour))},
-			{Key: "oid", Value: primitive.ObjectID{byte(i), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
-			{Key: "bin", Value: primitive.Binary{Subtype: 0, Data: []byte{0, byte(i), 0xff}}},
-			{Key: "uuid", Value: primitive.Binary{Subtype: 4, Data: bytes.Repeat([]byte{byte(i)}, 16)}},
-			{Key: "re", Value: primitive.Regex{Pattern: "^a.*z$", Options: "i"}},
-			{Key: "ts", Value: primitive.Timestamp{T: uint32(1700000000 + i), I: 1}},
+			{Key: "date", Value: bson.NewDateTimeFromTime(base.Add(time.Duration(i) * time.Hour))},
+			{Key: "oid", Value: bson.ObjectID{byte(i), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
+			{Key: "bin", Value: bson.Binary{Subtype: 0, Data: []byte{0, byte(i), 0xff}}},
+			{Key: "uuid", Value: bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{byte(i)}, 16)}},
+			{Key: "re", Value: bson.Regex{Pattern: "^a.*z$", Options: "i"}},
+			{Key: "ts", Value: bson.Timestamp{T: uint32(1700000000 + i), I: 1}},
 			{Key: "nested", Value: bson.D{{Key: "a", Value: bson.A{int32(1), "two", bson.D{{Key: "x", Value: 3.5}}}}}},
 		}
 	}

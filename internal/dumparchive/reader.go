@@ -12,7 +12,7 @@ import (
 	"os"
 	"sort"
 
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/dumpname"
 )

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // seg is one block of a test archive: documents of a namespace, or its end.
