@@ -242,7 +242,9 @@ func (a *Agent) cleanSlots() error {
 // key died with the process.
 func (a *Agent) cleanSpools() {
 	removed, _ := spool.Clean(a.state.SpoolDir(), restore.OplogSpoolPattern)
-	for _, r := range removed {
+	// A mongodump archive's interleaved collections (package dumparchive).
+	more, _ := spool.Clean(a.state.SpoolDir(), ".a0-archive-spool-*")
+	for _, r := range append(removed, more...) {
 		a.log.Warn("removed a spool file of an interrupted restore", "file", r)
 	}
 }
