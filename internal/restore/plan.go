@@ -407,7 +407,6 @@ func scanBSON(r *bufio.Reader, buf *[]byte, fn func(doc []byte) error) (docs, n 
 	}
 }
 
-
 // metadata is a <coll>.metadata.json as mongodump writes it (extended JSON).
 type metadata struct {
 	Options        bson.D
