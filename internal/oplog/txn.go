@@ -59,6 +59,9 @@ func (t *Txns) Add(e Entry, d Decision) (apply []Entry, dropped int, err error) 
 	st := t.open[key]
 	if !e.PrevOpTime.IsZero() {
 		switch {
+		case st != nil && e.Cmd != "applyOps":
+			// commitTransaction and abortTransaction: mongod points
+			// them at an entry of the transaction, not always the last.
 		case st != nil && st.last != e.PrevOpTime:
 			return nil, 0, fmt.Errorf("%w: entry %s points to %s, the transaction's previous entry is %s",
 				ErrTxnChain, e.TS, e.PrevOpTime, st.last)
