@@ -28,6 +28,9 @@ type catalogEntry struct {
 	bytes    int64 // data size, to build the largest first
 	// fromOplog counts the specs added by the oplog.
 	fromOplog int
+	// dropped: the oplog dropped the collection and nothing wrote to it
+	// since; it has no index to build and none to expect.
+	dropped bool
 }
 
 func newIndexCatalog() *indexCatalog { return &indexCatalog{colls: map[string]*catalogEntry{}} }
@@ -66,7 +69,14 @@ func (c *indexCatalog) sorted() []*catalogEntry {
 
 func (c *indexCatalog) dropCollection(ns string) {
 	if ce := c.colls[ns]; ce != nil {
-		ce.specs, ce.fromOplog = nil, 0
+		ce.specs, ce.fromOplog, ce.dropped = nil, 0, true
+	}
+}
+
+// revive records a write to ns after a drop: the collection exists again.
+func (c *indexCatalog) revive(ns string) {
+	if ce := c.colls[ns]; ce != nil {
+		ce.dropped = false
 	}
 }
 
@@ -81,6 +91,7 @@ func specName(s bson.D) string {
 }
 
 func (ce *catalogEntry) put(spec bson.D) {
+	ce.dropped = false
 	name := specName(spec)
 	for i, s := range ce.specs {
 		if specName(s) == name {

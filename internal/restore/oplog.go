@@ -177,6 +177,9 @@ type replayer struct {
 func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanResult, sel matcher) error {
 	rs.prog.setStep(StepOplog)
 	rs.oplog = map[string]*oplogEffect{}
+	if rs.catalog == nil {
+		rs.catalog = newIndexCatalog()
+	}
 	rp := rs.newReplayer(ctx, p, sel)
 	var buf []byte
 	_, _, err := scanBSON(r, &buf, func(doc []byte) error {
@@ -316,6 +319,9 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 	if t.Database != "" && len(rp.byDB[t.Database]) == 0 {
 		rp.skip(skipNotRestored, 1)
 		return nil
+	}
+	if d.Action == oplog.Apply && e.Cmd != "drop" && e.Cmd != "dropDatabase" && len(t.Namespaces) == 1 {
+		rp.rs.catalog.revive(t.Namespaces[0])
 	}
 	switch d.Action {
 	case oplog.IndexCatalog:

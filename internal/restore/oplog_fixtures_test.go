@@ -246,3 +246,221 @@ func mustRaw(t testing.TB, d bson.D) bson.Raw {
 	}
 	return b
 }
+
+func indexSet(t *testing.T, c *mongo.Collection) []string {
+	t.Helper()
+	var out []string
+	for n := range indexNames(t, c) {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestReplayRealDumps restores the mongo-tools dumps that carry an
+// oplog.bson written by a real server, with its replay, on the embedded
+// server, and checks the commands of the MongoDB path.
+func TestReplayRealDumps(t *testing.T) {
+	client := start(t)
+	ctx := context.Background()
+	tests := []struct {
+		dir string
+		// applyOps are the commands of the MongoDB path.
+		applyOps []string
+		check    func(t *testing.T, rep *Report, cmds []string)
+	}{
+		{dir: "commit_indexes_build",
+			applyOps: []string{
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1588114172,"i":1}},"t":1,"v":2,"op":"c","ns":"commit_index.$cmd","o":{"create":"test","idIndex":{"v":2,"key":{"_id":1},"name":"_id_"}}}]}`,
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1588114172,"i":2}},"t":1,"v":2,"op":"i","ns":"commit_index.test","o":{"_id":{"$oid":"5ea8b2fca5fd2094399b496a"},"a":1.0}}]}`,
+			},
+			check: func(t *testing.T, rep *Report, cmds []string) {
+				c := client.Database("commit_index").Collection("test")
+				if got := relaxed(t, readAll(t, c)); !reflect.DeepEqual(got, []string{`{"_id":{"$oid":"5ea8b2fca5fd2094399b496a"},"a":1.0}`}) {
+					t.Fatalf("data %v", got)
+				}
+				// commitIndexBuild a_1 built after the replay; b_1 is
+				// partial, which FerretDB refuses: reported, not lost.
+				if got := indexSet(t, c); !reflect.DeepEqual(got, []string{"_id_", "a_1"}) {
+					t.Fatalf("indexes %v", got)
+				}
+				if rep.IndexesFromOplog != 2 || rep.OplogSkipped["startIndexBuild"] != 2 || rep.OplogSkipped["noop"] != 11 {
+					t.Fatalf("report %+v", rep)
+				}
+			}},
+		{dir: "create_indexes",
+			check: func(t *testing.T, rep *Report, cmds []string) {
+				c := client.Database("create_indexes").Collection("test")
+				if got := indexSet(t, c); !reflect.DeepEqual(got, []string{"_id_", "a_1"}) {
+					t.Fatalf("indexes %v", got)
+				}
+				if rep.IndexesFromOplog != 2 || rep.OplogSkipped["noop"] != 13 {
+					t.Fatalf("report %+v", rep)
+				}
+			}},
+		{dir: "dump_with_noop_in_oplog",
+			applyOps: []string{
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1416869724,"i":1}},"v":2,"op":"c","ns":"test.$cmd","o":{"create":"data"}}]}`,
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1416869724,"i":2}},"v":2,"op":"i","ns":"test.data","o":{"_id":{"$oid":"5473b75c8e32da600b686ed7"},"a":1.0}}]}`,
+			},
+			check: func(t *testing.T, rep *Report, cmds []string) {
+				want := []string{
+					`test {"create":"data"}`,
+					`test {"insert":"data","documents":[{"_id":{"$oid":"5473b75c8e32da600b686ed7"},"a":1.0}],"ordered":false}`,
+				}
+				if !reflect.DeepEqual(cmds, want) {
+					t.Fatalf("commands\n got %v\nwant %v", cmds, want)
+				}
+				if rep.OplogSkipped["noop"] != 2 || rep.OplogApplied != 2 {
+					t.Fatalf("report %+v", rep)
+				}
+			}},
+		{dir: "oplog_partial_skips",
+			check: func(t *testing.T, rep *Report, cmds []string) {
+				// config.* and config.system.sessions are never written;
+				// db3.c1 gets its inserts.
+				for _, c := range cmds {
+					if strings.HasPrefix(c, "config ") {
+						t.Fatalf("wrote config: %s", c)
+					}
+				}
+				n, err := client.Database("db3").Collection("c1").CountDocuments(ctx, bson.D{})
+				if err != nil || n != 5 {
+					t.Fatalf("db3.c1: %d %v", n, err)
+				}
+				if rep.OplogSkipped[skipNotRestored] == 0 {
+					t.Fatalf("report %+v", rep)
+				}
+			}},
+		{dir: "collMod_ttl_index",
+			check: func(t *testing.T, rep *Report, cmds []string) {
+				c := client.Database("mongodump_test_db").Collection("coll1")
+				n, err := c.CountDocuments(ctx, bson.D{})
+				if err != nil || n != 10 {
+					t.Fatalf("coll1: %d %v", n, err)
+				}
+				// The collMod only changed the TTL index's option: no
+				// command for it, the catalog carries it.
+				for _, c := range cmds {
+					if strings.Contains(c, "collMod") {
+						t.Fatalf("sent %s", c)
+					}
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir, func(t *testing.T) {
+			data := dirArchive(t, oracle.Fixture(t, "mongorestore", tt.dir))
+			_, applied, err := replayWith(t, client, data, modeApplyOps, Options{Plain: true, Drop: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.applyOps != nil && !reflect.DeepEqual(applied, tt.applyOps) {
+				t.Fatalf("applyOps\n got %v\nwant %v", applied, tt.applyOps)
+			}
+			for _, c := range applied {
+				for _, k := range []string{`"ui"`, `"lsid"`, `"txnNumber"`, `"stmtId"`, `"prevOpTime"`, `"wall"`, `"h"`} {
+					if strings.Contains(c, k) {
+						t.Fatalf("applyOps receives %s: %s", k, c)
+					}
+				}
+			}
+			rep, cmds, err := replayWith(t, client, data, modeWrites, Options{Plain: true, Drop: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, rep, cmds)
+		})
+	}
+}
+
+// TestReplayRealCommandEntries replays the single command entries of
+// mongorestore/oplogs (one per kind) over a collection test.foo.
+func TestReplayRealCommandEntries(t *testing.T) {
+	client := start(t)
+	ctx := context.Background()
+	foo := coll{db: "test", name: "foo", docs: users(3), indexes: []bson.D{
+		{{Key: "v", Value: 2}, {Key: "key", Value: bson.D{{Key: "f", Value: 1}}}, {Key: "name", Value: "f_1"}},
+	}}
+	entries := func(name string) []bson.Raw {
+		return readBSONFile(t, oracle.Fixture(t, "mongorestore", "oplogs", "bson", name))
+	}
+	t.Run("drop_index", func(t *testing.T) {
+		_, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries("drop_index.bson")).archive(t), modeWrites, Options{Drop: true})
+		if err != nil || len(cmds) != 0 {
+			t.Fatal(err, cmds)
+		}
+		if got := indexSet(t, client.Database("test").Collection("foo")); !reflect.DeepEqual(got, []string{"_id_"}) {
+			t.Fatalf("indexes %v", got)
+		}
+	})
+	t.Run("create_index", func(t *testing.T) {
+		plain := foo
+		plain.indexes = nil
+		rep, _, err := replayWith(t, client, oplogDump([]coll{plain}, entries("create_index.bson")).archive(t), modeWrites, Options{Drop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := indexSet(t, client.Database("test").Collection("foo")); !reflect.DeepEqual(got, []string{"_id_", "f_1"}) || !rep.OK {
+			t.Fatalf("indexes %v, report %+v", got, rep)
+		}
+	})
+	t.Run("drop_collection", func(t *testing.T) {
+		rep, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries("drop_collection.bson")).archive(t), modeWrites, Options{Drop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(cmds, []string{`test {"drop":"foo"}`}) {
+			t.Fatalf("commands %v", cmds)
+		}
+		if n, _ := client.Database("test").Collection("foo").CountDocuments(ctx, bson.D{}); n != 0 || !rep.OK || rep.Collections[0].DocumentsExpected != 0 {
+			t.Fatalf("%d documents, report %+v", n, rep)
+		}
+	})
+	t.Run("drop_db drops only restored collections", func(t *testing.T) {
+		other := client.Database("test").Collection("not_restored")
+		if _, err := other.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		_, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries("drop_db.bson")).archive(t), modeWrites, Options{Drop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(cmds, []string{`test {"drop":"foo"}`}) {
+			t.Fatalf("commands %v", cmds)
+		}
+		if n, _ := other.CountDocuments(ctx, bson.D{}); n != 1 {
+			t.Fatal("dropDatabase reached a collection outside the restore")
+		}
+	})
+	t.Run("vectored inserts", func(t *testing.T) {
+		for _, f := range []string{"vectored_insert.bson", "linked_vectored_inserts.bson"} {
+			raws := entries(f)
+			rep, _, err := replayWith(t, client, oplogDump(nil, raws).archive(t), modeWrites, Options{Drop: true})
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			var want []string
+			for _, r := range raws {
+				e, _ := bson.Raw(r).LookupErr("o", "applyOps")
+				vals, _ := e.Array().Values()
+				for _, v := range vals {
+					var d bson.D
+					bson.Unmarshal(v.Document().Lookup("o").Document(), &d)
+					want = append(want, extJSON(t, d))
+				}
+			}
+			sort.Strings(want)
+			got := relaxed(t, readAll(t, client.Database("mongodump_test_db").Collection("coll1")))
+			if !reflect.DeepEqual(got, want) || !rep.OK {
+				t.Fatalf("%s: got %v want %v", f, got, want)
+			}
+		}
+	})
+	t.Run("collMod", func(t *testing.T) {
+		_, applied, err := replayWith(t, client, oplogDump([]coll{foo}, entries("collMod_with_hidden.bson")).archive(t), modeApplyOps, Options{Drop: true})
+		if err != nil || len(applied) != 0 {
+			t.Fatal(err, applied) // index options only: nothing to send
+		}
+	})
+}

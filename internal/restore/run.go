@@ -330,6 +330,9 @@ func (rs *runState) buildIndexes(ctx context.Context) error {
 func (rs *runState) buildCollectionIndexes(ctx context.Context, c *catalogEntry, cr *CollectionReport) {
 	if cr != nil {
 		cr.IndexesExpected = len(c.specs) + 1
+		if c.dropped {
+			cr.IndexesExpected = 0
+		}
 	}
 	if len(c.specs) == 0 {
 		return
