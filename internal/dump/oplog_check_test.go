@@ -46,7 +46,10 @@ func TestTakeRefusesWhatCannotBeReplayed(t *testing.T) {
 		next  bson.D
 		check func(error) bool
 	}{
-		{"rename", rename, func(err error) bool { var ce *oplog.CaptureError; return errors.As(err, &ce) && ce.Kind == oplog.KindRename }},
+		{"rename", rename, func(err error) bool {
+			var ce *oplog.CaptureError
+			return errors.As(err, &ce) && ce.Kind == oplog.KindRename
+		}},
 		{"rename in applyOps", inApplyOps, func(err error) bool { var ce *oplog.CaptureError; return errors.As(err, &ce) }},
 		{"term change", insertEntry(11, 2), func(err error) bool {
 			var fe *FailoverError
