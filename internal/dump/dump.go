@@ -372,7 +372,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 			return nil, err
 		}
 		if tl.active {
-			if err := checkRenamed(ctx, client, rp, intents); err != nil {
+			if err := checkCatalog(ctx, client, rp, intents, m.Collections, ferret); err != nil {
 				return nil, err
 			}
 			if err := checkMember(ctx, client, m.Source); err != nil {

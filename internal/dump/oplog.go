@@ -552,28 +552,62 @@ func (e *RenamedError) Error() string {
 	return fmt.Sprintf("dump: collection %s was renamed to %s during the backup (a rename, $out or mapReduce): it may have been read under either name, so the backup cannot be point-in-time; run it again when no rename runs", e.From, e.To)
 }
 
-// checkRenamed lists the collections again once all were read and fails
-// when a collection listed at the start now has another name (same UUID).
-// On MongoDB the oplog's renameCollection entry already fails the backup;
-// FerretDB writes no command to its oplog, so this is how a rename there is
-// seen.
-func checkRenamed(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, intents []intent) error {
+// DDLError says a collection or its indexes changed during a dump on a
+// server whose oplog does not record such changes (FerretDB logs only
+// inserts, updates and deletes): the restore could not replay them.
+type DDLError struct{ Namespace, What string }
+
+func (e *DDLError) Error() string {
+	return fmt.Sprintf("dump: %s %s during the backup, and this server's oplog does not record it (FerretDB logs only inserts, updates and deletes), so the backup cannot be point-in-time; run it again when no such change runs", e.Namespace, e.What)
+}
+
+// checkCatalog lists the collections again once all were read. A
+// collection listed at the start that now has another name (same UUID)
+// fails the backup: on MongoDB the oplog's renameCollection entry already
+// does, FerretDB writes no command to its oplog. On such a server (noDDL)
+// a listed collection that is gone, or whose index count changed, fails it
+// too: a MongoDB oplog holds the drop or the index build, which the
+// restore replays.
+func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, intents []intent, dumped []manifest.Collection, noDDL bool) error {
 	byUUID := map[string]string{}
 	for _, in := range intents {
 		if in.uuid != "" {
 			byUUID[in.uuid] = in.db + "." + in.name
 		}
 	}
-	if len(byUUID) == 0 {
-		return nil
-	}
 	now, err := listIntents(ctx, client, rp)
 	if err != nil {
 		return err
 	}
+	present := map[string]bool{}
 	for _, in := range now {
-		if was, ok := byUUID[in.uuid]; ok && in.uuid != "" && was != in.db+"."+in.name {
-			return &RenamedError{From: was, To: in.db + "." + in.name}
+		ns := in.db + "." + in.name
+		present[ns] = true
+		if was, ok := byUUID[in.uuid]; ok && in.uuid != "" && was != ns {
+			return &RenamedError{From: was, To: ns}
+		}
+	}
+	if !noDDL {
+		return nil
+	}
+	for _, c := range dumped {
+		ns := c.DB + "." + c.Name
+		if !present[ns] {
+			return &DDLError{Namespace: ns, What: "was dropped"}
+		}
+		if c.Type == "view" {
+			continue
+		}
+		cur, err := client.Database(c.DB, options.Database().SetReadPreference(rp)).Collection(c.Name).Indexes().List(ctx)
+		if err != nil {
+			return fmt.Errorf("dump: list indexes of %s: %w", ns, err)
+		}
+		var idx []bson.Raw
+		if err := cur.All(ctx, &idx); err != nil {
+			return fmt.Errorf("dump: list indexes of %s: %w", ns, err)
+		}
+		if len(idx) != c.Indexes {
+			return &DDLError{Namespace: ns, What: fmt.Sprintf("had its indexes changed (%d when read, %d at the end)", c.Indexes, len(idx))}
 		}
 	}
 	return nil

@@ -171,3 +171,40 @@ func TestCheckMember(t *testing.T) {
 		t.Fatalf("standalone: %v", err)
 	}
 }
+
+// TestRunRefusesInvisibleDDL: on FerretDB, whose oplog records no drop nor
+// index build, a collection dropped or an index built during the dump
+// fails it clearly instead of restoring a mix.
+func TestRunRefusesInvisibleDDL(t *testing.T) {
+	tests := []struct {
+		name string
+		ddl  func(ctx context.Context, c *mongo.Client) error
+		want string
+	}{
+		{"drop", func(ctx context.Context, c *mongo.Client) error {
+			return c.Database("other").Collection("things").Drop(ctx)
+		}, "other.things was dropped"},
+		{"index", func(ctx context.Context, c *mongo.Client) error {
+			_, err := c.Database("auth0").Collection("clients").Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "client_id", Value: 1}}})
+			return err
+		}, "auth0.clients had its indexes changed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			client := startServer(t, devappliance.Config{Oplog: true})
+			seed(t, client, 50)
+			testHookBeforeOplogEnd = func(ctx context.Context) {
+				if err := tt.ddl(ctx, client); err != nil {
+					t.Error(err)
+				}
+			}
+			defer func() { testHookBeforeOplogEnd = nil }()
+			_, _, err := runDump(ctx, t, client, Options{SpoolDir: t.TempDir()})
+			var de *DDLError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}

@@ -262,3 +262,19 @@ func CheckCapture(e Entry) error {
 	}
 	return nil
 }
+
+// Skips reports whether the table skips entries of kind k (a replay
+// counts them instead of applying them).
+func Skips(k Kind) bool {
+	for _, d := range opRules {
+		if d.Kind == k {
+			return d.Action == Skip
+		}
+	}
+	for _, d := range commandRules {
+		if d.Kind == k {
+			return d.Action == Skip
+		}
+	}
+	return false
+}
