@@ -12,9 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/dump"
@@ -172,7 +172,7 @@ func (a *Agent) addSensitiveFile(aw *archive.Writer, i int, path string) (manife
 // direct connection), for dump.Options.Pin.
 func (a *Agent) pinMember(ctx context.Context, member string) (*mongo.Client, error) {
 	o := options.Client().ApplyURI(a.cfg.MongoURI).SetAppName("a0agent").SetHosts([]string{member}).SetDirect(true)
-	c, err := mongo.Connect(ctx, o)
+	c, err := mongo.Connect(o)
 	if err != nil {
 		return nil, redactURIError(err)
 	}

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/manifest"
@@ -27,7 +27,7 @@ func rawEntry(t *testing.T, d bson.D) bson.Raw {
 }
 
 func insertEntry(ts, term int64) bson.D {
-	return bson.D{{Key: "ts", Value: primitive.Timestamp{T: uint32(ts), I: 1}}, {Key: "t", Value: term},
+	return bson.D{{Key: "ts", Value: bson.Timestamp{T: uint32(ts), I: 1}}, {Key: "t", Value: term},
 		{Key: "op", Value: "i"}, {Key: "ns", Value: "app.c"}, {Key: "o", Value: bson.D{{Key: "_id", Value: ts}}}}
 }
 
@@ -36,9 +36,9 @@ func insertEntry(ts, term int64) bson.D {
 // oplog was tailed), with crafted entries as a replica set writes them:
 // FerretDB writes neither commands nor terms.
 func TestTakeRefusesWhatCannotBeReplayed(t *testing.T) {
-	rename := bson.D{{Key: "ts", Value: primitive.Timestamp{T: 11, I: 1}}, {Key: "t", Value: int64(1)}, {Key: "op", Value: "c"}, {Key: "ns", Value: "app.$cmd"},
+	rename := bson.D{{Key: "ts", Value: bson.Timestamp{T: 11, I: 1}}, {Key: "t", Value: int64(1)}, {Key: "op", Value: "c"}, {Key: "ns", Value: "app.$cmd"},
 		{Key: "o", Value: bson.D{{Key: "renameCollection", Value: "app.c"}, {Key: "to", Value: "app.d"}}}}
-	inApplyOps := bson.D{{Key: "ts", Value: primitive.Timestamp{T: 11, I: 1}}, {Key: "t", Value: int64(1)}, {Key: "op", Value: "c"}, {Key: "ns", Value: "admin.$cmd"},
+	inApplyOps := bson.D{{Key: "ts", Value: bson.Timestamp{T: 11, I: 1}}, {Key: "t", Value: int64(1)}, {Key: "op", Value: "c"}, {Key: "ns", Value: "admin.$cmd"},
 		{Key: "o", Value: bson.D{{Key: "applyOps", Value: bson.A{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "app.$cmd"},
 			{Key: "o", Value: bson.D{{Key: "renameCollection", Value: "app.c"}, {Key: "to", Value: "app.d"}}}}}}}}}
 	tests := []struct {
@@ -93,7 +93,7 @@ func TestCheckRolledBack(t *testing.T) {
 	if err := tl.checkRolledBack(ctx); err != nil {
 		t.Fatalf("entry present: %v", err)
 	}
-	if _, err := coll.DeleteOne(ctx, bson.D{{Key: "ts", Value: primitive.Timestamp{T: 11, I: 1}}}); err != nil {
+	if _, err := coll.DeleteOne(ctx, bson.D{{Key: "ts", Value: bson.Timestamp{T: 11, I: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	var fe *FailoverError

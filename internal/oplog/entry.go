@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // ErrMalformed is matched by an entry that is not an oplog entry a0 can read.

@@ -1,6 +1,6 @@
 package oplog
 
-import "go.mongodb.org/mongo-driver/bson"
+import "go.mongodb.org/mongo-driver/v2/bson"
 
 // reducedFields are the fields of an entry sent to applyOps, as
 // mongorestore sends them (its db.Oplog): position, term, version, op, ns
