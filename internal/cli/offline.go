@@ -19,6 +19,7 @@ import (
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/oplog"
 	"github.com/a0backup/a0/internal/restore"
 )
 
@@ -114,6 +115,9 @@ type VerifyResult struct {
 	PlainBytes  int64                `json:"plaintext_bytes"`
 	Collections []VerifiedCollection `json:"collections,omitempty"`
 	Files       []manifest.File      `json:"files,omitempty"`
+	// OplogKinds counts oplog.bson's operations by entry kind, as the
+	// restore's decision table names them (docs/consistency.md).
+	OplogKinds map[string]int64 `json:"oplog_kinds,omitempty"`
 }
 
 // VerifiedCollection is a collection as found in the archive.
@@ -167,9 +171,11 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 	switch man.Kind {
 	case manifest.KindBackup:
 		if !o.Legacy {
-			if err := planFile(ctx, &o, cr); err != nil {
+			plan, err := planFile(ctx, &o, cr)
+			if err != nil {
 				return err
 			}
+			res.OplogKinds = plan.OplogKinds
 		}
 		for _, c := range man.Collections {
 			got := found[c.BSONFile]
@@ -203,20 +209,21 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 // position and counts) over the file, so that verify accepts exactly what a
 // restore would. It reads the file again with the keys of the first pass
 // (first): one key derivation per verify, as in a restore.
-func planFile(ctx context.Context, o *OfflineOptions, first *crypt.Reader) error {
+func planFile(ctx context.Context, o *OfflineOptions, first *crypt.Reader) (*restore.PlanResult, error) {
 	f, err := os.Open(o.File)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	stream, err := first.Reopen(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := restore.Plan(ctx, stream, restore.Options{}); err != nil {
-		return &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
+	plan, err := restore.Plan(ctx, stream, restore.Options{})
+	if err != nil {
+		return nil, &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
 	}
-	return nil
+	return plan, nil
 }
 
 func kdfText(h crypt.HeaderInfo) string {
@@ -254,6 +261,9 @@ func printVerify(env *Env, r VerifyResult) {
 		cons += fmt.Sprintf(" to %s (ts %d,%d; %d oplog entries)", m.ConsistentTo.Wall.Format("2006-01-02 15:04:05.000 UTC"), m.ConsistentTo.T, m.ConsistentTo.I, m.OplogEntries)
 	}
 	fmt.Fprintf(w, "consistency:  %s\n", cons)
+	if len(r.OplogKinds) > 0 {
+		fmt.Fprintf(w, "oplog:        %s\n", oplogKindsText(r.OplogKinds))
+	}
 	fmt.Fprintf(w, "collections:  %d\n", len(r.Collections))
 	var docs, bytes int64
 	for _, c := range r.Collections {
@@ -395,4 +405,23 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	fmt.Fprintf(env.Stdout, "Decrypted %s into %s (%s, %s)\n", o.File, o.Output, human(n), what)
 	return nil
+}
+
+// oplogKindsText lists oplog operations by kind, marking those a restore
+// skips (counted, never silently).
+func oplogKindsText(kinds map[string]int64) string {
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, k := range names {
+		p := fmt.Sprintf("%s %d", k, kinds[k])
+		if oplog.Skips(oplog.Kind(k)) {
+			p += " (skipped)"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }
