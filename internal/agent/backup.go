@@ -98,8 +98,14 @@ func (a *Agent) sensitiveBackupJob(slot store.Slot, password []byte) job.Func {
 			return nil, fmt.Errorf("start backup file: %w", err)
 		}
 		host, _ := os.Hostname()
+		node, err := a.state.LoadNode()
+		if err != nil {
+			s.Abort()
+			return nil, err
+		}
 		man := &manifest.Manifest{FormatVersion: manifest.FormatVersion, Kind: manifest.KindSensitive,
-			ToolVersion: "a0 " + version.Version, Source: manifest.Source{Node: host}, Started: start.UTC()}
+			ToolVersion: "a0 " + version.Version, Source: manifest.Source{Node: host, Roles: node.Roles, Device: node.Device},
+			Started: start.UTC()}
 		for i, p := range paths {
 			if err := ctx.Err(); err != nil {
 				s.Abort()

@@ -115,6 +115,7 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	out.DatabaseBytes, _ = dump.DataSize(r.Context(), a.client)
 	out.ServerVersion = a.serverVersion(r)
 	out.Job, _, _ = a.jobs.Running()
+	out.Keys = a.keysInUse()
 	if running, _, _ := a.jobs.Running(); running != kindRestore {
 		if m, _ := a.restoreMarker(r.Context()); m != nil {
 			out.InterruptedRestore = m

@@ -561,15 +561,27 @@ func (a *Agent) runRestoreSensitive(ctx context.Context, r *http.Request, src so
 		}
 		written = append(written, plan[i].Target)
 	}
+	// Every restored key is taken into use in place: no restart.
 	reloaded := []string{"authorized keys (read on every call)"}
+	var failed []string
 	if err := a.reloadCert(); err == nil {
 		reloaded = append(reloaded, "TLS certificate")
+	} else {
+		failed = append(failed, err.Error())
+	}
+	if err := a.reloadSecrets(); err == nil {
+		reloaded = append(reloaded, "data encryption key", "token signing key")
+	} else {
+		failed = append(failed, err.Error())
 	}
 	src.done()
 	a.log.Info("sensitive configuration restored", "files", len(plan), "key", r.Context().Value(keyNameKey))
-	return api.Message{Message: "Sensitive configuration restored",
-		Arguments: map[string]any{"files": plan, "reloaded": reloaded,
-			"restart_needed_for": "data encryption and token signing keys are read at start: restart the agent"}}, nil
+	args := map[string]any{"files": plan, "reloaded": reloaded, "keys": a.keysInUse()}
+	if len(failed) > 0 {
+		a.log.Error("a restored key could not be taken into use", "err", strings.Join(failed, "; "))
+		args["restart_needed_for"] = "not taken into use (" + strings.Join(failed, "; ") + "): fix the file and restart the agent"
+	}
+	return api.Message{Message: "Sensitive configuration restored", Arguments: args}, nil
 }
 
 // sensitiveTarget maps an archive path to where it goes on this node. Only

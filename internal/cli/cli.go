@@ -95,6 +95,7 @@ func init() {
 		{"restore", "restore [FILE] [password options] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", "restore a backup onto the node", runRestoreCmd, true},
 		{"restore-status", "restore-status [--wait]", "show the running or last restore", runRestoreStatusCmd, true},
 		{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", runRestoreSensitiveCmd, true},
+		{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", runRecoverCmd, true},
 		{"verify", "verify FILE [password options] [--legacy] [--json]", "check every byte of a backup file offline and list what it holds", runVerifyCmd, false},
 		{"decrypt", "decrypt FILE [-o OUT] [password options] [--legacy]", "write the plain .tar.gz of a backup file", runDecryptCmd, false},
 		{"help", "help", "print this usage", nil, false},

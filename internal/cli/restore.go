@@ -17,6 +17,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
+	"github.com/a0backup/a0/internal/manifest"
 )
 
 // RestoreOptions are the options of restore.
@@ -323,11 +324,27 @@ func runRestoreSensitiveCmd(ctx context.Context, env *Env, args []string) error 
 }
 
 // RunRestoreSensitive uploads a sensitive backup, shows what it would
-// replace, asks for confirmation (unless Yes) and restores it.
+// replace, asks for confirmation (unless Yes) and restores it. When the node
+// then presents the certificate restored from the file, that certificate
+// becomes the node's pin: its fingerprint comes from the file, which the CLI
+// authenticates itself first, so the next command is not refused.
 func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOptions) error {
 	pw, err := o.resolve(env, false)
 	if err != nil {
 		return err
+	}
+	capture := map[string][]byte{certEntry: nil}
+	oo := OfflineOptions{PasswordOptions: PasswordOptions{Password: pw}, File: o.File}
+	res, err := verifyFile(ctx, env, &oo, capture)
+	if err != nil {
+		return err
+	}
+	if res.Manifest.Kind != manifest.KindSensitive {
+		return &api.Error{Code: api.CodeBadRequest, Message: "this is an ordinary backup, not a sensitive one: use restore"}
+	}
+	cert, err := certDER(capture[certEntry])
+	if err != nil {
+		return &IntegrityError{Msg: fmt.Sprintf("%s: %s: %v", o.File, certEntry, err)}
 	}
 	c, err := env.client(ctx)
 	if err != nil {
@@ -337,35 +354,13 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 	if err != nil {
 		return err
 	}
-	type planned struct {
-		Message   string `json:"message"`
-		Arguments struct {
-			Files []struct {
-				Path    string `json:"path"`
-				Target  string `json:"target"`
-				Mode    string `json:"mode"`
-				Exists  bool   `json:"exists"`
-				Changes bool   `json:"changes"`
-			} `json:"files"`
-			Reloaded []string `json:"reloaded"`
-			Restart  string   `json:"restart_needed_for"`
-		} `json:"arguments"`
-	}
-	var plan planned
+	var plan sensitiveAnswer
 	req := api.RestoreSensitiveRequest{UploadID: id, Password: pw}
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestoreSens, req, &plan); err != nil {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "restore-sensitive will write:")
-	for _, f := range plan.Arguments.Files {
-		state := "new"
-		if f.Exists && f.Changes {
-			state = "REPLACES a different file"
-		} else if f.Exists {
-			state = "identical"
-		}
-		fmt.Fprintf(env.Stdout, "  %-50s %s (%s)\n", f.Target, f.Mode, state)
-	}
+	printSensitivePlan(env, plan)
 	if !o.Yes {
 		if !env.Interactive {
 			return usagef("restore-sensitive replaces the node's keys: confirm on a terminal or pass --yes")
@@ -378,13 +373,15 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 		}
 	}
 	req.Confirm = true
-	var done planned
+	var done sensitiveAnswer
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestoreSens, req, &done); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "%s: %d files; reloaded: %s\n", done.Message, len(done.Arguments.Files), strings.Join(done.Arguments.Reloaded, ", "))
-	if done.Arguments.Restart != "" {
-		fmt.Fprintf(env.Stdout, "note: %s\n", done.Arguments.Restart)
+	printSensitiveDone(env, done)
+	if cert != nil {
+		if _, err := repinRestored(ctx, env, cert); err != nil {
+			return fmt.Errorf("restored, but could not check the node's certificate: %w", err)
+		}
 	}
 	return nil
 }

@@ -229,3 +229,24 @@ func (c *Client) UploadChunk(ctx context.Context, id string, offset int64, body 
 	}
 	return u.Size, nil
 }
+
+// Presented returns the DER of the certificate node presents now, without
+// checking it against any pin. It is only for comparing with a fingerprint
+// known from an authenticated source; nothing is sent to the node.
+func Presented(ctx context.Context, node string) ([]byte, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+		Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}
+	conn, err := d.DialContext(ctx, "tcp", node)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &ConnError{Node: node, Err: err}
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, &ConnError{Node: node, Err: errors.New("node presented no certificate")}
+	}
+	return certs[0].Raw, nil
+}

@@ -197,3 +197,48 @@ func normalizeNode(hostport string) (string, error) {
 	}
 	return net.JoinHostPort(strings.ToLower(host), port), nil
 }
+
+// Repin makes fp (a "SHA256:..." fingerprint) the pin of hostport,
+// replacing any other pin of it. It is for a certificate whose fingerprint
+// the caller knows from an authenticated source (a sensitive backup it has
+// just restored), never for one a node merely presents.
+func (k KnownNodes) Repin(hostport, fp string) error {
+	node, err := normalizeNode(hostport)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(fp, "SHA256:") || strings.ContainsAny(fp, " \t\r\n") {
+		return fmt.Errorf("fingerprint %q: want SHA256:<base64>", fp)
+	}
+	knownMu.Lock()
+	defer knownMu.Unlock()
+	if err := mkdirPrivate(filepath.Dir(k.Path)); err != nil {
+		return err
+	}
+	unlock, err := lockFile(k.Path + ".lock")
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", k.Path, err)
+	}
+	defer unlock()
+	data, err := os.ReadFile(k.Path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read known nodes: %w", err)
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if e, ok := parseKnownLine(sc.Text()); ok && e.node == node {
+			continue
+		}
+		out.WriteString(sc.Text())
+		out.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read known nodes: %w", err)
+	}
+	out.WriteString(node + " " + fp + "\n")
+	if err := atomicfile.Write(k.Path, out.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("rewrite known nodes: %w", err)
+	}
+	return nil
+}
