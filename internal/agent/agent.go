@@ -85,10 +85,10 @@ type Agent struct {
 	// secrets are the data encryption and token signing keys in use,
 	// replaced in place when a sensitive restore writes new ones.
 	secrets statedir.Secrets
-	hosts  []string
-	srv    *http.Server
-	ctx    context.Context // the agent's lifetime; jobs run under it
-	stop   context.CancelFunc
+	hosts   []string
+	srv     *http.Server
+	ctx     context.Context // the agent's lifetime; jobs run under it
+	stop    context.CancelFunc
 }
 
 // New opens the state directory, starts or connects the database and

@@ -137,13 +137,13 @@ func loadRecoverState(home, node, sensPath, sensSHA, dataPath, dataSHA string) (
 
 // recoverRun is one run of recover: what the offline check learnt.
 type recoverRun struct {
-	env   *Env
-	o     RecoverOptions
-	node  string
-	state *recoverState
-	sens  VerifyResult
-	data  *VerifyResult // nil when the check was done by an earlier run
-	cert  []byte        // DER of the certificate the sensitive backup holds
+	env            *Env
+	o              RecoverOptions
+	node           string
+	state          *recoverState
+	sens           VerifyResult
+	data           *VerifyResult // nil when the check was done by an earlier run
+	cert           []byte        // DER of the certificate the sensitive backup holds
 	dataPW, sensPW string
 }
 
