@@ -141,7 +141,8 @@ func Main(ctx context.Context, args []string, env *Env) int {
 func report(env *Env, err error) int {
 	code, advice := exitCode(err)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "a0cli: %v\n", err)
+		// Exactly one line end, whatever the message ends with.
+		fmt.Fprintf(env.Stderr, "a0cli: %s\n", strings.TrimRight(err.Error(), "\n"))
 		if advice != "" {
 			fmt.Fprintln(env.Stderr, advice)
 		}

@@ -214,6 +214,10 @@ func (c *Client) UploadChunk(ctx context.Context, id string, offset int64, body 
 	req.ContentLength = n
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var changed *keys.ChangedCertError
+		if errors.As(err, &changed) {
+			return 0, changed
+		}
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}

@@ -35,9 +35,11 @@ type ChangedCertError struct {
 }
 
 func (e *ChangedCertError) Error() string {
-	return fmt.Sprintf("the TLS certificate of node %s has CHANGED (pinned %s, presented %s). "+
-		"This may be an attack (someone intercepting the connection), or the node was reinstalled. "+
-		"If you trust the change, remove the line for %s from %s or run `a0cli forget-node %s`",
+	// Lines of their own, the last one ending the message: printed after a
+	// progress bar or another message it must not run into either.
+	return fmt.Sprintf("the TLS certificate of node %s has CHANGED (pinned %s, presented %s).\n"+
+		"This may be an attack (someone intercepting the connection), or the node was reinstalled.\n"+
+		"If you trust the change, remove the line for %s from %s or run `a0cli forget-node %s`\n",
 		e.Node, e.Want, e.Got, e.Node, e.File, e.Node)
 }
 
