@@ -388,8 +388,16 @@ type sensitiveAnswer struct {
 			Mode    string `json:"mode"`
 			Exists  bool   `json:"exists"`
 			Changes bool   `json:"changes"`
+			Skipped bool   `json:"skipped"`
+			Reason  string `json:"reason"`
 		} `json:"files"`
-		Skipped  []any    `json:"skipped"`
+		// Skipped are identity files the node left as they are (no
+		// recovery consent given on the node).
+		Skipped []struct {
+			Path   string `json:"path"`
+			Target string `json:"target"`
+			Reason string `json:"reason"`
+		} `json:"skipped"`
 		Reloaded []string `json:"reloaded"`
 		Restart  string   `json:"restart_needed_for"`
 	} `json:"arguments"`
@@ -403,14 +411,19 @@ func printSensitivePlan(env *Env, plan sensitiveAnswer) {
 		} else if f.Exists {
 			state = "identical"
 		}
+		if f.Skipped {
+			state = "SKIPPED: " + f.Reason
+		}
 		fmt.Fprintf(env.Stdout, "  %-50s %s (%s)\n", f.Target, f.Mode, state)
 	}
 }
 
 func printSensitiveDone(env *Env, done sensitiveAnswer) {
-	fmt.Fprintf(env.Stdout, "%s: %d files; reloaded: %s\n", done.Message, len(done.Arguments.Files), strings.Join(done.Arguments.Reloaded, ", "))
-	for _, s := range done.Arguments.Skipped {
-		fmt.Fprintf(env.Stdout, "skipped: %v\n", s)
+	fmt.Fprintf(env.Stdout, "%s: %d files; reloaded: %s\n", done.Message, len(done.Arguments.Files)-len(done.Arguments.Skipped), strings.Join(done.Arguments.Reloaded, ", "))
+	// The identity files need a consent given on the node itself: say
+	// which were left as they are, never silently.
+	for _, f := range done.Arguments.Skipped {
+		fmt.Fprintf(env.Stdout, "skipped: %s (%s)\n", f.Target, f.Reason)
 	}
 	if done.Arguments.Restart != "" {
 		fmt.Fprintf(env.Stdout, "note: %s\n", done.Arguments.Restart)
@@ -462,6 +475,9 @@ func (r *recoverRun) restoreSensitive(ctx context.Context) error {
 		return err
 	}
 	printSensitiveDone(r.env, done)
+	if len(done.Arguments.Skipped) > 0 {
+		fmt.Fprintf(r.env.Stdout, "note: the node kept its own identity (%d files skipped): to restore it too, on the node run\n  a0agent allow-recovery --state-dir DIR\nthen\n  a0cli -t %s restore-sensitive %s\n", len(done.Arguments.Skipped), r.env.Target, r.o.SensitiveFile)
+	}
 	if done.Arguments.Restart != "" {
 		return errors.New("the agent could not take every restored key into use: " + done.Arguments.Restart)
 	}
