@@ -98,7 +98,8 @@ func init() {
 		{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", runRecoverCmd, true},
 		{"verify", "verify FILE [password options] [--legacy] [--json]", "check every byte of a backup file offline and list what it holds", runVerifyCmd, false},
 		{"decrypt", "decrypt FILE [-o OUT] [password options] [--legacy]", "write the plain .tar.gz of a backup file", runDecryptCmd, false},
-		{"help", "help", "print this usage", nil, false},
+		{"completion", "completion bash|zsh|fish", "print a shell completion script", runCompletionCmd, false},
+		{"help", "help [COMMAND]", "print this usage, or a command's usage, flags and examples", runHelpCmd, false},
 	}
 }
 
@@ -123,17 +124,22 @@ func Main(ctx context.Context, args []string, env *Env) int {
 		return ExitOK
 	}
 	rest := gf.Args()
-	if *help || len(rest) == 0 || rest[0] == "help" {
+	if *help && len(rest) > 0 {
+		return report(env, runHelpCmd(ctx, env, rest[:1]))
+	}
+	if *help || len(rest) == 0 {
 		printUsage(env)
 		if len(rest) == 0 && !*help {
 			return ExitUsage
 		}
 		return ExitOK
 	}
-	for _, c := range commands {
-		if c.name == rest[0] && c.run != nil {
-			return report(env, c.run(ctx, env, rest[1:]))
+	if c, ok := findCommand(rest[0]); ok {
+		// COMMAND -h, -help or --help: that command's help, exit 0.
+		if wantsHelp(rest[1:]) {
+			return report(env, printCommandHelp(ctx, env, c))
 		}
+		return report(env, c.run(ctx, env, rest[1:]))
 	}
 	return report(env, usagef("unknown command %q", rest[0]))
 }
@@ -167,7 +173,8 @@ func printUsage(env *Env) {
 			fmt.Fprintf(w, "  %s\n", c.Usage)
 		}
 	}
-	fmt.Fprintln(w, "\npassword options: <password> | --password P | --password-file FILE | $A0_BACKUP_PASSWORD | a prompt")
+	fmt.Fprintln(w, "\nrun `a0cli help COMMAND` or `a0cli COMMAND --help` for a command's flags and examples")
+	fmt.Fprintln(w, "password options: <password> | --password P | --password-file FILE | $A0_BACKUP_PASSWORD | a prompt")
 	fmt.Fprintln(w, "exit codes: 0 ok, 1 failure, 2 usage, 3 key/auth, 4 refused by the node, 5 not found, 6 integrity, 7 unreachable")
 }
 
@@ -192,7 +199,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, &helpError{fs: fs}
+		} else if err != nil {
 			return nil, usagef("%s: %v", fs.Name(), err)
 		}
 		args = fs.Args()
