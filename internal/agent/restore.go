@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -317,6 +318,10 @@ type restoreProgress struct {
 	// Totals from the plan, for the CLI's progress bar and ETA.
 	DocumentsTotal int64 `json:"documents_total,omitempty"`
 	BytesTotal     int64 `json:"bytes_total,omitempty"`
+	// FileBytes of FileBytesTotal have been authenticated: the progress
+	// of the first pass, before the plan's totals are known.
+	FileBytes      int64 `json:"file_bytes,omitempty"`
+	FileBytesTotal int64 `json:"file_bytes_total,omitempty"`
 }
 
 func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
@@ -330,11 +335,20 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			mu.Unlock()
 		}
 		prog := &restore.Progress{}
+		var fileTotal int64
+		if st, err := os.Stat(src.path); err == nil {
+			fileTotal = st.Size()
+		}
+		var fileRead atomic.Int64
 		j.SetProgress(func() any {
 			s := prog.Snapshot()
 			mu.Lock()
 			defer mu.Unlock()
-			return restoreProgress{Phase: phase, Snapshot: &s, DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+			p := restoreProgress{Phase: phase, Snapshot: &s, DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+			if phase == "authenticating" {
+				p.FileBytes, p.FileBytesTotal = fileRead.Load(), fileTotal
+			}
+			return p
 		})
 		// Pass 1: authenticate every byte and validate the archive, before
 		// the first write to the database.
@@ -343,6 +357,22 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			return nil, err
 		}
 		defer file.Close()
+		// The file's offset is how far pass 1 has read (its buffer ahead).
+		stopPos := make(chan struct{})
+		stopPolling := sync.OnceFunc(func() { close(stopPos) })
+		defer stopPolling()
+		go func() {
+			for {
+				select {
+				case <-stopPos:
+					return
+				case <-time.After(200 * time.Millisecond):
+					if pos, err := file.Seek(0, io.SeekCurrent); err == nil {
+						fileRead.Store(pos)
+					}
+				}
+			}
+		}()
 		plan, err := restore.Plan(ctx, stream, opts)
 		if err == nil {
 			// The archive may end before the encrypted stream does:
@@ -352,6 +382,7 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 		if err != nil {
 			return nil, cryptError(err)
 		}
+		stopPolling()
 		res := &restoreResult{Phase: "planned", Plan: summarize(plan)}
 		mu.Lock()
 		for _, c := range plan.Collections {

@@ -59,7 +59,7 @@ func (e *Env) client(ctx context.Context) (*client.Client, error) {
 		return nil, err
 	}
 	return client.New(e.Home, node, func(node, fp string) {
-		fmt.Fprintf(e.Stderr, "a0cli: first contact with %s: pinned its certificate %s in %s\n", node, fp, filepath.Join(e.Home, "known_nodes"))
+		e.say(fmt.Sprintf("a0cli: first contact with %s: pinned its certificate %s in %s", node, fp, filepath.Join(e.Home, "known_nodes")))
 	})
 }
 
@@ -106,6 +106,9 @@ func init() {
 // Main runs a0cli with args (without the program name) and returns the exit
 // code.
 func Main(ctx context.Context, args []string, env *Env) int {
+	if _, ok := env.Stderr.(*lineWriter); !ok && env.Stderr != nil {
+		env.Stderr = &lineWriter{w: env.Stderr}
+	}
 	gf := flag.NewFlagSet("a0cli", flag.ContinueOnError)
 	gf.SetOutput(io.Discard)
 	gf.StringVar(&env.Target, "t", env.Target, "")
@@ -147,8 +150,8 @@ func Main(ctx context.Context, args []string, env *Env) int {
 func report(env *Env, err error) int {
 	code, advice := exitCode(err)
 	if err != nil {
-		// Exactly one line end, whatever the message ends with.
-		fmt.Fprintf(env.Stderr, "a0cli: %s\n", strings.TrimRight(err.Error(), "\n"))
+		// A line of its own, and exactly one line end.
+		env.say("a0cli: " + err.Error())
 		if advice != "" {
 			fmt.Fprintln(env.Stderr, advice)
 		}

@@ -374,7 +374,7 @@ func repinRestored(ctx context.Context, env *Env, der []byte) (bool, error) {
 			return false, err
 		}
 	}
-	fmt.Fprintf(env.Stderr, "a0cli: %s now presents the certificate restored from the sensitive backup: pinned %s in %s\n", node, keys.Fingerprint(der), path)
+	env.say(fmt.Sprintf("a0cli: %s now presents the certificate restored from the sensitive backup: pinned %s in %s", node, keys.Fingerprint(der), path))
 	return true, nil
 }
 

@@ -172,6 +172,10 @@ type restoreStatus struct {
 			DocumentsTotal   int64  `json:"documents_total"`
 			Bytes            int64  `json:"bytes"`
 			BytesTotal       int64  `json:"bytes_total"`
+			// FileBytes of FileBytesTotal are authenticated (phase
+			// authenticating, before any total of the data is known).
+			FileBytes      int64 `json:"file_bytes"`
+			FileBytesTotal int64 `json:"file_bytes_total"`
 		} `json:"progress"`
 		Error  string          `json:"error"`
 		Code   string          `json:"code"`
@@ -181,7 +185,9 @@ type restoreStatus struct {
 
 func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
 	b := newBar(env, "restore")
-	defer b.finish()
+	defer func() { b.finish() }()
+	phase := ""
+	var lastBytes, lastTotal int64
 	for {
 		var raw json.RawMessage
 		if err := c.JSON(ctx, http.MethodGet, api.PathRestoreStatus, nil, &raw); err != nil {
@@ -193,6 +199,24 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		}
 		if st.Message == "Restore in progress" {
 			p := st.Arguments.Progress
+			if p.Phase != phase {
+				// One bar per phase: each has its own total and rate.
+				if phase != "" {
+					b.finish()
+					b = newBar(env, "restore")
+				}
+				phase = p.Phase
+			}
+			if p.Phase == "authenticating" && p.FileBytesTotal > 0 {
+				b.update(p.FileBytes, p.FileBytesTotal, "authenticating every byte before the first write")
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(300 * time.Millisecond):
+				}
+				continue
+			}
+			lastBytes, lastTotal = p.Bytes, p.BytesTotal
 			label := p.Phase
 			switch p.Step {
 			case "indexes":
@@ -209,6 +233,9 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 			case <-time.After(300 * time.Millisecond):
 			}
 			continue
+		}
+		if st.Message == "Restore finished" && lastTotal > 0 {
+			b.update(max(lastBytes, lastTotal), max(lastBytes, lastTotal), "done")
 		}
 		b.finish()
 		if asJSON {
