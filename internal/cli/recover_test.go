@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
 )
@@ -50,7 +50,7 @@ func dbSnapshot(t *testing.T, state string) map[string]string {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(strings.TrimSpace(string(uri))))
+	c, err := mongo.Connect(options.Client().ApplyURI(strings.TrimSpace(string(uri))))
 	if err != nil {
 		t.Fatal(err)
 	}
