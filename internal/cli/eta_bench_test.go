@@ -106,15 +106,25 @@ func BenchmarkBackupETA(b *testing.B) {
 			Arguments struct{ Documents int64 } `json:"arguments"`
 		}
 		json.Unmarshal([]byte(cli("backup-status")), &found)
-		for _, s := range samples {
+		var moved *sample
+		for i, s := range samples {
+			if moved == nil && s.bytes > 0 {
+				moved = &samples[i]
+			}
 			if s.total <= 0 || s.bytes*5 < s.total {
 				continue
 			}
-			rate := float64(s.bytes) / s.at.Seconds()
-			eta := time.Duration(float64(s.total-s.bytes) / rate * float64(time.Second))
 			real := took - s.at
-			b.ReportMetric(100*(eta-real).Seconds()/real.Seconds(), "eta_err_%_at_fifth")
+			// The bar's ETA: the rate from the first byte on.
+			if el := (s.at - moved.at).Seconds(); el > 0 && s.bytes > moved.bytes {
+				eta := float64(s.total-s.bytes) / (float64(s.bytes-moved.bytes) / el)
+				b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_err_%_at_fifth")
+			}
+			// The ETA from the start of the job (the bar before this issue).
+			eta := float64(s.total-s.bytes) / (float64(s.bytes) / s.at.Seconds())
+			b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_from_start_err_%")
 			b.ReportMetric(real.Seconds(), "s_left_at_fifth")
+			b.ReportMetric(moved.at.Seconds(), "s_to_first_byte")
 			break
 		}
 		dumped := last.Progress.Bytes

@@ -60,6 +60,11 @@ type bar struct {
 	last    time.Time
 	drawn   bool
 	initial int64
+	// moved and movedAt are the first count above initial and when it was
+	// seen: the rate is measured from there, so that a wait before the
+	// first byte (listing, the oplog start) does not stretch the ETA.
+	moved   int64
+	movedAt time.Time
 }
 
 func newBar(env *Env, label string) *bar {
@@ -76,10 +81,12 @@ func (b *bar) update(done, total int64, extra string) {
 		return
 	}
 	b.last, b.drawn = now, true
-	el := now.Sub(b.start).Seconds()
+	if b.movedAt.IsZero() && done > b.initial {
+		b.moved, b.movedAt = done, now
+	}
 	rate := 0.0
-	if el > 0 {
-		rate = float64(done-b.initial) / el
+	if el := now.Sub(b.movedAt).Seconds(); !b.movedAt.IsZero() && el > 0 {
+		rate = float64(done-b.moved) / el
 	}
 	line := fmt.Sprintf("%s %s", b.label, human(done))
 	if total > 0 {
