@@ -149,6 +149,7 @@ type intent struct {
 	options       bson.Raw
 	uuid          string
 	estimate      int64
+	count         int64  // collStats count, for refineEstimates
 	base          string // escaped entry name without extension
 }
 
@@ -508,6 +509,7 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 				// still gets a backup.
 				if db.RunCommand(ctx, bson.D{{Key: "collStats", Value: s.Name}}).Decode(&st) == nil {
 					in.estimate = number(st.Lookup("size"))
+					in.count = number(st.Lookup("count"))
 				}
 			}
 			out = append(out, in)
@@ -631,11 +633,13 @@ func refineEstimates(ctx context.Context, client *mongo.Client, rp *readpref.Rea
 		if in.typ != "collection" {
 			continue
 		}
-		coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
-		n, err := coll.EstimatedDocumentCount(ctx)
-		if err != nil || n == 0 {
+		// collStats' count, already read: estimatedDocumentCount is a
+		// count scan on FerretDB (seconds for a large collection).
+		n := in.count
+		if n == 0 {
 			continue
 		}
+		coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
 		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetLimit(sampleDocs).SetBatchSize(sampleDocs))
 		if err != nil {
 			continue
