@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
@@ -89,10 +90,13 @@ type Agent struct {
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
-	hosts  []string
-	srv    *http.Server
-	ctx    context.Context // the agent's lifetime; jobs run under it
-	stop   context.CancelFunc
+	// secrets are the data encryption and token signing keys in use,
+	// replaced in place when a sensitive restore writes new ones.
+	secrets statedir.Secrets
+	hosts   []string
+	srv     *http.Server
+	ctx     context.Context // the agent's lifetime; jobs run under it
+	stop    context.CancelFunc
 }
 
 // New opens the state directory, starts or connects the database and
@@ -132,6 +136,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.hosts = hosts
 	if err := a.reloadCert(); err != nil {
+		return nil, err
+	}
+	if err := a.reloadSecrets(); err != nil {
 		return nil, err
 	}
 
@@ -259,6 +266,27 @@ func (a *Agent) reloadCert() error {
 	a.cert = c
 	a.certMu.Unlock()
 	return nil
+}
+
+// reloadSecrets (re)reads the data encryption and token signing keys. On
+// error the keys in use stay as they were.
+func (a *Agent) reloadSecrets() error {
+	s, err := a.state.LoadSecrets()
+	if err != nil {
+		return err
+	}
+	a.certMu.Lock()
+	a.secrets = s
+	a.certMu.Unlock()
+	return nil
+}
+
+// keysInUse identifies the keys the agent holds now.
+func (a *Agent) keysInUse() *api.NodeKeys {
+	a.certMu.RLock()
+	defer a.certMu.RUnlock()
+	dk, sk := a.secrets.Fingerprints()
+	return &api.NodeKeys{DataEncryptionKey: dk, TokenSigningKey: sk, TLSCertificate: keys.Fingerprint(a.cert.Certificate[0])}
 }
 
 // Serve answers HTTPS on ln until Close.

@@ -33,12 +33,16 @@ func backupName(t time.Time) string {
 	return t.UTC().Format("02-01-2006-15-04-05") + ".tar.gz"
 }
 
-func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, allowPrimary bool) job.Func {
+// backupJob dumps the database into the slot. collections and bytes are
+// the totals measured before the job started, shown from its first status.
+func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, allowPrimary bool, collections, bytes int64) job.Func {
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		defer clear(password)
 		start := time.Now()
 		name := backupName(start)
 		prog := &dump.Progress{}
+		prog.CollectionsTotal.Store(collections)
+		prog.EstimatedBytes.Store(bytes)
 		j.SetProgress(func() any { return prog.Snapshot() })
 		a.log.Info("backup running", "name", name)
 
@@ -105,8 +109,14 @@ func (a *Agent) sensitiveBackupJob(slot store.Slot, password []byte) job.Func {
 			return nil, fmt.Errorf("start backup file: %w", err)
 		}
 		host, _ := os.Hostname()
+		node, err := a.state.LoadNode()
+		if err != nil {
+			s.Abort()
+			return nil, err
+		}
 		man := &manifest.Manifest{FormatVersion: manifest.FormatVersion, Kind: manifest.KindSensitive,
-			ToolVersion: "a0 " + version.Version, Source: manifest.Source{Node: host}, Started: start.UTC()}
+			ToolVersion: "a0 " + version.Version, Source: manifest.Source{Node: host, Roles: node.Roles, Device: node.Device},
+			Started: start.UTC()}
 		for i, p := range paths {
 			if err := ctx.Err(); err != nil {
 				s.Abort()

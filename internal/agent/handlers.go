@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/dump"
@@ -115,6 +117,7 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	out.DatabaseBytes, _ = dump.DataSize(r.Context(), a.client)
 	out.ServerVersion = a.serverVersion(r)
 	out.Job, _, _ = a.jobs.Running()
+	out.Keys = a.keysInUse()
 	if running, _, _ := a.jobs.Running(); running != kindRestore {
 		if m, _ := a.restoreMarker(r.Context()); m != nil {
 			out.InterruptedRestore = m
@@ -218,7 +221,17 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		if err := a.checkSpace(r, n); err != nil {
 			return err
 		}
-		fn = a.backupJob(n, slot, password, req.AllowPrimary)
+		// The totals are measured before the job starts, so that the
+		// first backup-status already shows them.
+		var rp *readpref.ReadPref
+		if req.AllowPrimary {
+			rp = readpref.Primary()
+		}
+		colls, bytes, err := dump.Totals(r.Context(), a.client, rp)
+		if err != nil {
+			a.log.Warn("could not measure the backup's totals before it starts", "err", err)
+		}
+		fn = a.backupJob(n, slot, password, req.AllowPrimary, colls, bytes)
 	}
 	warning := a.samePasswordWarning(n, slot, password)
 	if err := a.startKeyJob(r, jobKind(slot.Kind), fn); err != nil {

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -425,6 +426,10 @@ type restoreProgress struct {
 	// Totals from the plan, for the CLI's progress bar and ETA.
 	DocumentsTotal int64 `json:"documents_total,omitempty"`
 	BytesTotal     int64 `json:"bytes_total,omitempty"`
+	// FileBytes of FileBytesTotal have been authenticated: the progress
+	// of the first pass, before the plan's totals are known.
+	FileBytes      int64 `json:"file_bytes,omitempty"`
+	FileBytesTotal int64 `json:"file_bytes_total,omitempty"`
 }
 
 func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
@@ -438,11 +443,20 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			mu.Unlock()
 		}
 		prog := &restore.Progress{}
+		var fileTotal int64
+		if st, err := os.Stat(src.path); err == nil {
+			fileTotal = st.Size()
+		}
+		var fileRead atomic.Int64
 		j.SetProgress(func() any {
 			s := prog.Snapshot()
 			mu.Lock()
 			defer mu.Unlock()
-			return restoreProgress{Phase: phase, Snapshot: &s, DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+			p := restoreProgress{Phase: phase, Snapshot: &s, DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+			if phase == "authenticating" {
+				p.FileBytes, p.FileBytesTotal = fileRead.Load(), fileTotal
+			}
+			return p
 		})
 		// No PUT may change an upload while it is read: both passes must
 		// read the bytes whose hash was checked.
@@ -460,6 +474,22 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			return nil, err
 		}
 		defer file.Close()
+		// The file's offset is how far pass 1 has read (its buffer ahead).
+		stopPos := make(chan struct{})
+		stopPolling := sync.OnceFunc(func() { close(stopPos) })
+		defer stopPolling()
+		go func() {
+			for {
+				select {
+				case <-stopPos:
+					return
+				case <-time.After(200 * time.Millisecond):
+					if pos, err := file.Seek(0, io.SeekCurrent); err == nil {
+						fileRead.Store(pos)
+					}
+				}
+			}
+		}()
 		plan, err := restore.Plan(ctx, stream, opts)
 		if err == nil {
 			// The archive may end before the encrypted stream does:
@@ -472,6 +502,7 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 		if err != nil {
 			return nil, cryptError(err)
 		}
+		stopPolling()
 		res := &restoreResult{Phase: "planned", Plan: summarize(plan)}
 		mu.Lock()
 		for _, c := range plan.Collections {
@@ -733,18 +764,32 @@ func (a *Agent) runRestoreSensitive(ctx context.Context, r *http.Request, src so
 		}
 		written = append(written, plan[i].Target)
 	}
+	// Every restored key is taken into use in place: no restart. The
+	// identity (authorized keys, TLS certificate) only when the node's
+	// operator consented to restoring it.
 	reloaded := []string{}
+	var failed []string
 	if useConsent {
 		reloaded = append(reloaded, "authorized keys (read on every call)")
 		if err := a.reloadCert(); err == nil {
 			reloaded = append(reloaded, "TLS certificate")
+		} else {
+			failed = append(failed, err.Error())
 		}
+	}
+	if err := a.reloadSecrets(); err == nil {
+		reloaded = append(reloaded, "data encryption key", "token signing key")
+	} else {
+		failed = append(failed, err.Error())
 	}
 	src.done()
 	a.log.Info("sensitive configuration restored", "files", len(written), "skipped", len(skipped), "key", r.Context().Value(keyNameKey))
-	return api.Message{Message: "Sensitive configuration restored",
-		Arguments: map[string]any{"files": plan, "skipped": skipped, "recovery_consent": consentArgs, "reloaded": reloaded,
-			"restart_needed_for": "data encryption and token signing keys are read at start: restart the agent"}}, nil
+	args := map[string]any{"files": plan, "skipped": skipped, "recovery_consent": consentArgs, "reloaded": reloaded, "keys": a.keysInUse()}
+	if len(failed) > 0 {
+		a.log.Error("a restored key could not be taken into use", "err", strings.Join(failed, "; "))
+		args["restart_needed_for"] = "not taken into use (" + strings.Join(failed, "; ") + "): fix the file and restart the agent"
+	}
+	return api.Message{Message: "Sensitive configuration restored", Arguments: args}, nil
 }
 
 // sensitiveTarget maps an archive path to where it goes on this node. Only

@@ -60,6 +60,12 @@ func (e *usageError) Error() string { return e.msg }
 // Main runs a0agent and returns its exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := dispatch(ctx, args, stdout, stderr)
+	var he *helpError
+	if errors.As(err, &he) {
+		// --help among the agent's own flags: a0agent --state-dir D --help.
+		s, _ := findSub("run")
+		err = printSubHelp(ctx, stdout, s)
+	}
 	if err == nil {
 		return 0
 	}
@@ -74,10 +80,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
+		// COMMAND --help or -h: that command's help, exit 0.
+		if s, ok := findSub(args[0]); ok && args[0] != "help" && wantsHelp(args[1:]) {
+			return printSubHelp(ctx, stdout, s)
+		}
 		switch args[0] {
-		case "help", "-h", "--help":
-			fmt.Fprint(stdout, usage)
-			return nil
+		case "help":
+			return runHelp(ctx, args[1:], stdout)
+		case "-h", "--help":
+			return runHelp(ctx, nil, stdout)
 		case "version", "-V", "--version":
 			fmt.Fprintf(stdout, "a0agent %s\n", version.Version)
 			return nil
@@ -96,7 +107,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, &helpError{fs: fs}
+		} else if err != nil {
 			return nil, &usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
 		}
 		args = fs.Args()

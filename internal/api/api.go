@@ -144,6 +144,17 @@ type NodeStatus struct {
 	ServerVersion      string         `json:"server_version,omitempty"`
 	Job                string         `json:"job,omitempty"`
 	InterruptedRestore map[string]any `json:"interrupted_restore,omitempty"`
+	// Keys identifies the keys the agent holds in memory now (not the files
+	// on disk), so that a restore of the sensitive configuration can be
+	// seen to have taken effect.
+	Keys *NodeKeys `json:"keys,omitempty"`
+}
+
+// NodeKeys are fingerprints of the node's keys in use ("SHA256:<base64>").
+type NodeKeys struct {
+	DataEncryptionKey string `json:"data_encryption_key"`
+	TokenSigningKey   string `json:"token_signing_key"`
+	TLSCertificate    string `json:"tls_certificate"`
 }
 
 // BackupRequest is the body of POST /v1/slots/{slot}.

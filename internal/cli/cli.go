@@ -59,7 +59,7 @@ func (e *Env) client(ctx context.Context) (*client.Client, error) {
 		return nil, err
 	}
 	return client.New(e.Home, node, func(node, fp string) {
-		fmt.Fprintf(e.Stderr, "a0cli: first contact with %s: pinned its certificate %s in %s\n", node, fp, filepath.Join(e.Home, "known_nodes"))
+		e.say(fmt.Sprintf("a0cli: first contact with %s: pinned its certificate %s in %s", node, fp, filepath.Join(e.Home, "known_nodes")))
 	})
 }
 
@@ -95,15 +95,20 @@ func init() {
 		{"restore", "restore [FILE] [password options] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", "restore a backup onto the node", runRestoreCmd, true},
 		{"restore-status", "restore-status [--wait]", "show the running or last restore", runRestoreStatusCmd, true},
 		{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", runRestoreSensitiveCmd, true},
+		{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", runRecoverCmd, true},
 		{"verify", "verify FILE [password options] [--legacy] [--json]", "check every byte of a backup file offline and list what it holds", runVerifyCmd, false},
 		{"decrypt", "decrypt FILE [-o OUT] [password options] [--legacy]", "write the plain .tar.gz of a backup file", runDecryptCmd, false},
-		{"help", "help", "print this usage", nil, false},
+		{"completion", "completion bash|zsh|fish", "print a shell completion script", runCompletionCmd, false},
+		{"help", "help [COMMAND]", "print this usage, or a command's usage, flags and examples", runHelpCmd, false},
 	}
 }
 
 // Main runs a0cli with args (without the program name) and returns the exit
 // code.
 func Main(ctx context.Context, args []string, env *Env) int {
+	if _, ok := env.Stderr.(*lineWriter); !ok && env.Stderr != nil {
+		env.Stderr = &lineWriter{w: env.Stderr}
+	}
 	gf := flag.NewFlagSet("a0cli", flag.ContinueOnError)
 	gf.SetOutput(io.Discard)
 	gf.StringVar(&env.Target, "t", env.Target, "")
@@ -122,17 +127,22 @@ func Main(ctx context.Context, args []string, env *Env) int {
 		return ExitOK
 	}
 	rest := gf.Args()
-	if *help || len(rest) == 0 || rest[0] == "help" {
+	if *help && len(rest) > 0 {
+		return report(env, runHelpCmd(ctx, env, rest[:1]))
+	}
+	if *help || len(rest) == 0 {
 		printUsage(env)
 		if len(rest) == 0 && !*help {
 			return ExitUsage
 		}
 		return ExitOK
 	}
-	for _, c := range commands {
-		if c.name == rest[0] && c.run != nil {
-			return report(env, c.run(ctx, env, rest[1:]))
+	if c, ok := findCommand(rest[0]); ok {
+		// COMMAND -h, -help or --help: that command's help, exit 0.
+		if wantsHelp(rest[1:]) {
+			return report(env, printCommandHelp(ctx, env, c))
 		}
+		return report(env, c.run(ctx, env, rest[1:]))
 	}
 	return report(env, usagef("unknown command %q", rest[0]))
 }
@@ -140,7 +150,8 @@ func Main(ctx context.Context, args []string, env *Env) int {
 func report(env *Env, err error) int {
 	code, advice := exitCode(err)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "a0cli: %v\n", err)
+		// A line of its own, and exactly one line end.
+		env.say("a0cli: " + err.Error())
 		if advice != "" {
 			fmt.Fprintln(env.Stderr, advice)
 		}
@@ -165,7 +176,8 @@ func printUsage(env *Env) {
 			fmt.Fprintf(w, "  %s\n", c.Usage)
 		}
 	}
-	fmt.Fprintln(w, "\npassword options: <password> | --password P | --password-file FILE | $A0_BACKUP_PASSWORD | a prompt")
+	fmt.Fprintln(w, "\nrun `a0cli help COMMAND` or `a0cli COMMAND --help` for a command's flags and examples")
+	fmt.Fprintln(w, "password options: <password> | --password P | --password-file FILE | $A0_BACKUP_PASSWORD | a prompt")
 	fmt.Fprintln(w, "exit codes: 0 ok, 1 failure, 2 usage, 3 key/auth, 4 refused by the node, 5 not found, 6 integrity, 7 unreachable")
 }
 
@@ -190,7 +202,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, &helpError{fs: fs}
+		} else if err != nil {
 			return nil, usagef("%s: %v", fs.Name(), err)
 		}
 		args = fs.Args()

@@ -465,15 +465,17 @@ func TestBackupOplogRolled(t *testing.T) {
 	src, op, _ := backupNode(t, 300)
 	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-rolled"
 	op.mustOn(src, "backup")
-	// Once collections_total is known the dump has its oplog start (it is
-	// taken before the collections are listed); on FerretDB the dump then
-	// waits a second before it takes the oplog end, so it still runs here.
+	// Once a document is read the dump has its oplog start (it is taken
+	// before the collections are listed; collections_total is known from
+	// the first status, measured before the job starts); on FerretDB the
+	// dump then waits a second before it takes the oplog end, so it still
+	// runs here.
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		var st struct {
 			Message   string `json:"message"`
 			Arguments struct {
 				Progress struct {
-					CollectionsTotal int64 `json:"collections_total"`
+					Documents int64 `json:"documents"`
 				} `json:"progress"`
 			} `json:"arguments"`
 		}
@@ -481,7 +483,7 @@ func TestBackupOplogRolled(t *testing.T) {
 		if json.Unmarshal([]byte(r.stdout), &st) != nil || st.Message != "Backup in progress" || time.Now().After(deadline) {
 			t.Fatalf("backup not running: %s", r.stdout)
 		}
-		if st.Arguments.Progress.CollectionsTotal > 0 {
+		if st.Arguments.Progress.Documents > 0 {
 			break
 		}
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -130,9 +131,46 @@ type VerifiedCollection struct {
 // RunVerify authenticates every byte of a backup file, checks its archive
 // against its manifest and prints what it holds.
 func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
-	stream, cr, closer, err := openEncrypted(env, &o)
+	res, err := verifyFile(ctx, env, &o, nil)
 	if err != nil {
 		return err
+	}
+	if o.JSON {
+		return printCompact(env, res)
+	}
+	if res.Manifest == nil {
+		printLegacy(env, res)
+		return nil
+	}
+	printVerify(env, res)
+	return nil
+}
+
+func printLegacy(env *Env, res VerifyResult) {
+	fmt.Fprintf(env.Stdout, "DECRYPTED (legacy, not authenticated): %s: %d entries, %s of archive\n", res.File, res.Entries, human(res.PlainBytes))
+	for _, c := range res.Collections {
+		fmt.Fprintf(env.Stdout, "  %-40s %10d docs %12s\n", c.Namespace, c.Documents, human(c.Bytes))
+	}
+}
+
+// verifyFile authenticates every byte of a backup file and checks its
+// archive against its manifest. capture, when not nil, names small entries
+// whose contents to keep (a sensitive backup's certificate): they are filled
+// in only when the whole file is authentic.
+func verifyFile(ctx context.Context, env *Env, o *OfflineOptions, capture map[string][]byte) (VerifyResult, error) {
+	res, err := verifyStream(ctx, env, o, capture)
+	if err != nil {
+		for k := range capture {
+			capture[k] = nil
+		}
+	}
+	return res, err
+}
+
+func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[string][]byte) (VerifyResult, error) {
+	stream, cr, closer, err := openEncrypted(env, o)
+	if err != nil {
+		return VerifyResult{}, err
 	}
 	defer closer.Close()
 	res := VerifyResult{File: o.File, Legacy: o.Legacy}
@@ -141,12 +179,12 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 		res.Format = fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10)
 	}
 	counter := &countingReader{r: stream}
-	found, files, man, n, err := walkArchive(ctx, counter)
+	found, files, man, n, err := walkArchive(ctx, counter, capture)
 	if err == nil {
 		_, err = io.Copy(io.Discard, counter) // authenticate to the last byte
 	}
 	if err != nil {
-		return err
+		return res, err
 	}
 	res.Entries, res.PlainBytes, res.Manifest = n, counter.n, man
 	if man == nil && o.Legacy {
@@ -156,52 +194,41 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 			res.Collections = append(res.Collections, VerifiedCollection{Namespace: name, Documents: c.Documents, Bytes: c.Bytes})
 		}
 		sort.Slice(res.Collections, func(i, j int) bool { return res.Collections[i].Namespace < res.Collections[j].Namespace })
-		if o.JSON {
-			return printCompact(env, res)
-		}
-		fmt.Fprintf(env.Stdout, "DECRYPTED (legacy, not authenticated): %s: %d entries, %s of archive\n", o.File, n, human(res.PlainBytes))
-		for _, c := range res.Collections {
-			fmt.Fprintf(env.Stdout, "  %-40s %10d docs %12s\n", c.Namespace, c.Documents, human(c.Bytes))
-		}
-		return nil
+		return res, nil
 	}
 	if man == nil {
-		return &IntegrityError{Msg: "the archive has no manifest.json: not an a0 backup (a plain mongodump archive restores with restore --plain)"}
+		return res, &IntegrityError{Msg: "the archive has no manifest.json: not an a0 backup (a plain mongodump archive restores with restore --plain)"}
 	}
 	switch man.Kind {
 	case manifest.KindBackup:
 		if !o.Legacy {
-			plan, err := planFile(ctx, &o, cr)
+			plan, err := planFile(ctx, o, cr)
 			if err != nil {
-				return err
+				return res, err
 			}
 			res.OplogKinds = plan.OplogKinds
 		}
 		for _, c := range man.Collections {
 			got := found[c.BSONFile]
 			if c.BSONFile != "" && (got.Documents != c.Documents || got.Bytes != c.Bytes) {
-				return &IntegrityError{Msg: fmt.Sprintf("%s: manifest says %d documents / %d bytes, archive holds %d / %d", c.Namespace(), c.Documents, c.Bytes, got.Documents, got.Bytes)}
+				return res, &IntegrityError{Msg: fmt.Sprintf("%s: manifest says %d documents / %d bytes, archive holds %d / %d", c.Namespace(), c.Documents, c.Bytes, got.Documents, got.Bytes)}
 			}
 			res.Collections = append(res.Collections, VerifiedCollection{Namespace: c.Namespace(), Documents: got.Documents, Bytes: got.Bytes})
 		}
 	case manifest.KindSensitive:
 		// Exactly the listed files: nothing more, nothing from a database.
 		if len(found) > 0 || len(files) != len(man.Files) {
-			return &IntegrityError{Msg: fmt.Sprintf("a sensitive backup whose manifest lists %d files holds %d files and %d collections", len(man.Files), len(files), len(found))}
+			return res, &IntegrityError{Msg: fmt.Sprintf("a sensitive backup whose manifest lists %d files holds %d files and %d collections", len(man.Files), len(files), len(found))}
 		}
 		for _, f := range man.Files {
 			if files[f.Path] != f.SHA256 {
-				return &IntegrityError{Msg: fmt.Sprintf("%s does not match its manifest", f.Path)}
+				return res, &IntegrityError{Msg: fmt.Sprintf("%s does not match its manifest", f.Path)}
 			}
 		}
 		res.Files = man.Files
 	}
 	res.Authentic = !o.Legacy
-	if o.JSON {
-		return printCompact(env, res)
-	}
-	printVerify(env, res)
-	return nil
+	return res, nil
 }
 
 // planFile runs the node's own pre-restore validation (restore.Plan: the
@@ -287,7 +314,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // walkArchive reads every entry of a tar.gz: it counts the documents of
 // .bson entries, hashes other entries, and decodes the manifest.
-func walkArchive(ctx context.Context, r io.Reader) (map[string]VerifiedCollection, map[string]string, *manifest.Manifest, int, error) {
+func walkArchive(ctx context.Context, r io.Reader, capture map[string][]byte) (map[string]VerifiedCollection, map[string]string, *manifest.Manifest, int, error) {
 	ar, err := archive.NewReader(r, archive.Limits{})
 	if err != nil {
 		return nil, nil, nil, 0, err
@@ -322,8 +349,16 @@ func walkArchive(ctx context.Context, r io.Reader) (map[string]VerifiedCollectio
 			found[e.Name] = VerifiedCollection{Namespace: e.Name, Documents: docs, Bytes: e.Size}
 		default:
 			h := sha256.New()
-			if _, err := io.Copy(h, ar); err != nil {
+			var w io.Writer = h
+			var kept bytes.Buffer
+			if _, ok := capture[e.Name]; ok && e.Size <= 1<<20 {
+				w = io.MultiWriter(h, &kept)
+			}
+			if _, err := io.Copy(w, ar); err != nil {
 				return nil, nil, nil, n, err
+			}
+			if kept.Len() > 0 {
+				capture[e.Name] = kept.Bytes()
 			}
 			files[e.Name] = hex.EncodeToString(h.Sum(nil))
 		}

@@ -21,6 +21,8 @@ type PasswordOptions struct {
 	Positional string
 	// EnvVars are read in order when no other source is given.
 	EnvVars []string
+	// Prompt is what a terminal prompt says ("Password: " when empty).
+	Prompt string
 }
 
 func (p *PasswordOptions) flags(fs *flag.FlagSet) {
@@ -77,7 +79,11 @@ func (p *PasswordOptions) resolve(env *Env, confirm bool) (string, error) {
 	if prompt == nil {
 		prompt = terminalPrompt(env)
 	}
-	pw, err := prompt("Password: ")
+	ask := p.Prompt
+	if ask == "" {
+		ask = "Password: "
+	}
+	pw, err := prompt(ask)
 	if err != nil {
 		return "", err
 	}

@@ -4,8 +4,51 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 )
+
+// lineWriter is a0cli's stderr: it knows whether the last write ended its
+// line, so that a message printed while a progress bar is drawn (the
+// first-contact pin line, an error) starts a line of its own instead of
+// running into the bar.
+type lineWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	midLine bool
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, err := l.w.Write(p)
+	if n > 0 {
+		l.midLine = p[n-1] != '\n'
+	}
+	return n, err
+}
+
+// line writes s (without its line end) on a line of its own.
+func (l *lineWriter) line(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.midLine {
+		io.WriteString(l.w, "\n")
+	}
+	io.WriteString(l.w, s+"\n")
+	l.midLine = false
+}
+
+// say prints msg on stderr on a line of its own, even while a progress bar
+// is drawn.
+func (e *Env) say(msg string) {
+	msg = strings.TrimRight(msg, "\n")
+	if lw, ok := e.Stderr.(*lineWriter); ok {
+		lw.line(msg)
+		return
+	}
+	fmt.Fprintln(e.Stderr, msg)
+}
 
 // bar draws a one-line progress bar on a terminal; elsewhere it stays silent
 // so that logs and scripts get clean output.
@@ -33,6 +76,10 @@ func (b *bar) update(done, total int64, extra string) {
 		return
 	}
 	b.last, b.drawn = now, true
+	// The rate is over the whole job, waits before the first byte
+	// included: a backup's oplog phases come before and after its reads,
+	// and a rate from the first byte on measured further from the real
+	// end (docs/BENCHMARKS.md, BenchmarkBackupETA).
 	el := now.Sub(b.start).Seconds()
 	rate := 0.0
 	if el > 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
+	"github.com/a0backup/a0/internal/manifest"
 )
 
 // RestoreOptions are the options of restore.
@@ -194,6 +195,10 @@ type restoreStatus struct {
 			DocumentsTotal   int64  `json:"documents_total"`
 			Bytes            int64  `json:"bytes"`
 			BytesTotal       int64  `json:"bytes_total"`
+			// FileBytes of FileBytesTotal are authenticated (phase
+			// authenticating, before any total of the data is known).
+			FileBytes      int64 `json:"file_bytes"`
+			FileBytesTotal int64 `json:"file_bytes_total"`
 		} `json:"progress"`
 		Error  string          `json:"error"`
 		Code   string          `json:"code"`
@@ -203,7 +208,9 @@ type restoreStatus struct {
 
 func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
 	b := newBar(env, "restore")
-	defer b.finish()
+	defer func() { b.finish() }()
+	phase := ""
+	var lastBytes, lastTotal int64
 	for {
 		var raw json.RawMessage
 		if err := c.JSON(ctx, http.MethodGet, api.PathRestoreStatus, nil, &raw); err != nil {
@@ -215,6 +222,24 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		}
 		if st.Message == "Restore in progress" {
 			p := st.Arguments.Progress
+			if p.Phase != phase {
+				// One bar per phase: each has its own total and rate.
+				if phase != "" {
+					b.finish()
+					b = newBar(env, "restore")
+				}
+				phase = p.Phase
+			}
+			if p.Phase == "authenticating" && p.FileBytesTotal > 0 {
+				b.update(p.FileBytes, p.FileBytesTotal, "authenticating every byte before the first write")
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(300 * time.Millisecond):
+				}
+				continue
+			}
+			lastBytes, lastTotal = p.Bytes, p.BytesTotal
 			label := p.Phase
 			switch p.Step {
 			case "indexes":
@@ -231,6 +256,9 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 			case <-time.After(300 * time.Millisecond):
 			}
 			continue
+		}
+		if st.Message == "Restore finished" && lastTotal > 0 {
+			b.update(max(lastBytes, lastTotal), max(lastBytes, lastTotal), "done")
 		}
 		b.finish()
 		if asJSON {
@@ -362,11 +390,27 @@ func runRestoreSensitiveCmd(ctx context.Context, env *Env, args []string) error 
 }
 
 // RunRestoreSensitive uploads a sensitive backup, shows what it would
-// replace, asks for confirmation (unless Yes) and restores it.
+// replace, asks for confirmation (unless Yes) and restores it. When the node
+// then presents the certificate restored from the file, that certificate
+// becomes the node's pin: its fingerprint comes from the file, which the CLI
+// authenticates itself first, so the next command is not refused.
 func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOptions) error {
 	pw, err := o.resolve(env, false)
 	if err != nil {
 		return err
+	}
+	capture := map[string][]byte{certEntry: nil}
+	oo := OfflineOptions{PasswordOptions: PasswordOptions{Password: pw}, File: o.File}
+	res, err := verifyFile(ctx, env, &oo, capture)
+	if err != nil {
+		return err
+	}
+	if res.Manifest.Kind != manifest.KindSensitive {
+		return &api.Error{Code: api.CodeBadRequest, Message: "this is an ordinary backup, not a sensitive one: use restore"}
+	}
+	cert, err := certDER(capture[certEntry])
+	if err != nil {
+		return &IntegrityError{Msg: fmt.Sprintf("%s: %s: %v", o.File, certEntry, err)}
 	}
 	c, err := env.client(ctx)
 	if err != nil {
@@ -376,45 +420,13 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 	if err != nil {
 		return err
 	}
-	type planned struct {
-		Message   string `json:"message"`
-		Arguments struct {
-			Files []struct {
-				Path    string `json:"path"`
-				Target  string `json:"target"`
-				Mode    string `json:"mode"`
-				Exists  bool   `json:"exists"`
-				Changes bool   `json:"changes"`
-				Skipped bool   `json:"skipped"`
-				Reason  string `json:"reason"`
-			} `json:"files"`
-			Skipped []struct {
-				Path   string `json:"path"`
-				Target string `json:"target"`
-				Reason string `json:"reason"`
-			} `json:"skipped"`
-			Reloaded []string `json:"reloaded"`
-			Restart  string   `json:"restart_needed_for"`
-		} `json:"arguments"`
-	}
-	var plan planned
+	var plan sensitiveAnswer
 	req := api.RestoreSensitiveRequest{UploadID: id, Password: pw, UploadSHA256: sum}
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestoreSens, req, &plan); err != nil {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "restore-sensitive will write:")
-	for _, f := range plan.Arguments.Files {
-		state := "new"
-		if f.Exists && f.Changes {
-			state = "REPLACES a different file"
-		} else if f.Exists {
-			state = "identical"
-		}
-		if f.Skipped {
-			state = "SKIPPED: " + f.Reason
-		}
-		fmt.Fprintf(env.Stdout, "  %-50s %s (%s)\n", f.Target, f.Mode, state)
-	}
+	printSensitivePlan(env, plan)
 	if !o.Yes {
 		if !env.Interactive {
 			return usagef("restore-sensitive replaces the node's keys: confirm on a terminal or pass --yes")
@@ -427,18 +439,15 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 		}
 	}
 	req.Confirm = true
-	var done planned
+	var done sensitiveAnswer
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestoreSens, req, &done); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "%s: %d files; reloaded: %s\n", done.Message, len(done.Arguments.Files)-len(done.Arguments.Skipped), strings.Join(done.Arguments.Reloaded, ", "))
-	// The identity files need a consent given on the node itself: say
-	// which were left as they are, never silently.
-	for _, f := range done.Arguments.Skipped {
-		fmt.Fprintf(env.Stdout, "skipped: %s (%s)\n", f.Target, f.Reason)
-	}
-	if done.Arguments.Restart != "" {
-		fmt.Fprintf(env.Stdout, "note: %s\n", done.Arguments.Restart)
+	printSensitiveDone(env, done)
+	if cert != nil {
+		if _, err := repinRestored(ctx, env, cert); err != nil {
+			return fmt.Errorf("restored, but could not check the node's certificate: %w", err)
+		}
 	}
 	return nil
 }

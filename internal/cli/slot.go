@@ -162,6 +162,7 @@ func getStatus(ctx context.Context, c *client.Client, slot string) (slotStatus, 
 func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) error {
 	b := newBar(env, "backup")
 	defer b.finish()
+	var last progressArgs
 	for {
 		st, raw, err := getStatus(ctx, c, slot)
 		if err != nil {
@@ -171,12 +172,23 @@ func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) er
 		case "Backup in progress":
 			var p progressArgs
 			json.Unmarshal(st.Arguments, &p)
+			last = p
 			pr := p.Progress
 			if pr.FilesTotal > 0 {
 				b.update(pr.FilesDone, pr.FilesTotal, "files")
 			} else {
 				b.update(pr.Bytes, pr.EstimatedBytes, fmt.Sprintf("%d docs, %d/%d collections", pr.Documents, pr.CollectionsDone, pr.CollectionsTotal))
 			}
+		case "Backup found":
+			// Done: the bar ends full, whatever the last poll saw.
+			if pr := last.Progress; pr.FilesTotal > 0 {
+				b.update(pr.FilesTotal, pr.FilesTotal, "files")
+			} else if pr.EstimatedBytes > 0 {
+				b.update(max(pr.Bytes, pr.EstimatedBytes), max(pr.Bytes, pr.EstimatedBytes), fmt.Sprintf("%d/%d collections", pr.CollectionsTotal, pr.CollectionsTotal))
+			}
+			b.finish()
+			env.Stdout.Write(append(compact(raw), '\n'))
+			return nil
 		case "Backup failed":
 			b.finish()
 			var f struct {

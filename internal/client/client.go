@@ -241,6 +241,10 @@ func (c *Client) UploadChunk(ctx context.Context, id string, offset int64, body 
 	req.ContentLength = n
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var changed *keys.ChangedCertError
+		if errors.As(err, &changed) {
+			return 0, changed
+		}
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
@@ -255,4 +259,25 @@ func (c *Client) UploadChunk(ctx context.Context, id string, offset int64, body 
 		return 0, err
 	}
 	return u.Size, nil
+}
+
+// Presented returns the DER of the certificate node presents now, without
+// checking it against any pin. It is only for comparing with a fingerprint
+// known from an authenticated source; nothing is sent to the node.
+func Presented(ctx context.Context, node string) ([]byte, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+		Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}
+	conn, err := d.DialContext(ctx, "tcp", node)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &ConnError{Node: node, Err: err}
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, &ConnError{Node: node, Err: errors.New("node presented no certificate")}
+	}
+	return certs[0].Raw, nil
 }

@@ -85,8 +85,11 @@ type Progress struct {
 	CollectionsDone  atomic.Int64
 	Documents        atomic.Int64
 	Bytes            atomic.Int64
-	// EstimatedBytes is the sum of the collections' collStats size, known
-	// before the first document is read: Bytes/EstimatedBytes gives an ETA.
+	// EstimatedBytes is the estimated BSON bytes of every collection, known
+	// before the first document is read (collStats size; on FerretDB
+	// count x sampled mean document size); each collection's estimate is
+	// replaced by its exact bytes once it is read, so it equals Bytes at
+	// the end. Bytes/EstimatedBytes gives the progress and an ETA.
 	EstimatedBytes atomic.Int64
 }
 
@@ -153,6 +156,7 @@ type intent struct {
 	options       bson.Raw
 	uuid          string
 	estimate      int64
+	count         int64  // collStats count, for refineEstimates
 	base          string // escaped entry name without extension
 }
 
@@ -250,6 +254,9 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	intents, err := listIntents(ctx, client, rp)
 	if err != nil {
 		return nil, err
+	}
+	if ferret {
+		refineEstimates(ctx, client, rp, intents)
 	}
 	var est int64
 	for _, in := range intents {
@@ -525,6 +532,7 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 				// still gets a backup.
 				if db.RunCommand(ctx, bson.D{{Key: "collStats", Value: s.Name}}).Decode(&st) == nil {
 					in.estimate = number(st.Lookup("size"))
+					in.count = number(st.Lookup("count"))
 				}
 			}
 			out = append(out, in)
@@ -627,8 +635,71 @@ func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 		sp.remove(r.spool)
 		return result{}, fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err)
 	}
+	// The collection's estimate becomes what it held: the total is exact
+	// once every collection is read, so a progress bar ends at 100%.
+	prog.EstimatedBytes.Add(r.size - in.estimate)
 	r.finished = time.Now()
 	return r, nil
+}
+
+// sampleDocs is how many documents refineEstimates reads per collection.
+const sampleDocs = 100
+
+// refineEstimates replaces each collection's collStats size by its document
+// count times the mean BSON size of its first documents. On FerretDB the
+// size is the SQLite storage size (about 4x the BSON the dump reads), which
+// made the progress total and ETA several times too large; on MongoDB size
+// is already the BSON size and this is not called.
+func refineEstimates(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, intents []intent) {
+	for i := range intents {
+		in := &intents[i]
+		if in.typ != "collection" {
+			continue
+		}
+		// collStats' count, already read: estimatedDocumentCount is a
+		// count scan on FerretDB (seconds for a large collection).
+		n := in.count
+		if n == 0 {
+			continue
+		}
+		coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
+		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetLimit(sampleDocs).SetBatchSize(sampleDocs))
+		if err != nil {
+			continue
+		}
+		var docs, bytes int64
+		for cur.Next(ctx) {
+			docs++
+			bytes += int64(len(cur.Current))
+		}
+		cur.Close(context.WithoutCancel(ctx))
+		if docs > 0 {
+			in.estimate = n * bytes / docs
+		}
+	}
+}
+
+// Totals is what a dump of the server would count before it starts: the
+// collections (and views) and the estimated BSON bytes of their documents,
+// as Run's Progress reports them. The agent shows them from the first
+// status of a backup, before Run has listed anything itself.
+func Totals(ctx context.Context, client *mongo.Client, rpref *readpref.ReadPref) (collections, bytes int64, err error) {
+	src, ferret, err := source(ctx, client, "")
+	if err != nil {
+		return 0, 0, err
+	}
+	rp := readPreference(rpref, src.ReplicaSet)
+	intents, err := listIntents(ctx, client, rp)
+	if err != nil {
+		return 0, 0, err
+	}
+	if ferret {
+		refineEstimates(ctx, client, rp, intents)
+	}
+	for _, in := range intents {
+		bytes += in.estimate
+	}
+	return int64(len(intents)), bytes, nil
 }
 
 // pack appends one collection to the archive, metadata first, and removes

@@ -35,9 +35,11 @@ type ChangedCertError struct {
 }
 
 func (e *ChangedCertError) Error() string {
-	return fmt.Sprintf("the TLS certificate of node %s has CHANGED (pinned %s, presented %s). "+
-		"This may be an attack (someone intercepting the connection), or the node was reinstalled. "+
-		"If you trust the change, remove the line for %s from %s or run `a0cli forget-node %s`",
+	// Lines of their own, the last one ending the message: printed after a
+	// progress bar or another message it must not run into either.
+	return fmt.Sprintf("the TLS certificate of node %s has CHANGED (pinned %s, presented %s).\n"+
+		"This may be an attack (someone intercepting the connection), or the node was reinstalled.\n"+
+		"If you trust the change, remove the line for %s from %s or run `a0cli forget-node %s`\n",
 		e.Node, e.Want, e.Got, e.Node, e.File, e.Node)
 }
 
@@ -211,4 +213,49 @@ func normalizeNode(hostport string) (string, error) {
 		return "", fmt.Errorf("node address %q: want host:port", hostport)
 	}
 	return net.JoinHostPort(strings.ToLower(host), port), nil
+}
+
+// Repin makes fp (a "SHA256:..." fingerprint) the pin of hostport,
+// replacing any other pin of it. It is for a certificate whose fingerprint
+// the caller knows from an authenticated source (a sensitive backup it has
+// just restored), never for one a node merely presents.
+func (k KnownNodes) Repin(hostport, fp string) error {
+	node, err := normalizeNode(hostport)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(fp, "SHA256:") || strings.ContainsAny(fp, " \t\r\n") {
+		return fmt.Errorf("fingerprint %q: want SHA256:<base64>", fp)
+	}
+	knownMu.Lock()
+	defer knownMu.Unlock()
+	if err := mkdirPrivate(filepath.Dir(k.Path)); err != nil {
+		return err
+	}
+	unlock, err := lockFile(k.Path + ".lock")
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", k.Path, err)
+	}
+	defer unlock()
+	data, err := os.ReadFile(k.Path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read known nodes: %w", err)
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if e, ok := parseKnownLine(sc.Text()); ok && e.node == node {
+			continue
+		}
+		out.WriteString(sc.Text())
+		out.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read known nodes: %w", err)
+	}
+	out.WriteString(node + " " + fp + "\n")
+	if err := atomicfile.Write(k.Path, out.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("rewrite known nodes: %w", err)
+	}
+	return nil
 }

@@ -57,6 +57,10 @@ type Source struct {
 	ReplicaSet    string `json:"replica_set,omitempty"`
 	// ReadFrom is the host the dump read from.
 	ReadFrom string `json:"read_from,omitempty"`
+	// Roles and Device are the node's role configuration when the backup
+	// was made (sensitive backups), so that recover can put them back.
+	Roles  []string `json:"roles,omitempty"`
+	Device string   `json:"device,omitempty"`
 }
 
 // OplogPos is a position in the oplog: a BSON timestamp and its wall time.

@@ -1,9 +1,12 @@
 package statedir
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -197,4 +200,54 @@ func (d *Dir) SaveNode(n Node) error {
 		return err
 	}
 	return atomicfile.Write(d.join(nodeFile), append(b, '\n'), 0o600)
+}
+
+// Secrets are the node's data encryption key and token signing key as the
+// agent holds them in memory. Loading them validates them, so a restored
+// file that is not a key is refused before the agent takes it into use.
+type Secrets struct {
+	DataKey    []byte
+	SigningKey ed25519.PrivateKey
+}
+
+// LoadSecrets reads and validates the data encryption and token signing keys.
+func (d *Dir) LoadSecrets() (Secrets, error) {
+	var s Secrets
+	b, err := os.ReadFile(d.join(dataKeyFile))
+	if err != nil {
+		return s, fmt.Errorf("data encryption key: %w", err)
+	}
+	k, err := hex.DecodeString(string(bytes.TrimSpace(b)))
+	if err != nil || len(k) != 32 {
+		return s, fmt.Errorf("data encryption key %s: not 32 bytes of hex", d.join(dataKeyFile))
+	}
+	s.DataKey = k
+	b, err = os.ReadFile(d.join(signingKeyFile))
+	if err != nil {
+		return s, fmt.Errorf("token signing key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return s, fmt.Errorf("token signing key %s: no PEM block", d.join(signingKeyFile))
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return s, fmt.Errorf("token signing key %s: %w", d.join(signingKeyFile), err)
+	}
+	ed, ok := priv.(ed25519.PrivateKey)
+	if !ok {
+		return s, fmt.Errorf("token signing key %s: not an ed25519 key", d.join(signingKeyFile))
+	}
+	s.SigningKey = ed
+	return s, nil
+}
+
+// Fingerprints identify the keys without revealing them: SHA256 of the data
+// key and of the signing key's public half, as "SHA256:<base64>".
+func (s Secrets) Fingerprints() (dataKey, signingKey string) {
+	fp := func(b []byte) string {
+		sum := sha256.Sum256(b)
+		return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
+	}
+	return fp(s.DataKey), fp(s.SigningKey.Public().(ed25519.PublicKey))
 }

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/keys"
+)
+
+// BenchmarkBackupETA measures how honest backup progress is (issue 14.4) on
+// the embedded server seeded with $A0_BENCH_ETA_USERS users (default
+// 60000, about 50 MiB of BSON): it polls backup-status as `backup --wait`
+// does and reports, at the first poll with a fifth of the bytes done, the
+// error of the ETA the bar shows (remaining bytes at the rate so far, from
+// the start of the job)
+// against the time the backup really took from there; the first status's
+// total against the bytes dumped; and the last progress seen. Run:
+//
+//	go test -run '^$' -bench BackupETA -benchtime 1x ./internal/cli/
+func BenchmarkBackupETA(b *testing.B) {
+	users := 60000
+	if v, err := strconv.Atoi(os.Getenv("A0_BENCH_ETA_USERS")); err == nil && v > 0 {
+		users = v
+	}
+	ctx := context.Background()
+	state, home, dev := b.TempDir(), filepath.Join(b.TempDir(), "cli"), b.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := agent.New(ctx, agent.Config{StateDir: state, Listen: ln.Addr().String()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go a.Serve(ln)
+	defer a.Close()
+	pub, err := keys.Create(home, keys.KeyType("ed25519"), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := keys.OpenAuthorized(filepath.Join(state, "authorized_keys")).Add("bench", pub); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := devappliance.Seed(ctx, a.Client(), devappliance.SeedOptions{Users: users}); err != nil {
+		b.Fatal(err)
+	}
+	cli := func(args ...string) string {
+		var out, errb bytes.Buffer
+		env := &Env{Stdout: &out, Stderr: &errb, Home: home, Port: 10121,
+			Getenv: func(k string) string {
+				if k == "A0_BACKUP_PASSWORD" {
+					return "bench-eta-password"
+				}
+				return ""
+			}}
+		if code := Main(ctx, append([]string{"-t", ln.Addr().String()}, args...), env); code != 0 {
+			b.Fatalf("a0cli %v: exit %d: %s", args, code, errb.String())
+		}
+		return out.String()
+	}
+	cli("set-as-backup", dev)
+	for i := 0; i < b.N; i++ {
+		if i > 0 {
+			cli("backup-delete")
+		}
+		type sample struct {
+			at           time.Duration
+			bytes, total int64
+		}
+		var samples []sample
+		start := time.Now()
+		cli("backup")
+		var first, last progressArgs
+		for {
+			var st slotStatus
+			raw := cli("backup-status")
+			if err := json.Unmarshal([]byte(raw), &st); err != nil {
+				b.Fatal(err)
+			}
+			if st.Message != "Backup in progress" {
+				if !strings.Contains(raw, "Backup found") {
+					b.Fatalf("backup ended: %s", raw)
+				}
+				break
+			}
+			var p progressArgs
+			json.Unmarshal(st.Arguments, &p)
+			if len(samples) == 0 {
+				first = p
+			}
+			last = p
+			samples = append(samples, sample{time.Since(start), p.Progress.Bytes, p.Progress.EstimatedBytes})
+			time.Sleep(100 * time.Millisecond)
+		}
+		took := time.Since(start)
+		var found struct {
+			Arguments struct{ Documents int64 } `json:"arguments"`
+		}
+		json.Unmarshal([]byte(cli("backup-status")), &found)
+		var moved *sample
+		for i, s := range samples {
+			if moved == nil && s.bytes > 0 {
+				moved = &samples[i]
+			}
+			if s.total <= 0 || s.bytes*5 < s.total {
+				continue
+			}
+			real := took - s.at
+			// An ETA from the rate since the first byte (not the bar's).
+			if el := (s.at - moved.at).Seconds(); el > 0 && s.bytes > moved.bytes {
+				eta := float64(s.total-s.bytes) / (float64(s.bytes-moved.bytes) / el)
+				b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_from_first_byte_err_%")
+			}
+			// The bar's ETA: the rate over the whole job so far.
+			eta := float64(s.total-s.bytes) / (float64(s.bytes) / s.at.Seconds())
+			b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_err_%_at_fifth")
+			b.ReportMetric(real.Seconds(), "s_left_at_fifth")
+			b.ReportMetric(moved.at.Seconds(), "s_to_first_byte")
+			break
+		}
+		dumped := last.Progress.Bytes
+		b.ReportMetric(took.Seconds(), "s_backup")
+		b.ReportMetric(float64(first.Progress.EstimatedBytes)/float64(max(dumped, 1)), "first_total/bytes")
+		b.ReportMetric(float64(first.Progress.CollectionsTotal), "first_collections_total")
+		b.ReportMetric(100*float64(last.Progress.Bytes)/float64(max(last.Progress.EstimatedBytes, 1)), "last_progress_%")
+		b.ReportMetric(float64(dumped)/1e6, "MB_bson")
+	}
+}
