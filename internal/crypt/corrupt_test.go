@@ -100,7 +100,7 @@ func TestCorruption(t *testing.T) {
 		{"tampered chunk size", size35, resum(setByte(offChunkExp, 16)), ErrCorrupt, header, offMAC, 0},
 		{"tampered salt", size35, resum(flip(offSalt, 0)), ErrWrongPassword, 0, 0, 0},
 		{"tampered password check", size35, resum(flip(offCheck, 0)), ErrWrongPassword, 0, 0, 0},
-		{"version 2", size35, resum(setByte(offVersion, 2)), ErrUnsupported, 0, 0, 0},
+		{"unknown version 3", size35, resum(setByte(offVersion, 3)), ErrUnsupported, 0, 0, 0},
 		{"unknown kdf", size35, resum(setByte(offKDF, 7)), ErrUnsupported, 0, 0, 0},
 		{"chunk exponent 30", size35, resum(setByte(offChunkExp, 30)), ErrUnsupported, 0, 0, 0},
 		{"argon2 memory 2 GiB", size35, resum(putU32(offParams+4, 2<<20)), ErrUnsupported, 0, 0, 0},
