@@ -32,6 +32,9 @@ type Config struct {
 	MongoURI string
 	// SensitivePaths are extra files an operator declares sensitive.
 	SensitivePaths []string
+	// Recipients are public keys ("ssh-ed25519 AAAA...", "ssh-rsa AAAA...",
+	// "age1...") every backup without a password is encrypted to.
+	Recipients []string
 	// OplogKeepEntries bounds the embedded oplog (0: a default).
 	OplogKeepEntries int64
 	Logger           *slog.Logger
@@ -78,6 +81,8 @@ type Agent struct {
 	embed     *devappliance.Server
 	uploadsMu sync.Mutex
 	uploading map[string]bool // upload files being written
+	// recipients are the config's, parsed at start.
+	recipients []keys.Recipient
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -102,6 +107,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, state: st, auth: keys.OpenAuthorized(st.AuthorizedKeysPath())}
+	if a.recipients, err = parseRecipients(cfg.Recipients); err != nil {
+		return nil, err
+	}
 	a.ctx, a.stop = context.WithCancel(context.Background())
 
 	runner, interrupted, err := job.NewRunner(st.JobsDir())

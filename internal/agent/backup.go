@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/manifest"
@@ -26,23 +27,30 @@ import (
 // FormatName is what backup-status reports as "format".
 const FormatName = "a0enc-v1 (tar.gz, AES-256-CTR, HMAC-SHA256, argon2id)"
 
+// FormatNameV2 is the "format" of a backup encrypted to public keys.
+const FormatNameV2 = "a0enc-v2 (tar.gz, AES-256-CTR, HMAC-SHA256, file key wrapped for age/ssh recipients)"
+
 // backupName is the original's timestamp name, in UTC.
 func backupName(t time.Time) string {
 	return t.UTC().Format("02-01-2006-15-04-05") + ".tar.gz"
 }
 
-func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, allowPrimary bool) job.Func {
+func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool) job.Func {
 	return func(ctx context.Context, j *job.Job) (any, error) {
-		defer clear(password)
+		defer clear(seal.Password)
 		start := time.Now()
 		name := backupName(start)
 		prog := &dump.Progress{}
 		j.SetProgress(func() any { return prog.Snapshot() })
 		a.log.Info("backup running", "name", name)
 
-		s, err := slot.CreateSealed(name, password, archive.Options{})
+		s, err := slot.CreateSealedTo(name, seal, archive.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("start backup file: %w", err)
+		}
+		format := FormatName
+		if len(seal.Recipients) > 0 {
+			format = FormatNameV2
 		}
 		host, _ := os.Hostname()
 		opts := dump.Options{SpoolDir: workDir(n), ToolVersion: "a0 " + version.Version, Node: host}
@@ -63,7 +71,7 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 		meta, err := s.Finish(store.Meta{
 			Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
 			Documents: man.TotalDocuments(), Collections: len(man.Collections),
-			Format: FormatName, Consistency: man.Consistency,
+			Format: format, Consistency: man.Consistency,
 		})
 		if err != nil {
 			a.log.Error("backup failed", "name", name, "err", err)

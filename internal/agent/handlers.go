@@ -183,8 +183,16 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if len(req.Password) < minPassword {
-		return api.Errorf(api.CodeBadRequest, "password too short: at least %d characters", minPassword)
+	seal, to, err := a.backupSeal(req, slot.Kind)
+	if err != nil {
+		return err
+	}
+	if len(req.Password) < minPassword && (len(to) == 0 || req.Password != "") {
+		hint := ""
+		if req.Password == "" && slot.Kind == api.SlotBackup {
+			hint = ` (or encrypt to public keys: --to NAME, --to-all, or "recipients" in the agent config)`
+		}
+		return api.Errorf(api.CodeBadRequest, "password too short: at least %d characters%s", minPassword, hint)
 	}
 	if m, err := slot.Stored(); err == nil {
 		what := "backup"
@@ -200,7 +208,7 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	if kind, _, _ := a.jobs.Running(); kind != "" {
 		return &job.BusyError{Running: kind}
 	}
-	password := []byte(req.Password)
+	password := seal.Password
 	var fn job.Func
 	if slot.Kind == api.SlotSensitive {
 		fn = a.sensitiveBackupJob(slot, password)
@@ -208,16 +216,26 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		if err := a.checkSpace(r, n); err != nil {
 			return err
 		}
-		fn = a.backupJob(n, slot, password, req.AllowPrimary)
+		fn = a.backupJob(n, slot, seal, req.AllowPrimary)
 	}
-	warning := a.samePasswordWarning(n, slot, password)
+	warning := ""
+	if len(password) > 0 {
+		warning = a.samePasswordWarning(n, slot, password)
+	}
 	if err := a.jobs.Start(a.ctx, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
-	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey))
+	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey), "recipients", len(to), "password", len(password) > 0)
 	out := api.Message{Message: "Backup in progress."}
+	args := map[string]any{}
 	if warning != "" {
-		out.Arguments = map[string]string{"warning": warning}
+		args["warning"] = warning
+	}
+	if len(to) > 0 {
+		args["recipients"] = to
+	}
+	if len(args) > 0 {
+		out.Arguments = args
 	}
 	return writeJSON(w, http.StatusAccepted, out)
 }

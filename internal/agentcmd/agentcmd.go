@@ -48,6 +48,8 @@ type Config struct {
 	Listen         string   `json:"listen"`
 	MongoDBURI     string   `json:"mongodb_uri"`
 	SensitivePaths []string `json:"sensitive_paths"`
+	// Recipients: public keys every backup without a password is encrypted to.
+	Recipients []string `json:"recipients"`
 }
 
 type usageError struct{ msg string }
@@ -112,6 +114,7 @@ type RunOptions struct {
 	MongoURIFile   string
 	SensitivePaths []string
 	LogJSON        bool
+	Recipients     []string
 }
 
 func runAgentCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -155,6 +158,12 @@ func (o *RunOptions) fill() error {
 		o.Listen = first(o.Listen, c.Listen)
 		o.MongoURI = first(o.MongoURI, c.MongoDBURI)
 		o.SensitivePaths = c.SensitivePaths
+		o.Recipients = c.Recipients
+		for i, l := range c.Recipients {
+			if _, err := keys.ParseRecipient(l); err != nil {
+				return fmt.Errorf("config %s: recipients[%d]: %w", o.Config, i, err)
+			}
+		}
 	}
 	if o.MongoURIFile != "" {
 		b, err := os.ReadFile(o.MongoURIFile)
@@ -186,7 +195,7 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 	}
 	log := slog.New(h)
 	a, err := agent.New(ctx, agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
-		SensitivePaths: o.SensitivePaths, Logger: log})
+		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -151,6 +151,19 @@ type BackupRequest struct {
 	Password string `json:"password"`
 	// AllowPrimary lets the dump read from the primary of a replica set.
 	AllowPrimary bool `json:"allow_primary,omitempty"`
+	// To names authorized CLI keys to encrypt the backup to (format v2);
+	// ToAll encrypts it to every authorized key. A backup with no password
+	// is also encrypted to the agent config's "recipients".
+	To    []string `json:"to,omitempty"`
+	ToAll bool     `json:"to_all,omitempty"`
+}
+
+// BackupRecipient is one public key a backup was encrypted to, as the
+// answer to a backup request lists them.
+type BackupRecipient struct {
+	// Name is the authorized key's name; empty for a configured recipient.
+	Name string `json:"name,omitempty"`
+	Key  string `json:"key"`
 }
 
 // Upload is the state of an upload (GET/PUT /v1/uploads/{id}).
@@ -168,6 +181,10 @@ type RestoreRequest struct {
 	Drop     bool     `json:"drop,omitempty"`
 	NS       []string `json:"ns,omitempty"`
 	DryRun   bool     `json:"dry_run,omitempty"`
+
+	// FileKey opens a backup encrypted to public keys (format v2): the CLI
+	// unwraps it with an identity that never leaves the workstation.
+	FileKey []byte `json:"file_key,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.
