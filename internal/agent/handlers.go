@@ -25,7 +25,7 @@ var Commands = []api.Command{
 	{Name: "update-commands", Usage: "update-commands", Summary: "fetch the list of commands the node accepts"},
 	{Name: "set-as-backup", Usage: "set-as-backup <device> [force]", Summary: "give the node the backup role and its backup device"},
 	{Name: "node-status", Usage: "node-status", Summary: "roles, device, free space, database size, agent version"},
-	{Name: "backup", Usage: "backup <password> | --password P | --password-file F [--wait]", Summary: "start a backup of the database"},
+	{Name: "backup", Usage: "backup <password> | --password P | --password-file F | --to NAME... | --to-all | --no-password [--wait]", Summary: "start a backup of the database"},
 	{Name: "backup-status", Usage: "backup-status", Summary: "show the stored or running backup"},
 	{Name: "backup-retrieve", Usage: "backup-retrieve [-o FILE] [--force]", Summary: "download the backup into backup-retrieve.tar.gz.enc"},
 	{Name: "backup-delete", Usage: "backup-delete", Summary: "delete the stored backup"},

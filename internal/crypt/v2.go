@@ -70,9 +70,9 @@ var (
 	// the file: it is encrypted to other recipients. Reported before any
 	// output, like ErrWrongPassword.
 	ErrWrongKey = errors.New("crypt: none of the given keys opens this file")
-	// ErrNoRecipients means a version 2 writer was given neither a password
-	// nor a recipient.
-	ErrNoRecipients = errors.New("crypt: no password and no recipients")
+	// ErrNoPassword means a password was given for a version 2 file that
+	// has no password stanza. It matches ErrWrongPassword too.
+	ErrNoPassword = fmt.Errorf("%w (this file has no password: it is encrypted to public keys only, open it with an identity)", ErrWrongPassword)
 )
 
 // Seal says whom a new file is encrypted to.
@@ -359,11 +359,10 @@ func (v *v2Header) unwrap(u Unlock) (fk []byte, k *keys, err error) {
 		}
 	}
 	if found == nil {
+		// A password given is the likelier intent, so its failure is named.
 		switch {
-		case len(u.Identities) > 0:
-			return nil, nil, ErrWrongKey
 		case len(u.Password) > 0 && !hasPassword:
-			return nil, nil, fmt.Errorf("%w (this file has no password: it is encrypted to public keys only, open it with an identity)", ErrWrongPassword)
+			return nil, nil, ErrNoPassword
 		case len(u.Password) > 0:
 			return nil, nil, ErrWrongPassword
 		}
@@ -630,4 +629,38 @@ func passwordParams(s *age.Stanza) (HeaderInfo, []byte, error) {
 		return HeaderInfo{}, nil, err
 	}
 	return h, salt, nil
+}
+
+// ReadHeader reads exactly one header (either version) from r and returns
+// its bytes, checked for structure and checksum but not for keys: the CLI
+// fetches a stored backup's header from the node this way, then unwraps its
+// file key locally (UnwrapFileKey on the bytes).
+func ReadHeader(r io.Reader) ([]byte, error) {
+	prefix := make([]byte, offVersion+1)
+	n, err := io.ReadFull(r, prefix)
+	if !bytes.Equal(prefix[:min(n, len(magic))], magic[:min(n, len(magic))]) {
+		return nil, ErrNotA0
+	}
+	if err != nil {
+		return nil, headerReadError(n, err)
+	}
+	switch prefix[offVersion] {
+	case version1:
+		hdr := make([]byte, headerSize)
+		copy(hdr, prefix)
+		if m, err := io.ReadFull(r, hdr[len(prefix):]); err != nil {
+			return nil, headerReadError(len(prefix)+m, err)
+		}
+		if sum := headerSum(hdr); !bytes.Equal(sum[:], hdr[offSum:]) {
+			return nil, &CorruptError{Offset: 0, Chunk: -1, Reason: "header checksum mismatch"}
+		}
+		return hdr, nil
+	case version2:
+		v, err := readV2Header(r, prefix)
+		if err != nil {
+			return nil, err
+		}
+		return v.raw, nil
+	}
+	return nil, fmt.Errorf("%w: version %d", ErrUnsupported, prefix[offVersion])
 }

@@ -369,3 +369,25 @@ func TestStanzaCodec(t *testing.T) {
 		t.Error("a type with a space was encoded")
 	}
 }
+
+func TestReadHeader(t *testing.T) {
+	k := sshKeys(t)
+	f2 := seal(t, []byte("two"), Seal{Recipients: []age.Recipient{k.x.Recipient()}}, nil)
+	h, err := ReadHeader(bytes.NewReader(f2))
+	if err != nil || len(h) != 64+v2SectionLen(f2)+56 || !bytes.Equal(h, f2[:len(h)]) {
+		t.Fatalf("v2: %d bytes, %v", len(h), err)
+	}
+	if fk, err := UnwrapFileKey(bytes.NewReader(h), Unlock{Identities: []age.Identity{k.x}}); err != nil || len(fk) != 16 {
+		t.Fatalf("unwrap from the header alone: %v", err)
+	}
+	f1 := encrypt(t, []byte("one"), nil)
+	if h, err := ReadHeader(bytes.NewReader(f1)); err != nil || len(h) != headerSize {
+		t.Fatalf("v1: %v", err)
+	}
+	if _, err := ReadHeader(bytes.NewReader(flip(100, 0)(bytes.Clone(f1)))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("damaged v1: %v", err)
+	}
+	if _, err := ReadHeader(strings.NewReader("PK\x03\x04 not a0")); !errors.Is(err, ErrNotA0) {
+		t.Fatalf("foreign: %v", err)
+	}
+}
