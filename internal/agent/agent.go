@@ -20,6 +20,7 @@ import (
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/statedir"
 )
 
@@ -35,6 +36,8 @@ type Config struct {
 	// Recipients are public keys ("ssh-ed25519 AAAA...", "ssh-rsa AAAA...",
 	// "age1...") every backup without a password is encrypted to.
 	Recipients []string
+	// MetricsListen, if set, serves Prometheus metrics (plain HTTP) there.
+	MetricsListen string
 	// OplogKeepEntries bounds the embedded oplog (0: a default).
 	OplogKeepEntries int64
 	Logger           *slog.Logger
@@ -83,6 +86,11 @@ type Agent struct {
 	uploading map[string]bool // upload files being written
 	// recipients are the config's, parsed at start.
 	recipients []keys.Recipient
+	// metrics records backups for the Prometheus metrics; metricsSrv serves
+	// them when configured.
+	metrics     *metrics.Recorder
+	metricsSrv  *http.Server
+	metricsAddr string
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -123,6 +131,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := a.cleanSlots(); err != nil {
 		return nil, err
 	}
+	if err := a.openMetrics(interrupted); err != nil {
+		return nil, err
+	}
 
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	var hosts []string
@@ -135,6 +146,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 
 	if err := a.connect(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.serveMetrics(); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -268,6 +283,9 @@ func (a *Agent) ListenAndServe() error {
 
 // Close stops serving, cancels the running job and releases the database.
 func (a *Agent) Close() error {
+	if a.metricsSrv != nil {
+		a.metricsSrv.Close()
+	}
 	if a.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		a.srv.Shutdown(ctx)

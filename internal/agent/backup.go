@@ -35,8 +35,24 @@ func backupName(t time.Time) string {
 	return t.UTC().Format("02-01-2006-15-04-05") + ".tar.gz"
 }
 
+// beforeSeal, when a test sets it, runs after the dump and before the file
+// is sealed: a backup held there is running, with its progress complete.
+var beforeSeal func(ctx context.Context) error
+
 func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool) job.Func {
+	fn := a.backupJobRun(n, slot, seal, allowPrimary)
 	return func(ctx context.Context, j *job.Job) (any, error) {
+		meta, err := fn(ctx, j)
+		a.recordBackup(meta, err)
+		if meta == nil {
+			return nil, err
+		}
+		return meta, err
+	}
+}
+
+func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool) func(context.Context, *job.Job) (*store.Meta, error) {
+	return func(ctx context.Context, j *job.Job) (*store.Meta, error) {
 		defer clear(seal.Password)
 		start := time.Now()
 		name := backupName(start)
@@ -63,6 +79,9 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, all
 		}
 		defer os.RemoveAll(opts.SpoolDir)
 		man, err := dump.Run(ctx, a.client, s.Archive(), opts, prog)
+		if err == nil && beforeSeal != nil {
+			err = beforeSeal(ctx)
+		}
 		if err != nil {
 			s.Abort()
 			a.log.Error("backup failed", "name", name, "err", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -50,6 +51,8 @@ type Config struct {
 	SensitivePaths []string `json:"sensitive_paths"`
 	// Recipients: public keys every backup without a password is encrypted to.
 	Recipients []string `json:"recipients"`
+	// MetricsListen serves Prometheus metrics there ("127.0.0.1:10122").
+	MetricsListen string `json:"metrics_listen"`
 }
 
 type usageError struct{ msg string }
@@ -115,6 +118,7 @@ type RunOptions struct {
 	SensitivePaths []string
 	LogJSON        bool
 	Recipients     []string
+	MetricsListen  string
 }
 
 func runAgentCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -159,6 +163,12 @@ func (o *RunOptions) fill() error {
 		o.MongoURI = first(o.MongoURI, c.MongoDBURI)
 		o.SensitivePaths = c.SensitivePaths
 		o.Recipients = c.Recipients
+		o.MetricsListen = c.MetricsListen
+		if c.MetricsListen != "" {
+			if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+				return fmt.Errorf("config %s: metrics_listen %q: want HOST:PORT, such as 127.0.0.1:10122", o.Config, c.MetricsListen)
+			}
+		}
 		for i, l := range c.Recipients {
 			if _, err := keys.ParseRecipient(l); err != nil {
 				return fmt.Errorf("config %s: recipients[%d]: %w", o.Config, i, err)
@@ -195,7 +205,7 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 	}
 	log := slog.New(h)
 	a, err := agent.New(ctx, agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
-		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, Logger: log})
+		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log})
 	if err != nil {
 		return err
 	}
