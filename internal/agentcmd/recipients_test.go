@@ -35,3 +35,16 @@ func TestConfigRecipients(t *testing.T) {
 		t.Fatalf("bad recipient: %v", err)
 	}
 }
+
+func TestConfigMetricsListen(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "a0.json")
+	os.WriteFile(cfg, []byte(`{"state_dir":"/s","metrics_listen":"127.0.0.1:10122"}`), 0o600)
+	o := RunOptions{Config: cfg}
+	if err := o.fill(); err != nil || o.MetricsListen != "127.0.0.1:10122" {
+		t.Fatalf("%v %q", err, o.MetricsListen)
+	}
+	os.WriteFile(cfg, []byte(`{"state_dir":"/s","metrics_listen":"10122"}`), 0o600)
+	if err := (&RunOptions{Config: cfg}).fill(); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {
+		t.Fatalf("bad address: %v", err)
+	}
+}
