@@ -23,6 +23,7 @@ import (
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/spool"
+	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/statedir"
 )
 
@@ -35,6 +36,11 @@ type Config struct {
 	MongoURI string
 	// SensitivePaths are extra files an operator declares sensitive.
 	SensitivePaths []string
+	// Recipients are public keys ("ssh-ed25519 AAAA...", "ssh-rsa AAAA...",
+	// "age1...") every backup without a password is encrypted to.
+	Recipients []string
+	// MetricsListen, if set, serves Prometheus metrics (plain HTTP) there.
+	MetricsListen string
 	// OplogKeepEntries bounds the embedded oplog (0: a default).
 	OplogKeepEntries int64
 	Logger           *slog.Logger
@@ -87,6 +93,13 @@ type Agent struct {
 	// uploadReserved is the sum of the declared lengths of the uploads
 	// being written (guarded by uploadsMu).
 	uploadReserved int64
+	// recipients are the config's, parsed at start.
+	recipients []keys.Recipient
+	// metrics records backups for the Prometheus metrics; metricsSrv serves
+	// them when configured.
+	metrics     *metrics.Recorder
+	metricsSrv  *http.Server
+	metricsAddr string
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -114,6 +127,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, state: st, auth: keys.OpenAuthorized(st.AuthorizedKeysPath())}
+	if a.recipients, err = parseRecipients(cfg.Recipients); err != nil {
+		return nil, err
+	}
 	a.ctx, a.stop = context.WithCancel(context.Background())
 
 	runner, interrupted, err := job.NewRunner(st.JobsDir())
@@ -128,6 +144,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.cleanSpools()
+	if err := a.openMetrics(interrupted); err != nil {
+		return nil, err
+	}
 
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	var hosts []string
@@ -143,6 +162,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 
 	if err := a.connect(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.serveMetrics(); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -311,6 +334,9 @@ func (a *Agent) ListenAndServe() error {
 
 // Close stops serving, cancels the running job and releases the database.
 func (a *Agent) Close() error {
+	if a.metricsSrv != nil {
+		a.metricsSrv.Close()
+	}
 	if a.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		a.srv.Shutdown(ctx)

@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/manifest"
@@ -28,16 +29,35 @@ import (
 // FormatName is what backup-status reports as "format".
 const FormatName = "a0enc-v1 (tar.gz, AES-256-CTR, HMAC-SHA256, argon2id)"
 
+// FormatNameV2 is the "format" of a backup encrypted to public keys.
+const FormatNameV2 = "a0enc-v2 (tar.gz, AES-256-CTR, HMAC-SHA256, file key wrapped for age/ssh recipients)"
+
 // backupName is the original's timestamp name, in UTC.
 func backupName(t time.Time) string {
 	return t.UTC().Format("02-01-2006-15-04-05") + ".tar.gz"
 }
 
+// beforeSeal, when a test sets it, runs after the dump and before the file
+// is sealed: a backup held there is running, with its progress complete.
+var beforeSeal func(ctx context.Context) error
+
 // backupJob dumps the database into the slot. collections and bytes are
 // the totals measured before the job started, shown from its first status.
-func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, allowPrimary bool, collections, bytes int64) job.Func {
+func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool, collections, bytes int64) job.Func {
+	fn := a.backupJobRun(n, slot, seal, allowPrimary, collections, bytes)
 	return func(ctx context.Context, j *job.Job) (any, error) {
-		defer clear(password)
+		meta, err := fn(ctx, j)
+		a.recordBackup(meta, err)
+		if meta == nil {
+			return nil, err
+		}
+		return meta, err
+	}
+}
+
+func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool, collections, bytes int64) func(context.Context, *job.Job) (*store.Meta, error) {
+	return func(ctx context.Context, j *job.Job) (*store.Meta, error) {
+		defer clear(seal.Password)
 		start := time.Now()
 		name := backupName(start)
 		prog := &dump.Progress{}
@@ -46,9 +66,13 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 		j.SetProgress(func() any { return prog.Snapshot() })
 		a.log.Info("backup running", "name", name)
 
-		s, err := slot.CreateSealed(name, password, archive.Options{})
+		s, err := slot.CreateSealedTo(name, seal, archive.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("start backup file: %w", err)
+		}
+		format := FormatName
+		if len(seal.Recipients) > 0 {
+			format = FormatNameV2
 		}
 		host, _ := os.Hostname()
 		opts := dump.Options{SpoolDir: workDir(n), ToolVersion: "a0 " + version.Version, Node: host}
@@ -66,6 +90,9 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 		}
 		defer os.RemoveAll(opts.SpoolDir)
 		man, err := dump.Run(ctx, a.client, s.Archive(), opts, prog)
+		if err == nil && beforeSeal != nil {
+			err = beforeSeal(ctx)
+		}
 		if err != nil {
 			s.Abort()
 			a.log.Error("backup failed", "name", name, "err", err)
@@ -74,7 +101,7 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 		meta, err := s.Finish(store.Meta{
 			Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
 			Documents: man.TotalDocuments(), Collections: len(man.Collections),
-			Format: FormatName, Consistency: man.Consistency,
+			Format: format, Consistency: man.Consistency,
 		})
 		if err != nil {
 			a.log.Error("backup failed", "name", name, "err", err)

@@ -27,7 +27,7 @@ var Commands = []api.Command{
 	{Name: "update-commands", Usage: "update-commands", Summary: "fetch the list of commands the node accepts"},
 	{Name: "set-as-backup", Usage: "set-as-backup <device> [force]", Summary: "give the node the backup role and its backup device"},
 	{Name: "node-status", Usage: "node-status", Summary: "roles, device, free space, database size, agent version"},
-	{Name: "backup", Usage: "backup <password> | --password P | --password-file F [--wait]", Summary: "start a backup of the database"},
+	{Name: "backup", Usage: "backup <password> | --password P | --password-file F | --to NAME... | --to-all | --no-password [--wait]", Summary: "start a backup of the database"},
 	{Name: "backup-status", Usage: "backup-status", Summary: "show the stored or running backup"},
 	{Name: "backup-retrieve", Usage: "backup-retrieve [-o FILE] [--force]", Summary: "download the backup into backup-retrieve.tar.gz.enc"},
 	{Name: "backup-delete", Usage: "backup-delete", Summary: "delete the stored backup"},
@@ -196,8 +196,16 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if len(req.Password) < minPassword {
-		return api.Errorf(api.CodeBadRequest, "password too short: at least %d characters", minPassword)
+	seal, to, err := a.backupSeal(req.BackupRequest, req.Password, slot.Kind)
+	if err != nil {
+		return err
+	}
+	if len(req.Password) < minPassword && (len(to) == 0 || len(req.Password) > 0) {
+		hint := ""
+		if len(req.Password) == 0 && slot.Kind == api.SlotBackup {
+			hint = ` (or encrypt to public keys: --to NAME, --to-all, or "recipients" in the agent config)`
+		}
+		return api.Errorf(api.CodeBadRequest, "password too short: at least %d characters%s", minPassword, hint)
 	}
 	if m, err := slot.Stored(); err == nil {
 		what := "backup"
@@ -213,7 +221,7 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	if kind, _, _ := a.jobs.Running(); kind != "" {
 		return &job.BusyError{Running: kind}
 	}
-	password := []byte(req.Password)
+	password := seal.Password
 	var fn job.Func
 	if slot.Kind == api.SlotSensitive {
 		fn = a.sensitiveBackupJob(slot, password)
@@ -231,17 +239,27 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			a.log.Warn("could not measure the backup's totals before it starts", "err", err)
 		}
-		fn = a.backupJob(n, slot, password, req.AllowPrimary, colls, bytes)
+		fn = a.backupJob(n, slot, seal, req.AllowPrimary, colls, bytes)
 	}
-	warning := a.samePasswordWarning(n, slot, password)
+	warning := ""
+	if len(password) > 0 {
+		warning = a.samePasswordWarning(n, slot, password)
+	}
 	if err := a.startKeyJob(r, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
 	started = true
-	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey))
+	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey), "recipients", len(to), "password", len(password) > 0)
 	out := api.Message{Message: "Backup in progress."}
+	args := map[string]any{}
 	if warning != "" {
-		out.Arguments = map[string]string{"warning": warning}
+		args["warning"] = warning
+	}
+	if len(to) > 0 {
+		args["recipients"] = to
+	}
+	if len(args) > 0 {
+		out.Arguments = args
 	}
 	return writeJSON(w, http.StatusAccepted, out)
 }

@@ -230,7 +230,10 @@ func (a *Agent) noRestoreRunning() error {
 type source struct {
 	path     string
 	password []byte
-	plain    bool
+	// fileKey opens a file encrypted to public keys (format v2); the CLI
+	// unwrapped it, the node never sees an identity.
+	fileKey []byte
+	plain   bool
 	// upload is set when path is an upload, removed once restored: a
 	// restored backup should not stay on the node's state disk.
 	upload bool
@@ -309,7 +312,7 @@ func (s source) stream(f *os.File, prev io.Reader) (io.Reader, error) {
 	if first, ok := prev.(*crypt.Reader); ok {
 		cr, err = first.Reopen(br)
 	} else {
-		cr, err = crypt.NewReader(br, s.password)
+		cr, err = crypt.Open(br, crypt.Unlock{Password: s.password, FileKey: s.fileKey})
 	}
 	if err != nil {
 		return nil, cryptError(err)
@@ -320,8 +323,12 @@ func (s source) stream(f *os.File, prev io.Reader) (io.Reader, error) {
 // cryptError gives crypt's failures their API codes.
 func cryptError(err error) error {
 	switch {
+	case errors.Is(err, crypt.ErrNoPassword):
+		return api.Errorf(api.CodeWrongPassword, "this backup has no password: it is encrypted to public keys (restore it with --identity)")
 	case errors.Is(err, crypt.ErrWrongPassword):
 		return api.Errorf(api.CodeWrongPassword, "wrong password for this backup")
+	case errors.Is(err, crypt.ErrWrongKey):
+		return api.Errorf(api.CodeWrongPassword, "the file key sent does not open this backup")
 	case errors.Is(err, crypt.ErrCorrupt), errors.Is(err, crypt.ErrNotA0), errors.Is(err, crypt.ErrUnsupported):
 		return &api.Error{Code: api.CodeIntegrity, Message: "backup file failed authentication: " + err.Error()}
 	case errors.Is(err, restore.ErrInvalidArchive), errors.Is(err, archive.ErrUnsafe):
@@ -331,7 +338,7 @@ func cryptError(err error) error {
 }
 
 func (a *Agent) restoreSource(req api.RestoreRequest, password []byte) (source, error) {
-	src := source{password: password, plain: req.Plain}
+	src := source{password: password, fileKey: req.FileKey, plain: req.Plain}
 	if req.UploadID != "" {
 		if !uploadID.MatchString(req.UploadID) {
 			return src, api.Errorf(api.CodeBadRequest, "invalid upload id")
@@ -354,7 +361,7 @@ func (a *Agent) restoreSource(req api.RestoreRequest, password []byte) (source, 
 		}
 		src.path = a.slot(n, api.SlotBackup).Path(m)
 	}
-	if !src.plain && len(src.password) == 0 {
+	if !src.plain && len(src.password) == 0 && len(src.fileKey) == 0 {
 		return src, api.Errorf(api.CodeBadRequest, "a password is required to restore an encrypted backup")
 	}
 	return src, nil
@@ -382,6 +389,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	src.wantSHA256 = req.UploadSHA256
 	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir()}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJob(src, opts)); err != nil {
+		clear(src.fileKey)
 		return err
 	}
 	started = true
@@ -435,6 +443,7 @@ type restoreProgress struct {
 func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		defer clear(src.password)
+		defer clear(src.fileKey)
 		var mu sync.Mutex
 		phase, docsTotal, bytesTotal := "authenticating", int64(0), int64(0)
 		setPhase := func(p string) {

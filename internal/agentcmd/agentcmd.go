@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -51,6 +52,10 @@ type Config struct {
 	Listen         string   `json:"listen"`
 	MongoDBURI     string   `json:"mongodb_uri"`
 	SensitivePaths []string `json:"sensitive_paths"`
+	// Recipients: public keys every backup without a password is encrypted to.
+	Recipients []string `json:"recipients"`
+	// MetricsListen serves Prometheus metrics there ("127.0.0.1:10122").
+	MetricsListen string `json:"metrics_listen"`
 }
 
 type usageError struct{ msg string }
@@ -130,6 +135,8 @@ type RunOptions struct {
 	MongoURIFile   string
 	SensitivePaths []string
 	LogJSON        bool
+	Recipients     []string
+	MetricsListen  string
 }
 
 func runAgentCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -173,6 +180,18 @@ func (o *RunOptions) fill() error {
 		o.Listen = first(o.Listen, c.Listen)
 		o.MongoURI = first(o.MongoURI, c.MongoDBURI)
 		o.SensitivePaths = c.SensitivePaths
+		o.Recipients = c.Recipients
+		o.MetricsListen = c.MetricsListen
+		if c.MetricsListen != "" {
+			if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+				return fmt.Errorf("config %s: metrics_listen %q: want HOST:PORT, such as 127.0.0.1:10122", o.Config, c.MetricsListen)
+			}
+		}
+		for i, l := range c.Recipients {
+			if _, err := keys.ParseRecipient(l); err != nil {
+				return fmt.Errorf("config %s: recipients[%d]: %w", o.Config, i, err)
+			}
+		}
 	}
 	if o.MongoURIFile != "" {
 		b, err := os.ReadFile(o.MongoURIFile)
@@ -204,7 +223,7 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 	}
 	log := slog.New(h)
 	a, err := agent.New(ctx, agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
-		SensitivePaths: o.SensitivePaths, Logger: log})
+		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log})
 	if err != nil {
 		return err
 	}

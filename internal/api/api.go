@@ -162,6 +162,19 @@ type BackupRequest struct {
 	Password string `json:"password"`
 	// AllowPrimary lets the dump read from the primary of a replica set.
 	AllowPrimary bool `json:"allow_primary,omitempty"`
+	// To names authorized CLI keys to encrypt the backup to (format v2);
+	// ToAll encrypts it to every authorized key. A backup with no password
+	// is also encrypted to the agent config's "recipients".
+	To    []string `json:"to,omitempty"`
+	ToAll bool     `json:"to_all,omitempty"`
+}
+
+// BackupRecipient is one public key a backup was encrypted to, as the
+// answer to a backup request lists them.
+type BackupRecipient struct {
+	// Name is the authorized key's name; empty for a configured recipient.
+	Name string `json:"name,omitempty"`
+	Key  string `json:"key"`
 }
 
 // Upload is the state of an upload (GET/PUT /v1/uploads/{id}).
@@ -185,6 +198,10 @@ type RestoreRequest struct {
 	// UploadSHA256, when set, is the sha256 of the file the client
 	// uploaded: the node refuses an upload whose bytes differ.
 	UploadSHA256 string `json:"upload_sha256,omitempty"`
+
+	// FileKey opens a backup encrypted to public keys (format v2): the CLI
+	// unwraps it with an identity that never leaves the workstation.
+	FileKey []byte `json:"file_key,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.

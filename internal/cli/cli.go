@@ -84,7 +84,7 @@ func init() {
 		{"update-commands", "update-commands", "fetch and cache the commands the node accepts", runUpdateCommandsCmd, true},
 		{"set-as-backup", "set-as-backup <device> [force]", "give the node the backup role and its backup device", runSetAsBackupCmd, true},
 		{"node-status", "node-status [--json]", "roles, device, free space, database size, agent version", runNodeStatusCmd, true},
-		{"backup", "backup [<password>] [--password P | --password-file F] [--wait]", "start a backup", slotCmd(api.SlotBackup, "start"), true},
+		{"backup", "backup [<password>] [--password P | --password-file F] [--to NAME]... [--to-all] [--no-password] [--wait]", "start a backup", slotCmd(api.SlotBackup, "start"), true},
 		{"backup-status", "backup-status", "show the stored, running or failed backup (one JSON line)", slotCmd(api.SlotBackup, "status"), true},
 		{"backup-retrieve", "backup-retrieve [-o FILE] [--force]", "download the backup into backup-retrieve.tar.gz.enc", slotCmd(api.SlotBackup, "retrieve"), true},
 		{"backup-delete", "backup-delete", "delete the stored backup", slotCmd(api.SlotBackup, "delete"), true},
@@ -92,12 +92,12 @@ func init() {
 		{"backup-sensitive-status", "backup-sensitive-status", "show the stored, running or failed sensitive backup", slotCmd(api.SlotSensitive, "status"), true},
 		{"backup-sensitive-retrieve", "backup-sensitive-retrieve [-o FILE] [--force]", "download it into backup-sensitive-retrieve.tar.gz.enc", slotCmd(api.SlotSensitive, "retrieve"), true},
 		{"backup-sensitive-delete", "backup-sensitive-delete", "delete the stored sensitive backup", slotCmd(api.SlotSensitive, "delete"), true},
-		{"restore", "restore [FILE] [password options] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", "restore a backup onto the node", runRestoreCmd, true},
+		{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", "restore a backup onto the node", runRestoreCmd, true},
 		{"restore-status", "restore-status [--wait]", "show the running or last restore", runRestoreStatusCmd, true},
 		{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", runRestoreSensitiveCmd, true},
 		{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", runRecoverCmd, true},
-		{"verify", "verify FILE [password options] [--legacy] [--json]", "check every byte of a backup file offline and list what it holds", runVerifyCmd, false},
-		{"decrypt", "decrypt FILE [-o OUT] [password options] [--legacy]", "write the plain .tar.gz of a backup file", runDecryptCmd, false},
+		{"verify", "verify FILE [password options] [--identity FILE] [--legacy] [--json]", "check every byte of a backup file offline and list what it holds", runVerifyCmd, false},
+		{"decrypt", "decrypt FILE [-o OUT] [password options] [--identity FILE] [--legacy]", "write the plain .tar.gz of a backup file", runDecryptCmd, false},
 		{"completion", "completion bash|zsh|fish", "print a shell completion script", runCompletionCmd, false},
 		{"help", "help [COMMAND]", "print this usage, or a command's usage, flags and examples", runHelpCmd, false},
 	}
@@ -178,6 +178,7 @@ func printUsage(env *Env) {
 	}
 	fmt.Fprintln(w, "\nrun `a0cli help COMMAND` or `a0cli COMMAND --help` for a command's flags and examples")
 	fmt.Fprintln(w, "password options: <password> | --password P | --password-file FILE | $A0_BACKUP_PASSWORD | a prompt")
+	fmt.Fprintln(w, "public keys: backup --to NAME (an authorized key's name) / --to-all; verify, decrypt, restore --identity FILE (default: this CLI key)")
 	fmt.Fprintln(w, "exit codes: 0 ok, 1 failure, 2 usage, 3 key/auth, 4 refused by the node, 5 not found, 6 integrity, 7 unreachable")
 }
 

@@ -66,7 +66,7 @@ func exitCode(err error) (int, string) {
 		return ExitAuth, ""
 	case errors.As(err, &ce):
 		return ExitConn, ""
-	case errors.As(err, &ie), errors.Is(err, crypt.ErrWrongPassword), errors.Is(err, crypt.ErrCorrupt),
+	case errors.As(err, &ie), errors.Is(err, crypt.ErrWrongPassword), errors.Is(err, crypt.ErrWrongKey), errors.Is(err, crypt.ErrCorrupt),
 		errors.Is(err, crypt.ErrNotA0), errors.Is(err, crypt.ErrUnsupported),
 		errors.Is(err, archive.ErrUnsafe), errors.Is(err, restore.ErrInvalidArchive):
 		return ExitIntegrity, ""

@@ -27,16 +27,21 @@ import (
 // OfflineOptions are the options of verify and decrypt.
 type OfflineOptions struct {
 	PasswordOptions
+	IdentityOptions
 	File   string
 	Output string
 	Legacy bool
 	JSON   bool
 	warned bool
+	// fileKey is a version 2 file's key once unwrapped, so a second pass
+	// over the file does not ask again. RunVerify and RunDecrypt clear it.
+	fileKey []byte
 }
 
 func offlineFlags(name string, o *OfflineOptions, args []string, withOutput bool) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	o.flags(fs)
+	o.identityFlags(fs)
 	fs.BoolVar(&o.Legacy, "legacy", false, "")
 	fs.BoolVar(&o.JSON, "json", false, "")
 	if withOutput {
@@ -64,6 +69,15 @@ func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Cl
 			return nil, nil, nil, &NotFoundError{Msg: fmt.Sprintf("no such file: %s", o.File)}
 		}
 		return nil, nil, nil, err
+	}
+	if !o.Legacy {
+		if cr, err := openV2(env, o, f); cr != nil || err != nil {
+			if err != nil {
+				f.Close()
+				return nil, nil, nil, err
+			}
+			return cr, cr, f, nil
+		}
 	}
 	pw, err := o.resolve(env, false)
 	if err != nil {
@@ -111,6 +125,7 @@ type VerifyResult struct {
 	Authentic   bool                 `json:"authentic"`
 	Legacy      bool                 `json:"legacy,omitempty"`
 	Format      string               `json:"format,omitempty"`
+	Recipients  []string             `json:"recipients,omitempty"`
 	Manifest    *manifest.Manifest   `json:"manifest,omitempty"`
 	Entries     int                  `json:"entries"`
 	PlainBytes  int64                `json:"plaintext_bytes"`
@@ -174,9 +189,14 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 	}
 	defer closer.Close()
 	res := VerifyResult{File: o.File, Legacy: o.Legacy}
+	defer clear(o.fileKey)
 	if cr != nil {
 		h := cr.Header()
 		res.Format = fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10)
+		if h.Version >= 2 {
+			res.Recipients = cr.Stanzas()
+			res.Format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s), %d KiB chunks", h.Version, len(res.Recipients), h.ChunkSize>>10)
+		}
 	}
 	counter := &countingReader{r: stream}
 	found, files, man, n, err := walkArchive(ctx, counter, capture)
@@ -266,6 +286,9 @@ func printVerify(env *Env, r VerifyResult) {
 	if r.Authentic {
 		fmt.Fprintf(w, "OK: every byte of %s is authentic (%s of archive)\n", r.File, human(r.PlainBytes))
 		fmt.Fprintf(w, "format:       %s\n", r.Format)
+		for _, rc := range r.Recipients {
+			fmt.Fprintf(w, "  opens with: %s\n", rc)
+		}
 	} else {
 		fmt.Fprintf(w, "DECRYPTED (legacy, not authenticated): %s\n", r.File)
 	}
@@ -405,6 +428,7 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 		}
 	}
 	stream, _, closer, err := openEncrypted(env, &o)
+	defer clear(o.fileKey)
 	if err != nil {
 		return err
 	}
@@ -440,6 +464,32 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	fmt.Fprintf(env.Stdout, "Decrypted %s into %s (%s, %s)\n", o.File, o.Output, human(n), what)
 	return nil
+}
+
+// openV2 opens f if it is a version 2 file (encrypted to public keys): the
+// file key is unwrapped once with the identities (or password) given and
+// kept in o for later passes. It returns nil, nil for any other file.
+func openV2(env *Env, o *OfflineOptions, f *os.File) (*crypt.Reader, error) {
+	hdr, err := crypt.ReadHeader(f)
+	if _, serr := f.Seek(0, io.SeekStart); err == nil {
+		err = serr
+	}
+	if errors.Is(err, crypt.ErrNotA0) || (err == nil && crypt.Version(hdr) != 2) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if o.fileKey == nil {
+		ids, err := o.load(env)
+		if err != nil {
+			return nil, err
+		}
+		if o.fileKey, err = unwrapFileKey(env, hdr, ids, &o.PasswordOptions); err != nil {
+			return nil, err
+		}
+	}
+	return crypt.Open(bufio.NewReaderSize(f, 1<<20), crypt.Unlock{FileKey: o.fileKey})
 }
 
 // oplogKindsText lists oplog operations by kind, marking those a restore

@@ -19,11 +19,13 @@ import (
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/crypt"
 )
 
 // RestoreOptions are the options of restore.
 type RestoreOptions struct {
 	PasswordOptions
+	IdentityOptions
 	File   string
 	Drop   bool
 	NS     stringList
@@ -37,6 +39,7 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 	var o RestoreOptions
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	o.flags(fs)
+	o.identityFlags(fs)
 	fs.BoolVar(&o.Drop, "drop", false, "")
 	fs.Var(&o.NS, "ns", "")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "")
@@ -48,7 +51,7 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if len(pos) > 1 {
-		return usagef("usage: restore [FILE] [password options] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]")
+		return usagef("usage: restore [FILE] [password options | --identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]")
 	}
 	if len(pos) == 1 {
 		o.File = pos[0]
@@ -63,18 +66,46 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if o.Plain && o.File == "" {
 		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz, or a mongodump --archive file)")
 	}
-	var pw string
+	var (
+		pw      string
+		fileKey []byte
+		c       *client.Client
+		err     error
+	)
+	defer func() { clear(fileKey) }()
 	if !o.Plain {
-		var err error
-		if pw, err = o.resolve(env, false); err != nil {
+		// A backup encrypted to public keys (format v2) is opened here: the
+		// identity unwraps the file key locally and only that key is sent.
+		var hdr []byte
+		switch {
+		case o.File != "":
+			hdr, err = readLocalHeader(o.File)
+		case len(o.Identities) > 0 || !o.passwordGiven(env):
+			if c, err = env.client(ctx); err == nil {
+				hdr, err = readStoredHeader(ctx, c)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if crypt.Version(hdr) == 2 {
+			ids, err := o.load(env)
+			if err != nil {
+				return err
+			}
+			if fileKey, err = unwrapFileKey(env, hdr, ids, &o.PasswordOptions); err != nil {
+				return err
+			}
+		} else if pw, err = o.resolve(env, false); err != nil {
 			return err
 		}
 	}
-	c, err := env.client(ctx)
-	if err != nil {
-		return err
+	if c == nil {
+		if c, err = env.client(ctx); err != nil {
+			return err
+		}
 	}
-	req := api.RestoreRequest{Password: pw, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun}
+	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun}
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {

@@ -65,6 +65,12 @@ type BackupOptions struct {
 	PasswordOptions
 	Wait         bool
 	AllowPrimary bool
+	// To names authorized keys on the node to encrypt to; ToAll all of
+	// them; NoPassword asks for no password (the node's configured
+	// recipients, and To, open the backup).
+	To         stringList
+	ToAll      bool
+	NoPassword bool
 }
 
 func runBackupCmd(ctx context.Context, env *Env, slot string, args []string) error {
@@ -73,6 +79,9 @@ func runBackupCmd(ctx context.Context, env *Env, slot string, args []string) err
 	o.flags(fs)
 	fs.BoolVar(&o.Wait, "wait", false, "")
 	fs.BoolVar(&o.AllowPrimary, "allow-primary", false, "")
+	fs.Var(&o.To, "to", "")
+	fs.BoolVar(&o.ToAll, "to-all", false, "")
+	fs.BoolVar(&o.NoPassword, "no-password", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -92,12 +101,28 @@ func runBackupCmd(ctx context.Context, env *Env, slot string, args []string) err
 
 // RunBackup starts a backup of a slot; with Wait it follows it to the end.
 func RunBackup(ctx context.Context, env *Env, slot string, o BackupOptions) error {
-	pw, err := o.resolve(env, true)
-	if err != nil {
+	toKeys := len(o.To) > 0 || o.ToAll || o.NoPassword
+	if toKeys && slot == api.SlotSensitive {
+		return usagef("backup-sensitive is encrypted with a password only (--to, --to-all and --no-password apply to backup)")
+	}
+	var pw string
+	var err error
+	if toKeys {
+		// Encrypted to public keys: a password is added only if given
+		// (never asked for).
+		if pw, err = o.givenPassword(env); err != nil {
+			return err
+		}
+		if o.NoPassword && pw != "" {
+			return usagef("--no-password, yet a password was given (argument, --password, --password-file or $%s)", o.EnvVars[0])
+		}
+	} else if pw, err = o.resolve(env, true); err != nil {
 		return err
 	}
-	if err := checkStrength(pw); err != nil {
-		return err
+	if pw != "" || !toKeys {
+		if err := checkStrength(pw); err != nil {
+			return err
+		}
 	}
 	c, err := env.client(ctx)
 	if err != nil {
@@ -106,11 +131,20 @@ func RunBackup(ctx context.Context, env *Env, slot string, o BackupOptions) erro
 	var out struct {
 		Message   string `json:"message"`
 		Arguments struct {
-			Warning string `json:"warning"`
+			Warning    string                `json:"warning"`
+			Recipients []api.BackupRecipient `json:"recipients"`
 		} `json:"arguments"`
 	}
-	if err := c.JSON(ctx, http.MethodPost, api.PathSlot+slot, api.BackupRequest{Password: pw, AllowPrimary: o.AllowPrimary}, &out); err != nil {
+	req := api.BackupRequest{Password: pw, AllowPrimary: o.AllowPrimary, To: o.To, ToAll: o.ToAll}
+	if err := c.JSON(ctx, http.MethodPost, api.PathSlot+slot, req, &out); err != nil {
 		return err
+	}
+	for _, r := range out.Arguments.Recipients {
+		name := r.Name
+		if name == "" {
+			name = "(agent config)"
+		}
+		fmt.Fprintf(env.Stderr, "a0cli: encrypted to %s %s\n", name, r.Key)
 	}
 	if out.Arguments.Warning != "" {
 		fmt.Fprintf(env.Stderr, "a0cli: warning: %s\n", out.Arguments.Warning)

@@ -110,7 +110,7 @@ func TestCorruption(t *testing.T) {
 		{"argon2 memory 512 MiB", size35, resum(putU32(offParams+4, 512<<10)), ErrUnsupported, 0, 0, 0},
 		{"argon2 time 7", size35, resum(putU32(offParams, 7)), ErrUnsupported, 0, 0, 0},
 		{"argon2 17 threads", size35, resum(putU32(offParams+8, 17)), ErrUnsupported, 0, 0, 0},
-		{"version 2", size35, resum(setByte(offVersion, 2)), ErrUnsupported, 0, 0, 0},
+		{"unknown version 3", size35, resum(setByte(offVersion, 3)), ErrUnsupported, 0, 0, 0},
 		{"unknown kdf", size35, resum(setByte(offKDF, 7)), ErrUnsupported, 0, 0, 0},
 		{"chunk exponent 30", size35, resum(setByte(offChunkExp, 30)), ErrUnsupported, 0, 0, 0},
 		{"argon2 memory 2 GiB", size35, resum(putU32(offParams+4, 2<<20)), ErrUnsupported, 0, 0, 0},

@@ -21,6 +21,7 @@ type Reader struct {
 	rawHdr [headerSize]byte
 	keys   *keys
 	stream cipher.Stream // nil when only authenticating (Verify)
+	v2     *v2Header     // the version 2 header, nil for version 1
 	mac    hash.Hash
 
 	buf       []byte // one record: ciphertext then tag
@@ -50,17 +51,32 @@ func NewReader(r io.Reader, password []byte) (*Reader, error) {
 }
 
 func open(r io.Reader, password []byte) (*Reader, error) {
+	return openAny(r, Unlock{Password: password})
+}
+
+// openAny reads the magic and version, then the rest of the header of that
+// version, so it never reads past the header.
+func openAny(r io.Reader, u Unlock) (*Reader, error) {
 	var hdr [headerSize]byte
-	n, err := io.ReadFull(r, hdr[:])
+	n, err := io.ReadFull(r, hdr[:offVersion+1])
 	if m := min(n, len(magic)); !bytes.Equal(hdr[:m], magic[:m]) {
 		return nil, ErrNotA0
+	}
+	if n > offVersion && hdr[offVersion] == version2 {
+		return openV2(r, hdr[:n], u)
 	}
 	if n > offVersion && hdr[offVersion] != version1 {
 		return nil, fmt.Errorf("%w: version %d", ErrUnsupported, hdr[offVersion])
 	}
+	if err == nil {
+		var m int
+		m, err = io.ReadFull(r, hdr[n:])
+		n += m
+	}
 	if err != nil {
 		return nil, headerReadError(n, err)
 	}
+	password := u.Password
 	// The checksum tells an accidentally damaged header (including a damaged
 	// salt or KDF parameter) from a wrong password; it is no defence against
 	// tampering, which the header MAC covers.
@@ -70,6 +86,10 @@ func open(r io.Reader, password []byte) (*Reader, error) {
 	h, err := parseHeader(hdr[:])
 	if err != nil {
 		return nil, err
+	}
+	if len(password) == 0 {
+		// Opened with identities or a file key: v1 has neither.
+		return nil, fmt.Errorf("%w (a version 1 file opens with its password only)", ErrWrongPassword)
 	}
 	k, err := deriveKeys(password, &h, hdr[offSalt:offIV])
 	if err != nil {
@@ -150,6 +170,9 @@ func newReader(r io.Reader, h HeaderInfo, hdr [headerSize]byte, k *keys) (*Reade
 // fails with a *CorruptError: another file, even under the same password,
 // is never read with these keys.
 func (r *Reader) Reopen(src io.Reader) (*Reader, error) {
+	if r.v2 != nil {
+		return r.reopenV2(src)
+	}
 	var hdr [headerSize]byte
 	if n, err := io.ReadFull(src, hdr[:]); err != nil {
 		return nil, headerReadError(n, err)
@@ -291,6 +314,11 @@ func Verify(r io.Reader, password []byte) (plaintextSize int64, err error) {
 	if err != nil {
 		return 0, err
 	}
+	return rd.verifyAll()
+}
+
+// verifyAll authenticates the rest of the file without decrypting it.
+func (rd *Reader) verifyAll() (int64, error) {
 	rd.stream = nil
 	for {
 		if err := rd.next(); err != nil {

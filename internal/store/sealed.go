@@ -25,12 +25,18 @@ type Sealed struct {
 
 // CreateSealed starts a new encrypted backup called name in the slot.
 func (s Slot) CreateSealed(name string, password []byte, opts archive.Options) (*Sealed, error) {
+	return s.CreateSealedTo(name, crypt.Seal{Password: password}, opts)
+}
+
+// CreateSealedTo starts a new backup encrypted to seal's password and
+// recipients (format v2 when there are recipients, else v1).
+func (s Slot) CreateSealedTo(name string, seal crypt.Seal, opts archive.Options) (*Sealed, error) {
 	part, err := s.Create(name)
 	if err != nil {
 		return nil, err
 	}
 	w := &Sealed{part: part, buf: bufio.NewWriterSize(part, 1<<20)}
-	if w.enc, err = crypt.NewWriter(w.buf, password, nil); err != nil {
+	if w.enc, err = crypt.NewSealedWriter(w.buf, seal, nil); err != nil {
 		part.Abort()
 		return nil, fmt.Errorf("start encryption: %w", err)
 	}
