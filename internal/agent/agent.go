@@ -21,9 +21,9 @@ import (
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/spool"
-	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/statedir"
 )
 

@@ -18,8 +18,8 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
-	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/manifest"
 )
 
 // RestoreOptions are the options of restore.
