@@ -273,6 +273,10 @@ type statusArgs struct {
 	Files       int    `json:"files,omitempty"`
 	Format      string `json:"format"`
 	Consistency string `json:"consistency,omitempty"`
+	// Verified says the file was read back and passed restore's checks
+	// before it was called found, at VerifiedAt.
+	Verified   bool       `json:"verified"`
+	VerifiedAt *time.Time `json:"verified_at,omitempty"`
 }
 
 func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
@@ -290,7 +294,7 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup found", Arguments: statusArgs{
 			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
-			Format: m.Format, Consistency: m.Consistency,
+			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
 		}})
 	}
 	if !errors.Is(err, store.ErrNoBackup) {
