@@ -62,6 +62,9 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 			a.log.Error("backup failed", "name", name, "err", err)
 			return nil, err
 		}
+		for _, c := range man.ChangedDuringDump {
+			a.log.Warn("collection changed during the backup", "db", c.DB, "collection", c.Name, "change", c.Change, "new_name", c.NewName)
+		}
 		dumped := time.Since(start)
 		verifying.Store(true)
 		meta, err := s.FinishVerified(store.Meta{

@@ -257,6 +257,28 @@ func printVerify(env *Env, r VerifyResult) {
 		bytes += c.Bytes
 	}
 	fmt.Fprintf(w, "total:        %d documents, %s of BSON\n", docs, human(bytes))
+	printChanges(w, m.ChangedDuringDump)
+}
+
+// printChanges lists the collections dropped, renamed or recreated while
+// the dump ran (they are not, or not under their old name, in the backup).
+func printChanges(w io.Writer, changes []manifest.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "changed during the dump: %d\n", len(changes))
+	for _, c := range changes {
+		what := c.Change
+		switch c.Change {
+		case manifest.ChangeRenamed:
+			what = "renamed to " + c.DB + "." + c.NewName + " (in the backup under that name)"
+		case manifest.ChangeDropped:
+			what = "dropped (not in the backup)"
+		case manifest.ChangeRecreated:
+			what = "dropped and created again (the new one is in the backup)"
+		}
+		fmt.Fprintf(w, "  %-40s %s\n", c.DB+"."+c.Name, what)
+	}
 }
 
 type countingReader struct {

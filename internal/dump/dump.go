@@ -159,7 +159,23 @@ type result struct {
 	docs     int64
 	size     int64
 	finished time.Time
+	// change is set when the collection was dropped, renamed or
+	// recreated while the dump ran; gone then means nothing of it is
+	// packed (its spool is already removed).
+	change *manifest.Change
+	gone   bool
+	// successor is the intent to dump instead: the renamed or recreated
+	// collection, found by the listed UUID or name.
+	successor *intent
 }
+
+// testHookAfterList runs between the listing of the collections and the
+// first read; testHookBeforeRead between a collection's index listing and
+// its data read. Tests drop and rename collections there.
+var (
+	testHookAfterList  func(ctx context.Context)
+	testHookBeforeRead func(ctx context.Context, db, coll string)
+)
 
 // testHookBeforeOplogEnd runs after the last collection was read and before
 // the oplog end is taken; tests use it to write or trim the oplog.
@@ -237,9 +253,14 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	if err != nil {
 		return nil, err
 	}
+	if testHookAfterList != nil {
+		testHookAfterList(ctx)
+	}
+	listed := map[string]bool{}
 	var est int64
 	for _, in := range intents {
 		est += in.estimate
+		listed[in.db+"."+in.name] = true
 	}
 	prog.CollectionsTotal.Store(int64(len(intents)))
 	prog.EstimatedBytes.Store(est)
@@ -275,16 +296,27 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		go func() {
 			defer workers.Done()
 			for in := range jobs {
-				r, err := dumpOne(ctx, client, rp, in, sp, prog)
-				if err != nil {
-					fail(err)
-					return
-				}
-				select {
-				case results <- r:
-				case <-ctx.Done():
-					sp.remove(r.spool)
-					return
+				// A collection renamed during the dump is dumped again
+				// under its new name (once: a chain of renames ends in
+				// a dropped entry, never a loop).
+				for depth := 0; ; depth++ {
+					r, err := dumpOne(ctx, client, rp, in, sp, prog, listed)
+					if err != nil {
+						fail(err)
+						return
+					}
+					select {
+					case results <- r:
+					case <-ctx.Done():
+						sp.remove(r.spool)
+						return
+					}
+					if r.successor == nil || depth > 0 {
+						break
+					}
+					in = *r.successor
+					prog.CollectionsTotal.Add(1)
+					prog.EstimatedBytes.Add(in.estimate)
 				}
 			}
 		}()
@@ -330,6 +362,13 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	}()
 
 	for r := range results {
+		if r.change != nil {
+			m.ChangedDuringDump = append(m.ChangedDuringDump, *r.change)
+		}
+		if r.gone {
+			prog.CollectionsDone.Add(1)
+			continue
+		}
 		c, err := pack(ctx, aw, r, sp)
 		if err != nil {
 			fail(err)
@@ -369,6 +408,10 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		}
 	}
 
+	sort.Slice(m.ChangedDuringDump, func(i, j int) bool {
+		a, b := m.ChangedDuringDump[i], m.ChangedDuringDump[j]
+		return a.DB < b.DB || a.DB == b.DB && a.Name < b.Name
+	})
 	sort.Slice(m.Collections, func(i, j int) bool {
 		if m.Collections[i].DB != m.Collections[j].DB {
 			return m.Collections[i].DB < m.Collections[j].DB
@@ -489,26 +532,30 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 			if skipNamespace(dbName, s.Name) {
 				continue
 			}
-			in := intent{db: dbName, name: s.Name, typ: s.Type, options: s.Options,
-				base: dbName + "/" + escapeCollection(s.Name)}
-			if in.typ == "" {
-				in.typ = "collection"
-			}
-			if s.UUID != nil {
-				in.uuid = hex.EncodeToString(s.UUID.Data)
-			}
-			if in.typ == "collection" {
-				var st bson.Raw
-				// Only an estimate for the ETA: a server without collStats
-				// still gets a backup.
-				if db.RunCommand(ctx, bson.D{{Key: "collStats", Value: s.Name}}).Decode(&st) == nil {
-					in.estimate = number(st.Lookup("size"))
-				}
-			}
-			out = append(out, in)
+			out = append(out, newIntent(ctx, db, s))
 		}
 	}
 	return out, nil
+}
+
+func newIntent(ctx context.Context, db *mongo.Database, s *mongo.CollectionSpecification) intent {
+	in := intent{db: db.Name(), name: s.Name, typ: s.Type, options: s.Options,
+		base: db.Name() + "/" + escapeCollection(s.Name)}
+	if in.typ == "" {
+		in.typ = "collection"
+	}
+	if s.UUID != nil {
+		in.uuid = hex.EncodeToString(s.UUID.Data)
+	}
+	if in.typ == "collection" {
+		var st bson.Raw
+		// Only an estimate for the ETA: a server without collStats
+		// still gets a backup.
+		if db.RunCommand(ctx, bson.D{{Key: "collStats", Value: s.Name}}).Decode(&st) == nil {
+			in.estimate = number(st.Lookup("size"))
+		}
+	}
+	return in
 }
 
 // preludeJSON is the header mongodump puts before everything else, in the
@@ -537,7 +584,7 @@ type metadata struct {
 
 var emptyDoc = bson.Raw{5, 0, 0, 0, 0}
 
-func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
+func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
 	coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
 	md := metadata{Options: in.options, Indexes: []bson.Raw{}, UUID: in.uuid, CollectionName: in.name, Type: in.typ}
 	if len(md.Options) == 0 {
@@ -567,6 +614,9 @@ func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 	if in.typ == "view" {
 		r.finished = time.Now()
 		return r, nil
+	}
+	if testHookBeforeRead != nil {
+		testHookBeforeRead(ctx, in.db, in.name)
 	}
 
 	f, err := sp.create()
@@ -607,6 +657,88 @@ func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 	}
 	r.finished = time.Now()
 	return r, nil
+}
+
+// dumpOne reads one collection (readOne), then checks that it is still the
+// collection that was listed: one dropped, renamed or recreated in between
+// may have been read partly or not at all (on FerretDB its index list comes
+// back empty, which no restore accepts; on MongoDB the reads fail with
+// NamespaceNotFound or a killed cursor). Such a collection is left out of
+// the archive and recorded as a change in the manifest, as mongodump logs
+// and goes on; a renamed or recreated one gets a successor intent, dumped
+// under its current name unless the listing holds that name already. A
+// read error on a collection that is still there is the dump's error.
+func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress, listed map[string]bool) (result, error) {
+	r, readErr := readOne(ctx, client, rp, in, sp, prog)
+	if in.typ == "view" || ctx.Err() != nil {
+		return r, readErr
+	}
+	db := client.Database(in.db, options.Database().SetReadPreference(rp))
+	now, err := lookup(ctx, db, in)
+	if err != nil {
+		sp.remove(r.spool)
+		if readErr != nil {
+			return result{}, readErr
+		}
+		return result{}, err
+	}
+	if now != nil && (in.uuid == "" || now.uuid == in.uuid) && now.name == in.name {
+		return r, readErr
+	}
+	sp.remove(r.spool)
+	ch := &manifest.Change{DB: in.db, Name: in.name, Change: manifest.ChangeDropped}
+	out := result{in: in, change: ch, gone: true}
+	if now != nil {
+		ch.Change = manifest.ChangeRenamed
+		if now.name == in.name {
+			ch.Change = manifest.ChangeRecreated
+		}
+		ch.NewName = now.name
+		if now.name == in.name || !listed[in.db+"."+now.name] {
+			out.successor = now
+		}
+	}
+	return out, nil
+}
+
+// lookup finds the collection of in as it is now: by name with the listed
+// UUID, else (renamed) by UUID under another name, else (recreated) by name
+// with another UUID. It returns nil when none exists.
+func lookup(ctx context.Context, db *mongo.Database, in intent) (*intent, error) {
+	// The common case (nothing changed) costs one filtered listing.
+	specs, err := db.ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: in.name}})
+	if err != nil {
+		return nil, fmt.Errorf("dump: list collections of %s: %w", in.db, err)
+	}
+	if len(specs) == 1 && specs[0].Name == in.name && (in.uuid == "" || specs[0].UUID != nil && hex.EncodeToString(specs[0].UUID.Data) == in.uuid) {
+		return &in, nil
+	}
+	specs, err = db.ListCollectionSpecifications(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("dump: list collections of %s: %w", in.db, err)
+	}
+	var sameName *mongo.CollectionSpecification
+	for _, s := range specs {
+		if skipNamespace(in.db, s.Name) {
+			continue
+		}
+		uuid := ""
+		if s.UUID != nil {
+			uuid = hex.EncodeToString(s.UUID.Data)
+		}
+		if in.uuid != "" && uuid == in.uuid {
+			now := newIntent(ctx, db, s)
+			return &now, nil
+		}
+		if s.Name == in.name {
+			sameName = s
+		}
+	}
+	if sameName == nil {
+		return nil, nil
+	}
+	now := newIntent(ctx, db, sameName)
+	return &now, nil
 }
 
 // pack appends one collection to the archive, metadata first, and removes
