@@ -33,7 +33,7 @@ var Commands = []api.Command{
 	{Name: "backup-sensitive-status", Usage: "backup-sensitive-status", Summary: "show the stored or running sensitive backup"},
 	{Name: "backup-sensitive-retrieve", Usage: "backup-sensitive-retrieve [-o FILE] [--force]", Summary: "download it into backup-sensitive-retrieve.tar.gz.enc"},
 	{Name: "backup-sensitive-delete", Usage: "backup-sensitive-delete", Summary: "delete the stored sensitive backup"},
-	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", Summary: "restore a backup onto the node"},
+	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]", Summary: "restore a backup onto the node"},
 	{Name: "restore-status", Usage: "restore-status", Summary: "show the running or last restore"},
 	{Name: "restore-sensitive", Usage: "restore-sensitive FILE [--yes]", Summary: "put the sensitive configuration back on the node"},
 }

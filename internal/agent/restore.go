@@ -272,7 +272,8 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain}
+	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain,
+		StopOnError: req.StopOnError, UsersAndRoles: req.UsersAndRoles}
 	if err := a.jobs.Start(a.ctx, kindRestore, a.restoreJob(src, opts)); err != nil {
 		return err
 	}
@@ -401,6 +402,11 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			a.log.Warn("could not clear the restore marker", "err", err)
 		}
 		src.done()
+		if report != nil && report.DocumentsFailed > 0 {
+			return res, &api.Error{Code: api.CodeIntegrity, Message: fmt.Sprintf(
+				"restore finished, but the server refused %d documents (duplicate keys or validation failures, counted per collection in the report; restore with --stop-on-error to stop at the first)",
+				report.DocumentsFailed)}
+		}
 		if report != nil && !report.OK {
 			return res, &api.Error{Code: api.CodeIntegrity, Message: "restore finished with differences between the backup and the database: see the report"}
 		}

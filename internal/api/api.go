@@ -168,6 +168,10 @@ type RestoreRequest struct {
 	Drop     bool     `json:"drop,omitempty"`
 	NS       []string `json:"ns,omitempty"`
 	DryRun   bool     `json:"dry_run,omitempty"`
+	// StopOnError stops at the first document the server refuses.
+	StopOnError bool `json:"stop_on_error,omitempty"`
+	// UsersAndRoles restores the backup's users and roles too.
+	UsersAndRoles bool `json:"users_and_roles,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.

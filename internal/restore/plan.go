@@ -48,6 +48,16 @@ type Options struct {
 	// Plain accepts a plain mongodump directory packed with tar: no
 	// manifest required, entries possibly under one wrapper directory.
 	Plain bool
+	// StopOnError stops the restore at the first document the server
+	// refuses (mongorestore's --stopOnError). Without it, refused
+	// documents (duplicate keys, validation failures) are counted per
+	// collection and in the report, the restore goes on, and the report
+	// is not OK.
+	StopOnError bool
+	// UsersAndRoles restores the users and roles of the backup
+	// (admin.system.users, admin.system.roles), as mongorestore's
+	// --restoreDbUsersAndRoles; without it they are skipped and listed.
+	UsersAndRoles bool
 }
 
 // PlannedCollection is one collection Run will restore.

@@ -29,9 +29,52 @@ const (
 
 // Server error codes this package reacts to.
 const (
-	codeNamespaceExists = 48
-	codeCommandNotFound = 59
+	codeNamespaceExists    = 48
+	codeCommandNotFound    = 59
+	codeValidationFailure  = 121
+	codeDuplicateKey       = 11000
+	codeDuplicateKeyLegacy = 11001
 )
+
+// maxInsertErrors is how many refused documents' messages a collection's
+// report keeps (all of them are counted).
+const maxInsertErrors = 5
+
+// InsertError is the first document the server refused when
+// Options.StopOnError is set.
+type InsertError struct {
+	Namespace string
+	// Document is the index of the document in the collection's data.
+	Document int64
+	Code     int
+	Message  string
+}
+
+func (e *InsertError) Error() string {
+	return fmt.Sprintf("the server refused document %d of %s (code %d: %s); stopped at the first refused document (--stop-on-error)",
+		e.Document, e.Namespace, e.Code, e.Message)
+}
+
+// refusals counts one collection's refused documents.
+type refusals struct {
+	mu sync.Mutex
+	cr *CollectionReport
+}
+
+func (f *refusals) add(code int, msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cr.DocumentsFailed++
+	switch code {
+	case codeDuplicateKey, codeDuplicateKeyLegacy:
+		f.cr.DuplicateKeys++
+	case codeValidationFailure:
+		f.cr.ValidationFailures++
+	}
+	if len(f.cr.InsertErrors) < maxInsertErrors {
+		f.cr.InsertErrors = append(f.cr.InsertErrors, fmt.Sprintf("code %d: %s", code, msg))
+	}
+}
 
 // NonEmptyError lists the target collections that already hold documents.
 type NonEmptyError struct{ Namespaces []string }
@@ -46,6 +89,8 @@ type Report struct {
 	Collections []CollectionReport `json:"collections"`
 	// OplogApplied counts the oplog entries replayed.
 	OplogApplied int64 `json:"oplog_applied"`
+	// DocumentsFailed sums the collections' refused documents.
+	DocumentsFailed int64 `json:"documents_failed,omitempty"`
 	// DryRun reports come from the plan alone: nothing was written or read
 	// back, and OK only says the archive is restorable.
 	DryRun bool `json:"dry_run,omitempty"`
@@ -69,7 +114,14 @@ type CollectionReport struct {
 	IndexesFound      int      `json:"indexes_found"`
 	IndexErrors       []string `json:"index_errors,omitempty"`
 	OplogEntries      int64    `json:"oplog_entries"`
-	OK                bool     `json:"ok"`
+	// DocumentsFailed counts the documents the server refused, of which
+	// DuplicateKeys had a duplicate key and ValidationFailures failed the
+	// collection's validator; InsertErrors holds the first few messages.
+	DocumentsFailed    int64    `json:"documents_failed,omitempty"`
+	DuplicateKeys      int64    `json:"duplicate_keys,omitempty"`
+	ValidationFailures int64    `json:"validation_failures,omitempty"`
+	InsertErrors       []string `json:"insert_errors,omitempty"`
+	OK                 bool     `json:"ok"`
 }
 
 // CheckTargets returns a *NonEmptyError naming every planned collection that
@@ -245,7 +297,8 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 	rs.rep[ns] = cr
 	if data != nil {
 		br.Reset(data)
-		docs, n, err := rs.insertAll(ctx, db.Collection(c.Name), br)
+		docs, n, err := rs.insertAll(ctx, db.Collection(c.Name), br, insertMode{
+			ns: ns, ordered: isCapped(c.Options), refused: &refusals{cr: cr}})
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", ns, err)
 		}
@@ -315,46 +368,82 @@ func (rs *runState) buildCollectionIndexes(ctx context.Context, c *PlannedCollec
 	}
 }
 
-// insertAll streams the raw documents of r into unordered InsertMany
-// batches run by opts.Parallel workers. Each batch owns one slab holding
-// its documents, so memory is bounded by the number of batches in flight.
-func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bufio.Reader) (docs, n int64, err error) {
+// insertMode is how insertAll writes one collection.
+type insertMode struct {
+	ns string
+	// ordered keeps the archive's document order: one stream of batches,
+	// one after the other, for capped collections, whose order is their
+	// content (mongorestore restores them with one insertion worker too).
+	ordered bool
+	refused *refusals
+}
+
+// isCapped reports whether collection options make a capped collection.
+func isCapped(opts bson.D) bool {
+	for _, e := range opts {
+		if e.Key == "capped" {
+			b, ok := e.Value.(bool)
+			return ok && b
+		}
+	}
+	return false
+}
+
+// insertAll streams the raw documents of r into InsertMany batches run by
+// opts.Parallel workers, or by one worker, batch after batch, for an
+// ordered mode. Each batch owns one slab holding its documents, so memory
+// is bounded by the number of batches in flight. Document validation is
+// bypassed, as mongorestore does: the documents were valid when they were
+// dumped. Documents the server refuses are counted in mode.refused and the
+// rest goes on, unless opts.StopOnError, which stops at the first with an
+// *InsertError.
+func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bufio.Reader, mode insertMode) (docs, n int64, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	batches := make(chan []any)
+	type batch struct {
+		first int64 // index of its first document in the collection
+		docs  []any
+	}
+	batches := make(chan batch)
+	workers := rs.opts.Parallel
+	if mode.ordered {
+		workers = 1
+	}
 	var wg sync.WaitGroup
-	for range rs.opts.Parallel {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				if _, err := coll.InsertMany(ctx, b, options.InsertMany().SetOrdered(false)); err != nil {
-					cancel(fmt.Errorf("insert: %w", err))
+				if err := rs.insertBatch(ctx, coll, b.first, b.docs, mode); err != nil {
+					cancel(err)
 					return
 				}
 				var sz int64
-				for _, d := range b {
+				for _, d := range b.docs {
 					sz += int64(len(d.(bson.Raw)))
 				}
-				rs.prog.addDocs(int64(len(b)), sz)
+				rs.prog.addDocs(int64(len(b.docs)), sz)
 			}
 		}()
 	}
 	var (
 		buf   []byte
 		slab  []byte
-		batch []any
+		cur   []any
+		first int64
 	)
 	send := func() error {
-		if len(batch) == 0 {
+		if len(cur) == 0 {
 			return nil
 		}
 		select {
-		case batches <- batch:
+		case batches <- batch{first, cur}:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-		batch, slab = nil, nil
+		first += int64(len(cur))
+		cur, slab = nil, nil
 		return nil
 	}
 	docs, n, err = scanBSON(r, &buf, func(doc []byte) error {
@@ -366,8 +455,8 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 		}
 		off := len(slab)
 		slab = append(slab, doc...)
-		batch = append(batch, bson.Raw(slab[off:len(slab):len(slab)]))
-		if len(batch) >= batchDocs {
+		cur = append(cur, bson.Raw(slab[off:len(slab):len(slab)]))
+		if len(cur) >= batchDocs {
 			return send()
 		}
 		return nil
@@ -381,6 +470,32 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 		err = cause
 	}
 	return docs, n, err
+}
+
+// insertBatch inserts one batch, unordered: the server goes on after a
+// refused document (an ordered insert would stop there, and FerretDB's
+// ordered insert skips a part of the batch after it and still goes on).
+// Refusals are counted (or, with StopOnError, returned as an
+// *InsertError); any other failure is returned. In one stream the server
+// applies a batch's documents in their order, which keeps a capped
+// collection's insertion order.
+func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, first int64, docs []any, mode insertMode) error {
+	_, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false).SetBypassDocumentValidation(true))
+	if err == nil {
+		return nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return fmt.Errorf("insert: %w", err)
+	}
+	if rs.opts.StopOnError {
+		we := bwe.WriteErrors[0]
+		return &InsertError{Namespace: mode.ns, Document: first + int64(we.Index), Code: we.Code, Message: we.Message}
+	}
+	for _, we := range bwe.WriteErrors {
+		mode.refused.add(we.Code, fmt.Sprintf("document %d: %s", first+int64(we.Index), we.Message))
+	}
+	return nil
 }
 
 // countDocuments asks the server for a collection's count from its own
@@ -431,9 +546,10 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			}
 			cr.IndexesFound = len(idx)
 		}
-		cr.OK = len(cr.IndexErrors) == 0 && cr.IndexesFound >= cr.IndexesExpected &&
+		cr.OK = len(cr.IndexErrors) == 0 && cr.DocumentsFailed == 0 && cr.IndexesFound >= cr.IndexesExpected &&
 			(!cr.CountCompared || cr.DocumentsFound == cr.DocumentsExpected)
 		rep.OK = rep.OK && cr.OK
+		rep.DocumentsFailed += cr.DocumentsFailed
 		rep.Collections = append(rep.Collections, *cr)
 	}
 	return rep, nil
