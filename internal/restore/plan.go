@@ -64,7 +64,7 @@ type Options struct {
 type PlannedCollection struct {
 	DB      string
 	Name    string
-	Type    string // "collection" or "view"
+	Type    string // "collection", "view" or "timeseries"
 	Options bson.D
 	// Indexes are the specs from metadata.json, already rewritten for the
 	// server (no "ns", no "v"); the _id index is left out.
@@ -75,6 +75,13 @@ type PlannedCollection struct {
 	bsonFile string // raw entry names in the archive
 	metaFile string
 	realName string
+	// idSpec is the _id index spec of metadata.json (cleaned), hasID
+	// whether it lists one; a custom one (collation...) is passed to
+	// create as idIndex, as mongorestore does.
+	idSpec bson.D
+	hasID  bool
+	// created is set by Preflight once it created the collection.
+	created bool
 }
 
 // Namespace is "db.name".
@@ -89,9 +96,14 @@ type PlanResult struct {
 	// Skipped lists namespaces present in the archive but not restored:
 	// unselected by NS, or system collections.
 	Skipped []string
+	// Users and Roles count the documents of admin.system.users and
+	// admin.system.roles: restored only with Options.UsersAndRoles.
+	Users, Roles int64
 
-	prefix     string // wrapper directory of a plain dump, with its "/"
-	oplogEarly bool   // oplog.bson precedes some collection data
+	authz       []PlannedCollection // admin.system.users and .roles
+	preflighted bool
+	prefix      string // wrapper directory of a plain dump, with its "/"
+	oplogEarly  bool   // oplog.bson precedes some collection data
 }
 
 // fileStat is what the pass learned about one archive entry.
@@ -260,6 +272,7 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 				c.Type = m.Type
 			}
 			c.Options, c.Indexes = m.Options, m.Indexes
+			c.idSpec, c.hasID = m.idSpec, m.hasID
 			if m.CollectionName != "" {
 				// mongodump shortens long names in the file name only.
 				c.realName = m.CollectionName
@@ -270,6 +283,7 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 		p.OplogEntries = oplog.docs
 		p.oplogEarly = oplog.order < lastData
 	}
+	joinBuckets(byNS)
 	if man != nil {
 		if err := checkManifest(man, byNS, p.OplogEntries, oplog != nil); err != nil {
 			return nil, err
@@ -278,8 +292,22 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 	sort.Strings(order)
 	for _, ns := range order {
 		c := byNS[ns]
+		if c == nil {
+			continue // buckets joined to their time-series collection
+		}
 		if c.metaFile == "" && c.Type == "view" {
 			return nil, fmt.Errorf("%w: view %s without metadata", ErrInvalidArchive, ns)
+		}
+		if c.DB == "admin" && (c.Name == "system.users" || c.Name == "system.roles") {
+			if c.Name == "system.users" {
+				p.Users = c.Documents
+			} else {
+				p.Roles = c.Documents
+			}
+			if opts.UsersAndRoles {
+				p.authz = append(p.authz, *c)
+				continue
+			}
 		}
 		if strings.HasPrefix(c.Name, "system.") || c.DB == "local" || c.DB == "config" || !sel.match(ns) {
 			p.Skipped = append(p.Skipped, ns)
@@ -291,6 +319,27 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 		p.Collections = append(p.Collections, *c)
 	}
 	return p, nil
+}
+
+// joinBuckets gives each time-series collection the data of its buckets
+// collection: mongodump writes a time-series collection as
+// <name>.metadata.json (type "timeseries") and system.buckets.<name>.bson.
+func joinBuckets(byNS map[string]*PlannedCollection) {
+	for _, c := range byNS {
+		if c.Type != "timeseries" {
+			continue
+		}
+		bns := c.DB + ".system.buckets." + c.Name
+		if c.realName != "" {
+			bns = c.DB + ".system.buckets." + c.realName
+		}
+		b := byNS[bns]
+		if b == nil || b.metaFile != "" || c.bsonFile != "" {
+			continue
+		}
+		c.bsonFile, c.Documents, c.Bytes = b.bsonFile, b.Documents, b.Bytes
+		delete(byNS, bns)
+	}
 }
 
 // wrapper returns the single top directory of a plain dump ("dump/"), or ""
@@ -341,13 +390,36 @@ func checkManifest(man *manifest.Manifest, byNS map[string]*PlannedCollection, o
 	return nil
 }
 
-// idIndex is 1 for a collection that has the implicit _id index (left out of
-// PlannedCollection.Indexes), 0 for a view.
+// idIndex is 1 for a collection that has the _id index (left out of
+// PlannedCollection.Indexes): the one its metadata lists, else the
+// implicit one of a plain collection; 0 for a view or time-series
+// collection without one.
 func idIndex(c *PlannedCollection) int {
-	if c.Type == "view" {
+	switch {
+	case c.hasID:
+		return 1
+	case c.Type == "view" || c.Type == "timeseries":
+		return 0
+	case c.metaFile != "":
+		// Metadata without an _id index: mongodump lists it for every
+		// collection but a clustered one (whose clustered index the
+		// server lists itself).
+		if hasOption(c.Options, "clusteredIndex") {
+			return 1
+		}
 		return 0
 	}
 	return 1
+}
+
+// hasOption reports whether collection options hold key.
+func hasOption(opts bson.D, key string) bool {
+	for _, e := range opts {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // scanBSON reads length-prefixed BSON documents until EOF, validating each
@@ -406,6 +478,8 @@ type metadata struct {
 	Indexes        []bson.D
 	Type           string
 	CollectionName string
+	idSpec         bson.D
+	hasID          bool
 }
 
 func parseMetadata(r io.Reader) (*metadata, error) {
@@ -426,7 +500,7 @@ func parseMetadata(r io.Reader) (*metadata, error) {
 		return nil, fmt.Errorf("parse metadata: %w", err)
 	}
 	switch raw.Type {
-	case "", "collection", "view":
+	case "", "collection", "view", "timeseries":
 	default:
 		return nil, fmt.Errorf("unsupported collection type %q", raw.Type)
 	}
@@ -438,6 +512,8 @@ func parseMetadata(r io.Reader) (*metadata, error) {
 		}
 		if clean != nil {
 			m.Indexes = append(m.Indexes, clean)
+		} else {
+			m.hasID, m.idSpec = true, idIndexSpec(spec)
 		}
 	}
 	return m, nil
@@ -481,6 +557,29 @@ func cleanIndexSpec(spec bson.D) (bson.D, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// idIndexSpec is the _id index spec for create's idIndex option, or nil
+// when it holds nothing but the defaults (key, name, v, ns): the server's
+// own _id index is then the same, and a server that does not know idIndex
+// (FerretDB) is not asked.
+func idIndexSpec(spec bson.D) bson.D {
+	var out bson.D
+	custom := false
+	for _, e := range spec {
+		switch e.Key {
+		case "ns", "background":
+			continue
+		case "key", "name", "v", "unique": // an _id index is always unique
+		default:
+			custom = true
+		}
+		out = append(out, e)
+	}
+	if !custom {
+		return nil
+	}
+	return out
 }
 
 // checkJSON makes sure prelude.json is a bounded, well-formed JSON value.

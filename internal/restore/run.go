@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/archive"
 )
@@ -160,6 +162,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err := CheckTargets(ctx, client, p, opts); err != nil {
 		return nil, err
 	}
+	if err := Preflight(ctx, client, p, opts); err != nil {
+		return nil, err
+	}
 	if opts.Parallel <= 0 {
 		// One insert stream per core, at least 2: measured on FerretDB
 		// (x2 beats x4 on two cores); a MongoDB server on a bigger node
@@ -178,6 +183,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			byFile[c.bsonFile] = c
 		} else {
 			byFile[c.metaFile] = c
+		}
+	}
+	authz := map[string]*PlannedCollection{}
+	for i := range p.authz {
+		if c := &p.authz[i]; c.bsonFile != "" {
+			authz[c.bsonFile] = c
 		}
 	}
 	ar, err := archive.NewReader(tgz, archive.Limits{})
@@ -225,6 +236,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			}
 			continue
 		}
+		if a := authz[e.Name]; a != nil {
+			if err := rs.loadAuthz(ctx, a, ar, br); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		c := byFile[e.Name]
 		if c == nil {
 			continue
@@ -248,6 +265,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 	}
 	if err := rs.buildIndexes(ctx); err != nil {
+		return nil, err
+	}
+	if err := rs.mergeAuthz(ctx); err != nil {
 		return nil, err
 	}
 	if replay && spool != nil {
@@ -276,6 +296,8 @@ type runState struct {
 	oplog      map[string]*oplogEffect
 	viaApplyOp bool
 	applied    int64
+	// authzLoaded says users or roles wait in admin.temp* for mergeAuthz.
+	authzLoaded bool
 }
 
 // restoreCollection drops (with Drop), creates and fills one collection,
@@ -284,20 +306,16 @@ type runState struct {
 func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection, data io.Reader, br *bufio.Reader) error {
 	ns := c.Namespace()
 	db := rs.client.Database(c.DB)
-	if rs.opts.Drop {
-		if err := db.Collection(c.Name).Drop(ctx); err != nil {
-			return fmt.Errorf("drop %s: %w", ns, err)
+	if !c.created {
+		if err := createCollection(ctx, rs.client, c, rs.opts); err != nil {
+			return err
 		}
-	}
-	create := append(bson.D{{Key: "create", Value: c.Name}}, c.Options...)
-	if err := db.RunCommand(ctx, create).Err(); err != nil && !isCode(err, codeNamespaceExists) {
-		return fmt.Errorf("create %s: %w", ns, err)
 	}
 	cr := &CollectionReport{Namespace: ns, DocumentsDumped: c.Documents, IndexesExpected: len(c.Indexes) + idIndex(c)}
 	rs.rep[ns] = cr
 	if data != nil {
 		br.Reset(data)
-		docs, n, err := rs.insertAll(ctx, db.Collection(c.Name), br, insertMode{
+		docs, n, err := rs.insertAll(ctx, db.Collection(dataCollection(c)), br, insertMode{
 			ns: ns, ordered: isCapped(c.Options), refused: &refusals{cr: cr}})
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", ns, err)
@@ -368,6 +386,37 @@ func (rs *runState) buildCollectionIndexes(ctx context.Context, c *PlannedCollec
 	}
 }
 
+// hasZeroTimestamp reports whether a valid BSON document has a top-level
+// Timestamp(0,0), without allocating.
+func hasZeroTimestamp(doc []byte) bool {
+	if len(doc) < 5 {
+		return false
+	}
+	rest := doc[4 : len(doc)-1]
+	for len(rest) > 0 {
+		elem, r, ok := bsoncore.ReadElement(rest)
+		if !ok {
+			return false
+		}
+		if elem[0] == byte(bson.TypeTimestamp) {
+			if v := elem.Value().Data; len(v) == 8 && binary.LittleEndian.Uint64(v) == 0 {
+				return true
+			}
+		}
+		rest = r
+	}
+	return false
+}
+
+// dataCollection is where a collection's documents go: a time-series
+// collection's are its buckets, as mongodump dumped them.
+func dataCollection(c *PlannedCollection) string {
+	if c.Type == "timeseries" {
+		return "system.buckets." + c.Name
+	}
+	return c.Name
+}
+
 // insertMode is how insertAll writes one collection.
 type insertMode struct {
 	ns string
@@ -403,6 +452,9 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 	type batch struct {
 		first int64 // index of its first document in the collection
 		docs  []any
+		// zeroTS: a document has a top-level Timestamp(0,0), which a
+		// MongoDB server replaces with the current time on insert.
+		zeroTS bool
 	}
 	batches := make(chan batch)
 	workers := rs.opts.Parallel
@@ -415,7 +467,7 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				if err := rs.insertBatch(ctx, coll, b.first, b.docs, mode); err != nil {
+				if err := rs.insertBatch(ctx, coll, b.first, b.docs, b.zeroTS, mode); err != nil {
 					cancel(err)
 					return
 				}
@@ -428,22 +480,23 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 		}()
 	}
 	var (
-		buf   []byte
-		slab  []byte
-		cur   []any
-		first int64
+		buf    []byte
+		slab   []byte
+		cur    []any
+		first  int64
+		zeroTS bool
 	)
 	send := func() error {
 		if len(cur) == 0 {
 			return nil
 		}
 		select {
-		case batches <- batch{first, cur}:
+		case batches <- batch{first, cur, zeroTS}:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 		first += int64(len(cur))
-		cur, slab = nil, nil
+		cur, slab, zeroTS = nil, nil, false
 		return nil
 	}
 	docs, n, err = scanBSON(r, &buf, func(doc []byte) error {
@@ -456,6 +509,7 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 		off := len(slab)
 		slab = append(slab, doc...)
 		cur = append(cur, bson.Raw(slab[off:len(slab):len(slab)]))
+		zeroTS = zeroTS || hasZeroTimestamp(doc)
 		if len(cur) >= batchDocs {
 			return send()
 		}
@@ -479,8 +533,17 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 // *InsertError); any other failure is returned. In one stream the server
 // applies a batch's documents in their order, which keeps a capped
 // collection's insertion order.
-func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, first int64, docs []any, mode insertMode) error {
-	_, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false).SetBypassDocumentValidation(true))
+func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, first int64, docs []any, zeroTS bool, mode insertMode) error {
+	opts := options.InsertMany().SetOrdered(false).SetBypassDocumentValidation(true)
+	if zeroTS {
+		// What mongorestore does: a MongoDB server (5.0 and later)
+		// then keeps Timestamp(0,0) as it is; FerretDB never replaces
+		// it and ignores the field. Only batches that need it carry it,
+		// so that an older server is not sent a field it refuses.
+		bypass := true
+		opts.BypassEmptyTsReplacement = &bypass
+	}
+	_, err := coll.InsertMany(ctx, docs, opts)
 	if err == nil {
 		return nil
 	}
@@ -531,7 +594,7 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			cr.DocumentsExpected += eff.net
 		}
 		if c.Type != "view" {
-			n, err := countDocuments(ctx, rs.client, c.DB, c.Name)
+			n, err := countDocuments(ctx, rs.client, c.DB, dataCollection(&c))
 			if err != nil {
 				return nil, fmt.Errorf("count %s: %w", ns, err)
 			}
