@@ -373,6 +373,16 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			res.Phase = "dry-run"
 			return res, nil
 		}
+		// Whether the server can hold everything (time-series, views,
+		// users and roles...) is known before the first document goes in.
+		if err := restore.Preflight(ctx, a.client, plan, opts); err != nil {
+			var ue *restore.UnsupportedError
+			if errors.As(err, &ue) {
+				return res, &api.Error{Code: api.CodeUnsupported, Message: ue.Error(),
+					Details: map[string]any{"namespace": ue.Namespace, "feature": ue.Feature}}
+			}
+			return res, err
+		}
 		if stream, err = src.stream(file, stream); err != nil {
 			return res, err
 		}

@@ -28,7 +28,10 @@ const (
 	CodeIntegrity         Code = "integrity"
 	CodeNonEmptyTarget    Code = "non_empty_target"
 	CodeTooLarge          Code = "too_large"
-	CodeInternal          Code = "internal"
+	// CodeUnsupported: the target server cannot hold something the
+	// backup holds (time-series, views, users and roles on FerretDB).
+	CodeUnsupported Code = "unsupported"
+	CodeInternal    Code = "internal"
 )
 
 var statusOf = map[Code]int{
@@ -45,6 +48,7 @@ var statusOf = map[Code]int{
 	CodeIntegrity:         http.StatusUnprocessableEntity,
 	CodeNonEmptyTarget:    http.StatusConflict,
 	CodeTooLarge:          http.StatusRequestEntityTooLarge,
+	CodeUnsupported:       http.StatusUnprocessableEntity,
 	CodeInternal:          http.StatusInternalServerError,
 }
 

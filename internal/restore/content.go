@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -64,14 +65,15 @@ func feature(c *PlannedCollection) (name, option string) {
 }
 
 // Preflight runs, before the first document is written, the steps that
-// tell whether the server can hold what the plan restores: it creates the
-// collections that need a server feature (views, time-series, clustered,
-// validators, collations, custom _id indexes) and checks that the server
+// tell whether the server can hold what the plan restores: for each
+// collection that needs a server feature (views, time-series, clustered,
+// validators, collations, custom _id indexes) it creates a probe collection
+// with the same options under a name of its own, checks that the server
 // kept the option (FerretDB accepts some, such as clusteredIndex, and drops
-// them silently), and with Options.UsersAndRoles checks that the server
-// manages users. On failure the collections it created are dropped again
-// and the error is an *UnsupportedError. Run calls it when the caller did
-// not.
+// them silently) and drops the probe; with Options.UsersAndRoles it checks
+// that the server manages users. The target collections are not touched.
+// A server that lacks a feature gives an *UnsupportedError. Run calls it
+// when the caller did not.
 func Preflight(ctx context.Context, client *mongo.Client, p *PlanResult, opts Options) error {
 	if p.preflighted {
 		return nil
@@ -85,31 +87,28 @@ func Preflight(ctx context.Context, client *mongo.Client, p *PlanResult, opts Op
 			return fmt.Errorf("usersInfo: %w", err)
 		}
 	}
-	var created []PlannedCollection
-	undo := func() {
-		for _, c := range created {
-			client.Database(c.DB).Collection(c.Name).Drop(context.WithoutCancel(ctx))
-		}
-	}
 	for i := range p.Collections {
-		c := &p.Collections[i]
-		name, option := feature(c)
+		c := p.Collections[i]
+		name, option := feature(&c)
 		if name == "" {
 			continue
 		}
-		if err := createCollection(ctx, client, c, opts); err != nil {
-			undo()
-			if isUnsupported(err) {
+		probe := c
+		probe.Name = fmt.Sprintf("a0.probe.%d.%s", time.Now().UnixNano(), c.Name)
+		if len(probe.Name) > 200 {
+			probe.Name = probe.Name[:200]
+		}
+		err := createCollection(ctx, client, &probe, Options{})
+		if err == nil {
+			err = checkKept(ctx, client, &probe, option)
+			client.Database(c.DB).Collection(probe.Name).Drop(context.WithoutCancel(ctx))
+		}
+		if err != nil {
+			if isUnsupported(err) || errors.Is(err, errNotKept) {
 				return &UnsupportedError{Namespace: c.Namespace(), Feature: name, Err: err}
 			}
 			return err
 		}
-		created = append(created, *c)
-		if err := checkKept(ctx, client, c, option); err != nil {
-			undo()
-			return &UnsupportedError{Namespace: c.Namespace(), Feature: name, Err: err}
-		}
-		c.created = true
 	}
 	p.preflighted = true
 	return nil
@@ -135,6 +134,9 @@ func createCollection(ctx context.Context, client *mongo.Client, c *PlannedColle
 	return nil
 }
 
+// errNotKept: the server accepted a create and dropped an option.
+var errNotKept = errors.New("option not kept")
+
 // checkKept reads back a created collection's options (and _id index) and
 // fails when the server dropped what the backup holds.
 func checkKept(ctx context.Context, client *mongo.Client, c *PlannedCollection, option string) error {
@@ -145,14 +147,14 @@ func checkKept(ctx context.Context, client *mongo.Client, c *PlannedCollection, 
 			return fmt.Errorf("list collections: %w", err)
 		}
 		if len(specs) != 1 {
-			return errors.New("the server accepted create but lists no such collection")
+			return fmt.Errorf("%w: the server accepted create but lists no such collection", errNotKept)
 		}
 		var o bson.D
 		if err := bson.Unmarshal(specs[0].Options, &o); err != nil {
 			return fmt.Errorf("options: %w", err)
 		}
 		if option == "viewOn" && specs[0].Type != "view" || option != "viewOn" && !hasOption(o, option) {
-			return fmt.Errorf("the server accepted create but did not keep the %q option", option)
+			return fmt.Errorf("%w: the server accepted create but did not keep the %q option", errNotKept, option)
 		}
 	}
 	if c.idSpec != nil && c.Type == "collection" && !hasOption(c.Options, "clusteredIndex") {
@@ -170,12 +172,12 @@ func checkKept(ctx context.Context, client *mongo.Client, c *PlannedCollection, 
 			}
 			for _, e := range c.idSpec {
 				if e.Key != "v" && e.Key != "key" && e.Key != "name" && !hasOption(s, e.Key) {
-					return fmt.Errorf("the server accepted create but its _id index lacks %q", e.Key)
+					return fmt.Errorf("%w: the server accepted create but its _id index lacks %q", errNotKept, e.Key)
 				}
 			}
 			return nil
 		}
-		return errors.New("the server created no _id index")
+		return fmt.Errorf("%w: the server created no _id index", errNotKept)
 	}
 	return nil
 }

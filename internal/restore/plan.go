@@ -80,8 +80,6 @@ type PlannedCollection struct {
 	// create as idIndex, as mongorestore does.
 	idSpec bson.D
 	hasID  bool
-	// created is set by Preflight once it created the collection.
-	created bool
 }
 
 // Namespace is "db.name".

@@ -306,10 +306,8 @@ type runState struct {
 func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection, data io.Reader, br *bufio.Reader) error {
 	ns := c.Namespace()
 	db := rs.client.Database(c.DB)
-	if !c.created {
-		if err := createCollection(ctx, rs.client, c, rs.opts); err != nil {
-			return err
-		}
+	if err := createCollection(ctx, rs.client, c, rs.opts); err != nil {
+		return err
 	}
 	cr := &CollectionReport{Namespace: ns, DocumentsDumped: c.Documents, IndexesExpected: len(c.Indexes) + idIndex(c)}
 	rs.rep[ns] = cr
