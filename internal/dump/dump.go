@@ -148,6 +148,10 @@ type intent struct {
 	uuid          string
 	estimate      int64
 	base          string // escaped entry name without extension
+	// dataColl and dataBase are where the documents are read from and
+	// written to when not name and base: a time-series collection's
+	// buckets, as mongodump dumps them (system.buckets.<name>).
+	dataColl, dataBase string
 }
 
 // result is a dumped collection waiting for the packer.
@@ -547,7 +551,10 @@ func newIntent(ctx context.Context, db *mongo.Database, s *mongo.CollectionSpeci
 	if s.UUID != nil {
 		in.uuid = hex.EncodeToString(s.UUID.Data)
 	}
-	if in.typ == "collection" {
+	if in.typ == "timeseries" {
+		in.dataColl, in.dataBase = bucketsOf(db.Name(), s.Name)
+	}
+	if in.typ == "collection" || in.typ == "timeseries" {
 		var st bson.Raw
 		// Only an estimate for the ETA: a server without collStats
 		// still gets a backup.
@@ -584,6 +591,13 @@ type metadata struct {
 
 var emptyDoc = bson.Raw{5, 0, 0, 0, 0}
 
+// bucketsOf is where mongodump reads and writes a time-series collection's
+// documents: its buckets collection, and that collection's file name.
+func bucketsOf(db, name string) (coll, base string) {
+	coll = "system.buckets." + name
+	return coll, db + "/" + escapeCollection(coll)
+}
+
 func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
 	coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
 	md := metadata{Options: in.options, Indexes: []bson.Raw{}, UUID: in.uuid, CollectionName: in.name, Type: in.typ}
@@ -619,6 +633,11 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 		testHookBeforeRead(ctx, in.db, in.name)
 	}
 
+	if in.dataColl != "" {
+		// The indexes were the time-series collection's; the data are
+		// its buckets.
+		coll = coll.Database().Collection(in.dataColl)
+	}
 	f, err := sp.create()
 	if err != nil {
 		return result{}, err
@@ -754,6 +773,9 @@ func pack(ctx context.Context, aw *archive.Writer, r result, sp *spools) (manife
 		return c, nil
 	}
 	c.BSONFile = r.in.base + ".bson"
+	if r.in.dataBase != "" {
+		c.BSONFile = r.in.dataBase + ".bson"
+	}
 	if err := addSpool(ctx, aw, c.BSONFile, r.spool, r.size, r.finished); err != nil {
 		return c, err
 	}

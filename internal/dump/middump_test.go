@@ -3,6 +3,8 @@ package dump
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -12,6 +14,7 @@ import (
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/oracle"
 	"github.com/a0backup/a0/internal/restore"
 )
 
@@ -121,5 +124,22 @@ func TestRunMidDumpChanges(t *testing.T) {
 	}
 	if p.Manifest == nil || len(p.Manifest.ChangedDuringDump) != len(want) {
 		t.Errorf("the manifest read back lost the changes: %+v", p.Manifest)
+	}
+}
+
+// TestBucketsLayout: a time-series collection is written as a real
+// mongodump 100.18 wrote one (the fixture): its documents are its buckets,
+// in system.buckets.<name>.bson beside <name>.metadata.json.
+func TestBucketsLayout(t *testing.T) {
+	dir := oracle.Fixture(t, "mongorestore", "timeseries_tests", "ts_dump")
+	coll, base := bucketsOf("timeseries_test", "foo_ts")
+	if coll != "system.buckets.foo_ts" {
+		t.Fatalf("buckets collection %q", coll)
+	}
+	if _, err := os.Stat(filepath.Join(dir, base+".bson")); err != nil {
+		t.Fatalf("mongodump wrote no %s.bson: %v", base, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "timeseries_test", escapeCollection("foo_ts")+".metadata.json")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -76,7 +76,7 @@ type OplogPos struct {
 type Collection struct {
 	DB        string `json:"db"`
 	Name      string `json:"name"`
-	Type      string `json:"type,omitempty"` // "collection" or "view"
+	Type      string `json:"type,omitempty"` // "collection", "view" or "timeseries"
 	Documents int64  `json:"documents"`
 	Bytes     int64  `json:"bytes"`
 	Indexes   int    `json:"indexes"`
