@@ -296,10 +296,16 @@ type planSummary struct {
 	Collections  []string `json:"collections"`
 	Documents    int64    `json:"documents"`
 	OplogEntries int64    `json:"oplog_entries"`
+	// Users and Roles are in the backup; restored only with
+	// --users-and-roles.
+	Users int64 `json:"users,omitempty"`
+	Roles int64 `json:"roles,omitempty"`
+	// Skipped lists the namespaces of the backup not restored.
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 func summarize(p *restore.PlanResult) *planSummary {
-	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}}
+	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped}
 	if p.Manifest != nil {
 		s.Created = p.Manifest.Started.Format("2006-01-02T15:04:05Z")
 		s.Consistency = p.Manifest.Consistency

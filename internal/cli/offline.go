@@ -114,6 +114,10 @@ type VerifyResult struct {
 	PlainBytes  int64                `json:"plaintext_bytes"`
 	Collections []VerifiedCollection `json:"collections,omitempty"`
 	Files       []manifest.File      `json:"files,omitempty"`
+	// Users and Roles count admin.system.users and admin.system.roles:
+	// restored only with restore --users-and-roles.
+	Users int64 `json:"users,omitempty"`
+	Roles int64 `json:"roles,omitempty"`
 }
 
 // VerifiedCollection is a collection as found in the archive.
@@ -177,6 +181,12 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 				return &IntegrityError{Msg: fmt.Sprintf("%s: manifest says %d documents / %d bytes, archive holds %d / %d", c.Namespace(), c.Documents, c.Bytes, got.Documents, got.Bytes)}
 			}
 			res.Collections = append(res.Collections, VerifiedCollection{Namespace: c.Namespace(), Documents: got.Documents, Bytes: got.Bytes})
+			switch c.Namespace() {
+			case "admin.system.users":
+				res.Users = got.Documents
+			case "admin.system.roles":
+				res.Roles = got.Documents
+			}
 		}
 	case manifest.KindSensitive:
 		// Exactly the listed files: nothing more, nothing from a database.
@@ -257,6 +267,9 @@ func printVerify(env *Env, r VerifyResult) {
 		bytes += c.Bytes
 	}
 	fmt.Fprintf(w, "total:        %d documents, %s of BSON\n", docs, human(bytes))
+	if r.Users > 0 || r.Roles > 0 {
+		fmt.Fprintf(w, "users, roles: %d users, %d roles (restored only with restore --users-and-roles)\n", r.Users, r.Roles)
+	}
 	printChanges(w, m.ChangedDuringDump)
 }
 

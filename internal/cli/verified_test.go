@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/a0backup/a0/internal/store"
 )
@@ -83,5 +86,37 @@ func TestBackupFailingVerificationIsFailed(t *testing.T) {
 	}
 	if r := op.on(n, "backup-retrieve"); r.code == 0 {
 		t.Fatalf("a failed backup can be retrieved: %+v", r)
+	}
+}
+
+// TestVerifyListsUsersAndRoles: users and roles are dumped as mongodump
+// dumps them (admin.system.users, admin.system.roles) and verify lists
+// them, saying how they are restored.
+func TestVerifyListsUsersAndRoles(t *testing.T) {
+	n, op, _ := backupNode(t, 50)
+	ctx := context.Background()
+	admin := n.client().Database("admin")
+	if _, err := admin.Collection("system.users").InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: "admin.ops"}, {Key: "user", Value: "ops"}, {Key: "db", Value: "admin"}},
+		bson.D{{Key: "_id", Value: "auth0.app"}, {Key: "user", Value: "app"}, {Key: "db", Value: "auth0"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Collection("system.roles").InsertOne(ctx, bson.D{{Key: "_id", Value: "auth0.reader"}, {Key: "role", Value: "reader"}, {Key: "db", Value: "auth0"}}); err != nil {
+		t.Fatal(err)
+	}
+	op.mustOn(n, "backup", "--password", "Passw0rd-users")
+	if st := decodeStatus(t, op.waitStatus(n, "backup-status")); st.Message != "Backup found" {
+		t.Fatalf("%+v\n%s", st, n.log.String())
+	}
+	op.mustOn(n, "backup-retrieve")
+	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-users"
+	r := op.run("verify", "backup-retrieve.tar.gz.enc")
+	if r.code != 0 || !strings.Contains(r.stdout, "users, roles: 2 users, 1 roles (restored only with restore --users-and-roles)") {
+		t.Fatalf("verify: %+v", r)
+	}
+	r = op.run("verify", "--json", "backup-retrieve.tar.gz.enc")
+	if !strings.Contains(r.stdout, `"users":2`) || !strings.Contains(r.stdout, `"roles":1`) {
+		t.Fatalf("verify --json: %s", r.stdout)
 	}
 }
