@@ -4,8 +4,8 @@ import (
 	"errors"
 	"io"
 	"os"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/a0backup/a0/internal/archive"
 )
