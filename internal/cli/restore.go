@@ -65,7 +65,7 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if o.Plain && o.File == "" {
-		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz)")
+		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz, or a mongodump --archive file)")
 	}
 	var pw string
 	if !o.Plain {
@@ -249,16 +249,17 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		Report *struct {
 			OK          bool `json:"ok"`
 			Collections []struct {
-				Namespace         string `json:"namespace"`
-				DocumentsExpected int64  `json:"documents_expected"`
-				DocumentsFound    int64  `json:"documents_found"`
-				IndexesExpected   int    `json:"indexes_expected"`
-				IndexesFound      int    `json:"indexes_found"`
-				OplogEntries      int64  `json:"oplog_entries"`
-				OK                bool   `json:"ok"`
-				DocumentsFailed   int64  `json:"documents_failed"`
-				DuplicateKeys     int64  `json:"duplicate_keys"`
-				Validation        int64  `json:"validation_failures"`
+				Namespace         string   `json:"namespace"`
+				DocumentsExpected int64    `json:"documents_expected"`
+				DocumentsFound    int64    `json:"documents_found"`
+				IndexesExpected   int      `json:"indexes_expected"`
+				IndexesFound      int      `json:"indexes_found"`
+				IndexErrors       []string `json:"index_errors"`
+				OplogEntries      int64    `json:"oplog_entries"`
+				OK                bool     `json:"ok"`
+				DocumentsFailed   int64    `json:"documents_failed"`
+				DuplicateKeys     int64    `json:"duplicate_keys"`
+				Validation        int64    `json:"validation_failures"`
 			} `json:"collections"`
 		} `json:"report"`
 	}
@@ -286,6 +287,11 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 				mark += fmt.Sprintf(" (%d documents refused: %d duplicate keys, %d validation failures)", c.DocumentsFailed, c.DuplicateKeys, c.Validation)
 			}
 			fmt.Fprintf(w, "%-40s %12d %12d %8d %8d  %s\n", c.Namespace, c.DocumentsExpected, c.DocumentsFound, c.IndexesExpected, c.IndexesFound, mark)
+			// Say which index the server refused and why: the count
+			// alone does not tell an operator what is missing.
+			for _, e := range c.IndexErrors {
+				fmt.Fprintf(w, "  index not restored: %s\n", e)
+			}
 		}
 	}
 }

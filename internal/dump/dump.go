@@ -14,14 +14,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bytesize"
+	"github.com/a0backup/a0/internal/dumpname"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -110,7 +110,7 @@ func (p *Progress) Snapshot() ProgressSnapshot {
 type OplogRolledError struct {
 	// Start is the dump's first oplog position, Oldest the oldest entry
 	// left when the loss was seen (zero when the oplog was empty).
-	Start, Oldest primitive.Timestamp
+	Start, Oldest bson.Timestamp
 	// SpanSeconds is how many seconds of oplog the dump needed (start to
 	// the newest entry); WindowSeconds how many the oplog held at the end,
 	// in OplogBytes (collStats size). Zero when unknown.
@@ -269,7 +269,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	prog.CollectionsTotal.Store(int64(len(intents)))
 	prog.EstimatedBytes.Store(est)
 
-	prelude, err := preludeJSON(opts.Parallel, src.ServerVersion, opts.ToolVersion)
+	prelude, err := preludeJSON(src.ServerVersion, opts.ToolVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -542,9 +542,9 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 	return out, nil
 }
 
-func newIntent(ctx context.Context, db *mongo.Database, s *mongo.CollectionSpecification) intent {
+func newIntent(ctx context.Context, db *mongo.Database, s mongo.CollectionSpecification) intent {
 	in := intent{db: db.Name(), name: s.Name, typ: s.Type, options: s.Options,
-		base: db.Name() + "/" + escapeCollection(s.Name)}
+		base: db.Name() + "/" + dumpname.Escape(s.Name)}
 	if in.typ == "" {
 		in.typ = "collection"
 	}
@@ -565,14 +565,14 @@ func newIntent(ctx context.Context, db *mongo.Database, s *mongo.CollectionSpeci
 	return in
 }
 
-// preludeJSON is the header mongodump puts before everything else, in the
-// same field names as its archive header.
-func preludeJSON(parallel int, serverVersion, toolVersion string) ([]byte, error) {
+// preludeJSON is the prelude.json mongodump 100.x writes in directory
+// mode: stock mongorestore refuses a dump directory whose prelude lacks
+// ServerVersion. (a0 before this wrote the archive header's fields;
+// restore still reads those.)
+func preludeJSON(serverVersion, toolVersion string) ([]byte, error) {
 	b, err := bson.MarshalExtJSON(bson.D{
-		{Key: "concurrent_collections", Value: int32(parallel)},
-		{Key: "version", Value: "0.1"},
-		{Key: "server_version", Value: serverVersion},
-		{Key: "tool_version", Value: toolVersion},
+		{Key: "ServerVersion", Value: serverVersion},
+		{Key: "ToolVersion", Value: toolVersion},
 	}, false, false)
 	if err != nil {
 		return nil, fmt.Errorf("dump: prelude: %w", err)
@@ -595,7 +595,7 @@ var emptyDoc = bson.Raw{5, 0, 0, 0, 0}
 // documents: its buckets collection, and that collection's file name.
 func bucketsOf(db, name string) (coll, base string) {
 	coll = "system.buckets." + name
-	return coll, db + "/" + escapeCollection(coll)
+	return coll, db + "/" + dumpname.Escape(coll)
 }
 
 func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
@@ -750,13 +750,13 @@ func lookup(ctx context.Context, db *mongo.Database, in intent) (*intent, error)
 			return &now, nil
 		}
 		if s.Name == in.name {
-			sameName = s
+			sameName = &s
 		}
 	}
 	if sameName == nil {
 		return nil, nil
 	}
-	now := newIntent(ctx, db, sameName)
+	now := newIntent(ctx, db, *sameName)
 	return &now, nil
 }
 

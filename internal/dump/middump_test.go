@@ -7,12 +7,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/dumpname"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/oracle"
 	"github.com/a0backup/a0/internal/restore"
@@ -139,7 +140,7 @@ func TestBucketsLayout(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, base+".bson")); err != nil {
 		t.Fatalf("mongodump wrote no %s.bson: %v", base, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "timeseries_test", escapeCollection("foo_ts")+".metadata.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "timeseries_test", dumpname.Escape("foo_ts")+".metadata.json")); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"io"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // Server error codes of a server that lacks a feature: NotImplemented
@@ -167,7 +167,7 @@ func checkKept(ctx context.Context, client *mongo.Client, c *PlannedCollection, 
 			return fmt.Errorf("list indexes: %w", err)
 		}
 		for _, s := range specs {
-			if name, _ := s.Map()["name"].(string); name != "_id_" {
+			if name, _ := indexSpecName(s).(string); name != "_id_" {
 				continue
 			}
 			for _, e := range c.idSpec {

@@ -9,8 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/oracle"
 )
@@ -163,9 +162,9 @@ func TestServerFeaturesRefused(t *testing.T) {
 func TestZeroTimestamps(t *testing.T) {
 	client := start(t)
 	docs := []bson.D{
-		{{Key: "_id", Value: int32(1)}, {Key: "ts", Value: primitive.Timestamp{}}},
-		{{Key: "ts", Value: primitive.Timestamp{}}, {Key: "_id", Value: int32(2)}},
-		{{Key: "_id", Value: int32(3)}, {Key: "ts", Value: primitive.Timestamp{T: 7, I: 1}}, {Key: "in", Value: bson.D{{Key: "z", Value: primitive.Timestamp{}}}}},
+		{{Key: "_id", Value: int32(1)}, {Key: "ts", Value: bson.Timestamp{}}},
+		{{Key: "ts", Value: bson.Timestamp{}}, {Key: "_id", Value: int32(2)}},
+		{{Key: "_id", Value: int32(3)}, {Key: "ts", Value: bson.Timestamp{T: 7, I: 1}}, {Key: "in", Value: bson.D{{Key: "z", Value: bson.Timestamp{}}}}},
 	}
 	d := dump{colls: []coll{{db: "tsdb", name: "c", docs: docs}}}
 	rep, err := restore(t, client, d.archive(t), Options{})
@@ -175,7 +174,7 @@ func TestZeroTimestamps(t *testing.T) {
 	got := readAll(t, client.Database("tsdb").Collection("c"))
 	// Servers (MongoDB and FerretDB alike) move _id to the front.
 	stored := append([]bson.D{}, docs...)
-	stored[1] = bson.D{{Key: "_id", Value: int32(2)}, {Key: "ts", Value: primitive.Timestamp{}}}
+	stored[1] = bson.D{{Key: "_id", Value: int32(2)}, {Key: "ts", Value: bson.Timestamp{}}}
 	if len(got) != len(docs) {
 		t.Fatalf("%d documents back, want %d", len(got), len(docs))
 	}

@@ -14,10 +14,11 @@ import (
 	"strings"
 	"sync"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/xoptions"
 
 	"github.com/a0backup/a0/internal/archive"
 )
@@ -191,7 +192,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			authz[c.bsonFile] = c
 		}
 	}
-	ar, err := archive.NewReader(tgz, archive.Limits{})
+	ar, err := openEntries(tgz, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -379,9 +380,19 @@ func (rs *runState) buildCollectionIndexes(ctx context.Context, c *PlannedCollec
 	for _, spec := range c.Indexes {
 		cmd := bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: bson.A{spec}}}
 		if err := db.RunCommand(ctx, cmd).Err(); err != nil {
-			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", spec.Map()["name"], err))
+			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", indexSpecName(spec), err))
 		}
 	}
+}
+
+// indexSpecName is the "name" field of an index spec (nil when missing).
+func indexSpecName(spec bson.D) any {
+	for _, e := range spec {
+		if e.Key == "name" {
+			return e.Value
+		}
+	}
+	return nil
 }
 
 // hasZeroTimestamp reports whether a valid BSON document has a top-level
@@ -538,8 +549,9 @@ func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, fir
 		// then keeps Timestamp(0,0) as it is; FerretDB never replaces
 		// it and ignores the field. Only batches that need it carry it,
 		// so that an older server is not sent a field it refuses.
-		bypass := true
-		opts.BypassEmptyTsReplacement = &bypass
+		if err := xoptions.SetInternalInsertManyOptions(opts, "addCommandFields", bson.D{{Key: "bypassEmptyTsReplacement", Value: true}}); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
 	}
 	_, err := coll.InsertMany(ctx, docs, opts)
 	if err == nil {
