@@ -413,24 +413,17 @@ func checkManifest(man *manifest.Manifest, byNS map[string]*PlannedCollection, o
 }
 
 // idIndex is 1 for a collection that has the _id index (left out of
-// PlannedCollection.Indexes): the one its metadata lists, else the
-// implicit one of a plain collection; 0 for a view or time-series
-// collection without one.
+// PlannedCollection.Indexes); 0 for a view, and for a time-series
+// collection whose metadata lists none.
 func idIndex(c *PlannedCollection) int {
 	switch {
 	case c.hasID:
 		return 1
 	case c.Type == "view" || c.Type == "timeseries":
 		return 0
-	case c.metaFile != "":
-		// Metadata without an _id index: mongodump lists it for every
-		// collection but a clustered one (whose clustered index the
-		// server lists itself).
-		if hasOption(c.Options, "clusteredIndex") {
-			return 1
-		}
-		return 0
 	}
+	// A collection has its _id index (a clustered one its clustered
+	// index) whether or not old dumps list it.
 	return 1
 }
 
