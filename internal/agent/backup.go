@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
@@ -50,6 +52,11 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 		opts := dump.Options{SpoolDir: workDir(n), ToolVersion: "a0 " + version.Version, Node: host}
 		if allowPrimary {
 			opts.ReadPreference = readpref.Primary()
+		}
+		if a.cfg.MongoURI != "" {
+			// Data and oplog from one member (issue 12): a direct
+			// connection to the member the read preference picks.
+			opts.Pin = a.pinMember
 		}
 		if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
 			s.Abort()
@@ -190,4 +197,15 @@ func (a *Agent) addSensitiveFile(aw *archive.Writer, i int, path string) (manife
 	}
 	return manifest.File{Path: entry, Origin: path, Mode: uint32(st.Mode().Perm()), Size: st.Size(),
 		SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// pinMember connects to one member of the configured deployment alone (a
+// direct connection), for dump.Options.Pin.
+func (a *Agent) pinMember(ctx context.Context, member string) (*mongo.Client, error) {
+	o := options.Client().ApplyURI(a.cfg.MongoURI).SetAppName("a0agent").SetHosts([]string{member}).SetDirect(true)
+	c, err := mongo.Connect(o)
+	if err != nil {
+		return nil, redactURIError(err)
+	}
+	return c, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/oplog"
 	"github.com/a0backup/a0/internal/restore"
 )
 
@@ -118,6 +119,9 @@ type VerifyResult struct {
 	// restored only with restore --users-and-roles.
 	Users int64 `json:"users,omitempty"`
 	Roles int64 `json:"roles,omitempty"`
+	// OplogKinds counts oplog.bson's operations by entry kind, as the
+	// restore's decision table names them (docs/consistency.md).
+	OplogKinds map[string]int64 `json:"oplog_kinds,omitempty"`
 }
 
 // VerifiedCollection is a collection as found in the archive.
@@ -171,9 +175,11 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 	switch man.Kind {
 	case manifest.KindBackup:
 		if !o.Legacy {
-			if err := planFile(ctx, env, &o); err != nil {
+			plan, err := planFile(ctx, env, &o)
+			if err != nil {
 				return err
 			}
+			res.OplogKinds = plan.OplogKinds
 		}
 		for _, c := range man.Collections {
 			got := found[c.BSONFile]
@@ -212,16 +218,17 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 // mongodump layout, every metadata.json, every BSON document, the manifest's
 // position and counts) over the file, so that verify accepts exactly what a
 // restore would.
-func planFile(ctx context.Context, env *Env, o *OfflineOptions) error {
+func planFile(ctx context.Context, env *Env, o *OfflineOptions) (*restore.PlanResult, error) {
 	stream, _, closer, err := openEncrypted(env, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closer.Close()
-	if _, err := restore.Plan(ctx, stream, restore.Options{}); err != nil {
-		return &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
+	plan, err := restore.Plan(ctx, stream, restore.Options{})
+	if err != nil {
+		return nil, &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
 	}
-	return nil
+	return plan, nil
 }
 
 func kdfText(h crypt.HeaderInfo) string {
@@ -259,6 +266,9 @@ func printVerify(env *Env, r VerifyResult) {
 		cons += fmt.Sprintf(" to %s (ts %d,%d; %d oplog entries)", m.ConsistentTo.Wall.Format("2006-01-02 15:04:05.000 UTC"), m.ConsistentTo.T, m.ConsistentTo.I, m.OplogEntries)
 	}
 	fmt.Fprintf(w, "consistency:  %s\n", cons)
+	if len(r.OplogKinds) > 0 {
+		fmt.Fprintf(w, "oplog:        %s\n", oplogKindsText(r.OplogKinds))
+	}
 	fmt.Fprintf(w, "collections:  %d\n", len(r.Collections))
 	var docs, bytes int64
 	for _, c := range r.Collections {
@@ -425,4 +435,23 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	fmt.Fprintf(env.Stdout, "Decrypted %s into %s (%s, %s)\n", o.File, o.Output, human(n), what)
 	return nil
+}
+
+// oplogKindsText lists oplog operations by kind, marking those a restore
+// skips (counted, never silently).
+func oplogKindsText(kinds map[string]int64) string {
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, k := range names {
+		p := fmt.Sprintf("%s %d", k, kinds[k])
+		if oplog.Skips(oplog.Kind(k)) {
+			p += " (skipped)"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -247,8 +248,11 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			OplogEntries int64    `json:"oplog_entries"`
 		} `json:"plan"`
 		Report *struct {
-			OK          bool `json:"ok"`
-			Collections []struct {
+			OK           bool             `json:"ok"`
+			OplogApplied int64            `json:"oplog_applied"`
+			OplogSkipped map[string]int64 `json:"oplog_skipped"`
+			OplogReplay  string           `json:"oplog_replay"`
+			Collections  []struct {
 				Namespace         string   `json:"namespace"`
 				DocumentsExpected int64    `json:"documents_expected"`
 				DocumentsFound    int64    `json:"documents_found"`
@@ -292,6 +296,13 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			for _, e := range c.IndexErrors {
 				fmt.Fprintf(w, "  index not restored: %s\n", e)
 			}
+		}
+		if r.OplogReplay != "" {
+			line := fmt.Sprintf("oplog: %d entries replayed (%s)", r.OplogApplied, r.OplogReplay)
+			if len(r.OplogSkipped) > 0 {
+				line += "; not replayed: " + skippedText(r.OplogSkipped)
+			}
+			fmt.Fprintln(w, line)
 		}
 	}
 }
@@ -406,4 +417,18 @@ func RunRestoreSensitive(ctx context.Context, env *Env, o RestoreSensitiveOption
 		fmt.Fprintf(env.Stdout, "note: %s\n", done.Arguments.Restart)
 	}
 	return nil
+}
+
+// skippedText lists the oplog entries a restore did not replay, by reason.
+func skippedText(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -71,6 +71,11 @@ type Options struct {
 	ReadPreference *readpref.ReadPref
 	// Oplog is OplogAuto when empty.
 	Oplog OplogMode
+	// Pin, when set, makes a client connected to that member alone
+	// (a direct connection): on a replica set Run picks one member with
+	// ReadPreference and reads the collections and the oplog from it, so
+	// data and oplog come from one server (see docs/consistency.md).
+	Pin func(ctx context.Context, member string) (*mongo.Client, error)
 }
 
 // Progress is updated by Run and may be read at any time from any goroutine.
@@ -240,6 +245,14 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	}
 	m.Source = src
 	rp := readPreference(opts.ReadPreference, src.ReplicaSet)
+	if opts.Pin != nil && src.ReplicaSet != "" {
+		pinned, me, err := pinMember(ctx, client, rp, opts.Pin)
+		if err != nil {
+			return nil, err
+		}
+		defer pinned.Disconnect(context.WithoutCancel(ctx))
+		client, m.Source.ReadFrom = pinned, me
+	}
 
 	// The oplog start is taken before the collections are listed: a
 	// collection created after the listing then has its writes in the
@@ -247,7 +260,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	// collection created in between would be in neither.)
 	var tl *tailer
 	if opts.Oplog == OplogAuto {
-		if tl, err = startTailer(ctx, client, sp, ferret && !testHookTailFerretDB); err != nil {
+		if tl, err = startTailer(ctx, client, rp, sp, ferret && !testHookTailFerretDB); err != nil {
 			return nil, err
 		}
 		defer tl.closeSpool()
@@ -400,6 +413,14 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		}
 		if err := tl.checkRolled(ctx); err != nil {
 			return nil, err
+		}
+		if tl.active {
+			if err := checkCatalog(ctx, client, rp, intents, m.Collections, ferret); err != nil {
+				return nil, err
+			}
+			if err := checkMember(ctx, client, m.Source); err != nil {
+				return nil, err
+			}
 		}
 		if tl.active {
 			if err := tl.pack(ctx, aw, sp); err != nil {

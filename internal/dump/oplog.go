@@ -13,7 +13,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/oplog"
 )
 
 const (
@@ -47,6 +51,13 @@ type tailer struct {
 	// onePass reads the oplog once the end is known instead of tailing
 	// it (FerretDB; see readOnce).
 	onePass bool
+	// term is the replica-set term of the entries copied so far
+	// (MongoDB; FerretDB writes none): a change means a failover
+	// during the dump, and entries of the old term may be rolled back.
+	term     int64
+	haveTerm bool
+	// lastTerm is the term of the entry at last.
+	lastTerm int64
 	// firstOldest is the oldest entry when a one-pass capture started:
 	// its start is a clock reading, not an entry, and may be older than
 	// a young oplog's first entry without anything lost. It is compared by
@@ -57,8 +68,10 @@ type tailer struct {
 
 // startTailer records the start position. It returns an inactive tailer
 // (and captures nothing) when there is no oplog or it is empty.
-func startTailer(ctx context.Context, client *mongo.Client, sp *spools, onePass bool) (*tailer, error) {
-	coll := client.Database(oplogDB).Collection(oplogColl)
+func startTailer(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, sp *spools, onePass bool) (*tailer, error) {
+	// The collections' read preference: on a pinned client both go to
+	// the one member; see Options.Pin.
+	coll := client.Database(oplogDB, options.Database().SetReadPreference(rp)).Collection(oplogColl)
 	t := &tailer{coll: coll, endCh: make(chan bson.Timestamp, 1), onePass: onePass}
 	names, err := client.Database(oplogDB).ListCollectionNames(ctx, bson.D{{Key: "name", Value: oplogColl}})
 	if err != nil {
@@ -228,6 +241,21 @@ func (t *tailer) take(raw bson.Raw, st *cursorState) (bool, error) {
 	if st.after != nil && ts == *st.after {
 		return false, nil // a reopen's $gte returns it again
 	}
+	e, err := oplog.Parse(raw)
+	if err != nil {
+		return false, fmt.Errorf("dump: oplog entry at %d.%d: %w", t1, i1, err)
+	}
+	// What a restore cannot replay consistently fails the backup now
+	// (the decision table of internal/oplog; mongodump refuses the same).
+	if err := oplog.CheckCapture(e); err != nil {
+		return false, err
+	}
+	if e.HasTerm {
+		if t.haveTerm && e.Term != t.term {
+			return false, &FailoverError{From: t.term, To: e.Term, At: ts}
+		}
+		t.term, t.haveTerm = e.Term, true
+	}
 	// An entry older than one already copied landed late (FerretDB:
 	// concurrent writers insert their entries out of ts order). It is
 	// kept: it is before the end.
@@ -246,6 +274,7 @@ func (t *tailer) take(raw bson.Raw, st *cursorState) (bool, error) {
 	}
 	st.after = &ts
 	t.last = ts
+	t.lastTerm = e.Term
 	if w, ok := raw.Lookup("wall").TimeOK(); ok {
 		t.lastWall = w.UTC()
 	}
@@ -413,11 +442,54 @@ func (t *tailer) finish(ctx context.Context) error {
 	return nil
 }
 
+// FailoverError says the replica set changed its primary while the dump
+// copied the oplog: entries of the old term may be rolled back, so the
+// capture may hold writes the set no longer has.
+type FailoverError struct {
+	From, To int64
+	At       bson.Timestamp
+	// RolledBack is set when the last copied entry is no longer in the
+	// oplog (or has another term): it was rolled back.
+	RolledBack bool
+}
+
+func (e *FailoverError) Error() string {
+	if e.RolledBack {
+		return fmt.Sprintf("dump: the oplog entry at %d.%d (term %d) that the backup ends at is no longer in the oplog: it was rolled back after a failover; run the backup again", e.At.T, e.At.I, e.From)
+	}
+	return fmt.Sprintf("dump: the replica set changed primary during the backup (oplog term %d, then %d at %d.%d): entries of the old term may be rolled back, so the backup cannot be point-in-time; run it again once the set is stable", e.From, e.To, e.At.T, e.At.I)
+}
+
+// checkRolledBack fails when the last copied entry is gone from the oplog
+// or carries another term: a rollback removed it after a failover. Only on
+// servers that write terms (MongoDB): the lookup by ts is indexed there.
+func (t *tailer) checkRolledBack(ctx context.Context) error {
+	if !t.active || !t.haveTerm || t.last.IsZero() {
+		return nil
+	}
+	raw, err := t.coll.FindOne(ctx, bson.D{{Key: "ts", Value: t.last}}, options.FindOne().SetProjection(bson.D{{Key: "t", Value: 1}})).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return &FailoverError{From: t.lastTerm, To: t.lastTerm, At: t.last, RolledBack: true}
+	}
+	if err != nil {
+		return fmt.Errorf("dump: read oplog position: %w", err)
+	}
+	if v, err := raw.LookupErr("t"); err == nil {
+		if n, ok := v.AsInt64OK(); ok && n != t.lastTerm {
+			return &FailoverError{From: t.lastTerm, To: n, At: t.last, RolledBack: true}
+		}
+	}
+	return nil
+}
+
 // checkRolled fails when the start entry is no longer in the oplog: an
 // entry between start and the tailer's position may have gone unseen.
 func (t *tailer) checkRolled(ctx context.Context) error {
 	if !t.active {
 		return nil
+	}
+	if err := t.checkRolledBack(ctx); err != nil {
+		return err
 	}
 	first, ok, err := t.oldestEntry(ctx)
 	oldest := first.ts
@@ -469,4 +541,136 @@ func (t *tailer) pack(ctx context.Context, aw *archive.Writer, sp *spools) error
 		return fmt.Errorf("dump: spool oplog: %w", err)
 	}
 	return addSpool(ctx, aw, OplogName, name, t.bytes, time.Now())
+}
+
+// RenamedError says a collection was renamed during the dump: it may have
+// been read under either name, so the backup cannot be consistent.
+type RenamedError struct{ From, To string }
+
+func (e *RenamedError) Error() string {
+	return fmt.Sprintf("dump: collection %s was renamed to %s during the backup (a rename, $out or mapReduce): it may have been read under either name, so the backup cannot be point-in-time; run it again when no rename runs", e.From, e.To)
+}
+
+// DDLError says a collection or its indexes changed during a dump on a
+// server whose oplog does not record such changes (FerretDB logs only
+// inserts, updates and deletes): the restore could not replay them.
+type DDLError struct{ Namespace, What string }
+
+func (e *DDLError) Error() string {
+	return fmt.Sprintf("dump: %s %s during the backup, and this server's oplog does not record it (FerretDB logs only inserts, updates and deletes), so the backup cannot be point-in-time; run it again when no such change runs", e.Namespace, e.What)
+}
+
+// checkCatalog lists the collections again once all were read. A
+// collection listed at the start that now has another name (same UUID)
+// fails the backup: on MongoDB the oplog's renameCollection entry already
+// does, FerretDB writes no command to its oplog. On such a server (noDDL)
+// a listed collection that is gone, or whose index count changed, fails it
+// too: a MongoDB oplog holds the drop or the index build, which the
+// restore replays.
+func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, intents []intent, dumped []manifest.Collection, noDDL bool) error {
+	byUUID := map[string]string{}
+	for _, in := range intents {
+		if in.uuid != "" {
+			byUUID[in.uuid] = in.db + "." + in.name
+		}
+	}
+	now, err := listIntents(ctx, client, rp)
+	if err != nil {
+		return err
+	}
+	present := map[string]bool{}
+	for _, in := range now {
+		ns := in.db + "." + in.name
+		present[ns] = true
+		if was, ok := byUUID[in.uuid]; ok && in.uuid != "" && was != ns {
+			return &RenamedError{From: was, To: ns}
+		}
+	}
+	if !noDDL {
+		return nil
+	}
+	for _, c := range dumped {
+		ns := c.DB + "." + c.Name
+		if !present[ns] {
+			return &DDLError{Namespace: ns, What: "was dropped"}
+		}
+		if c.Type == "view" {
+			continue
+		}
+		cur, err := client.Database(c.DB, options.Database().SetReadPreference(rp)).Collection(c.Name).Indexes().List(ctx)
+		if err != nil {
+			return fmt.Errorf("dump: list indexes of %s: %w", ns, err)
+		}
+		var idx []bson.Raw
+		if err := cur.All(ctx, &idx); err != nil {
+			return fmt.Errorf("dump: list indexes of %s: %w", ns, err)
+		}
+		if len(idx) != c.Indexes {
+			return &DDLError{Namespace: ns, What: fmt.Sprintf("had its indexes changed (%d when read, %d at the end)", c.Indexes, len(idx))}
+		}
+	}
+	return nil
+}
+
+// MemberError says the member a backup reads from changed or stopped
+// being a readable member of its replica set during the backup.
+type MemberError struct{ Member, Why string }
+
+func (e *MemberError) Error() string {
+	return fmt.Sprintf("dump: the member the backup reads from (%s) %s during the backup; run it again", e.Member, e.Why)
+}
+
+type helloReply struct {
+	SetName   string `bson:"setName"`
+	Me        string `bson:"me"`
+	Primary   bool   `bson:"isWritablePrimary"`
+	Secondary bool   `bson:"secondary"`
+}
+
+// pinMember asks, with the collection reads' read preference, which member
+// serves them, and connects to it alone: one server selection for the
+// whole backup.
+func pinMember(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, pin func(context.Context, string) (*mongo.Client, error)) (*mongo.Client, string, error) {
+	var h helloReply
+	err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}, options.RunCmd().SetReadPreference(rp)).Decode(&h)
+	if err != nil {
+		return nil, "", fmt.Errorf("dump: choose the member to read from: %w", err)
+	}
+	if h.Me == "" {
+		return nil, "", errors.New("dump: choose the member to read from: its hello names no member (me)")
+	}
+	pinned, err := pin(ctx, h.Me)
+	if err != nil {
+		return nil, "", fmt.Errorf("dump: connect to member %s: %w", h.Me, err)
+	}
+	var again helloReply
+	if err := pinned.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&again); err != nil || again.Me != h.Me || again.SetName != h.SetName {
+		pinned.Disconnect(context.WithoutCancel(ctx))
+		if err == nil {
+			err = fmt.Errorf("the direct connection reached %q of set %q", again.Me, again.SetName)
+		}
+		return nil, "", fmt.Errorf("dump: connect to member %s: %w", h.Me, err)
+	}
+	return pinned, h.Me, nil
+}
+
+// checkMember fails when the server the backup read from is no longer the
+// member it started with, or no longer a primary or secondary of its set.
+func checkMember(ctx context.Context, client *mongo.Client, src manifest.Source) error {
+	if src.ReplicaSet == "" {
+		return nil
+	}
+	var h helloReply
+	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&h); err != nil {
+		return fmt.Errorf("dump: hello: %w", err)
+	}
+	switch {
+	case h.SetName != src.ReplicaSet:
+		return &MemberError{Member: src.ReadFrom, Why: fmt.Sprintf("left replica set %q", src.ReplicaSet)}
+	case src.ReadFrom != "" && h.Me != src.ReadFrom:
+		return &MemberError{Member: src.ReadFrom, Why: "was replaced by " + h.Me}
+	case !h.Primary && !h.Secondary:
+		return &MemberError{Member: src.ReadFrom, Why: "stopped being a primary or secondary (recovering, rolling back or removed)"}
+	}
+	return nil
 }

@@ -16,7 +16,6 @@ import (
 // (FerretDB's answer for timeseries, viewOn, validator, collation...),
 // CommandNotFound, CommandNotSupported.
 const (
-	codeNotImplemented      = 238
 	codeCommandNotSupported = 115
 )
 

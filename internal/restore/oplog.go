@@ -5,98 +5,77 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/a0backup/a0/internal/oplog"
 )
 
-// ErrOplogEntry is matched by an oplog entry Run cannot apply without a
-// server-side applyOps (an unsupported command, a malformed update).
+// ErrOplogEntry is matched by an oplog entry the restore refuses or cannot
+// apply (a kind the decision table refuses, a malformed entry, a field the
+// server cannot store).
 var ErrOplogEntry = errors.New("cannot replay oplog entry")
+
+// Skip reasons besides the entry kinds of the decision table.
+const (
+	skipNotRestored   = "namespace-not-restored"
+	skipAfterEnd      = "after-consistent-to"
+	skipTxnAborted    = "transaction-aborted"
+	skipTxnOpen       = "transaction-uncommitted"
+	skipDiffPart      = "update-diff-part-superseded"
+	skipNoServerCmd   = "command-unsupported-by-server"
+	maxOplogNamespace = 1 << 16
+)
+
+// More server error codes the replay reacts to.
+const (
+	codeNamespaceNotFound = 26
+	codeIndexNotFound     = 27
+	codeNotImplemented    = 238
+	codeDuplicateKey      = 11000
+)
 
 // oplogEffect is what the replay did to one namespace.
 type oplogEffect struct {
 	entries int64
 	net     int64 // documents created minus documents removed
+	// reset is set once the oplog dropped the collection: net counts
+	// from empty.
+	reset bool
 }
 
-// oplogEntry is the part of an oplog entry the replay reads.
-type oplogEntry struct {
-	TS bson.Timestamp `bson:"ts"`
-	Op string         `bson:"op"`
-	NS string         `bson:"ns"`
-	O  bson.Raw       `bson:"o"`
-	O2 bson.Raw       `bson:"o2,omitempty"`
+// replayMode is how entries reach the server.
+type replayMode int
+
+const (
+	modeUnknown replayMode = iota
+	// modeApplyOps sends each entry, reduced, to applyOps (MongoDB).
+	modeApplyOps
+	// modeWrites turns entries into idempotent insert/update/delete
+	// commands, batched (servers without applyOps: FerretDB).
+	modeWrites
+)
+
+// commander runs one command on a database; every write of the replay
+// goes through it, so tests can record the exact commands.
+type commander func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error)
+
+// oplogScan is what Plan learns from oplog.bson.
+type oplogScan struct {
+	// kinds counts every operation up to consistent_to (applyOps
+	// operations included) by kind.
+	kinds map[string]int64
+	after int64 // entries after consistent_to
+	// namespaces are the restorable namespaces the entries name.
+	namespaces map[string]bool
+	first      oplog.Timestamp
+	haveFirst  bool
 }
 
-// replayOplog applies the entries of r up to the manifest's ConsistentTo
-// for the selected namespaces. It tries applyOps once; on a server without
-// it (FerretDB) every entry becomes its own idempotent write, so replaying
-// entries whose effect the dumped data already holds changes nothing.
-func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanResult, sel matcher) error {
-	rs.prog.setStep(StepOplog)
-	rs.oplog = map[string]*oplogEffect{}
-	restored := map[string]bool{}
-	for _, c := range p.Collections {
-		restored[c.Namespace()] = true
-	}
-	tryApplyOps := true
-	var buf []byte
-	_, _, err := scanBSON(r, &buf, func(doc []byte) error {
-		var e oplogEntry
-		if err := bson.Unmarshal(doc, &e); err != nil {
-			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
-		}
-		if p.Manifest != nil && p.Manifest.ConsistentTo != nil {
-			to := bson.Timestamp{T: p.Manifest.ConsistentTo.T, I: p.Manifest.ConsistentTo.I}
-			if e.TS.After(to) {
-				return nil
-			}
-		}
-		ns := e.NS
-		if e.Op == "c" {
-			ns = commandTarget(e)
-		}
-		if e.Op == "n" || !replayable(ns) || !sel.match(ns) {
-			return nil
-		}
-		if tryApplyOps {
-			err := rs.applyOps(ctx, doc)
-			if err == nil {
-				rs.viaApplyOp = true
-				rs.count(ns, 0)
-				return nil
-			}
-			if !isCode(err, codeCommandNotFound) {
-				return fmt.Errorf("applyOps: %w", err)
-			}
-			tryApplyOps = false
-		}
-		net, err := rs.applyOne(ctx, e)
-		if err != nil {
-			return fmt.Errorf("%s %s at %d.%d: %w", e.Op, e.NS, e.TS.T, e.TS.I, err)
-		}
-		rs.count(ns, net)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("replay oplog: %w", err)
-	}
-	return nil
-}
-
-func (rs *runState) count(ns string, net int64) {
-	eff := rs.oplog[ns]
-	if eff == nil {
-		eff = &oplogEffect{}
-		rs.oplog[ns] = eff
-	}
-	eff.entries++
-	eff.net += net
-	rs.applied++
-	rs.prog.oplogEntry()
+func newOplogScan() *oplogScan {
+	return &oplogScan{kinds: map[string]int64{}, namespaces: map[string]bool{}}
 }
 
 // replayable excludes the server's own namespaces, which a restore must not
@@ -106,248 +85,374 @@ func replayable(ns string) bool {
 	return ok && coll != "" && db != "local" && db != "config" && !strings.HasPrefix(coll, "system.")
 }
 
-// applyOps sends one entry, without its collection UUID ("ui": the restored
-// collection has a new one), as mongorestore does.
-func (rs *runState) applyOps(ctx context.Context, doc []byte) error {
-	var d bson.D
-	if err := bson.Unmarshal(doc, &d); err != nil {
+// restorable says whether the replay may write ns at all: not the server's
+// own namespaces, and selected.
+func restorable(ns string, sel matcher) bool { return replayable(ns) && sel.match(ns) }
+
+// check validates one entry in Plan: framing, the decision table's
+// refusals for namespaces being restored, and the set of namespaces named.
+func (s *oplogScan) check(doc []byte, to *oplog.Timestamp, sel matcher) error {
+	e, err := oplog.Parse(doc)
+	if err != nil {
 		return err
 	}
-	out := d[:0]
-	for _, f := range d {
-		if f.Key != "ui" {
-			out = append(out, f)
-		}
+	if _, _, ok := bson.Raw(doc).Lookup("ts").TimestampOK(); !ok {
+		return errors.New("oplog entry without ts")
 	}
-	return rs.client.Database("admin").RunCommand(ctx, bson.D{{Key: "applyOps", Value: bson.A{out}}}).Err()
+	if !s.haveFirst {
+		s.first, s.haveFirst = e.TS, true
+	}
+	if to != nil && to.Less(e.TS) {
+		s.after++
+		return nil
+	}
+	return s.checkOp(e, sel, 0)
 }
 
-// applyOne applies an entry as a plain write and returns how many documents
-// it created (1), removed (-1) or neither (0).
-func (rs *runState) applyOne(ctx context.Context, e oplogEntry) (int64, error) {
-	db, coll, _ := strings.Cut(e.NS, ".")
-	c := rs.client.Database(db).Collection(coll)
-	upsert := options.Replace().SetUpsert(true)
-	switch e.Op {
-	case "i":
-		id, err := e.O.LookupErr("_id")
-		if err != nil {
-			return 0, fmt.Errorf("%w: insert without _id", ErrOplogEntry)
+func (s *oplogScan) checkOp(e oplog.Entry, sel matcher, depth int) error {
+	d := oplog.Decide(e)
+	s.kinds[string(d.Kind)]++
+	if d.Action == oplog.ApplyEach || d.Action == oplog.TxnBuffer || (d.Action == oplog.TxnCommit && e.Cmd == "applyOps") {
+		if depth > 0 {
+			return fmt.Errorf("%w: applyOps nested in applyOps at %s", ErrOplogEntry, e.TS)
 		}
-		res, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, e.O, upsert)
+		s.kinds[string(d.Kind)]-- // counted by its operations
+		inner, err := e.Inner()
 		if err != nil {
-			return 0, err
+			return err
 		}
-		return res.UpsertedCount, nil
-	case "u":
-		return rs.applyUpdate(ctx, c, e)
-	case "d":
-		id, err := e.O.LookupErr("_id")
-		if err != nil {
-			return 0, fmt.Errorf("%w: delete without _id", ErrOplogEntry)
-		}
-		res, err := c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-		if err != nil {
-			return 0, err
-		}
-		return -res.DeletedCount, nil
-	case "c":
-		return 0, rs.applyCommand(ctx, e)
-	}
-	return 0, fmt.Errorf("%w: unknown op %q", ErrOplogEntry, e.Op)
-}
-
-func (rs *runState) applyUpdate(ctx context.Context, c *mongo.Collection, e oplogEntry) (int64, error) {
-	id, err := e.O2.LookupErr("_id")
-	if err != nil {
-		return 0, fmt.Errorf("%w: update without o2._id", ErrOplogEntry)
-	}
-	filter := bson.D{{Key: "_id", Value: id}}
-	var o bson.D
-	if err := bson.Unmarshal(e.O, &o); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrOplogEntry, err)
-	}
-	update, replacement, err := updateFromOplog(o, id)
-	if err != nil {
-		return 0, err
-	}
-	if replacement != nil {
-		res, err := c.ReplaceOne(ctx, filter, replacement, options.Replace().SetUpsert(true))
-		if err != nil {
-			return 0, err
-		}
-		return res.UpsertedCount, nil
-	}
-	// Upsert, as mongod's own oplog application does: a later delete in the
-	// same oplog removes what an update of a missing document creates.
-	res, err := c.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		return 0, err
-	}
-	return res.UpsertedCount, nil
-}
-
-// updateFromOplog turns the o field of a "u" entry into either an update
-// document or a full replacement:
-//   - no "$" keys: o is the new document (a replacement);
-//   - {$v: 2, diff: {...}}: MongoDB >= 5.0 delta format, turned into
-//     $set/$unset;
-//   - {$v: 1, $set: doc} where doc carries the _id: FerretDB's shape, which
-//     logs the whole new document; a replacement, so fields removed by the
-//     update are removed here too;
-//   - otherwise $set/$unset/... operators, applied as they are (minus $v).
-func updateFromOplog(o bson.D, id bson.RawValue) (update, replacement bson.D, err error) {
-	ops := bson.D{}
-	var diff bson.D
-	hasDiff := false
-	for _, f := range o {
-		switch {
-		case f.Key == "$v":
-		case f.Key == "diff":
-			d, ok := f.Value.(bson.D)
-			if !ok {
-				return nil, nil, fmt.Errorf("%w: diff is not a document", ErrOplogEntry)
+		for _, in := range inner {
+			if err := s.checkOp(in, sel, depth+1); err != nil {
+				return err
 			}
-			diff, hasDiff = d, true
-		case strings.HasPrefix(f.Key, "$"):
-			ops = append(ops, f)
-		default:
-			return nil, o, nil
+		}
+		return nil
+	}
+	t, err := oplog.TargetsOf(e)
+	if err != nil {
+		if d.Action == oplog.Skip {
+			return nil
+		}
+		return err
+	}
+	touches := false
+	for _, ns := range t.Namespaces {
+		if restorable(ns, sel) {
+			touches = true
+			if !s.namespaces[ns] {
+				if len(s.namespaces) >= maxOplogNamespace {
+					return fmt.Errorf("oplog names more than %d namespaces", maxOplogNamespace)
+				}
+				s.namespaces[ns] = true
+			}
 		}
 	}
-	if hasDiff {
-		set, unset := bson.D{}, bson.D{}
-		if err := flattenDiff(diff, "", &set, &unset); err != nil {
-			return nil, nil, err
-		}
-		if len(set) > 0 {
-			update = append(update, bson.E{Key: "$set", Value: set})
-		}
-		if len(unset) > 0 {
-			update = append(update, bson.E{Key: "$unset", Value: unset})
-		}
-		if len(update) == 0 {
-			update = bson.D{{Key: "$set", Value: bson.D{{Key: "_id", Value: id}}}}
-		}
-		return update, nil, nil
+	if d.Action == oplog.Refuse && (touches || (t.Database != "" && sel.match(t.Database+".x"))) {
+		return fmt.Errorf("%w: %s of %s at %s: %s", ErrOplogEntry, d.Kind, strings.Join(t.Namespaces, " to "), e.TS, d.Why)
 	}
-	if len(ops) == 0 {
-		return nil, nil, fmt.Errorf("%w: empty update", ErrOplogEntry)
-	}
-	if len(ops) == 1 && ops[0].Key == "$set" {
-		if doc, ok := ops[0].Value.(bson.D); ok && hasField(doc, "_id") {
-			return nil, doc, nil
-		}
-	}
-	return ops, nil, nil
+	return nil
 }
 
-func hasField(d bson.D, key string) bool {
-	for _, f := range d {
-		if f.Key == key {
+// replayer applies one oplog.bson; see replayOplog.
+type replayer struct {
+	rs      *runState
+	mode    replayMode
+	run     commander
+	sel     matcher
+	to      *oplog.Timestamp
+	txns    *oplog.Txns
+	byDB    map[string][]string // restored namespaces per database
+	skipped map[string]int64
+	batch   writeBatch
+}
+
+// replayOplog applies the entries of r up to the manifest's ConsistentTo.
+// Every entry goes through the decision table (internal/oplog). Only
+// namespaces being restored are written (the planned collections and the
+// selected namespaces the oplog itself creates, both checked by
+// CheckTargets): an operation on any other namespace is skipped and
+// counted. On MongoDB each entry goes to applyOps, reduced as mongorestore
+// sends it; on a server without applyOps (FerretDB) entries become
+// idempotent writes, consecutive ones on one collection batched.
+func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanResult, sel matcher) error {
+	rs.prog.setStep(StepOplog)
+	rs.oplog = map[string]*oplogEffect{}
+	if rs.catalog == nil {
+		rs.catalog = newIndexCatalog()
+	}
+	rp := rs.newReplayer(ctx, p, sel)
+	var buf []byte
+	_, _, err := scanBSON(r, &buf, func(doc []byte) error {
+		return rp.entry(ctx, doc)
+	})
+	if err == nil {
+		err = rp.flush(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("replay oplog: %w", err)
+	}
+	if txns, ops := rp.txns.Pending(); txns > 0 {
+		rp.skipped[skipTxnOpen] += int64(ops)
+	}
+	rs.skipped = rp.skipped
+	return nil
+}
+
+func (rs *runState) newReplayer(ctx context.Context, p *PlanResult, sel matcher) *replayer {
+	rp := &replayer{rs: rs, run: rs.command, sel: sel, byDB: map[string][]string{}, skipped: map[string]int64{}}
+	if rs.runHook != nil {
+		rp.run = rs.runHook(rp.run)
+	}
+	if p.Manifest != nil && p.Manifest.ConsistentTo != nil {
+		rp.to = &oplog.Timestamp{T: p.Manifest.ConsistentTo.T, I: p.Manifest.ConsistentTo.I}
+	}
+	var start oplog.Timestamp
+	if p.oplog != nil {
+		start = p.oplog.first
+	}
+	rp.txns = oplog.NewTxns(start, 0)
+	for _, ns := range rs.restoredNamespaces(p) {
+		db, _, _ := strings.Cut(ns, ".")
+		rp.byDB[db] = append(rp.byDB[db], ns)
+	}
+	rp.mode = rs.opts.testMode
+	if rp.mode == modeUnknown {
+		rp.mode = modeApplyOps
+		// One probe decides for the whole replay: FerretDB has no
+		// applyOps; MongoDB accepts an empty one.
+		if _, err := rs.command(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{}}}); isCode(err, codeCommandNotFound) {
+			rp.mode = modeWrites
+		}
+	}
+	rs.viaApplyOp = rp.mode == modeApplyOps
+	return rp
+}
+
+// restoredNamespaces are the planned collections and the selected
+// namespaces only the oplog names, sorted.
+func (rs *runState) restoredNamespaces(p *PlanResult) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range p.Collections {
+		if c.Type != "view" && !seen[c.Namespace()] {
+			seen[c.Namespace()] = true
+			out = append(out, c.Namespace())
+		}
+	}
+	for _, ns := range p.OplogOnly {
+		if !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (rp *replayer) skip(reason string, n int64) { rp.skipped[reason] += n }
+
+func (rp *replayer) entry(ctx context.Context, doc []byte) error {
+	e, err := oplog.Parse(doc)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+	}
+	if rp.to != nil && rp.to.Less(e.TS) {
+		rp.skip(skipAfterEnd, 1)
+		return nil
+	}
+	return rp.op(ctx, e)
+}
+
+// op applies one entry or applyOps operation as the table decides.
+func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
+	d := oplog.Decide(e)
+	switch d.Action {
+	case oplog.Skip:
+		rp.skip(string(d.Kind), 1)
+		return nil
+	case oplog.Refuse:
+		// Plan refuses these for restored namespaces; here they can only
+		// name namespaces outside the restore.
+		t, _ := oplog.TargetsOf(e)
+		for _, ns := range t.Namespaces {
+			if rp.allowed(ns) {
+				return fmt.Errorf("%w: %s at %s: %s", ErrOplogEntry, d.Kind, e.TS, d.Why)
+			}
+		}
+		rp.skip(skipNotRestored, 1)
+		return nil
+	case oplog.ApplyEach:
+		if e.IsInner() {
+			return fmt.Errorf("%w: applyOps nested in applyOps at %s", ErrOplogEntry, e.TS)
+		}
+		inner, err := e.Inner()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+		}
+		for _, in := range inner {
+			if err := rp.op(ctx, in); err != nil {
+				return err
+			}
+		}
+		return nil
+	case oplog.TxnBuffer, oplog.TxnCommit, oplog.TxnAbort:
+		apply, dropped, err := rp.txns.Add(e, d)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+		}
+		rp.skip(skipTxnAborted, int64(dropped))
+		for _, in := range apply {
+			if err := rp.op(ctx, in); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t, err := oplog.TargetsOf(e)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+	}
+	if t.Database == "" && (len(t.Namespaces) != 1 || !rp.allowed(t.Namespaces[0])) {
+		rp.skip(skipNotRestored, 1)
+		return nil
+	}
+	if t.Database != "" && len(rp.byDB[t.Database]) == 0 {
+		rp.skip(skipNotRestored, 1)
+		return nil
+	}
+	if d.Action == oplog.Apply && e.Cmd != "drop" && e.Cmd != "dropDatabase" && len(t.Namespaces) == 1 {
+		rp.rs.catalog.revive(t.Namespaces[0])
+	}
+	switch d.Action {
+	case oplog.IndexCatalog:
+		if err := rp.flush(ctx); err != nil {
+			return err
+		}
+		if err := rp.rs.catalog.apply(e); err != nil {
+			return fmt.Errorf("%w: %s at %s: %w", ErrOplogEntry, d.Kind, e.TS, err)
+		}
+		rp.count(t.Namespaces[0], 0)
+		return nil
+	case oplog.Apply:
+		if e.Op == "c" {
+			if err := rp.flush(ctx); err != nil {
+				return err
+			}
+			return rp.command(ctx, e, d, t)
+		}
+		if rp.mode == modeApplyOps {
+			if _, err := rp.run(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{oplog.Reduce(e, nil)}}}); err != nil {
+				return fmt.Errorf("applyOps %s %s at %s: %w", e.Op, e.NS, e.TS, err)
+			}
+			rp.count(e.NS, 0)
+			return nil
+		}
+		return rp.write(ctx, e)
+	}
+	return fmt.Errorf("%w: %s: no rule for action %s", ErrOplogEntry, d.Kind, d.Action)
+}
+
+// allowed says whether the replay may write ns: it is being restored
+// (planned, or selected and named by the oplog and checked empty).
+func (rp *replayer) allowed(ns string) bool {
+	if !restorable(ns, rp.sel) {
+		return false
+	}
+	db, _, _ := strings.Cut(ns, ".")
+	for _, n := range rp.byDB[db] {
+		if n == ns {
 			return true
 		}
 	}
 	return false
 }
 
-// flattenDiff converts a $v:2 diff ("u"/"i" set, "d" delete, "s<field>"
-// sub-diff) into dotted $set/$unset paths. Array diffs that resize an
-// array ("l") have no $set equivalent and are refused.
-func flattenDiff(diff bson.D, prefix string, set, unset *bson.D) error {
-	isArray := false
-	for _, f := range diff {
-		if f.Key == "a" {
-			isArray = true
+func (rp *replayer) count(ns string, net int64) {
+	eff := rp.rs.oplog[ns]
+	if eff == nil {
+		eff = &oplogEffect{}
+		rp.rs.oplog[ns] = eff
+	}
+	eff.entries++
+	eff.net += net
+	rp.rs.applied++
+	rp.rs.prog.oplogEntry()
+}
+
+// command replays a "c" entry the table applies.
+func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision, t oplog.Targets) error {
+	db := e.DB()
+	fail := func(err error) error { return fmt.Errorf("%s %s at %s: %w", d.Kind, e.NS, e.TS, err) }
+	switch e.Cmd {
+	case "dropDatabase":
+		// Only the restored collections of that database go; the others
+		// are not the restore's to drop.
+		for _, ns := range rp.byDB[t.Database] {
+			_, coll, _ := strings.Cut(ns, ".")
+			if _, err := rp.run(ctx, db, bson.D{{Key: "drop", Value: coll}}); err != nil && !isCode(err, codeNamespaceNotFound) {
+				return fail(err)
+			}
+			rp.rs.catalog.dropCollection(ns)
+			rp.count(ns, 0)
+			rp.reset(ns)
+		}
+		return nil
+	case "drop":
+		rp.rs.catalog.dropCollection(t.Namespaces[0])
+	case "collMod":
+		o, rest, err := rp.rs.catalog.collMod(e)
+		if err != nil {
+			return fail(err)
+		}
+		if !rest {
+			rp.count(t.Namespaces[0], 0)
+			return nil
+		}
+		if rp.mode == modeApplyOps {
+			_, err = rp.run(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{oplog.Reduce(e, o)}}})
+		} else {
+			var cmd bson.D
+			if err = bson.Unmarshal(o, &cmd); err == nil {
+				_, err = rp.run(ctx, db, cmd)
+			}
+			if isCode(err, codeCommandNotFound) || isCode(err, codeNotImplemented) {
+				rp.skip(skipNoServerCmd+":"+string(d.Kind), 1)
+				return nil
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+		rp.count(t.Namespaces[0], 0)
+		return nil
+	}
+	var err error
+	if rp.mode == modeApplyOps {
+		_, err = rp.run(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{oplog.Reduce(e, nil)}}})
+	} else {
+		var cmd bson.D
+		if err = bson.Unmarshal(e.O, &cmd); err == nil {
+			_, err = rp.run(ctx, db, cmd)
 		}
 	}
-	for _, f := range diff {
-		switch {
-		case f.Key == "a":
-		case f.Key == "u" || f.Key == "i":
-			d, ok := f.Value.(bson.D)
-			if !ok {
-				return fmt.Errorf("%w: diff %q is not a document", ErrOplogEntry, f.Key)
-			}
-			for _, g := range d {
-				*set = append(*set, bson.E{Key: prefix + g.Key, Value: g.Value})
-			}
-		case f.Key == "d":
-			d, ok := f.Value.(bson.D)
-			if !ok {
-				return fmt.Errorf("%w: diff \"d\" is not a document", ErrOplogEntry)
-			}
-			for _, g := range d {
-				*unset = append(*unset, bson.E{Key: prefix + g.Key, Value: ""})
-			}
-		case isArray && strings.HasPrefix(f.Key, "u"):
-			*set = append(*set, bson.E{Key: prefix + f.Key[1:], Value: f.Value})
-		case strings.HasPrefix(f.Key, "s"):
-			d, ok := f.Value.(bson.D)
-			if !ok {
-				return fmt.Errorf("%w: sub-diff %q is not a document", ErrOplogEntry, f.Key)
-			}
-			if err := flattenDiff(d, prefix+f.Key[1:]+".", set, unset); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("%w: unsupported diff field %q", ErrOplogEntry, f.Key)
-		}
+	switch {
+	case err == nil:
+	case e.Cmd == "create" && isCode(err, codeNamespaceExists):
+		// The data restore created it already (created during the dump,
+		// before the listing).
+	case e.Cmd == "drop" && isCode(err, codeNamespaceNotFound):
+	default:
+		return fail(err)
+	}
+	rp.count(t.Namespaces[0], 0)
+	if e.Cmd == "drop" || e.Cmd == "emptycapped" {
+		rp.reset(t.Namespaces[0])
 	}
 	return nil
 }
 
-// commandTarget is the namespace a "c" entry acts on ("db.coll"), or "db."
-// for database-wide commands, which replayable then excludes.
-func commandTarget(e oplogEntry) string {
-	db, _, _ := strings.Cut(e.NS, ".")
-	elems, err := e.O.Elements()
-	if err != nil || len(elems) == 0 {
-		return db + "."
-	}
-	if coll, ok := elems[0].Value().StringValueOK(); ok {
-		return db + "." + coll
-	}
-	return db + "."
-}
-
-// applyCommand replays the simple DDL commands; anything else is refused
-// rather than approximated.
-func (rs *runState) applyCommand(ctx context.Context, e oplogEntry) error {
-	db, _, _ := strings.Cut(e.NS, ".")
-	var o bson.D
-	if err := bson.Unmarshal(e.O, &o); err != nil || len(o) == 0 {
-		return fmt.Errorf("%w: malformed command", ErrOplogEntry)
-	}
-	d := rs.client.Database(db)
-	switch o[0].Key {
-	case "create":
-		err := d.RunCommand(ctx, o).Err()
-		if isCode(err, codeNamespaceExists) {
-			return nil
-		}
-		return err
-	case "drop":
-		coll, _ := o[0].Value.(string)
-		return d.Collection(coll).Drop(ctx)
-	case "createIndexes":
-		coll, _ := o[0].Value.(string)
-		spec, err := cleanIndexSpec(o[1:])
-		if err != nil || spec == nil {
-			return err
-		}
-		return d.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: coll}, {Key: "indexes", Value: bson.A{spec}}}).Err()
-	case "dropIndexes", "deleteIndexes":
-		coll, _ := o[0].Value.(string)
-		for _, f := range o[1:] {
-			if f.Key == "index" {
-				err := d.RunCommand(ctx, bson.D{{Key: "dropIndexes", Value: coll}, {Key: "index", Value: f.Value}}).Err()
-				if err != nil && !strings.Contains(err.Error(), "not found") {
-					return err
-				}
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("%w: unsupported command %q", ErrOplogEntry, o[0].Key)
+// reset records that ns was emptied: its expected count starts from 0.
+func (rp *replayer) reset(ns string) {
+	eff := rp.rs.oplog[ns]
+	eff.reset, eff.net = true, 0
 }

@@ -62,6 +62,11 @@ type Options struct {
 	// collections that interleave with the one being read (os.TempDir()
 	// when empty); they are removed as soon as read.
 	SpoolDir string
+
+	// testCommandHook wraps every command of the oplog replay (tests
+	// record them); testMode forces the replay mode.
+	testCommandHook func(commander) commander
+	testMode        replayMode
 }
 
 // PlannedCollection is one collection Run will restore.
@@ -95,6 +100,13 @@ type PlanResult struct {
 	Manifest     *manifest.Manifest // nil for a plain dump without one
 	Collections  []PlannedCollection
 	OplogEntries int64
+	// OplogKinds counts the operations of oplog.bson by entry kind
+	// (internal/oplog; applyOps and transactions by their operations).
+	OplogKinds map[string]int64
+	// OplogOnly lists the selected namespaces that only the oplog names
+	// (created during the dump): the replay restores them from empty,
+	// and CheckTargets checks them like the planned collections.
+	OplogOnly []string
 	// Skipped lists namespaces present in the archive but not restored:
 	// unselected by NS, or system collections.
 	Skipped []string
@@ -106,6 +118,7 @@ type PlanResult struct {
 	preflighted bool
 	prefix      string // wrapper directory of a plain dump, with its "/"
 	oplogEarly  bool   // oplog.bson precedes some collection data
+	oplog       *oplogScan
 }
 
 // fileStat is what the pass learned about one archive entry.
@@ -115,6 +128,7 @@ type fileStat struct {
 	docs  int64
 	bytes int64
 	meta  *metadata
+	scan  *oplogScan
 }
 
 // Plan reads the whole archive tgz and writes nothing. It returns an error
@@ -187,7 +201,8 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			br.Reset(ar)
 			var check func([]byte) error
 			if base == oplogName {
-				check = checkOplogEntry
+				fs.scan = newOplogScan()
+				check = func(doc []byte) error { return fs.scan.check(doc, nil, sel) }
 			}
 			fs.docs, fs.bytes, err = scanBSON(br, &buf, func(doc []byte) error {
 				if check != nil {
@@ -287,6 +302,10 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 	if oplog != nil {
 		p.OplogEntries = oplog.docs
 		p.oplogEarly = oplog.order < lastData
+		p.oplog = oplog.scan
+		if p.oplog != nil {
+			p.OplogKinds = p.oplog.kinds
+		}
 	}
 	joinBuckets(byNS)
 	if man != nil {
@@ -319,6 +338,18 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 			continue
 		}
 		p.Collections = append(p.Collections, *c)
+	}
+	if p.oplog != nil {
+		planned := map[string]bool{}
+		for _, c := range p.Collections {
+			planned[c.Namespace()] = true
+		}
+		for ns := range p.oplog.namespaces {
+			if !planned[ns] && byNS[ns] == nil {
+				p.OplogOnly = append(p.OplogOnly, ns)
+			}
+		}
+		sort.Strings(p.OplogOnly)
 	}
 	return p, nil
 }
@@ -471,20 +502,6 @@ func scanBSON(r *bufio.Reader, buf *[]byte, fn func(doc []byte) error) (docs, n 
 		docs++
 		n += size
 	}
-}
-
-func checkOplogEntry(doc []byte) error {
-	d := bsoncore.Document(doc)
-	if _, ok := d.Lookup("op").StringValueOK(); !ok {
-		return errors.New("oplog entry without op")
-	}
-	if _, ok := d.Lookup("ns").StringValueOK(); !ok {
-		return errors.New("oplog entry without ns")
-	}
-	if _, _, ok := d.Lookup("ts").TimestampOK(); !ok {
-		return errors.New("oplog entry without ts")
-	}
-	return nil
 }
 
 // metadata is a <coll>.metadata.json as mongodump writes it (extended JSON).

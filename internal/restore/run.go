@@ -2,7 +2,6 @@ package restore
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 
@@ -35,7 +33,6 @@ const (
 	codeNamespaceExists    = 48
 	codeCommandNotFound    = 59
 	codeValidationFailure  = 121
-	codeDuplicateKey       = 11000
 	codeDuplicateKeyLegacy = 11001
 )
 
@@ -94,6 +91,17 @@ type Report struct {
 	OplogApplied int64 `json:"oplog_applied"`
 	// DocumentsFailed sums the collections' refused documents.
 	DocumentsFailed int64 `json:"documents_failed,omitempty"`
+	// OplogSkipped counts the oplog entries not replayed, by reason: an
+	// entry kind the decision table skips (docs/consistency.md), or
+	// namespace-not-restored, after-consistent-to, transaction-aborted,
+	// transaction-uncommitted, update-diff-part-superseded.
+	OplogSkipped map[string]int64 `json:"oplog_skipped,omitempty"`
+	// OplogReplay says how entries reached the server: "applyOps"
+	// (MongoDB) or "writes" (idempotent batched writes, FerretDB).
+	OplogReplay string `json:"oplog_replay,omitempty"`
+	// IndexesFromOplog counts the index builds the oplog added
+	// (createIndexes, commitIndexBuild), built after the replay.
+	IndexesFromOplog int `json:"indexes_from_oplog,omitempty"`
 	// DryRun reports come from the plan alone: nothing was written or read
 	// back, and OK only says the archive is restorable.
 	DryRun bool `json:"dry_run,omitempty"`
@@ -134,7 +142,15 @@ func CheckTargets(ctx context.Context, client *mongo.Client, p *PlanResult, opts
 		return nil
 	}
 	var busy []string
-	for _, c := range p.Collections {
+	targets := make([]PlannedCollection, 0, len(p.Collections)+len(p.OplogOnly))
+	targets = append(targets, p.Collections...)
+	for _, ns := range p.OplogOnly {
+		// Collections only the oplog creates are restored from empty:
+		// the same guard holds for them.
+		db, name, _ := strings.Cut(ns, ".")
+		targets = append(targets, PlannedCollection{DB: db, Name: name, Type: "collection"})
+	}
+	for _, c := range targets {
 		if c.Type == "view" {
 			continue
 		}
@@ -197,7 +213,16 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		return nil, err
 	}
 	defer ar.Close()
-	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{}}
+	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{},
+		catalog: newIndexCatalog(), runHook: opts.testCommandHook}
+	if replay := !opts.NoOplogReplay && p.OplogEntries > 0; replay && opts.Drop {
+		for _, ns := range p.OplogOnly {
+			db, name, _ := strings.Cut(ns, ".")
+			if err := client.Database(db).Collection(name).Drop(ctx); err != nil {
+				return nil, fmt.Errorf("drop %s: %w", ns, err)
+			}
+		}
+	}
 	var spool *os.File
 	defer func() {
 		if spool != nil {
@@ -218,9 +243,8 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 		if e.Name == p.prefix+oplogName && replay {
 			if !p.oplogEarly {
-				if err := rs.buildIndexes(ctx); err != nil {
-					return nil, err
-				}
+				// Every collection is in (no data entry follows the
+				// oplog): replay now, build the indexes after.
 				br.Reset(ar)
 				if err := rs.replayOplog(ctx, br, p, sel); err != nil {
 					return nil, err
@@ -265,12 +289,6 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			}
 		}
 	}
-	if err := rs.buildIndexes(ctx); err != nil {
-		return nil, err
-	}
-	if err := rs.mergeAuthz(ctx); err != nil {
-		return nil, err
-	}
 	if replay && spool != nil {
 		if _, err := spool.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("spool oplog: %w", err)
@@ -280,15 +298,23 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			return nil, err
 		}
 	}
+	// Data, then the oplog up to consistent_to, then the indexes (the
+	// dumped ones and the oplog's), as mongorestore orders it.
+	if err := rs.buildIndexes(ctx); err != nil {
+		return nil, err
+	}
+	// Users and roles last, as mongorestore restores them.
+	if err := rs.mergeAuthz(ctx); err != nil {
+		return nil, err
+	}
 	prog.setStep(StepReport)
 	return rs.report(ctx, p)
 }
 
 // runState is what one Run accumulates across collections and the oplog.
 type runState struct {
-	// unindexed are the restored collections whose indexes are not built
-	// yet, in archive order.
-	unindexed  []*PlannedCollection
+	// catalog holds the indexes to build once the oplog is replayed.
+	catalog    *indexCatalog
 	client     *mongo.Client
 	opts       Options
 	prog       *Progress
@@ -299,6 +325,14 @@ type runState struct {
 	applied    int64
 	// authzLoaded says users or roles wait in admin.temp* for mergeAuthz.
 	authzLoaded bool
+	skipped     map[string]int64
+	// runHook wraps the replay's commander (tests record commands).
+	runHook func(commander) commander
+}
+
+// command runs one command of the replay and returns the server's reply.
+func (rs *runState) command(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+	return rs.client.Database(db).RunCommand(ctx, cmd).Raw()
 }
 
 // restoreCollection drops (with Drop), creates and fills one collection,
@@ -325,7 +359,7 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 		}
 	}
 	rs.done[ns] = true
-	rs.unindexed = append(rs.unindexed, c)
+	rs.catalog.add(c)
 	return nil
 }
 
@@ -338,10 +372,8 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 // that the longest build does not start last. (FerretDB serialises index
 // builds behind one lock whatever we do; MongoDB runs them side by side.)
 func (rs *runState) buildIndexes(ctx context.Context) error {
-	todo := rs.unindexed
-	rs.unindexed = nil
+	todo := rs.catalog.sorted()
 	rs.prog.setStep(StepIndexes)
-	slices.SortStableFunc(todo, func(a, b *PlannedCollection) int { return cmp.Compare(b.Bytes, a.Bytes) })
 	slots := make(chan struct{}, rs.opts.Parallel)
 	var wg sync.WaitGroup
 	for _, c := range todo {
@@ -353,7 +385,7 @@ func (rs *runState) buildIndexes(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			rs.buildCollectionIndexes(ctx, c, rs.rep[c.Namespace()])
+			rs.buildCollectionIndexes(ctx, c, rs.rep[c.db+"."+c.name])
 			rs.prog.collectionDone()
 		}()
 	}
@@ -365,21 +397,27 @@ func (rs *runState) buildIndexes(ctx context.Context) error {
 // lets the server build them together; if the server refuses the batch
 // (FerretDB and a TTL or partial index), each index is tried alone so that
 // the refused ones are reported without losing the others.
-func (rs *runState) buildCollectionIndexes(ctx context.Context, c *PlannedCollection, cr *CollectionReport) {
-	if len(c.Indexes) == 0 {
+func (rs *runState) buildCollectionIndexes(ctx context.Context, c *catalogEntry, cr *CollectionReport) {
+	if cr != nil {
+		cr.IndexesExpected = len(c.specs) + 1
+		if c.dropped {
+			cr.IndexesExpected = 0
+		}
+	}
+	if len(c.specs) == 0 {
 		return
 	}
-	db := rs.client.Database(c.DB)
-	all := make(bson.A, len(c.Indexes))
-	for i, spec := range c.Indexes {
+	db := rs.client.Database(c.db)
+	all := make(bson.A, len(c.specs))
+	for i, spec := range c.specs {
 		all[i] = spec
 	}
-	if db.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: all}}).Err() == nil {
+	if db.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: all}}).Err() == nil {
 		return
 	}
-	for _, spec := range c.Indexes {
-		cmd := bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: bson.A{spec}}}
-		if err := db.RunCommand(ctx, cmd).Err(); err != nil {
+	for _, spec := range c.specs {
+		cmd := bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: bson.A{spec}}}
+		if err := db.RunCommand(ctx, cmd).Err(); err != nil && cr != nil {
 			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", indexSpecName(spec), err))
 		}
 	}
@@ -591,8 +629,29 @@ func countDocuments(ctx context.Context, client *mongo.Client, db, coll string) 
 }
 
 func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) {
-	rep := &Report{OK: true, OplogApplied: rs.applied}
-	for _, c := range p.Collections {
+	rep := &Report{OK: true, OplogApplied: rs.applied, OplogSkipped: rs.skipped}
+	if rs.oplog != nil {
+		rep.OplogReplay = "writes"
+		if rs.viaApplyOp {
+			rep.OplogReplay = "applyOps"
+		}
+	}
+	for _, ce := range rs.catalog.colls {
+		rep.IndexesFromOplog += ce.fromOplog
+	}
+	colls := p.Collections
+	for _, ns := range p.OplogOnly {
+		// Created by the oplog alone: reported like the others.
+		db, name, _ := strings.Cut(ns, ".")
+		if _, ok := rs.oplog[ns]; ok && rs.rep[ns] == nil {
+			colls = append(colls[:len(colls):len(colls)], PlannedCollection{DB: db, Name: name, Type: "collection"})
+			rs.rep[ns] = &CollectionReport{Namespace: ns, IndexesExpected: 1}
+			if ce := rs.catalog.colls[ns]; ce != nil {
+				rs.rep[ns].IndexesExpected += len(ce.specs)
+			}
+		}
+	}
+	for _, c := range colls {
 		ns := c.Namespace()
 		cr := rs.rep[ns]
 		coll := rs.client.Database(c.DB).Collection(c.Name)
@@ -601,6 +660,9 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 		cr.CountCompared = c.Type != "view" && (eff == nil || !rs.viaApplyOp)
 		if eff != nil {
 			cr.OplogEntries = eff.entries
+			if eff.reset {
+				cr.DocumentsExpected = 0
+			}
 			cr.DocumentsExpected += eff.net
 		}
 		if c.Type != "view" {

@@ -1,0 +1,285 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/a0backup/a0/internal/oplog"
+)
+
+// Bounds of one batch of the idempotent replay: far below the 16 MiB
+// command limit and the 100,000 statements a server takes at once.
+const (
+	replayBatchOps   = 1000
+	replayBatchBytes = 8 << 20
+)
+
+// writeBatch is a run of consecutive CRUD entries on one collection, each
+// on a different document: their order does not matter among them, so
+// they go to the server as one delete, one insert and one update command.
+// An entry on a document already in the batch, on another collection, or
+// any other entry flushes it first, which keeps the oplog's order for every
+// document.
+type writeBatch struct {
+	ns      string
+	ids     map[string]bool
+	deletes bson.A
+	inserts bson.A
+	updates bson.A
+	bytes   int
+	n       int
+}
+
+// idKey identifies a document's _id for the batch: equal numbers of
+// different BSON types (1, 1.0, NumberLong(1)) are one _id to the server.
+func idKey(v bson.RawValue) string {
+	switch v.Type {
+	case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble:
+		var f float64
+		switch v.Type {
+		case bson.TypeInt32:
+			f = float64(v.Int32())
+		case bson.TypeInt64:
+			f = float64(v.Int64())
+		default:
+			f = v.Double()
+		}
+		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			return fmt.Sprintf("n%d", int64(f))
+		}
+	}
+	return string(rune(v.Type)) + string(v.Value)
+}
+
+// write queues a CRUD entry for the idempotent replay.
+func (rp *replayer) write(ctx context.Context, e oplog.Entry) error {
+	// The batch outlives the scan's buffer: it keeps its own copy.
+	e, err := e.Copy()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+	}
+	id, ok := e.ID()
+	if !ok {
+		return fmt.Errorf("%w: %s %s at %s without _id", ErrOplogEntry, e.Op, e.NS, e.TS)
+	}
+	key := idKey(id)
+	b := &rp.batch
+	if b.n > 0 && (b.ns != e.NS || b.ids[key] || b.n >= replayBatchOps || b.bytes+len(e.Raw) > replayBatchBytes) {
+		if err := rp.flush(ctx); err != nil {
+			return err
+		}
+	}
+	filter := bson.D{{Key: "_id", Value: id}}
+	switch e.Op {
+	case "i":
+		var doc bson.D
+		if err := bson.Unmarshal(e.O, &doc); err != nil {
+			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+		}
+		if err := oplog.CheckFieldNames(doc); err != nil {
+			return fmt.Errorf("%w: insert into %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		}
+		b.inserts = append(b.inserts, e.O)
+	case "d":
+		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: filter}, {Key: "limit", Value: 1}})
+	case "u":
+		var o bson.D
+		if err := bson.Unmarshal(e.O, &o); err != nil {
+			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+		}
+		if diff, ok := oplog.IsDiff(o); ok {
+			// Read, apply, replace: exact for every diff (array
+			// resizes, sub-diffs onto fields changed later).
+			if err := rp.flush(ctx); err != nil {
+				return err
+			}
+			return rp.applyDiff(ctx, e, id, diff)
+		}
+		u, err := updateFromOplog(o)
+		if err != nil {
+			return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		}
+		if err := oplog.CheckFieldNames(u); err != nil && !isOperatorUpdate(u) {
+			return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		}
+		// No upsert: an update of a document the data does not hold is
+		// followed, later in the same oplog, by the delete that removed
+		// it before the collection was read.
+		b.updates = append(b.updates, bson.D{{Key: "q", Value: filter}, {Key: "u", Value: u}})
+	}
+	if b.n == 0 {
+		b.ns, b.ids = e.NS, map[string]bool{}
+	}
+	b.ids[key] = true
+	b.n++
+	b.bytes += len(e.Raw)
+	return nil
+}
+
+func isOperatorUpdate(u bson.D) bool { return len(u) > 0 && strings.HasPrefix(u[0].Key, "$") }
+
+// updateFromOplog turns the o of a non-diff "u" entry into an update:
+//   - no "$" keys: o is the new document (a replacement);
+//   - {$v: 1, $set: doc} where doc carries the _id: FerretDB's shape, which
+//     logs the whole new document: a replacement, so fields removed by the
+//     update are removed here too;
+//   - otherwise $set/$unset/... operators (MongoDB < 5.0), minus $v.
+func updateFromOplog(o bson.D) (bson.D, error) {
+	ops := bson.D{}
+	for _, f := range o {
+		switch {
+		case f.Key == "$v":
+		case strings.HasPrefix(f.Key, "$"):
+			ops = append(ops, f)
+		default:
+			return o, nil
+		}
+	}
+	if len(ops) == 0 {
+		return nil, errors.New("empty update")
+	}
+	if len(ops) == 1 && ops[0].Key == "$set" {
+		if doc, ok := ops[0].Value.(bson.D); ok && hasField(doc, "_id") {
+			return doc, nil
+		}
+	}
+	return ops, nil
+}
+
+func hasField(d bson.D, key string) bool {
+	for _, f := range d {
+		if f.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// applyDiff replays a $v:2 diff by reading the document, applying the diff
+// as mongod does (oplog.ApplyDiff) and replacing it. A missing document is
+// left missing (see write).
+func (rp *replayer) applyDiff(ctx context.Context, e oplog.Entry, id bson.RawValue, diff bson.D) error {
+	db, coll, _ := strings.Cut(e.NS, ".")
+	res, err := rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: id}}},
+		{Key: "limit", Value: 1}, {Key: "singleBatch", Value: true}})
+	if err != nil {
+		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+	}
+	var found struct {
+		Cursor struct {
+			FirstBatch []bson.D `bson:"firstBatch"`
+		} `bson:"cursor"`
+	}
+	if err := bson.Unmarshal(res, &found); err != nil {
+		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+	}
+	if len(found.Cursor.FirstBatch) == 0 {
+		rp.count(e.NS, 0)
+		return nil
+	}
+	doc, skipped, err := oplog.ApplyDiff(found.Cursor.FirstBatch[0], diff)
+	if err != nil {
+		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+	}
+	rp.skip(skipDiffPart, int64(skipped))
+	if err := oplog.CheckFieldNames(doc); err != nil {
+		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+	}
+	upd := bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: bson.A{bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: id}}}, {Key: "u", Value: doc}}}}}
+	if _, err := rp.writeCmd(ctx, db, upd); err != nil {
+		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+	}
+	rp.count(e.NS, 0)
+	return nil
+}
+
+// flush sends the batch: deletes, then inserts (a document the data holds
+// already is replaced instead: the insert is older than the copy), then
+// updates.
+func (rp *replayer) flush(ctx context.Context) error {
+	b := rp.batch
+	rp.batch = writeBatch{}
+	if b.n == 0 {
+		return nil
+	}
+	db, coll, _ := strings.Cut(b.ns, ".")
+	var net int64
+	if len(b.deletes) > 0 {
+		res, err := rp.writeCmd(ctx, db, bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: b.deletes}, {Key: "ordered", Value: false}})
+		if err != nil {
+			return fmt.Errorf("replay deletes into %s: %w", b.ns, err)
+		}
+		net -= res.n
+	}
+	updates := b.updates
+	if len(b.inserts) > 0 {
+		res, err := rp.writeCmd(ctx, db, bson.D{{Key: "insert", Value: coll}, {Key: "documents", Value: b.inserts}, {Key: "ordered", Value: false}})
+		if err != nil {
+			return fmt.Errorf("replay inserts into %s: %w", b.ns, err)
+		}
+		net += res.n
+		var again bson.A
+		for _, i := range res.dupKeys {
+			doc := b.inserts[i].(bson.Raw)
+			again = append(again, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: doc.Lookup("_id")}}}, {Key: "u", Value: doc}})
+		}
+		updates = append(again, updates...)
+	}
+	if len(updates) > 0 {
+		if _, err := rp.writeCmd(ctx, db, bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: updates}, {Key: "ordered", Value: false}}); err != nil {
+			return fmt.Errorf("replay updates into %s: %w", b.ns, err)
+		}
+	}
+	for i := 0; i < b.n; i++ {
+		rp.count(b.ns, 0)
+	}
+	rp.rs.oplog[b.ns].net += net
+	return nil
+}
+
+// writeResult is what a write command reports.
+type writeResult struct {
+	n       int64
+	dupKeys []int // statements refused as duplicate keys (inserts)
+}
+
+// writeCmd runs an insert, update or delete command and turns its write
+// errors into an error, except duplicate keys of an insert, returned.
+func (rp *replayer) writeCmd(ctx context.Context, db string, cmd bson.D) (writeResult, error) {
+	raw, err := rp.run(ctx, db, cmd)
+	var we mongo.WriteException
+	if errors.As(err, &we) && we.WriteConcernError == nil && we.Raw != nil {
+		// The driver turns write errors into an error; the reply
+		// holds them with their statement numbers.
+		raw, err = we.Raw, nil
+	}
+	if err != nil {
+		return writeResult{}, err
+	}
+	var res struct {
+		N           int64 `bson:"n"`
+		WriteErrors []struct {
+			Index  int    `bson:"index"`
+			Code   int    `bson:"code"`
+			ErrMsg string `bson:"errmsg"`
+		} `bson:"writeErrors"`
+	}
+	if err := bson.Unmarshal(raw, &res); err != nil {
+		return writeResult{}, err
+	}
+	out := writeResult{n: res.N}
+	for _, we := range res.WriteErrors {
+		if cmd[0].Key == "insert" && we.Code == codeDuplicateKey {
+			out.dupKeys = append(out.dupKeys, we.Index)
+			continue
+		}
+		return out, fmt.Errorf("%s statement %d: %s (code %d)", cmd[0].Key, we.Index, we.ErrMsg, we.Code)
+	}
+	return out, nil
+}
