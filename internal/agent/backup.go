@@ -21,6 +21,7 @@ import (
 	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/store"
 	"github.com/a0backup/a0/internal/version"
@@ -63,7 +64,8 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 		prog := &dump.Progress{}
 		prog.CollectionsTotal.Store(collections)
 		prog.EstimatedBytes.Store(bytes)
-		j.SetProgress(func() any { return prog.Snapshot() })
+		var verifying atomic.Bool
+		j.SetProgress(func() any { return backupProgress{prog.Snapshot(), verifying.Load()} })
 		a.log.Info("backup running", "name", name)
 
 		s, err := slot.CreateSealedTo(name, seal, archive.Options{})
@@ -98,18 +100,47 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 			a.log.Error("backup failed", "name", name, "err", err)
 			return nil, err
 		}
-		meta, err := s.Finish(store.Meta{
-			Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
+		for _, c := range man.ChangedDuringDump {
+			a.log.Warn("collection changed during the backup", "db", c.DB, "collection", c.Name, "change", c.Change, "new_name", c.NewName)
+		}
+		dumped := time.Since(start)
+		verifying.Store(true)
+		meta, err := s.FinishVerified(store.Meta{
+			Created: start.UTC(), Duration: dumped.Round(time.Millisecond).String(),
 			Documents: man.TotalDocuments(), Collections: len(man.Collections),
 			Format: format, Consistency: man.Consistency,
-		})
+		}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
 		if err != nil {
 			a.log.Error("backup failed", "name", name, "err", err)
 			return nil, err
 		}
-		a.log.Info("backup stored", "name", meta.Name, "bytes", meta.Size, "documents", meta.Documents, "took", meta.Duration)
+		a.log.Info("backup stored", "name", meta.Name, "bytes", meta.Size, "documents", meta.Documents, "took", meta.Duration,
+			"verified_in", (time.Since(start) - dumped).Round(time.Millisecond).String())
 		return meta, nil
 	}
+}
+
+// backupProgress is a running backup's progress: the dump's counters, then
+// the read-back ("verifying") once the file is written.
+type backupProgress struct {
+	dump.ProgressSnapshot
+	Verifying bool `json:"verifying,omitempty"`
+}
+
+// verifyBackup runs over the finished file's plaintext the same validation a
+// restore runs before its first write (restore.Plan: every tar entry, name,
+// metadata.json, BSON document and the manifest's position and counts; the
+// MACs are checked by the reader underneath), and checks that the manifest
+// read back is the one the dump wrote.
+func verifyBackup(ctx context.Context, plain io.Reader, man *manifest.Manifest) error {
+	p, err := restore.Plan(ctx, plain, restore.Options{})
+	if err != nil {
+		return err
+	}
+	if p.Manifest == nil || p.Manifest.TotalDocuments() != man.TotalDocuments() || len(p.Manifest.Collections) != len(man.Collections) {
+		return fmt.Errorf("%w: the manifest read back differs from the one written", restore.ErrInvalidArchive)
+	}
+	return nil
 }
 
 // sensitiveProgress counts files of a sensitive backup.

@@ -35,7 +35,7 @@ var Commands = []api.Command{
 	{Name: "backup-sensitive-status", Usage: "backup-sensitive-status", Summary: "show the stored or running sensitive backup"},
 	{Name: "backup-sensitive-retrieve", Usage: "backup-sensitive-retrieve [-o FILE] [--force]", Summary: "download it into backup-sensitive-retrieve.tar.gz.enc"},
 	{Name: "backup-sensitive-delete", Usage: "backup-sensitive-delete", Summary: "delete the stored sensitive backup"},
-	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", Summary: "restore a backup onto the node"},
+	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]", Summary: "restore a backup onto the node"},
 	{Name: "restore-status", Usage: "restore-status", Summary: "show the running or last restore"},
 	{Name: "restore-sensitive", Usage: "restore-sensitive FILE [--yes]", Summary: "put the sensitive configuration back on the node"},
 }
@@ -315,6 +315,10 @@ type statusArgs struct {
 	Files       int    `json:"files,omitempty"`
 	Format      string `json:"format"`
 	Consistency string `json:"consistency,omitempty"`
+	// Verified says the file was read back and passed restore's checks
+	// before it was called found, at VerifiedAt.
+	Verified   bool       `json:"verified"`
+	VerifiedAt *time.Time `json:"verified_at,omitempty"`
 }
 
 func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
@@ -332,7 +336,7 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup found", Arguments: statusArgs{
 			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
-			Format: m.Format, Consistency: m.Consistency,
+			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
 		}})
 	}
 	if !errors.Is(err, store.ErrNoBackup) {

@@ -387,7 +387,8 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	src.wantSHA256 = req.UploadSHA256
-	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir()}
+	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir(),
+		StopOnError: req.StopOnError, UsersAndRoles: req.UsersAndRoles}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJob(src, opts)); err != nil {
 		clear(src.fileKey)
 		return err
@@ -412,10 +413,16 @@ type planSummary struct {
 	Collections  []string `json:"collections"`
 	Documents    int64    `json:"documents"`
 	OplogEntries int64    `json:"oplog_entries"`
+	// Users and Roles are in the backup; restored only with
+	// --users-and-roles.
+	Users int64 `json:"users,omitempty"`
+	Roles int64 `json:"roles,omitempty"`
+	// Skipped lists the namespaces of the backup not restored.
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 func summarize(p *restore.PlanResult) *planSummary {
-	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}}
+	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped}
 	if p.Manifest != nil {
 		s.Created = p.Manifest.Started.Format("2006-01-02T15:04:05Z")
 		s.Consistency = p.Manifest.Consistency
@@ -532,6 +539,16 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			res.Phase = "dry-run"
 			return res, nil
 		}
+		// Whether the server can hold everything (time-series, views,
+		// users and roles...) is known before the first document goes in.
+		if err := restore.Preflight(ctx, a.client, plan, opts); err != nil {
+			var ue *restore.UnsupportedError
+			if errors.As(err, &ue) {
+				return res, &api.Error{Code: api.CodeUnsupported, Message: ue.Error(),
+					Details: map[string]any{"namespace": ue.Namespace, "feature": ue.Feature}}
+			}
+			return res, err
+		}
 		if stream, err = src.stream(file, stream); err != nil {
 			return res, err
 		}
@@ -561,6 +578,11 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			a.log.Warn("could not clear the restore marker", "err", err)
 		}
 		src.done()
+		if report != nil && report.DocumentsFailed > 0 {
+			return res, &api.Error{Code: api.CodeIntegrity, Message: fmt.Sprintf(
+				"restore finished, but the server refused %d documents (duplicate keys or validation failures, counted per collection in the report; restore with --stop-on-error to stop at the first)",
+				report.DocumentsFailed)}
+		}
 		if report != nil && !report.OK {
 			return res, &api.Error{Code: api.CodeIntegrity, Message: "restore finished with differences between the backup and the database: see the report"}
 		}

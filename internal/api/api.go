@@ -28,7 +28,10 @@ const (
 	CodeIntegrity         Code = "integrity"
 	CodeNonEmptyTarget    Code = "non_empty_target"
 	CodeTooLarge          Code = "too_large"
-	CodeInternal          Code = "internal"
+	// CodeUnsupported: the target server cannot hold something the
+	// backup holds (time-series, views, users and roles on FerretDB).
+	CodeUnsupported Code = "unsupported"
+	CodeInternal    Code = "internal"
 )
 
 var statusOf = map[Code]int{
@@ -45,6 +48,7 @@ var statusOf = map[Code]int{
 	CodeIntegrity:         http.StatusUnprocessableEntity,
 	CodeNonEmptyTarget:    http.StatusConflict,
 	CodeTooLarge:          http.StatusRequestEntityTooLarge,
+	CodeUnsupported:       http.StatusUnprocessableEntity,
 	CodeInternal:          http.StatusInternalServerError,
 }
 
@@ -202,6 +206,10 @@ type RestoreRequest struct {
 	// FileKey opens a backup encrypted to public keys (format v2): the CLI
 	// unwraps it with an identity that never leaves the workstation.
 	FileKey []byte `json:"file_key,omitempty"`
+	// StopOnError stops at the first document the server refuses.
+	StopOnError bool `json:"stop_on_error,omitempty"`
+	// UsersAndRoles restores the backup's users and roles too.
+	UsersAndRoles bool `json:"users_and_roles,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.

@@ -39,11 +39,15 @@ func SeedNode(ctx context.Context, work string, users int) (devappliance.SeedSta
 // AgentBackup is one backup run through the agent's API.
 type AgentBackup struct {
 	// Seconds is the agent's own duration of the job (backup-status).
-	Seconds   float64 `json:"seconds"`
-	Bytes     int64   `json:"bson_bytes"`
-	Documents int64   `json:"documents"`
-	Started   time.Time
-	Finished  time.Time
+	Seconds float64 `json:"seconds"`
+	// VerifySeconds is the read-back before the backup is found: from
+	// the end of the dump (created + duration) to verified_at. It also
+	// holds the archive's close and fsync, so it errs high.
+	VerifySeconds float64 `json:"verify_seconds,omitempty"`
+	Bytes         int64   `json:"bson_bytes"`
+	Documents     int64   `json:"documents"`
+	Started       time.Time
+	Finished      time.Time
 }
 
 // MBps is BSON MB per second of the agent's backup job.
@@ -70,9 +74,11 @@ func (n *Node) Backup(ctx context.Context, password string, bsonBytes int64, sta
 		var st struct {
 			Message   string `json:"message"`
 			Arguments struct {
-				Duration  string `json:"duration"`
-				Documents int64  `json:"documents"`
-				Error     string `json:"error"`
+				Duration   string     `json:"duration"`
+				Documents  int64      `json:"documents"`
+				Error      string     `json:"error"`
+				Created    time.Time  `json:"created"`
+				VerifiedAt *time.Time `json:"verified_at"`
 			} `json:"arguments"`
 		}
 		if err := c.JSON(ctx, "GET", path+"/status", nil, &st); err != nil {
@@ -86,6 +92,15 @@ func (n *Node) Backup(ctx context.Context, password string, bsonBytes int64, sta
 				return b, fmt.Errorf("backup status: duration %q: %w", st.Arguments.Duration, err)
 			}
 			b.Seconds, b.Documents = d.Seconds(), st.Arguments.Documents
+			if v := st.Arguments.VerifiedAt; v != nil {
+				// created is whole seconds: take the job's start instead
+				// when it is later (same clock, this process).
+				dumped := st.Arguments.Created.Add(d)
+				if alt := b.Started.Add(d); alt.After(dumped) {
+					dumped = alt
+				}
+				b.VerifySeconds = max(v.Sub(dumped).Seconds(), 0)
+			}
 			if err := c.JSON(ctx, "DELETE", path, nil, nil); err != nil {
 				return b, fmt.Errorf("delete backup: %w", err)
 			}

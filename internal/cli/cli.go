@@ -92,7 +92,7 @@ func init() {
 		{"backup-sensitive-status", "backup-sensitive-status", "show the stored, running or failed sensitive backup", slotCmd(api.SlotSensitive, "status"), true},
 		{"backup-sensitive-retrieve", "backup-sensitive-retrieve [-o FILE] [--force]", "download it into backup-sensitive-retrieve.tar.gz.enc", slotCmd(api.SlotSensitive, "retrieve"), true},
 		{"backup-sensitive-delete", "backup-sensitive-delete", "delete the stored sensitive backup", slotCmd(api.SlotSensitive, "delete"), true},
-		{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]", "restore a backup onto the node", runRestoreCmd, true},
+		{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]", "restore a backup onto the node", runRestoreCmd, true},
 		{"restore-status", "restore-status [--wait]", "show the running or last restore", runRestoreStatusCmd, true},
 		{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", runRestoreSensitiveCmd, true},
 		{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", runRecoverCmd, true},

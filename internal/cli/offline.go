@@ -131,6 +131,10 @@ type VerifyResult struct {
 	PlainBytes  int64                `json:"plaintext_bytes"`
 	Collections []VerifiedCollection `json:"collections,omitempty"`
 	Files       []manifest.File      `json:"files,omitempty"`
+	// Users and Roles count admin.system.users and admin.system.roles:
+	// restored only with restore --users-and-roles.
+	Users int64 `json:"users,omitempty"`
+	Roles int64 `json:"roles,omitempty"`
 	// OplogKinds counts oplog.bson's operations by entry kind, as the
 	// restore's decision table names them (docs/consistency.md).
 	OplogKinds map[string]int64 `json:"oplog_kinds,omitempty"`
@@ -234,6 +238,12 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 				return res, &IntegrityError{Msg: fmt.Sprintf("%s: manifest says %d documents / %d bytes, archive holds %d / %d", c.Namespace(), c.Documents, c.Bytes, got.Documents, got.Bytes)}
 			}
 			res.Collections = append(res.Collections, VerifiedCollection{Namespace: c.Namespace(), Documents: got.Documents, Bytes: got.Bytes})
+			switch c.Namespace() {
+			case "admin.system.users":
+				res.Users = got.Documents
+			case "admin.system.roles":
+				res.Roles = got.Documents
+			}
 		}
 	case manifest.KindSensitive:
 		// Exactly the listed files: nothing more, nothing from a database.
@@ -322,6 +332,31 @@ func printVerify(env *Env, r VerifyResult) {
 		bytes += c.Bytes
 	}
 	fmt.Fprintf(w, "total:        %d documents, %s of BSON\n", docs, human(bytes))
+	if r.Users > 0 || r.Roles > 0 {
+		fmt.Fprintf(w, "users, roles: %d users, %d roles (restored only with restore --users-and-roles)\n", r.Users, r.Roles)
+	}
+	printChanges(w, m.ChangedDuringDump)
+}
+
+// printChanges lists the collections dropped, renamed or recreated while
+// the dump ran (they are not, or not under their old name, in the backup).
+func printChanges(w io.Writer, changes []manifest.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "changed during the dump: %d\n", len(changes))
+	for _, c := range changes {
+		what := c.Change
+		switch c.Change {
+		case manifest.ChangeRenamed:
+			what = "renamed to " + c.DB + "." + c.NewName + " (in the backup under that name)"
+		case manifest.ChangeDropped:
+			what = "dropped (not in the backup)"
+		case manifest.ChangeRecreated:
+			what = "dropped and created again (the new one is in the backup)"
+		}
+		fmt.Fprintf(w, "  %-40s %s\n", c.DB+"."+c.Name, what)
+	}
 }
 
 type countingReader struct {

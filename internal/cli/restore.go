@@ -33,6 +33,10 @@ type RestoreOptions struct {
 	Plain  bool
 	Detach bool
 	JSON   bool
+	// StopOnError and UsersAndRoles are mongorestore's --stopOnError and
+	// --restoreDbUsersAndRoles.
+	StopOnError   bool
+	UsersAndRoles bool
 }
 
 func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
@@ -46,12 +50,14 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&o.Plain, "plain", false, "")
 	fs.BoolVar(&o.Detach, "detach", false, "")
 	fs.BoolVar(&o.JSON, "json", false, "")
+	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "")
+	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 1 {
-		return usagef("usage: restore [FILE] [password options | --identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach]")
+		return usagef("usage: restore [FILE] [password options | --identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]")
 	}
 	if len(pos) == 1 {
 		o.File = pos[0]
@@ -105,7 +111,8 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 			return err
 		}
 	}
-	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun}
+	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun,
+		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles}
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {
@@ -335,6 +342,9 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 				IndexErrors       []string `json:"index_errors"`
 				OplogEntries      int64    `json:"oplog_entries"`
 				OK                bool     `json:"ok"`
+				DocumentsFailed   int64    `json:"documents_failed"`
+				DuplicateKeys     int64    `json:"duplicate_keys"`
+				Validation        int64    `json:"validation_failures"`
 			} `json:"collections"`
 		} `json:"report"`
 	}
@@ -357,6 +367,9 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			}
 			if c.OplogEntries > 0 {
 				mark += fmt.Sprintf(" (+%d oplog entries replayed)", c.OplogEntries)
+			}
+			if c.DocumentsFailed > 0 {
+				mark += fmt.Sprintf(" (%d documents refused: %d duplicate keys, %d validation failures)", c.DocumentsFailed, c.DuplicateKeys, c.Validation)
 			}
 			fmt.Fprintf(w, "%-40s %12d %12d %8d %8d  %s\n", c.Namespace, c.DocumentsExpected, c.DocumentsFound, c.IndexesExpected, c.IndexesFound, mark)
 			// Say which index the server refused and why: the count

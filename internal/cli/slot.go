@@ -178,6 +178,7 @@ type progressArgs struct {
 		EstimatedBytes   int64 `json:"estimated_bytes"`
 		FilesTotal       int64 `json:"files_total"`
 		FilesDone        int64 `json:"files_done"`
+		Verifying        bool  `json:"verifying"`
 	} `json:"progress"`
 }
 
@@ -210,6 +211,8 @@ func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) er
 			pr := p.Progress
 			if pr.FilesTotal > 0 {
 				b.update(pr.FilesDone, pr.FilesTotal, "files")
+			} else if pr.Verifying {
+				b.update(pr.Bytes, pr.EstimatedBytes, fmt.Sprintf("%d docs, %d collections, verifying the written file", pr.Documents, pr.CollectionsTotal))
 			} else {
 				b.update(pr.Bytes, pr.EstimatedBytes, fmt.Sprintf("%d docs, %d/%d collections", pr.Documents, pr.CollectionsDone, pr.CollectionsTotal))
 			}

@@ -40,6 +40,12 @@ type writer struct {
 	macIn     [9]byte
 	closed    bool
 	err       error
+
+	// What ReadBack needs to read the file again without a second key
+	// derivation.
+	hdr    HeaderInfo
+	rawHdr [headerSize]byte
+	keys   *keys
 }
 
 // NewWriter writes the header to w and returns a writer that encrypts and
@@ -122,6 +128,9 @@ func NewWriter(w io.Writer, password []byte, opts *WriterOptions) (io.WriteClose
 		mac:       mac,
 		buf:       make([]byte, h.ChunkSize+tagSize),
 		chunkSize: h.ChunkSize,
+		hdr:       h,
+		rawHdr:    hdr,
+		keys:      k,
 	}, nil
 }
 

@@ -158,6 +158,10 @@ type intent struct {
 	estimate      int64
 	count         int64  // collStats count, for refineEstimates
 	base          string // escaped entry name without extension
+	// dataColl and dataBase are where the documents are read from and
+	// written to when not name and base: a time-series collection's
+	// buckets, as mongodump dumps them (system.buckets.<name>).
+	dataColl, dataBase string
 }
 
 // result is a dumped collection waiting for the packer.
@@ -169,7 +173,23 @@ type result struct {
 	docs     int64
 	size     int64
 	finished time.Time
+	// change is set when the collection was dropped, renamed or
+	// recreated while the dump ran; gone then means nothing of it is
+	// packed (its spool is already removed).
+	change *manifest.Change
+	gone   bool
+	// successor is the intent to dump instead: the renamed or recreated
+	// collection, found by the listed UUID or name.
+	successor *intent
 }
+
+// testHookAfterList runs between the listing of the collections and the
+// first read; testHookBeforeRead between a collection's index listing and
+// its data read. Tests drop and rename collections there.
+var (
+	testHookAfterList  func(ctx context.Context)
+	testHookBeforeRead func(ctx context.Context, db, coll string)
+)
 
 // testHookBeforeOplogEnd runs after the last collection was read and before
 // the oplog end is taken; tests use it to write or trim the oplog.
@@ -258,9 +278,14 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	if ferret {
 		refineEstimates(ctx, client, rp, intents)
 	}
+	if testHookAfterList != nil {
+		testHookAfterList(ctx)
+	}
+	listed := map[string]bool{}
 	var est int64
 	for _, in := range intents {
 		est += in.estimate
+		listed[in.db+"."+in.name] = true
 	}
 	prog.CollectionsTotal.Store(int64(len(intents)))
 	prog.EstimatedBytes.Store(est)
@@ -296,16 +321,27 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		go func() {
 			defer workers.Done()
 			for in := range jobs {
-				r, err := dumpOne(ctx, client, rp, in, sp, prog)
-				if err != nil {
-					fail(err)
-					return
-				}
-				select {
-				case results <- r:
-				case <-ctx.Done():
-					sp.remove(r.spool)
-					return
+				// A collection renamed during the dump is dumped again
+				// under its new name (once: a chain of renames ends in
+				// a dropped entry, never a loop).
+				for depth := 0; ; depth++ {
+					r, err := dumpOne(ctx, client, rp, in, sp, prog, listed)
+					if err != nil {
+						fail(err)
+						return
+					}
+					select {
+					case results <- r:
+					case <-ctx.Done():
+						sp.remove(r.spool)
+						return
+					}
+					if r.successor == nil || depth > 0 {
+						break
+					}
+					in = *r.successor
+					prog.CollectionsTotal.Add(1)
+					prog.EstimatedBytes.Add(in.estimate)
 				}
 			}
 		}()
@@ -351,6 +387,13 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	}()
 
 	for r := range results {
+		if r.change != nil {
+			m.ChangedDuringDump = append(m.ChangedDuringDump, *r.change)
+		}
+		if r.gone {
+			prog.CollectionsDone.Add(1)
+			continue
+		}
 		c, err := pack(ctx, aw, r, sp)
 		if err != nil {
 			fail(err)
@@ -398,6 +441,10 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		}
 	}
 
+	sort.Slice(m.ChangedDuringDump, func(i, j int) bool {
+		a, b := m.ChangedDuringDump[i], m.ChangedDuringDump[j]
+		return a.DB < b.DB || a.DB == b.DB && a.Name < b.Name
+	})
 	sort.Slice(m.Collections, func(i, j int) bool {
 		if m.Collections[i].DB != m.Collections[j].DB {
 			return m.Collections[i].DB < m.Collections[j].DB
@@ -518,27 +565,34 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 			if skipNamespace(dbName, s.Name) {
 				continue
 			}
-			in := intent{db: dbName, name: s.Name, typ: s.Type, options: s.Options,
-				base: dbName + "/" + dumpname.Escape(s.Name)}
-			if in.typ == "" {
-				in.typ = "collection"
-			}
-			if s.UUID != nil {
-				in.uuid = hex.EncodeToString(s.UUID.Data)
-			}
-			if in.typ == "collection" {
-				var st bson.Raw
-				// Only an estimate for the ETA: a server without collStats
-				// still gets a backup.
-				if db.RunCommand(ctx, bson.D{{Key: "collStats", Value: s.Name}}).Decode(&st) == nil {
-					in.estimate = number(st.Lookup("size"))
-					in.count = number(st.Lookup("count"))
-				}
-			}
-			out = append(out, in)
+			out = append(out, newIntent(ctx, db, s))
 		}
 	}
 	return out, nil
+}
+
+func newIntent(ctx context.Context, db *mongo.Database, s mongo.CollectionSpecification) intent {
+	in := intent{db: db.Name(), name: s.Name, typ: s.Type, options: s.Options,
+		base: db.Name() + "/" + dumpname.Escape(s.Name)}
+	if in.typ == "" {
+		in.typ = "collection"
+	}
+	if s.UUID != nil {
+		in.uuid = hex.EncodeToString(s.UUID.Data)
+	}
+	if in.typ == "timeseries" {
+		in.dataColl, in.dataBase = bucketsOf(db.Name(), s.Name)
+	}
+	if in.typ == "collection" || in.typ == "timeseries" {
+		var st bson.Raw
+		// Only an estimate for the ETA: a server without collStats
+		// still gets a backup.
+		if db.RunCommand(ctx, bson.D{{Key: "collStats", Value: s.Name}}).Decode(&st) == nil {
+			in.estimate = number(st.Lookup("size"))
+			in.count = number(st.Lookup("count"))
+		}
+	}
+	return in
 }
 
 // preludeJSON is the prelude.json mongodump 100.x writes in directory
@@ -567,7 +621,14 @@ type metadata struct {
 
 var emptyDoc = bson.Raw{5, 0, 0, 0, 0}
 
-func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
+// bucketsOf is where mongodump reads and writes a time-series collection's
+// documents: its buckets collection, and that collection's file name.
+func bucketsOf(db, name string) (coll, base string) {
+	coll = "system.buckets." + name
+	return coll, db + "/" + dumpname.Escape(coll)
+}
+
+func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
 	coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
 	md := metadata{Options: in.options, Indexes: []bson.Raw{}, UUID: in.uuid, CollectionName: in.name, Type: in.typ}
 	if len(md.Options) == 0 {
@@ -598,7 +659,15 @@ func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 		r.finished = time.Now()
 		return r, nil
 	}
+	if testHookBeforeRead != nil {
+		testHookBeforeRead(ctx, in.db, in.name)
+	}
 
+	if in.dataColl != "" {
+		// The indexes were the time-series collection's; the data are
+		// its buckets.
+		coll = coll.Database().Collection(in.dataColl)
+	}
 	f, err := sp.create()
 	if err != nil {
 		return result{}, err
@@ -702,6 +771,88 @@ func Totals(ctx context.Context, client *mongo.Client, rpref *readpref.ReadPref)
 	return int64(len(intents)), bytes, nil
 }
 
+// dumpOne reads one collection (readOne), then checks that it is still the
+// collection that was listed: one dropped, renamed or recreated in between
+// may have been read partly or not at all (on FerretDB its index list comes
+// back empty, which no restore accepts; on MongoDB the reads fail with
+// NamespaceNotFound or a killed cursor). Such a collection is left out of
+// the archive and recorded as a change in the manifest, as mongodump logs
+// and goes on; a renamed or recreated one gets a successor intent, dumped
+// under its current name unless the listing holds that name already. A
+// read error on a collection that is still there is the dump's error.
+func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress, listed map[string]bool) (result, error) {
+	r, readErr := readOne(ctx, client, rp, in, sp, prog)
+	if in.typ == "view" || ctx.Err() != nil {
+		return r, readErr
+	}
+	db := client.Database(in.db, options.Database().SetReadPreference(rp))
+	now, err := lookup(ctx, db, in)
+	if err != nil {
+		sp.remove(r.spool)
+		if readErr != nil {
+			return result{}, readErr
+		}
+		return result{}, err
+	}
+	if now != nil && (in.uuid == "" || now.uuid == in.uuid) && now.name == in.name {
+		return r, readErr
+	}
+	sp.remove(r.spool)
+	ch := &manifest.Change{DB: in.db, Name: in.name, Change: manifest.ChangeDropped}
+	out := result{in: in, change: ch, gone: true}
+	if now != nil {
+		ch.Change = manifest.ChangeRenamed
+		if now.name == in.name {
+			ch.Change = manifest.ChangeRecreated
+		}
+		ch.NewName = now.name
+		if now.name == in.name || !listed[in.db+"."+now.name] {
+			out.successor = now
+		}
+	}
+	return out, nil
+}
+
+// lookup finds the collection of in as it is now: by name with the listed
+// UUID, else (renamed) by UUID under another name, else (recreated) by name
+// with another UUID. It returns nil when none exists.
+func lookup(ctx context.Context, db *mongo.Database, in intent) (*intent, error) {
+	// The common case (nothing changed) costs one filtered listing.
+	specs, err := db.ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: in.name}})
+	if err != nil {
+		return nil, fmt.Errorf("dump: list collections of %s: %w", in.db, err)
+	}
+	if len(specs) == 1 && specs[0].Name == in.name && (in.uuid == "" || specs[0].UUID != nil && hex.EncodeToString(specs[0].UUID.Data) == in.uuid) {
+		return &in, nil
+	}
+	specs, err = db.ListCollectionSpecifications(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("dump: list collections of %s: %w", in.db, err)
+	}
+	var sameName *mongo.CollectionSpecification
+	for _, s := range specs {
+		if skipNamespace(in.db, s.Name) {
+			continue
+		}
+		uuid := ""
+		if s.UUID != nil {
+			uuid = hex.EncodeToString(s.UUID.Data)
+		}
+		if in.uuid != "" && uuid == in.uuid {
+			now := newIntent(ctx, db, s)
+			return &now, nil
+		}
+		if s.Name == in.name {
+			sameName = &s
+		}
+	}
+	if sameName == nil {
+		return nil, nil
+	}
+	now := newIntent(ctx, db, *sameName)
+	return &now, nil
+}
+
 // pack appends one collection to the archive, metadata first, and removes
 // its spool.
 func pack(ctx context.Context, aw *archive.Writer, r result, sp *spools) (manifest.Collection, error) {
@@ -715,6 +866,9 @@ func pack(ctx context.Context, aw *archive.Writer, r result, sp *spools) (manife
 		return c, nil
 	}
 	c.BSONFile = r.in.base + ".bson"
+	if r.in.dataBase != "" {
+		c.BSONFile = r.in.dataBase + ".bson"
+	}
 	if err := addSpool(ctx, aw, sp, c.BSONFile, r.spool, r.size, r.finished); err != nil {
 		return c, err
 	}

@@ -45,6 +45,12 @@ type Manifest struct {
 	ConsistentTo *OplogPos    `json:"consistent_to,omitempty"`
 	OplogEntries int64        `json:"oplog_entries,omitempty"`
 	Collections  []Collection `json:"collections,omitempty"`
+	// ChangedDuringDump lists the collections that were dropped or renamed
+	// between the dump's listing and its read of them. A dropped one is not
+	// in the archive; a renamed one is in it under its new name (Collections
+	// lists it there). Restore and verify show it; it never makes a backup
+	// unrestorable.
+	ChangedDuringDump []Change `json:"changed_during_dump,omitempty"`
 
 	// Files lists the files of a sensitive backup.
 	Files []File `json:"files,omitempty"`
@@ -74,7 +80,7 @@ type OplogPos struct {
 type Collection struct {
 	DB        string `json:"db"`
 	Name      string `json:"name"`
-	Type      string `json:"type,omitempty"` // "collection" or "view"
+	Type      string `json:"type,omitempty"` // "collection", "view" or "timeseries"
 	Documents int64  `json:"documents"`
 	Bytes     int64  `json:"bytes"`
 	Indexes   int    `json:"indexes"`
@@ -82,6 +88,26 @@ type Collection struct {
 	// mongodump escapes them).
 	BSONFile     string `json:"bson_file,omitempty"`
 	MetadataFile string `json:"metadata_file"`
+}
+
+// Kinds of Change.
+const (
+	ChangeDropped = "dropped"
+	ChangeRenamed = "renamed"
+	// ChangeRecreated is a collection dropped and created again under its
+	// name: what was read of the first one is left out, the second one
+	// is dumped.
+	ChangeRecreated = "recreated"
+)
+
+// Change is a collection that changed while the dump ran.
+type Change struct {
+	DB   string `json:"db"`
+	Name string `json:"name"`
+	// Change is ChangeDropped or ChangeRenamed.
+	Change string `json:"change"`
+	// NewName is the name a renamed collection was dumped under.
+	NewName string `json:"new_name,omitempty"`
 }
 
 // File is one file of a sensitive backup.

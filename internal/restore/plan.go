@@ -49,6 +49,16 @@ type Options struct {
 	// manifest required, entries possibly under one wrapper directory), or
 	// a mongodump archive (`mongodump --archive`, gzipped or not).
 	Plain bool
+	// StopOnError stops the restore at the first document the server
+	// refuses (mongorestore's --stopOnError). Without it, refused
+	// documents (duplicate keys, validation failures) are counted per
+	// collection and in the report, the restore goes on, and the report
+	// is not OK.
+	StopOnError bool
+	// UsersAndRoles restores the users and roles of the backup
+	// (admin.system.users, admin.system.roles), as mongorestore's
+	// --restoreDbUsersAndRoles; without it they are skipped and listed.
+	UsersAndRoles bool
 	// SpoolDir receives a restore's spool files (os.TempDir() when empty;
 	// the agent gives its state directory): the oplog of an archive whose
 	// oplog precedes some data (sealed, package spool), and for a
@@ -69,7 +79,7 @@ const OplogSpoolPattern = ".a0-restore-oplog-*"
 type PlannedCollection struct {
 	DB      string
 	Name    string
-	Type    string // "collection" or "view"
+	Type    string // "collection", "view" or "timeseries"
 	Options bson.D
 	// Indexes are the specs from metadata.json, already rewritten for the
 	// server (no "ns", no "v"); the _id index is left out.
@@ -80,6 +90,11 @@ type PlannedCollection struct {
 	bsonFile string // raw entry names in the archive
 	metaFile string
 	realName string
+	// idSpec is the _id index spec of metadata.json (cleaned), hasID
+	// whether it lists one; a custom one (collation...) is passed to
+	// create as idIndex, as mongorestore does.
+	idSpec bson.D
+	hasID  bool
 }
 
 // Namespace is "db.name".
@@ -101,10 +116,15 @@ type PlanResult struct {
 	// Skipped lists namespaces present in the archive but not restored:
 	// unselected by NS, or system collections.
 	Skipped []string
+	// Users and Roles count the documents of admin.system.users and
+	// admin.system.roles: restored only with Options.UsersAndRoles.
+	Users, Roles int64
 
-	prefix     string // wrapper directory of a plain dump, with its "/"
-	oplogEarly bool   // oplog.bson precedes some collection data
-	oplog      *oplogScan
+	authz       []PlannedCollection // admin.system.users and .roles
+	preflighted bool
+	prefix      string // wrapper directory of a plain dump, with its "/"
+	oplogEarly  bool   // oplog.bson precedes some collection data
+	oplog       *oplogScan
 }
 
 // fileStat is what the pass learned about one archive entry.
@@ -283,6 +303,7 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 				c.Type = m.Type
 			}
 			c.Options, c.Indexes = m.Options, m.Indexes
+			c.idSpec, c.hasID = m.idSpec, m.hasID
 			c.realName = m.CollectionName
 		}
 	}
@@ -298,6 +319,7 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 			p.OplogKinds = p.oplog.kinds
 		}
 	}
+	joinBuckets(byNS)
 	if man != nil {
 		if err := checkManifest(man, byNS, p.OplogEntries, oplog != nil); err != nil {
 			return nil, err
@@ -306,8 +328,22 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 	sort.Strings(order)
 	for _, ns := range order {
 		c := byNS[ns]
+		if c == nil {
+			continue // buckets joined to their time-series collection
+		}
 		if c.metaFile == "" && c.Type == "view" {
 			return nil, fmt.Errorf("%w: view %s without metadata", ErrInvalidArchive, ns)
+		}
+		if c.DB == "admin" && (c.Name == "system.users" || c.Name == "system.roles") {
+			if c.Name == "system.users" {
+				p.Users = c.Documents
+			} else {
+				p.Roles = c.Documents
+			}
+			if opts.UsersAndRoles {
+				p.authz = append(p.authz, *c)
+				continue
+			}
 		}
 		if strings.HasPrefix(c.Name, "system.") || c.DB == "local" || c.DB == "config" || !sel.match(ns) {
 			p.Skipped = append(p.Skipped, ns)
@@ -351,6 +387,24 @@ func resolveNames(byFile map[string]*PlannedCollection, files []string) (map[str
 		order = append(order, ns)
 	}
 	return byNS, order, nil
+}
+
+// joinBuckets gives each time-series collection the data of its buckets
+// collection: mongodump writes a time-series collection as
+// <name>.metadata.json (type "timeseries") and system.buckets.<name>.bson.
+func joinBuckets(byNS map[string]*PlannedCollection) {
+	for _, c := range byNS {
+		if c.Type != "timeseries" {
+			continue
+		}
+		bns := c.DB + ".system.buckets." + c.Name
+		b := byNS[bns]
+		if b == nil || b.metaFile != "" || c.bsonFile != "" {
+			continue
+		}
+		c.bsonFile, c.Documents, c.Bytes = b.bsonFile, b.Documents, b.Bytes
+		delete(byNS, bns)
+	}
 }
 
 // wrapper returns the single top directory of a plain dump ("dump/"), or ""
@@ -401,13 +455,29 @@ func checkManifest(man *manifest.Manifest, byNS map[string]*PlannedCollection, o
 	return nil
 }
 
-// idIndex is 1 for a collection that has the implicit _id index (left out of
-// PlannedCollection.Indexes), 0 for a view.
+// idIndex is 1 for a collection that has the _id index (left out of
+// PlannedCollection.Indexes); 0 for a view, and for a time-series
+// collection whose metadata lists none.
 func idIndex(c *PlannedCollection) int {
-	if c.Type == "view" {
+	switch {
+	case c.hasID:
+		return 1
+	case c.Type == "view" || c.Type == "timeseries":
 		return 0
 	}
+	// A collection has its _id index (a clustered one its clustered
+	// index) whether or not old dumps list it.
 	return 1
+}
+
+// hasOption reports whether collection options hold key.
+func hasOption(opts bson.D, key string) bool {
+	for _, e := range opts {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // scanBSON reads length-prefixed BSON documents until EOF, validating each
@@ -453,6 +523,8 @@ type metadata struct {
 	Indexes        []bson.D
 	Type           string
 	CollectionName string
+	idSpec         bson.D
+	hasID          bool
 }
 
 func parseMetadata(r io.Reader) (*metadata, error) {
@@ -473,7 +545,7 @@ func parseMetadata(r io.Reader) (*metadata, error) {
 		return nil, fmt.Errorf("parse metadata: %w", err)
 	}
 	switch raw.Type {
-	case "", "collection", "view":
+	case "", "collection", "view", "timeseries":
 	default:
 		return nil, fmt.Errorf("unsupported collection type %q", raw.Type)
 	}
@@ -485,6 +557,8 @@ func parseMetadata(r io.Reader) (*metadata, error) {
 		}
 		if clean != nil {
 			m.Indexes = append(m.Indexes, clean)
+		} else {
+			m.hasID, m.idSpec = true, idIndexSpec(spec)
 		}
 	}
 	return m, nil
@@ -528,6 +602,29 @@ func cleanIndexSpec(spec bson.D) (bson.D, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// idIndexSpec is the _id index spec for create's idIndex option, or nil
+// when it holds nothing but the defaults (key, name, v, ns): the server's
+// own _id index is then the same, and a server that does not know idIndex
+// (FerretDB) is not asked.
+func idIndexSpec(spec bson.D) bson.D {
+	var out bson.D
+	custom := false
+	for _, e := range spec {
+		switch e.Key {
+		case "ns", "background":
+			continue
+		case "key", "name", "v", "unique": // an _id index is always unique
+		default:
+			custom = true
+		}
+		out = append(out, e)
+	}
+	if !custom {
+		return nil
+	}
+	return out
 }
 
 // checkJSON makes sure prelude.json is a bounded, well-formed JSON value.

@@ -3,6 +3,7 @@ package restore
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/xoptions"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/spool"
@@ -27,9 +30,51 @@ const (
 
 // Server error codes this package reacts to.
 const (
-	codeNamespaceExists = 48
-	codeCommandNotFound = 59
+	codeNamespaceExists    = 48
+	codeCommandNotFound    = 59
+	codeValidationFailure  = 121
+	codeDuplicateKeyLegacy = 11001
 )
+
+// maxInsertErrors is how many refused documents' messages a collection's
+// report keeps (all of them are counted).
+const maxInsertErrors = 5
+
+// InsertError is the first document the server refused when
+// Options.StopOnError is set.
+type InsertError struct {
+	Namespace string
+	// Document is the index of the document in the collection's data.
+	Document int64
+	Code     int
+	Message  string
+}
+
+func (e *InsertError) Error() string {
+	return fmt.Sprintf("the server refused document %d of %s (code %d: %s); stopped at the first refused document (--stop-on-error)",
+		e.Document, e.Namespace, e.Code, e.Message)
+}
+
+// refusals counts one collection's refused documents.
+type refusals struct {
+	mu sync.Mutex
+	cr *CollectionReport
+}
+
+func (f *refusals) add(code int, msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cr.DocumentsFailed++
+	switch code {
+	case codeDuplicateKey, codeDuplicateKeyLegacy:
+		f.cr.DuplicateKeys++
+	case codeValidationFailure:
+		f.cr.ValidationFailures++
+	}
+	if len(f.cr.InsertErrors) < maxInsertErrors {
+		f.cr.InsertErrors = append(f.cr.InsertErrors, fmt.Sprintf("code %d: %s", code, msg))
+	}
+}
 
 // NonEmptyError lists the target collections that already hold documents.
 type NonEmptyError struct{ Namespaces []string }
@@ -44,6 +89,8 @@ type Report struct {
 	Collections []CollectionReport `json:"collections"`
 	// OplogApplied counts the oplog entries replayed.
 	OplogApplied int64 `json:"oplog_applied"`
+	// DocumentsFailed sums the collections' refused documents.
+	DocumentsFailed int64 `json:"documents_failed,omitempty"`
 	// OplogSkipped counts the oplog entries not replayed, by reason: an
 	// entry kind the decision table skips (docs/consistency.md), or
 	// namespace-not-restored, after-consistent-to, transaction-aborted,
@@ -78,7 +125,14 @@ type CollectionReport struct {
 	IndexesFound      int      `json:"indexes_found"`
 	IndexErrors       []string `json:"index_errors,omitempty"`
 	OplogEntries      int64    `json:"oplog_entries"`
-	OK                bool     `json:"ok"`
+	// DocumentsFailed counts the documents the server refused, of which
+	// DuplicateKeys had a duplicate key and ValidationFailures failed the
+	// collection's validator; InsertErrors holds the first few messages.
+	DocumentsFailed    int64    `json:"documents_failed,omitempty"`
+	DuplicateKeys      int64    `json:"duplicate_keys,omitempty"`
+	ValidationFailures int64    `json:"validation_failures,omitempty"`
+	InsertErrors       []string `json:"insert_errors,omitempty"`
+	OK                 bool     `json:"ok"`
 }
 
 // CheckTargets returns a *NonEmptyError naming every planned collection that
@@ -125,6 +179,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err := CheckTargets(ctx, client, p, opts); err != nil {
 		return nil, err
 	}
+	if err := Preflight(ctx, client, p, opts); err != nil {
+		return nil, err
+	}
 	if opts.Parallel <= 0 {
 		// One insert stream per core, at least 2: measured on FerretDB
 		// (x2 beats x4 on two cores); a MongoDB server on a bigger node
@@ -143,6 +200,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			byFile[c.bsonFile] = c
 		} else {
 			byFile[c.metaFile] = c
+		}
+	}
+	authz := map[string]*PlannedCollection{}
+	for i := range p.authz {
+		if c := &p.authz[i]; c.bsonFile != "" {
+			authz[c.bsonFile] = c
 		}
 	}
 	ar, err := openEntries(tgz, opts)
@@ -198,6 +261,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			}
 			continue
 		}
+		if a := authz[e.Name]; a != nil {
+			if err := rs.loadAuthz(ctx, a, ar, br); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		c := byFile[e.Name]
 		if c == nil {
 			continue
@@ -235,6 +304,10 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err := rs.buildIndexes(ctx); err != nil {
 		return nil, err
 	}
+	// Users and roles last, as mongorestore restores them.
+	if err := rs.mergeAuthz(ctx); err != nil {
+		return nil, err
+	}
 	prog.setStep(StepReport)
 	return rs.report(ctx, p)
 }
@@ -251,7 +324,9 @@ type runState struct {
 	oplog      map[string]*oplogEffect
 	viaApplyOp bool
 	applied    int64
-	skipped    map[string]int64
+	// authzLoaded says users or roles wait in admin.temp* for mergeAuthz.
+	authzLoaded bool
+	skipped     map[string]int64
 	// runHook wraps the replay's commander (tests record commands).
 	runHook func(commander) commander
 }
@@ -267,20 +342,15 @@ func (rs *runState) command(ctx context.Context, db string, cmd bson.D) (bson.Ra
 func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection, data io.Reader, br *bufio.Reader) error {
 	ns := c.Namespace()
 	db := rs.client.Database(c.DB)
-	if rs.opts.Drop {
-		if err := db.Collection(c.Name).Drop(ctx); err != nil {
-			return fmt.Errorf("drop %s: %w", ns, err)
-		}
-	}
-	create := append(bson.D{{Key: "create", Value: c.Name}}, c.Options...)
-	if err := db.RunCommand(ctx, create).Err(); err != nil && !isCode(err, codeNamespaceExists) {
-		return fmt.Errorf("create %s: %w", ns, err)
+	if err := createCollection(ctx, rs.client, c, rs.opts); err != nil {
+		return err
 	}
 	cr := &CollectionReport{Namespace: ns, DocumentsDumped: c.Documents, IndexesExpected: len(c.Indexes) + idIndex(c)}
 	rs.rep[ns] = cr
 	if data != nil {
 		br.Reset(data)
-		docs, n, err := rs.insertAll(ctx, db.Collection(c.Name), br)
+		docs, n, err := rs.insertAll(ctx, db.Collection(dataCollection(c)), br, insertMode{
+			ns: ns, ordered: isCapped(c.Options), refused: &refusals{cr: cr}})
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", ns, err)
 		}
@@ -364,46 +434,117 @@ func indexSpecName(spec bson.D) any {
 	return nil
 }
 
-// insertAll streams the raw documents of r into unordered InsertMany
-// batches run by opts.Parallel workers. Each batch owns one slab holding
-// its documents, so memory is bounded by the number of batches in flight.
-func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bufio.Reader) (docs, n int64, err error) {
+// hasZeroTimestamp reports whether a valid BSON document has a top-level
+// Timestamp(0,0), without allocating.
+func hasZeroTimestamp(doc []byte) bool {
+	if len(doc) < 5 {
+		return false
+	}
+	rest := doc[4 : len(doc)-1]
+	for len(rest) > 0 {
+		elem, r, ok := bsoncore.ReadElement(rest)
+		if !ok {
+			return false
+		}
+		if elem[0] == byte(bson.TypeTimestamp) {
+			if v := elem.Value().Data; len(v) == 8 && binary.LittleEndian.Uint64(v) == 0 {
+				return true
+			}
+		}
+		rest = r
+	}
+	return false
+}
+
+// dataCollection is where a collection's documents go: a time-series
+// collection's are its buckets, as mongodump dumped them.
+func dataCollection(c *PlannedCollection) string {
+	if c.Type == "timeseries" {
+		return "system.buckets." + c.Name
+	}
+	return c.Name
+}
+
+// insertMode is how insertAll writes one collection.
+type insertMode struct {
+	ns string
+	// ordered keeps the archive's document order: one stream of batches,
+	// one after the other, for capped collections, whose order is their
+	// content (mongorestore restores them with one insertion worker too).
+	ordered bool
+	refused *refusals
+}
+
+// isCapped reports whether collection options make a capped collection.
+func isCapped(opts bson.D) bool {
+	for _, e := range opts {
+		if e.Key == "capped" {
+			b, ok := e.Value.(bool)
+			return ok && b
+		}
+	}
+	return false
+}
+
+// insertAll streams the raw documents of r into InsertMany batches run by
+// opts.Parallel workers, or by one worker, batch after batch, for an
+// ordered mode. Each batch owns one slab holding its documents, so memory
+// is bounded by the number of batches in flight. Document validation is
+// bypassed, as mongorestore does: the documents were valid when they were
+// dumped. Documents the server refuses are counted in mode.refused and the
+// rest goes on, unless opts.StopOnError, which stops at the first with an
+// *InsertError.
+func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bufio.Reader, mode insertMode) (docs, n int64, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	batches := make(chan []any)
+	type batch struct {
+		first int64 // index of its first document in the collection
+		docs  []any
+		// zeroTS: a document has a top-level Timestamp(0,0), which a
+		// MongoDB server replaces with the current time on insert.
+		zeroTS bool
+	}
+	batches := make(chan batch)
+	workers := rs.opts.Parallel
+	if mode.ordered {
+		workers = 1
+	}
 	var wg sync.WaitGroup
-	for range rs.opts.Parallel {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				if _, err := coll.InsertMany(ctx, b, options.InsertMany().SetOrdered(false)); err != nil {
-					cancel(fmt.Errorf("insert: %w", err))
+				if err := rs.insertBatch(ctx, coll, b.first, b.docs, b.zeroTS, mode); err != nil {
+					cancel(err)
 					return
 				}
 				var sz int64
-				for _, d := range b {
+				for _, d := range b.docs {
 					sz += int64(len(d.(bson.Raw)))
 				}
-				rs.prog.addDocs(int64(len(b)), sz)
+				rs.prog.addDocs(int64(len(b.docs)), sz)
 			}
 		}()
 	}
 	var (
-		buf   []byte
-		slab  []byte
-		batch []any
+		buf    []byte
+		slab   []byte
+		cur    []any
+		first  int64
+		zeroTS bool
 	)
 	send := func() error {
-		if len(batch) == 0 {
+		if len(cur) == 0 {
 			return nil
 		}
 		select {
-		case batches <- batch:
+		case batches <- batch{first, cur, zeroTS}:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-		batch, slab = nil, nil
+		first += int64(len(cur))
+		cur, slab, zeroTS = nil, nil, false
 		return nil
 	}
 	docs, n, err = scanBSON(r, &buf, func(doc []byte) error {
@@ -415,8 +556,9 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 		}
 		off := len(slab)
 		slab = append(slab, doc...)
-		batch = append(batch, bson.Raw(slab[off:len(slab):len(slab)]))
-		if len(batch) >= batchDocs {
+		cur = append(cur, bson.Raw(slab[off:len(slab):len(slab)]))
+		zeroTS = zeroTS || hasZeroTimestamp(doc)
+		if len(cur) >= batchDocs {
 			return send()
 		}
 		return nil
@@ -430,6 +572,42 @@ func (rs *runState) insertAll(ctx context.Context, coll *mongo.Collection, r *bu
 		err = cause
 	}
 	return docs, n, err
+}
+
+// insertBatch inserts one batch, unordered: the server goes on after a
+// refused document (an ordered insert would stop there, and FerretDB's
+// ordered insert skips a part of the batch after it and still goes on).
+// Refusals are counted (or, with StopOnError, returned as an
+// *InsertError); any other failure is returned. In one stream the server
+// applies a batch's documents in their order, which keeps a capped
+// collection's insertion order.
+func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, first int64, docs []any, zeroTS bool, mode insertMode) error {
+	opts := options.InsertMany().SetOrdered(false).SetBypassDocumentValidation(true)
+	if zeroTS {
+		// What mongorestore does: a MongoDB server (5.0 and later)
+		// then keeps Timestamp(0,0) as it is; FerretDB never replaces
+		// it and ignores the field. Only batches that need it carry it,
+		// so that an older server is not sent a field it refuses.
+		if err := xoptions.SetInternalInsertManyOptions(opts, "addCommandFields", bson.D{{Key: "bypassEmptyTsReplacement", Value: true}}); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+	}
+	_, err := coll.InsertMany(ctx, docs, opts)
+	if err == nil {
+		return nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return fmt.Errorf("insert: %w", err)
+	}
+	if rs.opts.StopOnError {
+		we := bwe.WriteErrors[0]
+		return &InsertError{Namespace: mode.ns, Document: first + int64(we.Index), Code: we.Code, Message: we.Message}
+	}
+	for _, we := range bwe.WriteErrors {
+		mode.refused.add(we.Code, fmt.Sprintf("document %d: %s", first+int64(we.Index), we.Message))
+	}
+	return nil
 }
 
 // countDocuments asks the server for a collection's count from its own
@@ -489,7 +667,7 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			cr.DocumentsExpected += eff.net
 		}
 		if c.Type != "view" {
-			n, err := countDocuments(ctx, rs.client, c.DB, c.Name)
+			n, err := countDocuments(ctx, rs.client, c.DB, dataCollection(&c))
 			if err != nil {
 				return nil, fmt.Errorf("count %s: %w", ns, err)
 			}
@@ -504,9 +682,10 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			}
 			cr.IndexesFound = len(idx)
 		}
-		cr.OK = len(cr.IndexErrors) == 0 && cr.IndexesFound >= cr.IndexesExpected &&
+		cr.OK = len(cr.IndexErrors) == 0 && cr.DocumentsFailed == 0 && cr.IndexesFound >= cr.IndexesExpected &&
 			(!cr.CountCompared || cr.DocumentsFound == cr.DocumentsExpected)
 		rep.OK = rep.OK && cr.OK
+		rep.DocumentsFailed += cr.DocumentsFailed
 		rep.Collections = append(rep.Collections, *cr)
 	}
 	return rep, nil

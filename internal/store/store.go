@@ -52,6 +52,10 @@ type Meta struct {
 	Files       int       `json:"files,omitempty"`
 	Format      string    `json:"format"`
 	Consistency string    `json:"consistency,omitempty"`
+	// Verified is true once the finished file was read back and passed
+	// the checks a restore makes before its first write, at VerifiedAt.
+	Verified   bool       `json:"verified,omitempty"`
+	VerifiedAt *time.Time `json:"verified_at,omitempty"`
 }
 
 // Slot is one backup slot in a device's backup folder.
@@ -198,6 +202,7 @@ type Part struct {
 	md5    hash.Hash
 	sha256 hash.Hash
 	size   int64
+	sealed bool
 }
 
 // Create starts a new backup called name (for example
@@ -234,13 +239,8 @@ func (p *Part) Size() int64 { return p.size }
 // metadata beside it. Fields of meta that the part knows (name, file,
 // hashes, size) are filled in.
 func (p *Part) Commit(meta Meta) (*Meta, error) {
-	if err := p.f.Sync(); err != nil {
-		p.Abort()
-		return nil, fmt.Errorf("fsync backup: %w", err)
-	}
-	if err := p.f.Close(); err != nil {
-		p.Abort()
-		return nil, fmt.Errorf("close backup: %w", err)
+	if err := p.seal(); err != nil {
+		return nil, err
 	}
 	meta.Name = p.name
 	meta.File = p.slot.fileName(p.name)
@@ -261,6 +261,24 @@ func (p *Part) Commit(meta Meta) (*Meta, error) {
 		return nil, fmt.Errorf("write backup metadata: %w", err)
 	}
 	return &meta, nil
+}
+
+// seal fsyncs and closes the part file, still under its partial name, so
+// that it can be read back from the disk before it is committed.
+func (p *Part) seal() error {
+	if p.sealed {
+		return nil
+	}
+	if err := p.f.Sync(); err != nil {
+		p.Abort()
+		return fmt.Errorf("fsync backup: %w", err)
+	}
+	if err := p.f.Close(); err != nil {
+		p.Abort()
+		return fmt.Errorf("close backup: %w", err)
+	}
+	p.sealed = true
+	return nil
 }
 
 // Abort closes and removes the partial file.

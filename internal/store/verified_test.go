@@ -1,0 +1,64 @@
+package store
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/a0backup/a0/internal/archive"
+)
+
+func TestFinishVerified(t *testing.T) {
+	pw := []byte("verified-password")
+	write := func(t *testing.T, slot Slot) *Sealed {
+		t.Helper()
+		s, err := slot.CreateSealed("01-12-2026-21-00-00.tar.gz", pw, archive.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Archive().AddBytes("prelude.json", 0o600, time.Unix(1700000000, 0), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("accepted", func(t *testing.T) {
+		slot := Slot{Dir: t.TempDir(), Kind: "backup"}
+		var seen int64
+		m, err := write(t, slot).FinishVerified(Meta{}, func(plain io.Reader) error {
+			ar, err := archive.NewReader(plain, archive.Limits{})
+			if err != nil {
+				return err
+			}
+			defer ar.Close()
+			e, err := ar.Next()
+			if err != nil {
+				return err
+			}
+			seen = e.Size
+			return nil
+		})
+		if err != nil || !m.Verified || m.VerifiedAt == nil || seen != 2 {
+			t.Fatalf("meta %+v, err %v, entry size %d", m, err, seen)
+		}
+		if st, err := slot.Stored(); err != nil || !st.Verified {
+			t.Fatalf("stored %+v, %v", st, err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		slot := Slot{Dir: t.TempDir(), Kind: "backup"}
+		bad := errors.New("bad archive")
+		_, err := write(t, slot).FinishVerified(Meta{}, func(io.Reader) error { return bad })
+		var ve *VerifyError
+		if !errors.As(err, &ve) || !errors.Is(err, bad) {
+			t.Fatalf("err %v, want a VerifyError wrapping the reason", err)
+		}
+		if _, err := slot.Stored(); !errors.Is(err, ErrNoBackup) {
+			t.Fatalf("a refused backup is stored: %v", err)
+		}
+		if left, _ := os.ReadDir(slot.Dir); len(left) != 0 {
+			t.Fatalf("a refused backup left %v", left)
+		}
+	})
+}
