@@ -21,7 +21,9 @@ func waitListed(t *testing.T, op *operator, src *testNode) {
 			Message   string `json:"message"`
 			Arguments struct {
 				Progress struct {
-					CollectionsTotal int64 `json:"collections_total"`
+					// documents: the totals are known before the
+					// job starts; documents read mean it listed.
+					Documents int64 `json:"documents"`
 				} `json:"progress"`
 			} `json:"arguments"`
 		}
@@ -29,7 +31,7 @@ func waitListed(t *testing.T, op *operator, src *testNode) {
 		if json.Unmarshal([]byte(r.stdout), &st) != nil || st.Message != "Backup in progress" || time.Now().After(deadline) {
 			t.Fatalf("backup not running: %s", r.stdout)
 		}
-		if st.Arguments.Progress.CollectionsTotal > 0 {
+		if st.Arguments.Progress.Documents > 0 {
 			return
 		}
 	}

@@ -388,6 +388,15 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 
 	for r := range results {
 		if r.change != nil {
+			if tl != nil && tl.active {
+				// Point-in-time: the collection may hold writes from
+				// either side of the change, which the replay cannot
+				// order (MongoDB's oplog entry for it is refused at
+				// capture, FerretDB's oplog has none), so the backup
+				// fails clearly instead, as mongodump does for a rename.
+				fail(changeError(r.change))
+				continue
+			}
 			m.ChangedDuringDump = append(m.ChangedDuringDump, *r.change)
 		}
 		if r.gone {
@@ -769,6 +778,19 @@ func Totals(ctx context.Context, client *mongo.Client, rpref *readpref.ReadPref)
 		bytes += in.estimate
 	}
 	return int64(len(intents)), bytes, nil
+}
+
+// changeError is the error of a point-in-time dump that saw ch.
+func changeError(ch *manifest.Change) error {
+	ns := ch.DB + "." + ch.Name
+	switch ch.Change {
+	case manifest.ChangeRenamed:
+		return &RenamedError{From: ns, To: ch.DB + "." + ch.NewName}
+	case manifest.ChangeRecreated:
+		return &DDLError{Namespace: ns, What: "was dropped and created again"}
+	default:
+		return &DDLError{Namespace: ns, What: "was dropped"}
+	}
 }
 
 // dumpOne reads one collection (readOne), then checks that it is still the
