@@ -37,6 +37,9 @@ type Config struct {
 	Logger           *slog.Logger
 	// Timeouts bound slow or stalled clients; zero fields take the defaults.
 	Timeouts Timeouts
+	// Hold is called at the hold points of a job (HoldBackup, HoldRestore)
+	// and may block: tests only (hold.go).
+	Hold func(ctx context.Context, point string)
 }
 
 // Timeouts of the HTTPS server. A zero field means its default.
@@ -97,6 +100,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Listen = ":10121"
 	}
 	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	if dir := os.Getenv(holdDirEnv); dir != "" && cfg.Hold == nil {
+		cfg.Hold = holdDir(dir)
+	}
 	st, err := statedir.Open(cfg.StateDir)
 	if err != nil {
 		return nil, err

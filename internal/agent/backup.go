@@ -54,6 +54,7 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, password []byte, all
 			return nil, err
 		}
 		defer os.RemoveAll(opts.SpoolDir)
+		a.hold(ctx, HoldBackup)
 		man, err := dump.Run(ctx, a.client, s.Archive(), opts, prog)
 		if err != nil {
 			s.Abort()

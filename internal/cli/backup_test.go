@@ -177,31 +177,43 @@ func TestBackupRefusals(t *testing.T) {
 	}
 	op.mustOn(n, "set-as-backup", t.TempDir())
 
-	t.Run("two operators at once: one wins", func(t *testing.T) {
-		var wg sync.WaitGroup
-		results := make([]result, 2)
-		for i := range results {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i] = op.on(n, "backup", "--password", "Passw0rd-race")
-			}()
-		}
-		wg.Wait()
-		wins := 0
-		for _, r := range results {
-			switch {
-			case r.code == 0:
-				wins++
-			case r.code == ExitRefused && (strings.Contains(r.stderr, "already running") || strings.Contains(r.stderr, "only one backup")):
-			default:
-				t.Fatalf("unexpected result %+v", r)
+	t.Run("operators at once: exactly one wins", func(t *testing.T) {
+		// Each round starts four backups at the same instant (no lock
+		// between the calls): the node's check-then-start must let exactly
+		// one through, whether the others see it running or stored.
+		const rounds, callers = 8, 4
+		for round := range rounds {
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			results := make([]result, callers)
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					results[i] = op.onConcurrently(n, "backup", "--password", "Passw0rd-race")
+				}()
 			}
+			close(start)
+			wg.Wait()
+			wins := 0
+			for _, r := range results {
+				switch {
+				case r.code == 0:
+					wins++
+				case r.code == ExitRefused && (strings.Contains(r.stderr, "already running") || strings.Contains(r.stderr, "only one backup")):
+				default:
+					t.Fatalf("round %d: unexpected result %+v", round, r)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("round %d: %d backups started, want 1: %+v", round, wins, results)
+			}
+			if st := decodeStatus(t, op.waitStatus(n, "backup-status")); st.Message != "Backup found" {
+				t.Fatalf("round %d: %+v\n%s", round, st, n.log.String())
+			}
+			op.mustOn(n, "backup-delete")
 		}
-		if wins != 1 {
-			t.Fatalf("%d backups started, want 1: %+v", wins, results)
-		}
-		op.waitStatus(n, "backup-status")
 	})
 }
 

@@ -140,6 +140,53 @@ func (o *operator) withKey(nodes ...*testNode) *operator {
 	return o
 }
 
+// holds stops a node's jobs at hold points (agent.HoldBackup, ...): the
+// job waits at the point until the test has put its fault in and released
+// it, so the fault always lands mid-job. A point holds once; once released
+// it lets every later pass through.
+type holds struct {
+	reached, release map[string]chan struct{}
+	once             map[string]*sync.Once
+}
+
+func newHolds(points ...string) *holds {
+	h := &holds{reached: map[string]chan struct{}{}, release: map[string]chan struct{}{}, once: map[string]*sync.Once{}}
+	for _, p := range points {
+		h.reached[p], h.release[p], h.once[p] = make(chan struct{}), make(chan struct{}), &sync.Once{}
+	}
+	return h
+}
+
+func (h *holds) hook(ctx context.Context, point string) {
+	if h.reached[point] == nil {
+		return
+	}
+	h.once[point].Do(func() { close(h.reached[point]) })
+	select {
+	case <-h.release[point]:
+	case <-ctx.Done():
+	}
+}
+
+// wait blocks until a job reached point.
+func (h *holds) wait(t *testing.T, point string) {
+	t.Helper()
+	select {
+	case <-h.reached[point]:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no job reached the %s hold point in 2 minutes", point)
+	}
+}
+
+// let releases point (once).
+func (h *holds) let(point string) {
+	select {
+	case <-h.release[point]:
+	default:
+		close(h.release[point])
+	}
+}
+
 type result struct {
 	code           int
 	stdout, stderr string
@@ -166,6 +213,17 @@ func (o *operator) runCtx(ctx context.Context, args ...string) result {
 	code := Main(ctx, args, env)
 	os.Chdir(wd)
 	chdirMu.Unlock()
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// onConcurrently runs a0cli against n without holding the working
+// directory: for commands that write no file, so that calls from several
+// goroutines really run at the same time.
+func (o *operator) onConcurrently(n *testNode, args ...string) result {
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Home: o.home, Port: 10121,
+		Getenv: func(k string) string { return o.env[k] }}
+	code := Main(context.Background(), append([]string{"-t", n.addr}, args...), env)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
