@@ -5,10 +5,10 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,41 +40,80 @@ func buildBinaries(t *testing.T) string {
 
 // proc is a0agent running as a real process.
 type proc struct {
+	wait func()
 	cmd  *exec.Cmd
 	log  *syncBuffer
 	addr string
+	// hold is the agent's $A0_TEST_HOLD_DIR: jobs stop at its hold points
+	// until the test releases them (holdReached, holdRelease).
+	hold string
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+var listenLine = regexp.MustCompile(`a0agent listening" addr=(\S+)`)
 
-func startAgentProc(t *testing.T, bin, state, addr string) *proc {
+// startAgentProc starts the built agent on a port of its own choosing
+// (--listen 127.0.0.1:0, read back from its log: no port is closed and
+// rebound), holding its jobs at the hold points until released.
+func startAgentProc(t *testing.T, bin, state string, env ...string) *proc {
 	t.Helper()
-	p := &proc{log: &syncBuffer{}, addr: addr}
-	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--state-dir", state, "--listen", addr)
+	p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
+	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--state-dir", state, "--listen", "127.0.0.1:0")
+	p.cmd.Env = append(append(os.Environ(), "A0_TEST_HOLD_DIR="+p.hold), env...)
 	p.cmd.Stderr = p.log
 	p.cmd.Stdout = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { p.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
-		p.cmd.Wait()
+		<-exited
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.log.String(), "a0agent listening") {
+	p.wait = func() { <-exited }
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if m := listenLine.FindStringSubmatch(p.log.String()); m != nil {
+			p.addr = m[1]
+			return p
+		}
+		select {
+		case <-exited:
+			t.Fatalf("agent exited before listening:\n%s", p.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("agent did not start:\n%s", p.log.String())
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	return p
+}
+
+// holdReached waits until a job of the agent is at the hold point.
+func (p *proc) holdReached(t *testing.T, point string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(p.hold, point+".reached")); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no job reached the %s hold point:\n%s", point, p.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// holdRelease lets jobs pass the hold point.
+func (p *proc) holdRelease(t *testing.T, point string) {
+	if err := os.WriteFile(filepath.Join(p.hold, point+".release"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// signal sends sig and waits for the process to exit.
+func (p *proc) signal(sig syscall.Signal) {
+	p.cmd.Process.Signal(sig)
+	p.wait()
 }
 
 // sh runs a built binary in dir with A0CLI_HOME=home.
@@ -96,9 +135,10 @@ func sh(t *testing.T, bin, dir, home string, env []string, name string, args ...
 }
 
 // TestBinariesAsAUserWould runs the built binaries through the README's
-// cycle, then kills the agent (SIGKILL) in the middle of a backup and checks
-// that the next start reports the backup as interrupted, leaves no file that
-// looks valid, and accepts a new backup.
+// cycle, then kills the agent (SIGKILL) in the middle of a backup (held at
+// its hold point, so the kill always lands mid-job) and checks that the next
+// start reports the backup as interrupted, leaves no file that looks valid,
+// and accepts a new backup; the same for a restore; and SIGTERM during a job.
 func TestBinariesAsAUserWould(t *testing.T) {
 	bin := buildBinaries(t)
 	work := t.TempDir()
@@ -113,10 +153,9 @@ func TestBinariesAsAUserWould(t *testing.T) {
 		}
 		return out
 	}
-	addr := freeAddr(t)
-	agent := startAgentProc(t, bin, state, addr)
+	agent := startAgentProc(t, bin, state)
 	// Seeding while the agent runs goes through the agent's own database.
-	if out := run(0, "a0agent", "seed", "--state-dir", state, "--users", "1500"); !strings.Contains(out, "running agent") {
+	if out := run(0, "a0agent", "seed", "--state-dir", state, "--users", "300"); !strings.Contains(out, "running agent") {
 		t.Fatalf("seed did not use the running agent's database: %s", out)
 	}
 	run(1, "a0agent", "seed", "--state-dir", state, "--users", "10")
@@ -125,99 +164,95 @@ func TestBinariesAsAUserWould(t *testing.T) {
 	if out := run(0, "a0agent", "keys", "--state-dir", state); !strings.Contains(out, "me") || !strings.Contains(out, "SHA256:") {
 		t.Fatalf("keys: %s", out)
 	}
-	if out := run(0, "a0cli", "-t", addr, "ping"); out != "{\"message\":\"PONG\"}\n" {
+	if out := run(0, "a0cli", "-t", agent.addr, "ping"); out != "{\"message\":\"PONG\"}\n" {
 		t.Fatalf("ping: %q", out)
 	}
-	run(0, "a0cli", "-t", addr, "set-as-backup", dev)
-	if out := run(0, "a0cli", "-t", addr, "backup"); out != "Backup in progress.\n" {
-		t.Fatalf("backup: %q", out)
-	}
-
-	// SIGKILL in the middle of the backup.
-	time.Sleep(300 * time.Millisecond)
-	if out := run(0, "a0cli", "-t", addr, "backup-status"); !strings.Contains(out, "Backup in progress") {
-		t.Skipf("backup finished before the kill; status %s", out)
-	}
-	agent.cmd.Process.Signal(syscall.SIGKILL)
-	agent.cmd.Wait()
-	agent = startAgentProc(t, bin, state, addr)
-	out := run(0, "a0cli", "-t", addr, "backup-status")
-	if !strings.Contains(out, `"message":"Backup failed"`) || !strings.Contains(out, "interrupted") {
-		t.Fatalf("status after SIGKILL: %s\nagent log:\n%s", out, agent.log.String())
-	}
-	left, _ := filepath.Glob(filepath.Join(dev, "backup", "*"))
-	hidden, _ := filepath.Glob(filepath.Join(dev, "backup", ".*.part"))
-	if len(hidden) != 0 {
-		t.Fatalf("partial files left after restart: %v", hidden)
-	}
-	for _, f := range left {
-		if strings.HasSuffix(f, ".enc") {
-			t.Fatalf("a file that looks valid was left: %s", f)
+	run(0, "a0cli", "-t", agent.addr, "set-as-backup", dev)
+	noValidFile := func(when string) {
+		t.Helper()
+		left, _ := filepath.Glob(filepath.Join(dev, "backup", "*"))
+		hidden, _ := filepath.Glob(filepath.Join(dev, "backup", ".*.part"))
+		if len(hidden) != 0 {
+			t.Fatalf("%s: partial files left after restart: %v", when, hidden)
 		}
+		for _, f := range left {
+			if strings.HasSuffix(f, ".enc") {
+				t.Fatalf("%s: a file that looks valid was left: %s", when, f)
+			}
+		}
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		if out := run(0, "a0cli", "-t", agent.addr, "backup"); out != "Backup in progress.\n" {
+			t.Fatalf("backup: %q", out)
+		}
+		agent.holdReached(t, "backup")
+		if out := run(0, "a0cli", "-t", agent.addr, "backup-status"); !strings.Contains(out, "Backup in progress") {
+			t.Fatalf("status at the hold point: %s", out)
+		}
+		if part, _ := filepath.Glob(filepath.Join(dev, "backup", ".*.part")); len(part) != 1 {
+			t.Fatalf("at the hold point the backup's .part file should exist: %v", part)
+		}
+		agent.signal(sig)
+		if sig == syscall.SIGTERM && !strings.Contains(agent.log.String(), "shutting down") {
+			t.Fatalf("no shutdown log after SIGTERM:\n%s", agent.log.String())
+		}
+		agent = startAgentProc(t, bin, state)
+		out := run(0, "a0cli", "-t", agent.addr, "backup-status")
+		if !strings.Contains(out, `"message":"Backup failed"`) || !strings.Contains(out, "interrupted") {
+			t.Fatalf("status after %v mid-backup: %s\nagent log:\n%s", sig, out, agent.log.String())
+		}
+		noValidFile(sig.String())
 	}
 
 	// The next backup works, and the retrieved file matches the status md5.
-	run(0, "a0cli", "-t", addr, "backup", "--wait")
+	agent.holdRelease(t, "backup")
+	run(0, "a0cli", "-t", agent.addr, "backup", "--wait")
 	var st foundStatus
-	json.Unmarshal([]byte(run(0, "a0cli", "-t", addr, "backup-status")), &st)
+	json.Unmarshal([]byte(run(0, "a0cli", "-t", agent.addr, "backup-status")), &st)
 	if st.Message != "Backup found" {
 		t.Fatalf("status %+v", st)
 	}
-	run(0, "a0cli", "-t", addr, "backup-retrieve")
+	run(0, "a0cli", "-t", agent.addr, "backup-retrieve")
 	body, _ := os.ReadFile(filepath.Join(work, "backup-retrieve.tar.gz.enc"))
 	if sum := md5.Sum(body); hex.EncodeToString(sum[:]) != st.Arguments.MD5 {
 		t.Fatal("md5 mismatch")
 	}
 	run(0, "a0cli", "verify", "backup-retrieve.tar.gz.enc")
 
-	// SIGKILL in the middle of a restore into a second node: the next start
-	// says so in restore-status and node-status (the marker in the database).
-	state2, addr2 := filepath.Join(work, "node2"), freeAddr(t)
-	agent2 := startAgentProc(t, bin, state2, addr2)
+	// SIGKILL, then SIGTERM, in the middle of a restore into a second node
+	// (held after the restore marker is written): the next start says so in
+	// restore-status and node-status (the marker in the database).
+	state2 := filepath.Join(work, "node2")
+	agent2 := startAgentProc(t, bin, state2)
 	run(0, "a0agent", "authorize", "--state-dir", state2, "me", strings.TrimSpace(pub))
-	run(0, "a0cli", "-t", addr2, "restore", "backup-retrieve.tar.gz.enc", "--detach")
-	caught := false
-	for i := 0; i < 400 && !caught; i++ {
-		out := run(0, "a0cli", "-t", addr2, "restore-status")
-		caught = strings.Contains(out, `"phase":"restoring"`)
-		if !caught && !strings.Contains(out, "in progress") {
-			break
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		run(0, "a0cli", "-t", agent2.addr, "restore", "backup-retrieve.tar.gz.enc", "--detach", "--drop")
+		agent2.holdReached(t, "restore")
+		agent2.signal(sig)
+		agent2 = startAgentProc(t, bin, state2)
+		if out := run(0, "a0cli", "-t", agent2.addr, "restore-status"); !strings.Contains(out, "Restore failed") || !strings.Contains(out, "interrupted") {
+			t.Fatalf("restore-status after %v mid-restore: %s", sig, out)
+		}
+		if out := run(0, "a0cli", "-t", agent2.addr, "node-status"); !strings.Contains(out, "did not finish") {
+			t.Fatalf("node-status after %v mid-restore: %s", sig, out)
 		}
 	}
-	if caught {
-		agent2.cmd.Process.Signal(syscall.SIGKILL)
-		agent2.cmd.Wait()
-		agent2 = startAgentProc(t, bin, state2, addr2)
-		if out := run(0, "a0cli", "-t", addr2, "restore-status"); !strings.Contains(out, "Restore failed") || !strings.Contains(out, "interrupted") {
-			t.Fatalf("restore-status after SIGKILL: %s", out)
-		}
-		if out := run(0, "a0cli", "-t", addr2, "node-status"); !strings.Contains(out, "did not finish") {
-			t.Fatalf("node-status after SIGKILL mid-restore: %s", out)
-		}
-		run(0, "a0cli", "-t", addr2, "restore", "backup-retrieve.tar.gz.enc", "--drop")
-		if out := run(0, "a0cli", "-t", addr2, "node-status"); strings.Contains(out, "did not finish") {
-			t.Fatalf("marker left after a good restore: %s", out)
-		}
-	} else {
-		t.Log("restore finished before SIGKILL could land; the kill-mid-restore check did not run")
+	agent2.holdRelease(t, "restore")
+	run(0, "a0cli", "-t", agent2.addr, "restore", "backup-retrieve.tar.gz.enc", "--drop")
+	if out := run(0, "a0cli", "-t", agent2.addr, "node-status"); strings.Contains(out, "did not finish") {
+		t.Fatalf("marker left after a good restore: %s", out)
 	}
-	run(ExitRefused, "a0cli", "-t", addr, "backup")
-	run(0, "a0cli", "-t", addr, "backup-delete")
-	run(ExitNotFound, "a0cli", "-t", addr, "backup-delete")
+	run(ExitRefused, "a0cli", "-t", agent.addr, "backup")
+	run(0, "a0cli", "-t", agent.addr, "backup-delete")
+	run(ExitNotFound, "a0cli", "-t", agent.addr, "backup-delete")
 	run(0, "a0agent", "revoke", "--state-dir", state, "me")
-	run(ExitAuth, "a0cli", "-t", addr, "ping")
+	run(ExitAuth, "a0cli", "-t", agent.addr, "ping")
 
-	// Graceful shutdown on SIGTERM.
+	// Graceful shutdown on SIGTERM with no job: exit 0.
 	agent.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- agent.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("agent exit after SIGTERM: %v\n%s", err, agent.log.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("agent did not stop on SIGTERM")
+	agent.wait()
+	if code := agent.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("agent exit %d after SIGTERM:\n%s", code, agent.log.String())
 	}
 	if !strings.Contains(agent.log.String(), "shutting down") {
 		t.Fatalf("no shutdown log:\n%s", agent.log.String())
