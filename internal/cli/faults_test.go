@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/crypt"
 )
 
@@ -560,14 +561,15 @@ func fill(t *testing.T, dir string, leave int64) {
 
 func TestFaultDeviceFull(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("not root: cannot mount a small tmpfs as the backup device")
+		skipOutsideCI(t, "not root: cannot mount a small tmpfs as the backup device")
 	}
-	n := startNode(t, "", "")
+	h := newHolds(agent.HoldBackup)
+	n := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
 	n.seed(400)
 	op := newOperator(t).withKey(n)
 	dev := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dev).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs failed (%v: %s): skipping the device-full test", err, bytes.TrimSpace(out))
+		skipOutsideCI(t, "mount tmpfs failed (%v: %s)", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", "-l", dev).CombinedOutput(); err != nil {
@@ -613,16 +615,16 @@ func TestFaultDeviceFull(t *testing.T) {
 
 	t.Run("device fills during the backup", func(t *testing.T) {
 		// Pass the check with room to spare, then take the room away while
-		// the backup runs: the agent must see ENOSPC part-way.
+		// the backup is held after creating its file: the agent must see
+		// ENOSPC part-way.
 		r := op.on(n, "backup")
 		if r.code != 0 {
 			t.Fatalf("%+v", r)
 		}
+		h.wait(t, agent.HoldBackup)
 		fill(t, dev, 0)
+		h.let(agent.HoldBackup)
 		st := decodeStatus(t, op.waitStatus(n, "backup-status"))
-		if st.Message == "Backup found" {
-			t.Skip("the backup finished before the device filled: nothing to check (seed more data)")
-		}
 		if st.Message != "Backup failed" || !strings.Contains(st.Arguments.Error, "no space left on device") {
 			t.Fatalf("status %+v, want Backup failed with a no-space error", st)
 		}

@@ -140,6 +140,17 @@ func (o *operator) withKey(nodes ...*testNode) *operator {
 	return o
 }
 
+// skipOutsideCI skips a test whose requirement (root, a binary) is missing,
+// except under CI=true, where every requirement is installed and a skip
+// would hide a check: there it fails.
+func skipOutsideCI(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI must run this test: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // holds stops a node's jobs at hold points (agent.HoldBackup, ...): the
 // job waits at the point until the test has put its fault in and released
 // it, so the fault always lands mid-job. A point holds once; once released
