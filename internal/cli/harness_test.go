@@ -122,6 +122,10 @@ type operator struct {
 	home string
 	dir  string
 	env  map[string]string
+	// answers, when set, are what the password prompt reads, in order;
+	// prompted records the prompts shown.
+	answers  []string
+	prompted []string
 }
 
 func newOperator(t *testing.T) *operator {
@@ -216,6 +220,17 @@ func (o *operator) runCtx(ctx context.Context, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Home: o.home, Port: 10121,
 		Getenv: func(k string) string { return o.env[k] }}
+	if o.answers != nil {
+		env.PromptPassword = func(prompt string) (string, error) {
+			o.prompted = append(o.prompted, prompt)
+			if len(o.answers) == 0 {
+				return "", fmt.Errorf("test: no answer left for %q", prompt)
+			}
+			a := o.answers[0]
+			o.answers = o.answers[1:]
+			return a, nil
+		}
+	}
 	// Commands write relative paths (backup-retrieve.tar.gz.enc) into the
 	// working directory, as for a user.
 	chdirMu.Lock()
