@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -256,5 +257,129 @@ func TestBinariesAsAUserWould(t *testing.T) {
 	}
 	if !strings.Contains(agent.log.String(), "shutting down") {
 		t.Fatalf("no shutdown log:\n%s", agent.log.String())
+	}
+}
+
+// procView is what the test, as root, reads of one process: its command
+// line and its initial environment (/proc/<pid>/environ, readable by its
+// owner only).
+type procView struct {
+	pid              int
+	cmdline, environ string
+	environMode      os.FileMode
+}
+
+// scanProcs reads every process's command line and environment.
+func scanProcs() []procView {
+	var out []procView
+	ms, _ := filepath.Glob("/proc/[0-9]*")
+	for _, m := range ms {
+		pid, err := strconv.Atoi(filepath.Base(m))
+		if err != nil {
+			continue
+		}
+		c, err := os.ReadFile(filepath.Join(m, "cmdline"))
+		if err != nil {
+			continue
+		}
+		v := procView{pid: pid, cmdline: string(c)}
+		if e, err := os.ReadFile(filepath.Join(m, "environ")); err == nil {
+			v.environ = string(e)
+		}
+		if st, err := os.Stat(filepath.Join(m, "environ")); err == nil {
+			v.environMode = st.Mode().Perm()
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestBinaryPasswordsNotInProcessListings runs the built a0cli with each
+// password source while the built agent holds the backup, and scans every
+// process on the machine: the password is in no command line but the CLI's
+// own when given there (the documented leak of --password), in no
+// environment but the CLI's own when given there (readable by its owner
+// only), and never in the agent's or a child's.
+func TestBinaryPasswordsNotInProcessListings(t *testing.T) {
+	bin := buildBinaries(t)
+	work := t.TempDir()
+	state, dev, home := filepath.Join(work, "node"), filepath.Join(work, "dev"), filepath.Join(work, "cli")
+	os.MkdirAll(dev, 0o700)
+	agent := startAgentProc(t, bin, state)
+	if code, out, errs := sh(t, bin, work, home, nil, "a0agent", "seed", "--state-dir", state, "--users", "20"); code != 0 {
+		t.Fatalf("seed: %s %s", out, errs)
+	}
+	_, pub, _ := sh(t, bin, work, home, nil, "a0cli", "create-key")
+	sh(t, bin, work, home, nil, "a0agent", "authorize", "--state-dir", state, "me", strings.TrimSpace(pub))
+	if code, _, errs := sh(t, bin, work, home, nil, "a0cli", "-t", agent.addr, "set-as-backup", dev); code != 0 {
+		t.Fatal(errs)
+	}
+	for _, src := range []string{"positional", "--password", "--password-file", "A0_BACKUP_PASSWORD"} {
+		t.Run(src, func(t *testing.T) {
+			pw := "Zq9-proc-" + strings.Trim(src, "-_") + "-4417"
+			args := []string{"-t", agent.addr, "backup", "--wait"}
+			var env []string
+			switch src {
+			case "positional":
+				args = append(args, pw)
+			case "--password":
+				args = append(args, "--password", pw)
+			case "--password-file":
+				f := filepath.Join(work, "pw")
+				os.WriteFile(f, []byte(pw+"\n"), 0o600)
+				args = append(args, "--password-file", f)
+			default:
+				env = []string{"A0_BACKUP_PASSWORD=" + pw}
+			}
+			cmd := exec.Command(filepath.Join(bin, "a0cli"), args...)
+			cmd.Dir, cmd.Env = work, append(append(os.Environ(), "A0CLI_HOME="+home), env...)
+			var out syncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The CLI waits for the backup, the backup waits at its hold
+			// point: both processes hold the password while we look.
+			agent.holdReached(t, "backup")
+			procs := scanProcs()
+			agent.holdRelease(t, "backup")
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("a0cli backup: %v\n%s", err, out.String())
+			}
+			os.Remove(filepath.Join(agent.hold, "backup.reached"))
+			os.Remove(filepath.Join(agent.hold, "backup.release"))
+			if code, _, errs := sh(t, bin, work, home, nil, "a0cli", "-t", agent.addr, "backup-delete"); code != 0 {
+				t.Fatal(errs)
+			}
+
+			cli, agentPid := cmd.Process.Pid, agent.cmd.Process.Pid
+			var sawCLI, sawAgent bool
+			for _, p := range procs {
+				inCmd, inEnv := strings.Contains(p.cmdline, pw), strings.Contains(p.environ, pw)
+				switch p.pid {
+				case cli:
+					sawCLI = true
+					byArgv := src == "positional" || src == "--password"
+					if inCmd != byArgv {
+						t.Errorf("password in the CLI's command line: %v, want %v (%q)", inCmd, byArgv, p.cmdline)
+					}
+					if inEnv != (src == "A0_BACKUP_PASSWORD") {
+						t.Errorf("password in the CLI's environment: %v", inEnv)
+					}
+					if p.environMode&0o077 != 0 {
+						t.Errorf("/proc/%d/environ is mode %v: others can read the CLI's environment", p.pid, p.environMode)
+					}
+					continue
+				case agentPid:
+					sawAgent = true
+				}
+				if inCmd || inEnv {
+					t.Errorf("process %d (%q) carries the password in its command line (%v) or environment (%v)", p.pid, strings.ReplaceAll(p.cmdline, "\x00", " "), inCmd, inEnv)
+				}
+			}
+			if !sawCLI || !sawAgent {
+				t.Fatalf("the scan missed the CLI (%v) or the agent (%v): it proves nothing", sawCLI, sawAgent)
+			}
+		})
 	}
 }
