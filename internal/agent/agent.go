@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/job"
@@ -183,7 +183,7 @@ func (a *Agent) connect(ctx context.Context) error {
 		// a new primary: fail a job in seconds rather than the driver's 30.
 		copts.SetServerSelectionTimeout(5 * time.Second)
 	}
-	c, err := mongo.Connect(ctx, copts)
+	c, err := mongo.Connect(copts)
 	if err != nil {
 		// The URI may carry a password: never print it.
 		return fmt.Errorf("connect to the database: %w", redactURIError(err))

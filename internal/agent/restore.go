@@ -19,9 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/archive"
@@ -447,7 +447,7 @@ func (a *Agent) markerColl() *mongo.Collection {
 // setRestoreMarker upserts fields into the marker.
 func (a *Agent) setRestoreMarker(ctx context.Context, fields bson.D) error {
 	_, err := a.markerColl().UpdateOne(ctx, bson.D{{Key: "_id", Value: markerID}},
-		bson.D{{Key: "$set", Value: fields}}, options.Update().SetUpsert(true))
+		bson.D{{Key: "$set", Value: fields}}, options.UpdateOne().SetUpsert(true))
 	return err
 }
 

@@ -15,8 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/devappliance"
@@ -254,7 +254,7 @@ func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
 			uri = srv.URI()
 		}
 	}
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(uri))
+	c, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
 		return fmt.Errorf("connect to the database: %w", err)
 	}
@@ -274,7 +274,7 @@ func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
 func reachable(ctx context.Context, uri string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetServerSelectionTimeout(2*time.Second))
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(2 * time.Second))
 	if err != nil {
 		return false
 	}

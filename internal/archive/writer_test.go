@@ -22,8 +22,7 @@ import (
 	"time"
 
 	kgzip "github.com/klauspost/compress/gzip"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 type entry struct {
@@ -225,7 +224,7 @@ func auth0Users(n int) []byte {
 		created := base.Add(time.Duration(r.Int64N(int64(8 * 365 * 24 * time.Hour))))
 		conn := conns[r.IntN(len(conns))]
 		doc := bson.D{
-			{Key: "_id", Value: primitive.NewObjectIDFromTimestamp(created)},
+			{Key: "_id", Value: bson.NewObjectIDFromTimestamp(created)},
 			{Key: "tenant", Value: "appliance"},
 			{Key: "user_id", Value: "auth0|" + id},
 			{Key: "email", Value: email},

@@ -13,10 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/devappliance"
@@ -143,7 +143,7 @@ func PlainInsert(ctx context.Context, client *mongo.Client, ds *Dataset, paralle
 // opened again, crypt.NewReader + restore.Run with opts (inserts, indexes,
 // count check), as the agent's restore job does.
 func RestoreDB(ctx context.Context, file, uri string, password []byte, opts restore.Options) (DBResult, error) {
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(uri))
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
 		return DBResult{}, err
 	}

@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/manifest"
@@ -78,7 +77,7 @@ type write struct {
 	id   bson.RawValue
 	done time.Time // wall clock after the acknowledgement
 	// Filled from the oplog after the run.
-	ts    primitive.Timestamp
+	ts    bson.Timestamp
 	entry bson.Raw
 }
 
@@ -146,7 +145,7 @@ func (w *writer) run(ctx context.Context) {
 				err = fmt.Errorf("update %v modified %d", id, res.ModifiedCount)
 			}
 		case 1:
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			wr = write{op: "i", ns: "auth0.sessions", id: bson.RawValue{Type: bson.TypeObjectID, Value: id[:]}}
 			_, err = sessions.InsertOne(wctx, bson.D{{Key: "_id", Value: id}, {Key: "user_id", Value: w.users[r.IntN(len(w.users))]},
 				{Key: "n", Value: int64(i)}, {Key: "created_at", Value: time.Now().UTC().Truncate(time.Millisecond)}})
@@ -165,7 +164,7 @@ func (w *writer) run(ctx context.Context) {
 			w.sessions[k] = w.sessions[len(w.sessions)-1]
 			w.sessions = w.sessions[:len(w.sessions)-1]
 		case 3:
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			wr = write{op: "i", ns: "logs.logs", id: bson.RawValue{Type: bson.TypeObjectID, Value: id[:]}}
 			_, err = logs.InsertOne(wctx, bson.D{{Key: "_id", Value: id}, {Key: "type", Value: "s"},
 				{Key: "n", Value: int64(i)}, {Key: "date", Value: time.Now().UTC().Truncate(time.Millisecond)}})
@@ -183,7 +182,7 @@ func (w *writer) run(ctx context.Context) {
 // mapOplog gives every logged write its oplog entry: the entries after
 // from, in the oplog's order, must be exactly the writer's writes, in the
 // writer's order, with increasing ts.
-func mapOplog(t *testing.T, c *mongo.Client, from primitive.Timestamp, log []write) {
+func mapOplog(t *testing.T, c *mongo.Client, from bson.Timestamp, log []write) {
 	t.Helper()
 	ctx := context.Background()
 	cur, err := c.Database("local").Collection("oplog.rs").Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: from}}}},
@@ -206,7 +205,7 @@ func mapOplog(t *testing.T, c *mongo.Client, from primitive.Timestamp, log []wri
 	if len(entries) != len(log) {
 		t.Fatalf("the oplog holds %d entries after %v, the writer made %d writes", len(entries), from, len(log))
 	}
-	var prev primitive.Timestamp
+	var prev bson.Timestamp
 	for k, e := range entries {
 		w := &log[k]
 		op, ns := e.Lookup("op").StringValue(), e.Lookup("ns").StringValue()
@@ -219,7 +218,7 @@ func mapOplog(t *testing.T, c *mongo.Client, from primitive.Timestamp, log []wri
 			t.Fatalf("oplog entry %d is %s %s %v, write %d was %s %s %v", k, op, ns, id, k, w.op, w.ns, w.id)
 		}
 		tt, ii := e.Lookup("ts").Timestamp()
-		w.ts, w.entry = primitive.Timestamp{T: tt, I: ii}, e
+		w.ts, w.entry = bson.Timestamp{T: tt, I: ii}, e
 		if k > 0 && !prev.Before(w.ts) {
 			t.Fatalf("oplog entry %d: ts %v not after %v", k, w.ts, prev)
 		}
@@ -252,7 +251,7 @@ func idKey(v bson.RawValue) string { return string(rune(v.Type)) + string(v.Valu
 
 // stateAt applies the writes with ts <= to, in order, to a snapshot taken
 // before the first write: the source as it was at `to`.
-func stateAt(before map[string]map[string]bson.Raw, log []write, to primitive.Timestamp) map[string]map[string]bson.Raw {
+func stateAt(before map[string]map[string]bson.Raw, log []write, to bson.Timestamp) map[string]map[string]bson.Raw {
 	out := map[string]map[string]bson.Raw{}
 	for ns, m := range before {
 		out[ns] = map[string]bson.Raw{}
@@ -278,7 +277,7 @@ func stateAt(before map[string]map[string]bson.Raw, log []write, to primitive.Ti
 
 // diffState lists the documents of c that differ from want, naming the
 // writes on each and whether they were before or after `to`.
-func diffState(t *testing.T, c *mongo.Client, want map[string]map[string]bson.Raw, log []write, to primitive.Timestamp) []string {
+func diffState(t *testing.T, c *mongo.Client, want map[string]map[string]bson.Raw, log []write, to bson.Timestamp) []string {
 	t.Helper()
 	var out []string
 	for _, ns := range writerNamespaces {
@@ -342,7 +341,7 @@ func TestPointInTime(t *testing.T) {
 	for _, ns := range writerNamespaces {
 		before[ns] = docs(t, src.client(), ns)
 	}
-	from := primitive.Timestamp{} // the oplog is empty: every entry is the writer's
+	from := bson.Timestamp{} // the oplog is empty: every entry is the writer's
 
 	w := newWriter(t, src.client())
 	wctx, stopWriter := context.WithCancel(ctx)
@@ -373,8 +372,8 @@ func TestPointInTime(t *testing.T) {
 	if m.Consistency != manifest.ConsistencyPointInTime || m.ConsistentTo == nil || m.OplogStart == nil {
 		t.Fatalf("manifest: %+v", m)
 	}
-	start := primitive.Timestamp{T: m.OplogStart.T, I: m.OplogStart.I}
-	to := primitive.Timestamp{T: m.ConsistentTo.T, I: m.ConsistentTo.I}
+	start := bson.Timestamp{T: m.OplogStart.T, I: m.OplogStart.I}
+	to := bson.Timestamp{T: m.ConsistentTo.T, I: m.ConsistentTo.I}
 
 	// The writes must straddle the backup: before it, during the dump in
 	// every collection, and after consistent_to.

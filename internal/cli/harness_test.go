@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/devappliance"

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 const (
@@ -87,9 +86,9 @@ func ensureOplogEntry(ctx context.Context, client *mongo.Client) error {
 	_, err = coll.InsertOne(ctx, bson.D{
 		{Key: "op", Value: "n"}, {Key: "ns", Value: ""},
 		{Key: "o", Value: bson.D{{Key: "msg", Value: "a0: oplog started"}}},
-		{Key: "ts", Value: primitive.Timestamp{T: uint32(now.Unix()), I: 0}},
+		{Key: "ts", Value: bson.Timestamp{T: uint32(now.Unix()), I: 0}},
 		{Key: "t", Value: int64(1)}, {Key: "v", Value: int64(2)},
-		{Key: "wall", Value: primitive.NewDateTimeFromTime(now)},
+		{Key: "wall", Value: bson.NewDateTimeFromTime(now)},
 	})
 	if err != nil {
 		return fmt.Errorf("devappliance: first oplog entry: %w", err)

@@ -6,10 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // startClient runs a server with cfg (Dir filled in) and connects to it.
@@ -79,14 +78,14 @@ func TestOplogEntries(t *testing.T) {
 		t.Fatalf("%d entries, want 3: %v", len(got), got)
 	}
 	type entry struct {
-		Op   string              `bson:"op"`
-		NS   string              `bson:"ns"`
-		TS   primitive.Timestamp `bson:"ts"`
-		Wall time.Time           `bson:"wall"`
-		O    bson.Raw            `bson:"o"`
-		O2   bson.Raw            `bson:"o2"`
+		Op   string         `bson:"op"`
+		NS   string         `bson:"ns"`
+		TS   bson.Timestamp `bson:"ts"`
+		Wall time.Time      `bson:"wall"`
+		O    bson.Raw       `bson:"o"`
+		O2   bson.Raw       `bson:"o2"`
 	}
-	var prev primitive.Timestamp
+	var prev bson.Timestamp
 	for i, want := range []struct{ op, o, o2 string }{
 		{"i", `{"_id": "a","n": {"$numberInt":"1"},"s": "x"}`, ""},
 		// An update is logged as the whole new document under $set.

@@ -10,10 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // ErrAlreadySeeded is returned by Seed when auth0.users already holds
@@ -188,8 +187,8 @@ func docRand(seed int64, coll string, i int) *rand.Rand {
 
 // objectID makes a deterministic ObjectID: the timestamp part is t, the
 // rest comes from r.
-func objectID(r *rand.Rand, t time.Time) primitive.ObjectID {
-	var id primitive.ObjectID
+func objectID(r *rand.Rand, t time.Time) bson.ObjectID {
+	var id bson.ObjectID
 	binary.BigEndian.PutUint32(id[0:4], uint32(t.Unix()))
 	binary.BigEndian.PutUint64(id[4:12], r.Uint64())
 	return id

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Config says where the embedded server keeps its data and where it listens.
@@ -98,7 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(s.uri))
+	c, err := mongo.Connect(options.Client().ApplyURI(s.uri))
 	if err != nil {
 		return fmt.Errorf("devappliance: connect: %w", err)
 	}
@@ -119,7 +119,7 @@ func (s *Server) ensureOplog(ctx context.Context, entries int64) error {
 	if entries == 0 {
 		entries = DefaultOplogEntries
 	}
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(s.uri))
+	c, err := mongo.Connect(options.Client().ApplyURI(s.uri))
 	if err != nil {
 		return fmt.Errorf("devappliance: connect: %w", err)
 	}
@@ -133,7 +133,7 @@ func (s *Server) URI() string { return s.uri }
 
 // Connect returns an official-driver client to the running server.
 func (s *Server) Connect(ctx context.Context) (*mongo.Client, error) {
-	return mongo.Connect(ctx, options.Client().ApplyURI(s.uri))
+	return mongo.Connect(options.Client().ApplyURI(s.uri))
 }
 
 // Close stops the server and waits for it to release its files.

@@ -14,11 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bytesize"
@@ -110,7 +109,7 @@ func (p *Progress) Snapshot() ProgressSnapshot {
 type OplogRolledError struct {
 	// Start is the dump's first oplog position, Oldest the oldest entry
 	// left when the loss was seen (zero when the oplog was empty).
-	Start, Oldest primitive.Timestamp
+	Start, Oldest bson.Timestamp
 	// SpanSeconds is how many seconds of oplog the dump needed (start to
 	// the newest entry); WindowSeconds how many the oplog held at the end,
 	// in OplogBytes (collStats size). Zero when unknown.

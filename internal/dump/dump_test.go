@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
@@ -425,7 +424,7 @@ func TestReadPreference(t *testing.T) {
 }
 
 func TestOplogRolledMessage(t *testing.T) {
-	e := &OplogRolledError{Start: primitive.Timestamp{T: 100, I: 1}, Oldest: primitive.Timestamp{T: 130, I: 2},
+	e := &OplogRolledError{Start: bson.Timestamp{T: 100, I: 1}, Oldest: bson.Timestamp{T: 130, I: 2},
 		SpanSeconds: 60, WindowSeconds: 30, OplogBytes: 50 << 20, NeededBytes: 100 << 20}
 	msg := e.Error()
 	for _, want := range []string{"rolled over", "100.1", "130.2", "cannot be point-in-time", "spanned 60s",

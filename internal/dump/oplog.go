@@ -9,10 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
 )
@@ -34,15 +33,15 @@ type tailer struct {
 	spool     *os.File
 	bw        *bufio.Writer
 	active    bool // an oplog with an entry exists: capture is on
-	start     primitive.Timestamp
+	start     bson.Timestamp
 	startWall time.Time
 	// end is the newest position once every collection was read; the
 	// capture stops at the first entry at or after it, last. Replay up to
 	// last (not exactly end) is as consistent: it is a later point in time.
-	end      primitive.Timestamp
-	last     primitive.Timestamp
+	end      bson.Timestamp
+	last     bson.Timestamp
 	lastWall time.Time
-	endCh    chan primitive.Timestamp
+	endCh    chan bson.Timestamp
 	entries  int64
 	bytes    int64
 	// onePass reads the oplog once the end is known instead of tailing
@@ -60,7 +59,7 @@ type tailer struct {
 // (and captures nothing) when there is no oplog or it is empty.
 func startTailer(ctx context.Context, client *mongo.Client, sp *spools, onePass bool) (*tailer, error) {
 	coll := client.Database(oplogDB).Collection(oplogColl)
-	t := &tailer{coll: coll, endCh: make(chan primitive.Timestamp, 1), onePass: onePass}
+	t := &tailer{coll: coll, endCh: make(chan bson.Timestamp, 1), onePass: onePass}
 	names, err := client.Database(oplogDB).ListCollectionNames(ctx, bson.D{{Key: "name", Value: oplogColl}})
 	if err != nil {
 		return nil, fmt.Errorf("dump: look for the oplog: %w", err)
@@ -113,7 +112,7 @@ func (t *tailer) startOnePass(ctx context.Context, client *mongo.Client, sp *spo
 		hello.LocalTime = time.Now()
 	}
 	sec := hello.LocalTime.Unix() - 1
-	t.start, t.startWall, t.active = primitive.Timestamp{T: uint32(sec)}, time.Unix(sec, 0).UTC(), true
+	t.start, t.startWall, t.active = bson.Timestamp{T: uint32(sec)}, time.Unix(sec, 0).UTC(), true
 	if t.spool, err = sp.create(); err != nil {
 		return err
 	}
@@ -124,12 +123,12 @@ func (t *tailer) startOnePass(ctx context.Context, client *mongo.Client, sp *spo
 // entryID identifies an oplog entry: its ts and, where the server gives
 // entries one (FerretDB), its _id.
 type entryID struct {
-	ts primitive.Timestamp
+	ts bson.Timestamp
 	id string
 }
 
 // oldest returns the first entry's position in insertion order.
-func (t *tailer) oldest(ctx context.Context) (primitive.Timestamp, bool, error) {
+func (t *tailer) oldest(ctx context.Context) (bson.Timestamp, bool, error) {
 	e, ok, err := t.oldestEntry(ctx)
 	return e.ts, ok, err
 }
@@ -154,13 +153,13 @@ func (t *tailer) oldestEntry(ctx context.Context) (entryID, bool, error) {
 		return entryID{}, false, errors.New("dump: oplog entry without ts")
 	}
 	id := raw.Lookup("_id")
-	return entryID{ts: primitive.Timestamp{T: t1, I: i1}, id: string(id.Value)}, true, nil
+	return entryID{ts: bson.Timestamp{T: t1, I: i1}, id: string(id.Value)}, true, nil
 }
 
-func oldestOpenTxn(ctx context.Context, client *mongo.Client) (primitive.Timestamp, bool) {
+func oldestOpenTxn(ctx context.Context, client *mongo.Client) (bson.Timestamp, bool) {
 	var doc struct {
 		StartOpTime struct {
-			TS primitive.Timestamp `bson:"ts"`
+			TS bson.Timestamp `bson:"ts"`
 		} `bson:"startOpTime"`
 	}
 	err := client.Database("config").Collection("transactions").FindOne(ctx,
@@ -168,33 +167,33 @@ func oldestOpenTxn(ctx context.Context, client *mongo.Client) (primitive.Timesta
 			{Key: "startOpTime", Value: bson.D{{Key: "$exists", Value: true}}}},
 		options.FindOne().SetSort(bson.D{{Key: "startOpTime.ts", Value: 1}})).Decode(&doc)
 	if err != nil {
-		return primitive.Timestamp{}, false
+		return bson.Timestamp{}, false
 	}
 	return doc.StartOpTime.TS, true
 }
 
 // edge returns the newest (dir -1) or oldest (dir 1) entry's position.
-func (t *tailer) edge(ctx context.Context, dir int) (primitive.Timestamp, time.Time, bool, error) {
+func (t *tailer) edge(ctx context.Context, dir int) (bson.Timestamp, time.Time, bool, error) {
 	raw, err := t.coll.FindOne(ctx, bson.D{},
 		options.FindOne().SetSort(bson.D{{Key: "$natural", Value: dir}}).SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "wall", Value: 1}})).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return primitive.Timestamp{}, time.Time{}, false, nil
+		return bson.Timestamp{}, time.Time{}, false, nil
 	}
 	if err != nil {
-		return primitive.Timestamp{}, time.Time{}, false, fmt.Errorf("dump: read oplog position: %w", err)
+		return bson.Timestamp{}, time.Time{}, false, fmt.Errorf("dump: read oplog position: %w", err)
 	}
 	t1, i1, ok := raw.Lookup("ts").TimestampOK()
 	if !ok {
-		return primitive.Timestamp{}, time.Time{}, false, errors.New("dump: oplog entry without ts")
+		return bson.Timestamp{}, time.Time{}, false, errors.New("dump: oplog entry without ts")
 	}
 	var wall time.Time
 	if w, ok := raw.Lookup("wall").TimeOK(); ok {
 		wall = w.UTC()
 	}
-	return primitive.Timestamp{T: t1, I: i1}, wall, true, nil
+	return bson.Timestamp{T: t1, I: i1}, wall, true, nil
 }
 
-func tsLess(a, b primitive.Timestamp) bool { return a.T < b.T || (a.T == b.T && a.I < b.I) }
+func tsLess(a, b bson.Timestamp) bool { return a.T < b.T || (a.T == b.T && a.I < b.I) }
 
 // run copies the entries from start to the end position given to finish.
 // The start entry itself is included, as mongodump includes it: replaying
@@ -211,8 +210,8 @@ func (t *tailer) run(ctx context.Context) error {
 
 // cursorState is the progress of the copy across cursors.
 type cursorState struct {
-	after *primitive.Timestamp // newest copied position
-	end   *primitive.Timestamp
+	after *bson.Timestamp // newest copied position
+	end   *bson.Timestamp
 }
 
 func (st *cursorState) reached() bool {
@@ -225,7 +224,7 @@ func (t *tailer) take(raw bson.Raw, st *cursorState) (bool, error) {
 	if !ok {
 		return false, errors.New("dump: oplog entry without ts")
 	}
-	ts := primitive.Timestamp{T: t1, I: i1}
+	ts := bson.Timestamp{T: t1, I: i1}
 	if st.after != nil && ts == *st.after {
 		return false, nil // a reopen's $gte returns it again
 	}
@@ -398,7 +397,7 @@ func (t *tailer) finish(ctx context.Context) error {
 		return nil
 	}
 	if t.onePass {
-		t.endCh <- primitive.Timestamp{} // readOnce copies all there is
+		t.endCh <- bson.Timestamp{} // readOnce copies all there is
 		return nil
 	}
 	ts, _, ok, err := t.edge(ctx, -1)
@@ -407,7 +406,7 @@ func (t *tailer) finish(ctx context.Context) error {
 	}
 	if !ok {
 		// The oplog was emptied under us: nothing proves continuity.
-		return t.rolled(ctx, primitive.Timestamp{})
+		return t.rolled(ctx, bson.Timestamp{})
 	}
 	t.end = ts
 	t.endCh <- ts
@@ -434,7 +433,7 @@ func (t *tailer) checkRolled(ctx context.Context) error {
 // rolled builds the error of a rolled oplog with the size a retry needs:
 // the oplog's bytes per second of its current window times the seconds
 // of oplog this dump spanned, and never less than what was captured.
-func (t *tailer) rolled(ctx context.Context, oldest primitive.Timestamp) *OplogRolledError {
+func (t *tailer) rolled(ctx context.Context, oldest bson.Timestamp) *OplogRolledError {
 	e := &OplogRolledError{Start: t.start, Oldest: oldest, NeededBytes: t.bytes}
 	newest, _, ok, err := t.edge(ctx, -1)
 	if err != nil || !ok || newest.T < t.start.T {

@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // ErrOplogEntry is matched by an oplog entry Run cannot apply without a
@@ -25,11 +24,11 @@ type oplogEffect struct {
 
 // oplogEntry is the part of an oplog entry the replay reads.
 type oplogEntry struct {
-	TS primitive.Timestamp `bson:"ts"`
-	Op string              `bson:"op"`
-	NS string              `bson:"ns"`
-	O  bson.Raw            `bson:"o"`
-	O2 bson.Raw            `bson:"o2,omitempty"`
+	TS bson.Timestamp `bson:"ts"`
+	Op string         `bson:"op"`
+	NS string         `bson:"ns"`
+	O  bson.Raw       `bson:"o"`
+	O2 bson.Raw       `bson:"o2,omitempty"`
 }
 
 // replayOplog applies the entries of r up to the manifest's ConsistentTo
@@ -51,7 +50,7 @@ func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanRes
 			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
 		}
 		if p.Manifest != nil && p.Manifest.ConsistentTo != nil {
-			to := primitive.Timestamp{T: p.Manifest.ConsistentTo.T, I: p.Manifest.ConsistentTo.I}
+			to := bson.Timestamp{T: p.Manifest.ConsistentTo.T, I: p.Manifest.ConsistentTo.I}
 			if e.TS.After(to) {
 				return nil
 			}
@@ -181,7 +180,7 @@ func (rs *runState) applyUpdate(ctx context.Context, c *mongo.Collection, e oplo
 	}
 	// Upsert, as mongod's own oplog application does: a later delete in the
 	// same oplog removes what an update of a missing document creates.
-	res, err := c.UpdateOne(ctx, filter, update, options.Update().SetUpsert(true))
+	res, err := c.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
 	if err != nil {
 		return 0, err
 	}

@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
@@ -393,7 +392,7 @@ func TestPlanRefuses(t *testing.T) {
 }
 
 func opEntry(ts uint32, op, ns string, o, o2 bson.D) bson.D {
-	e := bson.D{{Key: "ts", Value: primitive.Timestamp{T: ts, I: 1}}, {Key: "op", Value: op}, {Key: "ns", Value: ns}, {Key: "o", Value: o}}
+	e := bson.D{{Key: "ts", Value: bson.Timestamp{T: ts, I: 1}}, {Key: "op", Value: op}, {Key: "ns", Value: ns}, {Key: "o", Value: o}}
 	if o2 != nil {
 		e = append(e, bson.E{Key: "o2", Value: o2})
 	}

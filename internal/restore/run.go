@@ -13,9 +13,9 @@ import (
 	"strings"
 	"sync"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
 )
@@ -310,9 +310,19 @@ func (rs *runState) buildCollectionIndexes(ctx context.Context, c *PlannedCollec
 	for _, spec := range c.Indexes {
 		cmd := bson.D{{Key: "createIndexes", Value: c.Name}, {Key: "indexes", Value: bson.A{spec}}}
 		if err := db.RunCommand(ctx, cmd).Err(); err != nil {
-			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", spec.Map()["name"], err))
+			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", indexSpecName(spec), err))
 		}
 	}
+}
+
+// indexSpecName is the "name" field of an index spec (nil when missing).
+func indexSpecName(spec bson.D) any {
+	for _, e := range spec {
+		if e.Key == "name" {
+			return e.Value
+		}
+	}
+	return nil
 }
 
 // insertAll streams the raw documents of r into unordered InsertMany
