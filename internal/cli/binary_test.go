@@ -2,9 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"github.com/a0backup/a0/internal/devappliance"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -381,5 +385,111 @@ func TestBinaryPasswordsNotInProcessListings(t *testing.T) {
 				t.Fatalf("the scan missed the CLI (%v) or the agent (%v): it proves nothing", sawCLI, sawAgent)
 			}
 		})
+	}
+}
+
+// TestBinaryAgentOnAnOutsideDatabase runs the built agent against a
+// database it does not embed (a FerretDB server the test starts), given by
+// --mongodb-uri, --mongodb-uri-file and $A0_MONGODB_URI: seed, back up,
+// verify and restore through it; the file and environment forms keep the
+// URI out of the agent's command line.
+func TestBinaryAgentOnAnOutsideDatabase(t *testing.T) {
+	bin := buildBinaries(t)
+	srv, err := devappliance.Start(context.Background(), devappliance.Config{Dir: t.TempDir(), Oplog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	uri := srv.URI()
+	work := t.TempDir()
+	home := filepath.Join(work, "cli")
+	_, pub, _ := sh(t, bin, work, home, nil, "a0cli", "create-key")
+	if code, out, errs := sh(t, bin, work, home, nil, "a0agent", "seed", "--mongodb-uri", uri, "--users", "40"); code != 0 {
+		t.Fatalf("seed: %s %s", out, errs)
+	}
+	uriFile := filepath.Join(work, "mongodb-uri")
+	os.WriteFile(uriFile, []byte(uri+"\n"), 0o600)
+	for i, tc := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"--mongodb-uri", []string{"--mongodb-uri", uri}, nil},
+		{"--mongodb-uri-file", []string{"--mongodb-uri-file", uriFile}, nil},
+		{"A0_MONGODB_URI", nil, []string{"A0_MONGODB_URI=" + uri}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state, dev := filepath.Join(work, fmt.Sprint("node", i)), filepath.Join(work, fmt.Sprint("dev", i))
+			os.MkdirAll(dev, 0o700)
+			p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
+			p.cmd = exec.Command(filepath.Join(bin, "a0agent"), append([]string{"--state-dir", state, "--listen", "127.0.0.1:0"}, tc.args...)...)
+			p.cmd.Env = append(os.Environ(), tc.env...)
+			p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+			if err := p.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { p.cmd.Wait(); close(exited) }()
+			t.Cleanup(func() { p.cmd.Process.Kill(); <-exited })
+			for deadline := time.Now().Add(2 * time.Minute); p.addr == ""; {
+				if m := listenLine.FindStringSubmatch(p.log.String()); m != nil {
+					p.addr = m[1]
+					break
+				}
+				select {
+				case <-exited:
+					t.Fatalf("agent exited:\n%s", p.log.String())
+				case <-time.After(20 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("agent did not start:\n%s", p.log.String())
+				}
+			}
+			if !strings.Contains(p.log.String(), "database=mongodb") {
+				t.Fatalf("agent does not use the outside database:\n%s", p.log.String())
+			}
+			if tc.args == nil || tc.args[0] != "--mongodb-uri" {
+				c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.cmd.Process.Pid))
+				if strings.Contains(string(c), uri) {
+					t.Fatalf("the URI is in the agent's command line: %q", c)
+				}
+			}
+			sh(t, bin, work, home, nil, "a0agent", "authorize", "--state-dir", state, "me", strings.TrimSpace(pub))
+			pwEnv := []string{"A0_BACKUP_PASSWORD=Passw0rd-outside"}
+			for _, args := range [][]string{{"set-as-backup", dev}, {"backup", "--wait"}, {"backup-retrieve", "-o", fmt.Sprint("outside", i, ".enc")}} {
+				if code, out, errs := sh(t, bin, work, home, pwEnv, "a0cli", append([]string{"-t", p.addr}, args...)...); code != 0 {
+					t.Fatalf("%v: exit %d %s %s\n%s", args, code, out, errs, p.log.String())
+				}
+			}
+			code, out, errs := sh(t, bin, work, home, pwEnv, "a0cli", "verify", fmt.Sprint("outside", i, ".enc"))
+			if code != 0 || !strings.Contains(out, "auth0.users") || !strings.Contains(out, "point-in-time") {
+				t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
+			}
+			sh(t, bin, work, home, nil, "a0cli", "-t", p.addr, "backup-delete")
+		})
+	}
+}
+
+// TestMongoURIRedacted: a URI with a password that does not connect fails
+// the agent's start with an error and a log that do not hold the password.
+func TestMongoURIRedacted(t *testing.T) {
+	t.Parallel()
+	const secret = "Zq9-uri-secret-5521"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing answers there
+	buf := &syncBuffer{}
+	_, err = agentNew(t, "mongodb://a0user:"+secret+"@"+addr+"/?serverSelectionTimeoutMS=300&connectTimeoutMS=300", buf)
+	if err == nil {
+		t.Fatal("agent started on a database that does not answer")
+	}
+	if strings.Contains(err.Error(), secret) || strings.Contains(buf.String(), secret) {
+		t.Fatalf("the URI's password is in the error or the log:\n%v\n%s", err, buf.String())
+	}
+	if !strings.Contains(err.Error(), "database") {
+		t.Fatalf("the error does not say what failed: %v", err)
 	}
 }

@@ -295,3 +295,13 @@ var _ = io.Discard
 func keysOpen(n *testNode) *keys.Authorized {
 	return keys.OpenAuthorized(filepath.Join(n.state, "authorized_keys"))
 }
+
+// agentNew makes an agent on a database URI, logging to log.
+func agentNew(t *testing.T, uri string, log *syncBuffer) (*agent.Agent, error) {
+	a, err := agent.New(context.Background(), agent.Config{StateDir: t.TempDir(), Listen: "127.0.0.1:0", MongoURI: uri,
+		Logger: slog.New(slog.NewTextHandler(log, nil))})
+	if err == nil {
+		t.Cleanup(func() { a.Close() })
+	}
+	return a, err
+}
