@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,4 +91,33 @@ func TestUploadsLockedDuringRestore(t *testing.T) {
 			t.Fatalf("decrypt -o -: exit %d, %d bytes (file %d): %s", r.code, len(r.stdout), len(readFile(t, out)), r.stderr)
 		}
 	})
+}
+
+// TestUploadStateDiskReserve: an upload that would leave less than the
+// reserve free on the node's state disk (a small tmpfs on its uploads
+// folder) is refused (exit 4) and writes nothing.
+func TestUploadStateDiskReserve(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipOutsideCI(t, "not root: cannot mount a small tmpfs as the state disk")
+	}
+	t.Parallel()
+	dst := startNode(t, "", "")
+	op := newOperator(t).withKey(dst)
+	uploads := filepath.Join(dst.state, "uploads")
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", uploads).CombinedOutput(); err != nil {
+		skipOutsideCI(t, "mount tmpfs failed (%v: %s)", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", uploads).Run() })
+	file := filepath.Join(op.dir, "some.enc")
+	os.WriteFile(file, bytes.Repeat([]byte{1}, 1<<20), 0o600)
+	r := op.on(dst, "restore", file, "--password", "Passw0rd-reserve")
+	if r.code != ExitRefused || !strings.Contains(r.stderr, "not enough free space on the node's state disk") {
+		t.Fatalf("upload onto a nearly full state disk: exit %d, want %d: %s", r.code, ExitRefused, r.stderr)
+	}
+	ents, _ := os.ReadDir(uploads)
+	for _, e := range ents {
+		if st, err := e.Info(); err == nil && st.Size() > 0 {
+			t.Fatalf("a refused upload wrote %s (%d bytes)", e.Name(), st.Size())
+		}
+	}
 }
