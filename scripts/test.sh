@@ -10,7 +10,7 @@ phase() { echo "== $1: $(( SECONDS - $2 ))s (total $(( SECONDS - start ))s)"; }
 t=$SECONDS
 go test -count=1 -timeout 15m ./...
 phase "go test ./..." "$t"
-for target in "FuzzReader ./internal/crypt" "FuzzReader ./internal/archive" "FuzzDecodeRequest ./internal/api"; do
+for target in "FuzzReader ./internal/crypt" "FuzzReader ./internal/archive" "FuzzReader ./internal/dumparchive" "FuzzDecodeRequest ./internal/api"; do
   set -- $target
   echo "fuzzing $1 in $2 for 5s"
   t=$SECONDS

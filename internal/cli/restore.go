@@ -59,7 +59,7 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if o.Plain && o.File == "" {
-		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz)")
+		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz, or a mongodump --archive file)")
 	}
 	var pw string
 	if !o.Plain {
@@ -242,13 +242,14 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		Report *struct {
 			OK          bool `json:"ok"`
 			Collections []struct {
-				Namespace         string `json:"namespace"`
-				DocumentsExpected int64  `json:"documents_expected"`
-				DocumentsFound    int64  `json:"documents_found"`
-				IndexesExpected   int    `json:"indexes_expected"`
-				IndexesFound      int    `json:"indexes_found"`
-				OplogEntries      int64  `json:"oplog_entries"`
-				OK                bool   `json:"ok"`
+				Namespace         string   `json:"namespace"`
+				DocumentsExpected int64    `json:"documents_expected"`
+				DocumentsFound    int64    `json:"documents_found"`
+				IndexesExpected   int      `json:"indexes_expected"`
+				IndexesFound      int      `json:"indexes_found"`
+				IndexErrors       []string `json:"index_errors"`
+				OplogEntries      int64    `json:"oplog_entries"`
+				OK                bool     `json:"ok"`
 			} `json:"collections"`
 		} `json:"report"`
 	}
@@ -273,6 +274,11 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 				mark += fmt.Sprintf(" (+%d oplog entries replayed)", c.OplogEntries)
 			}
 			fmt.Fprintf(w, "%-40s %12d %12d %8d %8d  %s\n", c.Namespace, c.DocumentsExpected, c.DocumentsFound, c.IndexesExpected, c.IndexesFound, mark)
+			// Say which index the server refused and why: the count
+			// alone does not tell an operator what is missing.
+			for _, e := range c.IndexErrors {
+				fmt.Fprintf(w, "  index not restored: %s\n", e)
+			}
 		}
 	}
 }

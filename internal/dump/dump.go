@@ -21,6 +21,7 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bytesize"
+	"github.com/a0backup/a0/internal/dumpname"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -243,7 +244,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	prog.CollectionsTotal.Store(int64(len(intents)))
 	prog.EstimatedBytes.Store(est)
 
-	prelude, err := preludeJSON(opts.Parallel, src.ServerVersion, opts.ToolVersion)
+	prelude, err := preludeJSON(src.ServerVersion, opts.ToolVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -489,7 +490,7 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 				continue
 			}
 			in := intent{db: dbName, name: s.Name, typ: s.Type, options: s.Options,
-				base: dbName + "/" + escapeCollection(s.Name)}
+				base: dbName + "/" + dumpname.Escape(s.Name)}
 			if in.typ == "" {
 				in.typ = "collection"
 			}
@@ -510,14 +511,14 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 	return out, nil
 }
 
-// preludeJSON is the header mongodump puts before everything else, in the
-// same field names as its archive header.
-func preludeJSON(parallel int, serverVersion, toolVersion string) ([]byte, error) {
+// preludeJSON is the prelude.json mongodump 100.x writes in directory
+// mode: stock mongorestore refuses a dump directory whose prelude lacks
+// ServerVersion. (a0 before this wrote the archive header's fields;
+// restore still reads those.)
+func preludeJSON(serverVersion, toolVersion string) ([]byte, error) {
 	b, err := bson.MarshalExtJSON(bson.D{
-		{Key: "concurrent_collections", Value: int32(parallel)},
-		{Key: "version", Value: "0.1"},
-		{Key: "server_version", Value: serverVersion},
-		{Key: "tool_version", Value: toolVersion},
+		{Key: "ServerVersion", Value: serverVersion},
+		{Key: "ToolVersion", Value: toolVersion},
 	}, false, false)
 	if err != nil {
 		return nil, fmt.Errorf("dump: prelude: %w", err)

@@ -2,8 +2,10 @@ package restore
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/a0backup/a0/internal/dumpname"
 )
 
 // kinds of archive entries.
@@ -29,7 +31,7 @@ const (
 type entryName struct {
 	kind kind
 	db   string
-	coll string // as in the file name, unescaped
+	file string // the collection's file name without extension, still escaped
 }
 
 // classify maps a cleaned entry name, relative to the wrapper directory, to
@@ -62,14 +64,40 @@ func classify(rel string) (entryName, error) {
 		default:
 			return entryName{}, fmt.Errorf("%w: %q: not a .bson or .metadata.json file", ErrInvalidArchive, rel)
 		}
-		// mongodump percent-escapes "/" and other awkward characters.
-		u, err := url.PathUnescape(coll)
-		if err != nil || u == "" || strings.ContainsAny(u, "$\x00") || strings.HasPrefix(u, ".") {
+		// The file name is resolved to a collection name once its
+		// metadata.json is known (resolveName): a shortened name has no
+		// other source. Here it must only be a name mongodump can write.
+		if coll == "" || strings.ContainsAny(coll, "/\x00") || strings.HasPrefix(coll, ".") {
 			return entryName{}, fmt.Errorf("%w: %q: bad collection name", ErrInvalidArchive, rel)
 		}
-		return entryName{kind: k, db: db, coll: u}, nil
+		return entryName{kind: k, db: db, file: coll}, nil
 	}
 	return entryName{}, fmt.Errorf("%w: %q: not part of the mongodump layout", ErrInvalidArchive, rel)
+}
+
+// resolveName is the collection a data or metadata file holds: its file
+// name unescaped, or, from its metadata.json, the collectionName the file
+// name was made from (a shortened name must take it from there). Every
+// check on a name (system.*, --ns) runs on what this returns, never on the
+// file name alone.
+func resolveName(db, file, metaName string) (string, error) {
+	name, err := dumpname.Resolve(file, metaName)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s/%s: %w", ErrInvalidArchive, db, file, err)
+	}
+	if err := validColl(db, name); err != nil {
+		return "", fmt.Errorf("%w: %s/%s: %w", ErrInvalidArchive, db, file, err)
+	}
+	return name, nil
+}
+
+// validColl is what MongoDB accepts as a collection name of db: valid
+// UTF-8, no "$" or NUL, no leading ".", and a namespace within 255 bytes.
+func validColl(db, name string) error {
+	if name == "" || !utf8.ValidString(name) || strings.ContainsAny(name, "$\x00") || strings.HasPrefix(name, ".") || len(db)+1+len(name) > 255 {
+		return fmt.Errorf("%w %q", dumpname.ErrName, name)
+	}
+	return nil
 }
 
 func validDB(db string) error {

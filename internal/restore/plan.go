@@ -14,7 +14,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
-	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -45,9 +44,14 @@ type Options struct {
 	Parallel int
 	// NoOplogReplay skips oplog.bson.
 	NoOplogReplay bool
-	// Plain accepts a plain mongodump directory packed with tar: no
-	// manifest required, entries possibly under one wrapper directory.
+	// Plain accepts a plain mongodump directory packed with tar (no
+	// manifest required, entries possibly under one wrapper directory), or
+	// a mongodump archive (`mongodump --archive`, gzipped or not).
 	Plain bool
+	// SpoolDir receives, for a mongodump archive, the documents of
+	// collections that interleave with the one being read (os.TempDir()
+	// when empty); they are removed as soon as read.
+	SpoolDir string
 }
 
 // PlannedCollection is one collection Run will restore.
@@ -102,7 +106,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	if err != nil {
 		return nil, err
 	}
-	ar, err := archive.NewReader(tgz, archive.Limits{})
+	ar, err := openEntries(tgz, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +216,9 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 			}
 		}
 	}
-	byNS := map[string]*PlannedCollection{}
+	// Data and metadata files pair by file name; the collection name is
+	// resolved from both afterwards (resolveNames).
+	byFile := map[string]*PlannedCollection{}
 	var order []string
 	lastData := -1
 	for _, f := range files {
@@ -227,22 +233,22 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 		if en.kind != kindBSON && en.kind != kindMetadata {
 			return nil, fmt.Errorf("%w: %q: misplaced", ErrInvalidArchive, f.raw)
 		}
-		ns := en.db + "." + en.coll
-		c := byNS[ns]
+		key := en.db + "/" + en.file
+		c := byFile[key]
 		if c == nil {
-			c = &PlannedCollection{DB: en.db, Name: en.coll, Type: "collection"}
-			byNS[ns] = c
-			order = append(order, ns)
+			c = &PlannedCollection{DB: en.db, Name: en.file, Type: "collection"}
+			byFile[key] = c
+			order = append(order, key)
 		}
 		if en.kind == kindBSON {
 			if c.bsonFile != "" {
-				return nil, fmt.Errorf("%w: two data files for %s", ErrInvalidArchive, ns)
+				return nil, fmt.Errorf("%w: two data files for %s", ErrInvalidArchive, key)
 			}
 			c.bsonFile, c.Documents, c.Bytes = f.raw, f.docs, f.bytes
 			lastData = max(lastData, f.order)
 		} else {
 			if c.metaFile != "" {
-				return nil, fmt.Errorf("%w: two metadata files for %s", ErrInvalidArchive, ns)
+				return nil, fmt.Errorf("%w: two metadata files for %s", ErrInvalidArchive, key)
 			}
 			c.metaFile = f.raw
 			m := f.meta
@@ -250,11 +256,12 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 				c.Type = m.Type
 			}
 			c.Options, c.Indexes = m.Options, m.Indexes
-			if m.CollectionName != "" {
-				// mongodump shortens long names in the file name only.
-				c.realName = m.CollectionName
-			}
+			c.realName = m.CollectionName
 		}
+	}
+	byNS, order, err := resolveNames(byFile, order)
+	if err != nil {
+		return nil, err
 	}
 	if oplog != nil {
 		p.OplogEntries = oplog.docs
@@ -275,12 +282,32 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 			p.Skipped = append(p.Skipped, ns)
 			continue
 		}
-		if c.realName != "" {
-			c.Name = c.realName
-		}
 		p.Collections = append(p.Collections, *c)
 	}
 	return p, nil
+}
+
+// resolveNames gives every collection its real name (resolveName) and keys
+// them by namespace, which the manifest, the system.* rule and --ns then
+// see. Two files that resolve to one namespace are refused.
+func resolveNames(byFile map[string]*PlannedCollection, files []string) (map[string]*PlannedCollection, []string, error) {
+	byNS := make(map[string]*PlannedCollection, len(byFile))
+	order := make([]string, 0, len(files))
+	for _, key := range files {
+		c := byFile[key]
+		name, err := resolveName(c.DB, c.Name, c.realName)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.Name, c.realName = name, ""
+		ns := c.Namespace()
+		if byNS[ns] != nil {
+			return nil, nil, fmt.Errorf("%w: two sets of files for %s", ErrInvalidArchive, ns)
+		}
+		byNS[ns] = c
+		order = append(order, ns)
+	}
+	return byNS, order, nil
 }
 
 // wrapper returns the single top directory of a plain dump ("dump/"), or ""

@@ -21,6 +21,7 @@ import (
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/devappliance/devtest"
+	"github.com/a0backup/a0/internal/dumpname"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -30,6 +31,10 @@ type coll struct {
 	options  bson.D
 	indexes  []bson.D
 	docs     []bson.D
+	// file overrides the file name (dumpname.Escape(name) by default) and
+	// metaName the collectionName of the metadata (name by default; "-"
+	// leaves it out): crafted archives.
+	file, metaName string
 }
 
 type file struct {
@@ -71,23 +76,33 @@ func (d dump) files(t testing.TB) []file {
 		}
 		fs = append(fs, file{d.prefix + name, data})
 	}
-	add("prelude.json", []byte(`{"server_version":"7.0.0","tool_version":"test"}`))
+	add("prelude.json", []byte(`{"ServerVersion":"7.0.0","ToolVersion":"test"}`))
 	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, Kind: manifest.KindBackup, ToolVersion: "test", ConsistentTo: d.consTo}
 	for _, c := range d.colls {
 		idx := append([]bson.D{{{Key: "v", Value: 2}, {Key: "key", Value: bson.D{{Key: "_id", Value: 1}}}, {Key: "name", Value: "_id_"}}}, c.indexes...)
-		meta, err := bson.MarshalExtJSON(bson.D{
+		md := bson.D{
 			{Key: "options", Value: append(bson.D{}, c.options...)},
 			{Key: "indexes", Value: idx},
 			{Key: "uuid", Value: "00112233445566778899aabbccddeeff"},
-			{Key: "collectionName", Value: c.name},
-			{Key: "type", Value: "collection"},
-		}, false, false)
+		}
+		switch c.metaName {
+		case "":
+			md = append(md, bson.E{Key: "collectionName", Value: c.name})
+		case "-":
+		default:
+			md = append(md, bson.E{Key: "collectionName", Value: c.metaName})
+		}
+		meta, err := bson.MarshalExtJSON(append(md, bson.E{Key: "type", Value: "collection"}), false, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		add(c.db+"/"+c.name+".metadata.json", meta)
+		base := c.file
+		if base == "" {
+			base = dumpname.Escape(c.name)
+		}
+		add(c.db+"/"+base+".metadata.json", meta)
 		data := bsonFile(t, c.docs)
-		add(c.db+"/"+c.name+".bson", data)
+		add(c.db+"/"+base+".bson", data)
 		m.Collections = append(m.Collections, manifest.Collection{DB: c.db, Name: c.name, Type: "collection",
 			Documents: int64(len(c.docs)), Bytes: int64(len(data)), Indexes: len(idx)})
 	}

@@ -128,7 +128,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			byFile[c.metaFile] = c
 		}
 	}
-	ar, err := archive.NewReader(tgz, archive.Limits{})
+	ar, err := openEntries(tgz, opts)
 	if err != nil {
 		return nil, err
 	}
