@@ -49,6 +49,9 @@ type Config struct {
 	// UploadReserve is the free space uploads must leave on the state
 	// disk (0: 256 MiB).
 	UploadReserve int64
+	// Hold is called at the hold points of a job (HoldBackup, HoldRestore)
+	// and may block: tests only (hold.go).
+	Hold func(ctx context.Context, point string)
 }
 
 // Timeouts of the HTTPS server. A zero field means its default.
@@ -122,6 +125,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Listen = ":10121"
 	}
 	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	if dir := os.Getenv(holdDirEnv); dir != "" && cfg.Hold == nil {
+		cfg.Hold = holdDir(dir)
+	}
 	st, err := statedir.Open(cfg.StateDir)
 	if err != nil {
 		return nil, err

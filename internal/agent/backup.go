@@ -91,6 +91,7 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 			return nil, err
 		}
 		defer os.RemoveAll(opts.SpoolDir)
+		a.hold(ctx, HoldBackup)
 		man, err := dump.Run(ctx, a.client, s.Archive(), opts, prog)
 		if err == nil && beforeSeal != nil {
 			err = beforeSeal(ctx)

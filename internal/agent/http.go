@@ -25,7 +25,7 @@ type ctxKey int
 const keyNameKey ctxKey = 0
 
 // maxBody bounds every JSON request body.
-const maxBody = 1 << 20
+const maxBody = api.MaxBody
 
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -219,33 +219,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 // decode reads a bounded JSON body into v, refusing unknown fields.
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		if errors.Is(err, io.EOF) {
-			return api.Errorf(api.CodeBadRequest, "empty request body")
-		}
-		// The decoder's message may quote the body (a password): keep it generic.
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return api.Errorf(api.CodeBadRequest, "malformed JSON at byte %d", se.Offset)
-		case errors.As(err, &te):
-			return api.Errorf(api.CodeBadRequest, "field %q has the wrong type", te.Field)
-		default:
-			return api.Errorf(api.CodeBadRequest, "malformed request body")
-		}
-	}
-	if dec.More() {
-		return api.Errorf(api.CodeBadRequest, "trailing data after the JSON body")
-	}
-	return nil
-}
+func decode(w http.ResponseWriter, r *http.Request, v any) error { return api.DecodeRequest(w, r, v) }
 
 func fmtBytes(n int64) string { return fmt.Sprintf("%s (%d bytes)", bytesize.IEC(n), n) }

@@ -563,6 +563,7 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 		// From here on the database may be partly written: the marker says so.
 		setPhase("restoring")
 		a.log.Info("restore writing to the database", "collections", len(plan.Collections))
+		a.hold(ctx, HoldRestore)
 		report, err := restore.Run(ctx, a.client, stream, plan, opts, prog)
 		res.Report, res.Phase = report, "done"
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"github.com/a0backup/a0/internal/crypt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -177,82 +179,127 @@ func TestBackupRefusals(t *testing.T) {
 	}
 	op.mustOn(n, "set-as-backup", t.TempDir())
 
-	t.Run("two operators at once: one wins", func(t *testing.T) {
-		var wg sync.WaitGroup
-		results := make([]result, 2)
-		for i := range results {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i] = op.on(n, "backup", "--password", "Passw0rd-race")
-			}()
-		}
-		wg.Wait()
-		wins := 0
-		for _, r := range results {
-			switch {
-			case r.code == 0:
-				wins++
-			case r.code == ExitRefused && (strings.Contains(r.stderr, "already running") || strings.Contains(r.stderr, "only one backup")):
-			default:
-				t.Fatalf("unexpected result %+v", r)
+	t.Run("operators at once: exactly one wins", func(t *testing.T) {
+		// Each round starts four backups at the same instant (no lock
+		// between the calls): the node's check-then-start must let exactly
+		// one through, whether the others see it running or stored.
+		const rounds, callers = 8, 4
+		for round := range rounds {
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			results := make([]result, callers)
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					results[i] = op.onConcurrently(n, "backup", "--password", "Passw0rd-race")
+				}()
 			}
+			close(start)
+			wg.Wait()
+			wins := 0
+			for _, r := range results {
+				switch {
+				case r.code == 0:
+					wins++
+				case r.code == ExitRefused && (strings.Contains(r.stderr, "already running") || strings.Contains(r.stderr, "only one backup")):
+				default:
+					t.Fatalf("round %d: unexpected result %+v", round, r)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("round %d: %d backups started, want 1: %+v", round, wins, results)
+			}
+			if st := decodeStatus(t, op.waitStatus(n, "backup-status")); st.Message != "Backup found" {
+				t.Fatalf("round %d: %+v\n%s", round, st, n.log.String())
+			}
+			op.mustOn(n, "backup-delete")
 		}
-		if wins != 1 {
-			t.Fatalf("%d backups started, want 1: %+v", wins, results)
-		}
-		op.waitStatus(n, "backup-status")
 	})
 }
 
+// TestBackupPasswordSources drives the real command line with each
+// password source and checks which password the backup was made with by
+// opening the retrieved file with it (and not with the others).
 func TestBackupPasswordSources(t *testing.T) {
+	n, op, _ := backupNode(t, 10)
+	const (
+		pos, flag, file, envPW, sensEnv, typed = "Passw0rd-pos", "Passw0rd-flag", "Passw0rd-file", "Passw0rd-env", "Passw0rd-sensenv", "Passw0rd-typed"
+	)
+	pwFile := filepath.Join(op.dir, "pw")
+	os.WriteFile(pwFile, []byte(file+"\n"), 0o600)
+	shortFile := filepath.Join(op.dir, "short")
+	os.WriteFile(shortFile, []byte("short\n"), 0o600)
 	for _, tc := range []struct {
-		name string
-		args []string
-		env  string
-		file string
-		code int
+		name    string
+		cmd     []string
+		env     map[string]string
+		answers []string
+		code    int
+		want    string // the password the backup was made with
+		prompts int    // prompts shown
+		stderr  string // part of the refusal
+		not     []string
 	}{
-		{name: "positional", args: []string{"Passw0rd-pos"}, code: 0},
-		{name: "flag", args: []string{"--password", "Passw0rd-flag"}, code: 0},
-		{name: "file", file: "Passw0rd-file\n", code: 0},
-		{name: "env", env: "Passw0rd-env", code: 0},
-		{name: "two sources", args: []string{"Passw0rd-a", "--password", "Passw0rd-b"}, code: ExitUsage},
-		{name: "none and no terminal", code: ExitUsage},
-		{name: "short file", file: "short\n", code: ExitUsage},
+		{name: "positional", cmd: []string{"backup", pos}, want: pos},
+		{name: "flag", cmd: []string{"backup", "--password", flag}, want: flag},
+		{name: "file, trailing newline ignored", cmd: []string{"backup", "--password-file", pwFile}, want: file},
+		{name: "environment", cmd: []string{"backup"}, env: map[string]string{"A0_BACKUP_PASSWORD": envPW}, want: envPW},
+		{name: "flag beats the environment", cmd: []string{"backup", "--password", flag}, env: map[string]string{"A0_BACKUP_PASSWORD": envPW}, want: flag, not: []string{envPW}},
+		{name: "file beats the environment", cmd: []string{"backup", "--password-file", pwFile}, env: map[string]string{"A0_BACKUP_PASSWORD": envPW}, want: file, not: []string{envPW}},
+		{name: "prompt asked twice", cmd: []string{"backup"}, answers: []string{typed, typed}, want: typed, prompts: 2},
+		{name: "environment beats the prompt", cmd: []string{"backup"}, env: map[string]string{"A0_BACKUP_PASSWORD": envPW}, answers: []string{typed, typed}, want: envPW, not: []string{typed}},
+		{name: "prompt mismatch refused", cmd: []string{"backup"}, answers: []string{typed, typed + "x"}, code: ExitUsage, prompts: 2, stderr: "do not match"},
+		{name: "positional and flag refused", cmd: []string{"backup", pos, "--password", flag}, code: ExitUsage, stderr: "one way only"},
+		{name: "flag and file refused", cmd: []string{"backup", "--password", flag, "--password-file", pwFile}, code: ExitUsage, stderr: "one way only"},
+		{name: "none and no terminal", cmd: []string{"backup"}, code: ExitUsage, stderr: "no password given"},
+		{name: "short password in a file", cmd: []string{"backup", "--password-file", shortFile}, code: ExitUsage, stderr: "at least 8"},
+		{name: "missing file", cmd: []string{"backup", "--password-file", pwFile + ".missing"}, code: ExitUsage, stderr: "cannot read password file"},
+		{name: "sensitive: its own variable first", cmd: []string{"backup-sensitive"},
+			env: map[string]string{"A0_BACKUP_PASSWORD": envPW, "A0_BACKUP_SENSITIVE_PASSWORD": sensEnv}, want: sensEnv, not: []string{envPW}},
+		{name: "sensitive: the ordinary variable otherwise", cmd: []string{"backup-sensitive"},
+			env: map[string]string{"A0_BACKUP_PASSWORD": envPW}, want: envPW},
+		{name: "sensitive: flag beats both variables", cmd: []string{"backup-sensitive", "--password", flag},
+			env: map[string]string{"A0_BACKUP_PASSWORD": envPW, "A0_BACKUP_SENSITIVE_PASSWORD": sensEnv}, want: flag, not: []string{sensEnv}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			op := newOperator(t)
-			env := &Env{Getenv: func(k string) string {
-				if k == "A0_BACKUP_PASSWORD" {
-					return tc.env
+			op.env, op.answers, op.prompted = tc.env, tc.answers, nil
+			if op.env == nil {
+				op.env = map[string]string{}
+			}
+			defer func() { op.env, op.answers = map[string]string{}, nil }()
+			prefix := strings.TrimSuffix(tc.cmd[0], "-status")
+			r := op.on(n, append(tc.cmd, "--wait")...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
+				t.Fatalf("exit %d, want %d (stderr containing %q): %s%s", r.code, tc.code, tc.stderr, r.stdout, r.stderr)
+			}
+			if len(op.prompted) != tc.prompts {
+				t.Fatalf("prompted %d times (%q), want %d", len(op.prompted), op.prompted, tc.prompts)
+			}
+			if tc.code != 0 {
+				if st := decodeStatus(t, op.mustOn(n, prefix+"-status").stdout); st.Message != "No backup found" {
+					t.Fatalf("a refused command started a backup: %+v", st)
 				}
-				return ""
-			}}
-			o := PasswordOptions{EnvVars: []string{"A0_BACKUP_PASSWORD"}}
-			if len(tc.args) > 0 && !strings.HasPrefix(tc.args[0], "-") {
-				o.Positional = tc.args[0]
+				return
 			}
-			for i, a := range tc.args {
-				if a == "--password" {
-					o.Password = tc.args[i+1]
+			defer op.on(n, prefix+"-delete") // the next case needs an empty slot
+			op.mustOn(n, prefix+"-retrieve", "-o", "sources.enc", "--force")
+			// The password it was made with opens it; the competing
+			// sources' passwords do not.
+			for _, pw := range append([]string{tc.want}, tc.not...) {
+				f, err := os.Open(filepath.Join(op.dir, "sources.enc"))
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if tc.file != "" {
-				p := filepath.Join(op.dir, "pw")
-				os.WriteFile(p, []byte(tc.file), 0o600)
-				o.PasswordFile = p
-			}
-			pw, err := o.resolve(env, true)
-			if err == nil {
-				err = checkStrength(pw)
-			}
-			code, _ := exitCode(err)
-			if code != tc.code {
-				t.Fatalf("exit %d (%v), want %d", code, err, tc.code)
-			}
-			if err == nil && strings.ContainsAny(pw, "\n") {
-				t.Fatalf("password kept a newline: %q", pw)
+				_, err = crypt.NewReader(f, []byte(pw))
+				f.Close()
+				switch {
+				case pw == tc.want && err != nil:
+					t.Fatalf("the backup does not open with %q, the password it should have been made with: %v", pw, err)
+				case pw != tc.want && !errors.Is(err, crypt.ErrWrongPassword):
+					t.Fatalf("the backup opens with %q (err %v); want only %q", pw, err, tc.want)
+				}
 			}
 		})
 	}

@@ -1,25 +1,30 @@
 package cli
 
 import (
+	"github.com/a0backup/a0/internal/agent"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestDatabaseGoesAway stops the embedded database in the middle of a
-// backup and of a restore: each fails visibly, leaves nothing that looks
-// valid, and the next operation works once the database is back (agent
-// restart).
+// backup and of a restore (each held at its hold point until the database
+// is gone): each fails visibly, leaves nothing that looks valid, and the
+// next operation works once the database is back (agent restart).
 func TestDatabaseGoesAway(t *testing.T) {
-	// Enough data that the dump outlasts the 3 s FerretDB gives open
-	// connections after it is told to stop.
-	n, op, dev := backupNode(t, 15000)
+	h := newHolds(agent.HoldBackup)
+	n := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
+	n.seed(300)
+	op := newOperator(t).withKey(n)
+	dev := t.TempDir()
+	op.mustOn(n, "set-as-backup", dev)
 	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-dbfault"
 
 	t.Run("during a backup", func(t *testing.T) {
 		op.mustOn(n, "backup")
+		h.wait(t, agent.HoldBackup)
 		n.a.Embedded().Close()
+		h.let(agent.HoldBackup)
 		st := decodeStatus(t, op.waitStatus(n, "backup-status"))
 		if st.Message != "Backup failed" || st.Arguments.Error == "" {
 			t.Fatalf("status after the database went away: %+v", st)
@@ -40,29 +45,15 @@ func TestDatabaseGoesAway(t *testing.T) {
 	file := filepath.Join(op.dir, "backup-retrieve.tar.gz.enc")
 
 	t.Run("during a restore", func(t *testing.T) {
-		dst := startNode(t, "", "")
+		hr := newHolds(agent.HoldRestore)
+		dst := startNodeWith(t, "", "", agent.Config{Hold: hr.hook})
 		dst.authorize("ops", op.home)
 		op.mustOn(dst, "restore", file, "--detach")
-		deadline := time.Now().Add(time.Minute)
-		for time.Now().Before(deadline) {
-			r := op.mustOn(dst, "restore-status")
-			if strings.Contains(r.stdout, `"phase":"restoring"`) || !strings.Contains(r.stdout, "in progress") {
-				break
-			}
-		}
+		hr.wait(t, agent.HoldRestore)
 		dst.a.Embedded().Close()
-		var last string
-		for time.Now().Before(deadline) {
-			last = op.mustOn(dst, "restore-status").stdout
-			if !strings.Contains(last, "in progress") {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if !strings.Contains(last, "Restore failed") {
-			t.Skipf("the restore finished before the database went away: %s", last)
-		}
-		if !strings.Contains(last, "partly restored") && !strings.Contains(last, "authenticat") {
+		hr.let(agent.HoldRestore)
+		last := op.waitStatus(dst, "restore-status")
+		if !strings.Contains(last, "Restore failed") || !strings.Contains(last, "partly restored") {
 			t.Fatalf("restore-status does not say what happened: %s", last)
 		}
 		// Back up: the agent restarts with its database, and says the last
@@ -72,6 +63,9 @@ func TestDatabaseGoesAway(t *testing.T) {
 		dst = startNode(t, st, "")
 		if r := op.mustOn(dst, "restore-status"); !strings.Contains(r.stdout, "Restore failed") {
 			t.Fatalf("after restart: %s", r.stdout)
+		}
+		if r := op.mustOn(dst, "node-status"); !strings.Contains(r.stdout, "did not finish") {
+			t.Fatalf("node-status after restart: %s", r.stdout)
 		}
 		op.mustOn(dst, "restore", file, "--drop")
 		sameCollection(t, n.client(), dst.client(), "auth0.users")

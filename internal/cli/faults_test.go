@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/crypt"
 )
 
@@ -427,6 +429,7 @@ func TestFaultCraftedArchives(t *testing.T) {
 	outside := t.TempDir() // an absolute target that must stay empty
 	dst := startNode(t, "", "")
 	dst.authorize("ops", op.home)
+	before, stateBefore := dbSnapshot(t, dst.client()), stateFiles(t, dst.state)
 
 	reg := func(name string, data []byte) tarEntry {
 		return tarEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o600, ModTime: time.Now()}, data: data}
@@ -448,25 +451,29 @@ func TestFaultCraftedArchives(t *testing.T) {
 	cases := []struct {
 		name    string
 		entries []tarEntry
+		// want (a regexp) is what both restore and verify must say: the
+		// reason, so that a size limit is told from a truncated
+		// stream and neither passes for the other.
+		want string
 	}{
-		{"traversal ../x.bson", insert(0, reg("../x.bson", doc))},
-		{"traversal inside a name", insert(bsonAt, reg(base[bsonAt].hdr.Name[:strings.IndexByte(base[bsonAt].hdr.Name, '/')]+"/../../x.bson", doc))},
-		{"absolute path", insert(0, reg(filepath.Join(outside, "x.bson"), doc))},
-		{"symlink", insert(bsonAt, tarEntry{hdr: tar.Header{Name: "evil/link.bson", Typeflag: tar.TypeSymlink, Linkname: outside, ModTime: time.Now()}})},
-		{"hard link", insert(bsonAt, tarEntry{hdr: tar.Header{Name: "evil/hard.bson", Typeflag: tar.TypeLink, Linkname: "/etc/passwd", ModTime: time.Now()}})},
-		{"fifo", insert(bsonAt, tarEntry{hdr: tar.Header{Name: "evil/fifo.bson", Typeflag: tar.TypeFifo, ModTime: time.Now()}})},
-		{"huge declared size above the limit", truncateAt(bsonAt, tarEntry{hdr: tar.Header{Name: base[bsonAt].hdr.Name, Typeflag: tar.TypeReg, Mode: 0o600, Size: 4 << 40, ModTime: time.Now()}, data: doc, raw: true})},
-		{"declared size larger than the data", truncateAt(bsonAt, tarEntry{hdr: tar.Header{Name: base[bsonAt].hdr.Name, Typeflag: tar.TypeReg, Mode: 0o600, Size: 1 << 30, ModTime: time.Now()}, data: doc, raw: true})},
-		{"BSON with an impossible length", replace(bsonAt, []byte{0xff, 0xff, 0xff, 0x7f, 0x03, 0x00})},
-		{"BSON length below the minimum", replace(bsonAt, []byte{0x03, 0, 0, 0})},
-		{"BSON garbage inside a document", replace(bsonAt, []byte{0x0c, 0, 0, 0, 0x7e, 'a', 0, 1, 2, 3, 4, 0})},
-		{"malformed metadata JSON", replace(metaAt, []byte(`{"options":{`))},
-		{"metadata JSON of the wrong shape", replace(metaAt, []byte(`{"indexes":"all of them"}`))},
-		{"malformed manifest JSON", replace(manAt, []byte(`{"format_version":`))},
-		{"manifest of the wrong kind", replace(manAt, bytes.Replace(base[manAt].data, []byte(`"kind": "backup"`), []byte(`"kind": "sensitive"`), 1))},
-		{"duplicate names", insert(bsonAt+1, base[bsonAt])},
-		{"entry after the manifest", append(append([]tarEntry(nil), base...), reg("late/x.bson", doc))},
-		{"name outside the mongodump layout", insert(0, reg("etc/cron.d/a0", []byte("* * * * * root true\n")))},
+		{"traversal ../x.bson", insert(0, reg("../x.bson", doc)), "path traversal"},
+		{"traversal inside a name", insert(bsonAt, reg(base[bsonAt].hdr.Name[:strings.IndexByte(base[bsonAt].hdr.Name, '/')]+"/../../x.bson", doc)), "path traversal"},
+		{"absolute path", insert(0, reg(filepath.Join(outside, "x.bson"), doc)), "absolute path"},
+		{"symlink", insert(bsonAt, tarEntry{hdr: tar.Header{Name: "evil/link.bson", Typeflag: tar.TypeSymlink, Linkname: outside, ModTime: time.Now()}}), "link to"},
+		{"hard link", insert(bsonAt, tarEntry{hdr: tar.Header{Name: "evil/hard.bson", Typeflag: tar.TypeLink, Linkname: "/etc/passwd", ModTime: time.Now()}}), "link to"},
+		{"fifo", insert(bsonAt, tarEntry{hdr: tar.Header{Name: "evil/fifo.bson", Typeflag: tar.TypeFifo, ModTime: time.Now()}}), "device or fifo"},
+		{"huge declared size above the limit", truncateAt(bsonAt, tarEntry{hdr: tar.Header{Name: base[bsonAt].hdr.Name, Typeflag: tar.TypeReg, Mode: 0o600, Size: 4 << 40, ModTime: time.Now()}, data: doc, raw: true}), "above the limit"},
+		{"declared size larger than the data", truncateAt(bsonAt, tarEntry{hdr: tar.Header{Name: base[bsonAt].hdr.Name, Typeflag: tar.TypeReg, Mode: 0o600, Size: 1 << 30, ModTime: time.Now()}, data: doc, raw: true}), "truncated"},
+		{"BSON with an impossible length", replace(bsonAt, []byte{0xff, 0xff, 0xff, 0x7f, 0x03, 0x00}), `(bad|impossible) length 2147483647`},
+		{"BSON length below the minimum", replace(bsonAt, []byte{0x03, 0, 0, 0}), `(bad|impossible) length 3`},
+		{"BSON garbage inside a document", replace(bsonAt, []byte{0x0c, 0, 0, 0, 0x7e, 'a', 0, 1, 2, 3, 4, 0}), "document 0"},
+		{"malformed metadata JSON", replace(metaAt, []byte(`{"options":{`)), "parse metadata"},
+		{"metadata JSON of the wrong shape", replace(metaAt, []byte(`{"indexes":"all of them"}`)), "parse metadata"},
+		{"malformed manifest JSON", replace(manAt, []byte(`{"format_version":`)), "manifest"},
+		{"manifest of the wrong kind", replace(manAt, bytes.Replace(base[manAt].data, []byte(`"kind": "backup"`), []byte(`"kind": "sensitive"`), 1)), "sensitive"},
+		{"duplicate names", insert(bsonAt+1, base[bsonAt]), "duplicate name"},
+		{"entry after the manifest", append(append([]tarEntry(nil), base...), reg("late/x.bson", doc)), "after manifest.json"},
+		{"name outside the mongodump layout", insert(0, reg("etc/cron.d/a0", []byte("* * * * * root true\n"))), "not part of the mongodump layout"},
 	}
 
 	t.Run("control: the repacked authentic archive is accepted", func(t *testing.T) {
@@ -485,23 +492,31 @@ func TestFaultCraftedArchives(t *testing.T) {
 			p := filepath.Join(op.dir, fmt.Sprintf("crafted-%02d.enc", i))
 			sealEntries(t, p, pw, tc.entries)
 			r := op.on(dst, "restore", p)
-			clearMsg := regexp.MustCompile(`invalid archive|unsafe archive entry|archive:|manifest|unexpected EOF`)
-			if r.code == 0 || (r.code != ExitIntegrity && !clearMsg.MatchString(r.stderr)) {
-				t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			if r.code != ExitIntegrity || !regexp.MustCompile(tc.want).MatchString(r.stderr) {
+				t.Fatalf("restore: exit %d, want %d with %q\n%s%s", r.code, ExitIntegrity, tc.want, r.stdout, r.stderr)
+			}
+			if tc.want == "truncated" && strings.Contains(r.stderr, "limit") || tc.want == "above the limit" && strings.Contains(r.stderr, "truncated") {
+				t.Fatalf("a size limit and a truncated stream are told apart: %s", r.stderr)
 			}
 			summary = append(summary, fmt.Sprintf("%-40s restore exit %d", tc.name, r.code))
-			if got := userNamespaces(t, dst.client()); len(got) != 0 {
-				t.Fatalf("database written: %v", got)
+			if after := dbSnapshot(t, dst.client()); after != before {
+				t.Fatalf("database written:\n%s", after)
+			}
+			if m := restoreMarkerOf(t, dst.client()); m != "" {
+				t.Fatalf("a refused restore left a restore marker: %s", m)
+			}
+			if after := stateFiles(t, dst.state); after != stateBefore {
+				t.Fatalf("node's state directory changed outside uploads/ and jobs/:\nbefore:\n%s\nafter:\n%s", stateBefore, after)
 			}
 			v := op.run("verify", p)
-			if v.code == 0 {
+			if v.code != ExitIntegrity || !regexp.MustCompile(tc.want).MatchString(v.stderr) {
 				if verifyGaps[tc.name] {
 					t.Logf("KNOWN GAP: verify accepts it (see docs/security.md)")
 				} else {
-					t.Errorf("verify accepted it:\n%s", v.stdout)
+					t.Errorf("verify: exit %d, want %d with %q\n%s%s", v.code, ExitIntegrity, tc.want, v.stdout, v.stderr)
 				}
 			} else if verifyGaps[tc.name] {
-				t.Logf("verify now refuses it: remove it from verifyGaps")
+				t.Errorf("verify now refuses it: remove it from verifyGaps")
 			}
 			summary[len(summary)-1] += fmt.Sprintf(", verify exit %d: %s", v.code, firstLine(v.stderr))
 			for _, x := range []string{filepath.Join(outside, "x.bson"), filepath.Join(dst.state, "x.bson"),
@@ -519,6 +534,29 @@ func TestFaultCraftedArchives(t *testing.T) {
 	if hits := grepTree(filepath.Join(dst.state, "uploads"), "* * * * * root"); len(hits) > 0 {
 		t.Logf("note: uploads keep the (encrypted) files; plaintext found in %v", hits)
 	}
+}
+
+// stateFiles lists the files of a node's state directory with their sizes
+// and modes, but for uploads/ (refused uploads stay to be resumed), jobs/
+// (the record of the refused job) and the database files.
+func stateFiles(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() && (rel == "uploads" || rel == "jobs" || rel == "db") {
+			return filepath.SkipDir
+		}
+		if info, err := d.Info(); err == nil && !d.IsDir() {
+			sum := sha256.Sum256(readFile(t, p))
+			fmt.Fprintf(&b, "%s %v %x\n", rel, info.Mode(), sum[:8])
+		}
+		return nil
+	})
+	return b.String()
 }
 
 // verifyGaps are crafted archives that the node refuses but `a0cli verify`
@@ -560,14 +598,15 @@ func fill(t *testing.T, dir string, leave int64) {
 
 func TestFaultDeviceFull(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("not root: cannot mount a small tmpfs as the backup device")
+		skipOutsideCI(t, "not root: cannot mount a small tmpfs as the backup device")
 	}
-	n := startNode(t, "", "")
+	h := newHolds(agent.HoldBackup)
+	n := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
 	n.seed(400)
 	op := newOperator(t).withKey(n)
 	dev := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dev).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs failed (%v: %s): skipping the device-full test", err, bytes.TrimSpace(out))
+		skipOutsideCI(t, "mount tmpfs failed (%v: %s)", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", "-l", dev).CombinedOutput(); err != nil {
@@ -613,16 +652,16 @@ func TestFaultDeviceFull(t *testing.T) {
 
 	t.Run("device fills during the backup", func(t *testing.T) {
 		// Pass the check with room to spare, then take the room away while
-		// the backup runs: the agent must see ENOSPC part-way.
+		// the backup is held after creating its file: the agent must see
+		// ENOSPC part-way.
 		r := op.on(n, "backup")
 		if r.code != 0 {
 			t.Fatalf("%+v", r)
 		}
+		h.wait(t, agent.HoldBackup)
 		fill(t, dev, 0)
+		h.let(agent.HoldBackup)
 		st := decodeStatus(t, op.waitStatus(n, "backup-status"))
-		if st.Message == "Backup found" {
-			t.Skip("the backup finished before the device filled: nothing to check (seed more data)")
-		}
 		if st.Message != "Backup failed" || !strings.Contains(st.Arguments.Error, "no space left on device") {
 			t.Fatalf("status %+v, want Backup failed with a no-space error", st)
 		}

@@ -122,6 +122,10 @@ type operator struct {
 	home string
 	dir  string
 	env  map[string]string
+	// answers, when set, are what the password prompt reads, in order;
+	// prompted records the prompts shown.
+	answers  []string
+	prompted []string
 }
 
 func newOperator(t *testing.T) *operator {
@@ -138,6 +142,64 @@ func (o *operator) withKey(nodes ...*testNode) *operator {
 		n.authorize(fmt.Sprintf("ops%d", keyNames.Add(1)), o.home)
 	}
 	return o
+}
+
+// skipOutsideCI skips a test whose requirement (root, a binary) is missing,
+// except under CI=true, where every requirement is installed and a skip
+// would hide a check: there it fails.
+func skipOutsideCI(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI must run this test: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// holds stops a node's jobs at hold points (agent.HoldBackup, ...): the
+// job waits at the point until the test has put its fault in and released
+// it, so the fault always lands mid-job. A point holds once; once released
+// it lets every later pass through.
+type holds struct {
+	reached, release map[string]chan struct{}
+	once             map[string]*sync.Once
+}
+
+func newHolds(points ...string) *holds {
+	h := &holds{reached: map[string]chan struct{}{}, release: map[string]chan struct{}{}, once: map[string]*sync.Once{}}
+	for _, p := range points {
+		h.reached[p], h.release[p], h.once[p] = make(chan struct{}), make(chan struct{}), &sync.Once{}
+	}
+	return h
+}
+
+func (h *holds) hook(ctx context.Context, point string) {
+	if h.reached[point] == nil {
+		return
+	}
+	h.once[point].Do(func() { close(h.reached[point]) })
+	select {
+	case <-h.release[point]:
+	case <-ctx.Done():
+	}
+}
+
+// wait blocks until a job reached point.
+func (h *holds) wait(t *testing.T, point string) {
+	t.Helper()
+	select {
+	case <-h.reached[point]:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no job reached the %s hold point in 2 minutes", point)
+	}
+}
+
+// let releases point (once).
+func (h *holds) let(point string) {
+	select {
+	case <-h.release[point]:
+	default:
+		close(h.release[point])
+	}
 }
 
 type result struct {
@@ -158,6 +220,17 @@ func (o *operator) runCtx(ctx context.Context, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Home: o.home, Port: 10121,
 		Getenv: func(k string) string { return o.env[k] }}
+	if o.answers != nil {
+		env.PromptPassword = func(prompt string) (string, error) {
+			o.prompted = append(o.prompted, prompt)
+			if len(o.answers) == 0 {
+				return "", fmt.Errorf("test: no answer left for %q", prompt)
+			}
+			a := o.answers[0]
+			o.answers = o.answers[1:]
+			return a, nil
+		}
+	}
 	// Commands write relative paths (backup-retrieve.tar.gz.enc) into the
 	// working directory, as for a user.
 	chdirMu.Lock()
@@ -166,6 +239,17 @@ func (o *operator) runCtx(ctx context.Context, args ...string) result {
 	code := Main(ctx, args, env)
 	os.Chdir(wd)
 	chdirMu.Unlock()
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// onConcurrently runs a0cli against n without holding the working
+// directory: for commands that write no file, so that calls from several
+// goroutines really run at the same time.
+func (o *operator) onConcurrently(n *testNode, args ...string) result {
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Home: o.home, Port: 10121,
+		Getenv: func(k string) string { return o.env[k] }}
+	code := Main(context.Background(), append([]string{"-t", n.addr}, args...), env)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
@@ -210,4 +294,14 @@ var _ = io.Discard
 
 func keysOpen(n *testNode) *keys.Authorized {
 	return keys.OpenAuthorized(filepath.Join(n.state, "authorized_keys"))
+}
+
+// agentNew makes an agent on a database URI, logging to log.
+func agentNew(t *testing.T, uri string, log *syncBuffer) (*agent.Agent, error) {
+	a, err := agent.New(context.Background(), agent.Config{StateDir: t.TempDir(), Listen: "127.0.0.1:0", MongoURI: uri,
+		Logger: slog.New(slog.NewTextHandler(log, nil))})
+	if err == nil {
+		t.Cleanup(func() { a.Close() })
+	}
+	return a, err
 }

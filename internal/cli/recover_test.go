@@ -43,7 +43,7 @@ func giveRecoveryConsent(t *testing.T, bin, home, state string) {
 
 // dbSnapshot hashes every document of every user collection of the agent's
 // embedded database, read through the URI the running agent publishes.
-func dbSnapshot(t *testing.T, state string) map[string]string {
+func embeddedDBSnapshot(t *testing.T, state string) map[string]string {
 	t.Helper()
 	uri, err := os.ReadFile(filepath.Join(state, "embedded.uri"))
 	if err != nil {
@@ -147,7 +147,7 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 	run(0, "a0cli", "-t", addr, "backup-retrieve")
 	run(0, "a0cli", "-t", addr, "backup-sensitive-retrieve")
 	orig := nodeStatus(addr)
-	origData := dbSnapshot(t, state)
+	origData := embeddedDBSnapshot(t, state)
 	origSecrets := readSecrets(state)
 	if len(origData) == 0 || orig.Keys == nil {
 		t.Fatalf("nothing to compare: %d collections, keys %+v", len(origData), orig.Keys)
@@ -182,7 +182,7 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 		if got := readSecrets(state); !equalMaps(got, origSecrets) {
 			t.Errorf("%s: the key files differ from the original node's", label)
 		}
-		if got := dbSnapshot(t, state); !equalMaps(got, origData) {
+		if got := embeddedDBSnapshot(t, state); !equalMaps(got, origData) {
 			t.Errorf("%s: data differs from the original:\n got %v\nwant %v", label, got, origData)
 		}
 	}

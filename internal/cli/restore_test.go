@@ -3,6 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"github.com/a0backup/a0/internal/agent"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,18 +183,6 @@ func TestRestoreRoundTrip(t *testing.T) {
 		full := readFile(t, file)
 		dst := startNode(t, "", "")
 		dst.authorize("ops", op.home)
-		const chunk = 1 << 20
-		swap := func(b []byte) []byte {
-			// Two records of (chunk + 32-byte tag) after the 128-byte header.
-			rec := chunk + 32
-			if len(b) < 128+2*rec+1 {
-				return nil
-			}
-			out := append([]byte(nil), b...)
-			copy(out[128:128+rec], b[128+rec:128+2*rec])
-			copy(out[128+rec:128+2*rec], b[128:128+rec])
-			return out
-		}
 		cases := []struct {
 			name string
 			mut  func([]byte) []byte
@@ -199,14 +192,12 @@ func TestRestoreRoundTrip(t *testing.T) {
 			{"bit in the middle", func(b []byte) []byte { b = clone(b); b[len(b)/2] ^= 0x10; return b }},
 			{"bit at the end", func(b []byte) []byte { b = clone(b); b[len(b)-1] ^= 0x80; return b }},
 			{"truncated", func(b []byte) []byte { return clone(b[:len(b)-100]) }},
-			{"chunks swapped", swap},
+			// Damage to the last of several records, and reordered
+			// records: TestRestoreRefusesTamperingInTheLastRecord.
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				bad := tc.mut(full)
-				if bad == nil {
-					t.Skip("backup smaller than two chunks")
-				}
 				p := filepath.Join(op.dir, "bad-"+strings.ReplaceAll(tc.name, " ", "-")+".enc")
 				os.WriteFile(p, bad, 0o600)
 				r := op.on(dst, "restore", p)
@@ -267,7 +258,7 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 func TestLegacyDecrypt(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed: apt-get install openssl")
+		skipOutsideCI(t, "openssl not installed: apt-get install openssl")
 	}
 	dir := t.TempDir()
 	plain := bytes.Repeat([]byte("legacy appliance backup\n"), 50000)
@@ -292,38 +283,27 @@ func TestLegacyDecrypt(t *testing.T) {
 	}
 }
 
-// TestRestoreInterrupted: a restore stopped half way says so in
+// TestRestoreInterrupted: a restore stopped half way (the agent closed
+// while the restore is held after its marker is written) says so in
 // restore-status, in node-status (from the marker in the database) and in
 // the next restore, never silently.
 func TestRestoreInterrupted(t *testing.T) {
-	src, op, _ := backupNode(t, 2000)
+	src, op, _ := backupNode(t, 300)
 	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-interrupt"
 	op.mustOn(src, "backup")
 	op.waitStatus(src, "backup-status")
 	op.mustOn(src, "backup-retrieve")
 	file := filepath.Join(op.dir, "backup-retrieve.tar.gz.enc")
 
-	dst := startNode(t, "", "")
+	h := newHolds(agent.HoldRestore)
+	dst := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
 	dst.authorize("ops", op.home)
 	op.mustOn(dst, "restore", file, "--detach")
-	caught := false
-	for i := 0; i < 2000; i++ {
-		r := op.mustOn(dst, "restore-status")
-		if strings.Contains(r.stdout, `"phase":"restoring"`) {
-			caught = true
-			break
-		}
-		if !strings.Contains(r.stdout, "in progress") {
-			break
-		}
-	}
-	if !caught {
-		t.Skip("the restore finished before it could be interrupted")
-	}
+	h.wait(t, agent.HoldRestore)
 	state := dst.state
 	dst.stop() // as SIGTERM would: the job is cancelled half way
 	dst2 := startNode(t, state, "")
-	if r := op.mustOn(dst2, "restore-status"); !strings.Contains(r.stdout, "Restore failed") {
+	if r := op.mustOn(dst2, "restore-status"); !strings.Contains(r.stdout, "Restore failed") || !strings.Contains(r.stdout, "interrupted") {
 		t.Fatalf("restore-status after the interruption: %s", r.stdout)
 	}
 	if r := op.mustOn(dst2, "node-status"); !strings.Contains(r.stdout, "did not finish") {
@@ -337,4 +317,144 @@ func TestRestoreInterrupted(t *testing.T) {
 		t.Fatalf("marker left after a successful restore:\n%s", r.stdout)
 	}
 	sameCollection(t, src.client(), dst2.client(), "auth0.users")
+}
+
+// seedBlobs adds about mib MiB of incompressible documents (blobs.random),
+// so that a backup spans several 1 MiB records of the encrypted format.
+func seedBlobs(t *testing.T, c *mongo.Client, mib int) {
+	t.Helper()
+	var docs []any
+	for i := range mib * 8 {
+		b := make([]byte, 128<<10)
+		rand.Read(b)
+		docs = append(docs, bson.D{{Key: "_id", Value: i}, {Key: "blob", Value: b}})
+	}
+	if _, err := c.Database("blobs").Collection("random").InsertMany(context.Background(), docs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dbSnapshot is every database, collection and document of a server but the
+// restore marker's own database: what "untouched" compares.
+func dbSnapshot(t *testing.T, c *mongo.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	dbs, err := c.ListDatabaseNames(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(dbs)
+	for _, db := range dbs {
+		if db == "local" {
+			continue
+		}
+		colls, err := c.Database(db).ListCollectionNames(ctx, bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(colls)
+		for _, coll := range colls {
+			fmt.Fprintf(&b, "%s.%s:", db, coll)
+			cur, err := c.Database(db).Collection(coll).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.New()
+			for cur.Next(ctx) {
+				h.Write(cur.Current)
+			}
+			fmt.Fprintf(&b, "%x\n", h.Sum(nil))
+		}
+	}
+	return b.String()
+}
+
+// restoreMarkerOf is the node's restore marker document, or "" when there
+// is none.
+func restoreMarkerOf(t *testing.T, c *mongo.Client) string {
+	t.Helper()
+	raw, err := c.Database("local").Collection("a0_restore_marker").FindOne(context.Background(), bson.D{}).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw.String()
+}
+
+// TestRestoreRefusesTamperingInTheLastRecord: a backup of several 1 MiB
+// records, damaged only in its last records, is refused before the first
+// database write: the node authenticates the whole file first, not each
+// record as it writes it.
+func TestRestoreRefusesTamperingInTheLastRecord(t *testing.T) {
+	t.Parallel()
+	src, op, _ := backupNode(t, 50)
+	seedBlobs(t, src.client(), 5)
+	const pw = "Passw0rd-lastrecord"
+	op.env["A0_BACKUP_PASSWORD"] = pw
+	op.mustOn(src, "backup", "--wait")
+	op.mustOn(src, "backup-retrieve")
+	file := filepath.Join(op.dir, "backup-retrieve.tar.gz.enc")
+	full := readFile(t, file)
+	const header, rec = 128, 1<<20 + 32
+	records := (len(full) - header + rec - 1) / rec
+	if records < 4 {
+		t.Fatalf("backup of %d bytes holds %d records, the test needs at least 4", len(full), records)
+	}
+	last := header + (records-1)*rec // start of the last record
+	prev := last - rec               // start of the one before it
+	cases := []struct {
+		name string
+		mut  func([]byte) []byte
+	}{
+		{"bit flipped in the last record's data", func(b []byte) []byte { b[last+(len(b)-last)/2] ^= 0x04; return b }},
+		{"bit flipped in the last record's tag", func(b []byte) []byte { b[len(b)-1] ^= 0x80; return b }},
+		{"truncated inside the last record", func(b []byte) []byte { return b[:len(b)-100] }},
+		{"last record dropped", func(b []byte) []byte { return b[:last] }},
+		{"last two records reordered", func(b []byte) []byte {
+			return append(append(append([]byte(nil), b[:prev]...), b[last:]...), b[prev:last]...)
+		}},
+		{"two full records before the last swapped", func(b []byte) []byte {
+			out := clone(b)
+			copy(out[prev-rec:prev], b[prev:last])
+			copy(out[prev:last], b[prev-rec:prev])
+			return out
+		}},
+	}
+	// The target already holds the backup's data (a good restore), and each
+	// damaged file is restored over it with --drop: a restore that wrote
+	// (or dropped) before it had authenticated the last record would change
+	// it.
+	dst := startNode(t, "", "")
+	dst.authorize("ops", op.home)
+	op.mustOn(dst, "restore", file)
+	sameCollection(t, src.client(), dst.client(), "blobs.random")
+	before := dbSnapshot(t, dst.client())
+	if !strings.Contains(before, "blobs.random") {
+		t.Fatalf("snapshot misses the restored data:\n%s", before)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(op.dir, "bad-"+strings.ReplaceAll(tc.name, " ", "-")+".enc")
+			os.WriteFile(p, tc.mut(clone(full)), 0o600)
+			r := op.on(dst, "restore", p, "--drop")
+			if r.code != ExitIntegrity || !strings.Contains(r.stderr, "authentication") {
+				t.Fatalf("restore: exit %d, want %d (authentication failed)\n%s%s", r.code, ExitIntegrity, r.stdout, r.stderr)
+			}
+			if after := dbSnapshot(t, dst.client()); after != before {
+				t.Fatalf("database touched by a refused restore:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			if m := restoreMarkerOf(t, dst.client()); m != "" {
+				t.Fatalf("a refused restore left a restore marker: %s", m)
+			}
+			if s := op.mustOn(dst, "node-status").stdout; strings.Contains(s, "did not finish") {
+				t.Fatalf("node-status warns of a half-written database after a refused restore:\n%s", s)
+			}
+			if v := op.run("verify", p); v.code != ExitIntegrity {
+				t.Fatalf("verify: %+v", v)
+			}
+		})
+	}
 }

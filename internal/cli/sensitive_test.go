@@ -230,9 +230,22 @@ func TestRestoreSensitiveWritesOnlySensitivePaths(t *testing.T) {
 			p := filepath.Join(op.dir, "evil-"+strings.ReplaceAll(tc.name, " ", "-")+".enc")
 			sealEntries(t, p, pw, entries)
 			before, _ := os.ReadFile(filepath.Join(n.state, "node.json"))
+			// Change a real secret the backup holds (the data key, read
+			// only at start): a restore that wrote the files it accepts
+			// before refusing the rest would put the old one back.
+			secret := filepath.Join(n.state, "secrets", "data-encryption.key")
+			orig := readFile(t, secret)
+			changed := append([]byte("changed by the test "), orig...)
+			if err := os.WriteFile(secret, changed, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			defer os.WriteFile(secret, orig, 0o600)
 			r := op.on(n, "restore-sensitive", p, "--password", pw, "--yes")
 			if r.code != ExitIntegrity {
 				t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+			}
+			if got := readFile(t, secret); !bytes.Equal(got, changed) {
+				t.Fatal("a refused restore-sensitive wrote the node's data key")
 			}
 			if _, err := os.Stat(outside); err == nil {
 				t.Fatal("wrote outside the node's sensitive configuration")

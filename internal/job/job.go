@@ -133,6 +133,11 @@ func (r *Runner) run(ctx context.Context, j *Job, rec *Record, fn Func) {
 	now := time.Now().UTC()
 	rec.Finished = &now
 	rec.Progress = j.snapshot()
+	if err != nil && ctx.Err() != nil {
+		// Only Shutdown (the agent stopping) cancels a job: say so, as the
+		// next start says of a job a crash cut short.
+		err = fmt.Errorf("%w (%w)", ErrInterrupted, err)
+	}
 	if err != nil {
 		rec.State, rec.Error = StateFailed, err.Error()
 		var c coder

@@ -1,4 +1,4 @@
-package agent
+package api
 
 import (
 	"bytes"
@@ -7,30 +7,28 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/a0backup/a0/internal/api"
 )
 
 func decodeBody(body []byte, v any) error {
 	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
-	return decode(httptest.NewRecorder(), r, v)
+	return DecodeRequest(httptest.NewRecorder(), r, v)
 }
 
 func TestDecodeErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		body string
-		code api.Code
+		code Code
 	}{
-		{"empty", "", api.CodeBadRequest},
-		{"malformed", `{"password":`, api.CodeBadRequest},
-		{"unknown field", `{"pasword":"x"}`, api.CodeBadRequest},
-		{"wrong type", `{"password":5}`, api.CodeBadRequest},
-		{"trailing data", `{"password":"abcdefgh"} {}`, api.CodeBadRequest},
-		{"too large", `{"password":"` + strings.Repeat("a", maxBody) + `"}`, ""},
+		{"empty", "", CodeBadRequest},
+		{"malformed", `{"password":`, CodeBadRequest},
+		{"unknown field", `{"pasword":"x"}`, CodeBadRequest},
+		{"wrong type", `{"password":5}`, CodeBadRequest},
+		{"trailing data", `{"password":"abcdefgh"} {}`, CodeBadRequest},
+		{"too large", `{"password":"` + strings.Repeat("a", MaxBody) + `"}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var req api.BackupRequest
+			var req BackupRequest
 			err := decodeBody([]byte(tc.body), &req)
 			if err == nil {
 				t.Fatal("accepted")
@@ -42,8 +40,8 @@ func TestDecodeErrors(t *testing.T) {
 				}
 				return
 			}
-			if api.CodeOf(err) != tc.code {
-				t.Fatalf("code %q (%v), want %q", api.CodeOf(err), err, tc.code)
+			if CodeOf(err) != tc.code {
+				t.Fatalf("code %q (%v), want %q", CodeOf(err), err, tc.code)
 			}
 		})
 	}
@@ -58,13 +56,13 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"password":"Passw0rd-secret"`))
 	f.Add([]byte(`[1,2,3]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, v := range []any{&api.BackupRequest{}, &api.SetAsBackupRequest{}, &api.RestoreRequest{}, &api.RestoreSensitiveRequest{}} {
+		for _, v := range []any{&BackupRequest{}, &SetAsBackupRequest{}, &RestoreRequest{}, &RestoreSensitiveRequest{}} {
 			err := decodeBody(body, v)
 			if err == nil {
 				continue
 			}
 			var mbe *http.MaxBytesError
-			if api.CodeOf(err) == "" && !errors.As(err, &mbe) {
+			if CodeOf(err) == "" && !errors.As(err, &mbe) {
 				t.Fatalf("uncoded error %v", err)
 			}
 			if len(body) >= 8 && strings.Contains(err.Error(), string(body)) {

@@ -1,0 +1,54 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Hold points let a test stop a job at a known place until it has put its
+// fault in (killed the agent, filled the disk, stopped the database, changed
+// the target), so the fault lands in the middle of the job every time
+// instead of racing it. Nothing but tests uses them: in process a test sets
+// Config.Hold; a built agent holds only when $A0_TEST_HOLD_DIR names a
+// directory (see holdDir).
+const (
+	// HoldBackup: the backup's hidden .part file exists, before the dump
+	// reads the first collection.
+	HoldBackup = "backup"
+	// HoldRestore: every byte is authenticated and the restore marker is
+	// written, before the first collection is written.
+	HoldRestore = "restore"
+)
+
+// holdDirEnv names the directory of a built agent's hold points (tests only).
+const holdDirEnv = "A0_TEST_HOLD_DIR"
+
+// hold blocks at a hold point while the test's hook wants; the job's
+// cancellation ends it.
+func (a *Agent) hold(ctx context.Context, point string) {
+	if a.cfg.Hold != nil {
+		a.cfg.Hold(ctx, point)
+	}
+}
+
+// holdDir is the hook of a built agent: at a point it creates
+// DIR/<point>.reached and waits until DIR/<point>.release exists.
+func holdDir(dir string) func(context.Context, string) {
+	return func(ctx context.Context, point string) {
+		os.WriteFile(filepath.Join(dir, point+".reached"), nil, 0o600)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if _, err := os.Stat(filepath.Join(dir, point+".release")); err == nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}
+}
