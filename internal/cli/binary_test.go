@@ -61,8 +61,16 @@ var listenLine = regexp.MustCompile(`a0agent listening" addr=(\S+)`)
 // rebound), holding its jobs at the hold points until released.
 func startAgentProc(t *testing.T, bin, state string, env ...string) *proc {
 	t.Helper()
+	return startAgentProcAt(t, bin, state, "127.0.0.1:0", env...)
+}
+
+// startAgentProcAt is startAgentProc listening on listen: a fresh node at
+// the address of one that is gone (its process has exited, so the port is
+// free).
+func startAgentProcAt(t *testing.T, bin, state, listen string, env ...string) *proc {
+	t.Helper()
 	p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
-	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--state-dir", state, "--listen", "127.0.0.1:0")
+	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--state-dir", state, "--listen", listen)
 	p.cmd.Env = append(append(os.Environ(), "A0_TEST_HOLD_DIR="+p.hold), env...)
 	p.cmd.Stderr = p.log
 	p.cmd.Stdout = p.log

@@ -135,8 +135,14 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 		return out
 	}
 
-	addr := freeAddr(t)
-	agent := startAgentProc(t, bin, state, addr)
+	agent := startAgentProc(t, bin, state)
+	addr := agent.addr
+	// No job of this test stops at a hold point.
+	noHolds := func(p *proc) {
+		p.holdRelease(t, "backup")
+		p.holdRelease(t, "restore")
+	}
+	noHolds(agent)
 	run(0, "a0agent", "seed", "--state-dir", state, "--users", "300")
 	pub := strings.TrimSpace(run(0, "a0cli", "create-key"))
 	pub = strings.SplitN(pub, "\n", 2)[0]
@@ -161,7 +167,8 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 		if err := os.RemoveAll(state); err != nil {
 			t.Fatal(err)
 		}
-		agent = startAgentProc(t, bin, state, addr)
+		agent = startAgentProcAt(t, bin, state, addr)
+		noHolds(agent)
 		run(0, "a0agent", "authorize", "--state-dir", state, "me", pub)
 		giveRecoveryConsent(t, bin, home, state)
 		if out := run(ExitAuth, "a0cli", "-t", addr, "ping"); !strings.Contains(out, "CHANGED") {
@@ -249,7 +256,8 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 			t.Errorf("interrupted recover's message lacks %q:\n%s", want, stderr.String())
 		}
 	}
-	agent = startAgentProc(t, bin, state, addr)
+	agent = startAgentProcAt(t, bin, state, addr)
+	noHolds(agent)
 	out = run(0, "a0cli", recoverArgs...)
 	if !strings.Contains(out, "continuing (done: check, sensitive") || strings.Contains(out, "== sensitive") {
 		t.Errorf("rerun did not continue after the sensitive step:\n%s", out)
