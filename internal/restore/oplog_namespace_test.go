@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -119,3 +120,34 @@ func TestReplayOnlyRestoredNamespaces(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// TestReplayManyUpdates: a batch of more updates than the embedded
+// server has SQLite connections is applied, not left waiting forever
+// (FerretDB holds one connection per statement of an update command).
+func TestReplayManyUpdates(t *testing.T) {
+	client := start(t)
+	const n = 300
+	docs := users(n)
+	var entries []bson.Raw
+	for i := range n {
+		e := opEntry(uint32(10+i), "u", "app.c", bson.D{{Key: "$set", Value: bson.D{{Key: "email", Value: "changed"}}}}, bson.D{{Key: "_id", Value: int32(i)}})
+		entries = append(entries, mustRaw(t, e))
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := replayWith(t, client, oplogDump([]coll{{db: "app", name: "c", docs: docs}}, entries).archive(t), modeWrites, Options{Drop: true})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the replay of 300 updates did not finish: an update command waits for the server's connections")
+	}
+	got, err := client.Database("app").Collection("c").CountDocuments(context.Background(), bson.D{{Key: "email", Value: "changed"}})
+	if err != nil || got != n {
+		t.Fatalf("%d of %d documents updated (%v)", got, n, err)
+	}
+}

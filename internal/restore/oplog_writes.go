@@ -18,6 +18,11 @@ import (
 const (
 	replayBatchOps   = 1000
 	replayBatchBytes = 8 << 20
+	// FerretDB 1.24 keeps every statement's cursor of an update command
+	// open until the command ends, each on one of its 100 SQLite
+	// connections: an update command of more statements waits forever
+	// for a connection. Updates go in commands of at most this many.
+	replayUpdateChunk = 32
 )
 
 // writeBatch is a run of consecutive CRUD entries on one collection, each
@@ -231,8 +236,10 @@ func (rp *replayer) flush(ctx context.Context) error {
 		}
 		updates = append(again, updates...)
 	}
-	if len(updates) > 0 {
-		if _, err := rp.writeCmd(ctx, db, bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: updates}, {Key: "ordered", Value: false}}); err != nil {
+	for len(updates) > 0 {
+		chunk := updates[:min(len(updates), replayUpdateChunk)]
+		updates = updates[len(chunk):]
+		if _, err := rp.writeCmd(ctx, db, bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: chunk}, {Key: "ordered", Value: false}}); err != nil {
 			return fmt.Errorf("replay updates into %s: %w", b.ns, err)
 		}
 	}
