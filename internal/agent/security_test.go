@@ -529,7 +529,10 @@ func TestSecuritySlowClients(t *testing.T) {
 		req, _ := http.NewRequest("PUT", n.url(api.PathUploads+"slow"), pr)
 		req.Header.Set(api.HeaderOffset, "0")
 		req.ContentLength = 8000
-		resp, err := c.Do(req)
+		// A client of its own: a pooled keep-alive connection may be the one
+		// the server is closing for idleness, and a streamed body cannot be
+		// retried on another.
+		resp, err := httpClient(&cert).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
