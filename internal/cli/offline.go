@@ -207,6 +207,11 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 	if err == nil {
 		_, err = io.Copy(io.Discard, counter) // authenticate to the last byte
 	}
+	if err != nil && o.Legacy && ctx.Err() == nil {
+		// No MAC to say so first: a wrong password shows as a stream that
+		// is not a tar.gz.
+		return res, &IntegrityError{Msg: fmt.Sprintf("%s does not decrypt to a tar.gz archive (wrong password, or not a file of the original appliance): %v", o.File, err)}
+	}
 	if err != nil {
 		return res, err
 	}
