@@ -17,6 +17,9 @@ const (
 	// HoldBackup: the backup's hidden .part file exists, before the dump
 	// reads the first collection.
 	HoldBackup = "backup"
+	// HoldBackupOplog: the dump has taken its oplog start and not yet
+	// listed the collections.
+	HoldBackupOplog = "backup-oplog"
 	// HoldRestore: every byte is authenticated and the restore marker is
 	// written, before the first collection is written.
 	HoldRestore = "restore"
