@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,18 @@ type writer struct {
 	sessions []bson.RawValue
 	log      []write
 	err      error
+	// n counts the writes done, for a test to wait on.
+	n atomic.Int64
+}
+
+// waitWrites waits until the writer has done at least k writes (or failed).
+func (w *writer) waitWrites(t *testing.T, k int64) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); w.n.Load() < k; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer did %d writes in 2 minutes, want %d", w.n.Load(), k)
+		}
+	}
 }
 
 func newWriter(t *testing.T, c *mongo.Client) *writer {
@@ -176,6 +189,7 @@ func (w *writer) run(ctx context.Context) {
 		}
 		wr.done = time.Now()
 		w.log = append(w.log, wr)
+		w.n.Add(1)
 		time.Sleep(time.Millisecond) // a steady rate, not a saturating one
 	}
 }
@@ -331,7 +345,14 @@ func TestPointInTime(t *testing.T) {
 		t.Skip("seeds and backs up several MB on FerretDB")
 	}
 	ctx := context.Background()
-	src, op, _ := backupNode(t, pitUsers)
+	// The dump is held once it has its oplog start, until the writer has
+	// written into every collection: writes during the dump, whatever the
+	// machine's speed.
+	h := newHolds(agent.HoldBackupOplog)
+	src := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
+	src.seed(pitUsers)
+	op := newOperator(t).withKey(src)
+	op.mustOn(src, "set-as-backup", t.TempDir())
 	const pw = "Passw0rd-pit"
 	op.env["A0_BACKUP_PASSWORD"] = pw
 	seedBulk(t, src.client())
@@ -352,12 +373,15 @@ func TestPointInTime(t *testing.T) {
 	stop := sync.OnceFunc(func() { stopWriter(); wg.Wait() })
 	defer stop()
 
-	// Writes before the backup too, also before its oplog start (on
-	// FerretDB a second before the dump starts).
-	time.Sleep(1500 * time.Millisecond)
+	// Writes before the backup's oplog start, during the dump (200 in a
+	// row: 50 of each kind), and after it ends.
+	w.waitWrites(t, 20)
 	op.mustOn(src, "backup")
+	h.wait(t, agent.HoldBackupOplog)
+	w.waitWrites(t, w.n.Load()+200)
+	h.let(agent.HoldBackupOplog)
 	st := decodeStatus(t, op.waitStatus(src, "backup-status"))
-	time.Sleep(300 * time.Millisecond) // and after it ends
+	w.waitWrites(t, w.n.Load()+20)
 	stop()
 	if w.err != nil {
 		t.Fatal(w.err)
