@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -90,8 +91,13 @@ func (c ctxReadSeeker) Seek(off int64, whence int) (int64, error) { return c.rs.
 func (a *Agent) startKeyJob(r *http.Request, kind string, fn job.Func) error {
 	pub := requestKey(r.Context())
 	return a.jobs.Start(a.ctx, kind, func(ctx context.Context, j *job.Job) (any, error) {
-		ctx, stop := a.whileAuthorized(ctx, pub, kind)
+		wctx, stop := a.whileAuthorized(ctx, pub, kind)
 		defer stop()
-		return fn(ctx, j)
+		res, err := fn(wctx, j)
+		if err != nil && errors.Is(context.Cause(wctx), errRevoked) {
+			// Say why the job stopped, not only "context canceled".
+			err = fmt.Errorf("stopped: %w (%w)", errRevoked, err)
+		}
+		return res, err
 	})
 }

@@ -143,3 +143,34 @@ func TestVerifyLegacy(t *testing.T) {
 		t.Fatalf("a legacy file without --legacy: %+v", r)
 	}
 }
+
+// TestRevokeStopsRunningBackup: revoking the key that started a backup
+// stops the backup (held mid-job, so it is running when the key goes): the
+// status says the key was revoked, not that the agent stopped, and no
+// backup is left.
+func TestRevokeStopsRunningBackup(t *testing.T) {
+	t.Parallel()
+	h := newHolds(agent.HoldBackup)
+	n := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
+	n.seed(30)
+	op := newOperator(t)
+	if r := op.run("create-key"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	n.authorize("to-revoke", op.home)
+	admin := newOperator(t).withKey(n)
+	op.mustOn(n, "set-as-backup", t.TempDir())
+	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-revoke"
+	op.mustOn(n, "backup")
+	h.wait(t, agent.HoldBackup)
+	if err := keysOpen(n).Remove("to-revoke"); err != nil {
+		t.Fatal(err)
+	}
+	st := decodeStatus(t, admin.waitStatus(n, "backup-status"))
+	if st.Message != "Backup failed" || !strings.Contains(st.Arguments.Error, "revoked") || strings.Contains(st.Arguments.Error, "interrupted") {
+		t.Fatalf("status after the key was revoked mid-backup: %+v\n%s", st, n.log.String())
+	}
+	if r := admin.on(n, "backup-retrieve"); r.code != ExitNotFound {
+		t.Fatalf("a backup stopped by a revoke left something to retrieve: %+v", r)
+	}
+}
