@@ -7,6 +7,7 @@ package cli
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,34 @@ func TestRevokeStopsRunningBackup(t *testing.T) {
 	}
 	if r := admin.on(n, "backup-retrieve"); r.code != ExitNotFound {
 		t.Fatalf("a backup stopped by a revoke left something to retrieve: %+v", r)
+	}
+}
+
+// TestDeleteKey: delete-key removes the key pair; the CLI then has no key
+// (exit 3) until create-key makes a new one, which the node does not know.
+func TestDeleteKey(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "", "")
+	op := newOperator(t).withKey(n)
+	op.mustOn(n, "ping")
+	if r := op.run("delete-key"); r.code != 0 || !strings.Contains(r.stdout, "Key deleted") {
+		t.Fatalf("delete-key: %+v", r)
+	}
+	for _, f := range []string{"id_a0", "id_a0.pub"} {
+		if _, err := os.Stat(filepath.Join(op.home, f)); err == nil {
+			t.Fatalf("%s left after delete-key", f)
+		}
+	}
+	if r := op.run("show-key"); r.code != ExitAuth {
+		t.Fatalf("show-key without a key: exit %d, want %d: %s", r.code, ExitAuth, r.stderr)
+	}
+	if r := op.on(n, "ping"); r.code != ExitAuth {
+		t.Fatalf("ping without a key: exit %d, want %d: %s", r.code, ExitAuth, r.stderr)
+	}
+	if r := op.run("create-key"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := op.on(n, "ping"); r.code != ExitAuth {
+		t.Fatalf("ping with a new, unauthorized key: exit %d, want %d: %s", r.code, ExitAuth, r.stderr)
 	}
 }

@@ -455,6 +455,16 @@ func TestRestoreRefusesTamperingInTheLastRecord(t *testing.T) {
 			if v := op.run("verify", p); v.code != ExitIntegrity {
 				t.Fatalf("verify: %+v", v)
 			}
+			// decrypt names its output only after the last byte is
+			// authenticated: nothing under the name, nothing left beside it.
+			outDir := t.TempDir()
+			out := filepath.Join(outDir, "plain.tar.gz")
+			if d := op.run("decrypt", p, "-o", out); d.code != ExitIntegrity {
+				t.Fatalf("decrypt: %+v", d)
+			}
+			if left, _ := os.ReadDir(outDir); len(left) != 0 {
+				t.Fatalf("a refused decrypt left %v", left)
+			}
 		})
 	}
 }
