@@ -251,4 +251,3 @@ func TestAllowPrimaryEndToEnd(t *testing.T) {
 		})
 	}
 }
-
