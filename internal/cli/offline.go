@@ -473,6 +473,16 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 		return err
 	}
 	defer closer.Close()
+	if o.Legacy {
+		// No MAC: the one check there is, that the plaintext starts as a
+		// gzip stream does (what the original appliance wrote), catches a
+		// wrong password before anything is written.
+		br := bufio.NewReader(stream)
+		if magic, _ := br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+			return &IntegrityError{Msg: fmt.Sprintf("%s does not decrypt to a gzip stream (wrong password, or not a file of the original appliance)", o.File)}
+		}
+		stream = br
+	}
 	if o.Output == "-" {
 		_, err := io.CopyBuffer(env.Stdout, stream, make([]byte, 1<<20))
 		return err
