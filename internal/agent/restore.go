@@ -333,6 +333,8 @@ func cryptError(err error) error {
 		return &api.Error{Code: api.CodeIntegrity, Message: "backup file failed authentication: " + err.Error()}
 	case errors.Is(err, restore.ErrInvalidArchive), errors.Is(err, archive.ErrUnsafe):
 		return &api.Error{Code: api.CodeIntegrity, Message: "backup archive refused: " + err.Error()}
+	case errors.Is(err, restore.ErrNoMatch):
+		return api.Errorf(api.CodeBadRequest, "%v", err)
 	}
 	return err
 }
@@ -419,10 +421,13 @@ type planSummary struct {
 	Roles int64 `json:"roles,omitempty"`
 	// Skipped lists the namespaces of the backup not restored.
 	Skipped []string `json:"skipped,omitempty"`
+	// OplogOnly lists the namespaces only the oplog writes (created
+	// during the dump): restored from empty, dropped first with --drop.
+	OplogOnly []string `json:"oplog_only,omitempty"`
 }
 
 func summarize(p *restore.PlanResult) *planSummary {
-	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped}
+	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped, OplogOnly: p.OplogOnly}
 	if p.Manifest != nil {
 		s.Created = p.Manifest.Started.Format("2006-01-02T15:04:05Z")
 		s.Consistency = p.Manifest.Consistency

@@ -124,7 +124,15 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stdout, out.Message)
+	// With --json stdout holds one JSON document, nothing else.
+	switch {
+	case o.JSON && o.Detach:
+		b, _ := json.Marshal(out)
+		env.Stdout.Write(append(b, '\n'))
+	case o.JSON:
+	default:
+		fmt.Fprintln(env.Stdout, out.Message)
+	}
 	if o.Detach {
 		fmt.Fprintln(env.Stderr, "a0cli: follow it with restore-status")
 		return nil
@@ -310,7 +318,16 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		if st.Message == "No restore found" {
 			return &NotFoundError{Msg: "no restore has run on this node"}
 		}
-		fmt.Fprintln(env.Stdout, st.Message)
+		if !asJSON {
+			msg := st.Message
+			var res struct {
+				Phase string `json:"phase"`
+			}
+			if json.Unmarshal(st.Arguments.Result, &res) == nil && res.Phase == "dry-run" {
+				msg = "Dry run finished: nothing was written"
+			}
+			fmt.Fprintln(env.Stdout, msg)
+		}
 		return nil
 	}
 }
@@ -327,6 +344,8 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			Collections  []string `json:"collections"`
 			Documents    int64    `json:"documents"`
 			OplogEntries int64    `json:"oplog_entries"`
+			Skipped      []string `json:"skipped"`
+			OplogOnly    []string `json:"oplog_only"`
 		} `json:"plan"`
 		Report *struct {
 			OK           bool             `json:"ok"`
@@ -353,9 +372,21 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 	}
 	w := env.Stdout
 	if p := res.Plan; p != nil {
-		fmt.Fprintf(w, "backup of %s (%s): %d collections, %d documents, %d oplog entries\n", p.Created, p.Consistency, len(p.Collections), p.Documents, p.OplogEntries)
+		what := "plain dump (no manifest)"
+		if p.Created != "" {
+			what = fmt.Sprintf("backup of %s (%s)", p.Created, p.Consistency)
+		}
+		fmt.Fprintf(w, "%s: %d collections, %d documents, %d oplog entries\n", what, len(p.Collections), p.Documents, p.OplogEntries)
 		if res.Phase == "dry-run" || res.Phase == "planned" {
 			fmt.Fprintf(w, "would restore: %s\n", strings.Join(p.Collections, ", "))
+		}
+		// What else the restore writes, and what it leaves out: an
+		// operator deciding on --drop must see every target.
+		if len(p.OplogOnly) > 0 {
+			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))
+		}
+		if len(p.Skipped) > 0 {
+			fmt.Fprintf(w, "not restored (system collections, local, config, users and roles without --users-and-roles, outside --ns): %s\n", strings.Join(p.Skipped, ", "))
 		}
 	}
 	if r := res.Report; r != nil {
@@ -380,8 +411,8 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		}
 		if r.OplogReplay != "" {
 			line := fmt.Sprintf("oplog: %d entries replayed (%s)", r.OplogApplied, r.OplogReplay)
-			if len(r.OplogSkipped) > 0 {
-				line += "; not replayed: " + skippedText(r.OplogSkipped)
+			if skipped := skippedText(r.OplogSkipped); skipped != "" {
+				line += "; not replayed: " + skipped
 			}
 			fmt.Fprintln(w, line)
 		}
@@ -503,9 +534,11 @@ func skippedText(m map[string]int64) string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if m[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
 	}
 	return strings.Join(parts, ", ")
 }
