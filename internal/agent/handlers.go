@@ -319,6 +319,8 @@ type statusArgs struct {
 	// before it was called found, at VerifiedAt.
 	Verified   bool       `json:"verified"`
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	// Remote is the copy to the remote store, when there is one.
+	Remote *api.RemoteCopyStatus `json:"remote,omitempty"`
 }
 
 func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
@@ -337,6 +339,7 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
 			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
+			Remote: a.slotRemoteStatus(slot, m.Name),
 		}})
 	}
 	if !errors.Is(err, store.ErrNoBackup) {
