@@ -21,7 +21,7 @@ func TestApply(t *testing.T) {
 	var week []Item
 	for d := 0; d < 9; d++ {
 		for _, h := range []string{"02:30", "14:30"} {
-			c := at("2026-11-23 " + h).AddDate(0, 0, d)
+			c := at("2026-11-23 "+h).AddDate(0, 0, d)
 			week = append(week, Item{Name: c.Format("02-01-2006-15-04"), Created: c, Verified: true})
 		}
 	}
