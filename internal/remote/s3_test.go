@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -144,88 +143,6 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-// cutProxy forwards TCP to upstream and, once more than limit bytes went
-// upstream, cuts every connection and refuses new ones until Reopen.
-type cutProxy struct {
-	upstream string
-	limit    int64
-	sent     atomic.Int64
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    []net.Conn
-	addr     string
-}
-
-func newCutProxy(t *testing.T, upstream string, limit int64) *cutProxy {
-	p := &cutProxy{upstream: upstream, limit: limit}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *cutProxy) serve(ln net.Listener) {
-	p.ln = ln
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go io.Copy(c, u)
-			go func() {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if p.limit > 0 && p.sent.Add(int64(n)) > p.limit {
-							p.cut()
-							return
-						}
-						u.Write(buf[:n])
-					}
-					if err != nil {
-						u.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ln.Close()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-// reopen listens again on the same address, without a limit.
-func (p *cutProxy) reopen(t *testing.T) {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.limit = 0
-	p.serve(ln)
-}
-
 // TestS3ResumeAfterCut cuts the connection in the middle of a multipart
 // upload: the next Put resumes from the parts the store holds instead of
 // sending the file again.
@@ -234,14 +151,14 @@ func TestS3ResumeAfterCut(t *testing.T) {
 	gw := s3gw.Start(t, s3gw.Options{Buckets: []string{"a0-backups"}})
 	b := make([]byte, 4*testPart+99)
 	rand.Read(b)
-	proxy := newCutProxy(t, gw.Addr, 5*testPart/2)
+	proxy := s3gw.NewCutProxy(t, gw.Addr, 5*testPart/2)
 	c := s3Config(gw, "a0-backups", "cut")
-	c.Endpoint = "http://" + proxy.addr
+	c.Endpoint = "http://" + proxy.Addr
 	st := openS3(t, c, gw.SecretKey)
 	if _, err := st.Put(ctx, "big.enc", bytes.NewReader(b), int64(len(b))); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("put through the cut: %v, want ErrUnreachable", err)
 	}
-	proxy.reopen(t)
+	proxy.Reopen(t)
 	res, err := st.Put(ctx, "big.enc", bytes.NewReader(b), int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
