@@ -225,9 +225,6 @@ func (a *Agent) copyOnce(ctx context.Context, name string) (remote.PutResult, er
 	if !m.Verified {
 		return remote.PutResult{}, errUnverified
 	}
-	if a.cfg.Hold != nil {
-		a.cfg.Hold(ctx, HoldCopy)
-	}
 	st := a.cfg.Remote
 	res, err := st.Put(ctx, m.File, f, m.Size)
 	if err != nil {
@@ -337,7 +334,7 @@ func remoteErr(err error) error {
 
 func (a *Agent) needRemote() error {
 	if a.cfg.Remote == nil {
-		return api.Errorf(api.CodeBadRequest, `this node has no remote store: add "remote" to the agent config (docs/operations.md)`)
+		return api.Errorf(api.CodeUnsupported, `this node has no remote store: add "remote" to the agent config (docs/operations.md)`)
 	}
 	return nil
 }
@@ -566,9 +563,6 @@ func (a *Agent) fetchRemote(ctx context.Context, name, path string) (*api.Remote
 	}
 	return rb, nil
 }
-
-// HoldCopy: a remote copy is about to send the file (hold.go).
-const HoldCopy = "copy"
 
 // slotRemoteStatus is the remote status of the backup slot's backup (the
 // sensitive slot is never copied: it holds the node's keys).
