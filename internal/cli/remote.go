@@ -241,3 +241,29 @@ func readRemoteHeader(ctx context.Context, c *client.Client, name string) ([]byt
 	}
 	return h, err
 }
+
+// remoteLine is backup-status's text line about the remote copy, "" when
+// the status has none.
+func remoteLine(args json.RawMessage) string {
+	var a struct {
+		Remote *api.RemoteCopyStatus `json:"remote"`
+	}
+	if json.Unmarshal(args, &a) != nil || a.Remote == nil {
+		return ""
+	}
+	r := a.Remote
+	switch r.State {
+	case "copied":
+		at := ""
+		if r.CopiedAt != nil {
+			at = " at " + r.CopiedAt.UTC().Format("2006-01-02T15:04:05Z")
+		}
+		return fmt.Sprintf("remote copy: copied to %s%s", r.Location, at)
+	case "failed":
+		return fmt.Sprintf("remote copy: failed after %d attempts: %s (a0cli backup-copy retries)", r.Attempts, r.Error)
+	}
+	if r.Error != "" {
+		return fmt.Sprintf("remote copy: copying to %s, attempt %d failed, retrying: %s", r.Location, r.Attempts, r.Error)
+	}
+	return "remote copy: copying to " + r.Location
+}

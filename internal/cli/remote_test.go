@@ -74,6 +74,10 @@ func TestRemoteThroughCLI(t *testing.T) {
 	if r := op.waitRemote(n); r.State != "copied" || r.CopiedAt == nil {
 		t.Fatalf("remote after the backup: %+v", r)
 	}
+	if r := op.mustOn(n, "backup-status"); !strings.Contains(r.stderr, "remote copy: copied to https://"+gw.Addr) ||
+		strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("backup-status text line: %q / %q", r.stdout, r.stderr)
+	}
 
 	// backups: text and JSON.
 	r := op.mustOn(n, "backups")

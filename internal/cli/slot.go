@@ -260,11 +260,16 @@ func RunBackupStatus(ctx context.Context, env *Env, slot string) error {
 	if err != nil {
 		return err
 	}
-	_, raw, err := getStatus(ctx, c, slot)
+	st, raw, err := getStatus(ctx, c, slot)
 	if err != nil {
 		return err
 	}
 	_, err = env.Stdout.Write(append(compact(raw), '\n'))
+	// The remote copy, for people, on stderr: stdout stays the original's
+	// one JSON line.
+	if line := remoteLine(st.Arguments); line != "" {
+		fmt.Fprintln(env.Stderr, line)
+	}
 	return err
 }
 

@@ -369,7 +369,10 @@ func (s *S3) putMultipart(ctx context.Context, name string, r io.ReaderAt, size 
 			continue
 		}
 		p, err := s.core.PutObjectPart(ctx, s.bucket, key, id, i, io.NewSectionReader(r, off, ln), ln,
-			minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum)})
+			minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum),
+				// The store checks the part against its MD5: no SHA-256 of the
+				// payload on top (it would cost a second hash of every byte).
+				DisableContentSha256: true})
 		if err != nil {
 			return PutResult{}, s.classify(fmt.Sprintf("put part %d/%d of", i, n), name, err)
 		}
