@@ -128,8 +128,10 @@ type Agent struct {
 	remoteMu  sync.Mutex
 	remoteRec remoteRecord
 	copying   string
-	copyDone  chan struct{}
-	pruneMu   sync.Mutex
+	// pendingCopy is a backup to copy once the running copy ends.
+	pendingCopy string
+	copyDone    chan struct{}
+	pruneMu     sync.Mutex
 
 	ctx  context.Context // the agent's lifetime; jobs run under it
 	stop context.CancelFunc

@@ -123,6 +123,12 @@ type storeMeta = store.Meta
 func (a *Agent) startCopy(name string) bool {
 	a.remoteMu.Lock()
 	if a.copying != "" {
+		// A newer backup while an older one's copy runs (deleted and
+		// replaced meanwhile): copied as soon as that loop ends, which is
+		// at its next attempt, since its file is gone.
+		if a.copying != name {
+			a.pendingCopy = name
+		}
 		a.remoteMu.Unlock()
 		return false
 	}
@@ -135,8 +141,13 @@ func (a *Agent) startCopy(name string) bool {
 		defer func() {
 			a.remoteMu.Lock()
 			a.copying = ""
+			next := a.pendingCopy
+			a.pendingCopy = ""
 			a.remoteMu.Unlock()
 			close(done)
+			if next != "" && a.ctx.Err() == nil {
+				a.startCopy(next)
+			}
 		}()
 		a.copyLoop(a.ctx, name)
 	}()

@@ -173,3 +173,26 @@ func TestRemoteRetention(t *testing.T) {
 		t.Fatalf("backups with an unfinished copy: %+v", list)
 	}
 }
+
+// TestRemoteCopyNewerBackupQueued: a backup replaced while its copy is
+// still retrying ends that copy (failed: not the stored backup any more)
+// and the newer one is copied next.
+func TestRemoteCopyNewerBackupQueued(t *testing.T) {
+	gw := s3gw.Start(t, s3gw.Options{Buckets: []string{testBucket}})
+	n := remoteAgent(t, t.TempDir(), Config{Remote: testStore(t, gw, "", gw.SecretKey), RemoteAttempts: 1000})
+	gw.Stop()
+	old := n.plantBackup(t, time.Now().Add(-time.Hour), 1000)
+	n.afterBackup(old)
+	n.waitState(t, old.Name, func(s api.RemoteCopyStatus) bool { return s.Attempts >= 1 && s.Error != "" })
+	n.deleteLocal(t)
+	newer := n.plantBackup(t, time.Now(), 2000)
+	n.afterBackup(newer)
+	gw.Restart()
+	st := n.waitState(t, newer.Name, copied)
+	if st.Attempts != 1 {
+		t.Fatalf("newer copy: %+v", st)
+	}
+	if _, err := testStore(t, gw, "", gw.SecretKey).Stat(context.Background(), old.File); err == nil {
+		t.Fatal("the replaced backup was copied")
+	}
+}
