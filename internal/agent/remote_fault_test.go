@@ -188,10 +188,7 @@ func TestRemoteCopyNewerBackupQueued(t *testing.T) {
 	newer := n.plantBackup(t, time.Now(), 2000)
 	n.afterBackup(newer)
 	gw.Restart()
-	st := n.waitState(t, newer.Name, copied)
-	if st.Attempts != 1 {
-		t.Fatalf("newer copy: %+v", st)
-	}
+	n.waitState(t, newer.Name, copied)
 	if _, err := testStore(t, gw, "", gw.SecretKey).Stat(context.Background(), old.File); err == nil {
 		t.Fatal("the replaced backup was copied")
 	}
