@@ -237,6 +237,13 @@ func (a *Agent) copyOnce(ctx context.Context, name string) (remote.PutResult, er
 		return remote.PutResult{}, errUnverified
 	}
 	st := a.cfg.Remote
+	// Already there (backup-copy of a copied backup, or an immutable copy
+	// under Object Lock, which cannot be written again): nothing to send.
+	if rb, err := a.readSidecar(ctx, m.Name); err == nil && rb.SHA256 == m.SHA256 && rb.Size == m.Size {
+		if info, err := st.Stat(ctx, m.File); err == nil && info.Size == rb.Size && info.ETag == rb.ETag {
+			return remote.PutResult{Info: info, ResumedBytes: m.Size}, nil
+		}
+	}
 	res, err := st.Put(ctx, m.File, f, m.Size)
 	if err != nil {
 		return res, err
@@ -249,6 +256,10 @@ func (a *Agent) copyOnce(ctx context.Context, name string) (remote.PutResult, er
 		Created: m.Created, Verified: m.Verified, VerifiedAt: m.VerifiedAt, Format: m.Format, Documents: m.Documents,
 		Collections: m.Collections, Consistency: m.Consistency, Duration: m.Duration, Node: host, Agent: version.Version,
 		CopiedAt: time.Now().UTC()}
+	if l, ok := st.(interface{ LockedUntil() time.Time }); ok && !l.LockedUntil().IsZero() {
+		until := l.LockedUntil()
+		rb.LockedUntil = &until
+	}
 	b, _ := json.MarshalIndent(rb, "", "  ")
 	b = append(b, '\n')
 	if _, err := st.Put(ctx, sidecarName(m.Name), strings.NewReader(string(b)), int64(len(b))); err != nil {
@@ -281,11 +292,12 @@ func (a *Agent) readSidecar(ctx context.Context, name string) (*api.RemoteBackup
 
 // remoteCopies lists the store: one entry per <name>.json, checked against
 // its <name>.enc, and the .enc files without a record (unfinished copies).
-func (a *Agent) remoteCopies(ctx context.Context) ([]api.BackupEntry, []retention.Item, error) {
+func (a *Agent) remoteCopies(ctx context.Context) ([]api.BackupEntry, []retention.Item, map[string]time.Time, error) {
 	objs, err := a.cfg.Remote.List(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	locks := map[string]time.Time{}
 	enc := map[string]remote.Info{}
 	var records []string
 	for _, o := range objs {
@@ -313,6 +325,9 @@ func (a *Agent) remoteCopies(ctx context.Context) ([]api.BackupEntry, []retentio
 			e.Problem = fmt.Sprintf("%s.enc changed in the store since it was copied (%d bytes, ETag %s; recorded %d bytes, ETag %s)", name, o.Size, o.ETag, rb.Size, rb.ETag)
 		} else {
 			items = append(items, retention.Item{Name: name, Created: rb.Created, Verified: rb.Verified})
+			if rb.LockedUntil != nil {
+				locks[name] = *rb.LockedUntil
+			}
 		}
 		out = append(out, e)
 	}
@@ -322,7 +337,7 @@ func (a *Agent) remoteCopies(ctx context.Context) ([]api.BackupEntry, []retentio
 				Problem: "no " + name + ".json: an unfinished copy"})
 		}
 	}
-	return out, items, nil
+	return out, items, locks, nil
 }
 
 // remoteErr gives the remote store's failures their API codes.
@@ -392,7 +407,7 @@ func (a *Agent) listBackups(w http.ResponseWriter, r *http.Request) error {
 	}
 	if a.cfg.Remote != nil {
 		out.Remote, out.Retention = a.cfg.Remote.Location(), a.cfg.Retention.String()
-		entries, _, err := a.remoteCopies(r.Context())
+		entries, _, _, err := a.remoteCopies(r.Context())
 		if err != nil {
 			out.RemoteError = err.Error()
 		}
@@ -432,14 +447,19 @@ func (a *Agent) prunePost(w http.ResponseWriter, r *http.Request) error {
 func (a *Agent) prune(ctx context.Context, dryRun bool) (*api.BackupsPrune, error) {
 	a.pruneMu.Lock()
 	defer a.pruneMu.Unlock()
-	_, items, err := a.remoteCopies(ctx)
+	_, items, locks, err := a.remoteCopies(ctx)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
 	out := &api.BackupsPrune{DryRun: dryRun, Retention: a.cfg.Retention.String(), Decisions: []api.PruneDecision{}}
 	for _, d := range retention.Apply(items, a.cfg.Retention) {
 		pd := api.PruneDecision{Name: d.Name, Created: d.Created, Keep: d.Keep, Reasons: d.Reasons}
-		if !d.Keep && !dryRun {
+		if until, ok := locks[d.Name]; ok && !d.Keep && until.After(now) {
+			// Immutable until then: the store would refuse the delete.
+			pd.Keep, pd.Reasons = true, []string{"object lock until " + until.UTC().Format(time.RFC3339)}
+		}
+		if !pd.Keep && !dryRun {
 			if err := a.cfg.Remote.Delete(ctx, sidecarName(d.Name)); err != nil {
 				return out, err
 			}

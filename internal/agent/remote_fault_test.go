@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"os"
 	"sort"
 	"strings"
@@ -191,5 +192,51 @@ func TestRemoteCopyNewerBackupQueued(t *testing.T) {
 	n.waitState(t, newer.Name, copied)
 	if _, err := testStore(t, gw, "", gw.SecretKey).Stat(context.Background(), old.File); err == nil {
 		t.Fatal("the replaced backup was copied")
+	}
+}
+
+// TestRemoteObjectLock: with object_lock_days the copies are immutable: the
+// store refuses to delete them, retention keeps them until the date (and
+// says why), and copying a copied backup again is no error.
+func TestRemoteObjectLock(t *testing.T) {
+	gw := s3gw.Start(t, s3gw.Options{LockedBuckets: []string{testBucket}})
+	st, err := remote.OpenS3(remote.Config{Endpoint: gw.Endpoint, Bucket: testBucket, Prefix: "node-1", AccessKeyID: gw.AccessKey,
+		PathStyle: true, ObjectLockDays: 1}, remote.Secret(gw.SecretKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n := remoteAgent(t, t.TempDir(), Config{Remote: st, Retention: retention.Policy{Last: 1}})
+	old := n.plantBackup(t, time.Now().Add(-48*time.Hour), 3000)
+	n.afterBackup(old)
+	n.waitState(t, old.Name, copied)
+	n.waitCopy()
+	if err := st.Delete(ctx, old.File); !errors.Is(err, remote.ErrLocked) {
+		t.Fatalf("delete of a locked copy: %v, want ErrLocked", err)
+	}
+	rb, err := n.readSidecar(ctx, old.Name)
+	if err != nil || rb.LockedUntil == nil || rb.LockedUntil.Before(time.Now().Add(23*time.Hour)) {
+		t.Fatalf("record: %+v %v", rb, err)
+	}
+	n.deleteLocal(t)
+	newer := n.plantBackup(t, time.Now(), 4000)
+	n.afterBackup(newer)
+	n.waitState(t, newer.Name, copied)
+	n.waitCopy()
+	var res api.BackupsPrune
+	if err := call(t, n.prunePost, "POST", api.PathBackupsPrune, `{}`, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Decisions) != 2 || !res.Decisions[1].Keep || res.Decisions[1].Deleted ||
+		!strings.HasPrefix(strings.Join(res.Decisions[1].Reasons, ","), "object lock until ") {
+		t.Fatalf("prune of a locked copy: %+v", res)
+	}
+	if objs, _ := st.List(ctx); len(objs) != 4 {
+		t.Fatalf("store: %+v", objs)
+	}
+	// Copying it again: already there, nothing written (it could not be).
+	n.startCopy(newer.Name)
+	if s := n.waitState(t, newer.Name, func(s api.RemoteCopyStatus) bool { return s.State != copyCopying }); s.State != copyCopied {
+		t.Fatalf("second copy of a locked backup: %+v", s)
 	}
 }

@@ -51,6 +51,8 @@ type RemoteBackup struct {
 	Node        string     `json:"node,omitempty"`
 	Agent       string     `json:"agent_version,omitempty"`
 	CopiedAt    time.Time  `json:"copied_at"`
+	// LockedUntil: Object Lock keeps File and this record immutable until then.
+	LockedUntil *time.Time `json:"locked_until,omitempty"`
 }
 
 // BackupEntry is one backup of `a0cli backups`.

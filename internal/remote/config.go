@@ -37,6 +37,14 @@ type Config struct {
 	KeepWeekly  int `json:"keep_weekly,omitempty"`
 	KeepMonthly int `json:"keep_monthly,omitempty"`
 
+	// ObjectLockDays, when > 0, makes every copy immutable for that many
+	// days (S3 Object Lock; the bucket must have been created with Object
+	// Lock enabled). ObjectLockMode is "GOVERNANCE" (default: users with
+	// s3:BypassGovernanceRetention may still delete) or "COMPLIANCE" (nobody
+	// may, not even the account's root, until the date).
+	ObjectLockDays int    `json:"object_lock_days,omitempty"`
+	ObjectLockMode string `json:"object_lock_mode,omitempty"`
+
 	// PartSize of multipart uploads in bytes (0: 16 MiB; at least 5 MiB,
 	// the S3 minimum). Not a documented key: tests and benchmarks.
 	PartSize int64 `json:"part_size,omitempty"`
@@ -71,6 +79,12 @@ func (c Config) Validate() error {
 	}
 	if c.AccessKeyID == "" {
 		errs = append(errs, errors.New("access_key_id is required"))
+	}
+	if c.ObjectLockDays < 0 {
+		errs = append(errs, fmt.Errorf("object_lock_days %d: must be >= 0", c.ObjectLockDays))
+	}
+	if m := strings.ToUpper(c.ObjectLockMode); m != "" && m != "GOVERNANCE" && m != "COMPLIANCE" {
+		errs = append(errs, fmt.Errorf("object_lock_mode %q: GOVERNANCE or COMPLIANCE", c.ObjectLockMode))
 	}
 	if c.PartSize != 0 && c.PartSize < minPartSize {
 		errs = append(errs, fmt.Errorf("part_size %d: at least %d", c.PartSize, minPartSize))

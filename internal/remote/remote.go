@@ -66,6 +66,8 @@ var (
 	ErrUnreachable = errors.New("the remote store is unreachable")
 	// ErrMismatch: the store's answer does not match what was sent.
 	ErrMismatch = errors.New("the remote store's answer does not match the data sent")
+	// ErrLocked: Object Lock keeps the object until its retention date.
+	ErrLocked = errors.New("the object is locked (Object Lock retention)")
 	// ErrBadName: a name that is not a plain file name.
 	ErrBadName = errors.New("invalid remote object name")
 )

@@ -16,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -36,6 +37,9 @@ type S3 struct {
 	prefix   string
 	location string
 	partSize int64
+	// lockDays and lockMode: Object Lock retention of every new object.
+	lockDays int
+	lockMode minio.RetentionMode
 }
 
 // OpenS3 prepares a client for the config (it does not connect).
@@ -86,7 +90,32 @@ func OpenS3(c Config, secret Secret) (*S3, error) {
 	if prefix != "" {
 		loc += "/" + prefix
 	}
-	return &S3{core: minio.Core{Client: cl}, bucket: c.Bucket, prefix: prefix, location: loc, partSize: ps}, nil
+	s := &S3{core: minio.Core{Client: cl}, bucket: c.Bucket, prefix: prefix, location: loc, partSize: ps, lockDays: c.ObjectLockDays}
+	s.lockMode = minio.Governance
+	if strings.EqualFold(c.ObjectLockMode, "COMPLIANCE") {
+		s.lockMode = minio.Compliance
+	}
+	return s, nil
+}
+
+// putOptions of a new object: with Object Lock configured, the object is
+// immutable (not deletable, not overwritable) until now + lockDays.
+func (s *S3) putOptions() minio.PutObjectOptions {
+	o := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	if s.lockDays > 0 {
+		o.Mode = s.lockMode
+		o.RetainUntilDate = time.Now().UTC().Add(time.Duration(s.lockDays) * 24 * time.Hour)
+	}
+	return o
+}
+
+// LockedUntil is when an object put now stays immutable until (zero
+// without Object Lock).
+func (s *S3) LockedUntil() time.Time {
+	if s.lockDays <= 0 {
+		return time.Time{}
+	}
+	return time.Now().UTC().Add(time.Duration(s.lockDays) * 24 * time.Hour)
 }
 
 // Location is scheme://host/bucket/prefix.
@@ -119,6 +148,13 @@ func (s *S3) classify(op, name string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, what, ErrNotFound)
 	case "NoSuchBucket":
 		return fmt.Errorf("%s %s: %w: %q (create it, or fix \"bucket\")", op, what, ErrNoBucket, s.bucket)
+	case "ObjectLocked", "InvalidRetentionPeriod":
+		return fmt.Errorf("%s %s: %w (%s)", op, what, ErrLocked, resp.Message)
+	}
+	if resp.Code == "AccessDenied" && strings.Contains(strings.ToLower(resp.Message), "object lock") {
+		return fmt.Errorf("%s %s: %w (%s)", op, what, ErrLocked, resp.Message)
+	}
+	switch resp.Code {
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidSecurity", "ExpiredToken",
 		"XAdminUserNotFound", "InvalidClientTokenId":
 		return fmt.Errorf("%s %s: %w (%s): check access_key_id and the secret access key", op, what, ErrAuth, resp.Code)
@@ -259,7 +295,7 @@ func (s *S3) putSingle(ctx context.Context, name string, r io.ReaderAt, size int
 		return PutResult{}, err
 	}
 	ui, err := s.core.PutObject(ctx, s.bucket, s.key(name), io.NewSectionReader(r, 0, size), size,
-		base64.StdEncoding.EncodeToString(sum), "", minio.PutObjectOptions{ContentType: "application/octet-stream"})
+		base64.StdEncoding.EncodeToString(sum), "", s.putOptions())
 	if err != nil {
 		return PutResult{}, s.classify("put", name, err)
 	}
@@ -346,7 +382,7 @@ func (s *S3) putMultipart(ctx context.Context, name string, r io.ReaderAt, size 
 		}
 	}
 	if id == "" {
-		if id, err = s.core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: "application/octet-stream"}); err != nil {
+		if id, err = s.core.NewMultipartUpload(ctx, s.bucket, key, s.putOptions()); err != nil {
 			return PutResult{}, s.classify("start upload", name, err)
 		}
 	}

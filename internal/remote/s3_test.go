@@ -112,6 +112,7 @@ func TestConfig(t *testing.T) {
 		{"no-key-id", Config{Endpoint: "https://h:1", Bucket: "b"}, "access_key_id is required"},
 		{"dotdot-prefix", Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK", Prefix: "../x"}, "prefix"},
 		{"negative-keep", Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK", KeepDaily: -1}, "keep_daily"},
+		{"bad-lock-mode", Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK", ObjectLockDays: 3, ObjectLockMode: "forever"}, "object_lock_mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.c.Validate()

@@ -87,8 +87,10 @@ type Options struct {
 	// TLS serves HTTPS with a certificate for 127.0.0.1 signed by a CA the
 	// test gets as CAFile.
 	TLS bool
-	// Buckets are created before Start returns.
-	Buckets []string
+	// Buckets are created before Start returns; LockedBuckets too, with
+	// Object Lock enabled.
+	Buckets       []string
+	LockedBuckets []string
 }
 
 // Server is a running versitygw.
@@ -128,6 +130,11 @@ func Start(t testing.TB, o Options) *Server {
 	for _, b := range o.Buckets {
 		if err := s.Client().MakeBucket(context.Background(), b, minio.MakeBucketOptions{}); err != nil {
 			t.Fatalf("versitygw: make bucket %s: %v", b, err)
+		}
+	}
+	for _, b := range o.LockedBuckets {
+		if err := s.Client().MakeBucket(context.Background(), b, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
+			t.Fatalf("versitygw: make bucket %s with Object Lock: %v", b, err)
 		}
 	}
 	return s
