@@ -242,6 +242,9 @@ type source struct {
 	// checkHash compares.
 	wantSHA256 string
 	hash       hash.Hash
+	// fetch, when set, first downloads a remote copy to path (remote.go);
+	// the file is removed when the job ends.
+	fetch func(ctx context.Context) error
 }
 
 // checkHash refuses a source whose first pass read other bytes than the
@@ -341,7 +344,11 @@ func cryptError(err error) error {
 
 func (a *Agent) restoreSource(req api.RestoreRequest, password []byte) (source, error) {
 	src := source{password: password, fileKey: req.FileKey, plain: req.Plain}
-	if req.UploadID != "" {
+	if req.Remote != "" {
+		if err := a.remoteSource(&src, req); err != nil {
+			return src, err
+		}
+	} else if req.UploadID != "" {
 		if !uploadID.MatchString(req.UploadID) {
 			return src, api.Errorf(api.CodeBadRequest, "invalid upload id")
 		}
@@ -464,6 +471,14 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			mu.Unlock()
 		}
 		prog := &restore.Progress{}
+		if src.fetch != nil {
+			setPhase("downloading")
+			defer os.Remove(src.path)
+			if err := src.fetch(ctx); err != nil {
+				return nil, err
+			}
+			setPhase("authenticating")
+		}
 		var fileTotal int64
 		if st, err := os.Stat(src.path); err == nil {
 			fileTotal = st.Size()

@@ -37,6 +37,8 @@ type RestoreOptions struct {
 	// --restoreDbUsersAndRoles.
 	StopOnError   bool
 	UsersAndRoles bool
+	// Remote names a copy in the node's remote store (remote.go).
+	Remote string
 }
 
 func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
@@ -52,6 +54,7 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&o.JSON, "json", false, "")
 	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "")
 	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "")
+	fs.StringVar(&o.Remote, "remote", "", "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,6 +72,9 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 // RunRestore uploads FILE (or uses the node's stored backup), starts the
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
+	if o.Remote != "" && (o.File != "" || o.Plain) {
+		return usagef("restore --remote NAME takes no FILE and no --plain")
+	}
 	if o.Plain && o.File == "" {
 		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz, or a mongodump --archive file)")
 	}
@@ -86,6 +92,10 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		switch {
 		case o.File != "":
 			hdr, err = readLocalHeader(o.File)
+		case o.Remote != "":
+			if c, err = env.client(ctx); err == nil {
+				hdr, err = readRemoteHeader(ctx, c, o.Remote)
+			}
 		case len(o.Identities) > 0 || !o.passwordGiven(env):
 			if c, err = env.client(ctx); err == nil {
 				hdr, err = readStoredHeader(ctx, c)
@@ -112,7 +122,7 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		}
 	}
 	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun,
-		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles}
+		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles, Remote: o.Remote}
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {
