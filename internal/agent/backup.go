@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -202,14 +203,64 @@ func (a *Agent) sensitiveBackupJob(slot store.Slot, password []byte) job.Func {
 			s.Abort()
 			return nil, err
 		}
-		meta, err := s.Finish(store.Meta{Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
-			Files: len(man.Files), Format: FormatName})
+		// Read back like an ordinary backup: "Backup found" means every
+		// file is there, whole, as the manifest lists it.
+		meta, err := s.FinishVerified(store.Meta{Created: start.UTC(), Duration: time.Since(start).Round(time.Millisecond).String(),
+			Files: len(man.Files), Format: FormatName}, func(plain io.Reader) error { return verifySensitive(plain, man) })
 		if err != nil {
 			return nil, err
 		}
 		a.log.Info("sensitive backup stored", "name", meta.Name, "files", meta.Files)
 		return meta, nil
 	}
+}
+
+// verifySensitive checks a finished sensitive backup's plaintext: exactly
+// the manifest's files, each of its size and sha256, and the manifest.
+func verifySensitive(plain io.Reader, man *manifest.Manifest) error {
+	ar, err := archive.NewReader(plain, archive.Limits{MaxEntrySize: sensitiveMaxEntry, MaxEntries: sensitiveMaxEntries, MaxTotal: sensitiveMaxTotal})
+	if err != nil {
+		return err
+	}
+	defer ar.Close()
+	want := map[string]manifest.File{}
+	for _, f := range man.Files {
+		want[f.Path] = f
+	}
+	sawManifest := false
+	for {
+		e, err := ar.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, ar)
+		if err != nil {
+			return err
+		}
+		if e.Name == manifest.Name {
+			sawManifest = true
+			continue
+		}
+		f, ok := want[e.Name]
+		if !ok {
+			return fmt.Errorf("%s is in the file but not in its manifest", e.Name)
+		}
+		if n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+			return fmt.Errorf("%s differs from what was written (%d bytes)", e.Name, n)
+		}
+		delete(want, e.Name)
+	}
+	if !sawManifest {
+		return fmt.Errorf("no %s", manifest.Name)
+	}
+	for name := range want {
+		return fmt.Errorf("%s is missing", name)
+	}
+	return nil
 }
 
 // SensitiveEntryName maps a sensitive file to its archive name: files of the

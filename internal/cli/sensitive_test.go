@@ -34,9 +34,14 @@ func TestSensitiveCycle(t *testing.T) {
 	if r.stdout != "Backup in progress.\n" {
 		t.Fatalf("backup-sensitive printed %q", r.stdout)
 	}
-	st := decodeStatus(t, op.waitStatus(n, "backup-sensitive-status"))
+	line := op.waitStatus(n, "backup-sensitive-status")
+	st := decodeStatus(t, line)
 	if st.Message != "Backup found" {
 		t.Fatalf("sensitive status: %+v\n%s", st, n.log.String())
+	}
+	// Read back before it is called found, as an ordinary backup.
+	if !strings.Contains(line, `"verified":true`) {
+		t.Fatalf("sensitive backup found but not verified: %s", line)
 	}
 	// Both slots at once.
 	op.mustOn(n, "backup", "--password", pw)
