@@ -79,6 +79,7 @@ func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Cl
 			return cr, cr, f, nil
 		}
 	}
+	explicit := o.Password != "" || o.PasswordFile != "" || o.Positional != ""
 	pw, err := o.resolve(env, false)
 	if err != nil {
 		f.Close()
@@ -104,6 +105,16 @@ func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Cl
 		return nil, nil, nil, fmt.Errorf("%s: %w (a file of the original appliance? try --legacy)", o.File, crypt.ErrNotA0)
 	}
 	cr, err := crypt.NewReader(br, []byte(pw))
+	// A sensitive backup's password is in its own variable (as for
+	// recover): with no explicit source, it is tried next.
+	if alt := env.Getenv("A0_BACKUP_SENSITIVE_PASSWORD"); errors.Is(err, crypt.ErrWrongPassword) && !explicit && alt != "" && alt != pw {
+		if _, serr := f.Seek(0, io.SeekStart); serr == nil {
+			br.Reset(f)
+			if cr, err = crypt.NewReader(br, []byte(alt)); err == nil {
+				o.PasswordOptions = PasswordOptions{Password: alt, EnvVars: o.EnvVars}
+			}
+		}
+	}
 	if err != nil {
 		f.Close()
 		return nil, nil, nil, err

@@ -58,6 +58,14 @@ func TestSensitiveCycle(t *testing.T) {
 	if sum := md5.Sum(body); hex.EncodeToString(sum[:]) != st.Arguments.MD5 {
 		t.Fatal("sensitive md5 mismatch")
 	}
+	// Both passwords in the environment, as docs/recovery.md sets them:
+	// verify opens the sensitive file with its own.
+	op.env["A0_BACKUP_PASSWORD"], op.env["A0_BACKUP_SENSITIVE_PASSWORD"] = pw, sensPW
+	if r := op.run("verify", sensFile); r.code != 0 {
+		t.Fatalf("verify of the sensitive file with both variables set: exit %d %s", r.code, r.stderr)
+	}
+	delete(op.env, "A0_BACKUP_PASSWORD")
+	delete(op.env, "A0_BACKUP_SENSITIVE_PASSWORD")
 	files, modes := decryptTar(t, sensFile, sensPW)
 	want := []string{"state/secrets/data-encryption.key", "state/secrets/token-signing.pem", "state/secrets/tls.key", "state/secrets/tls.crt", "state/authorized_keys", "manifest.json"}
 	for _, w := range want {
