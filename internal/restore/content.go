@@ -77,6 +77,9 @@ func Preflight(ctx context.Context, client *mongo.Client, p *PlanResult, opts Op
 	if p.preflighted {
 		return nil
 	}
+	if err := probeNames(ctx, client, p); err != nil {
+		return err
+	}
 	if opts.UsersAndRoles && len(p.authz) > 0 {
 		if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "usersInfo", Value: 1}}).Err(); err != nil {
 			if isUnsupported(err) {

@@ -31,6 +31,7 @@ const (
 // Server error codes this package reacts to.
 const (
 	codeNamespaceExists    = 48
+	codeInvalidNamespace   = 73
 	codeCommandNotFound    = 59
 	codeValidationFailure  = 121
 	codeDuplicateKeyLegacy = 11001
@@ -158,12 +159,40 @@ func CheckTargets(ctx context.Context, client *mongo.Client, p *PlanResult, opts
 		switch {
 		case err == nil:
 			busy = append(busy, c.Namespace())
+		case isCode(err, codeInvalidNamespace):
+			return nameError(c, err)
 		case !errors.Is(err, mongo.ErrNoDocuments):
 			return fmt.Errorf("check %s: %w", c.Namespace(), err)
 		}
 	}
 	if len(busy) > 0 {
 		return &NonEmptyError{Namespaces: busy}
+	}
+	return nil
+}
+
+// nameError is the refusal of a namespace the server cannot hold (FerretDB
+// holds collection names of at most 235 bytes, MongoDB namespaces of 255).
+func nameError(c PlannedCollection, err error) error {
+	return &UnsupportedError{Namespace: c.Namespace(), Feature: fmt.Sprintf("collection name (%d bytes) of", len(c.Name)), Err: err}
+}
+
+// probeNames asks the server about each long name before anything is
+// written: a name it cannot hold is refused then, not after a drop.
+func probeNames(ctx context.Context, client *mongo.Client, p *PlanResult) error {
+	targets := append([]PlannedCollection(nil), p.Collections...)
+	for _, ns := range p.OplogOnly {
+		db, name, _ := strings.Cut(ns, ".")
+		targets = append(targets, PlannedCollection{DB: db, Name: name, Type: "collection"})
+	}
+	for _, c := range targets {
+		if len(c.Name) < 200 {
+			continue // every server holds it
+		}
+		err := client.Database(c.DB).Collection(c.Name).FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+		if isCode(err, codeInvalidNamespace) {
+			return nameError(c, err)
+		}
 	}
 	return nil
 }
