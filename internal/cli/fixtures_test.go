@@ -124,7 +124,7 @@ func fixtureCases() []fixtureCase {
 		{name: "prelude_test/prelude_top_level", path: "prelude_test/prelude_top_level", out: row("test.foo", 1, 1, 1, "ok"), docs: []string{"test.foo=1"}},
 		{name: "prelude_test/server_version_unknown", path: "prelude_test/server_version_unknown", out: row("test.foo", 1, 1, 1, "ok"), docs: []string{"test.foo=1"}},
 		{name: "prelude_test/prelude_db_target", path: "prelude_test/prelude_db_target", out: row("test.foo", 1, 1, 1, "ok"), docs: []string{"test.foo=1"}},
-		{name: "prelude_test/prelude_gzip", path: "prelude_test/prelude_gzip", exit: ExitIntegrity, out: `backup archive refused: invalid archive: "prelude.json.gz": not part of the mongodump layout`},
+		{name: "prelude_test/prelude_gzip", path: "prelude_test/prelude_gzip", exit: ExitIntegrity, out: `backup archive refused: invalid archive: "prelude.json.gz": not part of the mongodump layout \(a gzip-compressed dump directory, mongodump --gzip --out, is not supported: gunzip its files, or dump with --archive --gzip\)`},
 		// Files mongorestore skips with a warning: a0 refuses the archive.
 		{name: "testdirs", path: "testdirs", exit: ExitIntegrity, out: `"badfile.txt": not part of the mongodump layout`},
 		// Archives (mongodump --archive), well-formed and malformed.

@@ -62,7 +62,7 @@ func classify(rel string) (entryName, error) {
 		case strings.HasSuffix(file, bsonSuffix):
 			k, coll = kindBSON, strings.TrimSuffix(file, bsonSuffix)
 		default:
-			return entryName{}, fmt.Errorf("%w: %q: not a .bson or .metadata.json file", ErrInvalidArchive, rel)
+			return entryName{}, layoutError(rel, "not a .bson or .metadata.json file")
 		}
 		// The file name is resolved to a collection name once its
 		// metadata.json is known (resolveName): a shortened name has no
@@ -72,7 +72,16 @@ func classify(rel string) (entryName, error) {
 		}
 		return entryName{kind: k, db: db, file: coll}, nil
 	}
-	return entryName{}, fmt.Errorf("%w: %q: not part of the mongodump layout", ErrInvalidArchive, rel)
+	return entryName{}, layoutError(rel, "not part of the mongodump layout")
+}
+
+// layoutError refuses a file of the archive, saying what to do when it is
+// a file of mongodump --gzip --out (each file gzipped), which a0 does not read.
+func layoutError(name, why string) error {
+	if strings.HasSuffix(name, ".gz") {
+		why += " (a gzip-compressed dump directory, mongodump --gzip --out, is not supported: gunzip its files, or dump with --archive --gzip)"
+	}
+	return fmt.Errorf("%w: %q: %s", ErrInvalidArchive, name, why)
 }
 
 // resolveName is the collection a data or metadata file holds: its file

@@ -184,7 +184,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 				return nil, err
 			}
 		} else if strings.Count(e.Name, "/") > maxNameParts {
-			return nil, fmt.Errorf("%w: %q: not part of the mongodump layout", ErrInvalidArchive, e.Name)
+			return nil, layoutError(e.Name, "not part of the mongodump layout")
 		}
 		switch {
 		case base == "manifest.json":
@@ -233,7 +233,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 				continue
 			}
 		default:
-			return nil, fmt.Errorf("%w: %q: not part of the mongodump layout", ErrInvalidArchive, e.Name)
+			return nil, layoutError(e.Name, "not part of the mongodump layout")
 		}
 		files = append(files, fs)
 	}
