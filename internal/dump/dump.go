@@ -77,6 +77,15 @@ type Options struct {
 	// ReadPreference and reads the collections and the oplog from it, so
 	// data and oplog come from one server (see docs/consistency.md).
 	Pin func(ctx context.Context, member string) (*mongo.Client, error)
+	// OplogTail, when set, is how the one-pass capture (FerretDB, see
+	// docs/consistency.md) reads the oplog: it copies the entries
+	// inserted at or after since into a new collection of the local
+	// database and returns its name and a function that drops it; the
+	// capture reads that collection, with the same filter, instead of
+	// local.oplog.rs, so the server decodes the oplog's tail only and
+	// not all of it. The agent's embedded server gives
+	// devappliance.Server.CopyOplogSince.
+	OplogTail func(ctx context.Context, since time.Time) (string, func(context.Context) error, error)
 }
 
 // Progress is updated by Run and may be read at any time from any goroutine.
@@ -267,6 +276,9 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	if opts.Oplog == OplogAuto {
 		if tl, err = startTailer(ctx, client, rp, sp, ferret && !testHookTailFerretDB); err != nil {
 			return nil, err
+		}
+		if tl.onePass {
+			tl.copyTail = opts.OplogTail
 		}
 		defer tl.closeSpool()
 	}

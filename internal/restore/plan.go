@@ -65,6 +65,14 @@ type Options struct {
 	// mongodump archive the documents of collections that interleave with
 	// the one being read. They are removed as soon as read.
 	SpoolDir string
+	// IndexIDLookups, when set, is called before an idempotent oplog
+	// replay (a server without applyOps), once per database, with the
+	// restored collections of it that the oplog names: it makes the
+	// replay's updates and deletes by _id cheap on the target. For the
+	// embedded FerretDB it is devappliance.Server.IndexIDLookups (an
+	// SQLite index on the expression FerretDB's _id pushdown filters by;
+	// without it every such write scans its collection).
+	IndexIDLookups func(ctx context.Context, db string, colls []string) error
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
