@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // FerretDB v1.24.2 on SQLite pushes a filter of exactly one key, `_id`
@@ -54,18 +55,11 @@ func IndexIDLookups(ctx context.Context, dir, db string, colls []string) (int, e
 	} else if err != nil {
 		return 0, fmt.Errorf("devappliance: index _id lookups of %s: %w", db, err)
 	}
-	u := &url.URL{Scheme: "file", Path: path}
-	q := url.Values{}
-	// FerretDB writes the same file from its own connections: wait for
-	// its write lock rather than fail.
-	q.Add("_pragma", "busy_timeout(60000)")
-	u.RawQuery = q.Encode()
-	sdb, err := sql.Open("sqlite", u.String())
+	sdb, err := openFile(dir, db)
 	if err != nil {
 		return 0, fmt.Errorf("devappliance: index _id lookups of %s: %w", db, err)
 	}
 	defer sdb.Close()
-	sdb.SetMaxOpenConns(1)
 	want := map[string]bool{}
 	for _, c := range colls {
 		want[c] = true
@@ -107,4 +101,64 @@ func IndexIDLookups(ctx context.Context, dir, db string, colls []string) (int, e
 		made++
 	}
 	return made, nil
+}
+
+// openFile opens the SQLite file of database db beside FerretDB's own
+// connections, waiting for its locks.
+func openFile(dir, db string) (*sql.DB, error) {
+	u := &url.URL{Scheme: "file", Path: filepath.Join(dir, db+".sqlite")}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(60000)")
+	u.RawQuery = q.Encode()
+	sdb, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return nil, err
+	}
+	sdb.SetMaxOpenConns(1)
+	return sdb, nil
+}
+
+// Catalog answers, from the SQLite files, what FerretDB answers slowly:
+// the database list (its listDatabases computes every database's size by
+// walking every page, the oplog's too) and document counts (collStats
+// does the same). It implements dump.Catalog.
+type Catalog struct{ dir string }
+
+// Catalog returns the server's Catalog.
+func (s *Server) Catalog() Catalog { return Catalog{dir: s.dir} }
+
+// Databases names the databases: one SQLite file each, as FerretDB lists
+// them.
+func (c Catalog) Databases(ctx context.Context) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(c.dir, "*.sqlite"))
+	if err != nil {
+		return nil, fmt.Errorf("devappliance: list databases: %w", err)
+	}
+	out := make([]string, 0, len(files))
+	for _, f := range files {
+		out = append(out, strings.TrimSuffix(filepath.Base(f), ".sqlite"))
+	}
+	return out, nil
+}
+
+// Count counts the rows of db.coll's table (0 when it does not exist).
+func (c Catalog) Count(ctx context.Context, db, coll string) (int64, error) {
+	sdb, err := openFile(c.dir, db)
+	if err != nil {
+		return 0, fmt.Errorf("devappliance: count %s.%s: %w", db, coll, err)
+	}
+	defer sdb.Close()
+	var table string
+	err = sdb.QueryRowContext(ctx, `SELECT table_name FROM `+metadataTable+` WHERE name = ?`, coll).Scan(&table)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("devappliance: count %s.%s: %w", db, coll, err)
+	}
+	var n int64
+	if err := sdb.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %q`, table)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("devappliance: count %s.%s: %w", db, coll, err)
+	}
+	return n, nil
 }

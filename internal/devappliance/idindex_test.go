@@ -86,6 +86,17 @@ func TestIndexIDLookups(t *testing.T) {
 	if err != nil || len(specs) != 1 {
 		t.Fatalf("listIndexes = %v, %v; want only _id_", specs, err)
 	}
+	// The Catalog counts rows and lists database files as FerretDB does.
+	cat := s.Catalog()
+	if dbs, err := cat.Databases(ctx); err != nil || strings.Join(dbs, ",") != "app" {
+		t.Fatalf("Catalog databases = %v, %v; want [app]", dbs, err)
+	}
+	if n, err := cat.Count(ctx, "app", "c"); err != nil || n != 50 {
+		t.Fatalf("Catalog count = %d, %v; want 50", n, err)
+	}
+	if n, err := cat.Count(ctx, "app", "missing"); err != nil || n != 0 {
+		t.Fatalf("Catalog count of a missing collection = %d, %v", n, err)
+	}
 	// SQLite re-reads the schema on a connection's next transaction, but
 	// its EXPLAIN QUERY PLAN does not start one: the plans are checked on
 	// fresh connections, after a restart on the same files.

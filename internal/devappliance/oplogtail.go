@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -62,16 +60,11 @@ func (s *Server) CopyOplogSince(ctx context.Context, client *mongo.Client, since
 }
 
 func (s *Server) copyOplogRows(ctx context.Context, name string, since time.Time) error {
-	u := &url.URL{Scheme: "file", Path: filepath.Join(s.dir, OplogDB+".sqlite")}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(60000)")
-	u.RawQuery = q.Encode()
-	sdb, err := sql.Open("sqlite", u.String())
+	sdb, err := openFile(s.dir, OplogDB)
 	if err != nil {
 		return fmt.Errorf("devappliance: copy oplog tail: %w", err)
 	}
 	defer sdb.Close()
-	sdb.SetMaxOpenConns(1)
 	table := func(coll string) (string, error) {
 		var t string
 		err := sdb.QueryRowContext(ctx, `SELECT table_name FROM `+metadataTable+` WHERE name = ?`, coll).Scan(&t)

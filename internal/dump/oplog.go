@@ -582,14 +582,15 @@ func (e *DDLError) Error() string {
 // a listed collection that is gone, or whose index count changed, fails it
 // too: a MongoDB oplog holds the drop or the index build, which the
 // restore replays.
-func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, intents []intent, dumped []manifest.Collection, noDDL bool) error {
+func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, cat Catalog, intents []intent, dumped []manifest.Collection, noDDL bool) error {
 	byUUID := map[string]string{}
 	for _, in := range intents {
 		if in.uuid != "" {
 			byUUID[in.uuid] = in.db + "." + in.name
 		}
 	}
-	now, err := listIntents(ctx, client, rp)
+	// Names and UUIDs only: no size estimates.
+	now, err := listIntents(ctx, client, rp, cat, false)
 	if err != nil {
 		return err
 	}
