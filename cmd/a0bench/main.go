@@ -28,10 +28,18 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bench"
+	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/restore"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "fresh-server" {
+		code, err := freshServer(os.Args[2:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+		}
+		os.Exit(code)
+	}
 	if len(os.Args) > 1 && (os.Args[1] == bench.ChildArg || os.Args[1] == bench.RestoreChildArg) {
 		f := child
 		if os.Args[1] == bench.RestoreChildArg {
@@ -81,12 +89,65 @@ func restoreChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := bench.RestoreDB(context.Background(), args[0], args[1], []byte(os.Getenv(bench.PasswordEnv)), restore.Options{Parallel: par})
+	opts := restore.Options{Parallel: par}
+	if dir := os.Getenv(freshDirEnv); dir != "" {
+		// The target is an embedded server on dir (fresh-server): the
+		// oplog replay's _id lookups get their index, as in the agent.
+		opts.IndexIDLookups = func(ctx context.Context, db string, colls []string) error {
+			_, err := devappliance.IndexIDLookups(ctx, dir, db, colls)
+			return err
+		}
+		opts.Count = devappliance.CatalogOf(dir).Count
+	}
+	r, err := bench.RestoreDB(context.Background(), args[0], args[1], []byte(os.Getenv(bench.PasswordEnv)), opts)
 	if err != nil {
 		return err
 	}
 	r.PeakRSS = bench.SelfPeakRSS()
 	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// freshDirEnv and freshURIEnv tell the command fresh-server runs where its
+// server keeps its files and listens.
+const (
+	freshDirEnv = "A0BENCH_DB_DIR"
+	freshURIEnv = "A0BENCH_URI"
+)
+
+// freshServer is `a0bench fresh-server CMD [ARG...]`: a new embedded
+// FerretDB (SQLite, no oplog) in a temporary directory for the one run of
+// CMD, which finds it in $A0BENCH_URI (and its files in $A0BENCH_DB_DIR);
+// the server and its files are gone afterwards. It exits with CMD's code:
+// a restore into a fresh server as one command, for timing it against
+// another (e.g. `a0bench fresh-server sh -c 'openssl enc -d ... <F |
+// mongorestore --uri "$A0BENCH_URI" --archive --gzip --noIndexRestore'`
+// against `a0bench fresh-server sh -c 'a0bench restore-child F "$A0BENCH_URI" 0'`).
+func freshServer(args []string) (int, error) {
+	if len(args) == 0 {
+		return 2, errors.New("usage: a0bench fresh-server CMD [ARG...]")
+	}
+	dir, err := os.MkdirTemp("", "a0bench-fresh-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+	if err != nil {
+		return 1, err
+	}
+	defer srv.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), freshURIEnv+"="+srv.URI(), freshDirEnv+"="+dir)
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return 1, err
+	}
+	return 0, nil
 }
 
 // Row is one figure of the report.

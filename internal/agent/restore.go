@@ -396,6 +396,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 			_, err := a.embed.IndexIDLookups(ctx, db, colls)
 			return err
 		}
+		opts.Count = a.embed.Catalog().Count
 	}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJob(src, opts)); err != nil {
 		clear(src.fileKey)

@@ -161,7 +161,7 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 		opts := restore.Options{IndexIDLookups: func(ctx context.Context, db string, colls []string) error {
 			_, err := tsrv.IndexIDLookups(ctx, db, colls)
 			return err
-		}}
+		}, Count: tsrv.Catalog().Count}
 		r, err := RestoreDB(ctx, a0File, tsrv.URI(), []byte(password), opts)
 		tsrv.Close()
 		os.RemoveAll(dir)

@@ -127,6 +127,9 @@ type Catalog struct{ dir string }
 // Catalog returns the server's Catalog.
 func (s *Server) Catalog() Catalog { return Catalog{dir: s.dir} }
 
+// CatalogOf is the Catalog of the SQLite directory dir of a server.
+func CatalogOf(dir string) Catalog { return Catalog{dir: dir} }
+
 // Databases names the databases: one SQLite file each, as FerretDB lists
 // them.
 func (c Catalog) Databases(ctx context.Context) ([]string, error) {

@@ -73,6 +73,12 @@ type Options struct {
 	// SQLite index on the expression FerretDB's _id pushdown filters by;
 	// without it every such write scans its collection).
 	IndexIDLookups func(ctx context.Context, db string, colls []string) error
+	// Count, when set, gives the count check each restored collection's
+	// document count instead of collStats: the embedded server's
+	// devappliance Catalog.Count counts the table's rows in SQL, where
+	// FerretDB's collStats also walks every page of the database file
+	// for its sizes (a second or more per collection on a live-sized one).
+	Count func(ctx context.Context, db, coll string) (int64, error)
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
