@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -83,15 +84,20 @@ func (c ctxReadSeeker) Read(p []byte) (int, error) {
 
 func (c ctxReadSeeker) Seek(off int64, whence int) (int64, error) { return c.rs.Seek(off, whence) }
 
-// startKeyJob starts a job that a revoke of the key of r stops.
+// startKeyJob starts a job that a revoke of the key of r stops. The watch
+// is a child of the job's own context: ending it when the job returns must
+// not cancel the context the job runner reads to tell a job the agent's
+// stop interrupted from one that failed on its own.
 func (a *Agent) startKeyJob(r *http.Request, kind string, fn job.Func) error {
-	ctx, stop := a.whileAuthorized(a.ctx, requestKey(r.Context()), kind)
-	err := a.jobs.Start(ctx, kind, func(ctx context.Context, j *job.Job) (any, error) {
+	pub := requestKey(r.Context())
+	return a.jobs.Start(a.ctx, kind, func(ctx context.Context, j *job.Job) (any, error) {
+		wctx, stop := a.whileAuthorized(ctx, pub, kind)
 		defer stop()
-		return fn(ctx, j)
+		res, err := fn(wctx, j)
+		if err != nil && errors.Is(context.Cause(wctx), errRevoked) {
+			// Say why the job stopped, not only "context canceled".
+			err = fmt.Errorf("stopped: %w (%w)", errRevoked, err)
+		}
+		return res, err
 	})
-	if err != nil {
-		stop()
-	}
-	return err
 }

@@ -45,6 +45,9 @@ func subcommands() []subcommand {
 			"consent, on the node itself, to the next restore-sensitive (or recover) replacing authorized_keys and the node's TLS key and certificate (single use, expires)",
 			func(ctx context.Context) error { return runAllowRecoveryCmd([]string{"--help"}, io.Discard) },
 			[]string{"a0agent allow-recovery --state-dir /var/lib/a0agent --for 30m"}},
+		{"fingerprint", "a0agent fingerprint --state-dir DIR", "print the node certificate's fingerprint, to compare with what a0cli shows on first contact",
+			func(ctx context.Context) error { return runFingerprintCmd([]string{"--help"}, io.Discard) },
+			[]string{"a0agent fingerprint --state-dir /var/lib/a0agent"}},
 		{"version", "a0agent version", "print the version", nil, []string{"a0agent version"}},
 		{"help", "a0agent help [COMMAND]", "print the usage, or a command's flags and examples", nil, []string{"a0agent help seed"}},
 	}

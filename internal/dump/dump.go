@@ -89,6 +89,10 @@ type Options struct {
 	// Catalog, when set, answers the listing's slow questions on FerretDB
 	// (devappliance.Server): see Catalog.
 	Catalog Catalog
+	// AfterOplogStart, when set, runs once the oplog start is taken and
+	// before the collections are listed (the agent's test hold point
+	// "backup-oplog": a test changes the oplog there, mid-job).
+	AfterOplogStart func(ctx context.Context)
 }
 
 // Catalog answers what FerretDB v1.24.2 answers slowly: listDatabases
@@ -298,6 +302,9 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 			tl.copyTail = opts.OplogTail
 		}
 		defer tl.closeSpool()
+	}
+	if opts.AfterOplogStart != nil {
+		opts.AfterOplogStart(ctx)
 	}
 
 	var cat Catalog
