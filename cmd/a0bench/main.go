@@ -28,10 +28,18 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bench"
+	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/restore"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "fresh-server" {
+		code, err := freshServer(os.Args[2:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+		}
+		os.Exit(code)
+	}
 	if len(os.Args) > 1 && (os.Args[1] == bench.ChildArg || os.Args[1] == bench.RestoreChildArg) {
 		f := child
 		if os.Args[1] == bench.RestoreChildArg {
@@ -81,12 +89,65 @@ func restoreChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := bench.RestoreDB(context.Background(), args[0], args[1], []byte(os.Getenv(bench.PasswordEnv)), restore.Options{Parallel: par})
+	opts := restore.Options{Parallel: par}
+	if dir := os.Getenv(freshDirEnv); dir != "" {
+		// The target is an embedded server on dir (fresh-server): the
+		// oplog replay's _id lookups get their index, as in the agent.
+		opts.IndexIDLookups = func(ctx context.Context, db string, colls []string) error {
+			_, err := devappliance.IndexIDLookups(ctx, dir, db, colls)
+			return err
+		}
+		opts.Count = devappliance.CatalogOf(dir).Count
+	}
+	r, err := bench.RestoreDB(context.Background(), args[0], args[1], []byte(os.Getenv(bench.PasswordEnv)), opts)
 	if err != nil {
 		return err
 	}
 	r.PeakRSS = bench.SelfPeakRSS()
 	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// freshDirEnv and freshURIEnv tell the command fresh-server runs where its
+// server keeps its files and listens.
+const (
+	freshDirEnv = "A0BENCH_DB_DIR"
+	freshURIEnv = "A0BENCH_URI"
+)
+
+// freshServer is `a0bench fresh-server CMD [ARG...]`: a new embedded
+// FerretDB (SQLite, no oplog) in a temporary directory for the one run of
+// CMD, which finds it in $A0BENCH_URI (and its files in $A0BENCH_DB_DIR);
+// the server and its files are gone afterwards. It exits with CMD's code:
+// a restore into a fresh server as one command, for timing it against
+// another (e.g. `a0bench fresh-server sh -c 'openssl enc -d ... <F |
+// mongorestore --uri "$A0BENCH_URI" --archive --gzip --noIndexRestore'`
+// against `a0bench fresh-server sh -c 'a0bench restore-child F "$A0BENCH_URI" 0'`).
+func freshServer(args []string) (int, error) {
+	if len(args) == 0 {
+		return 2, errors.New("usage: a0bench fresh-server CMD [ARG...]")
+	}
+	dir, err := os.MkdirTemp("", "a0bench-fresh-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+	if err != nil {
+		return 1, err
+	}
+	defer srv.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), freshURIEnv+"="+srv.URI(), freshDirEnv+"="+dir)
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return 1, err
+	}
+	return 0, nil
 }
 
 // Row is one figure of the report.
@@ -118,6 +179,7 @@ type Report struct {
 	// RestoreDB holds the restore-into-FerretDB comparison at two sizes.
 	RestoreDB []*bench.RestoreDBFigures `json:"restore_db,omitempty"`
 	Load      *bench.LoadFigures        `json:"load,omitempty"`
+	Live      *bench.LiveFigures        `json:"live,omitempty"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -141,6 +203,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loadClients := fs.Int("load-clients", 50, "concurrent clients for the load figure")
 	loadSecs := fs.Duration("load-seconds", 30*time.Second, "how long the clients run")
 	loadPause := fs.Duration("load-pause", 0, "pause of each client between requests (0: closed loop, as fast as answered)")
+	live := fs.Bool("live", false, "also run the live comparison (issue 14): load a server so its oplog holds the load, then a0 backup and restore against mongodump | openssl and openssl -d | mongorestore on it")
+	liveUsers := fs.Int("live-users", 60000, "users seeded for --live (60000: about 50 MiB of BSON)")
+	liveRuns := fs.Int("live-runs", 3, "runs of each tool for --live, in turn (a0, stock, a0, stock...)")
+	tools := fs.String("tools", "../shared/tools/mongo-tools-100.18.0", "directory of the stock mongodump and mongorestore (--live)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -239,6 +305,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		os.RemoveAll(filepath.Join(work, "load"))
 		rep.Load = f
 		fillLoad(rep, *loadSecs)
+	}
+	if *live {
+		f, err := bench.MeasureLive(ctx, mkdir(work, "live"), *tools, *liveUsers, *liveRuns, password, logf)
+		if err != nil {
+			return err
+		}
+		os.RemoveAll(filepath.Join(work, "live"))
+		rep.Live = f
+		fillLive(rep)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -607,4 +682,39 @@ func fillLoad(rep *Report, d time.Duration) {
 	rep.Notes = append(rep.Notes, fmt.Sprintf("load: backup alone %s, under load %.1f s (%.2f MB/s): drop %.1f%%; %.0f requests/s; max latency %.1f ms; load window inside the backup: %v; %d docs, %.1f MB BSON seeded in %.0f s%s",
 		strings.Join(alone, " and "), f.Loaded.Seconds, f.Loaded.MBps(), 100*f.Drop(), float64(l.Requests)/l.Seconds, l.Maxms, f.Covered, f.Documents, float64(f.BSONBytes)/1e6, f.SeedSecs,
 		map[bool]string{true: "", false: "; first error: " + l.FirstError}[l.Errors == 0]))
+}
+
+func fillLive(rep *Report) {
+	yes := func(b bool) *bool { return &b }
+	f := rep.Live
+	var a0b, first, reads, after, a0r, a0data []float64
+	for _, b := range f.A0Backup {
+		a0b, first, reads, after = append(a0b, b.Seconds), append(first, b.FirstByte), append(reads, b.Reads), append(after, b.After)
+	}
+	for _, r := range f.A0Restore {
+		a0r, a0data = append(a0r, r.Seconds), append(a0data, r.DataDocsPerSec())
+	}
+	br, rr := bench.Median(f.BackupRatios), bench.Median(f.RestoreRatios)
+	stockDocs := float64(f.StockDocs) / bench.Median(f.StockRestore)
+	rep.Rows = append(rep.Rows,
+		Row{Figure: fmt.Sprintf("live: backup speed-up over mongodump --archive --gzip | openssl (%d users, %.1f MB BSON, oplog %.1f MB)", f.Users, float64(f.DataBytes)/1e6, float64(f.OplogBytes)/1e6),
+			A0: br, Unit: "x", Goal: ">= 2x", Met: yes(br >= 2)},
+		Row{Figure: "  live: point-in-time backup, start to Backup found", A0: bench.Median(a0b), Baseline: bench.Median(f.StockBackup), BaseName: "mongodump | openssl enc, s", Unit: "s"},
+		Row{Figure: "live: whole restore speed-up over openssl -d | mongorestore --noIndexRestore", A0: rr, Unit: "x", Goal: ">= 1x (no slower)", Met: yes(rr >= 1)},
+		Row{Figure: "  live: whole restore (auth pass, data, indexes, oplog replay, count)", A0: bench.Median(a0r), Baseline: bench.Median(f.StockRestore), BaseName: "openssl -d | mongorestore, s", Unit: "s"},
+		Row{Figure: "  live: restore data phase", A0: bench.Median(a0data), Baseline: stockDocs, BaseName: "mongorestore, whole run", Unit: "docs/s"},
+	)
+	ratios := func(xs []float64) string {
+		var s []string
+		for _, x := range xs {
+			s = append(s, fmt.Sprintf("%.2f", x))
+		}
+		return strings.Join(s, " ")
+	}
+	rep.Notes = append(rep.Notes,
+		fmt.Sprintf("live: %d docs seeded in %.0f s through FerretDB; the oplog holds %d entries, %.1f MB (%.2fx the data); a0 file %.1f MB, stock file %.1f MB",
+			f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
+		fmt.Sprintf("live: a0 backup phases (medians): to the first byte (oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s", bench.Median(first), bench.Median(reads), bench.Median(after)),
+		fmt.Sprintf("live: pair by pair (stock / a0): backup %s; restore %s; the restore replayed %d oplog entries", ratios(f.BackupRatios), ratios(f.RestoreRatios), f.OplogReplayed),
+	)
 }

@@ -268,7 +268,7 @@ func (a *Agent) connect(ctx context.Context) error {
 		if keep <= 0 {
 			keep = 1_000_000
 		}
-		go devappliance.RunOplogTrimmer(a.ctx, c, 30*time.Second, keep)
+		go a.embed.RunOplogTrimmer(a.ctx, c, 30*time.Second, keep)
 	}
 	return nil
 }

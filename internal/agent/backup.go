@@ -91,6 +91,14 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 			// connection to the member the read preference picks.
 			opts.Pin = a.pinMember
 		}
+		if a.embed != nil {
+			// The oplog's tail by its insertion key, not a decode of all
+			// of it (issue 14): see devappliance.Server.CopyOplogSince.
+			opts.Catalog = a.embed.Catalog()
+			opts.OplogTail = func(ctx context.Context, since time.Time) (string, func(context.Context) error, error) {
+				return a.embed.CopyOplogSince(ctx, a.client, since)
+			}
+		}
 		if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
 			s.Abort()
 			return nil, err

@@ -237,7 +237,11 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		if req.AllowPrimary {
 			rp = readpref.Primary()
 		}
-		colls, bytes, err := dump.Totals(r.Context(), a.client, rp)
+		var cat dump.Catalog
+		if a.embed != nil {
+			cat = a.embed.Catalog()
+		}
+		colls, bytes, err := dump.Totals(r.Context(), a.client, rp, cat)
 		if err != nil {
 			a.log.Warn("could not measure the backup's totals before it starts", "err", err)
 		}

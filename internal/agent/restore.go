@@ -398,6 +398,15 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	src.wantSHA256 = req.UploadSHA256
 	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir(),
 		StopOnError: req.StopOnError, UsersAndRoles: req.UsersAndRoles}
+	if a.embed != nil {
+		// The replay's writes by _id search an index instead of scanning
+		// (issue 14): see devappliance.IndexIDLookups.
+		opts.IndexIDLookups = func(ctx context.Context, db string, colls []string) error {
+			_, err := a.embed.IndexIDLookups(ctx, db, colls)
+			return err
+		}
+		opts.Count = a.embed.Catalog().Count
+	}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJob(src, opts)); err != nil {
 		clear(src.fileKey)
 		return err

@@ -52,6 +52,8 @@ type DBResult struct {
 	IndexErrors int     `json:"index_errors,omitempty"`
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 	PeakRSS     int64   `json:"peak_rss,omitempty"`
+	// OplogApplied is the oplog entries the restore replayed.
+	OplogApplied int64 `json:"oplog_applied,omitempty"`
 }
 
 // DocsPerSec is documents written per second of wall time.
@@ -220,7 +222,8 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 	if err != nil {
 		return DBResult{}, fmt.Errorf("restore run: %w", err)
 	}
-	res := DBResult{Seconds: time.Since(start).Seconds(), PlanSeconds: planSecs, InsertSeconds: insertSecs, OK: rep.OK, Parallel: opts.Parallel}
+	res := DBResult{Seconds: time.Since(start).Seconds(), PlanSeconds: planSecs, InsertSeconds: insertSecs, OK: rep.OK, Parallel: opts.Parallel,
+		OplogApplied: rep.OplogApplied}
 	if insertSecs == 0 {
 		res.InsertSeconds = res.Seconds
 	}

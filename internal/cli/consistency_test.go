@@ -376,6 +376,13 @@ func TestPointInTime(t *testing.T) {
 	// Writes before the backup's oplog start, during the dump (200 in a
 	// row: 50 of each kind), and after it ends.
 	w.waitWrites(t, 20)
+	// On FerretDB the oplog start is the server clock's second minus one
+	// (docs/consistency.md): writes of the last two seconds can be after
+	// it. The backup starts two clock seconds after the 20th write, so
+	// that some writes are before its start however fast the backup
+	// request is (the writer keeps writing meanwhile).
+	first := time.Now()
+	time.Sleep(time.Until(time.Unix(first.Unix()+2, 0).Add(100 * time.Millisecond)))
 	op.mustOn(src, "backup")
 	h.wait(t, agent.HoldBackupOplog)
 	w.waitWrites(t, w.n.Load()+200)

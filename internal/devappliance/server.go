@@ -9,10 +9,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -37,6 +39,7 @@ type Config struct {
 // Server is a running embedded FerretDB.
 type Server struct {
 	uri    string
+	dir    string // the SQLite files
 	cancel context.CancelFunc
 	done   chan error
 
@@ -79,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	// The server outlives the ctx of Start: it stops on Close.
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{uri: f.MongoDBURI(), cancel: cancel, done: make(chan error, 1)}
+	s := &Server{uri: f.MongoDBURI(), dir: abs, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- f.Run(runCtx) }()
 
 	if err := s.waitReady(ctx); err != nil {
@@ -124,8 +127,27 @@ func (s *Server) ensureOplog(ctx context.Context, entries int64) error {
 		return fmt.Errorf("devappliance: connect: %w", err)
 	}
 	defer c.Disconnect(context.Background())
-	_, err = EnsureOplogMax(ctx, c, entries)
-	return err
+	if _, err = EnsureOplogMax(ctx, c, entries); err != nil {
+		return err
+	}
+	return dropOplogTails(ctx, c)
+}
+
+// dropOplogTails drops the copies CopyOplogSince left behind when the
+// process stopped before their backup ended.
+func dropOplogTails(ctx context.Context, c *mongo.Client) error {
+	names, err := c.Database(OplogDB).ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("devappliance: list %s: %w", OplogDB, err)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, OplogTailPrefix) {
+			if err := c.Database(OplogDB).Collection(n).Drop(ctx); err != nil {
+				return fmt.Errorf("devappliance: drop %s.%s: %w", OplogDB, n, err)
+			}
+		}
+	}
+	return nil
 }
 
 // URI is the mongodb:// connection string of the running server.

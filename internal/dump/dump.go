@@ -77,10 +77,36 @@ type Options struct {
 	// ReadPreference and reads the collections and the oplog from it, so
 	// data and oplog come from one server (see docs/consistency.md).
 	Pin func(ctx context.Context, member string) (*mongo.Client, error)
+	// OplogTail, when set, is how the one-pass capture (FerretDB, see
+	// docs/consistency.md) reads the oplog: it copies the entries
+	// inserted at or after since into a new collection of the local
+	// database and returns its name and a function that drops it; the
+	// capture reads that collection, with the same filter, instead of
+	// local.oplog.rs, so the server decodes the oplog's tail only and
+	// not all of it. The agent's embedded server gives
+	// devappliance.Server.CopyOplogSince.
+	OplogTail func(ctx context.Context, since time.Time) (string, func(context.Context) error, error)
+	// Catalog, when set, answers the listing's slow questions on FerretDB
+	// (devappliance.Server): see Catalog.
+	Catalog Catalog
 	// AfterOplogStart, when set, runs once the oplog start is taken and
 	// before the collections are listed (the agent's test hold point
 	// "backup-oplog": a test changes the oplog there, mid-job).
 	AfterOplogStart func(ctx context.Context)
+}
+
+// Catalog answers what FerretDB v1.24.2 answers slowly: listDatabases
+// computes every database's SQLite size (its dbstat walks every page, the
+// oplog's too: seconds on a live server), and collStats does the same per
+// collection; a dump asks for both at its start and its end. The embedded
+// server lists its database files and counts a table's rows in SQL. Only
+// used when the server is FerretDB.
+type Catalog interface {
+	// Databases names every database.
+	Databases(ctx context.Context) ([]string, error)
+	// Count is the number of documents of db.coll, for the progress
+	// estimate.
+	Count(ctx context.Context, db, coll string) (int64, error)
 }
 
 // Progress is updated by Run and may be read at any time from any goroutine.
@@ -272,13 +298,20 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		if tl, err = startTailer(ctx, client, rp, sp, ferret && !testHookTailFerretDB); err != nil {
 			return nil, err
 		}
+		if tl.onePass {
+			tl.copyTail = opts.OplogTail
+		}
 		defer tl.closeSpool()
 	}
 	if opts.AfterOplogStart != nil {
 		opts.AfterOplogStart(ctx)
 	}
 
-	intents, err := listIntents(ctx, client, rp)
+	var cat Catalog
+	if ferret {
+		cat = opts.Catalog
+	}
+	intents, err := listIntents(ctx, client, rp, cat, true)
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +472,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 			return nil, err
 		}
 		if tl.active {
-			if err := checkCatalog(ctx, client, rp, intents, m.Collections, ferret); err != nil {
+			if err := checkCatalog(ctx, client, rp, cat, intents, m.Collections, ferret); err != nil {
 				return nil, err
 			}
 			if err := checkMember(ctx, client, m.Source); err != nil {
@@ -565,9 +598,23 @@ func number(v bson.RawValue) int64 {
 	return 0
 }
 
-func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref) ([]intent, error) {
-	dbs, err := databases(ctx, client)
-	if err != nil {
+// listIntents lists the collections to dump; with sizes, each with its
+// size estimate (collStats, or the Catalog's count when cat is set).
+func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, cat Catalog, sizes bool) ([]intent, error) {
+	var dbs []string
+	var err error
+	if cat != nil {
+		var all []string
+		if all, err = cat.Databases(ctx); err != nil {
+			return nil, fmt.Errorf("dump: list databases: %w", err)
+		}
+		for _, n := range all {
+			if !skipDatabase(n) {
+				dbs = append(dbs, n)
+			}
+		}
+		sort.Strings(dbs)
+	} else if dbs, err = databases(ctx, client); err != nil {
 		return nil, err
 	}
 	var out []intent
@@ -581,13 +628,13 @@ func listIntents(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 			if skipNamespace(dbName, s.Name) {
 				continue
 			}
-			out = append(out, newIntent(ctx, db, s))
+			out = append(out, newIntent(ctx, db, s, cat, sizes))
 		}
 	}
 	return out, nil
 }
 
-func newIntent(ctx context.Context, db *mongo.Database, s mongo.CollectionSpecification) intent {
+func newIntent(ctx context.Context, db *mongo.Database, s mongo.CollectionSpecification, cat Catalog, sizes bool) intent {
 	in := intent{db: db.Name(), name: s.Name, typ: s.Type, options: s.Options,
 		base: db.Name() + "/" + dumpname.Escape(s.Name)}
 	if in.typ == "" {
@@ -598,6 +645,16 @@ func newIntent(ctx context.Context, db *mongo.Database, s mongo.CollectionSpecif
 	}
 	if in.typ == "timeseries" {
 		in.dataColl, in.dataBase = bucketsOf(db.Name(), s.Name)
+	}
+	if !sizes {
+		return in
+	}
+	if cat != nil && in.typ == "collection" {
+		// The estimate comes from refineEstimates (count x sample).
+		if n, err := cat.Count(ctx, db.Name(), s.Name); err == nil {
+			in.count = n
+		}
+		return in
 	}
 	if in.typ == "collection" || in.typ == "timeseries" {
 		var st bson.Raw
@@ -768,13 +825,17 @@ func refineEstimates(ctx context.Context, client *mongo.Client, rp *readpref.Rea
 // collections (and views) and the estimated BSON bytes of their documents,
 // as Run's Progress reports them. The agent shows them from the first
 // status of a backup, before Run has listed anything itself.
-func Totals(ctx context.Context, client *mongo.Client, rpref *readpref.ReadPref) (collections, bytes int64, err error) {
+// cat is Options.Catalog (nil for none).
+func Totals(ctx context.Context, client *mongo.Client, rpref *readpref.ReadPref, cat Catalog) (collections, bytes int64, err error) {
 	src, ferret, err := source(ctx, client, "")
 	if err != nil {
 		return 0, 0, err
 	}
+	if !ferret {
+		cat = nil
+	}
 	rp := readPreference(rpref, src.ReplicaSet)
-	intents, err := listIntents(ctx, client, rp)
+	intents, err := listIntents(ctx, client, rp, cat, true)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -868,7 +929,7 @@ func lookup(ctx context.Context, db *mongo.Database, in intent) (*intent, error)
 			uuid = hex.EncodeToString(s.UUID.Data)
 		}
 		if in.uuid != "" && uuid == in.uuid {
-			now := newIntent(ctx, db, s)
+			now := newIntent(ctx, db, s, nil, true)
 			return &now, nil
 		}
 		if s.Name == in.name {
@@ -878,7 +939,7 @@ func lookup(ctx context.Context, db *mongo.Database, in intent) (*intent, error)
 	if sameName == nil {
 		return nil, nil
 	}
-	now := newIntent(ctx, db, *sameName)
+	now := newIntent(ctx, db, *sameName, nil, true)
 	return &now, nil
 }
 

@@ -64,6 +64,9 @@ type tailer struct {
 	// identity (ts and _id): an oplog dropped and recreated within the same
 	// second can start with an entry of the same ts.
 	firstOldest entryID
+	// copyTail, when set, copies the oplog's tail for readOnce
+	// (Options.OplogTail).
+	copyTail func(ctx context.Context, since time.Time) (string, func(context.Context) error, error)
 }
 
 // startTailer records the start position. It returns an inactive tailer
@@ -296,12 +299,24 @@ func (t *tailer) readOnce(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	coll := t.coll
+	if t.copyTail != nil {
+		// One statement copies the tail by the capped table's insertion
+		// key (see Options.OplogTail): the same entries, and some older
+		// ones the filter below drops, without a decode of the whole oplog.
+		name, release, err := t.copyTail(ctx, t.startWall)
+		if err != nil {
+			return fmt.Errorf("dump: read oplog: %w", err)
+		}
+		defer release(context.WithoutCancel(ctx))
+		coll = t.coll.Database().Collection(name)
+	}
 	for failures := 0; ; {
 		from := t.start
 		if st.after != nil {
 			from = *st.after
 		}
-		cur, err := t.coll.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from}}}},
+		cur, err := coll.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from}}}},
 			options.Find().SetBatchSize(batchSize))
 		if err == nil {
 			for err == nil && cur.Next(ctx) {
@@ -567,14 +582,15 @@ func (e *DDLError) Error() string {
 // a listed collection that is gone, or whose index count changed, fails it
 // too: a MongoDB oplog holds the drop or the index build, which the
 // restore replays.
-func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, intents []intent, dumped []manifest.Collection, noDDL bool) error {
+func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, cat Catalog, intents []intent, dumped []manifest.Collection, noDDL bool) error {
 	byUUID := map[string]string{}
 	for _, in := range intents {
 		if in.uuid != "" {
 			byUUID[in.uuid] = in.db + "." + in.name
 		}
 	}
-	now, err := listIntents(ctx, client, rp)
+	// Names and UUIDs only: no size estimates.
+	now, err := listIntents(ctx, client, rp, cat, false)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ func TestProgressTotalIsBSONSize(t *testing.T) {
 	if _, err := devappliance.Seed(ctx, client, devappliance.SeedOptions{Users: 3000}); err != nil {
 		t.Fatal(err)
 	}
-	colls, est, err := Totals(ctx, client, nil)
+	colls, est, err := Totals(ctx, client, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,6 +181,9 @@ func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanRes
 		rs.catalog = newIndexCatalog()
 	}
 	rp := rs.newReplayer(ctx, p, sel)
+	if err := rs.indexIDLookups(ctx, rp, p); err != nil {
+		return fmt.Errorf("replay oplog: %w", err)
+	}
 	var buf []byte
 	_, _, err := scanBSON(r, &buf, func(doc []byte) error {
 		return rp.entry(ctx, doc)
@@ -195,6 +198,32 @@ func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanRes
 		rp.skipped[skipTxnOpen] += int64(ops)
 	}
 	rs.skipped = rp.skipped
+	return nil
+}
+
+// indexIDLookups hands the restored collections the oplog names to
+// Options.IndexIDLookups before an idempotent replay.
+func (rs *runState) indexIDLookups(ctx context.Context, rp *replayer, p *PlanResult) error {
+	if rp.mode != modeWrites || rs.opts.IndexIDLookups == nil || p.oplog == nil {
+		return nil
+	}
+	byDB := map[string][]string{}
+	var dbs []string
+	for _, ns := range rs.restoredNamespaces(p) {
+		if !p.oplog.namespaces[ns] {
+			continue
+		}
+		db, coll, _ := strings.Cut(ns, ".")
+		if byDB[db] == nil {
+			dbs = append(dbs, db)
+		}
+		byDB[db] = append(byDB[db], coll)
+	}
+	for _, db := range dbs {
+		if err := rs.opts.IndexIDLookups(ctx, db, byDB[db]); err != nil {
+			return fmt.Errorf("index _id lookups of %s: %w", db, err)
+		}
+	}
 	return nil
 }
 

@@ -710,7 +710,13 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			cr.DocumentsExpected += eff.net
 		}
 		if c.Type != "view" {
-			n, err := countDocuments(ctx, rs.client, c.DB, dataCollection(&c))
+			var n int64
+			var err error
+			if rs.opts.Count != nil {
+				n, err = rs.opts.Count(ctx, c.DB, dataCollection(&c))
+			} else {
+				n, err = countDocuments(ctx, rs.client, c.DB, dataCollection(&c))
+			}
 			if err != nil {
 				return nil, fmt.Errorf("count %s: %w", ns, err)
 			}

@@ -1,0 +1,302 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/client"
+	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/restore"
+)
+
+// LiveBackup is one a0 backup through the agent, as the operator waits for
+// it (POST to "Backup found"), split into the phases the status shows.
+type LiveBackup struct {
+	Seconds float64 `json:"seconds"`
+	// FirstByte is the start to the first BSON byte read: the oplog
+	// start, the listing and the size estimates.
+	FirstByte float64 `json:"first_byte_s"`
+	// Reads is the first to the last collection byte read (collections
+	// read in parallel).
+	Reads float64 `json:"reads_s"`
+	// After is the last byte to "Backup found": the oplog's end and tail,
+	// packing the last files, the seal and the read-back.
+	After float64 `json:"after_s"`
+}
+
+// LiveFigures compare a0 with the stock tools on one live-sized server.
+type LiveFigures struct {
+	Users        int     `json:"users"`
+	DataBytes    int64   `json:"data_bytes"`
+	DataDocs     int64   `json:"data_docs"`
+	OplogBytes   int64   `json:"oplog_bytes"`
+	OplogEntries int64   `json:"oplog_entries"`
+	SeedSeconds  float64 `json:"seed_seconds"`
+
+	A0Backup       []LiveBackup `json:"a0_backup"`
+	StockBackup    []float64    `json:"stock_backup_s"`
+	BackupRatios   []float64    `json:"backup_ratios"` // stock / a0, pair by pair
+	A0FileBytes    int64        `json:"a0_file_bytes"`
+	StockFileBytes int64        `json:"stock_file_bytes"`
+
+	A0Restore     []DBResult `json:"a0_restore"`
+	StockRestore  []float64  `json:"stock_restore_s"`
+	StockDocs     int64      `json:"stock_restore_docs"`
+	RestoreRatios []float64  `json:"restore_ratios"` // stock / a0
+	OplogReplayed int64      `json:"oplog_replayed"`
+}
+
+// Median returns the median of xs (0 when empty).
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// MeasureLive loads a real agent's embedded server with users users
+// through FerretDB, so that its oplog holds the load (every document's
+// insert, as on a long-running replica set), then, runs times in turn,
+// times an a0 point-in-time backup through the agent against `mongodump
+// --archive --gzip | openssl enc -aes-256-ctr -pbkdf2 -iter 600000` of the
+// same server, and the whole a0 restore of the a0 file into a fresh server
+// (authentication pass, data, indexes, oplog replay, count check) against
+// `openssl enc -d | mongorestore --archive --gzip --noIndexRestore` of the
+// stock file into a fresh server. tools is the mongo-tools directory.
+func MeasureLive(ctx context.Context, work, tools string, users, runs int, password string, logf func(string, ...any)) (*LiveFigures, error) {
+	mongodump, mongorestore := filepath.Join(tools, "mongodump"), filepath.Join(tools, "mongorestore")
+	for _, t := range []string{mongodump, mongorestore} {
+		if _, err := os.Stat(t); err != nil {
+			return nil, fmt.Errorf("live: stock tool: %w (see --tools)", err)
+		}
+	}
+	n, err := StartNode(ctx, filepath.Join(work, "node"))
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+	srv := n.a.Embedded()
+	c, err := srv.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Disconnect(context.WithoutCancel(ctx))
+	f := &LiveFigures{Users: users}
+	logf("live: seeding %d users through the agent's embedded FerretDB (the oplog logs every write)", users)
+	st, err := devappliance.Seed(ctx, c, devappliance.SeedOptions{Users: users})
+	if err != nil {
+		return nil, fmt.Errorf("live: seed: %w", err)
+	}
+	f.DataBytes, f.DataDocs, f.SeedSeconds = st.Bytes, st.TotalDocs, st.Duration.Seconds()
+	cur, err := c.Database(devappliance.OplogDB).Collection(devappliance.OplogColl).Find(ctx, bson.D{}, options.Find().SetBatchSize(10000))
+	if err != nil {
+		return nil, fmt.Errorf("live: measure the oplog: %w", err)
+	}
+	for cur.Next(ctx) {
+		f.OplogBytes += int64(len(cur.Current))
+		f.OplogEntries++
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("live: measure the oplog: %w", err)
+	}
+	cur.Close(ctx)
+	logf("live: %d docs, %.1f MB of BSON; the oplog holds %d entries, %.1f MB", f.DataDocs, float64(f.DataBytes)/1e6, f.OplogEntries, float64(f.OplogBytes)/1e6)
+
+	env := append(os.Environ(), PasswordEnv+"="+password)
+	stockFile := filepath.Join(work, "stock.archive.gz.enc")
+	a0File := filepath.Join(work, "a0.backup")
+	for i := range runs {
+		logf("live: backup run %d/%d: a0", i+1, runs)
+		b, err := n.liveBackup(ctx, password, i == runs-1)
+		if err != nil {
+			return nil, err
+		}
+		f.A0Backup = append(f.A0Backup, b)
+		logf("live: backup run %d/%d: a0 %.1f s (first byte %.1f, reads %.1f, after %.1f); stock", i+1, runs, b.Seconds, b.FirstByte, b.Reads, b.After)
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c",
+			`"$1" --uri "$2" --archive --gzip --quiet | openssl enc -aes-256-ctr -pbkdf2 -iter 600000 -pass env:`+PasswordEnv+` > "$3" && sync "$3"`,
+			"stock", mongodump, srv.URI(), stockFile)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("live: mongodump | openssl: %w: %s", err, out)
+		}
+		s := time.Since(start).Seconds()
+		f.StockBackup = append(f.StockBackup, s)
+		f.BackupRatios = append(f.BackupRatios, s/b.Seconds)
+		logf("live: backup run %d/%d: stock %.1f s", i+1, runs, s)
+	}
+	if _, err := n.CLI(ctx, "-t", n.Addr, "backup-retrieve", "-o", a0File); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(a0File); err == nil {
+		f.A0FileBytes = fi.Size()
+	}
+	if fi, err := os.Stat(stockFile); err == nil {
+		f.StockFileBytes = fi.Size()
+	}
+	n.Close() // the restores have the machine to themselves
+
+	for i := range runs {
+		dir := filepath.Join(work, fmt.Sprintf("restore-a0-%d", i))
+		tsrv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+		if err != nil {
+			return nil, err
+		}
+		opts := restore.Options{IndexIDLookups: func(ctx context.Context, db string, colls []string) error {
+			_, err := tsrv.IndexIDLookups(ctx, db, colls)
+			return err
+		}, Count: tsrv.Catalog().Count}
+		r, err := RestoreDB(ctx, a0File, tsrv.URI(), []byte(password), opts)
+		tsrv.Close()
+		os.RemoveAll(dir)
+		if err != nil {
+			return nil, fmt.Errorf("live: a0 restore: %w", err)
+		}
+		if !r.OK {
+			return nil, errors.New("live: a0 restore: the report is not OK")
+		}
+		f.A0Restore = append(f.A0Restore, r)
+		f.OplogReplayed = r.OplogApplied
+		logf("live: restore run %d/%d: a0 %.1f s (data phase %.1f s, %d docs, oplog %d entries); stock", i+1, runs, r.Seconds, r.DataSeconds, r.Documents, r.OplogApplied)
+
+		dir = filepath.Join(work, fmt.Sprintf("restore-stock-%d", i))
+		ssrv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c",
+			`openssl enc -d -aes-256-ctr -pbkdf2 -iter 600000 -pass env:`+PasswordEnv+` < "$3" | "$1" --uri "$2" --archive --gzip --noIndexRestore --quiet`,
+			"stock", mongorestore, ssrv.URI(), stockFile)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		s := time.Since(start).Seconds()
+		var docs int64
+		if err == nil {
+			docs, err = countAll(ctx, ssrv)
+		}
+		ssrv.Close()
+		os.RemoveAll(dir)
+		if err != nil {
+			return nil, fmt.Errorf("live: openssl -d | mongorestore: %w: %s", err, out)
+		}
+		f.StockRestore = append(f.StockRestore, s)
+		f.StockDocs = docs
+		f.RestoreRatios = append(f.RestoreRatios, s/r.Seconds)
+		logf("live: restore run %d/%d: stock %.1f s (%d docs)", i+1, runs, s, docs)
+	}
+	return f, nil
+}
+
+// countAll counts the documents of every user collection.
+func countAll(ctx context.Context, srv *devappliance.Server) (int64, error) {
+	c, err := srv.Connect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Disconnect(ctx)
+	dbs, err := c.ListDatabaseNames(ctx, bson.D{})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, db := range dbs {
+		if db == "local" || db == "config" || db == "admin" {
+			continue
+		}
+		colls, err := c.Database(db).ListCollectionNames(ctx, bson.D{})
+		if err != nil {
+			return 0, err
+		}
+		for _, coll := range colls {
+			k, err := c.Database(db).Collection(coll).CountDocuments(ctx, bson.D{})
+			if err != nil {
+				return 0, err
+			}
+			n += k
+		}
+	}
+	return n, nil
+}
+
+// liveBackup asks for a backup as a0cli backup does and polls its status
+// every 100 ms until it is found; the backup is deleted after unless keep.
+func (n *Node) liveBackup(ctx context.Context, password string, keep bool) (LiveBackup, error) {
+	c, err := client.New(n.CLIHome, n.Addr, nil)
+	if err != nil {
+		return LiveBackup{}, err
+	}
+	path := api.PathSlot + api.SlotBackup
+	start := time.Now()
+	if err := c.JSON(ctx, "POST", path, api.BackupRequest{Password: password}, nil); err != nil {
+		return LiveBackup{}, fmt.Errorf("start backup: %w", err)
+	}
+	var first, last time.Time
+	for {
+		var st struct {
+			Message   string `json:"message"`
+			Arguments struct {
+				Error    string `json:"error"`
+				Progress *struct {
+					Total     int64 `json:"collections_total"`
+					Done      int64 `json:"collections_done"`
+					Bytes     int64 `json:"bytes"`
+					Estimated int64 `json:"estimated_bytes"`
+				} `json:"progress"`
+			} `json:"arguments"`
+		}
+		if err := c.JSON(ctx, "GET", path+"/status", nil, &st); err != nil {
+			return LiveBackup{}, fmt.Errorf("backup status: %w", err)
+		}
+		now := time.Now()
+		switch st.Message {
+		case "Backup in progress":
+			if p := st.Arguments.Progress; p != nil {
+				if p.Bytes > 0 && first.IsZero() {
+					first = now
+				}
+				if p.Total > 0 && p.Done == p.Total && last.IsZero() {
+					last = now
+				}
+			}
+		case "Backup found":
+			if first.IsZero() {
+				first = now
+			}
+			if last.IsZero() {
+				last = now
+			}
+			b := LiveBackup{Seconds: now.Sub(start).Seconds(), FirstByte: first.Sub(start).Seconds(),
+				Reads: last.Sub(first).Seconds(), After: now.Sub(last).Seconds()}
+			if !keep {
+				if err := c.JSON(ctx, "DELETE", path, nil, nil); err != nil {
+					return b, fmt.Errorf("delete backup: %w", err)
+				}
+			}
+			return b, nil
+		case "Backup failed":
+			return LiveBackup{}, fmt.Errorf("backup failed: %s", st.Arguments.Error)
+		}
+		select {
+		case <-ctx.Done():
+			return LiveBackup{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
