@@ -45,6 +45,10 @@ func subcommands() []subcommand {
 			"consent, on the node itself, to the next restore-sensitive (or recover) replacing authorized_keys and the node's TLS key and certificate (single use, expires)",
 			func(ctx context.Context) error { return runAllowRecoveryCmd([]string{"--help"}, io.Discard) },
 			[]string{"a0agent allow-recovery --state-dir /var/lib/a0agent --for 30m"}},
+		{"check-config", "a0agent check-config --config FILE",
+			"check a config file (schedule, recipients, paths, listen and metrics addresses, webhook URL) and say what is wrong; exit 1 when anything is (run it as the agent's user: paths are checked for that user)",
+			func(ctx context.Context) error { return runCheckConfigCmd([]string{"--help"}, io.Discard) },
+			[]string{"a0agent check-config --config /etc/a0/agent.json"}},
 		{"version", "a0agent version", "print the version", nil, []string{"a0agent version"}},
 		{"help", "a0agent help [COMMAND]", "print the usage, or a command's flags and examples", nil, []string{"a0agent help seed"}},
 	}
@@ -56,8 +60,8 @@ var flagText = map[string]string{
 	"listen":           "HTTPS address `ADDR` to listen on (none: :10121)",
 	"mongodb-uri":      "the MongoDB `URI` of this node (visible in the process listing: prefer --mongodb-uri-file or $A0_MONGODB_URI); empty: the embedded database",
 	"mongodb-uri-file": "read the MongoDB URI from `FILE`",
-	"config":           "JSON config `FILE` (state_dir, listen, mongodb_uri, sensitive_paths); flags win",
-	"log-json":         "log JSON lines instead of text",
+	"config":           "JSON config `FILE` (state_dir, listen, mongodb_uri, sensitive_paths, recipients, metrics_listen, schedule, replace, webhook, webhook_ca_file); flags win",
+	"log-json":         "log JSON lines instead of text (one object per line on stderr, as journald stores it)",
 	"users":            "`N` sample users to seed, with their related documents",
 	"for":              "how long the consent stays valid (`DURATION`, at most 24h)",
 }
