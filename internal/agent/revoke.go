@@ -84,14 +84,15 @@ func (c ctxReadSeeker) Read(p []byte) (int, error) {
 func (c ctxReadSeeker) Seek(off int64, whence int) (int64, error) { return c.rs.Seek(off, whence) }
 
 // startKeyJob starts a job that a revoke of the key of r stops.
+//
+// The revocation watch is the job's own, inside it: the runner's context
+// is cancelled only by the agent stopping, so a job that fails on its own
+// is not recorded as interrupted once the watch ends with it.
 func (a *Agent) startKeyJob(r *http.Request, kind string, fn job.Func) error {
-	ctx, stop := a.whileAuthorized(a.ctx, requestKey(r.Context()), kind)
-	err := a.jobs.Start(ctx, kind, func(ctx context.Context, j *job.Job) (any, error) {
+	key := requestKey(r.Context())
+	return a.jobs.Start(a.ctx, kind, func(ctx context.Context, j *job.Job) (any, error) {
+		ctx, stop := a.whileAuthorized(ctx, key, kind)
 		defer stop()
 		return fn(ctx, j)
 	})
-	if err != nil {
-		stop()
-	}
-	return err
 }

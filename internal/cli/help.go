@@ -69,6 +69,12 @@ var flagHelp = map[string]string{
 	"max-age-gap":             "the most by which the sensitive backup may be older than the data backup without asking (a `DURATION` such as 720h)",
 	"allow-other-node":        "accept backups made on two different nodes",
 	"recover.drop":            "replace collections that already hold documents",
+	"to":                      "also encrypt to the authorized CLI key `NAME` (repeat for more)",
+	"to-all":                  "also encrypt to every authorized CLI key",
+	"no-password":             "no password: encrypt only to --to keys and the agent config's \"recipients\"",
+	"identity":                "open a backup encrypted to public keys with the private key `FILE` (repeat for more; default: the CLI key in $A0CLI_HOME)",
+	"stop-on-error":           "stop at the first document the server refuses (default: count and report them, exit 6)",
+	"users-and-roles":         "also restore the dump's users and roles (admin.system.users, admin.system.roles)",
 }
 
 // examples show each command as a user types it; the help test requires

@@ -5,11 +5,32 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"filippo.io/age"
 )
 
 func TestReadBack(t *testing.T) {
+	x, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &WriterOptions{KDF: KDFPBKDF2SHA256, chunkExp: minChunkExp}
+	for name, open := range map[string]func(io.Writer) (io.WriteCloser, error){
+		"version 1 (password)": func(f io.Writer) (io.WriteCloser, error) {
+			return NewWriter(f, []byte("readback-pass"), opts)
+		},
+		// Backups to recipients are read back as well (issue 15).
+		"version 2 (recipients)": func(f io.Writer) (io.WriteCloser, error) {
+			return NewSealedWriter(f, Seal{Recipients: []age.Recipient{x.Recipient()}}, opts)
+		},
+	} {
+		t.Run(name, func(t *testing.T) { testReadBack(t, open) })
+	}
+}
+
+func testReadBack(t *testing.T, open func(io.Writer) (io.WriteCloser, error)) {
 	var file bytes.Buffer
-	w, err := NewWriter(&file, []byte("readback-pass"), &WriterOptions{KDF: KDFPBKDF2SHA256, chunkExp: minChunkExp})
+	w, err := open(&file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +77,7 @@ func TestReadBack(t *testing.T) {
 	})
 	t.Run("another file", func(t *testing.T) {
 		var other bytes.Buffer
-		w2, err := NewWriter(&other, []byte("readback-pass"), &WriterOptions{KDF: KDFPBKDF2SHA256})
+		w2, err := open(&other)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -168,6 +168,12 @@ func NewSealedWriter(w io.Writer, s Seal, opts *WriterOptions) (io.WriteCloser, 
 	if _, err := w.Write(hdr); err != nil {
 		return nil, fmt.Errorf("crypt: write header: %w", err)
 	}
+	// ReadBack reopens the file with this header and keys: parse what was
+	// written, as a reader would.
+	v2, err := parseV2Header(hdr)
+	if err != nil {
+		return nil, err
+	}
 	size := 1 << exp
 	return &writer{
 		w:         w,
@@ -175,6 +181,8 @@ func NewSealedWriter(w io.Writer, s Seal, opts *WriterOptions) (io.WriteCloser, 
 		mac:       mac,
 		buf:       make([]byte, size+tagSize),
 		chunkSize: size,
+		v2:        v2,
+		keys:      k,
 	}, nil
 }
 

@@ -46,6 +46,7 @@ type writer struct {
 	hdr    HeaderInfo
 	rawHdr [headerSize]byte
 	keys   *keys
+	v2     *v2Header // a version 2 file's header, nil for version 1
 }
 
 // NewWriter writes the header to w and returns a writer that encrypts and

@@ -374,6 +374,13 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 // builds behind one lock whatever we do; MongoDB runs them side by side.)
 func (rs *runState) buildIndexes(ctx context.Context) error {
 	todo := rs.catalog.sorted()
+	for _, c := range todo {
+		// A collection the oplog alone created has no report yet: give
+		// it one now, so that the indexes it refuses are named in it.
+		if ns := c.db + "." + c.name; rs.rep[ns] == nil {
+			rs.rep[ns] = &CollectionReport{Namespace: ns}
+		}
+	}
 	rs.prog.setStep(StepIndexes)
 	slots := make(chan struct{}, rs.opts.Parallel)
 	var wg sync.WaitGroup
@@ -641,14 +648,21 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 		rep.IndexesFromOplog += ce.fromOplog
 	}
 	colls := p.Collections
+	planned := make(map[string]bool, len(colls))
+	for _, c := range colls {
+		planned[c.Namespace()] = true
+	}
 	for _, ns := range p.OplogOnly {
 		// Created by the oplog alone: reported like the others.
 		db, name, _ := strings.Cut(ns, ".")
-		if _, ok := rs.oplog[ns]; ok && rs.rep[ns] == nil {
+		if _, ok := rs.oplog[ns]; ok && !planned[ns] {
+			planned[ns] = true
 			colls = append(colls[:len(colls):len(colls)], PlannedCollection{DB: db, Name: name, Type: "collection"})
-			rs.rep[ns] = &CollectionReport{Namespace: ns, IndexesExpected: 1}
-			if ce := rs.catalog.colls[ns]; ce != nil {
-				rs.rep[ns].IndexesExpected += len(ce.specs)
+			if rs.rep[ns] == nil {
+				rs.rep[ns] = &CollectionReport{Namespace: ns, IndexesExpected: 1}
+				if ce := rs.catalog.colls[ns]; ce != nil {
+					rs.rep[ns].IndexesExpected += len(ce.specs)
+				}
 			}
 		}
 	}
