@@ -102,7 +102,7 @@ func (a *Agent) runSchedule(ctx context.Context) {
 	sc := a.sched
 	defer close(sc.done)
 	defer a.metrics.SetNextRun(time.Time{})
-	for {
+	for startup := true; ; startup = false {
 		st, _ := sc.snapshot()
 		now := time.Now()
 		run, missed, next := sc.s.Due(st.Base(), now)
@@ -126,9 +126,19 @@ func (a *Agent) runSchedule(ctx context.Context) {
 			continue
 		}
 		due := sc.s.Next(st.Base())
-		if missed > 1 || due.Before(now.Add(-time.Minute)) {
+		switch {
+		case startup:
 			a.log.Warn("scheduled backup missed while the agent was down: running it now, once", "due", due.UTC(), "missed", missed)
+		case missed > 1:
+			// Runs that fell due while the previous run was going.
+			a.log.Warn("scheduled runs fell due while the previous run was going: running once now", "due", due.UTC(), "missed", missed)
 		}
+		// While it runs, the next run is the one after its start.
+		n := sc.s.Next(now)
+		sc.mu.Lock()
+		sc.next = n
+		sc.mu.Unlock()
+		a.metrics.SetNextRun(n)
 		a.scheduledRun(ctx, due.UTC(), missed-1)
 		if ctx.Err() != nil {
 			return

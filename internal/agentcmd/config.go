@@ -109,7 +109,7 @@ func (c Config) problems(path string) []error {
 	}
 	if c.MetricsListen != "" {
 		add(checkAddr("metrics_listen", c.MetricsListen, "127.0.0.1:10122"))
-		if c.MetricsListen == c.Listen {
+		if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
 			add(fmt.Errorf("metrics_listen %q: the same address as listen", c.MetricsListen))
 		}
 	}

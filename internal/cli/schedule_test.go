@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/statedir"
+)
+
+var metricsLine = regexp.MustCompile(`metrics listening" addr=(\S+)`)
+
+// startConfiguredAgent starts the built agent with --config cfg (its
+// state dir and listen address come from the config) and waits until it
+// listens; the address and the metrics address are read from its log.
+func startConfiguredAgent(t *testing.T, bin, cfg string) *proc {
+	t.Helper()
+	p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
+	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--config", cfg)
+	p.cmd.Stderr, p.cmd.Stdout = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { p.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-exited })
+	p.wait = func() { <-exited }
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if m := listenLine.FindStringSubmatch(p.log.String()); m != nil {
+			p.addr = m[1]
+			return p
+		}
+		select {
+		case <-exited:
+			t.Fatalf("agent exited before listening:\n%s", p.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not start:\n%s", p.log.String())
+		}
+	}
+}
+
+// TestScheduleMissedRunAfterRestart runs the built agent with a schedule
+// of every 2s and "replace", encrypted to the operator's SSH key: a run
+// stores a backup; the agent is killed and stays down while runs fall
+// due; the next start runs once at once (reported as missed), replacing
+// the stored backup. node-status (text and --json) shows the schedule, the
+// last and the next run, the metrics the next run, and the backup
+// retrieved opens with the operator's CLI key and nothing on the node.
+func TestScheduleMissedRunAfterRestart(t *testing.T) {
+	bin := buildBinaries(t)
+	work := t.TempDir()
+	state, dev, home := filepath.Join(work, "node"), filepath.Join(work, "dev"), filepath.Join(work, "cli")
+	os.MkdirAll(filepath.Join(dev, "backup"), 0o700)
+	run := func(wantCode int, name string, args ...string) string {
+		t.Helper()
+		code, out, errs := sh(t, bin, work, home, nil, name, args...)
+		if code != wantCode {
+			t.Fatalf("%s %v: exit %d, want %d\nstdout: %s\nstderr: %s", name, args, code, wantCode, out, errs)
+		}
+		return out
+	}
+	pub := strings.TrimSpace(run(0, "a0cli", "create-key"))
+	run(0, "a0agent", "authorize", "--state-dir", state, "me", pub)
+	run(0, "a0agent", "seed", "--state-dir", state, "--users", "30")
+	st, err := statedir.Open(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev}); err != nil {
+		t.Fatal(err)
+	}
+	cfgb, _ := json.Marshal(map[string]any{"state_dir": state, "listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0",
+		"recipients": []string{pub}, "schedule": map[string]string{"every": "2s"}, "replace": true})
+	cfg := filepath.Join(work, "agent.json")
+	os.WriteFile(cfg, cfgb, 0o600)
+	if out := run(0, "a0agent", "check-config", "--config", cfg); !strings.Contains(out, "every 2s") {
+		t.Fatalf("check-config: %s", out)
+	}
+
+	status := func(p *proc) api.NodeStatus {
+		t.Helper()
+		var ns api.NodeStatus
+		if err := json.Unmarshal([]byte(run(0, "a0cli", "-t", p.addr, "node-status", "--json")), &ns); err != nil {
+			t.Fatal(err)
+		}
+		if ns.Schedule == nil {
+			t.Fatal("node-status --json has no schedule")
+		}
+		return ns
+	}
+	waitRun := func(p *proc, what string, ok func(*api.ScheduledRun) bool) *api.ScheduledRun {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Minute)
+		for time.Now().Before(deadline) {
+			if r := status(p).Schedule.LastRun; r != nil && ok(r) {
+				return r
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("no scheduled run %s in 3 minutes:\n%s", what, p.log.String())
+		return nil
+	}
+
+	p := startConfiguredAgent(t, bin, cfg)
+	first := waitRun(p, "done", func(r *api.ScheduledRun) bool { return r.Outcome == "done" })
+	// Down (a crash): the last run was recorded durably before.
+	p.cmd.Process.Kill()
+	p.wait()
+	// Stay down until at least two runs fell due (every 2s after its start).
+	for time.Since(first.Started) < 5*time.Second {
+		time.Sleep(100 * time.Millisecond)
+	}
+	restarted := time.Now()
+	p = startConfiguredAgent(t, bin, cfg)
+	r := waitRun(p, "after the restart", func(r *api.ScheduledRun) bool { return r.Started.After(restarted) && r.Outcome != "running" })
+	if r.Outcome != "done" || r.Missed < 1 || !r.Due.Before(restarted) || r.Replaced != first.Name || r.Name == first.Name {
+		t.Fatalf("the run after the restart: %+v (first %+v)", r, first)
+	}
+	if !strings.Contains(p.log.String(), "missed while the agent was down") {
+		t.Fatalf("the missed run is not logged:\n%s", p.log.String())
+	}
+
+	text := run(0, "a0cli", "-t", p.addr, "node-status")
+	for _, want := range []string{"schedule:       every 2s, encrypted to 1 recipient(s); replaces the stored backup", "last run:       ", "next run:       "} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("node-status lacks %q:\n%s", want, text)
+		}
+	}
+	ns := status(p)
+	if ns.Schedule.NextRun == nil || !ns.Schedule.Replace || ns.Schedule.Recipients != 1 {
+		t.Fatalf("node-status schedule: %+v", ns.Schedule)
+	}
+	m := metricsLine.FindStringSubmatch(p.log.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", p.log.String())
+	}
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := new(strings.Builder)
+	_, _ = copyAll(body, resp)
+	if !regexp.MustCompile(`(?m)^a0_backup_next_run_timestamp_seconds \d`).MatchString(body.String()) {
+		t.Fatalf("no next-run metric:\n%s", body.String())
+	}
+
+	// The operator retrieves and verifies it with the CLI key (the
+	// default identity); no password exists.
+	run(0, "a0cli", "-t", p.addr, "backup-retrieve")
+	if out := run(0, "a0cli", "verify", "backup-retrieve.tar.gz.enc"); !strings.Contains(out, "OK: every byte") || !strings.Contains(out, "auth0.users") {
+		t.Fatalf("verify with the CLI key: %s", out)
+	}
+	other := filepath.Join(work, "other")
+	sh(t, bin, work, other, nil, "a0cli", "create-key")
+	if code, _, _ := sh(t, bin, work, other, nil, "a0cli", "verify", "backup-retrieve.tar.gz.enc"); code != ExitIntegrity {
+		t.Fatalf("another key verified the scheduled backup: exit %d", code)
+	}
+}
+
+func copyAll(w *strings.Builder, resp *http.Response) (int64, error) {
+	defer resp.Body.Close()
+	b := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := resp.Body.Read(b)
+		w.Write(b[:k])
+		n += int64(k)
+		if err != nil {
+			return n, nil
+		}
+	}
+}
