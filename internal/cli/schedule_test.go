@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +153,20 @@ func TestScheduleMissedRunAfterRestart(t *testing.T) {
 	_, _ = copyAll(body, resp)
 	if !regexp.MustCompile(`(?m)^a0_backup_next_run_timestamp_seconds \d`).MatchString(body.String()) {
 		t.Fatalf("no next-run metric:\n%s", body.String())
+	}
+
+	// A new schedule starts afresh: no run is due at once, the last run
+	// stays shown. (And the node is quiet for the retrieve.)
+	p.signal(syscall.SIGTERM)
+	cfgb, _ = json.Marshal(map[string]any{"state_dir": state, "listen": "127.0.0.1:0",
+		"recipients": []string{pub}, "schedule": map[string]string{"every": "1h"}})
+	os.WriteFile(cfg, cfgb, 0o600)
+	restarted = time.Now()
+	p = startConfiguredAgent(t, bin, cfg)
+	ns = status(p)
+	if ns.Schedule.Schedule != "every 1h0m0s" || ns.Schedule.NextRun == nil || ns.Schedule.NextRun.Before(restarted.Add(30*time.Minute)) ||
+		ns.Schedule.LastRun == nil || ns.Schedule.LastRun.Started.After(restarted) {
+		t.Fatalf("after a schedule change: %+v %+v", ns.Schedule, ns.Schedule.LastRun)
 	}
 
 	// The operator retrieves and verifies it with the CLI key (the
