@@ -3,6 +3,7 @@ package agentcmd
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -114,6 +115,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return runAllowRecoveryCmd(args[1:], stdout)
 		case "check-config":
 			return runCheckConfigCmd(args[1:], stdout)
+		case "fingerprint":
+			return runFingerprintCmd(args[1:], stdout)
 		}
 	}
 	return runAgentCmd(ctx, args, stderr)
@@ -406,6 +409,37 @@ func runAllowRecoveryCmd(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "recovery allowed until %s: the next restore-sensitive may replace authorized_keys and the node's TLS key and certificate (single use)\n",
 		expires.Format(time.RFC3339))
+	return nil
+}
+
+// runFingerprintCmd prints the node certificate's fingerprint, the one
+// a0cli shows on first contact, so that the operator can compare them.
+func runFingerprintCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("fingerprint", flag.ContinueOnError)
+	stateDir := fs.String("state-dir", "", "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *stateDir == "" || len(pos) != 0 {
+		return &usageError{"usage: a0agent fingerprint --state-dir DIR"}
+	}
+	st, err := statedir.Open(*stateDir)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(st.TLSCertPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no node certificate in %s yet: the agent makes it when it first starts", *stateDir)
+	}
+	if err != nil {
+		return err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return fmt.Errorf("%s: not a PEM certificate", st.TLSCertPath())
+	}
+	fmt.Fprintln(stdout, keys.Fingerprint(block.Bytes))
 	return nil
 }
 

@@ -49,6 +49,9 @@ func subcommands() []subcommand {
 			"check a config file (schedule, recipients, paths, listen and metrics addresses, webhook URL) and say what is wrong; exit 1 when anything is (run it as the agent's user: paths are checked for that user)",
 			func(ctx context.Context) error { return runCheckConfigCmd([]string{"--help"}, io.Discard) },
 			[]string{"a0agent check-config --config /etc/a0/agent.json"}},
+		{"fingerprint", "a0agent fingerprint --state-dir DIR", "print the node certificate's fingerprint, to compare with what a0cli shows on first contact",
+			func(ctx context.Context) error { return runFingerprintCmd([]string{"--help"}, io.Discard) },
+			[]string{"a0agent fingerprint --state-dir /var/lib/a0agent"}},
 		{"version", "a0agent version", "print the version", nil, []string{"a0agent version"}},
 		{"help", "a0agent help [COMMAND]", "print the usage, or a command's flags and examples", nil, []string{"a0agent help seed"}},
 	}

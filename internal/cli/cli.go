@@ -51,15 +51,32 @@ func (e *Env) node() (string, error) {
 	return net.JoinHostPort(e.Target, strconv.Itoa(e.Port)), nil
 }
 
-// client connects to the target node, printing the fingerprint once when the
-// node is pinned on first contact.
+// client connects to the target node. On first contact, on a terminal,
+// the operator sees the node's fingerprint and accepts it before anything
+// (a password included) is sent, as ssh asks; elsewhere (scripts) the
+// certificate is pinned and its fingerprint printed, as ssh's
+// StrictHostKeyChecking=accept-new does.
 func (e *Env) client(ctx context.Context) (*client.Client, error) {
 	node, err := e.node()
 	if err != nil {
 		return nil, err
 	}
-	return client.New(e.Home, node, func(node, fp string) {
-		e.say(fmt.Sprintf("a0cli: first contact with %s: pinned its certificate %s in %s", node, fp, filepath.Join(e.Home, "known_nodes")))
+	return client.New(e.Home, node, func(node, fp string) error {
+		known := filepath.Join(e.Home, "known_nodes")
+		if !e.Interactive {
+			e.say(fmt.Sprintf("a0cli: first contact with %s: pinned its certificate %s in %s", node, fp, known))
+			return nil
+		}
+		e.say(fmt.Sprintf("a0cli: first contact with %s: its certificate is %s.\n"+
+			"Compare it with the node's own (`a0agent fingerprint --state-dir DIR` on the node, or the agent's log line \"a0agent listening ... certificate=\").", node, fp))
+		fmt.Fprint(e.Stderr, "Pin it and go on? [y/N] ")
+		var answer string
+		fmt.Fscanln(e.Stdin, &answer)
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return &client.PinRefusedError{Node: node, Fingerprint: fp}
+		}
+		e.say(fmt.Sprintf("a0cli: pinned the certificate of %s in %s", node, known))
+		return nil
 	})
 }
 

@@ -52,6 +52,7 @@ func exitCode(err error) (int, string) {
 		re      *RefusedError
 		ce      *client.ConnError
 		changed *keys.ChangedCertError
+		pin     *client.PinRefusedError
 		perm    *keys.PermissionError
 		ae      *api.Error
 	)
@@ -60,7 +61,7 @@ func exitCode(err error) (int, string) {
 		return ExitOK, ""
 	case errors.As(err, &ue):
 		return ExitUsage, "run `a0cli help` for usage"
-	case errors.As(err, &changed), errors.As(err, &perm):
+	case errors.As(err, &changed), errors.As(err, &perm), errors.As(err, &pin):
 		return ExitAuth, ""
 	case errors.Is(err, keys.ErrNoKey):
 		return ExitAuth, ""

@@ -162,8 +162,8 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 	// The node is lost: a fresh one comes up at the same address.
 	loseNode := func() {
 		t.Helper()
-		agent.cmd.Process.Signal(syscall.SIGKILL)
-		agent.cmd.Wait()
+		// One Wait per process: startAgentProcAt's goroutine waits.
+		agent.signal(syscall.SIGKILL)
 		if err := os.RemoveAll(state); err != nil {
 			t.Fatal(err)
 		}
@@ -243,8 +243,7 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	agent.cmd.Process.Signal(syscall.SIGKILL)
-	agent.cmd.Wait()
+	agent.signal(syscall.SIGKILL)
 	io.WriteString(stdin, "\n")
 	stdin.Close()
 	err = cmd.Wait()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
@@ -25,6 +26,15 @@ type Client struct {
 	http *http.Client
 	// Fingerprint is the node certificate's, once connected.
 	Fingerprint string
+	pinMu       sync.Mutex // first contact: one question, one pin
+}
+
+// PinRefusedError: on first contact the operator did not accept the
+// node's certificate. Nothing was pinned and no request was sent.
+type PinRefusedError struct{ Node, Fingerprint string }
+
+func (e *PinRefusedError) Error() string {
+	return fmt.Sprintf("the certificate of %s (%s) was not accepted: nothing was pinned and nothing was sent to the node", e.Node, e.Fingerprint)
 }
 
 // ConnError means the node could not be reached at all.
@@ -40,9 +50,12 @@ func (e *ConnError) Error() string {
 func (e *ConnError) Unwrap() error { return e.Err }
 
 // New prepares a client for node (host:port) with the CLI key of home.
-// onPin, when not nil, is called once when the node's certificate is pinned
-// on first contact, before anything else is said to the node.
-func New(home, node string, onPin func(node, fingerprint string)) (*Client, error) {
+// onPin, when not nil, is called on first contact with the node's
+// fingerprint, after the handshake and before the pin is written or
+// anything is said to the node: an error from it (the operator did not
+// accept the certificate) closes the connection, pins nothing, and is the
+// request's error.
+func New(home, node string, onPin func(node, fingerprint string) error) (*Client, error) {
 	signer, err := keys.Load(home)
 	if err != nil {
 		return nil, err
@@ -87,15 +100,23 @@ func New(home, node string, onPin func(node, fingerprint string)) (*Client, erro
 			return nil, err
 		}
 		leaf := tc.ConnectionState().PeerCertificates[0].Raw
-		now, err := known.Check(node, leaf)
+		fp := keys.Fingerprint(leaf)
+		// One first contact per client, even when connections are dialled
+		// side by side: the operator is asked once.
+		c.pinMu.Lock()
+		defer c.pinMu.Unlock()
+		unknown, err := known.Verify(node, leaf)
+		if err == nil && unknown && onPin != nil {
+			err = onPin(node, fp)
+		}
+		if err == nil {
+			_, err = known.Check(node, leaf)
+		}
 		if err != nil {
 			tc.Close()
 			return nil, err
 		}
-		c.Fingerprint = keys.Fingerprint(leaf)
-		if now && onPin != nil {
-			onPin(node, c.Fingerprint)
-		}
+		c.Fingerprint = fp
 		return tc, nil
 	}
 	c.http = &http.Client{Transport: &http.Transport{
@@ -121,6 +142,10 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, hd
 		var changed *keys.ChangedCertError
 		if errors.As(err, &changed) {
 			return nil, changed
+		}
+		var refused *PinRefusedError
+		if errors.As(err, &refused) {
+			return nil, refused
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -244,6 +269,10 @@ func (c *Client) UploadChunk(ctx context.Context, id string, offset int64, body 
 		var changed *keys.ChangedCertError
 		if errors.As(err, &changed) {
 			return 0, changed
+		}
+		var refused *PinRefusedError
+		if errors.As(err, &refused) {
+			return 0, refused
 		}
 		if ctx.Err() != nil {
 			return 0, ctx.Err()

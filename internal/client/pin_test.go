@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -51,7 +52,7 @@ func TestPinOnlyAfterTheHandshake(t *testing.T) {
 
 	addr := serve(t, forged)
 	pins := 0
-	c, err := New(home, addr, func(string, string) { pins++ })
+	c, err := New(home, addr, func(string, string) error { pins++; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,20 @@ func TestPinOnlyAfterTheHandshake(t *testing.T) {
 	}
 
 	addr = serve(t, real)
-	c, err = New(home, addr, func(string, string) { pins++ })
+	// The operator does not accept the certificate: nothing pinned, the
+	// request never sent (the server would answer it).
+	c, err = New(home, addr, func(node, fp string) error { return &PinRefusedError{Node: node, Fingerprint: fp} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused *PinRefusedError
+	if err := c.JSON(context.Background(), http.MethodGet, api.PathPing, nil, &out); !errors.As(err, &refused) {
+		t.Fatalf("refused first contact: %v, want *PinRefusedError", err)
+	}
+	if b, _ := os.ReadFile(known); strings.Contains(string(b), addr) {
+		t.Fatalf("refused certificate pinned: %q", b)
+	}
+	c, err = New(home, addr, func(string, string) error { pins++; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
