@@ -14,7 +14,21 @@ for target in "FuzzReader ./internal/crypt" "FuzzHeaderV2 ./internal/crypt" "Fuz
   set -- $target
   echo "fuzzing $1 in $2 for 5s"
   t=$SECONDS
-  go test -run '^$' -fuzz "^$1\$" -fuzztime 5s -fuzzminimizetime 2s "$2"
+  # Go's fuzzer can stop with "context deadline exceeded" when its time
+  # runs out while it minimizes a new interesting input (no failure found,
+  # no crasher written): such a run is tried again, up to three times; a
+  # real failure writes testdata/fuzz/... and stops the suite at once.
+  for attempt in 1 2 3; do
+    if out=$(go test -run '^$' -fuzz "^$1\$" -fuzztime 5s -fuzzminimizetime 2s "$2" 2>&1); then
+      echo "$out"
+      break
+    fi
+    echo "$out"
+    if ! grep -q 'context deadline exceeded' <<<"$out" || grep -q 'Failing input written' <<<"$out" || [ "$attempt" = 3 ]; then
+      exit 1
+    fi
+    echo "fuzz $1: deadline hit while minimizing, no failing input: running it again"
+  done
   phase "fuzz $1 $2" "$t"
 done
 echo "== whole suite: $(( SECONDS - start ))s"
