@@ -166,9 +166,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := a.openMetrics(interrupted); err != nil {
 		return nil, err
 	}
-	if err := a.openUnattended(); err != nil {
-		return nil, err
-	}
 
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	var hosts []string
@@ -180,6 +177,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	if err := a.reloadSecrets(); err != nil {
+		return nil, err
+	}
+	if err := a.openUnattended(); err != nil {
 		return nil, err
 	}
 

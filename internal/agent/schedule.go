@@ -28,7 +28,10 @@ var ErrScheduleNeedsRecipients = errors.New(`"schedule" needs "recipients": sche
 type scheduler struct {
 	s    *schedule.Schedule
 	path string
-	done chan struct{}
+	// done is closed when the loop ends; started says it was started (a
+	// New that fails after openSchedule never starts it).
+	done    chan struct{}
+	started bool
 
 	mu   sync.Mutex
 	st   schedule.State
@@ -85,12 +88,13 @@ func (a *Agent) startSchedule() {
 		return
 	}
 	a.log.Info("schedule on", "schedule", a.sched.s.String(), "replace", a.cfg.Replace, "recipients", len(a.recipients))
+	a.sched.started = true
 	go a.runSchedule(a.ctx)
 }
 
 // stopSchedule waits for the schedule's loop to end (after a.stop).
 func (a *Agent) stopSchedule() {
-	if a.sched != nil {
+	if a.sched != nil && a.sched.started {
 		<-a.sched.done
 	}
 }
