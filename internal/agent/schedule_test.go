@@ -167,6 +167,45 @@ func (s *schedTest) waitRun(t *testing.T, what string, ok func(*api.ScheduledRun
 	return nil
 }
 
+// quiesce holds the node with another job until a run is skipped for it:
+// then no scheduled backup runs and none starts until release is called.
+func (s *schedTest) quiesce(t *testing.T) (release func()) {
+	t.Helper()
+	ch := make(chan struct{})
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		err := s.a.jobs.Start(s.a.ctx, kindRestore, func(ctx context.Context, j *job.Job) (any, error) {
+			<-ch
+			return nil, nil
+		})
+		var busy *job.BusyError
+		if err == nil {
+			break
+		} else if !errors.As(err, &busy) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // a scheduled backup runs: after it
+	}
+	s.waitRun(t, "skipped (busy)", func(r *api.ScheduledRun) bool { return r.Code == string(api.CodeJobRunning) })
+	return func() {
+		close(ch)
+		s.a.jobs.Wait(context.Background())
+	}
+}
+
+// waitStored waits until a backup is stored.
+func (s *schedTest) waitStored(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		n, _ := s.a.state.LoadNode()
+		if _, err := s.a.slot(n, api.SlotBackup).Stored(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no backup stored in 3 minutes\nlog:\n%s", s.log.String())
+}
+
 // stored returns the stored backup, checked to open with the recipient's
 // identity only: the node holds no key that opens it.
 func (s *schedTest) stored(t *testing.T) *store.Meta {
@@ -216,14 +255,10 @@ func TestScheduleRunsSkipsReports(t *testing.T) {
 	if err := s.a.state.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: s.dev}); err != nil {
 		t.Fatal(err)
 	}
-	r = s.waitRun(t, "done", func(r *api.ScheduledRun) bool { return r.Outcome == schedule.OutcomeDone })
-	if r.Name == "" || r.Replaced != "" || r.Finished == nil {
-		t.Fatalf("done run: %+v", r)
-	}
+	// Without "replace" the first backup stored stays: the runs after it
+	// are skipped, so what is stored is the one done run.
+	s.waitStored(t)
 	first := s.stored(t)
-	if first.Name != r.Name {
-		t.Fatalf("stored %s, the run says %s", first.Name, r.Name)
-	}
 	ev := rcv.waitEvent(t, "job_done", func(ev webhook.Event) bool { return ev.Event == "job_done" && ev.Kind == kindBackup })
 	if !ev.Scheduled || ev.Backup == nil || ev.Backup.Name != first.Name || ev.Backup.SHA256 != first.SHA256 || !ev.Backup.Verified || ev.Node == "" {
 		t.Fatalf("job_done event %+v", ev)
@@ -275,13 +310,17 @@ func TestScheduleRunsSkipsReports(t *testing.T) {
 // as it was.
 func TestScheduleReplaces(t *testing.T) {
 	s := scheduledAgent(t, true, "", "", true)
-	r1 := s.waitRun(t, "done", func(r *api.ScheduledRun) bool { return r.Outcome == schedule.OutcomeDone })
 	r2 := s.waitRun(t, "replacing", func(r *api.ScheduledRun) bool {
-		return r.Outcome == schedule.OutcomeDone && r.Replaced != "" && r.Name != r1.Name
+		return r.Outcome == schedule.OutcomeDone && r.Replaced != "" && r.Name != r.Replaced
 	})
+	// Hold the schedule still to look at the device.
+	release := s.quiesce(t)
 	m := s.stored(t)
-	if m.Name != r2.Name {
-		t.Fatalf("stored %s, last run %s", m.Name, r2.Name)
+	if m.Created.Before(r2.Started.Truncate(time.Second)) {
+		t.Fatalf("stored %s (%v), older than the replacing run %+v", m.Name, m.Created, r2)
+	}
+	if _, err := os.Stat(filepath.Join(s.dev, store.FolderName, r2.Replaced+".enc")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced backup's file is still there: %v", err)
 	}
 	entries, _ := os.ReadDir(filepath.Join(s.dev, store.FolderName))
 	encs := 0
@@ -303,10 +342,12 @@ func TestScheduleReplaces(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { store.SetTestHookBeforeReadBack(nil) })
+	release()
 	failed := s.waitRun(t, "failed", func(r *api.ScheduledRun) bool { return r.Outcome == schedule.OutcomeFailed })
-	if failed.Name != "" || failed.Replaced != "" {
+	if failed.Name != "" || failed.Replaced != "" || !strings.Contains(failed.Reason, "verification") {
 		t.Fatalf("failed run %+v", failed)
 	}
+	defer s.quiesce(t)()
 	kept := s.stored(t) // still verified, still opens
 	if !kept.Created.Before(failed.Started) {
 		t.Fatalf("the stored backup (%s, %v) is not one from before the failed run (%v)", kept.Name, kept.Created, failed.Started)

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/statedir"
+	"github.com/a0backup/a0/internal/store"
 )
 
 var metricsLine = regexp.MustCompile(`metrics listening" addr=(\S+)`)
@@ -21,10 +23,11 @@ var metricsLine = regexp.MustCompile(`metrics listening" addr=(\S+)`)
 // startConfiguredAgent starts the built agent with --config cfg (its
 // state dir and listen address come from the config) and waits until it
 // listens; the address and the metrics address are read from its log.
-func startConfiguredAgent(t *testing.T, bin, cfg string) *proc {
+func startConfiguredAgent(t *testing.T, bin, cfg string, env ...string) *proc {
 	t.Helper()
 	p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
 	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--config", cfg)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr, p.cmd.Stdout = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -99,36 +102,59 @@ func TestScheduleMissedRunAfterRestart(t *testing.T) {
 		}
 		return ns
 	}
-	waitRun := func(p *proc, what string, ok func(*api.ScheduledRun) bool) *api.ScheduledRun {
-		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for time.Now().Before(deadline) {
-			if r := status(p).Schedule.LastRun; r != nil && ok(r) {
-				return r
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("no scheduled run %s in 3 minutes:\n%s", what, p.log.String())
-		return nil
-	}
-
+	slot := store.Slot{Dir: filepath.Join(dev, store.FolderName), Kind: "backup"}
 	p := startConfiguredAgent(t, bin, cfg)
-	first := waitRun(p, "done", func(r *api.ScheduledRun) bool { return r.Outcome == "done" })
-	// Down (a crash): the last run was recorded durably before.
+	// A backup is stored (replacing runs keep one stored at every moment).
+	var before *store.Meta
+	for deadline := time.Now().Add(3 * time.Minute); before == nil; time.Sleep(100 * time.Millisecond) {
+		before, _ = slot.Stored()
+		if time.Now().After(deadline) {
+			t.Fatalf("no backup stored in 3 minutes:\n%s", p.log.String())
+		}
+	}
+	// Down (a crash): the last run was recorded durably before (it may be
+	// one still running when killed).
 	p.cmd.Process.Kill()
 	p.wait()
+	saved, err := schedule.LoadState(filepath.Join(state, "schedule.json"))
+	if err != nil || saved.LastRun == nil {
+		t.Fatalf("the last run on disk: %+v %v", saved.LastRun, err)
+	}
+	if before, err = slot.Stored(); err != nil {
+		t.Fatal(err)
+	}
 	// Stay down until at least two runs fell due (every 2s after its start).
-	for time.Since(first.Started) < 5*time.Second {
+	for time.Since(saved.LastRun.Started) < 5*time.Second {
 		time.Sleep(100 * time.Millisecond)
 	}
 	restarted := time.Now()
-	p = startConfiguredAgent(t, bin, cfg)
-	r := waitRun(p, "after the restart", func(r *api.ScheduledRun) bool { return r.Started.After(restarted) && r.Outcome != "running" })
-	if r.Outcome != "done" || r.Missed < 1 || !r.Due.Before(restarted) || r.Replaced != first.Name || r.Name == first.Name {
-		t.Fatalf("the run after the restart: %+v (first %+v)", r, first)
+	hold := t.TempDir()
+	p = startConfiguredAgent(t, bin, cfg, "A0_TEST_HOLD_DIR="+hold)
+	p.hold = hold
+	// The missed run starts at once; it is held at its start to be looked at.
+	p.holdReached(t, "backup")
+	r := status(p).Schedule.LastRun
+	if r == nil || r.Outcome != "running" || !r.Started.After(restarted) || r.Missed < 1 || !r.Due.Before(restarted) {
+		t.Fatalf("the run after the restart: %+v (last before: %+v)", r, saved.LastRun)
 	}
 	if !strings.Contains(p.log.String(), "missed while the agent was down") {
 		t.Fatalf("the missed run is not logged:\n%s", p.log.String())
+	}
+	if text := run(0, "a0cli", "-t", p.addr, "node-status"); !strings.Contains(text, "running [") || !strings.Contains(text, "missed while the agent was down, run once]") {
+		t.Fatalf("node-status during the missed run:\n%s", text)
+	}
+	p.holdRelease(t, "backup")
+	// It replaces the stored backup once verified: the old file goes.
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(slot.Path(before)); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stored backup %s was not replaced:\n%s", before.Name, p.log.String())
+		}
+	}
+	if now, err := slot.Stored(); err != nil || !now.Verified || now.Name == before.Name {
+		t.Fatalf("after the replacement: %+v %v", now, err)
 	}
 
 	text := run(0, "a0cli", "-t", p.addr, "node-status")
