@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -422,5 +423,37 @@ func TestWebhookDownNeverBlocksBackup(t *testing.T) {
 				t.Errorf("the webhook URL's token is in the log:\n%s", log.String())
 			}
 		})
+	}
+}
+
+// A scheduled run obeys the free-space rule of a manual backup: a device
+// with less than twice the data size free fails the run
+// (insufficient_space), and nothing is written to it.
+func TestScheduleRefusesLowSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI must run this test: not root, cannot mount a small tmpfs as the backup device")
+		}
+		t.Skip("not root: cannot mount a small tmpfs as the backup device")
+	}
+	s := scheduledAgent(t, false, "", "", false)
+	dev := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", dev).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dev).Run() })
+	os.MkdirAll(filepath.Join(dev, store.FolderName), 0o700)
+	if err := s.a.state.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.waitRun(t, "refused for space", func(r *api.ScheduledRun) bool { return r.Code == string(api.CodeInsufficientSpace) })
+	if r.Outcome != schedule.OutcomeFailed || !strings.Contains(r.Reason, "not enough free space") {
+		t.Fatalf("run on a small device: %+v", r)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dev, store.FolderName)); len(ents) != 0 {
+		t.Fatalf("a refused run wrote %v", ents)
+	}
+	if m := scrape(t, s.a.MetricsAddr()); m[`a0_backup_last_failure_reason{reason="insufficient_space"}`] != 1 {
+		t.Fatalf("metrics: %v", m)
 	}
 }
