@@ -89,6 +89,7 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 		if allowPrimary {
 			opts.ReadPreference = readpref.Primary()
 		}
+		opts.AfterOplogStart = func(ctx context.Context) { a.hold(ctx, HoldBackupOplog) }
 		if a.cfg.MongoURI != "" {
 			// Data and oplog from one member (issue 12): a direct
 			// connection to the member the read preference picks.

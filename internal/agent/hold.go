@@ -17,6 +17,9 @@ const (
 	// HoldBackup: the backup's hidden .part file exists, before the dump
 	// reads the first collection.
 	HoldBackup = "backup"
+	// HoldBackupOplog: the dump has taken its oplog start and not yet
+	// listed the collections.
+	HoldBackupOplog = "backup-oplog"
 	// HoldRestore: every byte is authenticated and the restore marker is
 	// written, before the first collection is written.
 	HoldRestore = "restore"
@@ -34,9 +37,17 @@ func (a *Agent) hold(ctx context.Context, point string) {
 }
 
 // holdDir is the hook of a built agent: at a point it creates
-// DIR/<point>.reached and waits until DIR/<point>.release exists.
+// DIR/<point>.reached and waits until DIR/<point>.release exists. The
+// backup and restore points hold by default; any other point only when
+// DIR/<point>.hold exists (tests written before it was added never
+// release it).
 func holdDir(dir string) func(context.Context, string) {
 	return func(ctx context.Context, point string) {
+		if point != HoldBackup && point != HoldRestore {
+			if _, err := os.Stat(filepath.Join(dir, point+".hold")); err != nil {
+				return
+			}
+		}
 		os.WriteFile(filepath.Join(dir, point+".reached"), nil, 0o600)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/restore"
@@ -92,6 +94,18 @@ type writer struct {
 	sessions []bson.RawValue
 	log      []write
 	err      error
+	// n counts the writes done, for a test to wait on.
+	n atomic.Int64
+}
+
+// waitWrites waits until the writer has done at least k writes (or failed).
+func (w *writer) waitWrites(t *testing.T, k int64) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); w.n.Load() < k; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer did %d writes in 2 minutes, want %d", w.n.Load(), k)
+		}
+	}
 }
 
 func newWriter(t *testing.T, c *mongo.Client) *writer {
@@ -175,6 +189,7 @@ func (w *writer) run(ctx context.Context) {
 		}
 		wr.done = time.Now()
 		w.log = append(w.log, wr)
+		w.n.Add(1)
 		time.Sleep(time.Millisecond) // a steady rate, not a saturating one
 	}
 }
@@ -330,7 +345,14 @@ func TestPointInTime(t *testing.T) {
 		t.Skip("seeds and backs up several MB on FerretDB")
 	}
 	ctx := context.Background()
-	src, op, _ := backupNode(t, pitUsers)
+	// The dump is held once it has its oplog start, until the writer has
+	// written into every collection: writes during the dump, whatever the
+	// machine's speed.
+	h := newHolds(agent.HoldBackupOplog)
+	src := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
+	src.seed(pitUsers)
+	op := newOperator(t).withKey(src)
+	op.mustOn(src, "set-as-backup", t.TempDir())
 	const pw = "Passw0rd-pit"
 	op.env["A0_BACKUP_PASSWORD"] = pw
 	seedBulk(t, src.client())
@@ -351,12 +373,15 @@ func TestPointInTime(t *testing.T) {
 	stop := sync.OnceFunc(func() { stopWriter(); wg.Wait() })
 	defer stop()
 
-	// Writes before the backup too, also before its oplog start (on
-	// FerretDB a second before the dump starts).
-	time.Sleep(1500 * time.Millisecond)
+	// Writes before the backup's oplog start, during the dump (200 in a
+	// row: 50 of each kind), and after it ends.
+	w.waitWrites(t, 20)
 	op.mustOn(src, "backup")
+	h.wait(t, agent.HoldBackupOplog)
+	w.waitWrites(t, w.n.Load()+200)
+	h.let(agent.HoldBackupOplog)
 	st := decodeStatus(t, op.waitStatus(src, "backup-status"))
-	time.Sleep(300 * time.Millisecond) // and after it ends
+	w.waitWrites(t, w.n.Load()+20)
 	stop()
 	if w.err != nil {
 		t.Fatal(w.err)
@@ -461,32 +486,18 @@ func contains(s []string, v string) bool {
 // does to the start entry); the backup fails and backup-status says why
 // and how large the oplog must be.
 func TestBackupOplogRolled(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	src, op, _ := backupNode(t, 300)
+	// The dump is held once it has its oplog start: the oplog changes
+	// there, mid-job, however fast the machine.
+	h := newHolds(agent.HoldBackupOplog)
+	src := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
+	src.seed(300)
+	op := newOperator(t).withKey(src)
+	op.mustOn(src, "set-as-backup", t.TempDir())
 	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-rolled"
 	op.mustOn(src, "backup")
-	// Once a document is read the dump has its oplog start (it is taken
-	// before the collections are listed; collections_total is known from
-	// the first status, measured before the job starts); on FerretDB the
-	// dump then waits a second before it takes the oplog end, so it still
-	// runs here.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		var st struct {
-			Message   string `json:"message"`
-			Arguments struct {
-				Progress struct {
-					Documents int64 `json:"documents"`
-				} `json:"progress"`
-			} `json:"arguments"`
-		}
-		r := op.mustOn(src, "backup-status")
-		if json.Unmarshal([]byte(r.stdout), &st) != nil || st.Message != "Backup in progress" || time.Now().After(deadline) {
-			t.Fatalf("backup not running: %s", r.stdout)
-		}
-		if st.Arguments.Progress.Documents > 0 {
-			break
-		}
-	}
+	h.wait(t, agent.HoldBackupOplog)
 	c := src.client()
 	if err := c.Database("local").Collection("oplog.rs").Drop(ctx); err != nil {
 		t.Fatal(err)
@@ -499,6 +510,7 @@ func TestBackupOplogRolled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	h.let(agent.HoldBackupOplog)
 	st := decodeStatus(t, op.waitStatus(src, "backup-status"))
 	if st.Message != "Backup failed" {
 		t.Fatalf("status %+v, want Backup failed\n%s", st, src.log.String())

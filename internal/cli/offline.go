@@ -207,6 +207,11 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 	if err == nil {
 		_, err = io.Copy(io.Discard, counter) // authenticate to the last byte
 	}
+	if err != nil && o.Legacy && ctx.Err() == nil {
+		// No MAC to say so first: a wrong password shows as a stream that
+		// is not a tar.gz.
+		return res, &IntegrityError{Msg: fmt.Sprintf("%s does not decrypt to a tar.gz archive (wrong password, or not a file of the original appliance): %v", o.File, err)}
+	}
 	if err != nil {
 		return res, err
 	}
@@ -468,6 +473,16 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 		return err
 	}
 	defer closer.Close()
+	if o.Legacy {
+		// No MAC: the one check there is, that the plaintext starts as a
+		// gzip stream does (what the original appliance wrote), catches a
+		// wrong password before anything is written.
+		br := bufio.NewReader(stream)
+		if magic, _ := br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+			return &IntegrityError{Msg: fmt.Sprintf("%s does not decrypt to a gzip stream (wrong password, or not a file of the original appliance)", o.File)}
+		}
+		stream = br
+	}
 	if o.Output == "-" {
 		_, err := io.CopyBuffer(env.Stdout, stream, make([]byte, 1<<20))
 		return err

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -261,7 +262,12 @@ func TestLegacyDecrypt(t *testing.T) {
 		skipOutsideCI(t, "openssl not installed: apt-get install openssl")
 	}
 	dir := t.TempDir()
-	plain := bytes.Repeat([]byte("legacy appliance backup\n"), 50000)
+	// A gzip stream, as the original appliance's files hold.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte("legacy appliance backup\n"), 50000))
+	zw.Close()
+	plain := gz.Bytes()
 	in := filepath.Join(dir, "plain.tar.gz")
 	os.WriteFile(in, plain, 0o600)
 	enc := filepath.Join(dir, "legacy.tar.gz.enc")
@@ -280,6 +286,14 @@ func TestLegacyDecrypt(t *testing.T) {
 	}
 	if r := op.run("decrypt", enc, "--password", "Passw0rd", "-o", filepath.Join(dir, "x")); r.code != ExitIntegrity || !strings.Contains(r.stderr, "--legacy") {
 		t.Fatalf("a legacy file without --legacy: %+v", r)
+	}
+	// A wrong password: the plaintext is no gzip stream; nothing written.
+	wrong := filepath.Join(dir, "wrong.tar.gz")
+	if r := op.run("decrypt", enc, "--legacy", "--password", "Wr0ng-pass", "-o", wrong); r.code != ExitIntegrity || !strings.Contains(r.stderr, "wrong password") {
+		t.Fatalf("legacy decrypt with a wrong password: %+v", r)
+	}
+	if _, err := os.Stat(wrong); err == nil {
+		t.Fatal("legacy decrypt with a wrong password wrote its output")
 	}
 }
 
@@ -454,6 +468,16 @@ func TestRestoreRefusesTamperingInTheLastRecord(t *testing.T) {
 			}
 			if v := op.run("verify", p); v.code != ExitIntegrity {
 				t.Fatalf("verify: %+v", v)
+			}
+			// decrypt names its output only after the last byte is
+			// authenticated: nothing under the name, nothing left beside it.
+			outDir := t.TempDir()
+			out := filepath.Join(outDir, "plain.tar.gz")
+			if d := op.run("decrypt", p, "-o", out); d.code != ExitIntegrity {
+				t.Fatalf("decrypt: %+v", d)
+			}
+			if left, _ := os.ReadDir(outDir); len(left) != 0 {
+				t.Fatalf("a refused decrypt left %v", left)
 			}
 		})
 	}

@@ -77,6 +77,10 @@ type Options struct {
 	// ReadPreference and reads the collections and the oplog from it, so
 	// data and oplog come from one server (see docs/consistency.md).
 	Pin func(ctx context.Context, member string) (*mongo.Client, error)
+	// AfterOplogStart, when set, runs once the oplog start is taken and
+	// before the collections are listed (the agent's test hold point
+	// "backup-oplog": a test changes the oplog there, mid-job).
+	AfterOplogStart func(ctx context.Context)
 }
 
 // Progress is updated by Run and may be read at any time from any goroutine.
@@ -269,6 +273,9 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 			return nil, err
 		}
 		defer tl.closeSpool()
+	}
+	if opts.AfterOplogStart != nil {
+		opts.AfterOplogStart(ctx)
 	}
 
 	intents, err := listIntents(ctx, client, rp)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,14 +260,22 @@ func TestRunCancelled(t *testing.T) {
 	seed(t, client, 5000)
 	spool := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(150*time.Millisecond, cancel)
-	start := time.Now()
+	// Cancelled in the middle of the job, whatever the machine's speed: as
+	// the second collection's read begins (the first one is then spooled
+	// or being read by the other worker).
+	var reads atomic.Int32
+	testHookBeforeRead = func(ctx context.Context, db, coll string) {
+		if reads.Add(1) == 2 {
+			cancel()
+		}
+	}
+	t.Cleanup(func() { testHookBeforeRead = nil })
 	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool, Parallel: 2})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("cancelled dump took %v to return", d)
+	if reads.Load() < 2 {
+		t.Fatalf("the dump read %d collections: the cancel did not land mid-job", reads.Load())
 	}
 	assertSpoolEmpty(t, spool)
 }
@@ -378,6 +387,79 @@ func TestRunOplogRolled(t *testing.T) {
 		t.Errorf("oldest %v not after start %v", rolled.Oldest, rolled.Start)
 	}
 	assertSpoolEmpty(t, spool)
+}
+
+// TestRunOplogRolledAdvice: the size advice of a rolled oplog is computed
+// from the oplog's real figures: its size (collStats), the seconds it holds
+// (oldest to newest entry) and the seconds the dump spanned (start to
+// newest), read back from the server after the failure; and it asks for more
+// than the oplog has. The writes span clock seconds (FerretDB's oplog
+// timestamps are wall-clock seconds), so every figure is non-zero.
+func TestRunOplogRolledAdvice(t *testing.T) {
+	ctx := context.Background()
+	const budget = 50
+	client := startServer(t, devappliance.Config{Oplog: true, OplogEntries: budget})
+	seed(t, client, 100)
+	oplog := client.Database("local").Collection("oplog.rs")
+	nextSecond := func() {
+		for s := time.Now().Unix(); time.Now().Unix() == s; {
+			time.Sleep(10 * time.Millisecond) // waiting for the clock, nothing timed
+		}
+	}
+	testHookBeforeOplogEnd = func(ctx context.Context) {
+		// 60 entries, then 30 in a later second and 30 in a later one: the
+		// 50 kept span at least one second, the dump two.
+		for _, n := range []int{60, 30, 30} {
+			nextSecond()
+			for i := 0; i < n; i++ {
+				client.Database("auth0").Collection("logs").InsertOne(ctx, bson.D{{Key: "i", Value: i}})
+			}
+		}
+		if _, err := devappliance.TrimOplog(ctx, client, budget); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { testHookBeforeOplogEnd = nil }()
+	_, _, err := runDump(ctx, t, client, Options{SpoolDir: t.TempDir()})
+	var rolled *OplogRolledError
+	if !errors.As(err, &rolled) {
+		t.Fatalf("Run = %v, want *OplogRolledError", err)
+	}
+	edge := func(dir int) bson.Timestamp {
+		var e struct {
+			TS bson.Timestamp `bson:"ts"`
+		}
+		if err := oplog.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "ts", Value: dir}})).Decode(&e); err != nil {
+			t.Fatal(err)
+		}
+		return e.TS
+	}
+	oldest, newest := edge(1), edge(-1)
+	var st struct {
+		Size int64 `bson:"size"`
+	}
+	if err := client.Database("local").RunCommand(ctx, bson.D{{Key: "collStats", Value: "oplog.rs"}}).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	want := &OplogRolledError{Start: rolled.Start, Oldest: oldest,
+		SpanSeconds: int64(newest.T - rolled.Start.T), WindowSeconds: int64(newest.T - oldest.T), OplogBytes: st.Size}
+	if rolled.Oldest != want.Oldest || rolled.SpanSeconds != want.SpanSeconds || rolled.WindowSeconds != want.WindowSeconds || rolled.OplogBytes != want.OplogBytes {
+		t.Fatalf("figures %+v, the server's %+v", rolled, want)
+	}
+	if want.SpanSeconds < 2 || want.WindowSeconds < 1 || want.OplogBytes <= 0 {
+		t.Fatalf("the test's writes did not span the seconds it needs: %+v", want)
+	}
+	computed := want.OplogBytes * want.SpanSeconds / want.WindowSeconds
+	if rolled.NeededBytes < computed || rolled.NeededBytes <= want.OplogBytes {
+		t.Fatalf("advice %d bytes; the oplog holds %d bytes for %ds and the dump spanned %ds (at least %d)",
+			rolled.NeededBytes, want.OplogBytes, want.WindowSeconds, want.SpanSeconds, computed)
+	}
+	for _, s := range []string{fmt.Sprintf("spanned %ds", want.SpanSeconds), fmt.Sprintf("holds %ds in %d bytes", want.WindowSeconds, want.OplogBytes),
+		fmt.Sprintf("at least %d bytes", rolled.NeededBytes)} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("message lacks %q: %s", s, err)
+		}
+	}
 }
 
 func TestReadPreference(t *testing.T) {

@@ -100,8 +100,11 @@ func validColl(db, name string) error {
 	return nil
 }
 
+// validDB is what MongoDB on Linux accepts as a database name: the
+// characters only Windows forbids (*<>:|?) are legal there, and mongodump
+// dumps such databases, so they restore.
 func validDB(db string) error {
-	if db == "" || len(db) > 64 || strings.ContainsAny(db, `/\. "$*<>:|?`+"\x00") {
+	if db == "" || len(db) > 64 || strings.ContainsAny(db, `/\. "$`+"\x00") {
 		return fmt.Errorf("bad database name %q", db)
 	}
 	return nil

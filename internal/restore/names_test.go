@@ -116,3 +116,29 @@ func TestPlanOldLayouts(t *testing.T) {
 		t.Fatalf("%q holds %d documents", name, n)
 	}
 }
+
+// TestPlanLinuxDatabaseNames: a database name MongoDB accepts on Linux
+// but not on Windows is dumped by mongodump, so it plans (issue 11); the
+// characters every server refuses are still refused.
+func TestPlanLinuxDatabaseNames(t *testing.T) {
+	for _, tc := range []struct {
+		db string
+		ok bool
+	}{
+		{"we*ird?db", true},
+		{"a<b>c:d|e", true},
+		{"has space", false},
+		{"dollar$db", false},
+	} {
+		t.Run(tc.db, func(t *testing.T) {
+			d := dump{colls: []coll{{db: tc.db, name: "c", docs: users(2)}}}
+			p, err := Plan(context.Background(), bytes.NewReader(d.archive(t)), Options{})
+			if tc.ok && (err != nil || len(p.Collections) != 1 || p.Collections[0].DB != tc.db) {
+				t.Fatalf("plan: %+v, %v", p, err)
+			}
+			if !tc.ok && err == nil {
+				t.Fatalf("database %q planned", tc.db)
+			}
+		})
+	}
+}
