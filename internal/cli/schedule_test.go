@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/statedir"
@@ -132,7 +133,7 @@ func TestScheduleMissedRunAfterRestart(t *testing.T) {
 	p = startConfiguredAgent(t, bin, cfg, "A0_TEST_HOLD_DIR="+hold)
 	p.hold = hold
 	// The missed run starts at once; it is held at its start to be looked at.
-	p.holdReached(t, "backup")
+	p.holdReached(t, agent.HoldBackup)
 	r := status(p).Schedule.LastRun
 	if r == nil || r.Outcome != "running" || !r.Started.After(restarted) || r.Missed < 1 || !r.Due.Before(restarted) {
 		t.Fatalf("the run after the restart: %+v (last before: %+v)", r, saved.LastRun)
@@ -143,7 +144,8 @@ func TestScheduleMissedRunAfterRestart(t *testing.T) {
 	if text := run(0, "a0cli", "-t", p.addr, "node-status"); !strings.Contains(text, "running [") || !strings.Contains(text, "missed while the agent was down, run once]") {
 		t.Fatalf("node-status during the missed run:\n%s", text)
 	}
-	p.holdRelease(t, "backup")
+	p.holdRelease(t, agent.HoldBackupOplog) // the next hold point, let through too
+	p.holdRelease(t, agent.HoldBackup)
 	// It replaces the stored backup once verified: the old file goes.
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := os.Stat(slot.Path(before)); os.IsNotExist(err) {
