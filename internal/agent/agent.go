@@ -22,7 +22,9 @@ import (
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/metrics"
+	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/restore"
+	"github.com/a0backup/a0/internal/retention"
 	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/spool"
 	"github.com/a0backup/a0/internal/statedir"
@@ -62,6 +64,16 @@ type Config struct {
 	// Hold is called at the hold points of a job (HoldBackup, HoldRestore)
 	// and may block: tests only (hold.go).
 	Hold func(ctx context.Context, point string)
+
+	// Remote, if set, receives a copy of every verified backup (remote.go);
+	// Retention then applies to its copies.
+	Remote    remote.Store
+	Retention retention.Policy
+	// RemoteRetry is the first wait after a failed copy (0: 5s), doubled
+	// after each failure up to 5 minutes; RemoteAttempts bounds the
+	// attempts (0: 10).
+	RemoteRetry    time.Duration
+	RemoteAttempts int
 }
 
 // Timeouts of the HTTPS server. A zero field means its default.
@@ -124,8 +136,18 @@ type Agent struct {
 	secrets statedir.Secrets
 	hosts   []string
 	srv     *http.Server
-	ctx     context.Context // the agent's lifetime; jobs run under it
-	stop    context.CancelFunc
+
+	// The remote copy (remote.go): its record, the name being copied.
+	remoteMu  sync.Mutex
+	remoteRec remoteRecord
+	copying   string
+	// pendingCopy is a backup to copy once the running copy ends.
+	pendingCopy string
+	copyDone    chan struct{}
+	pruneMu     sync.Mutex
+
+	ctx  context.Context // the agent's lifetime; jobs run under it
+	stop context.CancelFunc
 }
 
 // New opens the state directory, starts or connects the database and
@@ -188,6 +210,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	if err := a.serveMetrics(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.openRemote(); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -367,6 +393,7 @@ func (a *Agent) Close() error {
 	}
 	a.stop()
 	a.stopSchedule()
+	a.waitCopy()
 	if a.jobs != nil {
 		a.jobs.Shutdown()
 	}

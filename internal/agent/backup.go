@@ -49,6 +49,9 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, all
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		meta, err := fn(ctx, j)
 		a.recordBackup(meta, err)
+		if err == nil {
+			a.afterBackup(meta)
+		}
 		if meta == nil {
 			return nil, err
 		}

@@ -30,13 +30,15 @@ var Commands = []api.Command{
 	{Name: "node-status", Usage: "node-status", Summary: "roles, device, free space, database size, agent version"},
 	{Name: "backup", Usage: "backup <password> | --password P | --password-file F | --to NAME... | --to-all | --no-password [--wait]", Summary: "start a backup of the database"},
 	{Name: "backup-status", Usage: "backup-status", Summary: "show the stored or running backup"},
-	{Name: "backup-retrieve", Usage: "backup-retrieve [-o FILE] [--force]", Summary: "download the backup into backup-retrieve.tar.gz.enc"},
+	{Name: "backup-retrieve", Usage: "backup-retrieve [-o FILE] [--force] [--remote NAME]", Summary: "download the backup into backup-retrieve.tar.gz.enc"},
 	{Name: "backup-delete", Usage: "backup-delete", Summary: "delete the stored backup"},
+	{Name: "backup-copy", Usage: "backup-copy [--wait]", Summary: "copy the stored backup to the remote store now"},
+	{Name: "backups", Usage: "backups [--json] | backups prune [--dry-run]", Summary: "list the local and remote backups; prune applies the retention"},
 	{Name: "backup-sensitive", Usage: "backup-sensitive --password P [--wait]", Summary: "back up the node's sensitive configuration"},
 	{Name: "backup-sensitive-status", Usage: "backup-sensitive-status", Summary: "show the stored or running sensitive backup"},
 	{Name: "backup-sensitive-retrieve", Usage: "backup-sensitive-retrieve [-o FILE] [--force]", Summary: "download it into backup-sensitive-retrieve.tar.gz.enc"},
 	{Name: "backup-sensitive-delete", Usage: "backup-sensitive-delete", Summary: "delete the stored sensitive backup"},
-	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]", Summary: "restore a backup onto the node"},
+	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME]", Summary: "restore a backup onto the node"},
 	{Name: "restore-status", Usage: "restore-status", Summary: "show the running or last restore"},
 	{Name: "restore-sensitive", Usage: "restore-sensitive FILE [--yes]", Summary: "put the sensitive configuration back on the node"},
 }
@@ -321,6 +323,8 @@ type statusArgs struct {
 	// before it was called found, at VerifiedAt.
 	Verified   bool       `json:"verified"`
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	// Remote is the copy to the remote store, when there is one.
+	Remote *api.RemoteCopyStatus `json:"remote,omitempty"`
 }
 
 func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
@@ -339,6 +343,7 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
 			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
+			Remote: a.slotRemoteStatus(slot, m.Name),
 		}})
 	}
 	if !errors.Is(err, store.ErrNoBackup) {

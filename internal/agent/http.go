@@ -47,6 +47,13 @@ func (a *Agent) routes() http.Handler {
 	handle("POST "+api.PathRestore, a.startRestore)
 	handle("GET "+api.PathRestoreStatus, a.restoreStatus)
 	handle("POST "+api.PathRestoreSens, a.restoreSensitive)
+	// The remote store (remote.go).
+	handle("POST "+api.PathRemoteCopy, a.copyNow)
+	handle("GET "+api.PathBackups, a.listBackups)
+	handle("POST "+api.PathBackupsPrune, a.prunePost)
+	handle("GET "+api.PathRemoteBackup+"{name}", a.remoteBackup)
+	stream("GET "+api.PathRemoteBackup+"{name}/file", a.remoteFile)
+	stream("HEAD "+api.PathRemoteBackup+"{name}/file", a.remoteFile)
 	handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.CodeNotFound, "unknown endpoint %s %s", r.Method, r.URL.Path)
 	})

@@ -242,6 +242,9 @@ type source struct {
 	// checkHash compares.
 	wantSHA256 string
 	hash       hash.Hash
+	// fetch, when set, first downloads a remote copy to path (remote.go);
+	// the file is removed when the job ends.
+	fetch func(ctx context.Context) error
 }
 
 // checkHash refuses a source whose first pass read other bytes than the
@@ -333,13 +336,19 @@ func cryptError(err error) error {
 		return &api.Error{Code: api.CodeIntegrity, Message: "backup file failed authentication: " + err.Error()}
 	case errors.Is(err, restore.ErrInvalidArchive), errors.Is(err, archive.ErrUnsafe):
 		return &api.Error{Code: api.CodeIntegrity, Message: "backup archive refused: " + err.Error()}
+	case errors.Is(err, restore.ErrNoMatch):
+		return api.Errorf(api.CodeBadRequest, "%v", err)
 	}
 	return err
 }
 
 func (a *Agent) restoreSource(req api.RestoreRequest, password []byte) (source, error) {
 	src := source{password: password, fileKey: req.FileKey, plain: req.Plain}
-	if req.UploadID != "" {
+	if req.Remote != "" {
+		if err := a.remoteSource(&src, req); err != nil {
+			return src, err
+		}
+	} else if req.UploadID != "" {
 		if !uploadID.MatchString(req.UploadID) {
 			return src, api.Errorf(api.CodeBadRequest, "invalid upload id")
 		}
@@ -419,10 +428,13 @@ type planSummary struct {
 	Roles int64 `json:"roles,omitempty"`
 	// Skipped lists the namespaces of the backup not restored.
 	Skipped []string `json:"skipped,omitempty"`
+	// OplogOnly lists the namespaces only the oplog writes (created
+	// during the dump): restored from empty, dropped first with --drop.
+	OplogOnly []string `json:"oplog_only,omitempty"`
 }
 
 func summarize(p *restore.PlanResult) *planSummary {
-	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped}
+	s := &planSummary{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped, OplogOnly: p.OplogOnly}
 	if p.Manifest != nil {
 		s.Created = p.Manifest.Started.Format("2006-01-02T15:04:05Z")
 		s.Consistency = p.Manifest.Consistency
@@ -459,6 +471,14 @@ func (a *Agent) restoreJob(src source, opts restore.Options) job.Func {
 			mu.Unlock()
 		}
 		prog := &restore.Progress{}
+		if src.fetch != nil {
+			setPhase("downloading")
+			defer os.Remove(src.path)
+			if err := src.fetch(ctx); err != nil {
+				return nil, err
+			}
+			setPhase("authenticating")
+		}
 		var fileTotal int64
 		if st, err := os.Stat(src.path); err == nil {
 			fileTotal = st.Size()

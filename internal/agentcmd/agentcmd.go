@@ -23,6 +23,7 @@ import (
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/version"
 )
@@ -66,6 +67,8 @@ type Config struct {
 	Replace       bool            `json:"replace,omitempty"`
 	Webhook       string          `json:"webhook,omitempty"`
 	WebhookCAFile string          `json:"webhook_ca_file,omitempty"`
+	// Remote is the S3-compatible store verified backups are copied to.
+	Remote *remote.Config `json:"remote,omitempty"`
 }
 
 type usageError struct{ msg string }
@@ -152,6 +155,9 @@ type RunOptions struct {
 	Recipients     []string
 	MetricsListen  string
 	Unattended
+	// Remote is the config's "remote"; its secret comes from its file or
+	// $A0_REMOTE_SECRET_ACCESS_KEY.
+	Remote *remote.Config
 }
 
 func runAgentCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -195,6 +201,12 @@ func (o *RunOptions) fill() error {
 		o.SensitivePaths = c.SensitivePaths
 		o.Recipients = c.Recipients
 		o.MetricsListen = c.MetricsListen
+		o.Remote = c.Remote
+		if c.Remote != nil {
+			if err := c.Remote.Validate(); err != nil {
+				return fmt.Errorf("config %s: %w", o.Config, err)
+			}
+		}
 		if c.MetricsListen != "" {
 			if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 				return fmt.Errorf("config %s: metrics_listen %q: want HOST:PORT, such as 127.0.0.1:10122", o.Config, c.MetricsListen)
@@ -238,9 +250,13 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 		h = slog.NewJSONHandler(logOut, nil)
 	}
 	log := slog.New(h)
-	a, err := agent.New(ctx, agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
+	cfg := agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
 		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log,
-		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile})
+		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile}
+	if err := remoteConfig(&cfg, o.Remote); err != nil {
+		return err
+	}
+	a, err := agent.New(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -129,6 +129,14 @@ func (c Config) problems(path string) []error {
 			add(fmt.Errorf("sensitive_paths[%d]: %s is a directory: list files", i, p))
 		}
 	}
+	if c.Remote != nil {
+		// The remote's own checks (package remote), and its secret must load (never printed).
+		if err := c.Remote.Validate(); err != nil {
+			add(fmt.Errorf("remote: %w", err))
+		} else if _, err := c.Remote.LoadSecret(os.Getenv); err != nil {
+			add(fmt.Errorf("remote: %w", err))
+		}
+	}
 	_, up := c.unattendedProblems()
 	out = append(out, up...)
 	var kept []error

@@ -78,6 +78,7 @@ func TestCheckConfig(t *testing.T) {
 		{"ca without webhook", map[string]any{"state_dir": state, "webhook_ca_file": ca}, []string{`webhook_ca_file: set without "webhook"`}},
 		{"unknown key", map[string]any{"state_dir": state, "schedul": map[string]string{"every": "24h"}}, []string{`unknown field "schedul"`}},
 		{"no state dir", map[string]any{}, []string{"state_dir: not set"}},
+		{"bad remote", map[string]any{"state_dir": state, "remote": map[string]any{"bucket": "b"}}, []string{"remote:"}},
 		{"bad every", map[string]any{"state_dir": state, "recipients": []string{x.Recipient().String()}, "schedule": map[string]string{"every": "daily"}},
 			[]string{"not a duration"}},
 	} {

@@ -241,6 +241,8 @@ type RestoreRequest struct {
 	StopOnError bool `json:"stop_on_error,omitempty"`
 	// UsersAndRoles restores the backup's users and roles too.
 	UsersAndRoles bool `json:"users_and_roles,omitempty"`
+	// Remote names a copy in the node's remote store to restore (issue 16).
+	Remote string `json:"remote,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.

@@ -38,6 +38,7 @@ var takesFlags = map[string]bool{
 	"create-key": true, "node-status": true, "backup": true, "backup-retrieve": true,
 	"backup-sensitive": true, "backup-sensitive-retrieve": true, "restore": true, "restore-status": true,
 	"restore-sensitive": true, "recover": true, "verify": true, "decrypt": true,
+	"backup-copy": true, "backups": true,
 }
 
 // flagHelp describes flags by name; "command.flag" wins over "flag". A flag
@@ -57,6 +58,10 @@ var flagHelp = map[string]string{
 	"restore.ns":              "restore only `DB.COLL` ('*' wildcards; repeat for more)",
 	"ns":                      "only `DB.COLL` ('*' wildcards; repeat for more)",
 	"dry-run":                 "print the plan, write nothing",
+	"backups.dry-run":         "with prune: list what the retention policy would remove, delete nothing",
+	"backup-retrieve.remote":  "retrieve the copy `NAME` (as `backups` lists it) from the node's remote store, through the node",
+	"restore.remote":          "restore the copy `NAME` from the node's remote store (the node downloads and authenticates it first)",
+	"backup-copy.wait":        "follow the copy to its end (copied or failed)",
 	"plain":                   "FILE is a plain mongodump directory packed as .tar.gz (not encrypted)",
 	"detach":                  "start the restore and return; follow it with restore-status",
 	"restore-status.wait":     "follow the running restore with a progress bar to its report",
@@ -92,6 +97,8 @@ var examples = map[string][]string{
 	"backup-status":             {"a0cli -t a0-1 backup-status"},
 	"backup-retrieve":           {"a0cli -t a0-1 backup-retrieve", "a0cli -t a0-1 backup-retrieve -o /srv/a0/a0-1.tar.gz.enc"},
 	"backup-delete":             {"a0cli -t a0-1 backup-delete"},
+	"backup-copy":               {"a0cli -t a0-1 backup-copy --wait"},
+	"backups":                   {"a0cli -t a0-1 backups", "a0cli -t a0-1 backups prune --dry-run"},
 	"backup-sensitive":          {"a0cli -t a0-1 backup-sensitive --password-file ~/.a0-sensitive-pass --wait"},
 	"backup-sensitive-status":   {"a0cli -t a0-1 backup-sensitive-status"},
 	"backup-sensitive-retrieve": {"a0cli -t a0-1 backup-sensitive-retrieve"},

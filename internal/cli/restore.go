@@ -37,6 +37,8 @@ type RestoreOptions struct {
 	// --restoreDbUsersAndRoles.
 	StopOnError   bool
 	UsersAndRoles bool
+	// Remote names a copy in the node's remote store (remote.go).
+	Remote string
 }
 
 func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
@@ -52,6 +54,7 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&o.JSON, "json", false, "")
 	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "")
 	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "")
+	fs.StringVar(&o.Remote, "remote", "", "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,6 +72,9 @@ func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
 // RunRestore uploads FILE (or uses the node's stored backup), starts the
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
+	if o.Remote != "" && (o.File != "" || o.Plain) {
+		return usagef("restore --remote NAME takes no FILE and no --plain")
+	}
 	if o.Plain && o.File == "" {
 		return usagef("restore --plain needs a FILE (a mongodump directory packed as .tar.gz, or a mongodump --archive file)")
 	}
@@ -86,6 +92,10 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		switch {
 		case o.File != "":
 			hdr, err = readLocalHeader(o.File)
+		case o.Remote != "":
+			if c, err = env.client(ctx); err == nil {
+				hdr, err = readRemoteHeader(ctx, c, o.Remote)
+			}
 		case len(o.Identities) > 0 || !o.passwordGiven(env):
 			if c, err = env.client(ctx); err == nil {
 				hdr, err = readStoredHeader(ctx, c)
@@ -112,7 +122,7 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		}
 	}
 	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun,
-		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles}
+		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles, Remote: o.Remote}
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {
@@ -124,7 +134,15 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stdout, out.Message)
+	// With --json stdout holds one JSON document, nothing else.
+	switch {
+	case o.JSON && o.Detach:
+		b, _ := json.Marshal(out)
+		env.Stdout.Write(append(b, '\n'))
+	case o.JSON:
+	default:
+		fmt.Fprintln(env.Stdout, out.Message)
+	}
 	if o.Detach {
 		fmt.Fprintln(env.Stderr, "a0cli: follow it with restore-status")
 		return nil
@@ -310,7 +328,16 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		if st.Message == "No restore found" {
 			return &NotFoundError{Msg: "no restore has run on this node"}
 		}
-		fmt.Fprintln(env.Stdout, st.Message)
+		if !asJSON {
+			msg := st.Message
+			var res struct {
+				Phase string `json:"phase"`
+			}
+			if json.Unmarshal(st.Arguments.Result, &res) == nil && res.Phase == "dry-run" {
+				msg = "Dry run finished: nothing was written"
+			}
+			fmt.Fprintln(env.Stdout, msg)
+		}
 		return nil
 	}
 }
@@ -327,6 +354,8 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			Collections  []string `json:"collections"`
 			Documents    int64    `json:"documents"`
 			OplogEntries int64    `json:"oplog_entries"`
+			Skipped      []string `json:"skipped"`
+			OplogOnly    []string `json:"oplog_only"`
 		} `json:"plan"`
 		Report *struct {
 			OK           bool             `json:"ok"`
@@ -353,9 +382,21 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 	}
 	w := env.Stdout
 	if p := res.Plan; p != nil {
-		fmt.Fprintf(w, "backup of %s (%s): %d collections, %d documents, %d oplog entries\n", p.Created, p.Consistency, len(p.Collections), p.Documents, p.OplogEntries)
+		what := "plain dump (no manifest)"
+		if p.Created != "" {
+			what = fmt.Sprintf("backup of %s (%s)", p.Created, p.Consistency)
+		}
+		fmt.Fprintf(w, "%s: %d collections, %d documents, %d oplog entries\n", what, len(p.Collections), p.Documents, p.OplogEntries)
 		if res.Phase == "dry-run" || res.Phase == "planned" {
 			fmt.Fprintf(w, "would restore: %s\n", strings.Join(p.Collections, ", "))
+		}
+		// What else the restore writes, and what it leaves out: an
+		// operator deciding on --drop must see every target.
+		if len(p.OplogOnly) > 0 {
+			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))
+		}
+		if len(p.Skipped) > 0 {
+			fmt.Fprintf(w, "not restored (system collections, local, config, users and roles without --users-and-roles, outside --ns): %s\n", strings.Join(p.Skipped, ", "))
 		}
 	}
 	if r := res.Report; r != nil {
@@ -380,8 +421,8 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		}
 		if r.OplogReplay != "" {
 			line := fmt.Sprintf("oplog: %d entries replayed (%s)", r.OplogApplied, r.OplogReplay)
-			if len(r.OplogSkipped) > 0 {
-				line += "; not replayed: " + skippedText(r.OplogSkipped)
+			if skipped := skippedText(r.OplogSkipped); skipped != "" {
+				line += "; not replayed: " + skipped
 			}
 			fmt.Fprintln(w, line)
 		}
@@ -503,9 +544,11 @@ func skippedText(m map[string]int64) string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if m[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
 	}
 	return strings.Join(parts, ", ")
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/a0backup/a0/internal/agent"
@@ -172,8 +173,12 @@ func TestRestoreRoundTrip(t *testing.T) {
 		dst := startNode(t, "", "")
 		dst.authorize("ops", op.home)
 		r := op.mustOn(dst, "restore", file, "--dry-run")
-		if !strings.Contains(r.stdout, "would restore") {
+		if !strings.Contains(r.stdout, "would restore") || !strings.Contains(r.stdout, "Dry run finished: nothing was written") {
 			t.Fatalf("%+v", r)
+		}
+		// A --ns that names nothing is refused, not an empty success.
+		if r := op.on(dst, "restore", file, "--dry-run", "--ns", "nosuch.*"); r.code != ExitUsage || !strings.Contains(r.stderr, "--ns nosuch.* matches no collection of the backup") {
+			t.Fatalf("--ns matching nothing: exit %d %s", r.code, r.stderr)
 		}
 		if got := userNamespaces(t, dst.client()); len(got) != 0 {
 			t.Fatalf("dry run wrote %v", got)
@@ -324,6 +329,9 @@ func TestRestoreInterrupted(t *testing.T) {
 		t.Fatalf("node-status does not report the half-written database:\n%s", r.stdout)
 	}
 	r := op.mustOn(dst2, "restore", file, "--drop", "--json")
+	if !json.Valid([]byte(r.stdout)) {
+		t.Fatalf("restore --json printed more than one JSON document: %q", r.stdout)
+	}
 	if !strings.Contains(r.stdout, "previous_unfinished") {
 		t.Fatalf("the next restore did not report the unfinished one: %s", r.stdout)
 	}

@@ -260,11 +260,16 @@ func RunBackupStatus(ctx context.Context, env *Env, slot string) error {
 	if err != nil {
 		return err
 	}
-	_, raw, err := getStatus(ctx, c, slot)
+	st, raw, err := getStatus(ctx, c, slot)
 	if err != nil {
 		return err
 	}
 	_, err = env.Stdout.Write(append(compact(raw), '\n'))
+	// The remote copy, for people, on stderr: stdout stays the original's
+	// one JSON line.
+	if line := remoteLine(st.Arguments); line != "" {
+		fmt.Fprintln(env.Stderr, line)
+	}
 	return err
 }
 
@@ -286,6 +291,8 @@ func RunBackupDelete(ctx context.Context, env *Env, slot string) error {
 type RetrieveOptions struct {
 	Output string
 	Force  bool
+	// Remote names a copy in the node's remote store (remote.go).
+	Remote string
 }
 
 func runRetrieveCmd(ctx context.Context, env *Env, slot string, args []string) error {
@@ -294,12 +301,18 @@ func runRetrieveCmd(ctx context.Context, env *Env, slot string, args []string) e
 	fs.StringVar(&o.Output, "o", "", "")
 	fs.StringVar(&o.Output, "output", "", "")
 	fs.BoolVar(&o.Force, "force", false, "")
+	if slot == api.SlotBackup {
+		fs.StringVar(&o.Remote, "remote", "", "")
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("%s takes no arguments (use -o FILE)", cmdName(slot, "retrieve"))
+	}
+	if o.Remote != "" {
+		return RunRetrieveRemote(ctx, env, o)
 	}
 	return RunRetrieve(ctx, env, slot, o)
 }
@@ -328,9 +341,16 @@ func RunRetrieve(ctx context.Context, env *Env, slot string, o RetrieveOptions) 
 	if err := json.Unmarshal(st.Arguments, &want); err != nil || want.SHA256 == "" {
 		return fmt.Errorf("node status lacks checksums")
 	}
+	return retrieveTo(ctx, env, c, o, want, api.PathSlot+slot+"/file", cmdName(slot, "retrieve"), "the node's")
+}
+
+// retrieveTo downloads the file at path of the API into o.Output,
+// resuming a partial download of the same file, and checks md5 and sha256
+// against want (whose checksums are "from") before the file gets its name.
+func retrieveTo(ctx context.Context, env *Env, c *client.Client, o RetrieveOptions, want foundArgs, path, cmd, from string) error {
 	if existing, err := fileSHA256(o.Output); err == nil {
 		if existing == want.SHA256 {
-			fmt.Fprintf(env.Stdout, "%s already holds backup %s; md5 %s and sha256 match the node's\n", o.Output, want.Name, want.MD5)
+			fmt.Fprintf(env.Stdout, "%s already holds backup %s; md5 %s and sha256 match %s\n", o.Output, want.Name, want.MD5, from)
 			return nil
 		}
 		if !o.Force {
@@ -367,7 +387,7 @@ func RunRetrieve(ctx context.Context, env *Env, slot string, o RetrieveOptions) 
 		fmt.Fprintf(env.Stderr, "a0cli: resuming download at byte %d of %d\n", have, want.Size)
 	}
 	if have < want.Size || want.Size == 0 {
-		if err := download(ctx, env, c, slot, f, have, want, hmd5, hsha); err != nil {
+		if err := download(ctx, env, c, path, cmd, f, have, want, hmd5, hsha); err != nil {
 			return err
 		}
 	}
@@ -375,8 +395,12 @@ func RunRetrieve(ctx context.Context, env *Env, slot string, o RetrieveOptions) 
 	if gotMD5 != want.MD5 || gotSHA != want.SHA256 {
 		f.Close()
 		os.Remove(part)
-		return &IntegrityError{Msg: fmt.Sprintf("downloaded file does not match the node's checksums (md5 %s, node %s; sha256 %s, node %s): removed it, run %s again",
-			gotMD5, want.MD5, gotSHA, want.SHA256, cmdName(slot, "retrieve"))}
+		short := "node"
+		if from != "the node's" {
+			short = "record"
+		}
+		return &IntegrityError{Msg: fmt.Sprintf("downloaded file does not match %s checksums (md5 %s, %s %s; sha256 %s, %s %s): removed it, run %s again",
+			from, gotMD5, short, want.MD5, gotSHA, short, want.SHA256, cmd)}
 	}
 	if err := f.Sync(); err != nil {
 		return err
@@ -387,19 +411,19 @@ func RunRetrieve(ctx context.Context, env *Env, slot string, o RetrieveOptions) 
 	if err := os.Rename(part, o.Output); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "Retrieved backup %s into %s (%s); md5 %s and sha256 %s match the node's\n",
-		want.Name, o.Output, human(want.Size), gotMD5, gotSHA)
+	fmt.Fprintf(env.Stdout, "Retrieved backup %s into %s (%s); md5 %s and sha256 %s match %s\n",
+		want.Name, o.Output, human(want.Size), gotMD5, gotSHA, from)
 	return nil
 }
 
-func download(ctx context.Context, env *Env, c *client.Client, slot string, f *os.File, have int64, want foundArgs, hmd5, hsha hash.Hash) error {
-	d, err := c.Get(ctx, slot, have, want.SHA256)
+func download(ctx context.Context, env *Env, c *client.Client, path, cmd string, f *os.File, have int64, want foundArgs, hmd5, hsha hash.Hash) error {
+	d, err := c.GetFile(ctx, path, have, want.SHA256)
 	if err != nil {
 		return err
 	}
 	defer d.Body.Close()
 	if d.SHA256 != want.SHA256 {
-		return fmt.Errorf("the backup on the node changed while retrieving; run %s again", cmdName(slot, "retrieve"))
+		return fmt.Errorf("the backup on the node changed while retrieving; run %s again", cmd)
 	}
 	if d.Offset != have {
 		// The node sent the whole file: start over.

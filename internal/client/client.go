@@ -215,12 +215,17 @@ type Download struct {
 // on the node is still the one with etag (its sha256); otherwise it starts
 // over at 0.
 func (c *Client) Get(ctx context.Context, slot string, offset int64, sha string) (*Download, error) {
+	return c.GetFile(ctx, api.PathSlot+slot+"/file", offset, sha)
+}
+
+// GetFile is Get of any file path of the API (a slot's, a remote copy's).
+func (c *Client) GetFile(ctx context.Context, path string, offset int64, sha string) (*Download, error) {
 	hdr := http.Header{}
 	if offset > 0 && sha != "" {
 		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
 		hdr.Set("If-Range", `"`+sha+`"`)
 	}
-	resp, err := c.do(ctx, http.MethodGet, api.PathSlot+slot+"/file", nil, hdr)
+	resp, err := c.do(ctx, http.MethodGet, path, nil, hdr)
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,8 @@ type Recorder struct {
 	mu      sync.Mutex
 	st      state
 	nextRun time.Time
+	// remote is the remote copy's state (remote.go).
+	remote remoteState
 }
 
 // OpenRecorder reads path if it exists. A damaged file is reported, not
@@ -191,6 +193,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if !next.IsZero() {
 		gauge(descNextRun, unix(next))
 	}
+	c.collectRemote(gauge)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	live := c.src(ctx)

@@ -67,10 +67,11 @@ func (c *indexCatalog) sorted() []*catalogEntry {
 	return out
 }
 
+// dropCollection records a drop, also of a collection only the oplog
+// created: it ends the restore with no index to expect.
 func (c *indexCatalog) dropCollection(ns string) {
-	if ce := c.colls[ns]; ce != nil {
-		ce.specs, ce.fromOplog, ce.dropped = nil, 0, true
-	}
+	ce := c.entry(ns)
+	ce.specs, ce.fromOplog, ce.dropped = nil, 0, true
 }
 
 // revive records a write to ns after a drop: the collection exists again.

@@ -151,3 +151,32 @@ func TestReplayManyUpdates(t *testing.T) {
 		t.Fatalf("%d of %d documents updated (%v)", got, n, err)
 	}
 }
+
+// TestReplayCreatedThenDropped: a collection created and dropped while the
+// dump ran (a temporary collection) is gone after the restore, and the
+// report says ok: there is no index to expect of it.
+func TestReplayCreatedThenDropped(t *testing.T) {
+	client := start(t)
+	app := coll{db: "app", name: "c", docs: users(2)}
+	entries := []bson.Raw{
+		mustRaw(t, opEntry(5, "c", "app.$cmd", bson.D{{Key: "create", Value: "tmp"}}, nil)),
+		mustRaw(t, opEntry(6, "i", "app.tmp", bson.D{{Key: "_id", Value: 1}}, nil)),
+		mustRaw(t, opEntry(7, "c", "app.$cmd", bson.D{{Key: "drop", Value: "tmp"}}, nil)),
+	}
+	rep, _, err := replayWith(t, client, oplogDump([]coll{app}, entries).archive(t), modeWrites, Options{Drop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK {
+		t.Fatalf("report differs: %+v", rep.Collections)
+	}
+	names, err := client.Database("app").ListCollectionNames(context.Background(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if n == "tmp" {
+			t.Fatal("app.tmp exists after the restore")
+		}
+	}
+}

@@ -22,6 +22,9 @@ import (
 // or disagreeing manifest. Unsafe tar entries match archive.ErrUnsafe.
 var ErrInvalidArchive = errors.New("invalid archive")
 
+// ErrNoMatch is returned by Plan for a --ns pattern that matches nothing.
+var ErrNoMatch = errors.New("nothing to restore")
+
 // maxMetadataSize bounds one metadata.json (validators can be large, but not
 // this large) so a crafted entry cannot make us buffer gigabytes.
 const maxMetadataSize = 16 << 20
@@ -345,7 +348,9 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 				continue
 			}
 		}
-		if strings.HasPrefix(c.Name, "system.") || c.DB == "local" || c.DB == "config" || !sel.match(ns) {
+		// system.js (stored JavaScript) is a plain collection to the
+		// server: mongodump dumps it and mongorestore restores it.
+		if (strings.HasPrefix(c.Name, "system.") && c.Name != "system.js") || c.DB == "local" || c.DB == "config" || !sel.match(ns) {
 			p.Skipped = append(p.Skipped, ns)
 			continue
 		}
@@ -362,6 +367,20 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 			}
 		}
 		sort.Strings(p.OplogOnly)
+	}
+	// A --ns pattern that names nothing in the backup is a typo more often
+	// than a wish to restore nothing: refuse it, naming the pattern.
+	for _, pat := range sel {
+		hit := false
+		for _, ns := range order {
+			hit = hit || glob(pat, ns)
+		}
+		for _, ns := range p.OplogOnly {
+			hit = hit || glob(pat, ns)
+		}
+		if !hit {
+			return nil, fmt.Errorf("%w: --ns %s matches no collection of the backup", ErrNoMatch, pat)
+		}
 	}
 	return p, nil
 }
