@@ -236,6 +236,9 @@ func (a *Agent) scheduledRun(ctx context.Context, due time.Time, missed int) {
 	err = a.jobs.Start(a.ctx, kindBackup, func(ctx context.Context, j *job.Job) (any, error) {
 		meta, err := fn(ctx, j)
 		a.recordBackup(meta, err)
+		if err == nil {
+			a.afterBackup(meta) // what follows every stored backup (the remote copy)
+		}
 		endc <- ended{meta, err}
 		res := scheduledResult{Meta: meta, Scheduled: true}
 		if replaced != nil {
