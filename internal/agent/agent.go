@@ -25,8 +25,10 @@ import (
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/retention"
+	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/spool"
 	"github.com/a0backup/a0/internal/statedir"
+	"github.com/a0backup/a0/internal/webhook"
 )
 
 // Config of an agent.
@@ -43,6 +45,14 @@ type Config struct {
 	Recipients []string
 	// MetricsListen, if set, serves Prometheus metrics (plain HTTP) there.
 	MetricsListen string
+	// Unattended backups (schedule.go, notify.go). Schedule, when set, runs
+	// backups by itself, encrypted to Recipients; Replace lets a run
+	// replace the stored backup once the new one is verified. Webhook
+	// (https) hears of every job's end; WebhookCAFile adds CAs for it.
+	Schedule      *schedule.Schedule
+	Replace       bool
+	Webhook       string
+	WebhookCAFile string
 	// OplogKeepEntries bounds the embedded oplog (0: a default).
 	OplogKeepEntries int64
 	Logger           *slog.Logger
@@ -115,6 +125,9 @@ type Agent struct {
 	metrics     *metrics.Recorder
 	metricsSrv  *http.Server
 	metricsAddr string
+	// sched runs the schedule (nil without one); hook posts job ends.
+	sched *scheduler
+	hook  *webhook.Poster
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -188,6 +201,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := a.reloadSecrets(); err != nil {
 		return nil, err
 	}
+	if err := a.openUnattended(); err != nil {
+		return nil, err
+	}
 
 	if err := a.connect(ctx); err != nil {
 		a.Close()
@@ -212,6 +228,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	a.startSchedule()
 	return a, nil
 }
 
@@ -375,9 +392,14 @@ func (a *Agent) Close() error {
 		cancel()
 	}
 	a.stop()
+	a.stopSchedule()
 	a.waitCopy()
 	if a.jobs != nil {
 		a.jobs.Shutdown()
+	}
+	if a.hook != nil {
+		// The interrupted job's event gets a few seconds to go out.
+		a.hook.Close(5 * time.Second)
 	}
 	if a.client != nil {
 		a.client.Disconnect(context.Background())

@@ -46,7 +46,7 @@ var beforeSeal func(ctx context.Context) error
 // backupJob dumps the database into the slot. collections and bytes are
 // the totals measured before the job started, shown from its first status.
 func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool, collections, bytes int64) job.Func {
-	fn := a.backupJobRun(n, slot, seal, allowPrimary, collections, bytes)
+	fn := a.backupJobRun(n, slot, seal, allowPrimary, collections, bytes, nil)
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		meta, err := fn(ctx, j)
 		a.recordBackup(meta, err)
@@ -60,7 +60,9 @@ func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, all
 	}
 }
 
-func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool, collections, bytes int64) func(context.Context, *job.Job) (*store.Meta, error) {
+// replaced, when not nil, makes the backup replace the stored one once it is
+// verified (a scheduled run with "replace"), and receives what it replaced.
+func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool, collections, bytes int64, replaced **store.Meta) func(context.Context, *job.Job) (*store.Meta, error) {
 	return func(ctx context.Context, j *job.Job) (*store.Meta, error) {
 		defer clear(seal.Password)
 		start := time.Now()
@@ -72,7 +74,13 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 		j.SetProgress(func() any { return backupProgress{prog.Snapshot(), verifying.Load()} })
 		a.log.Info("backup running", "name", name)
 
-		s, err := slot.CreateSealedTo(name, seal, archive.Options{})
+		var s *store.Sealed
+		var err error
+		if replaced != nil {
+			s, err = slot.CreateSealedReplacing(name, seal, archive.Options{})
+		} else {
+			s, err = slot.CreateSealedTo(name, seal, archive.Options{})
+		}
 		if err != nil {
 			return nil, fmt.Errorf("start backup file: %w", err)
 		}
@@ -127,6 +135,11 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 		if err != nil {
 			a.log.Error("backup failed", "name", name, "err", err)
 			return nil, err
+		}
+		if replaced != nil {
+			if *replaced = s.Replaced(); *replaced != nil {
+				a.log.Info("backup replaced", "old", (*replaced).Name, "new", meta.Name)
+			}
 		}
 		a.log.Info("backup stored", "name", meta.Name, "bytes", meta.Size, "documents", meta.Documents, "took", meta.Duration,
 			"verified_in", (time.Since(start) - dumped).Round(time.Millisecond).String())

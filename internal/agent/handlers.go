@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -120,6 +121,7 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	out.ServerVersion = a.serverVersion(r)
 	out.Job, _, _ = a.jobs.Running()
 	out.Keys = a.keysInUse()
+	out.Schedule = a.scheduleStatus()
 	if running, _, _ := a.jobs.Running(); running != kindRestore {
 		if m, _ := a.restoreMarker(r.Context()); m != nil {
 			out.InterruptedRestore = m
@@ -228,7 +230,7 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	if slot.Kind == api.SlotSensitive {
 		fn = a.sensitiveBackupJob(slot, password)
 	} else {
-		if err := a.checkSpace(r, n); err != nil {
+		if err := a.checkSpace(r.Context(), n); err != nil {
 			return err
 		}
 		// The totals are measured before the job starts, so that the
@@ -289,8 +291,8 @@ func (a *Agent) samePasswordWarning(n statedir.Node, slot store.Slot, password [
 	return "this password also protects the stored " + jobKind(other) + "; use a different password for the sensitive backup"
 }
 
-func (a *Agent) checkSpace(r *http.Request, n statedir.Node) error {
-	size, err := dump.DataSize(r.Context(), a.client)
+func (a *Agent) checkSpace(ctx context.Context, n statedir.Node) error {
+	size, err := dump.DataSize(ctx, a.client)
 	if err != nil {
 		return fmt.Errorf("measure database size: %w", err)
 	}

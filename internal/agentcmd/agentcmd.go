@@ -43,6 +43,9 @@ usage:
   a0agent allow-recovery --state-dir DIR [--for DURATION]
       let the next restore-sensitive (within DURATION, default 1h, at most 24h)
       put back authorized_keys and the node's TLS key and certificate; single use
+  a0agent check-config --config FILE
+      check a config file (schedule, recipients, paths, addresses, webhook)
+      and say what is wrong; exit 1 when anything is
   a0agent version
 
 exit codes: 0 ok, 1 failure, 2 usage
@@ -58,6 +61,12 @@ type Config struct {
 	Recipients []string `json:"recipients"`
 	// MetricsListen serves Prometheus metrics there ("127.0.0.1:10122").
 	MetricsListen string `json:"metrics_listen"`
+	// Unattended backups (config.go): {"every": "24h"} or {"cron": "30 2 * * *"},
+	// whether a run replaces the stored backup, and the job-end webhook.
+	Schedule      json.RawMessage `json:"schedule,omitempty"`
+	Replace       bool            `json:"replace,omitempty"`
+	Webhook       string          `json:"webhook,omitempty"`
+	WebhookCAFile string          `json:"webhook_ca_file,omitempty"`
 	// Remote is the S3-compatible store verified backups are copied to.
 	Remote *remote.Config `json:"remote,omitempty"`
 }
@@ -107,6 +116,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return runKeysCmd(args[0], args[1:], stdout)
 		case "allow-recovery":
 			return runAllowRecoveryCmd(args[1:], stdout)
+		case "check-config":
+			return runCheckConfigCmd(args[1:], stdout)
 		case "fingerprint":
 			return runFingerprintCmd(args[1:], stdout)
 		}
@@ -143,6 +154,7 @@ type RunOptions struct {
 	LogJSON        bool
 	Recipients     []string
 	MetricsListen  string
+	Unattended
 	// Remote is the config's "remote"; its secret comes from its file or
 	// $A0_REMOTE_SECRET_ACCESS_KEY.
 	Remote *remote.Config
@@ -179,11 +191,9 @@ func (o *RunOptions) fill() error {
 		if err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
-		var c Config
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return fmt.Errorf("config %s: %w", o.Config, err)
+		c, err := decodeConfig(o.Config, b)
+		if err != nil {
+			return err
 		}
 		o.StateDir = first(o.StateDir, c.StateDir)
 		o.Listen = first(o.Listen, c.Listen)
@@ -206,6 +216,9 @@ func (o *RunOptions) fill() error {
 			if _, err := keys.ParseRecipient(l); err != nil {
 				return fmt.Errorf("config %s: recipients[%d]: %w", o.Config, i, err)
 			}
+		}
+		if o.Unattended, err = c.unattended(); err != nil {
+			return fmt.Errorf("config %s: %w", o.Config, err)
 		}
 	}
 	if o.MongoURIFile != "" {
@@ -238,7 +251,8 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 	}
 	log := slog.New(h)
 	cfg := agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
-		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log}
+		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log,
+		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile}
 	if err := remoteConfig(&cfg, o.Remote); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // DefaultPort is the original appliance CLI's port.
@@ -152,6 +153,36 @@ type NodeStatus struct {
 	// on disk), so that a restore of the sensitive configuration can be
 	// seen to have taken effect.
 	Keys *NodeKeys `json:"keys,omitempty"`
+	// Schedule is the config's schedule, its last and next run (unset
+	// without a schedule).
+	Schedule *ScheduleStatus `json:"schedule,omitempty"`
+}
+
+// ScheduleStatus is node-status's "schedule".
+type ScheduleStatus struct {
+	// Schedule is "every 24h0m0s" or "cron 30 2 * * *".
+	Schedule string `json:"schedule"`
+	// Replace: a run replaces the stored backup (else it is skipped).
+	Replace bool `json:"replace"`
+	// Recipients is how many public keys scheduled backups are encrypted to.
+	Recipients int           `json:"recipients"`
+	NextRun    *time.Time    `json:"next_run,omitempty"`
+	LastRun    *ScheduledRun `json:"last_run,omitempty"`
+}
+
+// ScheduledRun is one scheduled run: when it was due and attempted, and
+// how it ended ("done", "failed", "skipped", "running").
+type ScheduledRun struct {
+	Due      time.Time  `json:"due"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Outcome  string     `json:"outcome"`
+	Reason   string     `json:"reason,omitempty"`
+	Code     string     `json:"code,omitempty"`
+	Name     string     `json:"name,omitempty"`
+	Replaced string     `json:"replaced,omitempty"`
+	// Missed counts runs due while the agent was down, run once as this one.
+	Missed int `json:"missed,omitempty"`
 }
 
 // NodeKeys are fingerprints of the node's keys in use ("SHA256:<base64>").

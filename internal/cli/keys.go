@@ -172,6 +172,7 @@ func runNodeStatusCmd(ctx context.Context, env *Env, args []string) error {
 	if st.Job != "" {
 		fmt.Fprintf(w, "running job:    %s\n", st.Job)
 	}
+	printSchedule(w, st.Schedule)
 	if m := st.InterruptedRestore; m != nil {
 		why := "the agent stopped while it ran"
 		if e, ok := m["error"].(string); ok && e != "" {

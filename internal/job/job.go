@@ -76,6 +76,17 @@ type Runner struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	wg      sync.WaitGroup
+	// onEnd, when set, hears of every job's end (OnEnd).
+	onEnd func(Record)
+}
+
+// OnEnd sets f to be called with the record of every job that ends (done
+// or failed), after the record is saved and the runner is idle again. f
+// must not block: the agent's webhook queues the event and returns.
+func (r *Runner) OnEnd(f func(Record)) {
+	r.mu.Lock()
+	r.onEnd = f
+	r.mu.Unlock()
 }
 
 // NewRunner opens the records in dir. Records left "running" by a previous
@@ -156,8 +167,12 @@ func (r *Runner) run(ctx context.Context, j *Job, rec *Record, fn Func) {
 	r.mu.Lock()
 	close(r.done)
 	r.current, r.cancel = nil, nil
+	onEnd := r.onEnd
 	r.mu.Unlock()
 	_ = saveErr // the record on disk is best effort; the in-memory state is now idle
+	if onEnd != nil {
+		onEnd(*rec)
+	}
 }
 
 func (j *Job) snapshot() any {

@@ -38,6 +38,11 @@ func (s Slot) CreateSealedTo(name string, seal crypt.Seal, opts archive.Options)
 	if err != nil {
 		return nil, err
 	}
+	return s.sealPart(part, seal, opts)
+}
+
+func (s Slot) sealPart(part *Part, seal crypt.Seal, opts archive.Options) (*Sealed, error) {
+	var err error
 	w := &Sealed{part: part, buf: bufio.NewWriterSize(part, 1<<20)}
 	if w.enc, err = crypt.NewSealedWriter(w.buf, seal, nil); err != nil {
 		part.Abort()

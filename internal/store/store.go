@@ -203,6 +203,10 @@ type Part struct {
 	sha256 hash.Hash
 	size   int64
 	sealed bool
+	// replacing: Commit replaces the stored backup (CreateSealedReplacing);
+	// replaced is what it replaced.
+	replacing bool
+	replaced  *Meta
 }
 
 // Create starts a new backup called name (for example
@@ -214,6 +218,10 @@ func (s Slot) Create(name string) (*Part, error) {
 	} else if !errors.Is(err, ErrNoBackup) {
 		return nil, err
 	}
+	return s.create(name)
+}
+
+func (s Slot) create(name string) (*Part, error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -247,6 +255,10 @@ func (p *Part) Commit(meta Meta) (*Meta, error) {
 	meta.MD5 = hex.EncodeToString(p.md5.Sum(nil))
 	meta.SHA256 = hex.EncodeToString(p.sha256.Sum(nil))
 	meta.Size = p.size
+	var old *Meta
+	if p.replacing {
+		old, _ = p.slot.Stored()
+	}
 	final := filepath.Join(p.slot.Dir, meta.File)
 	if err := os.Rename(p.f.Name(), final); err != nil {
 		p.Abort()
@@ -260,6 +272,7 @@ func (p *Part) Commit(meta Meta) (*Meta, error) {
 		os.Remove(final)
 		return nil, fmt.Errorf("write backup metadata: %w", err)
 	}
+	p.replaceOld(old, meta.File)
 	return &meta, nil
 }
 

@@ -1,0 +1,253 @@
+package agentcmd
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/schedule"
+	"github.com/a0backup/a0/internal/webhook"
+)
+
+// Unattended is the config of backups made without an operator: the
+// schedule, its "replace", and the job-end webhook.
+type Unattended struct {
+	Schedule      *schedule.Schedule
+	Replace       bool
+	Webhook       string
+	WebhookCAFile string
+}
+
+// decodeConfig reads a config file's JSON, refusing unknown keys (a typo
+// in "schedule" must not silently turn the schedule off).
+func decodeConfig(path string, b []byte) (Config, error) {
+	var c Config
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// unattended checks and parses the unattended part of the config; the
+// first problem is the error (the agent refuses to start with it).
+func (c Config) unattended() (Unattended, error) {
+	u, problems := c.unattendedProblems()
+	if len(problems) > 0 {
+		return u, problems[0]
+	}
+	return u, nil
+}
+
+func (c Config) unattendedProblems() (Unattended, []error) {
+	var u Unattended
+	var problems []error
+	if len(c.Schedule) > 0 && string(c.Schedule) != "null" {
+		s, err := schedule.ParseJSON(c.Schedule)
+		if err != nil {
+			problems = append(problems, err)
+		} else {
+			u.Schedule = s
+			if len(c.Recipients) == 0 {
+				problems = append(problems, errors.New(`schedule: needs "recipients" (public keys, such as "ssh-ed25519 AAAA..." or "age1..."): scheduled backups are encrypted to them, never to a password kept on the node`))
+			}
+		}
+	}
+	if c.Replace && len(c.Schedule) == 0 {
+		problems = append(problems, errors.New(`replace: applies to scheduled backups only: set "schedule" too, or remove "replace"`))
+	}
+	u.Replace = c.Replace
+	if c.Webhook != "" {
+		if err := webhook.Check(c.Webhook, c.WebhookCAFile); err != nil {
+			problems = append(problems, err)
+		}
+	} else if c.WebhookCAFile != "" {
+		problems = append(problems, errors.New(`webhook_ca_file: set without "webhook"`))
+	}
+	u.Webhook, u.WebhookCAFile = c.Webhook, c.WebhookCAFile
+	return u, problems
+}
+
+// checkAddr checks a HOST:PORT listen address.
+func checkAddr(key, addr, example string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: want HOST:PORT, such as %s", key, addr, example)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%s %q: port %q is not a number from 0 to 65535", key, addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%s %q: %q is not a host name or IP address", key, addr, host)
+	}
+	return nil
+}
+
+// problems lists everything wrong with the config, paths included, as
+// check-config reports it. The paths are checked for the user running it:
+// run check-config as the agent's user.
+func (c Config) problems(path string) []error {
+	var out []error
+	add := func(err error) { out = append(out, err) }
+	if c.StateDir == "" {
+		add(errors.New("state_dir: not set (the agent would need --state-dir)"))
+	} else {
+		add(checkDir("state_dir", c.StateDir))
+	}
+	if c.Listen != "" {
+		add(checkAddr("listen", c.Listen, ":10121"))
+	}
+	if c.MetricsListen != "" {
+		add(checkAddr("metrics_listen", c.MetricsListen, "127.0.0.1:10122"))
+		if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			add(fmt.Errorf("metrics_listen %q: the same address as listen", c.MetricsListen))
+		}
+	}
+	if c.MongoDBURI != "" && !strings.HasPrefix(c.MongoDBURI, "mongodb://") && !strings.HasPrefix(c.MongoDBURI, "mongodb+srv://") {
+		// The URI may hold a password: never quoted.
+		add(errors.New(`mongodb_uri: want a URI that starts with "mongodb://" or "mongodb+srv://" (prefer the agent's --mongodb-uri-file or $A0_MONGODB_URI: a password in this file is readable by whoever reads the config)`))
+	}
+	for i, l := range c.Recipients {
+		if _, err := keys.ParseRecipient(l); err != nil {
+			add(fmt.Errorf("recipients[%d]: %w", i, err))
+		}
+	}
+	for i, p := range c.SensitivePaths {
+		if st, err := os.Stat(p); err != nil {
+			add(fmt.Errorf("sensitive_paths[%d]: %w", i, err))
+		} else if st.IsDir() {
+			add(fmt.Errorf("sensitive_paths[%d]: %s is a directory: list files", i, p))
+		}
+	}
+	if c.Remote != nil {
+		// The remote's own checks (package remote), and its secret must load (never printed).
+		if err := c.Remote.Validate(); err != nil {
+			add(fmt.Errorf("remote: %w", err))
+		} else if _, err := c.Remote.LoadSecret(os.Getenv); err != nil {
+			add(fmt.Errorf("remote: %w", err))
+		}
+	}
+	_, up := c.unattendedProblems()
+	out = append(out, up...)
+	var kept []error
+	for _, e := range out {
+		if e != nil {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// checkDir says whether the agent can use dir: it exists, is a directory
+// and is writable (under systemd's ProtectSystem=strict a missing state
+// dir cannot be created, and the unit's ReadWritePaths must exist).
+func checkDir(key, dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w (create it, owned by the agent's user, mode 0700)", key, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: %s is not a directory", key, dir)
+	}
+	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
+		return fmt.Errorf("%s: %s is not writable by this user (run check-config as the agent's user)", key, dir)
+	}
+	return nil
+}
+
+// ConfigError is an invalid config: every problem found, one per line.
+type ConfigError struct {
+	Path     string
+	Problems []error
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: %d problem(s):", e.Path, len(e.Problems))
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, "\n  - %v", p)
+	}
+	return b.String()
+}
+
+// CheckConfigOptions are the options of check-config.
+type CheckConfigOptions struct {
+	Config string
+}
+
+func runCheckConfigCmd(args []string, stdout io.Writer) error {
+	var o CheckConfigOptions
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.StringVar(&o.Config, "config", "", "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if o.Config == "" || len(pos) != 0 {
+		return &usageError{"usage: a0agent check-config --config FILE"}
+	}
+	return RunCheckConfig(o, time.Now(), stdout)
+}
+
+// RunCheckConfig validates a config file and prints what it sets up; an
+// invalid one is a *ConfigError naming every problem.
+func RunCheckConfig(o CheckConfigOptions, now time.Time, stdout io.Writer) error {
+	b, err := os.ReadFile(o.Config)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	c, err := decodeConfig(o.Config, b)
+	if err != nil {
+		return &ConfigError{Path: o.Config, Problems: []error{errors.Unwrap(err)}}
+	}
+	if p := c.problems(o.Config); len(p) > 0 {
+		return &ConfigError{Path: o.Config, Problems: p}
+	}
+	u, _ := c.unattended()
+	fmt.Fprintf(stdout, "config %s: ok\n", o.Config)
+	fmt.Fprintf(stdout, "  state dir:   %s\n", c.StateDir)
+	fmt.Fprintf(stdout, "  listen:      %s\n", first(c.Listen, ":10121"))
+	if c.MongoDBURI != "" {
+		fmt.Fprintln(stdout, "  database:    mongodb_uri (not shown)")
+	}
+	fmt.Fprintf(stdout, "  recipients:  %d\n", len(c.Recipients))
+	if u.Schedule != nil {
+		repl := "no (a run with a backup stored is skipped)"
+		if u.Replace {
+			repl = "yes (after the new backup is verified)"
+		}
+		fmt.Fprintf(stdout, "  schedule:    %s (first run from now: %s), replace: %s\n", u.Schedule, u.Schedule.Next(now).UTC().Format(time.RFC3339), repl)
+	} else {
+		fmt.Fprintln(stdout, "  schedule:    none (backups only when an operator starts one)")
+	}
+	if c.MetricsListen != "" {
+		fmt.Fprintf(stdout, "  metrics:     http://%s/metrics\n", c.MetricsListen)
+	}
+	if c.Webhook != "" {
+		fmt.Fprintf(stdout, "  webhook:     %s\n", webhookWhere(c.Webhook))
+	}
+	return nil
+}
+
+// webhookWhere is the webhook's scheme and host: its path may be a token.
+func webhookWhere(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return "(set)"
+	}
+	rest := raw[i+3:]
+	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+		rest = rest[:j]
+	}
+	return raw[:i+3] + rest + "/..."
+}
