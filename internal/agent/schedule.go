@@ -222,7 +222,11 @@ func (a *Agent) scheduledRun(ctx context.Context, due time.Time, missed int) {
 		fail(err)
 		return
 	}
-	colls, bytes, err := dump.Totals(ctx, a.client, nil)
+	var cat dump.Catalog
+	if a.embed != nil {
+		cat = a.embed.Catalog()
+	}
+	colls, bytes, err := dump.Totals(ctx, a.client, nil, cat)
 	if err != nil {
 		a.log.Warn("could not measure the backup's totals before it starts", "err", err)
 	}
