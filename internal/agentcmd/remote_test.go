@@ -52,14 +52,14 @@ func TestConfigRemote(t *testing.T) {
 
 	// No secret anywhere: refused at start, naming where it may come from.
 	t.Setenv(remote.SecretEnv, "")
-	if err := remoteConfig(&ac, &remote.Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK"}); err == nil || !strings.Contains(err.Error(), remote.SecretEnv) {
+	if err := remoteConfig(&ac, &remote.Config{Endpoint: "https://h:1", Bucket: "bkt", AccessKeyID: "AK"}); err == nil || !strings.Contains(err.Error(), remote.SecretEnv) {
 		t.Fatalf("no secret: %v", err)
 	}
 	// A ca_file that is not PEM: refused, not ignored.
 	bad := filepath.Join(dir, "ca.pem")
 	os.WriteFile(bad, []byte("not a certificate"), 0o600)
 	t.Setenv(remote.SecretEnv, "Sup3r-s3cret-from-env")
-	if err := remoteConfig(&ac, &remote.Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK", CAFile: bad}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") || strings.Contains(err.Error(), "Sup3r") {
+	if err := remoteConfig(&ac, &remote.Config{Endpoint: "https://h:1", Bucket: "bkt", AccessKeyID: "AK", CAFile: bad}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") || strings.Contains(err.Error(), "Sup3r") {
 		t.Fatalf("bad ca_file: %v", err)
 	}
 }

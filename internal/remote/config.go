@@ -71,8 +71,12 @@ func (c Config) Validate() error {
 	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil:
 		errs = append(errs, fmt.Errorf(`endpoint %q: want "https://host:port" (no path, no user)`, redactURL(c.Endpoint)))
 	}
-	if c.Bucket == "" {
+	switch {
+	case c.Bucket == "":
 		errs = append(errs, errors.New("bucket is required"))
+	case !validBucket(c.Bucket):
+		// Every S3 store refuses it, on every attempt: say so at start.
+		errs = append(errs, fmt.Errorf("bucket %q: an S3 bucket name is 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit", c.Bucket))
 	}
 	if strings.HasPrefix(c.Prefix, "/") || strings.Contains(c.Prefix, "..") {
 		errs = append(errs, fmt.Errorf("prefix %q: a relative path without ..", c.Prefix))
@@ -131,4 +135,20 @@ func redactURL(s string) string {
 		u.User = url.User("<redacted>")
 	}
 	return u.String()
+}
+
+// validBucket is the S3 bucket naming rule every store shares.
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 {
+		return false
+	}
+	for i, r := range b {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+		case (r == '.' || r == '-') && i > 0 && i < len(b)-1:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -98,21 +98,23 @@ func TestConfig(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "secret")
 	os.WriteFile(keyFile, []byte("s3cr3t-value\n"), 0o600)
-	good := Config{Endpoint: "https://s3.example:9000", Bucket: "b", AccessKeyID: "AK"}
+	good := Config{Endpoint: "https://s3.example:9000", Bucket: "bkt", AccessKeyID: "AK"}
 	for _, tc := range []struct {
 		name    string
 		c       Config
 		wantErr string
 	}{
 		{"good", good, ""},
-		{"no-endpoint", Config{Bucket: "b", AccessKeyID: "AK"}, "endpoint is required"},
-		{"endpoint-with-user", Config{Endpoint: "https://u:pw@h:1", Bucket: "b", AccessKeyID: "AK"}, "no path, no user"},
-		{"ftp", Config{Endpoint: "ftp://h:1", Bucket: "b", AccessKeyID: "AK"}, "want \"https://host:port\""},
+		{"no-endpoint", Config{Bucket: "bkt", AccessKeyID: "AK"}, "endpoint is required"},
+		{"endpoint-with-user", Config{Endpoint: "https://u:pw@h:1", Bucket: "bkt", AccessKeyID: "AK"}, "no path, no user"},
+		{"ftp", Config{Endpoint: "ftp://h:1", Bucket: "bkt", AccessKeyID: "AK"}, "want \"https://host:port\""},
 		{"no-bucket", Config{Endpoint: "https://h:1", AccessKeyID: "AK"}, "bucket is required"},
+		{"short-bucket", Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK"}, `bucket "b": an S3 bucket name is 3-63`},
+		{"upper-bucket", Config{Endpoint: "https://h:1", Bucket: "My_Bucket", AccessKeyID: "AK"}, `bucket "My_Bucket": an S3 bucket name`},
 		{"no-key-id", Config{Endpoint: "https://h:1", Bucket: "b"}, "access_key_id is required"},
-		{"dotdot-prefix", Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK", Prefix: "../x"}, "prefix"},
-		{"negative-keep", Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK", KeepDaily: -1}, "keep_daily"},
-		{"bad-lock-mode", Config{Endpoint: "https://h:1", Bucket: "b", AccessKeyID: "AK", ObjectLockDays: 3, ObjectLockMode: "forever"}, "object_lock_mode"},
+		{"dotdot-prefix", Config{Endpoint: "https://h:1", Bucket: "bkt", AccessKeyID: "AK", Prefix: "../x"}, "prefix"},
+		{"negative-keep", Config{Endpoint: "https://h:1", Bucket: "bkt", AccessKeyID: "AK", KeepDaily: -1}, "keep_daily"},
+		{"bad-lock-mode", Config{Endpoint: "https://h:1", Bucket: "bkt", AccessKeyID: "AK", ObjectLockDays: 3, ObjectLockMode: "forever"}, "object_lock_mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.c.Validate()
