@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -432,6 +433,19 @@ type warnOnly struct{ slog.Handler }
 
 func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+// Handle drops FerretDB's dumps of a failed command's request and
+// response (multi-line wire messages, logged at WARN for every
+// unsupported command such as the driver's endSessions at disconnect):
+// noise in the journal that says nothing an operator can act on.
+func (w warnOnly) Handle(ctx context.Context, r slog.Record) error {
+	for _, p := range []string{"Response header:", "Response message:", "Request header:", "Request message:"} {
+		if strings.HasPrefix(r.Message, p) {
+			return nil
+		}
+	}
+	return w.Handler.Handle(ctx, r)
 }
 
 func (w warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -131,10 +131,11 @@ func (c Config) problems(path string) []error {
 	}
 	if c.Remote != nil {
 		// The remote's own checks (package remote), and its secret must load (never printed).
-		if err := c.Remote.Validate(); err != nil {
+		for _, err := range c.Remote.Problems() {
 			add(fmt.Errorf("remote: %w", err))
-		} else if _, err := c.Remote.LoadSecret(os.Getenv); err != nil {
-			add(fmt.Errorf("remote: %w", err))
+		}
+		if _, err := c.Remote.LoadSecret(os.Getenv); err != nil {
+			add(err) // already "remote: ..."
 		}
 	}
 	_, up := c.unattendedProblems()

@@ -78,7 +78,11 @@ func TestCheckConfig(t *testing.T) {
 		{"ca without webhook", map[string]any{"state_dir": state, "webhook_ca_file": ca}, []string{`webhook_ca_file: set without "webhook"`}},
 		{"unknown key", map[string]any{"state_dir": state, "schedul": map[string]string{"every": "24h"}}, []string{`unknown field "schedul"`}},
 		{"no state dir", map[string]any{}, []string{"state_dir: not set"}},
-		{"bad remote", map[string]any{"state_dir": state, "remote": map[string]any{"bucket": "b"}}, []string{"remote:"}},
+		// Every remote problem on its own line, the endpoint named as given.
+		{"bad remote", map[string]any{"state_dir": state, "remote": map[string]any{"endpoint": "127.0.0.1:7171", "bucket": "B_ad",
+			"secret_access_key_file": "/nonexistent/s", "ca_file": "/nonexistent/ca.pem"}},
+			[]string{"  - remote: endpoint \"127.0.0.1:7171\"", "  - remote: bucket \"B_ad\"", "  - remote: access_key_id is required",
+				"  - remote: ca_file:", "  - remote: secret_access_key_file:"}},
 		{"bad every", map[string]any{"state_dir": state, "recipients": []string{x.Recipient().String()}, "schedule": map[string]string{"every": "daily"}},
 			[]string{"not a duration"}},
 	} {
@@ -96,6 +100,12 @@ func TestCheckConfig(t *testing.T) {
 			}
 			if strings.Contains(msg, x.String()) || strings.Contains(msg, "s3cr3t") {
 				t.Errorf("a secret is echoed:\n%s", msg)
+			}
+			if strings.Contains(msg, "remote: remote:") {
+				t.Errorf("a doubled prefix:\n%s", msg)
+			}
+			if tc.name == "bad remote" && strings.Count(msg, "\n  - ") != 5 {
+				t.Errorf("want one line per remote problem:\n%s", msg)
 			}
 			if tc.name == "everything wrong" && strings.Count(msg, "\n  - ") != 8 {
 				t.Errorf("want one line per problem:\n%s", msg)

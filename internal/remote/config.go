@@ -63,6 +63,15 @@ func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"<redacted>"`), nil
 // Validate checks the config's shape (not the store: Open does not
 // connect).
 func (c Config) Validate() error {
+	if errs := c.Problems(); len(errs) > 0 {
+		return fmt.Errorf("remote: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Problems lists every problem of the config's shape, one error each,
+// for check-config to print one per line.
+func (c Config) Problems() []error {
 	var errs []error
 	u, err := url.Parse(c.Endpoint)
 	switch {
@@ -98,10 +107,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %d: must be >= 0", k, v))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("remote: %w", err)
+	if c.CAFile != "" {
+		if _, err := os.Stat(c.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("ca_file: %w", err))
+		}
 	}
-	return nil
+	return errs
 }
 
 // LoadSecret reads the secret access key: the file when configured (its
@@ -129,7 +140,10 @@ func (c Config) LoadSecret(getenv func(string) string) (Secret, error) {
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
-		return "<unparsable endpoint>"
+		if strings.Contains(s, "@") {
+			return "<unparsable endpoint>" // it may hold a user:password
+		}
+		return s
 	}
 	if u.User != nil {
 		u.User = url.User("<redacted>")
