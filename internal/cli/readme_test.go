@@ -13,6 +13,10 @@ import (
 	"github.com/a0backup/a0/internal/s3gw"
 )
 
+// readmePath is resolved when the package loads: tests of the harness
+// change the working directory (chdirMu) while parallel tests run.
+var readmePath, _ = filepath.Abs("../../README.md")
+
 // TestReadmeUnattendedExample runs the README's unattended example (a
 // schedule, recipients, a copy to a local versitygw) as written, with the
 // built binaries first on PATH and its folder in a temporary directory:
@@ -21,7 +25,7 @@ func TestReadmeUnattendedExample(t *testing.T) {
 	t.Parallel() // the only test on ports 10121 and 7070
 	bin := buildBinaries(t)
 	gw := s3gw.Binary(t)
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile(readmePath)
 	if err != nil {
 		t.Fatal(err)
 	}

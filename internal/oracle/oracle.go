@@ -16,6 +16,15 @@ func SharedDir() string {
 	if d := os.Getenv("A0_SHARED"); d != "" {
 		return d
 	}
+	return sharedDir
+}
+
+// sharedDir is found when the package loads, from the test's own package
+// directory: tests that change the working directory while others run in
+// parallel must not move it.
+var sharedDir = findShared()
+
+func findShared() string {
 	dir, err := os.Getwd()
 	if err != nil {
 		return ""
