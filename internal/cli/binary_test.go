@@ -36,12 +36,17 @@ func buildBinaries(t *testing.T) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/a0backup/a0/cmd/a0cli", "github.com/a0backup/a0/cmd/a0agent")
+	cmd.Dir = packageDir // in the module, whatever a parallel test's chdir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	builtBin = dir
 	return dir
 }
+
+// packageDir is this package's directory, read when the package loads:
+// harness calls change the working directory while parallel tests run.
+var packageDir, _ = os.Getwd()
 
 // proc is a0agent running as a real process.
 type proc struct {
