@@ -74,11 +74,22 @@ func startAgentProc(t *testing.T, bin, state string, env ...string) *proc {
 // free).
 func startAgentProcAt(t *testing.T, bin, state, listen string, env ...string) *proc {
 	t.Helper()
+	return startAgentCmd(t, bin, []string{"--state-dir", state, "--listen", listen}, true, env...)
+}
+
+// startAgentCmd starts the built agent with args and waits until it
+// listens (the address read from its log). With hold, its jobs stop at the
+// hold points ($A0_TEST_HOLD_DIR) until the test releases them.
+func startAgentCmd(t *testing.T, bin string, args []string, hold bool, env ...string) *proc {
+	t.Helper()
 	p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
-	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--state-dir", state, "--listen", listen)
-	p.cmd.Env = append(append(os.Environ(), "A0_TEST_HOLD_DIR="+p.hold), env...)
-	p.cmd.Stderr = p.log
-	p.cmd.Stdout = p.log
+	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), args...)
+	p.cmd.Env = os.Environ()
+	if hold {
+		p.cmd.Env = append(p.cmd.Env, "A0_TEST_HOLD_DIR="+p.hold)
+	}
+	p.cmd.Env = append(p.cmd.Env, env...)
+	p.cmd.Stderr, p.cmd.Stdout = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +100,7 @@ func startAgentProcAt(t *testing.T, bin, state, listen string, env ...string) *p
 		<-exited
 	})
 	p.wait = func() { <-exited }
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		if m := listenLine.FindStringSubmatch(p.log.String()); m != nil {
 			p.addr = m[1]

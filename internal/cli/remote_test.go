@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -289,33 +288,5 @@ func TestRemoteCopyKilledAgentResumes(t *testing.T) {
 // startAgentProcArgs is startAgentProc with more agent arguments (--config).
 func startAgentProcArgs(t *testing.T, bin, state string, args []string, env ...string) *proc {
 	t.Helper()
-	p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
-	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), append([]string{"--state-dir", state, "--listen", "127.0.0.1:0"}, args...)...)
-	p.cmd.Env = append(append(os.Environ(), "A0_TEST_HOLD_DIR="+p.hold), env...)
-	p.cmd.Stderr, p.cmd.Stdout = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { p.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-exited
-	})
-	p.wait = func() { <-exited }
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if m := listenLine.FindStringSubmatch(p.log.String()); m != nil {
-			p.addr = m[1]
-			return p
-		}
-		select {
-		case <-exited:
-			t.Fatalf("agent exited before listening:\n%s", p.log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not start:\n%s", p.log.String())
-		}
-	}
+	return startAgentCmd(t, bin, append([]string{"--state-dir", state, "--listen", "127.0.0.1:0"}, args...), true, env...)
 }

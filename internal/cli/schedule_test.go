@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,32 +25,7 @@ var metricsLine = regexp.MustCompile(`metrics listening" addr=(\S+)`)
 // listens; the address and the metrics address are read from its log.
 func startConfiguredAgent(t *testing.T, bin, cfg string, env ...string) *proc {
 	t.Helper()
-	p := &proc{log: &syncBuffer{}, hold: t.TempDir()}
-	p.cmd = exec.Command(filepath.Join(bin, "a0agent"), "--config", cfg)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr, p.cmd.Stdout = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { p.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { p.cmd.Process.Kill(); <-exited })
-	p.wait = func() { <-exited }
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		if m := listenLine.FindStringSubmatch(p.log.String()); m != nil {
-			p.addr = m[1]
-			return p
-		}
-		select {
-		case <-exited:
-			t.Fatalf("agent exited before listening:\n%s", p.log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not start:\n%s", p.log.String())
-		}
-	}
+	return startAgentCmd(t, bin, []string{"--config", cfg}, false, env...)
 }
 
 // TestScheduleMissedRunAfterRestart runs the built agent with a schedule
