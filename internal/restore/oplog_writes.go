@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -23,6 +26,8 @@ const (
 	// connections: an update command of more statements waits forever
 	// for a connection. Updates go in commands of at most this many.
 	replayUpdateChunk = 32
+	// replayParallel commands of one batch run at once.
+	replayParallel = 2
 )
 
 // writeBatch is a run of consecutive CRUD entries on one collection, each
@@ -214,34 +219,68 @@ func (rp *replayer) flush(ctx context.Context) error {
 		return nil
 	}
 	db, coll, _ := strings.Cut(b.ns, ".")
-	var net int64
+	// Every statement of the batch is on a different document, so the
+	// commands do not depend on each other: they go to the server at once,
+	// up to replayParallel, which overlaps FerretDB's per-statement work
+	// (decode, apply, encode) on the cores.
+	var (
+		mu    sync.Mutex
+		net   int64
+		again bson.A
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(replayParallel)
 	if len(b.deletes) > 0 {
-		res, err := rp.writeCmd(ctx, db, bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: b.deletes}, {Key: "ordered", Value: false}})
-		if err != nil {
-			return fmt.Errorf("replay deletes into %s: %w", b.ns, err)
-		}
-		net -= res.n
+		g.Go(func() error {
+			res, err := rp.writeCmd(gctx, db, bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: b.deletes}, {Key: "ordered", Value: false}})
+			if err != nil {
+				return fmt.Errorf("replay deletes into %s: %w", b.ns, err)
+			}
+			mu.Lock()
+			net -= res.n
+			mu.Unlock()
+			return nil
+		})
 	}
-	updates := b.updates
 	if len(b.inserts) > 0 {
-		res, err := rp.writeCmd(ctx, db, bson.D{{Key: "insert", Value: coll}, {Key: "documents", Value: b.inserts}, {Key: "ordered", Value: false}})
-		if err != nil {
-			return fmt.Errorf("replay inserts into %s: %w", b.ns, err)
-		}
-		net += res.n
-		var again bson.A
-		for _, i := range res.dupKeys {
-			doc := b.inserts[i].(bson.Raw)
-			again = append(again, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: doc.Lookup("_id")}}}, {Key: "u", Value: doc}})
-		}
-		updates = append(again, updates...)
+		g.Go(func() error {
+			res, err := rp.writeCmd(gctx, db, bson.D{{Key: "insert", Value: coll}, {Key: "documents", Value: b.inserts}, {Key: "ordered", Value: false}})
+			if err != nil {
+				return fmt.Errorf("replay inserts into %s: %w", b.ns, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			net += res.n
+			for _, i := range res.dupKeys {
+				doc := b.inserts[i].(bson.Raw)
+				again = append(again, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: doc.Lookup("_id")}}}, {Key: "u", Value: doc}})
+			}
+			return nil
+		})
 	}
-	for len(updates) > 0 {
-		chunk := updates[:min(len(updates), replayUpdateChunk)]
-		updates = updates[len(chunk):]
-		if _, err := rp.writeCmd(ctx, db, bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: chunk}, {Key: "ordered", Value: false}}); err != nil {
-			return fmt.Errorf("replay updates into %s: %w", b.ns, err)
+	sendUpdates := func(updates bson.A) {
+		for len(updates) > 0 {
+			chunk := updates[:min(len(updates), replayUpdateChunk)]
+			updates = updates[len(chunk):]
+			g.Go(func() error {
+				if _, err := rp.writeCmd(gctx, db, bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: chunk}, {Key: "ordered", Value: false}}); err != nil {
+					return fmt.Errorf("replay updates into %s: %w", b.ns, err)
+				}
+				return nil
+			})
 		}
+	}
+	sendUpdates(b.updates)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Inserts of documents the data holds already become replacements
+	// (the insert is older than the copy).
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(replayParallel)
+	sendUpdates(again)
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	for i := 0; i < b.n; i++ {
 		rp.count(b.ns, 0)
