@@ -54,6 +54,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			// -h printed the usage: asked for, not a failure.
+			return
+		}
 		fmt.Fprintln(os.Stderr, "a0bench:", err)
 		os.Exit(1)
 	}

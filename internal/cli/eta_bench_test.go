@@ -17,17 +17,12 @@ import (
 	"github.com/a0backup/a0/internal/keys"
 )
 
-// BenchmarkBackupETA measures how honest backup progress is (issue 14.4) on
-// the embedded server seeded with $A0_BENCH_ETA_USERS users (default
-// 60000, about 50 MiB of BSON): it polls backup-status as `backup --wait`
-// does and reports, at the first poll with a fifth of the bytes done, the
-// error of the ETA the bar shows (remaining bytes at the rate so far, from
-// the start of the job)
-// against the time the backup really took from there; the first status's
-// total against the bytes dumped; and the last progress seen. Run:
-//
-//	go test -run '^$' -bench BackupETA -benchtime 1x ./internal/cli/
-func BenchmarkBackupETA(b *testing.B) {
+// etaNode starts a real agent on its embedded server, seeds it with
+// $A0_BENCH_ETA_USERS users through the agent's client (so the oplog holds
+// the writes, as on a live node), authorizes a key and sets a device, and
+// returns a0cli bound to that node.
+func etaNode(b *testing.B) (cli func(args ...string) string) {
+	b.Helper()
 	users := 60000
 	if v, err := strconv.Atoi(os.Getenv("A0_BENCH_ETA_USERS")); err == nil && v > 0 {
 		users = v
@@ -43,7 +38,7 @@ func BenchmarkBackupETA(b *testing.B) {
 		b.Fatal(err)
 	}
 	go a.Serve(ln)
-	defer a.Close()
+	b.Cleanup(func() { a.Close() })
 	pub, err := keys.Create(home, keys.KeyType("ed25519"), false)
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +49,7 @@ func BenchmarkBackupETA(b *testing.B) {
 	if _, err := devappliance.Seed(ctx, a.Client(), devappliance.SeedOptions{Users: users}); err != nil {
 		b.Fatal(err)
 	}
-	cli := func(args ...string) string {
+	cli = func(args ...string) string {
 		var out, errb bytes.Buffer
 		env := &Env{Stdout: &out, Stderr: &errb, Home: home, Port: 10121,
 			Getenv: func(k string) string {
@@ -69,6 +64,21 @@ func BenchmarkBackupETA(b *testing.B) {
 		return out.String()
 	}
 	cli("set-as-backup", dev)
+	return cli
+}
+
+// BenchmarkBackupETA measures how honest backup progress is (issue 14.4) on
+// the embedded server seeded with $A0_BENCH_ETA_USERS users (default
+// 60000, about 50 MiB of BSON): it polls backup-status as `backup --wait`
+// does and reports, at the first poll with a fifth of the bytes done, the
+// error of the ETA the bar shows (remaining bytes at the rate so far, from
+// the start of the job)
+// against the time the backup really took from there; the first status's
+// total against the bytes dumped; and the last progress seen. Run:
+//
+//	go test -run '^$' -bench BackupETA -benchtime 1x ./internal/cli/
+func BenchmarkBackupETA(b *testing.B) {
+	cli := etaNode(b)
 	for i := 0; i < b.N; i++ {
 		if i > 0 {
 			cli("backup-delete")
@@ -134,5 +144,87 @@ func BenchmarkBackupETA(b *testing.B) {
 		b.ReportMetric(float64(first.Progress.CollectionsTotal), "first_collections_total")
 		b.ReportMetric(100*float64(last.Progress.Bytes)/float64(max(last.Progress.EstimatedBytes, 1)), "last_progress_%")
 		b.ReportMetric(float64(dumped)/1e6, "MB_bson")
+	}
+}
+
+// BenchmarkRestoreETA is BenchmarkBackupETA for restore (issue 14.4): a
+// point-in-time backup of the seeded node is retrieved and restored onto
+// the same node with --drop, as an operator does, while restore-status is
+// polled as `restore --wait` does. Its bar has one phase per bar; the data
+// phase ("restoring", bytes of the plan's exact BSON total) is what an ETA
+// is shown for. Reported: the ETA error at the first poll with a fifth of
+// the bytes in (rate since the phase began, as the bar computes it) against
+// when the last byte was in, the last progress seen, and the phases' times.
+//
+//	go test -run '^$' -bench RestoreETA -benchtime 1x ./internal/cli/
+func BenchmarkRestoreETA(b *testing.B) {
+	cli := etaNode(b)
+	cli("backup", "--wait")
+	file := filepath.Join(b.TempDir(), "backup.tar.gz.enc")
+	cli("backup-retrieve", "-o", file)
+	for i := 0; i < b.N; i++ {
+		type sample struct {
+			at           time.Duration
+			phase        string
+			bytes, total int64
+		}
+		var samples []sample
+		start := time.Now()
+		cli("restore", file, "--drop", "--detach")
+		var final string
+		for {
+			raw := cli("restore-status")
+			var st restoreStatus
+			if err := json.Unmarshal([]byte(raw), &st); err != nil {
+				b.Fatal(err)
+			}
+			if st.Message != "Restore in progress" {
+				if st.Message != "Restore finished" {
+					b.Fatalf("restore ended: %s", raw)
+				}
+				final = raw
+				break
+			}
+			p := st.Arguments.Progress
+			samples = append(samples, sample{time.Since(start), p.Phase + "/" + p.Step, p.Bytes, p.BytesTotal})
+			time.Sleep(100 * time.Millisecond)
+		}
+		took := time.Since(start)
+		var phaseStart, dataEnd time.Duration
+		var last sample
+		for _, s := range samples {
+			if strings.HasPrefix(s.phase, "restoring") && phaseStart == 0 {
+				phaseStart = s.at
+			}
+			if s.total > 0 && s.bytes >= s.total && dataEnd == 0 {
+				dataEnd = s.at
+			}
+			if s.total > 0 {
+				last = s
+			}
+		}
+		if phaseStart == 0 || dataEnd == 0 || last.total == 0 {
+			b.Fatalf("no data phase seen in %d polls (%s)", len(samples), final)
+		}
+		for _, s := range samples {
+			if s.total <= 0 || s.bytes*5 < s.total || s.at < phaseStart {
+				continue
+			}
+			el := (s.at - phaseStart).Seconds()
+			if el <= 0 || s.bytes == 0 {
+				continue
+			}
+			eta := float64(s.total-s.bytes) / (float64(s.bytes) / el)
+			real := (dataEnd - s.at).Seconds()
+			b.ReportMetric(100*(eta-real)/max(real, 0.1), "eta_err_%_at_fifth")
+			b.ReportMetric(real, "s_left_at_fifth")
+			break
+		}
+		b.ReportMetric(took.Seconds(), "s_restore")
+		b.ReportMetric(phaseStart.Seconds(), "s_to_data_phase")
+		b.ReportMetric((dataEnd - phaseStart).Seconds(), "s_data_phase")
+		b.ReportMetric((took - dataEnd).Seconds(), "s_after_data")
+		b.ReportMetric(100*float64(last.bytes)/float64(last.total), "last_progress_%")
+		b.ReportMetric(float64(last.total)/1e6, "MB_bson")
 	}
 }
