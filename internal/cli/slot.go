@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
@@ -441,7 +442,7 @@ func download(ctx context.Context, env *Env, c *client.Client, path, cmd string,
 	b.initial = have
 	defer b.finish()
 	pw := &progressWriter{n: have, f: func(n int64) { b.update(n, want.Size, "") }}
-	_, err = io.CopyBuffer(&splitHasher{w: io.MultiWriter(f, hsha, pw), side: hmd5}, d.Body, make([]byte, 1<<20))
+	_, err = copyHashed(io.MultiWriter(f, hsha, pw), hmd5, d.Body)
 	if err != nil {
 		f.Sync()
 		if ctx.Err() != nil {
@@ -452,23 +453,65 @@ func download(ctx context.Context, env *Env, c *client.Client, path, cmd string,
 	return nil
 }
 
-// splitHasher writes each buffer to w while a second goroutine feeds the
-// same bytes to side (md5, the slowest hash), so that retrieving runs at the
-// speed of one hash, not of both in series.
-type splitHasher struct {
-	w    io.Writer
-	side hash.Hash
-}
-
-func (s *splitHasher) Write(p []byte) (int, error) {
-	done := make(chan struct{})
+// copyHashed copies r to w and to side (md5, the slowest hash) in three
+// stages on their own goroutines: reading (TLS decryption) fills the next
+// 1 MiB buffer while the last one is hashed by side and, at the same time,
+// written to w (sha256, the file). Retrieving then runs at the speed of the
+// slowest stage, not of all of them in series. A failed write stops the
+// reading; everything read before a failed read is written first, so the
+// partial file is a prefix a later run resumes.
+func copyHashed(w io.Writer, side hash.Hash, r io.Reader) (int64, error) {
+	const nbuf, size = 3, 1 << 20
+	free := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, size)
+	}
+	full := make(chan []byte, nbuf)
+	var failed atomic.Bool
+	werrc := make(chan error, 1)
 	go func() {
-		s.side.Write(p)
-		close(done)
+		var werr error
+		for b := range full {
+			if werr == nil {
+				done := make(chan struct{})
+				go func() {
+					side.Write(b)
+					close(done)
+				}()
+				if _, err := w.Write(b); err != nil {
+					werr = err
+					failed.Store(true)
+				}
+				<-done
+			}
+			free <- b[:size]
+		}
+		werrc <- werr
 	}()
-	n, err := s.w.Write(p)
-	<-done
-	return n, err
+	var n int64
+	var rerr error
+	for !failed.Load() {
+		b := <-free
+		k, err := io.ReadFull(r, b)
+		if k > 0 {
+			full <- b[:k]
+			n += int64(k)
+		} else {
+			free <- b
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			rerr = err
+			break
+		}
+	}
+	close(full)
+	if werr := <-werrc; werr != nil {
+		return n, werr
+	}
+	return n, rerr
 }
 
 type progressWriter struct {
