@@ -2,30 +2,37 @@ package cli
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
-// TestMessageDuringBarGetsItsOwnLine (issue 14.6): the first-contact pin
-// line, or an error, printed while a progress bar is drawn starts a line of
-// its own, and the bar goes on below it.
-func TestMessageDuringBarGetsItsOwnLine(t *testing.T) {
-	var buf bytes.Buffer
-	env := &Env{Stderr: &lineWriter{w: &buf}, Interactive: true}
-	b := newBar(env, "upload")
-	b.update(10, 100, "")
-	env.say("a0cli: first contact with n1:10121: pinned its certificate SHA256:x in /h/known_nodes")
-	b.update(100, 100, "")
-	b.finish()
-	env.say("a0cli: done\n")
-	lines := strings.Split(buf.String(), "\n")
-	if len(lines) != 5 || lines[4] != "" {
-		t.Fatalf("want bar, message, bar, message: %q", buf.String())
+// TestBarRateFromFirstBytes: the wait before the first bytes (a backup's
+// oplog start and listing) is not folded into the rate, so the ETA of
+// the bytes left is not stretched by it.
+func TestBarRateFromFirstBytes(t *testing.T) {
+	var out bytes.Buffer
+	past := time.Now().Add(-20 * time.Second)
+	b := &bar{w: &out, on: true, label: "backup", start: past, still: past}
+	b.update(0, 1000, "") // 20 s without a byte
+	time.Sleep(500 * time.Millisecond)
+	b.update(500, 1000, "") // then half in half a second
+	line := out.String()[strings.LastIndex(out.String(), "\r"):]
+	m := regexp.MustCompile(`ETA (\S+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no ETA in %q", line)
 	}
-	if lines[1] != "a0cli: first contact with n1:10121: pinned its certificate SHA256:x in /h/known_nodes" || lines[3] != "a0cli: done" {
-		t.Fatalf("messages not on lines of their own: %q", buf.String())
+	eta, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(lines[0], "10%") || !strings.Contains(lines[2], "100%") {
-		t.Fatalf("bar lines: %q", buf.String())
+	// The rate since the first bytes: 500 bytes in ~0.5 s, so ~0.5 s
+	// left (rounded to 0-1 s); from the bar's start it would be ~20 s.
+	if eta > 2*time.Second {
+		t.Fatalf("ETA %s counts the wait before the first bytes: %q", eta, line)
+	}
+	if !strings.Contains(line, " 50% ") {
+		t.Fatalf("line %q", line)
 	}
 }

@@ -71,9 +71,9 @@ func etaNode(b *testing.B) (cli func(args ...string) string) {
 // the embedded server seeded with $A0_BENCH_ETA_USERS users (default
 // 60000, about 50 MiB of BSON): it polls backup-status as `backup --wait`
 // does and reports, at the first poll with a fifth of the bytes done, the
-// error of the ETA the bar shows (remaining bytes at the rate so far, from
-// the start of the job)
-// against the time the backup really took from there; the first status's
+// error of the ETA the bar shows (remaining bytes at the rate since the
+// first bytes moved) against the time the backup really took from there,
+// beside the ETA from the job's start (the bar's before); the first status's
 // total against the bytes dumped; and the last progress seen. Run:
 //
 //	go test -run '^$' -bench BackupETA -benchtime 1x ./internal/cli/
@@ -117,23 +117,30 @@ func BenchmarkBackupETA(b *testing.B) {
 			Arguments struct{ Documents int64 } `json:"arguments"`
 		}
 		json.Unmarshal([]byte(cli("backup-status")), &found)
+		// still is the last poll before the first byte: the bar measures
+		// its rate from there (progress.go).
 		var moved *sample
+		still := time.Duration(0)
 		for i, s := range samples {
 			if moved == nil && s.bytes > 0 {
 				moved = &samples[i]
+			}
+			if moved == nil {
+				still = s.at
 			}
 			if s.total <= 0 || s.bytes*5 < s.total {
 				continue
 			}
 			real := took - s.at
-			// An ETA from the rate since the first byte (not the bar's).
-			if el := (s.at - moved.at).Seconds(); el > 0 && s.bytes > moved.bytes {
-				eta := float64(s.total-s.bytes) / (float64(s.bytes-moved.bytes) / el)
-				b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_from_first_byte_err_%")
+			// The bar's ETA: the rate since the first bytes.
+			if el := (s.at - still).Seconds(); el > 0 {
+				eta := float64(s.total-s.bytes) / (float64(s.bytes) / el)
+				b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_err_%_at_fifth")
 			}
-			// The bar's ETA: the rate over the whole job so far.
+			// The rate over the whole job, which the bar used before:
+			// the wait before the first byte stretches it.
 			eta := float64(s.total-s.bytes) / (float64(s.bytes) / s.at.Seconds())
-			b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_err_%_at_fifth")
+			b.ReportMetric(100*(eta-real.Seconds())/real.Seconds(), "eta_from_job_start_err_%")
 			b.ReportMetric(real.Seconds(), "s_left_at_fifth")
 			b.ReportMetric(moved.at.Seconds(), "s_to_first_byte")
 			break
@@ -153,7 +160,7 @@ func BenchmarkBackupETA(b *testing.B) {
 // polled as `restore --wait` does. Its bar has one phase per bar; the data
 // phase ("restoring", bytes of the plan's exact BSON total) is what an ETA
 // is shown for. Reported: the ETA error at the first poll with a fifth of
-// the bytes in (rate since the phase began, as the bar computes it) against
+// the bytes in (rate since its first bytes, as the bar computes it) against
 // when the last byte was in, the last progress seen, and the phases' times.
 //
 //	go test -run '^$' -bench RestoreETA -benchtime 1x ./internal/cli/
@@ -206,12 +213,22 @@ func BenchmarkRestoreETA(b *testing.B) {
 		if phaseStart == 0 || dataEnd == 0 || last.total == 0 {
 			b.Fatalf("no data phase seen in %d polls (%s)", len(samples), final)
 		}
+		// The bar of the data phase starts at its first poll and measures
+		// its rate from the last poll before its first bytes.
+		still := phaseStart
 		for _, s := range samples {
-			if s.total <= 0 || s.bytes*5 < s.total || s.at < phaseStart {
+			if s.at < phaseStart {
 				continue
 			}
-			el := (s.at - phaseStart).Seconds()
-			if el <= 0 || s.bytes == 0 {
+			if s.bytes == 0 {
+				still = s.at
+				continue
+			}
+			if s.total <= 0 || s.bytes*5 < s.total {
+				continue
+			}
+			el := (s.at - still).Seconds()
+			if el <= 0 {
 				continue
 			}
 			eta := float64(s.total-s.bytes) / (float64(s.bytes) / el)
