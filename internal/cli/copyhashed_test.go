@@ -45,6 +45,9 @@ func TestCopyHashed(t *testing.T) {
 		// Every byte read before the connection broke is on disk: the
 		// partial file is a prefix that resumes.
 		{"read fails", io.MultiReader(bytes.NewReader(data[:2<<20+7]), iotest.ErrReader(cut)), &failAfter{limit: len(data)}, 2<<20 + 7, cut},
+		// The HTTP client's error for a body shorter than its
+		// Content-Length is an error, not the end of the file.
+		{"body cut short", io.MultiReader(bytes.NewReader(data[:1<<20+5]), iotest.ErrReader(io.ErrUnexpectedEOF)), &failAfter{limit: len(data)}, 1<<20 + 5, io.ErrUnexpectedEOF},
 		{"write fails", bytes.NewReader(data), &failAfter{limit: 1 << 20}, 1 << 20, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -53,6 +56,9 @@ func TestCopyHashed(t *testing.T) {
 			if c.name == "write fails" {
 				if err == nil || err.Error() != "disk full" {
 					t.Fatalf("err %v, want the write's error", err)
+				}
+				if n != 1<<20 {
+					t.Fatalf("n %d, want the %d bytes written", n, 1<<20)
 				}
 			} else if !errors.Is(err, c.wantErr) {
 				t.Fatalf("err %v, want %v", err, c.wantErr)

@@ -61,9 +61,13 @@ type bar struct {
 	drawn   bool
 	initial int64
 	// still is the last update at which nothing had moved yet (the
-	// start until then): the rate is measured from there.
+	// start until then), base the bytes done then: the rate is measured
+	// from there. A bar whose first update already shows bytes moved
+	// (one re-created per phase) measures from that first update.
 	still  time.Time
+	base   int64
 	moving bool
+	seen   bool
 }
 
 func newBar(env *Env, label string) *bar {
@@ -78,12 +82,18 @@ func (b *bar) update(done, total int64, extra string) {
 	}
 	now := time.Now()
 	if !b.moving {
-		if done > b.initial {
+		switch {
+		case done <= b.initial:
+			b.still, b.base = now, b.initial
+		case !b.seen:
+			b.still, b.base = now, done
 			b.moving = true
-		} else {
-			b.still = now
+		default:
+			b.base = b.initial
+			b.moving = true
 		}
 	}
+	b.seen = true
 	if b.drawn && now.Sub(b.last) < 200*time.Millisecond && (total <= 0 || done < total) {
 		return
 	}
@@ -97,7 +107,7 @@ func (b *bar) update(done, total int64, extra string) {
 	el := now.Sub(b.still).Seconds()
 	rate := 0.0
 	if b.moving && el > 0 {
-		rate = float64(done-b.initial) / el
+		rate = float64(done-b.base) / el
 	}
 	line := fmt.Sprintf("%s %s", b.label, human(done))
 	if total > 0 {

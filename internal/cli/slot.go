@@ -442,7 +442,11 @@ func download(ctx context.Context, env *Env, c *client.Client, path, cmd string,
 	b.initial = have
 	defer b.finish()
 	pw := &progressWriter{n: have, f: func(n int64) { b.update(n, want.Size, "") }}
-	_, err = copyHashed(io.MultiWriter(f, hsha, pw), hmd5, d.Body)
+	n, err := copyHashed(io.MultiWriter(f, hsha, pw), hmd5, d.Body)
+	if err == nil && want.Size > 0 && have+n < want.Size {
+		// The body ended early without an error: as interrupted.
+		err = fmt.Errorf("the node sent %d of %d bytes", have+n, want.Size)
+	}
 	if err != nil {
 		f.Sync()
 		if ctx.Err() != nil {
@@ -457,9 +461,12 @@ func download(ctx context.Context, env *Env, c *client.Client, path, cmd string,
 // stages on their own goroutines: reading (TLS decryption) fills the next
 // 1 MiB buffer while the last one is hashed by side and, at the same time,
 // written to w (sha256, the file). Retrieving then runs at the speed of the
-// slowest stage, not of all of them in series. A failed write stops the
+// slowest stage, not of all of them in series. Only io.EOF from r ends the
+// copy: any other error, io.ErrUnexpectedEOF included (what the HTTP client
+// returns for a body cut short), is returned. A failed write stops the
 // reading; everything read before a failed read is written first, so the
-// partial file is a prefix a later run resumes.
+// partial file is a prefix a later run resumes. It returns the bytes
+// written to w.
 func copyHashed(w io.Writer, side hash.Hash, r io.Reader) (int64, error) {
 	const nbuf, size = 3, 1 << 20
 	free := make(chan []byte, nbuf)
@@ -468,50 +475,60 @@ func copyHashed(w io.Writer, side hash.Hash, r io.Reader) (int64, error) {
 	}
 	full := make(chan []byte, nbuf)
 	var failed atomic.Bool
-	werrc := make(chan error, 1)
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
-		var werr error
+		var res result
 		for b := range full {
-			if werr == nil {
-				done := make(chan struct{})
+			if res.err == nil {
+				hashed := make(chan struct{})
 				go func() {
 					side.Write(b)
-					close(done)
+					close(hashed)
 				}()
-				if _, err := w.Write(b); err != nil {
-					werr = err
+				k, err := w.Write(b)
+				res.n += int64(k)
+				if err != nil {
+					res.err = err
 					failed.Store(true)
 				}
-				<-done
+				<-hashed
 			}
 			free <- b[:size]
 		}
-		werrc <- werr
+		done <- res
 	}()
-	var n int64
 	var rerr error
-	for !failed.Load() {
+	for eof := false; !eof && rerr == nil && !failed.Load(); {
 		b := <-free
-		k, err := io.ReadFull(r, b)
+		k := 0
+		for k < len(b) {
+			m, err := r.Read(b[k:])
+			k += m
+			if err == io.EOF {
+				eof = true
+				break
+			}
+			if err != nil {
+				rerr = err
+				break
+			}
+		}
 		if k > 0 {
 			full <- b[:k]
-			n += int64(k)
 		} else {
 			free <- b
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			rerr = err
-			break
-		}
 	}
 	close(full)
-	if werr := <-werrc; werr != nil {
-		return n, werr
+	res := <-done
+	if res.err != nil {
+		return res.n, res.err
 	}
-	return n, rerr
+	return res.n, rerr
 }
 
 type progressWriter struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -26,13 +27,21 @@ const (
 	// connections: an update command of more statements waits forever
 	// for a connection. Updates go in commands of at most this many.
 	replayUpdateChunk = 32
-	// replayParallel commands of one batch run at once.
+	// replayParallel commands of one batch run at once: the statements
+	// of a batch are on different documents. More than 2 contend for
+	// SQLite's one writer (docs/BENCHMARKS.md).
 	replayParallel = 2
 )
 
+// Concurrent update commands hold replayParallel*replayUpdateChunk of
+// FerretDB's 100 SQLite connections per database: keep headroom for the
+// appliance's own clients (this fails to compile past 64).
+const _ = uint(64 - replayParallel*replayUpdateChunk)
+
 // writeBatch is a run of consecutive CRUD entries on one collection, each
 // on a different document: their order does not matter among them, so
-// they go to the server as one delete, one insert and one update command.
+// they go to the server as one delete, one insert and update commands (of
+// replayUpdateChunk statements), replayParallel at once.
 // An entry on a document already in the batch, on another collection, or
 // any other entry flushes it first, which keeps the oplog's order for every
 // document.
@@ -46,25 +55,57 @@ type writeBatch struct {
 	n       int
 }
 
-// idKey identifies a document's _id for the batch: equal numbers of
-// different BSON types (1, 1.0, NumberLong(1)) are one _id to the server.
+// idKey identifies a document's _id for the batch. The server takes equal
+// values of different BSON types as one _id (1, 1.0 and NumberLong(1),
+// also inside an embedded document or an array), so numbers are keyed by
+// their value, recursively. Two keys may only be equal when the _ids may
+// be: an over-merge (2^53 and 2^53+1 as one float) costs one more flush,
+// never an order.
 func idKey(v bson.RawValue) string {
+	var b strings.Builder
+	writeIDKey(&b, v)
+	return b.String()
+}
+
+func writeIDKey(b *strings.Builder, v bson.RawValue) {
 	switch v.Type {
-	case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble:
-		var f float64
-		switch v.Type {
-		case bson.TypeInt32:
-			f = float64(v.Int32())
-		case bson.TypeInt64:
-			f = float64(v.Int64())
-		default:
-			f = v.Double()
+	case bson.TypeInt32:
+		fmt.Fprintf(b, "n%s;", strconv.FormatFloat(float64(v.Int32()), 'g', -1, 64))
+	case bson.TypeInt64:
+		fmt.Fprintf(b, "n%s;", strconv.FormatFloat(float64(v.Int64()), 'g', -1, 64))
+	case bson.TypeDouble:
+		f := v.Double()
+		if f == 0 {
+			f = 0 // -0 is 0
 		}
-		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			return fmt.Sprintf("n%d", int64(f))
+		fmt.Fprintf(b, "n%s;", strconv.FormatFloat(f, 'g', -1, 64))
+	case bson.TypeDecimal128:
+		d := v.Decimal128()
+		if f, err := strconv.ParseFloat(d.String(), 64); err == nil && !math.IsNaN(f) {
+			if f == 0 {
+				f = 0
+			}
+			fmt.Fprintf(b, "n%s;", strconv.FormatFloat(f, 'g', -1, 64))
+			return
 		}
+		fmt.Fprintf(b, "%c%x;", v.Type, v.Value)
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
+		b.WriteByte(byte(v.Type))
+		b.WriteByte('{')
+		elems, err := bson.Raw(v.Value).Elements()
+		if err != nil {
+			fmt.Fprintf(b, "%x", v.Value)
+		}
+		for _, e := range elems {
+			if v.Type == bson.TypeEmbeddedDocument {
+				fmt.Fprintf(b, "%q:", e.Key())
+			}
+			writeIDKey(b, e.Value())
+		}
+		b.WriteByte('}')
+	default:
+		fmt.Fprintf(b, "%c%x;", v.Type, v.Value)
 	}
-	return string(rune(v.Type)) + string(v.Value)
 }
 
 // write queues a CRUD entry for the idempotent replay.
@@ -209,9 +250,10 @@ func (rp *replayer) applyDiff(ctx context.Context, e oplog.Entry, id bson.RawVal
 	return nil
 }
 
-// flush sends the batch: deletes, then inserts (a document the data holds
-// already is replaced instead: the insert is older than the copy), then
-// updates.
+// flush sends the batch: its delete, insert and update commands at once
+// (replayParallel), then, for inserts of documents the data holds already,
+// replacements (the insert is older than the copy). flush returns once
+// all are acknowledged, so the next batch comes after.
 func (rp *replayer) flush(ctx context.Context) error {
 	b := rp.batch
 	rp.batch = writeBatch{}
