@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -161,7 +162,9 @@ func BenchmarkBackupETA(b *testing.B) {
 // phase ("restoring", bytes of the plan's exact BSON total) is what an ETA
 // is shown for. Reported: the ETA error at the first poll with a fifth of
 // the bytes in (rate since its first bytes, as the bar computes it) against
-// when the last byte was in, the last progress seen, and the phases' times.
+// when the last byte was in, the same with documents as the unit, the last
+// progress seen, and the phases' times. A0_BENCH_ETA_TRACE=1 prints every
+// poll (seconds, phase/step, bytes, total, documents, total) on stderr.
 //
 //	go test -run '^$' -bench RestoreETA -benchtime 1x ./internal/cli/
 func BenchmarkRestoreETA(b *testing.B) {
@@ -171,9 +174,10 @@ func BenchmarkRestoreETA(b *testing.B) {
 	cli("backup-retrieve", "-o", file)
 	for i := 0; i < b.N; i++ {
 		type sample struct {
-			at           time.Duration
-			phase        string
-			bytes, total int64
+			at              time.Duration
+			phase           string
+			bytes, total    int64
+			docs, docsTotal int64
 		}
 		var samples []sample
 		start := time.Now()
@@ -193,10 +197,15 @@ func BenchmarkRestoreETA(b *testing.B) {
 				break
 			}
 			p := st.Arguments.Progress
-			samples = append(samples, sample{time.Since(start), p.Phase + "/" + p.Step, p.Bytes, p.BytesTotal})
+			samples = append(samples, sample{time.Since(start), p.Phase + "/" + p.Step, p.Bytes, p.BytesTotal, p.Documents, p.DocumentsTotal})
 			time.Sleep(100 * time.Millisecond)
 		}
 		took := time.Since(start)
+		if os.Getenv("A0_BENCH_ETA_TRACE") != "" {
+			for _, s := range samples {
+				fmt.Fprintf(os.Stderr, "TRACE %.2f %s %d %d %d %d\n", s.at.Seconds(), s.phase, s.bytes, s.total, s.docs, s.docsTotal)
+			}
+		}
 		var phaseStart, dataEnd time.Duration
 		var last sample
 		for _, s := range samples {
@@ -234,6 +243,11 @@ func BenchmarkRestoreETA(b *testing.B) {
 			eta := float64(s.total-s.bytes) / (float64(s.bytes) / el)
 			real := (dataEnd - s.at).Seconds()
 			b.ReportMetric(100*(eta-real)/max(real, 0.1), "eta_err_%_at_fifth")
+			// The same with documents as the unit, for comparison.
+			if s.docs > 0 && s.docsTotal > 0 {
+				etaDocs := float64(s.docsTotal-s.docs) / (float64(s.docs) / el)
+				b.ReportMetric(100*(etaDocs-real)/max(real, 0.1), "eta_docs_err_%_at_fifth")
+			}
 			b.ReportMetric(real, "s_left_at_fifth")
 			break
 		}
