@@ -110,3 +110,29 @@ func TestBarRateCases(t *testing.T) {
 		}
 	})
 }
+
+// TestBarETAWithItems: with documents beside bytes, the ETA is the mean of
+// the two ETAs (the time left lies between them).
+func TestBarETAWithItems(t *testing.T) {
+	out := &bytes.Buffer{}
+	past := time.Now().Add(-time.Second)
+	b := &bar{w: out, on: true, label: "restore", start: past, still: past}
+	b.setItems(0, 1000)
+	b.update(0, 1000, "")
+	time.Sleep(500 * time.Millisecond)
+	// A tenth of the bytes (ETA ~4.5 s) but half of the documents (~0.5 s).
+	b.setItems(500, 1000)
+	b.update(100, 1000, "")
+	line := out.String()[strings.LastIndex(out.String(), "\r"):]
+	m := regexp.MustCompile(`ETA (\S+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no ETA in %q", line)
+	}
+	eta, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eta < 2*time.Second || eta > 3*time.Second {
+		t.Fatalf("ETA %s, want the mean of ~4.5 s and ~0.5 s: %q", eta, line)
+	}
+}

@@ -305,6 +305,7 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 			case "report":
 				label += " (checking counts)"
 			}
+			b.setItems(p.Documents, p.DocumentsTotal)
 			b.update(p.Bytes, p.BytesTotal, fmt.Sprintf("%s %d docs, %d/%d collections", label, p.Documents, p.CollectionsDone, p.CollectionsTotal))
 			select {
 			case <-ctx.Done():
