@@ -300,28 +300,28 @@ func (rp *replayer) flush(ctx context.Context) error {
 			return nil
 		})
 	}
-	sendUpdates := func(updates bson.A) {
+	sendUpdates := func(ctx context.Context, g *errgroup.Group, updates bson.A) {
 		for len(updates) > 0 {
 			chunk := updates[:min(len(updates), replayUpdateChunk)]
 			updates = updates[len(chunk):]
 			g.Go(func() error {
-				if _, err := rp.writeCmd(gctx, db, bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: chunk}, {Key: "ordered", Value: false}}); err != nil {
+				if _, err := rp.writeCmd(ctx, db, bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: chunk}, {Key: "ordered", Value: false}}); err != nil {
 					return fmt.Errorf("replay updates into %s: %w", b.ns, err)
 				}
 				return nil
 			})
 		}
 	}
-	sendUpdates(b.updates)
+	sendUpdates(gctx, g, b.updates)
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	// Inserts of documents the data holds already become replacements
 	// (the insert is older than the copy).
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(replayParallel)
-	sendUpdates(again)
-	if err := g.Wait(); err != nil {
+	g2, gctx2 := errgroup.WithContext(ctx)
+	g2.SetLimit(replayParallel)
+	sendUpdates(gctx2, g2, again)
+	if err := g2.Wait(); err != nil {
 		return err
 	}
 	for i := 0; i < b.n; i++ {
