@@ -33,6 +33,24 @@ func TestMessageDuringBarGetsItsOwnLine(t *testing.T) {
 	}
 }
 
+// lastLine is the bar as last drawn in out.
+func lastLine(out string) string { return out[strings.LastIndex(out, "\r"):] }
+
+// lastETA is the bar as last drawn in out and the ETA it shows.
+func lastETA(t *testing.T, out string) (string, time.Duration) {
+	t.Helper()
+	line := lastLine(out)
+	m := regexp.MustCompile(`ETA (\S+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no ETA in %q", line)
+	}
+	eta, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return line, eta
+}
+
 // TestBarRateFromFirstBytes: the wait before the first bytes (a backup's
 // oplog start and listing) is not folded into the rate, so the ETA of
 // the bytes left is not stretched by it.
@@ -43,15 +61,7 @@ func TestBarRateFromFirstBytes(t *testing.T) {
 	b.update(0, 1000, "") // 20 s without a byte
 	time.Sleep(500 * time.Millisecond)
 	b.update(500, 1000, "") // then half in half a second
-	line := out.String()[strings.LastIndex(out.String(), "\r"):]
-	m := regexp.MustCompile(`ETA (\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("no ETA in %q", line)
-	}
-	eta, err := time.ParseDuration(m[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	line, eta := lastETA(t, out.String())
 	// The rate since the first bytes: 500 bytes in ~0.5 s, so ~0.5 s
 	// left (rounded to 0-1 s); from the bar's start it would be ~20 s.
 	if eta > 2*time.Second {
@@ -68,8 +78,7 @@ func TestBarRateFromFirstBytes(t *testing.T) {
 func TestBarRateCases(t *testing.T) {
 	rate := func(t *testing.T, b *bar) string {
 		t.Helper()
-		out := b.w.(*bytes.Buffer).String()
-		line := out[strings.LastIndex(out, "\r"):]
+		line := lastLine(b.w.(*bytes.Buffer).String())
 		m := regexp.MustCompile(`(\d+(\.\d+)? \S+)/s`).FindStringSubmatch(line)
 		if m == nil {
 			return ""
@@ -123,15 +132,7 @@ func TestBarETAWithItems(t *testing.T) {
 	// A tenth of the bytes (ETA ~4.5 s) but half of the documents (~0.5 s).
 	b.setItems(500, 1000)
 	b.update(100, 1000, "")
-	line := out.String()[strings.LastIndex(out.String(), "\r"):]
-	m := regexp.MustCompile(`ETA (\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("no ETA in %q", line)
-	}
-	eta, err := time.ParseDuration(m[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	line, eta := lastETA(t, out.String())
 	if eta < 2*time.Second || eta > 3*time.Second {
 		t.Fatalf("ETA %s, want the mean of ~4.5 s and ~0.5 s: %q", eta, line)
 	}

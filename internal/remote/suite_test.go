@@ -19,6 +19,21 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 		rand.Read(b)
 		return b
 	}
+	// read returns the object's bytes from off on, failing the test on
+	// any error.
+	read := func(t *testing.T, st Store, name string, off int64) []byte {
+		t.Helper()
+		rc, err := st.Get(ctx, name, off)
+		if err != nil {
+			t.Fatalf("get %s: %v", name, err)
+		}
+		defer rc.Close()
+		got, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatalf("read %s: %v", name, err)
+		}
+		return got
+	}
 	sizes := []struct {
 		name string
 		n    int64
@@ -43,14 +58,8 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 			if wantParts := sz.n >= partSize; (res.Parts > 0) != wantParts {
 				t.Fatalf("put of %d bytes: %d parts (part size %d)", sz.n, res.Parts, partSize)
 			}
-			rc, err := st.Get(ctx, "x.enc", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil || !bytes.Equal(got, b) {
-				t.Fatalf("get: %d bytes, err %v; want the %d bytes put", len(got), err, len(b))
+			if got := read(t, st, "x.enc", 0); !bytes.Equal(got, b) {
+				t.Fatalf("get: %d bytes; want the %d bytes put", len(got), len(b))
 			}
 			info, err := st.Stat(ctx, "x.enc")
 			if err != nil || info.Size != sz.n || info.ETag != res.ETag {
@@ -64,14 +73,8 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 		if _, err := st.Put(ctx, "o.enc", bytes.NewReader(b), int64(len(b))); err != nil {
 			t.Fatal(err)
 		}
-		rc, err := st.Get(ctx, "o.enc", 1234)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		got, err := io.ReadAll(rc)
-		if err != nil || !bytes.Equal(got, b[1234:]) {
-			t.Fatalf("get from 1234: %d bytes, %v", len(got), err)
+		if got := read(t, st, "o.enc", 1234); !bytes.Equal(got, b[1234:]) {
+			t.Fatalf("get from 1234: %d bytes, want %d", len(got), len(b)-1234)
 		}
 	})
 	t.Run("replace", func(t *testing.T) {
@@ -81,10 +84,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 		if _, err := st.Put(ctx, "r.json", bytes.NewReader(b), 200); err != nil {
 			t.Fatal(err)
 		}
-		rc, _ := st.Get(ctx, "r.json", 0)
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if !bytes.Equal(got, b) {
+		if got := read(t, st, "r.json", 0); !bytes.Equal(got, b) {
 			t.Fatal("the second put did not replace the first")
 		}
 	})
@@ -156,10 +156,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 		if res.ResumedBytes != 2*partSize {
 			t.Fatalf("resumed %d bytes, want the %d of the two parts already stored", res.ResumedBytes, 2*partSize)
 		}
-		rc, _ := st.Get(ctx, "big.enc", 0)
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if !bytes.Equal(got, b) {
+		if got := read(t, st, "big.enc", 0); !bytes.Equal(got, b) {
 			t.Fatal("the resumed object differs from the data")
 		}
 	})
@@ -177,10 +174,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 		if res.ResumedBytes != 0 {
 			t.Fatalf("resumed %d bytes of another file's parts", res.ResumedBytes)
 		}
-		rc, _ := st.Get(ctx, "c.enc", 0)
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if !bytes.Equal(got, b) {
+		if got := read(t, st, "c.enc", 0); !bytes.Equal(got, b) {
 			t.Fatal("object differs from the data")
 		}
 	})
