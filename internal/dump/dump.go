@@ -49,10 +49,6 @@ const (
 // fileMode of every archive entry: backups hold credentials.
 const fileMode = 0o600
 
-// batchSize asks for large batches; the server still caps each at 16 MiB,
-// which bounds the memory of a cursor.
-const batchSize = 10000
-
 // ErrNoSpoolDir is returned when Options.SpoolDir is empty.
 var ErrNoSpoolDir = errors.New("dump: no spool directory")
 
@@ -741,17 +737,43 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 		// its buckets.
 		coll = coll.Database().Collection(in.dataColl)
 	}
+	b := newBatcher(meanSize(in))
+	for {
+		r.spool, r.docs, r.size, err = spoolDocs(ctx, coll, in, sp, prog, b)
+		if err == nil {
+			break
+		}
+		// A reply too large for the driver (FerretDB and large
+		// documents): read the collection again from its start, two
+		// documents a batch. The oplog, captured from before the first
+		// read, covers the second read as it covered the first.
+		if !b.retry(err) {
+			return result{}, err
+		}
+	}
+	// The collection's estimate becomes what it held: the total is exact
+	// once every collection is read, so a progress bar ends at 100%.
+	prog.EstimatedBytes.Add(r.size - in.estimate)
+	r.finished = time.Now()
+	return r, nil
+}
+
+// spoolDocs copies the documents of coll into a new spool, with batches
+// sized by b. On failure the spool is removed and the progress it counted
+// taken back, so that the read can start again.
+func spoolDocs(ctx context.Context, coll *mongo.Collection, in intent, sp *spools, prog *Progress, b *batcher) (name string, docs, size int64, err error) {
 	f, err := sp.create()
 	if err != nil {
-		return result{}, err
+		return "", 0, 0, err
 	}
-	r.spool = f.Name()
-	fail := func(err error) (result, error) {
+	fail := func(err error) (string, int64, int64, error) {
 		f.Close()
-		sp.remove(r.spool)
-		return result{}, err
+		sp.remove(f.Name())
+		prog.Documents.Add(-docs)
+		prog.Bytes.Add(-size)
+		return "", 0, 0, err
 	}
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetBatchSize(batchSize))
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetBatchSize(b.size()))
 	if err != nil {
 		return fail(fmt.Errorf("dump: read %s.%s: %w", in.db, in.name, err))
 	}
@@ -762,8 +784,11 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 		if err != nil {
 			return fail(fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err))
 		}
-		r.docs++
-		r.size += int64(n)
+		if b.see(n) {
+			cur.SetBatchSize(b.size())
+		}
+		docs++
+		size += int64(n)
 		prog.Documents.Add(1)
 		prog.Bytes.Add(int64(n))
 	}
@@ -774,14 +799,21 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 		return fail(fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err))
 	}
 	if err := f.Close(); err != nil {
-		sp.remove(r.spool)
-		return result{}, fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err)
+		sp.remove(f.Name())
+		prog.Documents.Add(-docs)
+		prog.Bytes.Add(-size)
+		return "", 0, 0, fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err)
 	}
-	// The collection's estimate becomes what it held: the total is exact
-	// once every collection is read, so a progress bar ends at 100%.
-	prog.EstimatedBytes.Add(r.size - in.estimate)
-	r.finished = time.Now()
-	return r, nil
+	return f.Name(), docs, size, nil
+}
+
+// meanSize is the mean BSON size of in's documents as estimated before
+// the read (0 when unknown).
+func meanSize(in intent) int64 {
+	if in.count <= 0 || in.estimate <= 0 {
+		return 0
+	}
+	return in.estimate / in.count
 }
 
 // sampleDocs is how many documents refineEstimates reads per collection.
@@ -805,14 +837,21 @@ func refineEstimates(ctx context.Context, client *mongo.Client, rp *readpref.Rea
 			continue
 		}
 		coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
-		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetLimit(sampleDocs).SetBatchSize(sampleDocs))
+		// Two documents first, then as many as fit in batchBytes: a
+		// hundred large ones in one reply would be too much for the
+		// driver (see batcher).
+		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetLimit(sampleDocs).SetBatchSize(safeBatch))
 		if err != nil {
 			continue
 		}
 		var docs, bytes int64
+		b := newBatcher(0)
 		for cur.Next(ctx) {
 			docs++
 			bytes += int64(len(cur.Current))
+			if b.see(len(cur.Current)) {
+				cur.SetBatchSize(b.size())
+			}
 		}
 		cur.Close(context.WithoutCancel(ctx))
 		if docs > 0 {

@@ -67,6 +67,9 @@ type tailer struct {
 	// copyTail, when set, copies the oplog's tail for readOnce
 	// (Options.OplogTail).
 	copyTail func(ctx context.Context, since time.Time) (string, func(context.Context) error, error)
+	// batch sizes the batches of every cursor on the oplog: an entry
+	// holds a whole document.
+	batch *batcher
 }
 
 // startTailer records the start position. It returns an inactive tailer
@@ -75,7 +78,7 @@ func startTailer(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 	// The collections' read preference: on a pinned client both go to
 	// the one member; see Options.Pin.
 	coll := client.Database(oplogDB, options.Database().SetReadPreference(rp)).Collection(oplogColl)
-	t := &tailer{coll: coll, endCh: make(chan bson.Timestamp, 1), onePass: onePass}
+	t := &tailer{coll: coll, endCh: make(chan bson.Timestamp, 1), onePass: onePass, batch: newBatcher(0)}
 	names, err := client.Database(oplogDB).ListCollectionNames(ctx, bson.D{{Key: "name", Value: oplogColl}})
 	if err != nil {
 		return nil, fmt.Errorf("dump: look for the oplog: %w", err)
@@ -317,9 +320,12 @@ func (t *tailer) readOnce(ctx context.Context) error {
 			from = *st.after
 		}
 		cur, err := coll.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from}}}},
-			options.Find().SetBatchSize(batchSize))
+			options.Find().SetBatchSize(t.batch.size()))
 		if err == nil {
 			for err == nil && cur.Next(ctx) {
+				if t.batch.see(len(cur.Current)) {
+					cur.SetBatchSize(t.batch.size())
+				}
 				_, err = t.take(cur.Current, st)
 			}
 			if err == nil {
@@ -333,7 +339,9 @@ func (t *tailer) readOnce(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if failures++; failures > maxReopen {
+		// A reply too large for the driver: the next attempt, after the
+		// last entry copied, asks for batches it can take.
+		if failures++; !t.batch.retry(err) && failures > maxReopen {
 			return fmt.Errorf("dump: read oplog: %w", err)
 		}
 		sleep(ctx, 100*time.Millisecond)
@@ -371,7 +379,7 @@ func (t *tailer) tail(ctx context.Context) error {
 			sleep(ctx, 100*time.Millisecond)
 			continue
 		}
-		cur.SetBatchSize(batchSize)
+		cur.SetBatchSize(t.batch.size())
 		for {
 			// The end is looked for before every entry, not only when the
 			// cursor is caught up: under steady writes every getMore
@@ -389,6 +397,9 @@ func (t *tailer) tail(ctx context.Context) error {
 			}
 			if cur.TryNext(ctx) {
 				failures = 0
+				if t.batch.see(len(cur.Current)) {
+					cur.SetBatchSize(t.batch.size())
+				}
 				done, err := t.take(cur.Current, st)
 				if err != nil || done {
 					cur.Close(context.WithoutCancel(ctx))
@@ -409,7 +420,7 @@ func (t *tailer) tail(ctx context.Context) error {
 				err := cur.Err()
 				cur.Close(context.WithoutCancel(ctx))
 				if err != nil {
-					if failures++; failures > maxReopen {
+					if failures++; !t.batch.retry(err) && failures > maxReopen {
 						return fmt.Errorf("dump: tail oplog: %w", err)
 					}
 				}
