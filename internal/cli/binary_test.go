@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/a0backup/a0/internal/devappliance"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/a0backup/a0/internal/devappliance"
 )
 
 // binaries builds a0cli and a0agent once per test binary run.
@@ -75,6 +77,36 @@ func startAgentProc(t *testing.T, bin, state string, env ...string) *proc {
 func startAgentProcAt(t *testing.T, bin, state, listen string, env ...string) *proc {
 	t.Helper()
 	return startAgentCmd(t, bin, []string{"--state-dir", state, "--listen", listen}, true, env...)
+}
+
+// quietAddr is a free loopback address outside the kernel's ephemeral
+// port range (ip_local_port_range): a test that brings a node back at the
+// same address needs its port to stay free while the node is down, and
+// every other listener (port 0) and every outgoing connection takes its
+// port from that range. An ephemeral port did not stay free under the
+// whole suite ("address already in use" at the restart).
+func quietAddr(t *testing.T) string {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	if low <= 11000 {
+		t.Fatalf("the ephemeral port range starts at %d: no quiet port below it", low)
+	}
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+mrand.IntN(low-10000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 // startAgentCmd starts the built agent with args and waits until it

@@ -196,7 +196,9 @@ func peakRSS(t *testing.T, p *proc) int64 {
 }
 
 // gcLive matches a gctrace line's heap sizes: before, after, live (MB).
-var gcLive = regexp.MustCompile(`(?m)^gc \d+ @.* \d+->\d+->(\d+) MB, `)
+// The runtime writes one line in several pieces to the stderr the agent's
+// log shares, so a log line may fall inside it: the match spans lines.
+var gcLive = regexp.MustCompile(`(?s)gc \d+ @.{0,1000}?\d+->\d+->(\d+) MB, \d+ MB goal`)
 
 // peakLive is the largest live heap, in MB, that a collection of the
 // agent's process found (GODEBUG=gctrace=1 prints one line per cycle).

@@ -135,7 +135,8 @@ func TestRecoverLostNodeWithBinaries(t *testing.T) {
 		return out
 	}
 
-	agent := startAgentProc(t, bin, state)
+	// The node comes back at this address twice (loseNode).
+	agent := startAgentProcAt(t, bin, state, quietAddr(t))
 	addr := agent.addr
 	// No job of this test stops at a hold point.
 	noHolds := func(p *proc) {

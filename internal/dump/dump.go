@@ -744,9 +744,11 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 			break
 		}
 		// A reply too large for the driver (FerretDB and large
-		// documents): read the collection again from its start, two
-		// documents a batch. The oplog, captured from before the first
-		// read, covers the second read as it covered the first.
+		// documents), or the connection pool cleared under the read:
+		// read the collection again from its start, in smaller batches
+		// for the first. A point-in-time backup's oplog capture started
+		// before the first read and covers the second as it covers the
+		// first; without one, the read is simply a later one.
 		if !b.retry(err) {
 			return result{}, err
 		}
@@ -773,7 +775,7 @@ func spoolDocs(ctx context.Context, coll *mongo.Collection, in intent, sp *spool
 		prog.Bytes.Add(-size)
 		return "", 0, 0, err
 	}
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetBatchSize(b.size()))
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetBatchSize(b.next()))
 	if err != nil {
 		return fail(fmt.Errorf("dump: read %s.%s: %w", in.db, in.name, err))
 	}
@@ -785,7 +787,7 @@ func spoolDocs(ctx context.Context, coll *mongo.Collection, in intent, sp *spool
 			return fail(fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err))
 		}
 		if b.see(n) {
-			cur.SetBatchSize(b.size())
+			cur.SetBatchSize(b.next())
 		}
 		docs++
 		size += int64(n)
@@ -840,17 +842,17 @@ func refineEstimates(ctx context.Context, client *mongo.Client, rp *readpref.Rea
 		// Two documents first, then as many as fit in batchBytes: a
 		// hundred large ones in one reply would be too much for the
 		// driver (see batcher).
-		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetLimit(sampleDocs).SetBatchSize(safeBatch))
+		b := newBatcher(0)
+		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetLimit(sampleDocs).SetBatchSize(b.next()))
 		if err != nil {
 			continue
 		}
 		var docs, bytes int64
-		b := newBatcher(0)
 		for cur.Next(ctx) {
 			docs++
 			bytes += int64(len(cur.Current))
 			if b.see(len(cur.Current)) {
-				cur.SetBatchSize(b.size())
+				cur.SetBatchSize(b.next())
 			}
 		}
 		cur.Close(context.WithoutCancel(ctx))

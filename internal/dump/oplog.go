@@ -70,6 +70,8 @@ type tailer struct {
 	// batch sizes the batches of every cursor on the oplog: an entry
 	// holds a whole document.
 	batch *batcher
+	// spools is where spool comes from (readOnce may start it again).
+	spools *spools
 }
 
 // startTailer records the start position. It returns an inactive tailer
@@ -78,7 +80,7 @@ func startTailer(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 	// The collections' read preference: on a pinned client both go to
 	// the one member; see Options.Pin.
 	coll := client.Database(oplogDB, options.Database().SetReadPreference(rp)).Collection(oplogColl)
-	t := &tailer{coll: coll, endCh: make(chan bson.Timestamp, 1), onePass: onePass, batch: newBatcher(0)}
+	t := &tailer{coll: coll, endCh: make(chan bson.Timestamp, 1), onePass: onePass, batch: newBatcher(0), spools: sp}
 	names, err := client.Database(oplogDB).ListCollectionNames(ctx, bson.D{{Key: "name", Value: oplogColl}})
 	if err != nil {
 		return nil, fmt.Errorf("dump: look for the oplog: %w", err)
@@ -315,23 +317,24 @@ func (t *tailer) readOnce(ctx context.Context) error {
 		coll = t.coll.Database().Collection(name)
 	}
 	for failures := 0; ; {
-		from := t.start
-		if st.after != nil {
-			from = *st.after
-		}
-		cur, err := coll.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from}}}},
-			options.Find().SetBatchSize(t.batch.size()))
+		cur, err := coll.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: t.start}}}},
+			options.Find().SetBatchSize(t.batch.next()))
 		if err == nil {
-			for err == nil && cur.Next(ctx) {
+			var takeErr error
+			for takeErr == nil && cur.Next(ctx) {
 				if t.batch.see(len(cur.Current)) {
-					cur.SetBatchSize(t.batch.size())
+					cur.SetBatchSize(t.batch.next())
 				}
-				_, err = t.take(cur.Current, st)
+				_, takeErr = t.take(cur.Current, st)
 			}
-			if err == nil {
-				err = cur.Err()
-			}
+			err = cur.Err()
 			cur.Close(context.WithoutCancel(ctx))
+			if takeErr != nil {
+				// What the entries say (a failover, an entry a restore
+				// cannot replay) or the spool's failure: not the cursor's,
+				// and another read would say it again.
+				return takeErr
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -339,11 +342,19 @@ func (t *tailer) readOnce(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		// A reply too large for the driver: the next attempt, after the
-		// last entry copied, asks for batches it can take.
+		// A reply too large for the driver makes the next attempt ask
+		// for batches it can take.
 		if failures++; !t.batch.retry(err) && failures > maxReopen {
 			return fmt.Errorf("dump: read oplog: %w", err)
 		}
+		// The next attempt copies everything again from the start:
+		// resuming after the newest entry copied would miss the entries
+		// that landed late (older ts, later in insertion order) and
+		// were not read yet.
+		if err := t.restart(); err != nil {
+			return err
+		}
+		st = &cursorState{}
 		sleep(ctx, 100*time.Millisecond)
 	}
 	if st.after == nil {
@@ -351,6 +362,22 @@ func (t *tailer) readOnce(ctx context.Context) error {
 		t.last, t.lastWall = t.start, t.startWall
 	}
 	return t.flush()
+}
+
+// restart throws away what readOnce copied, for a new read from the start.
+func (t *tailer) restart() error {
+	old := t.spool.Name()
+	t.spool.Close()
+	t.spools.remove(old)
+	f, err := t.spools.create()
+	if err != nil {
+		return err
+	}
+	t.spool, t.bw = f, bufio.NewWriterSize(f, 1<<20)
+	t.entries, t.bytes = 0, 0
+	t.term, t.haveTerm, t.lastTerm = 0, false, 0
+	t.last, t.lastWall = bson.Timestamp{}, time.Time{}
+	return nil
 }
 
 // tail follows the oplog with a tailable cursor while the collections are
@@ -379,7 +406,7 @@ func (t *tailer) tail(ctx context.Context) error {
 			sleep(ctx, 100*time.Millisecond)
 			continue
 		}
-		cur.SetBatchSize(t.batch.size())
+		cur.SetBatchSize(t.batch.next())
 		for {
 			// The end is looked for before every entry, not only when the
 			// cursor is caught up: under steady writes every getMore
@@ -398,7 +425,7 @@ func (t *tailer) tail(ctx context.Context) error {
 			if cur.TryNext(ctx) {
 				failures = 0
 				if t.batch.see(len(cur.Current)) {
-					cur.SetBatchSize(t.batch.size())
+					cur.SetBatchSize(t.batch.next())
 				}
 				done, err := t.take(cur.Current, st)
 				if err != nil || done {
