@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"github.com/a0backup/a0/internal/devappliance"
@@ -46,8 +47,10 @@ func TestBatcher(t *testing.T) {
 		})
 	}
 
-	tooLarge := fmt.Errorf("dump: read a.b: %w", mongo.CommandError{Message: "x", Wrapped: topology.ConnectionError{
-		ConnectionID: "c1", Wrapped: errors.New("length of read message too large")}})
+	// The driver's chain for Find and getMore: CommandError, driver.Error,
+	// ConnectionError, errResponseTooLarge.
+	tooLarge := fmt.Errorf("dump: read a.b: %w", mongo.CommandError{Message: "x", Wrapped: driver.Error{
+		Message: "x", Wrapped: topology.ConnectionError{ConnectionID: "c1", Wrapped: errors.New("length of read message too large")}}})
 	t.Run("a reply too large: a sixteenth of the batch, down to two", func(t *testing.T) {
 		b := newBatcher(100)
 		sizes := []int32{b.next()}

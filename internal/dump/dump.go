@@ -457,6 +457,11 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 		return nil, firstErr
 	}
 	if ctx.Err() != nil {
+		if tl != nil {
+			// The capture's goroutine stops on ctx; wait for it, so
+			// that the deferred clean-up of its spools comes after.
+			<-tailDone
+		}
 		return nil, ctx.Err()
 	}
 

@@ -28,6 +28,9 @@ const (
 	awaitTime = 300 * time.Millisecond
 	// maxReopen consecutive cursor failures end the capture.
 	maxReopen = 20
+	// maxRereads failures of the FerretDB capture's read end it: each
+	// new attempt reads the whole capture again.
+	maxRereads = 3
 )
 
 // tailer copies oplog entries from start to end into a spool while the
@@ -343,9 +346,13 @@ func (t *tailer) readOnce(ctx context.Context) error {
 			break
 		}
 		// A reply too large for the driver makes the next attempt ask
-		// for batches it can take.
-		if failures++; !t.batch.retry(err) && failures > maxReopen {
-			return fmt.Errorf("dump: read oplog: %w", err)
+		// for batches it can take (the batcher bounds those attempts);
+		// any other failure is tried again maxRereads times, each a
+		// read of the whole capture.
+		if !t.batch.retry(err) {
+			if failures++; failures > maxRereads {
+				return fmt.Errorf("dump: read oplog: %w", err)
+			}
 		}
 		// The next attempt copies everything again from the start:
 		// resuming after the newest entry copied would miss the entries
