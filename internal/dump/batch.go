@@ -12,10 +12,10 @@ import (
 // MongoDB ends a batch at 16 MiB whatever batchSize asks for; FerretDB
 // (1.24) returns as many documents as asked for, and a reply larger than
 // the driver's message limit (maxMessageSizeBytes, 48 MB) fails the read
-// with "length of read message too large" and closes the connection: 10000
-// documents of 8 KB, or 249 of 128 KiB with the default batch size, were
-// enough to make a backup fail. A batch of that size is also that much
-// memory held at once.
+// with "length of read message too large" and closes the connection: the
+// 10000 documents a batch the dump asked for made a backup fail from 8 KB
+// documents on (FerretDB's own getMore default, 249, would from about
+// 190 KB). A batch of that size is also that much memory held at once.
 const (
 	// batchBytes is what one batch should hold: MongoDB's own cap. A
 	// batch of documents up to 2.8 times the largest seen so far still
