@@ -142,14 +142,7 @@ func blobs(ctx context.Context, coll *mongo.Collection, first, n, size int) erro
 // meets a reply too large and starts again; so does the oplog capture,
 // which holds those writes. Each mode of oplog capture gets through with
 // every document and entry.
-func TestRunLargeDocuments(t *testing.T) {
-	t.Run("one pass (FerretDB)", testRunLargeDocuments)
-	t.Run("tailable cursor (MongoDB)", func(t *testing.T) {
-		testHookTailFerretDB = true
-		defer func() { testHookTailFerretDB = false }()
-		testRunLargeDocuments(t)
-	})
-}
+func TestRunLargeDocuments(t *testing.T) { inBothCaptureModes(t, testRunLargeDocuments) }
 
 func testRunLargeDocuments(t *testing.T) {
 	ctx := context.Background()

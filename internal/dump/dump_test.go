@@ -287,12 +287,16 @@ func TestRunNoSpoolDir(t *testing.T) {
 	}
 }
 
-func TestRunOplog(t *testing.T) {
-	t.Run("one pass (FerretDB)", testRunOplog)
+func TestRunOplog(t *testing.T) { inBothCaptureModes(t, testRunOplog) }
+
+// inBothCaptureModes runs test with FerretDB's one-pass oplog capture,
+// then with MongoDB's tailable cursor on the same FerretDB.
+func inBothCaptureModes(t *testing.T, test func(*testing.T)) {
+	t.Run("one pass (FerretDB)", test)
 	t.Run("tailable cursor (MongoDB)", func(t *testing.T) {
 		testHookTailFerretDB = true
 		defer func() { testHookTailFerretDB = false }()
-		testRunOplog(t)
+		test(t)
 	})
 }
 

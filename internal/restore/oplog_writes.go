@@ -70,22 +70,14 @@ func idKey(v bson.RawValue) string {
 func writeIDKey(b *strings.Builder, v bson.RawValue) {
 	switch v.Type {
 	case bson.TypeInt32:
-		fmt.Fprintf(b, "n%s;", strconv.FormatFloat(float64(v.Int32()), 'g', -1, 64))
+		writeNumberKey(b, float64(v.Int32()))
 	case bson.TypeInt64:
-		fmt.Fprintf(b, "n%s;", strconv.FormatFloat(float64(v.Int64()), 'g', -1, 64))
+		writeNumberKey(b, float64(v.Int64()))
 	case bson.TypeDouble:
-		f := v.Double()
-		if f == 0 {
-			f = 0 // -0 is 0
-		}
-		fmt.Fprintf(b, "n%s;", strconv.FormatFloat(f, 'g', -1, 64))
+		writeNumberKey(b, v.Double())
 	case bson.TypeDecimal128:
-		d := v.Decimal128()
-		if f, err := strconv.ParseFloat(d.String(), 64); err == nil && !math.IsNaN(f) {
-			if f == 0 {
-				f = 0
-			}
-			fmt.Fprintf(b, "n%s;", strconv.FormatFloat(f, 'g', -1, 64))
+		if f, err := strconv.ParseFloat(v.Decimal128().String(), 64); err == nil && !math.IsNaN(f) {
+			writeNumberKey(b, f)
 			return
 		}
 		fmt.Fprintf(b, "%c%x;", v.Type, v.Value)
@@ -106,6 +98,15 @@ func writeIDKey(b *strings.Builder, v bson.RawValue) {
 	default:
 		fmt.Fprintf(b, "%c%x;", v.Type, v.Value)
 	}
+}
+
+// writeNumberKey keys a number by its value, whatever its BSON type (-0
+// is 0).
+func writeNumberKey(b *strings.Builder, f float64) {
+	if f == 0 {
+		f = 0
+	}
+	fmt.Fprintf(b, "n%s;", strconv.FormatFloat(f, 'g', -1, 64))
 }
 
 // write queues a CRUD entry for the idempotent replay.
