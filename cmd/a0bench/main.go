@@ -28,7 +28,7 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/bench"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/restore"
 )
 
@@ -98,10 +98,10 @@ func restoreChild(args []string) error {
 		// The target is an embedded server on dir (fresh-server): the
 		// oplog replay's _id lookups get their index, as in the agent.
 		opts.IndexIDLookups = func(ctx context.Context, db string, colls []string) error {
-			_, err := devappliance.IndexIDLookups(ctx, dir, db, colls)
+			_, err := embedded.IndexIDLookups(ctx, dir, db, colls)
 			return err
 		}
-		opts.Count = devappliance.CatalogOf(dir).Count
+		opts.Count = embedded.CatalogOf(dir).Count
 	}
 	r, err := bench.RestoreDB(context.Background(), args[0], args[1], []byte(os.Getenv(bench.PasswordEnv)), opts)
 	if err != nil {
@@ -136,7 +136,7 @@ func freshServer(args []string) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: dir})
 	if err != nil {
 		return 1, err
 	}

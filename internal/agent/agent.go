@@ -19,7 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/metrics"
@@ -113,7 +113,7 @@ type Agent struct {
 	jobs      *job.Runner
 	client    *mongo.Client
 	dbName    string // "embedded" or "mongodb"
-	embed     *devappliance.Server
+	embed     *embedded.Server
 	uploadsMu sync.Mutex
 	uploading map[string]bool // upload files being written
 	// uploadReserved is the sum of the declared lengths of the uploads
@@ -251,7 +251,7 @@ func (a *Agent) tlsConfig() *tls.Config {
 func (a *Agent) connect(ctx context.Context) error {
 	uri := a.cfg.MongoURI
 	if uri == "" {
-		srv, err := devappliance.Start(ctx, devappliance.Config{Dir: a.state.DBDir(), Oplog: true,
+		srv, err := embedded.Start(ctx, embedded.Config{Dir: a.state.DBDir(), Oplog: true,
 			Logger: slog.New(warnOnly{a.log.Handler()})})
 		if err != nil {
 			return fmt.Errorf("embedded database: %w", err)
@@ -422,7 +422,7 @@ func (a *Agent) Fingerprint() string {
 
 // Embedded is the embedded database server, or nil when the agent serves a
 // real MongoDB. Stopping it is how tests make the database go away.
-func (a *Agent) Embedded() *devappliance.Server { return a.embed }
+func (a *Agent) Embedded() *embedded.Server { return a.embed }
 
 // Client is the agent's database client (for tests and seeding).
 func (a *Agent) Client() *mongo.Client { return a.client }

@@ -101,7 +101,7 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 		}
 		if a.embed != nil {
 			// The oplog's tail by its insertion key, not a decode of all
-			// of it (issue 14): see devappliance.Server.CopyOplogSince.
+			// of it (issue 14): see embedded.Server.CopyOplogSince.
 			opts.Catalog = a.embed.Catalog()
 			opts.OplogTail = func(ctx context.Context, since time.Time) (string, func(context.Context) error, error) {
 				return a.embed.CopyOplogSince(ctx, a.client, since)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/store"
 )
@@ -76,7 +76,7 @@ func startTestBackup(t *testing.T, a *Agent) {
 func TestMetricsDuringAndAfterBackup(t *testing.T) {
 	state := t.TempDir()
 	a := metricsAgent(t, state)
-	st, err := devappliance.Seed(context.Background(), a.client, devappliance.SeedOptions{Users: 60})
+	st, err := sampledata.Seed(context.Background(), a.client, sampledata.Options{Users: 60})
 	if err != nil {
 		t.Fatal(err)
 	}

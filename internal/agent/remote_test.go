@@ -18,10 +18,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/api"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/s3gw"
+	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/store"
 )
@@ -153,7 +153,7 @@ func TestRemoteCopyAfterBackup(t *testing.T) {
 	gw := s3gw.Start(t, s3gw.Options{TLS: true, Buckets: []string{testBucket}})
 	n := remoteAgent(t, t.TempDir(), Config{Remote: testStore(t, gw, "", gw.SecretKey)})
 	ctx := context.Background()
-	if _, err := devappliance.Seed(ctx, n.client, devappliance.SeedOptions{Users: 40}); err != nil {
+	if _, err := sampledata.Seed(ctx, n.client, sampledata.Options{Users: 40}); err != nil {
 		t.Fatal(err)
 	}
 	startTestBackup(t, n.Agent)

@@ -400,7 +400,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 		StopOnError: req.StopOnError, UsersAndRoles: req.UsersAndRoles}
 	if a.embed != nil {
 		// The replay's writes by _id search an index instead of scanning
-		// (issue 14): see devappliance.IndexIDLookups.
+		// (issue 14): see embedded.IndexIDLookups.
 		opts.IndexIDLookups = func(ctx context.Context, db string, colls []string) error {
 			_, err := a.embed.IndexIDLookups(ctx, db, colls)
 			return err

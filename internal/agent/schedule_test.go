@@ -29,8 +29,8 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/store"
@@ -144,7 +144,7 @@ func scheduledAgent(t *testing.T, replace bool, webhookURL, caFile string, role 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	if _, err := devappliance.Seed(context.Background(), a.client, devappliance.SeedOptions{Users: 20}); err != nil {
+	if _, err := sampledata.Seed(context.Background(), a.client, sampledata.Options{Users: 20}); err != nil {
 		t.Fatal(err)
 	}
 	return &schedTest{a: a, id: id, log: log, dev: dev}
@@ -388,7 +388,7 @@ func TestWebhookDownNeverBlocksBackup(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			devappliance.Seed(context.Background(), a.client, devappliance.SeedOptions{Users: 10})
+			sampledata.Seed(context.Background(), a.client, sampledata.Options{Users: 10})
 			os.MkdirAll(filepath.Join(dev, store.FolderName), 0o700)
 			a.state.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev})
 			for i := 0; i < 2; i++ {

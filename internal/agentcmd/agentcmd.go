@@ -21,9 +21,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/agent"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/remote"
+	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/version"
 )
@@ -316,7 +317,7 @@ func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
 			uri = strings.TrimSpace(string(b))
 			fmt.Fprintln(stdout, "seeding the running agent's embedded database")
 		} else {
-			srv, err := devappliance.Start(ctx, devappliance.Config{Dir: st.DBDir()})
+			srv, err := embedded.Start(ctx, embedded.Config{Dir: st.DBDir()})
 			if err != nil {
 				return err
 			}
@@ -329,7 +330,7 @@ func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
 		return fmt.Errorf("connect to the database: %w", err)
 	}
 	defer c.Disconnect(context.Background())
-	stats, err := devappliance.Seed(ctx, c, devappliance.SeedOptions{Users: o.Users})
+	stats, err := sampledata.Seed(ctx, c, sampledata.Options{Users: o.Users})
 	if err != nil {
 		return err
 	}

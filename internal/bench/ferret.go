@@ -14,8 +14,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/dump"
+	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -34,7 +34,7 @@ type EndToEnd struct {
 }
 
 // RunEndToEnd starts an embedded FerretDB under work, seeds users users
-// with devappliance.Seed, then times a plain scan and a full backup.
+// with sampledata.Seed, then times a plain scan and a full backup.
 func RunEndToEnd(ctx context.Context, work string, users int, password []byte) (*EndToEnd, error) {
 	srv, client, err := StartFerret(ctx, filepath.Join(work, "ferretdb"))
 	if err != nil {
@@ -42,7 +42,7 @@ func RunEndToEnd(ctx context.Context, work string, users int, password []byte) (
 	}
 	defer srv.Close()
 	defer client.Disconnect(context.WithoutCancel(ctx))
-	st, err := devappliance.Seed(ctx, client, devappliance.SeedOptions{Users: users})
+	st, err := sampledata.Seed(ctx, client, sampledata.Options{Users: users})
 	if err != nil {
 		return nil, fmt.Errorf("end-to-end: seed: %w", err)
 	}

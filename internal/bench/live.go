@@ -15,8 +15,9 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/restore"
+	"github.com/a0backup/a0/internal/sampledata"
 )
 
 // LiveBackup is one a0 backup through the agent, as the operator waits for
@@ -98,12 +99,12 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 	defer c.Disconnect(context.WithoutCancel(ctx))
 	f := &LiveFigures{Users: users}
 	logf("live: seeding %d users through the agent's embedded FerretDB (the oplog logs every write)", users)
-	st, err := devappliance.Seed(ctx, c, devappliance.SeedOptions{Users: users})
+	st, err := sampledata.Seed(ctx, c, sampledata.Options{Users: users})
 	if err != nil {
 		return nil, fmt.Errorf("live: seed: %w", err)
 	}
 	f.DataBytes, f.DataDocs, f.SeedSeconds = st.Bytes, st.TotalDocs, st.Duration.Seconds()
-	cur, err := c.Database(devappliance.OplogDB).Collection(devappliance.OplogColl).Find(ctx, bson.D{}, options.Find().SetBatchSize(10000))
+	cur, err := c.Database(embedded.OplogDB).Collection(embedded.OplogColl).Find(ctx, bson.D{}, options.Find().SetBatchSize(10000))
 	if err != nil {
 		return nil, fmt.Errorf("live: measure the oplog: %w", err)
 	}
@@ -154,7 +155,7 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 
 	for i := range runs {
 		dir := filepath.Join(work, fmt.Sprintf("restore-a0-%d", i))
-		tsrv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+		tsrv, err := embedded.Start(ctx, embedded.Config{Dir: dir})
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +177,7 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 		logf("live: restore run %d/%d: a0 %.1f s (data phase %.1f s, %d docs, oplog %d entries); stock", i+1, runs, r.Seconds, r.DataSeconds, r.Documents, r.OplogApplied)
 
 		dir = filepath.Join(work, fmt.Sprintf("restore-stock-%d", i))
-		ssrv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+		ssrv, err := embedded.Start(ctx, embedded.Config{Dir: dir})
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +206,7 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 }
 
 // countAll counts the documents of every user collection.
-func countAll(ctx context.Context, srv *devappliance.Server) (int64, error) {
+func countAll(ctx context.Context, srv *embedded.Server) (int64, error) {
 	c, err := srv.Connect(ctx)
 	if err != nil {
 		return 0, err

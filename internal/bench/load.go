@@ -13,27 +13,27 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/statedir"
 )
 
 // SeedNode fills the embedded database of the agent state dir under work
-// with devappliance.Seed before the agent starts (no oplog yet, as
+// with sampledata.Seed before the agent starts (no oplog yet, as
 // `a0agent seed` does before the first start), so that StartNode's agent
 // finds users users' worth of data.
-func SeedNode(ctx context.Context, work string, users int) (devappliance.SeedStats, error) {
+func SeedNode(ctx context.Context, work string, users int) (sampledata.Stats, error) {
 	st, err := statedir.Open(filepath.Join(work, "state"))
 	if err != nil {
-		return devappliance.SeedStats{}, err
+		return sampledata.Stats{}, err
 	}
 	srv, c, err := StartFerret(ctx, st.DBDir())
 	if err != nil {
-		return devappliance.SeedStats{}, err
+		return sampledata.Stats{}, err
 	}
 	defer srv.Close()
 	defer c.Disconnect(context.WithoutCancel(ctx))
-	return devappliance.Seed(ctx, c, devappliance.SeedOptions{Users: users})
+	return sampledata.Seed(ctx, c, sampledata.Options{Users: users})
 }
 
 // AgentBackup is one backup run through the agent's API.

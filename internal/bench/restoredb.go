@@ -19,7 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/crypt"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/restore"
 )
 
@@ -64,8 +64,8 @@ func (r DBResult) DataDocsPerSec() float64 { return float64(r.Documents) / r.Dat
 
 // StartFerret starts a fresh embedded FerretDB (SQLite) in dir, as the
 // agent does without an oplog, and a client to it.
-func StartFerret(ctx context.Context, dir string) (*devappliance.Server, *mongo.Client, error) {
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+func StartFerret(ctx context.Context, dir string) (*embedded.Server, *mongo.Client, error) {
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: dir})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -366,7 +366,7 @@ func MeasureRestoreDB(ctx context.Context, exe, work string, ds *Dataset, file, 
 		}
 	}
 	dir := filepath.Join(work, "ferret-restore")
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: dir})
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: dir})
 	if err != nil {
 		return nil, err
 	}

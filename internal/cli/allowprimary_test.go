@@ -19,7 +19,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/agent"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
+	"github.com/a0backup/a0/internal/sampledata"
 )
 
 const (
@@ -204,7 +205,7 @@ func (p *rsProxy) modes(coll string) map[string]int {
 func TestAllowPrimaryEndToEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: t.TempDir(), Oplog: true})
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir(), Oplog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func TestAllowPrimaryEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Disconnect(context.Background()) })
-	if _, err := devappliance.Seed(ctx, c, devappliance.SeedOptions{Users: 30}); err != nil {
+	if _, err := sampledata.Seed(ctx, c, sampledata.Options{Users: 30}); err != nil {
 		t.Fatal(err)
 	}
 	target := strings.TrimPrefix(srv.URI(), "mongodb://")

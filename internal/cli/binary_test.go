@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 )
 
 // binaries builds a0cli and a0agent once per test binary run.
@@ -452,7 +452,7 @@ func TestBinaryPasswordsNotInProcessListings(t *testing.T) {
 // URI out of the agent's command line.
 func TestBinaryAgentOnAnOutsideDatabase(t *testing.T) {
 	bin := buildBinaries(t)
-	srv, err := devappliance.Start(context.Background(), devappliance.Config{Dir: t.TempDir(), Oplog: true})
+	srv, err := embedded.Start(context.Background(), embedded.Config{Dir: t.TempDir(), Oplog: true})
 	if err != nil {
 		t.Fatal(err)
 	}

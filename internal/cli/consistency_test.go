@@ -20,7 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/agent"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/restore"
 )
@@ -67,7 +67,7 @@ func resetOplog(t *testing.T, c *mongo.Client) {
 	if err := c.Database("local").Collection("oplog.rs").Drop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := devappliance.EnsureOplog(context.Background(), c); err != nil {
+	if _, err := embedded.EnsureOplog(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -509,7 +509,7 @@ func TestBackupOplogRolled(t *testing.T) {
 	if err := c.Database("local").Collection("oplog.rs").Drop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := devappliance.EnsureOplog(ctx, c); err != nil {
+	if _, err := embedded.EnsureOplog(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 50; i++ {

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/agent"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/sampledata"
 )
 
 // etaNode starts a real agent on its embedded server, seeds it with
@@ -47,7 +47,7 @@ func etaNode(b *testing.B) (cli func(args ...string) string) {
 	if err := keys.OpenAuthorized(filepath.Join(state, "authorized_keys")).Add("bench", pub); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := devappliance.Seed(ctx, a.Client(), devappliance.SeedOptions{Users: users}); err != nil {
+	if _, err := sampledata.Seed(ctx, a.Client(), sampledata.Options{Users: users}); err != nil {
 		b.Fatal(err)
 	}
 	cli = func(args ...string) string {

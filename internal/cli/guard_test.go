@@ -22,7 +22,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 )
 
 const (
@@ -67,7 +67,7 @@ func TestGuardMemoryFlatAndThroughput(t *testing.T) {
 	bin := buildBinaries(t)
 	ctx := context.Background()
 	server := func() (string, *mongo.Client) {
-		srv, err := devappliance.Start(ctx, devappliance.Config{Dir: t.TempDir(), Oplog: true})
+		srv, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir(), Oplog: true})
 		if err != nil {
 			t.Fatal(err)
 		}

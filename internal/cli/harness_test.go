@@ -18,8 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/a0backup/a0/internal/agent"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/sampledata"
 )
 
 // testNode is a real agent (embedded FerretDB, real TLS) on a random
@@ -107,9 +107,9 @@ func (n *testNode) authorize(name, home string) {
 }
 
 // seed fills the node's database with sample data.
-func (n *testNode) seed(users int) devappliance.SeedStats {
+func (n *testNode) seed(users int) sampledata.Stats {
 	n.t.Helper()
-	st, err := devappliance.Seed(context.Background(), n.client(), devappliance.SeedOptions{Users: users})
+	st, err := sampledata.Seed(context.Background(), n.client(), sampledata.Options{Users: users})
 	if err != nil {
 		n.t.Fatal(err)
 	}

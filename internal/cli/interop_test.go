@@ -26,8 +26,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/dumpname"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/oracle"
 )
 
@@ -200,7 +200,7 @@ func collectionNames(t *testing.T, c *mongo.Client, db string) []string {
 func freshServer(t *testing.T) (string, *mongo.Client) {
 	t.Helper()
 	ctx := context.Background()
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: t.TempDir()})
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

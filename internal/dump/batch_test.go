@@ -14,7 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -146,7 +146,7 @@ func TestRunLargeDocuments(t *testing.T) { inBothCaptureModes(t, testRunLargeDoc
 
 func testRunLargeDocuments(t *testing.T) {
 	ctx := context.Background()
-	client := startServer(t, devappliance.Config{Oplog: true})
+	client := startServer(t, embedded.Config{Oplog: true})
 	coll := client.Database("files").Collection("mixed")
 	const small, large = 200, 48
 	if err := blobs(ctx, coll, 0, small, 64); err != nil {

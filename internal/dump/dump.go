@@ -80,10 +80,10 @@ type Options struct {
 	// capture reads that collection, with the same filter, instead of
 	// local.oplog.rs, so the server decodes the oplog's tail only and
 	// not all of it. The agent's embedded server gives
-	// devappliance.Server.CopyOplogSince.
+	// embedded.Server.CopyOplogSince.
 	OplogTail func(ctx context.Context, since time.Time) (string, func(context.Context) error, error)
 	// Catalog, when set, answers the listing's slow questions on FerretDB
-	// (devappliance.Server): see Catalog.
+	// (embedded.Server): see Catalog.
 	Catalog Catalog
 	// AfterOplogStart, when set, runs once the oplog start is taken and
 	// before the collections are listed (the agent's test hold point

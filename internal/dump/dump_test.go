@@ -22,14 +22,14 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/devappliance"
-	"github.com/a0backup/a0/internal/devappliance/devtest"
+	"github.com/a0backup/a0/internal/embedded"
+	"github.com/a0backup/a0/internal/embedded/embeddedtest"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
-func startServer(t *testing.T, cfg devappliance.Config) *mongo.Client {
+func startServer(t *testing.T, cfg embedded.Config) *mongo.Client {
 	t.Helper()
-	return devtest.Client(t, cfg)
+	return embeddedtest.Client(t, cfg)
 }
 
 // oddName is a collection name mongodump must escape ('/' and '%').
@@ -141,7 +141,7 @@ func assertSpoolEmpty(t *testing.T, dir string) {
 
 func TestRunLayout(t *testing.T) {
 	ctx := context.Background()
-	client := startServer(t, devappliance.Config{})
+	client := startServer(t, embedded.Config{})
 	seed(t, client, 500)
 	spool := t.TempDir()
 
@@ -256,7 +256,7 @@ func TestRunLayout(t *testing.T) {
 }
 
 func TestRunCancelled(t *testing.T) {
-	client := startServer(t, devappliance.Config{})
+	client := startServer(t, embedded.Config{})
 	seed(t, client, 5000)
 	spool := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -302,7 +302,7 @@ func inBothCaptureModes(t *testing.T, test func(*testing.T)) {
 
 func testRunOplog(t *testing.T) {
 	ctx := context.Background()
-	client := startServer(t, devappliance.Config{Oplog: true})
+	client := startServer(t, embedded.Config{Oplog: true})
 	seed(t, client, 300)
 
 	// Writes keep going for the whole dump.
@@ -367,13 +367,13 @@ func testRunOplog(t *testing.T) {
 func TestRunOplogRolled(t *testing.T) {
 	ctx := context.Background()
 	const budget = 50
-	client := startServer(t, devappliance.Config{Oplog: true, OplogEntries: budget})
+	client := startServer(t, embedded.Config{Oplog: true, OplogEntries: budget})
 	seed(t, client, 100)
 	testHookBeforeOplogEnd = func(ctx context.Context) {
 		for i := 0; i < 3*budget; i++ {
 			client.Database("auth0").Collection("logs").InsertOne(ctx, bson.D{{Key: "i", Value: i}})
 		}
-		if _, err := devappliance.TrimOplog(ctx, client, budget); err != nil {
+		if _, err := embedded.TrimOplog(ctx, client, budget); err != nil {
 			t.Error(err)
 		}
 	}
@@ -402,7 +402,7 @@ func TestRunOplogRolled(t *testing.T) {
 func TestRunOplogRolledAdvice(t *testing.T) {
 	ctx := context.Background()
 	const budget = 50
-	client := startServer(t, devappliance.Config{Oplog: true, OplogEntries: budget})
+	client := startServer(t, embedded.Config{Oplog: true, OplogEntries: budget})
 	seed(t, client, 100)
 	oplog := client.Database("local").Collection("oplog.rs")
 	nextSecond := func() {
@@ -419,7 +419,7 @@ func TestRunOplogRolledAdvice(t *testing.T) {
 				client.Database("auth0").Collection("logs").InsertOne(ctx, bson.D{{Key: "i", Value: i}})
 			}
 		}
-		if _, err := devappliance.TrimOplog(ctx, client, budget); err != nil {
+		if _, err := embedded.TrimOplog(ctx, client, budget); err != nil {
 			t.Error(err)
 		}
 	}

@@ -12,8 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/devappliance"
 	"github.com/a0backup/a0/internal/dumpname"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/oracle"
 	"github.com/a0backup/a0/internal/restore"
@@ -25,7 +25,7 @@ import (
 // backup records each change and is accepted by restore's own validation:
 // never a backup that its restore refuses.
 func TestRunMidDumpChanges(t *testing.T) {
-	client := startServer(t, devappliance.Config{})
+	client := startServer(t, embedded.Config{})
 	ctx := context.Background()
 	fill := func(db, coll string, n int) {
 		t.Helper()

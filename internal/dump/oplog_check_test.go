@@ -12,7 +12,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/oplog"
 )
@@ -76,7 +76,7 @@ func TestTakeRefusesWhatCannotBeReplayed(t *testing.T) {
 // oplog with its term; one removed by a rollback fails the backup.
 func TestCheckRolledBack(t *testing.T) {
 	ctx := context.Background()
-	client := startServer(t, devappliance.Config{Oplog: true})
+	client := startServer(t, embedded.Config{Oplog: true})
 	coll := client.Database(oplogDB).Collection(oplogColl)
 	for _, e := range []bson.D{insertEntry(10, 1), insertEntry(11, 1)} {
 		if _, err := coll.InsertOne(ctx, e); err != nil {
@@ -112,7 +112,7 @@ func TestCheckRolledBack(t *testing.T) {
 // fails it clearly (FerretDB: seen by its UUID under the new name).
 func TestRunRefusesRename(t *testing.T) {
 	ctx := context.Background()
-	client := startServer(t, devappliance.Config{Oplog: true})
+	client := startServer(t, embedded.Config{Oplog: true})
 	seed(t, client, 50)
 	testHookBeforeOplogEnd = func(ctx context.Context) {
 		err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "renameCollection", Value: "auth0.clients"}, {Key: "to", Value: "auth0.clients_old"}}).Err()
@@ -134,7 +134,7 @@ func TestRunRefusesRename(t *testing.T) {
 // the pinned client alone, and the manifest names its member.
 func TestPinMember(t *testing.T) {
 	ctx := context.Background()
-	srvClient := startServer(t, devappliance.Config{Oplog: true})
+	srvClient := startServer(t, embedded.Config{Oplog: true})
 	var h helloReply
 	if err := srvClient.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&h); err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func TestPinMember(t *testing.T) {
 // none) fails the backup with a MemberError.
 func TestCheckMember(t *testing.T) {
 	ctx := context.Background()
-	client := startServer(t, devappliance.Config{})
+	client := startServer(t, embedded.Config{})
 	var me *MemberError
 	err := checkMember(ctx, client, manifest.Source{ReplicaSet: "rs0", ReadFrom: "db1:27017"})
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), "db1:27017") || !strings.Contains(err.Error(), "left replica set") {
@@ -192,7 +192,7 @@ func TestRunRefusesInvisibleDDL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			client := startServer(t, devappliance.Config{Oplog: true})
+			client := startServer(t, embedded.Config{Oplog: true})
 			seed(t, client, 50)
 			testHookBeforeOplogEnd = func(ctx context.Context) {
 				if err := tt.ddl(ctx, client); err != nil {

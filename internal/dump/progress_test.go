@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
+	"github.com/a0backup/a0/internal/sampledata"
 )
 
 // TestProgressTotalIsBSONSize: on the embedded server (FerretDB, whose
@@ -17,8 +18,8 @@ import (
 // ends at 100%.
 func TestProgressTotalIsBSONSize(t *testing.T) {
 	ctx := context.Background()
-	client := startServer(t, devappliance.Config{Dir: t.TempDir()})
-	if _, err := devappliance.Seed(ctx, client, devappliance.SeedOptions{Users: 3000}); err != nil {
+	client := startServer(t, embedded.Config{Dir: t.TempDir()})
+	if _, err := sampledata.Seed(ctx, client, sampledata.Options{Users: 3000}); err != nil {
 		t.Fatal(err)
 	}
 	colls, est, err := Totals(ctx, client, nil, nil)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 )
 
 // TestCountOption: the count check takes Options.Count when given (the
@@ -12,7 +12,7 @@ import (
 // disagrees with the archive fails the report.
 func TestCountOption(t *testing.T) {
 	ctx := context.Background()
-	srv, err := devappliance.Start(ctx, devappliance.Config{Dir: t.TempDir()})
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,13 +72,13 @@ type Options struct {
 	// replay (a server without applyOps), once per database, with the
 	// restored collections of it that the oplog names: it makes the
 	// replay's updates and deletes by _id cheap on the target. For the
-	// embedded FerretDB it is devappliance.Server.IndexIDLookups (an
+	// embedded FerretDB it is embedded.Server.IndexIDLookups (an
 	// SQLite index on the expression FerretDB's _id pushdown filters by;
 	// without it every such write scans its collection).
 	IndexIDLookups func(ctx context.Context, db string, colls []string) error
 	// Count, when set, gives the count check each restored collection's
 	// document count instead of collStats: the embedded server's
-	// devappliance Catalog.Count counts the table's rows in SQL, where
+	// embedded Catalog.Count counts the table's rows in SQL, where
 	// FerretDB's collStats also walks every page of the database file
 	// for its sizes (a second or more per collection on a live-sized one).
 	Count func(ctx context.Context, db, coll string) (int64, error)

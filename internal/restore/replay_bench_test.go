@@ -12,7 +12,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 )
 
 // BenchmarkOplogReplay measures the idempotent oplog replay on the embedded
@@ -90,7 +90,7 @@ func benchReplay(b *testing.B, ndocs, nentries int, index bool) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		srv, err := devappliance.Start(ctx, devappliance.Config{Dir: b.TempDir()})
+		srv, err := embedded.Start(ctx, embedded.Config{Dir: b.TempDir()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,9 +19,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/devappliance"
-	"github.com/a0backup/a0/internal/devappliance/devtest"
 	"github.com/a0backup/a0/internal/dumpname"
+	"github.com/a0backup/a0/internal/embedded"
+	"github.com/a0backup/a0/internal/embedded/embeddedtest"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -151,7 +151,7 @@ func (d dump) archive(t testing.TB) []byte { return tgz(t, d.files(t)) }
 
 func start(t *testing.T) *mongo.Client {
 	t.Helper()
-	return devtest.Client(t, devappliance.Config{})
+	return embeddedtest.Client(t, embedded.Config{})
 }
 
 func users(n int) []bson.D {

@@ -1,4 +1,4 @@
-package devappliance
+package embedded
 
 import (
 	"context"
@@ -53,11 +53,11 @@ func IndexIDLookups(ctx context.Context, dir, db string, colls []string) (int, e
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	} else if err != nil {
-		return 0, fmt.Errorf("devappliance: index _id lookups of %s: %w", db, err)
+		return 0, fmt.Errorf("embedded: index _id lookups of %s: %w", db, err)
 	}
 	sdb, err := openFile(dir, db)
 	if err != nil {
-		return 0, fmt.Errorf("devappliance: index _id lookups of %s: %w", db, err)
+		return 0, fmt.Errorf("embedded: index _id lookups of %s: %w", db, err)
 	}
 	defer sdb.Close()
 	want := map[string]bool{}
@@ -66,14 +66,14 @@ func IndexIDLookups(ctx context.Context, dir, db string, colls []string) (int, e
 	}
 	rows, err := sdb.QueryContext(ctx, `SELECT name, table_name FROM `+metadataTable)
 	if err != nil {
-		return 0, fmt.Errorf("devappliance: index _id lookups of %s: list tables: %w", db, err)
+		return 0, fmt.Errorf("embedded: index _id lookups of %s: list tables: %w", db, err)
 	}
 	var tables []string
 	for rows.Next() {
 		var name, table string
 		if err := rows.Scan(&name, &table); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("devappliance: index _id lookups of %s: %w", db, err)
+			return 0, fmt.Errorf("embedded: index _id lookups of %s: %w", db, err)
 		}
 		if want[name] {
 			tables = append(tables, table)
@@ -83,20 +83,20 @@ func IndexIDLookups(ctx context.Context, dir, db string, colls []string) (int, e
 		return 0, err
 	}
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("devappliance: index _id lookups of %s: %w", db, err)
+		return 0, fmt.Errorf("embedded: index _id lookups of %s: %w", db, err)
 	}
 	made := 0
 	for _, table := range tables {
 		name := table + idLookupSuffix
 		var n int
 		if err := sdb.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?`, name).Scan(&n); err != nil {
-			return made, fmt.Errorf("devappliance: index _id lookups of %s: %w", db, err)
+			return made, fmt.Errorf("embedded: index _id lookups of %s: %w", db, err)
 		}
 		if n > 0 {
 			continue
 		}
 		if _, err := sdb.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (%s)`, name, table, idLookupColumn)); err != nil {
-			return made, fmt.Errorf("devappliance: index _id lookups of %s (table %s): %w", db, table, err)
+			return made, fmt.Errorf("embedded: index _id lookups of %s (table %s): %w", db, table, err)
 		}
 		made++
 	}
@@ -135,7 +135,7 @@ func CatalogOf(dir string) Catalog { return Catalog{dir: dir} }
 func (c Catalog) Databases(ctx context.Context) ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(c.dir, "*.sqlite"))
 	if err != nil {
-		return nil, fmt.Errorf("devappliance: list databases: %w", err)
+		return nil, fmt.Errorf("embedded: list databases: %w", err)
 	}
 	out := make([]string, 0, len(files))
 	for _, f := range files {
@@ -148,7 +148,7 @@ func (c Catalog) Databases(ctx context.Context) ([]string, error) {
 func (c Catalog) Count(ctx context.Context, db, coll string) (int64, error) {
 	sdb, err := openFile(c.dir, db)
 	if err != nil {
-		return 0, fmt.Errorf("devappliance: count %s.%s: %w", db, coll, err)
+		return 0, fmt.Errorf("embedded: count %s.%s: %w", db, coll, err)
 	}
 	defer sdb.Close()
 	var table string
@@ -157,11 +157,11 @@ func (c Catalog) Count(ctx context.Context, db, coll string) (int64, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("devappliance: count %s.%s: %w", db, coll, err)
+		return 0, fmt.Errorf("embedded: count %s.%s: %w", db, coll, err)
 	}
 	var n int64
 	if err := sdb.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %q`, table)).Scan(&n); err != nil {
-		return 0, fmt.Errorf("devappliance: count %s.%s: %w", db, coll, err)
+		return 0, fmt.Errorf("embedded: count %s.%s: %w", db, coll, err)
 	}
 	return n, nil
 }

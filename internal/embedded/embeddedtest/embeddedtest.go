@@ -1,4 +1,4 @@
-package devtest
+package embeddedtest
 
 import (
 	"context"
@@ -6,19 +6,19 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/a0backup/a0/internal/devappliance"
+	"github.com/a0backup/a0/internal/embedded"
 )
 
 // Client starts an embedded server with cfg (in a fresh temporary directory
 // when cfg.Dir is empty) and returns a client to it; both are closed when
 // the test ends.
-func Client(t testing.TB, cfg devappliance.Config) *mongo.Client {
+func Client(t testing.TB, cfg embedded.Config) *mongo.Client {
 	t.Helper()
 	ctx := context.Background()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	srv, err := devappliance.Start(ctx, cfg)
+	srv, err := embedded.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,13 @@
-// Package devappliance owns the local appliance used for development, demos
-// and tests: a real MongoDB-wire server (FerretDB v1.24.2 embedded in-process
-// on SQLite), its oplog, and the deterministic Auth0-like sample data.
+// Package embedded owns the embedded default MongoDB-wire server that
+// a0agent runs when it is given no MongoDB URI: FerretDB v1.24.2 in-process
+// on SQLite, and its oplog. This is production code: the README's appliance
+// runs on it. (The sample data that demos and tests load is package
+// sampledata.)
 //
 // It owns: Start/Server (the embedded server; Config.Oplog makes it log
 // its writes like a replica-set member), EnsureOplog/TrimOplog/
-// RunOplogTrimmer (local.oplog.rs and its budget) and Seed (the sample data
-// set: auth0, logs and config_store databases).
+// RunOplogTrimmer (local.oplog.rs and its budget), and at Start the setting
+// aside of database files a crash left without FerretDB's tables.
 //
 // FerretDB is not MongoDB: see ../shared/notes/ferretdb.md for what it
 // rejects. Everything here goes through the official Go driver, so the same
@@ -16,4 +18,4 @@
 // Catalog (database files and row counts, where listDatabases and
 // collStats walk every page). Those read SQLite beside FerretDB's own
 // connections and write only an index and a scratch collection's rows.
-package devappliance
+package embedded

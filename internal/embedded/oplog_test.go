@@ -1,4 +1,4 @@
-package devappliance
+package embedded
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package devappliance
+package sampledata
 
 import (
 	"context"
@@ -19,9 +19,9 @@ import (
 // documents: Seed never mixes two data sets, and never deletes.
 var ErrAlreadySeeded = errors.New("sample data already present")
 
-// SeedOptions sizes the sample data. Equal options give equal documents,
+// Options sizes the sample data. Equal options give equal documents,
 // _ids included, whatever the batch size or parallelism.
-type SeedOptions struct {
+type Options struct {
 	// Users is the number of auth0.users; the other collections scale with it.
 	Users int
 	// Seed picks the data set; zero means 1.
@@ -30,8 +30,8 @@ type SeedOptions struct {
 	Batch int
 }
 
-// SeedStats says what Seed wrote.
-type SeedStats struct {
+// Stats says what Seed wrote.
+type Stats struct {
 	// Docs maps "db.collection" to its number of documents.
 	Docs map[string]int64
 	// TotalDocs is the sum of Docs.
@@ -59,10 +59,10 @@ type seedColl struct {
 // inserts, which is faster on FerretDB). It fails with ErrAlreadySeeded,
 // writing nothing, when auth0.users is not empty. Inserts are unordered and
 // run in parallel; a failure cancels the rest and leaves partial data.
-func Seed(ctx context.Context, client *mongo.Client, opts SeedOptions) (SeedStats, error) {
+func Seed(ctx context.Context, client *mongo.Client, opts Options) (Stats, error) {
 	start := time.Now()
 	if opts.Users < 0 {
-		return SeedStats{}, fmt.Errorf("devappliance: seed: %d users", opts.Users)
+		return Stats{}, fmt.Errorf("sampledata: seed: %d users", opts.Users)
 	}
 	if opts.Seed == 0 {
 		opts.Seed = 1
@@ -72,10 +72,10 @@ func Seed(ctx context.Context, client *mongo.Client, opts SeedOptions) (SeedStat
 	}
 	n, err := client.Database("auth0").Collection("users").CountDocuments(ctx, bson.D{}, options.Count().SetLimit(1))
 	if err != nil {
-		return SeedStats{}, fmt.Errorf("devappliance: seed: %w", err)
+		return Stats{}, fmt.Errorf("sampledata: seed: %w", err)
 	}
 	if n > 0 {
-		return SeedStats{}, fmt.Errorf("devappliance: seed: auth0.users: %w", ErrAlreadySeeded)
+		return Stats{}, fmt.Errorf("sampledata: seed: auth0.users: %w", ErrAlreadySeeded)
 	}
 
 	colls := sampleCollections(opts.Users)
@@ -117,10 +117,10 @@ func Seed(ctx context.Context, client *mongo.Client, opts SeedOptions) (SeedStat
 	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
-		return SeedStats{}, err
+		return Stats{}, err
 	}
 
-	stats := SeedStats{Docs: make(map[string]int64, len(colls)), Bytes: bytes}
+	stats := Stats{Docs: make(map[string]int64, len(colls)), Bytes: bytes}
 	for _, c := range colls {
 		stats.Docs[c.db+"."+c.name] = int64(c.count)
 		stats.TotalDocs += int64(c.count)
@@ -132,7 +132,7 @@ func Seed(ctx context.Context, client *mongo.Client, opts SeedOptions) (SeedStat
 // seedCollection inserts c's documents and then builds its indexes. Batches
 // are marshaled one ahead of the insert, so the driver side overlaps the
 // server side. It returns the BSON bytes written.
-func seedCollection(ctx context.Context, client *mongo.Client, c *seedColl, opts SeedOptions) (int64, error) {
+func seedCollection(ctx context.Context, client *mongo.Client, c *seedColl, opts Options) (int64, error) {
 	coll := client.Database(c.db).Collection(c.name)
 	type batch struct {
 		docs []any
@@ -147,7 +147,7 @@ func seedCollection(ctx context.Context, client *mongo.Client, c *seedColl, opts
 				raw, err := bson.Marshal(c.gen(docRand(opts.Seed, c.name, i), i))
 				if err != nil {
 					// Generators build plain bson.D values: a failure is a bug.
-					panic(fmt.Sprintf("devappliance: marshal %s.%s #%d: %v", c.db, c.name, i, err))
+					panic(fmt.Sprintf("sampledata: marshal %s.%s #%d: %v", c.db, c.name, i, err))
 				}
 				b.size += int64(len(raw))
 				b.docs = append(b.docs, bson.Raw(raw))
@@ -162,16 +162,16 @@ func seedCollection(ctx context.Context, client *mongo.Client, c *seedColl, opts
 	var total int64
 	for b := range batches {
 		if _, err := coll.InsertMany(ctx, b.docs, options.InsertMany().SetOrdered(false)); err != nil {
-			return 0, fmt.Errorf("devappliance: seed %s.%s: %w", c.db, c.name, err)
+			return 0, fmt.Errorf("sampledata: seed %s.%s: %w", c.db, c.name, err)
 		}
 		total += b.size
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("devappliance: seed %s.%s: %w", c.db, c.name, err)
+		return 0, fmt.Errorf("sampledata: seed %s.%s: %w", c.db, c.name, err)
 	}
 	if len(c.indexes) > 0 {
 		if _, err := coll.Indexes().CreateMany(ctx, c.indexes); err != nil {
-			return 0, fmt.Errorf("devappliance: seed: indexes of %s.%s: %w", c.db, c.name, err)
+			return 0, fmt.Errorf("sampledata: seed: indexes of %s.%s: %w", c.db, c.name, err)
 		}
 	}
 	return total, nil

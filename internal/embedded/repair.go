@@ -1,4 +1,4 @@
-package devappliance
+package embedded
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func setAsideOrphans(ctx context.Context, dir string, log *slog.Logger) error {
 	for _, f := range files {
 		tables, err := countTables(ctx, f)
 		if err != nil {
-			return fmt.Errorf("devappliance: check %s: %w", filepath.Base(f), err)
+			return fmt.Errorf("embedded: check %s: %w", filepath.Base(f), err)
 		}
 		if tables > 0 {
 			continue
@@ -35,7 +35,7 @@ func setAsideOrphans(ctx context.Context, dir string, log *slog.Logger) error {
 		aside := fmt.Sprintf("%s.orphan-%d", f, time.Now().Unix())
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			if err := os.Rename(f+suffix, aside+suffix); err != nil && !os.IsNotExist(err) {
-				return fmt.Errorf("devappliance: set aside %s: %w", filepath.Base(f), err)
+				return fmt.Errorf("embedded: set aside %s: %w", filepath.Base(f), err)
 			}
 		}
 		log.Warn("set aside an uninitialised database file left by a crash", "file", filepath.Base(f), "now", filepath.Base(aside),

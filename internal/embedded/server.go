@@ -1,4 +1,4 @@
-package devappliance
+package embedded
 
 import (
 	"context"
@@ -51,14 +51,14 @@ type Server struct {
 // answers a ping, so callers can connect at once.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
-		return nil, errors.New("devappliance: empty data directory")
+		return nil, errors.New("embedded: empty data directory")
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("devappliance: create data directory: %w", err)
+		return nil, fmt.Errorf("embedded: create data directory: %w", err)
 	}
 	abs, err := filepath.Abs(cfg.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("devappliance: %w", err)
+		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	listen := cfg.Listen
 	if listen == "" {
@@ -78,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		SQLiteURL: sqliteURL(abs),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("devappliance: start ferretdb: %w", err)
+		return nil, fmt.Errorf("embedded: start ferretdb: %w", err)
 	}
 	// The server outlives the ctx of Start: it stops on Close.
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -103,7 +103,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 	defer cancel()
 	c, err := mongo.Connect(options.Client().ApplyURI(s.uri))
 	if err != nil {
-		return fmt.Errorf("devappliance: connect: %w", err)
+		return fmt.Errorf("embedded: connect: %w", err)
 	}
 	defer c.Disconnect(context.Background())
 	for {
@@ -112,7 +112,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("devappliance: server did not answer: %w", err)
+			return fmt.Errorf("embedded: server did not answer: %w", err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -124,7 +124,7 @@ func (s *Server) ensureOplog(ctx context.Context, entries int64) error {
 	}
 	c, err := mongo.Connect(options.Client().ApplyURI(s.uri))
 	if err != nil {
-		return fmt.Errorf("devappliance: connect: %w", err)
+		return fmt.Errorf("embedded: connect: %w", err)
 	}
 	defer c.Disconnect(context.Background())
 	if _, err = EnsureOplogMax(ctx, c, entries); err != nil {
@@ -138,12 +138,12 @@ func (s *Server) ensureOplog(ctx context.Context, entries int64) error {
 func dropOplogTails(ctx context.Context, c *mongo.Client) error {
 	names, err := c.Database(OplogDB).ListCollectionNames(ctx, bson.D{})
 	if err != nil {
-		return fmt.Errorf("devappliance: list %s: %w", OplogDB, err)
+		return fmt.Errorf("embedded: list %s: %w", OplogDB, err)
 	}
 	for _, n := range names {
 		if strings.HasPrefix(n, OplogTailPrefix) {
 			if err := c.Database(OplogDB).Collection(n).Drop(ctx); err != nil {
-				return fmt.Errorf("devappliance: drop %s.%s: %w", OplogDB, n, err)
+				return fmt.Errorf("embedded: drop %s.%s: %w", OplogDB, n, err)
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package devappliance
+package embedded
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func EnsureOplog(ctx context.Context, client *mongo.Client) (created bool, err e
 // once (as on MongoDB), so a tailer needs at least one entry to exist.
 func EnsureOplogMax(ctx context.Context, client *mongo.Client, maxEntries int64) (created bool, err error) {
 	if maxEntries <= 0 {
-		return false, fmt.Errorf("devappliance: oplog budget %d: must be positive", maxEntries)
+		return false, fmt.Errorf("embedded: oplog budget %d: must be positive", maxEntries)
 	}
 	if _, err := oplogMax(ctx, client); err == nil {
 		return false, ensureOplogEntry(ctx, client)
@@ -64,7 +64,7 @@ func EnsureOplogMax(ctx context.Context, client *mongo.Client, maxEntries int64)
 		if errors.As(err, &ce) && ce.HasErrorCode(48) { // NamespaceExists
 			return false, nil
 		}
-		return false, fmt.Errorf("devappliance: create oplog: %w", err)
+		return false, fmt.Errorf("embedded: create oplog: %w", err)
 	}
 	return true, ensureOplogEntry(ctx, client)
 }
@@ -83,7 +83,7 @@ func ensureOplogEntry(ctx context.Context, client *mongo.Client) error {
 		return nil
 	}
 	if !errors.Is(err, mongo.ErrNoDocuments) {
-		return fmt.Errorf("devappliance: read oplog: %w", err)
+		return fmt.Errorf("embedded: read oplog: %w", err)
 	}
 	now := time.Now().UTC()
 	_, err = coll.InsertOne(ctx, bson.D{
@@ -94,7 +94,7 @@ func ensureOplogEntry(ctx context.Context, client *mongo.Client) error {
 		{Key: "wall", Value: bson.NewDateTimeFromTime(now)},
 	})
 	if err != nil {
-		return fmt.Errorf("devappliance: first oplog entry: %w", err)
+		return fmt.Errorf("embedded: first oplog entry: %w", err)
 	}
 	return nil
 }
@@ -103,17 +103,17 @@ func ensureOplogEntry(ctx context.Context, client *mongo.Client) error {
 func oplogMax(ctx context.Context, client *mongo.Client) (int64, error) {
 	specs, err := client.Database(OplogDB).ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: OplogColl}})
 	if err != nil {
-		return 0, fmt.Errorf("devappliance: list oplog: %w", err)
+		return 0, fmt.Errorf("embedded: list oplog: %w", err)
 	}
 	if len(specs) == 0 {
-		return 0, fmt.Errorf("devappliance: %s.%s: %w", OplogDB, OplogColl, ErrNoOplog)
+		return 0, fmt.Errorf("embedded: %s.%s: %w", OplogDB, OplogColl, ErrNoOplog)
 	}
 	var o struct {
 		Max int64 `bson:"max"`
 	}
 	if specs[0].Options != nil {
 		if err := bson.Unmarshal(specs[0].Options, &o); err != nil {
-			return 0, fmt.Errorf("devappliance: oplog options: %w", err)
+			return 0, fmt.Errorf("embedded: oplog options: %w", err)
 		}
 	}
 	return o.Max, nil
@@ -138,22 +138,22 @@ func TrimOplog(ctx context.Context, client *mongo.Client, keepEntries int64) (re
 		return 0, err
 	}
 	if max != keepEntries {
-		return 0, fmt.Errorf("devappliance: trim oplog to %d entries: created with max %d: %w", keepEntries, max, ErrOplogBudget)
+		return 0, fmt.Errorf("embedded: trim oplog to %d entries: created with max %d: %w", keepEntries, max, ErrOplogBudget)
 	}
 	coll := client.Database(OplogDB).Collection(OplogColl)
 	before, err := coll.EstimatedDocumentCount(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("devappliance: count oplog: %w", err)
+		return 0, fmt.Errorf("embedded: count oplog: %w", err)
 	}
 	if before <= keepEntries {
 		return 0, nil
 	}
 	if err := client.Database(OplogDB).RunCommand(ctx, bson.D{{Key: "compact", Value: OplogColl}}).Err(); err != nil {
-		return 0, fmt.Errorf("devappliance: compact oplog: %w", err)
+		return 0, fmt.Errorf("embedded: compact oplog: %w", err)
 	}
 	after, err := coll.EstimatedDocumentCount(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("devappliance: count oplog: %w", err)
+		return 0, fmt.Errorf("embedded: count oplog: %w", err)
 	}
 	if after > before {
 		return 0, nil
@@ -181,7 +181,7 @@ func RunOplogTrimmer(ctx context.Context, client *mongo.Client, every time.Durat
 
 func runOplogTrimmer(ctx context.Context, client *mongo.Client, every time.Duration, keepEntries int64, over func(context.Context) (bool, error)) error {
 	if every <= 0 {
-		return fmt.Errorf("devappliance: oplog trimmer interval %v: must be positive", every)
+		return fmt.Errorf("embedded: oplog trimmer interval %v: must be positive", every)
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()

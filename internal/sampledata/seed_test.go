@@ -1,4 +1,4 @@
-package devappliance
+package sampledata
 
 import (
 	"context"
@@ -12,13 +12,22 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/a0backup/a0/internal/embedded"
+	"github.com/a0backup/a0/internal/embedded/embeddedtest"
 )
+
+// startClient runs an embedded server in a fresh directory and connects to it.
+func startClient(t *testing.T) *mongo.Client {
+	t.Helper()
+	return embeddedtest.Client(t, embedded.Config{})
+}
 
 func TestSeedCountsAndIndexes(t *testing.T) {
 	ctx := context.Background()
-	c := startClient(t, Config{})
+	c := startClient(t)
 	const users = 2500
-	stats, err := Seed(ctx, c, SeedOptions{Users: users, Batch: 700})
+	stats, err := Seed(ctx, c, Options{Users: users, Batch: 700})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +103,7 @@ func TestSeedCountsAndIndexes(t *testing.T) {
 		}
 	})
 	t.Run("already seeded", func(t *testing.T) {
-		if _, err := Seed(ctx, c, SeedOptions{Users: 10}); !errors.Is(err, ErrAlreadySeeded) {
+		if _, err := Seed(ctx, c, Options{Users: 10}); !errors.Is(err, ErrAlreadySeeded) {
 			t.Fatalf("second seed: %v; want ErrAlreadySeeded", err)
 		}
 	})
@@ -113,14 +122,14 @@ func cut(ns string) (string, string, bool) {
 // compares every document of a sample, _id included.
 func TestSeedDeterministic(t *testing.T) {
 	ctx := context.Background()
-	a, b, other := startClient(t, Config{}), startClient(t, Config{}), startClient(t, Config{})
-	if _, err := Seed(ctx, a, SeedOptions{Users: 1200, Seed: 7, Batch: 5000}); err != nil {
+	a, b, other := startClient(t), startClient(t), startClient(t)
+	if _, err := Seed(ctx, a, Options{Users: 1200, Seed: 7, Batch: 5000}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Seed(ctx, b, SeedOptions{Users: 1200, Seed: 7, Batch: 333}); err != nil {
+	if _, err := Seed(ctx, b, Options{Users: 1200, Seed: 7, Batch: 333}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Seed(ctx, other, SeedOptions{Users: 1200, Seed: 8}); err != nil {
+	if _, err := Seed(ctx, other, Options{Users: 1200, Seed: 8}); err != nil {
 		t.Fatal(err)
 	}
 	for _, ns := range []string{"auth0.users", "auth0.sessions", "logs.logs", "config_store.settings", "auth0.clients"} {
@@ -165,8 +174,8 @@ func TestSeedLarge(t *testing.T) {
 		t.Skip("set A0_LONG=1 to seed 100k users")
 	}
 	ctx := context.Background()
-	c := startClient(t, Config{})
-	stats, err := Seed(ctx, c, SeedOptions{Users: seedLargeUsers()})
+	c := startClient(t)
+	stats, err := Seed(ctx, c, Options{Users: seedLargeUsers()})
 	if err != nil {
 		t.Fatal(err)
 	}

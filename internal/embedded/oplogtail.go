@@ -1,4 +1,4 @@
-package devappliance
+package embedded
 
 import (
 	"context"
@@ -44,11 +44,11 @@ func (s *Server) CopyOplogSince(ctx context.Context, client *mongo.Client, since
 	name := fmt.Sprintf("%s%d", OplogTailPrefix, time.Now().UnixNano())
 	local := client.Database(OplogDB)
 	if err := local.CreateCollection(ctx, name, options.CreateCollection().SetCapped(true).SetSizeInBytes(oplogSizeBytes)); err != nil {
-		return "", nil, fmt.Errorf("devappliance: copy oplog tail: create: %w", err)
+		return "", nil, fmt.Errorf("embedded: copy oplog tail: create: %w", err)
 	}
 	drop := func(ctx context.Context) error {
 		if err := local.Collection(name).Drop(ctx); err != nil {
-			return fmt.Errorf("devappliance: drop oplog tail copy: %w", err)
+			return fmt.Errorf("embedded: drop oplog tail copy: %w", err)
 		}
 		return nil
 	}
@@ -62,14 +62,14 @@ func (s *Server) CopyOplogSince(ctx context.Context, client *mongo.Client, since
 func (s *Server) copyOplogRows(ctx context.Context, name string, since time.Time) error {
 	sdb, err := openFile(s.dir, OplogDB)
 	if err != nil {
-		return fmt.Errorf("devappliance: copy oplog tail: %w", err)
+		return fmt.Errorf("embedded: copy oplog tail: %w", err)
 	}
 	defer sdb.Close()
 	table := func(coll string) (string, error) {
 		var t string
 		err := sdb.QueryRowContext(ctx, `SELECT table_name FROM `+metadataTable+` WHERE name = ?`, coll).Scan(&t)
 		if errors.Is(err, sql.ErrNoRows) {
-			return "", fmt.Errorf("devappliance: copy oplog tail: no table for %s.%s", OplogDB, coll)
+			return "", fmt.Errorf("embedded: copy oplog tail: no table for %s.%s", OplogDB, coll)
 		}
 		return t, err
 	}
@@ -88,7 +88,7 @@ func (s *Server) copyOplogRows(ctx context.Context, name string, since time.Time
 	_, err = sdb.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %q (%s, %s) SELECT %s, %s FROM %q WHERE %s >= ? ORDER BY %s`,
 		to, recordIDColumn, defaultColumn, recordIDColumn, defaultColumn, from, recordIDColumn, recordIDColumn), sec<<32)
 	if err != nil {
-		return fmt.Errorf("devappliance: copy oplog tail: %w", err)
+		return fmt.Errorf("embedded: copy oplog tail: %w", err)
 	}
 	return nil
 }
