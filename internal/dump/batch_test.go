@@ -144,7 +144,7 @@ func blobs(ctx context.Context, coll *mongo.Collection, first, n, size int) erro
 // every document and entry.
 func TestRunLargeDocuments(t *testing.T) { inBothCaptureModes(t, testRunLargeDocuments) }
 
-func testRunLargeDocuments(t *testing.T) {
+func testRunLargeDocuments(t *testing.T, tail bool) {
 	ctx := context.Background()
 	client := startServer(t, embedded.Config{Oplog: true})
 	coll := client.Database("files").Collection("mixed")
@@ -154,14 +154,13 @@ func testRunLargeDocuments(t *testing.T) {
 	}
 	var reads atomic.Int32
 	var during error
-	testHookBeforeRead = func(ctx context.Context, _, _ string) {
+	beforeRead := func(ctx context.Context, _, _ string) {
 		if reads.Add(1) == 1 {
 			during = blobs(ctx, coll, small, large, 1<<20)
 		}
 	}
-	t.Cleanup(func() { testHookBeforeRead = nil })
 	spool := t.TempDir()
-	m, entries, err := runDump(ctx, t, client, Options{SpoolDir: spool})
+	m, entries, err := runDump(ctx, t, client, Options{SpoolDir: spool, BeforeRead: beforeRead, tailFerretDB: tail})
 	if during != nil {
 		t.Fatalf("the writes during the dump: %v", during)
 	}

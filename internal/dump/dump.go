@@ -89,6 +89,21 @@ type Options struct {
 	// before the collections are listed (the agent's test hold point
 	// "backup-oplog": a test changes the oplog there, mid-job).
 	AfterOplogStart func(ctx context.Context)
+	// AfterList, when set, runs between the listing of the collections and
+	// the first read; BeforeRead between a collection's index listing and
+	// its data read (not for views); BeforeOplogEnd after the last
+	// collection was read and before the oplog end is taken. They are hold
+	// points, like AfterOplogStart: tests drop, rename and write there, or
+	// trim the oplog, as a concurrent client would. BeforeRead is called
+	// from the readers' goroutines, Parallel at a time.
+	AfterList      func(ctx context.Context)
+	BeforeRead     func(ctx context.Context, db, coll string)
+	BeforeOplogEnd func(ctx context.Context)
+
+	// tailFerretDB makes the package's tests capture FerretDB's oplog with
+	// MongoDB's tailable cursor instead of the one-pass capture, to run
+	// both on one server.
+	tailFerretDB bool
 }
 
 // Catalog answers what FerretDB v1.24.2 answers slowly: listDatabases
@@ -209,21 +224,6 @@ type result struct {
 	successor *intent
 }
 
-// testHookAfterList runs between the listing of the collections and the
-// first read; testHookBeforeRead between a collection's index listing and
-// its data read. Tests drop and rename collections there.
-var (
-	testHookAfterList  func(ctx context.Context)
-	testHookBeforeRead func(ctx context.Context, db, coll string)
-)
-
-// testHookBeforeOplogEnd runs after the last collection was read and before
-// the oplog end is taken; tests use it to write or trim the oplog.
-var testHookBeforeOplogEnd func(ctx context.Context)
-
-// testHookTailFerretDB makes tests use the tailable cursor on FerretDB too.
-var testHookTailFerretDB bool
-
 // Run dumps every database but local and config into aw and returns the
 // manifest it wrote last. It does not close aw. prog may be nil. On error
 // (including ctx cancellation, returned promptly as ctx's error) the
@@ -291,7 +291,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	// collection created in between would be in neither.)
 	var tl *tailer
 	if opts.Oplog == OplogAuto {
-		if tl, err = startTailer(ctx, client, rp, sp, ferret && !testHookTailFerretDB); err != nil {
+		if tl, err = startTailer(ctx, client, rp, sp, ferret && !opts.tailFerretDB); err != nil {
 			return nil, err
 		}
 		if tl.onePass {
@@ -314,8 +314,8 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	if ferret {
 		refineEstimates(ctx, client, rp, intents)
 	}
-	if testHookAfterList != nil {
-		testHookAfterList(ctx)
+	if opts.AfterList != nil {
+		opts.AfterList(ctx)
 	}
 	listed := map[string]bool{}
 	var est int64
@@ -361,7 +361,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 				// under its new name (once: a chain of renames ends in
 				// a dropped entry, never a loop).
 				for depth := 0; ; depth++ {
-					r, err := dumpOne(ctx, client, rp, in, sp, prog, listed)
+					r, err := dumpOne(ctx, client, rp, in, sp, prog, listed, opts.BeforeRead)
 					if err != nil {
 						fail(err)
 						return
@@ -416,8 +416,8 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 			// consistent_to.
 			sleep(ctx, ferretOplogSettle)
 		}
-		if testHookBeforeOplogEnd != nil {
-			testHookBeforeOplogEnd(ctx)
+		if opts.BeforeOplogEnd != nil {
+			opts.BeforeOplogEnd(ctx)
 		}
 		oplogEnd <- tl.finish(ctx)
 	}()
@@ -702,7 +702,7 @@ func bucketsOf(db, name string) (coll, base string) {
 	return coll, db + "/" + dumpname.Escape(coll)
 }
 
-func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress) (result, error) {
+func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress, beforeRead func(ctx context.Context, db, coll string)) (result, error) {
 	coll := client.Database(in.db, options.Database().SetReadPreference(rp)).Collection(in.name)
 	md := metadata{Options: in.options, Indexes: []bson.Raw{}, UUID: in.uuid, CollectionName: in.name, Type: in.typ}
 	if len(md.Options) == 0 {
@@ -733,8 +733,8 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 		r.finished = time.Now()
 		return r, nil
 	}
-	if testHookBeforeRead != nil {
-		testHookBeforeRead(ctx, in.db, in.name)
+	if beforeRead != nil {
+		beforeRead(ctx, in.db, in.name)
 	}
 
 	if in.dataColl != "" {
@@ -916,8 +916,8 @@ func changeError(ch *manifest.Change) error {
 // and goes on; a renamed or recreated one gets a successor intent, dumped
 // under its current name unless the listing holds that name already. A
 // read error on a collection that is still there is the dump's error.
-func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress, listed map[string]bool) (result, error) {
-	r, readErr := readOne(ctx, client, rp, in, sp, prog)
+func dumpOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, in intent, sp *spools, prog *Progress, listed map[string]bool, beforeRead func(ctx context.Context, db, coll string)) (result, error) {
+	r, readErr := readOne(ctx, client, rp, in, sp, prog, beforeRead)
 	if in.typ == "view" || ctx.Err() != nil {
 		return r, readErr
 	}

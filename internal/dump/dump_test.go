@@ -264,13 +264,12 @@ func TestRunCancelled(t *testing.T) {
 	// the second collection's read begins (the first one is then spooled
 	// or being read by the other worker).
 	var reads atomic.Int32
-	testHookBeforeRead = func(ctx context.Context, db, coll string) {
+	beforeRead := func(ctx context.Context, db, coll string) {
 		if reads.Add(1) == 2 {
 			cancel()
 		}
 	}
-	t.Cleanup(func() { testHookBeforeRead = nil })
-	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool, Parallel: 2})
+	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool, Parallel: 2, BeforeRead: beforeRead})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
@@ -290,17 +289,14 @@ func TestRunNoSpoolDir(t *testing.T) {
 func TestRunOplog(t *testing.T) { inBothCaptureModes(t, testRunOplog) }
 
 // inBothCaptureModes runs test with FerretDB's one-pass oplog capture,
-// then with MongoDB's tailable cursor on the same FerretDB.
-func inBothCaptureModes(t *testing.T, test func(*testing.T)) {
-	t.Run("one pass (FerretDB)", test)
-	t.Run("tailable cursor (MongoDB)", func(t *testing.T) {
-		testHookTailFerretDB = true
-		defer func() { testHookTailFerretDB = false }()
-		test(t)
-	})
+// then with MongoDB's tailable cursor on the same FerretDB; test passes
+// tail on as Options.tailFerretDB.
+func inBothCaptureModes(t *testing.T, test func(t *testing.T, tail bool)) {
+	t.Run("one pass (FerretDB)", func(t *testing.T) { test(t, false) })
+	t.Run("tailable cursor (MongoDB)", func(t *testing.T) { test(t, true) })
 }
 
-func testRunOplog(t *testing.T) {
+func testRunOplog(t *testing.T, tail bool) {
 	ctx := context.Background()
 	client := startServer(t, embedded.Config{Oplog: true})
 	seed(t, client, 300)
@@ -318,7 +314,7 @@ func testRunOplog(t *testing.T) {
 	}()
 	spool := t.TempDir()
 	time.Sleep(50 * time.Millisecond)
-	m, entries, err := runDump(ctx, t, client, Options{SpoolDir: spool})
+	m, entries, err := runDump(ctx, t, client, Options{SpoolDir: spool, tailFerretDB: tail})
 	stop()
 	wg.Wait()
 	if err != nil {
@@ -369,7 +365,7 @@ func TestRunOplogRolled(t *testing.T) {
 	const budget = 50
 	client := startServer(t, embedded.Config{Oplog: true, OplogEntries: budget})
 	seed(t, client, 100)
-	testHookBeforeOplogEnd = func(ctx context.Context) {
+	beforeOplogEnd := func(ctx context.Context) {
 		for i := 0; i < 3*budget; i++ {
 			client.Database("auth0").Collection("logs").InsertOne(ctx, bson.D{{Key: "i", Value: i}})
 		}
@@ -377,9 +373,8 @@ func TestRunOplogRolled(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	defer func() { testHookBeforeOplogEnd = nil }()
 	spool := t.TempDir()
-	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool})
+	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool, BeforeOplogEnd: beforeOplogEnd})
 	var rolled *OplogRolledError
 	if !errors.As(err, &rolled) {
 		t.Fatalf("Run = %v, want *OplogRolledError", err)
@@ -410,7 +405,7 @@ func TestRunOplogRolledAdvice(t *testing.T) {
 			time.Sleep(10 * time.Millisecond) // waiting for the clock, nothing timed
 		}
 	}
-	testHookBeforeOplogEnd = func(ctx context.Context) {
+	beforeOplogEnd := func(ctx context.Context) {
 		// 60 entries, then 30 in a later second and 30 in a later one: the
 		// 50 kept span at least one second, the dump two.
 		for _, n := range []int{60, 30, 30} {
@@ -423,8 +418,7 @@ func TestRunOplogRolledAdvice(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	defer func() { testHookBeforeOplogEnd = nil }()
-	_, _, err := runDump(ctx, t, client, Options{SpoolDir: t.TempDir()})
+	_, _, err := runDump(ctx, t, client, Options{SpoolDir: t.TempDir(), BeforeOplogEnd: beforeOplogEnd})
 	var rolled *OplogRolledError
 	if !errors.As(err, &rolled) {
 		t.Fatalf("Run = %v, want *OplogRolledError", err)

@@ -52,7 +52,7 @@ func TestRunMidDumpChanges(t *testing.T) {
 			t.Errorf("%v: %v", cmd, err)
 		}
 	}
-	testHookAfterList = func(ctx context.Context) {
+	afterList := func(ctx context.Context) {
 		app := client.Database("app")
 		if err := app.Collection("gone").Drop(ctx); err != nil {
 			t.Error(err)
@@ -63,21 +63,20 @@ func TestRunMidDumpChanges(t *testing.T) {
 		}
 		fill("app", "again", 7)
 	}
-	testHookBeforeRead = func(ctx context.Context, db, coll string) {
+	beforeRead := func(ctx context.Context, db, coll string) {
 		if db == "app" && coll == "late" {
 			if err := client.Database("app").Collection("late").Drop(ctx); err != nil {
 				t.Error(err)
 			}
 		}
 	}
-	t.Cleanup(func() { testHookAfterList, testHookBeforeRead = nil, nil })
 
 	var buf bytes.Buffer
 	aw, err := archive.NewWriter(&buf, archive.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Run(ctx, client, aw, Options{SpoolDir: t.TempDir(), Oplog: OplogOff}, nil)
+	m, err := Run(ctx, client, aw, Options{SpoolDir: t.TempDir(), Oplog: OplogOff, AfterList: afterList, BeforeRead: beforeRead}, nil)
 	if err != nil {
 		t.Fatalf("a dump during which collections changed failed: %v", err)
 	}

@@ -114,15 +114,14 @@ func TestRunRefusesRename(t *testing.T) {
 	ctx := context.Background()
 	client := startServer(t, embedded.Config{Oplog: true})
 	seed(t, client, 50)
-	testHookBeforeOplogEnd = func(ctx context.Context) {
+	beforeOplogEnd := func(ctx context.Context) {
 		err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "renameCollection", Value: "auth0.clients"}, {Key: "to", Value: "auth0.clients_old"}}).Err()
 		if err != nil {
 			t.Error(err)
 		}
 	}
-	defer func() { testHookBeforeOplogEnd = nil }()
 	spool := t.TempDir()
-	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool})
+	_, _, err := runDump(ctx, t, client, Options{SpoolDir: spool, BeforeOplogEnd: beforeOplogEnd})
 	var re *RenamedError
 	if !errors.As(err, &re) || re.From != "auth0.clients" || re.To != "auth0.clients_old" {
 		t.Fatalf("got %v", err)
@@ -194,13 +193,12 @@ func TestRunRefusesInvisibleDDL(t *testing.T) {
 			ctx := context.Background()
 			client := startServer(t, embedded.Config{Oplog: true})
 			seed(t, client, 50)
-			testHookBeforeOplogEnd = func(ctx context.Context) {
+			beforeOplogEnd := func(ctx context.Context) {
 				if err := tt.ddl(ctx, client); err != nil {
 					t.Error(err)
 				}
 			}
-			defer func() { testHookBeforeOplogEnd = nil }()
-			_, _, err := runDump(ctx, t, client, Options{SpoolDir: t.TempDir()})
+			_, _, err := runDump(ctx, t, client, Options{SpoolDir: t.TempDir(), BeforeOplogEnd: beforeOplogEnd})
 			var de *DDLError
 			if !errors.As(err, &de) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v", err)
