@@ -65,6 +65,14 @@ type Config struct {
 	// Hold is called at the hold points of a job (HoldBackup, HoldRestore)
 	// and may block: tests only (hold.go).
 	Hold func(ctx context.Context, point string)
+	// BeforeReadBack, when set, is given each finished backup file before
+	// its read-back (store.Sealed.BeforeReadBack): tests only, they damage
+	// the file there as a failing disk would.
+	BeforeReadBack func(path string)
+	// BeforeSeal, when set, runs after a backup's dump and before its file
+	// is sealed, and its error fails the backup: tests only (a backup held
+	// there is running, with its progress complete).
+	BeforeSeal func(ctx context.Context) error
 
 	// Remote, if set, receives a copy of every verified backup (remote.go);
 	// Retention then applies to its copies.

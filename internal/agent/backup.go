@@ -39,10 +39,6 @@ func backupName(t time.Time) string {
 	return t.UTC().Format("02-01-2006-15-04-05") + ".tar.gz"
 }
 
-// beforeSeal, when a test sets it, runs after the dump and before the file
-// is sealed: a backup held there is running, with its progress complete.
-var beforeSeal func(ctx context.Context) error
-
 // backupJob dumps the database into the slot. collections and bytes are
 // the totals measured before the job started, shown from its first status.
 func (a *Agent) backupJob(n statedir.Node, slot store.Slot, seal crypt.Seal, allowPrimary bool, collections, bytes int64) job.Func {
@@ -84,6 +80,7 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 		if err != nil {
 			return nil, fmt.Errorf("start backup file: %w", err)
 		}
+		s.BeforeReadBack = a.cfg.BeforeReadBack
 		format := FormatName
 		if len(seal.Recipients) > 0 {
 			format = FormatNameV2
@@ -114,8 +111,8 @@ func (a *Agent) backupJobRun(n statedir.Node, slot store.Slot, seal crypt.Seal, 
 		defer os.RemoveAll(opts.SpoolDir)
 		a.hold(ctx, HoldBackup)
 		man, err := dump.Run(ctx, a.client, s.Archive(), opts, prog)
-		if err == nil && beforeSeal != nil {
-			err = beforeSeal(ctx)
+		if err == nil && a.cfg.BeforeSeal != nil {
+			err = a.cfg.BeforeSeal(ctx)
 		}
 		if err != nil {
 			s.Abort()
@@ -193,6 +190,7 @@ func (a *Agent) sensitiveBackupJob(slot store.Slot, password []byte) job.Func {
 		if err != nil {
 			return nil, fmt.Errorf("start backup file: %w", err)
 		}
+		s.BeforeReadBack = a.cfg.BeforeReadBack
 		host, _ := os.Hostname()
 		node, err := a.state.LoadNode()
 		if err != nil {

@@ -106,12 +106,11 @@ func TestMetricsDuringAndAfterBackup(t *testing.T) {
 
 	// Hold the backup after its dump, before it is sealed.
 	reached, release := make(chan struct{}), make(chan struct{})
-	beforeSeal = func(ctx context.Context) error {
+	a.cfg.BeforeSeal = func(ctx context.Context) error {
 		close(reached)
 		<-release
 		return nil
 	}
-	t.Cleanup(func() { beforeSeal = nil })
 	start := time.Now()
 	startTestBackup(t, a)
 	select {
@@ -157,7 +156,7 @@ func TestMetricsDuringAndAfterBackup(t *testing.T) {
 	if _, err := a.slot(n, api.SlotBackup).Delete(); err != nil {
 		t.Fatal(err)
 	}
-	beforeSeal = func(ctx context.Context) error {
+	a.cfg.BeforeSeal = func(ctx context.Context) error {
 		return &api.Error{Code: api.CodeInsufficientSpace, Message: "device full"}
 	}
 	startTestBackup(t, a)

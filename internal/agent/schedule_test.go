@@ -334,15 +334,15 @@ func TestScheduleReplaces(t *testing.T) {
 		t.Fatalf("files after a replacement: %v", entries)
 	}
 
-	// Damage every finished file before its read-back, as a failing disk.
-	store.SetTestHookBeforeReadBack(func(path string) {
+	// Damage every finished file before its read-back, as a failing disk
+	// (set while no job runs: the next run's start reads it).
+	s.a.cfg.BeforeReadBack = func(path string) {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err == nil {
 			f.WriteAt([]byte{0xff, 0xff, 0xff, 0xff}, 200)
 			f.Close()
 		}
-	})
-	t.Cleanup(func() { store.SetTestHookBeforeReadBack(nil) })
+	}
 	release()
 	failed := s.waitRun(t, "failed", func(r *api.ScheduledRun) bool { return r.Outcome == schedule.OutcomeFailed })
 	if failed.Name != "" || failed.Replaced != "" || !strings.Contains(failed.Reason, "verification") {

@@ -11,6 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -48,11 +49,7 @@ func TestBackupFoundIsVerified(t *testing.T) {
 // read-back: the backup is "Backup failed" with the reason, and no file with
 // a backup's name is left.
 func TestBackupFailingVerificationIsFailed(t *testing.T) {
-	n, op, dev := backupNode(t, 200)
-	store.SetTestHookBeforeReadBack(func(path string) {
-		if !strings.HasPrefix(path, dev) {
-			return // another test's backup
-		}
+	n := startNodeWith(t, "", "", agent.Config{BeforeReadBack: func(path string) {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
 			t.Error(err)
@@ -65,8 +62,11 @@ func TestBackupFailingVerificationIsFailed(t *testing.T) {
 		f.ReadAt(b, off)
 		b[0] ^= 0x10
 		f.WriteAt(b, off)
-	})
-	t.Cleanup(func() { store.SetTestHookBeforeReadBack(nil) })
+	}})
+	n.seed(200)
+	op := newOperator(t).withKey(n)
+	dev := t.TempDir()
+	op.mustOn(n, "set-as-backup", dev)
 
 	op.mustOn(n, "backup", "--password", "Passw0rd-verified")
 	out := op.waitStatus(n, "backup-status")

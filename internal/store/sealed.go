@@ -24,6 +24,12 @@ type Sealed struct {
 		Close() error
 	}
 	arch *archive.Writer
+
+	// BeforeReadBack, when set, runs in FinishVerified on the finished,
+	// fsynced part file before it is read back: a test hold point, where
+	// tests damage the file as a failing disk would. Each Sealed has its
+	// own, so one backup's hook never reaches another's.
+	BeforeReadBack func(path string)
 }
 
 // CreateSealed starts a new encrypted backup called name in the slot.
@@ -108,8 +114,8 @@ func (w *Sealed) FinishVerified(meta Meta, verify func(plain io.Reader) error) (
 }
 
 func (w *Sealed) readBack(verify func(plain io.Reader) error) error {
-	if testHookBeforeReadBack != nil {
-		testHookBeforeReadBack(w.part.f.Name())
+	if w.BeforeReadBack != nil {
+		w.BeforeReadBack(w.part.f.Name())
 	}
 	f, err := os.Open(w.part.f.Name())
 	if err != nil {
@@ -130,15 +136,6 @@ func (w *Sealed) readBack(verify func(plain io.Reader) error) error {
 	}
 	return nil
 }
-
-// testHookBeforeReadBack runs on the sealed part file before it is read
-// back; tests damage the file there, as a failing disk would.
-var testHookBeforeReadBack func(path string)
-
-// SetTestHookBeforeReadBack lets other packages' tests damage a finished
-// file before its read-back (nil removes the hook). Never called outside
-// tests.
-func SetTestHookBeforeReadBack(f func(path string)) { testHookBeforeReadBack = f }
 
 // Abort removes the partial backup.
 func (w *Sealed) Abort() { w.part.Abort() }

@@ -61,4 +61,40 @@ func TestFinishVerified(t *testing.T) {
 			t.Fatalf("a refused backup left %v", left)
 		}
 	})
+	t.Run("damaged before the read-back", func(t *testing.T) {
+		slot := Slot{Dir: t.TempDir(), Kind: "backup"}
+		s := write(t, slot)
+		var damaged string
+		s.BeforeReadBack = func(path string) {
+			damaged = path
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			b := make([]byte, 1)
+			f.ReadAt(b, st.Size()/2)
+			b[0] ^= 0x10
+			f.WriteAt(b, st.Size()/2)
+		}
+		_, err := s.FinishVerified(Meta{}, func(plain io.Reader) error {
+			_, err := io.Copy(io.Discard, plain)
+			return err
+		})
+		var ve *VerifyError
+		if damaged == "" || !errors.As(err, &ve) {
+			t.Fatalf("hook ran on %q; err %v, want a VerifyError", damaged, err)
+		}
+		if left, _ := os.ReadDir(slot.Dir); len(left) != 0 {
+			t.Fatalf("a damaged backup left %v", left)
+		}
+		// Another backup of the process does not run the hook.
+		other := Slot{Dir: t.TempDir(), Kind: "backup"}
+		damaged = ""
+		if _, err := write(t, other).FinishVerified(Meta{}, func(io.Reader) error { return nil }); err != nil || damaged != "" {
+			t.Fatalf("another backup: %v, hook ran on %q", err, damaged)
+		}
+	})
 }
