@@ -2,6 +2,6 @@
 // interface (put, get, stat, list, delete of whole objects under one
 // prefix) and its S3 implementation on minio-go, which uploads large files
 // as resumable multipart uploads with bounded memory. Every implementation
-// passes the one shared test suite in suite_test.go, run against a real S3
-// server (versitygw, package internal/s3gw).
+// passes the one shared test suite, package remotetest (Suite.Run), run
+// against a real store: S3 against versitygw (package internal/s3gw).
 package remote

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/a0backup/a0/internal/s3gw"
@@ -31,20 +30,6 @@ func openS3(t *testing.T, c Config, secret string) *S3 {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// TestS3Suite runs the shared suite against versitygw, over HTTP and over
-// TLS with the CA in ca_file; each subtest gets its own prefix.
-func TestS3Suite(t *testing.T) {
-	for _, tlsOn := range []bool{false, true} {
-		t.Run(fmt.Sprintf("tls=%v", tlsOn), func(t *testing.T) {
-			gw := s3gw.Start(t, s3gw.Options{TLS: tlsOn, Buckets: []string{"a0-backups"}})
-			var n atomic.Int64
-			runSuite(t, func(t *testing.T) Store {
-				return openS3(t, s3Config(gw, "a0-backups", fmt.Sprintf("node/%d", n.Add(1))), gw.SecretKey)
-			}, testPart)
-		})
-	}
 }
 
 func TestS3Errors(t *testing.T) {

@@ -1,4 +1,4 @@
-package remote
+package remotetest
 
 import (
 	"bytes"
@@ -7,12 +7,34 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/a0backup/a0/internal/remote"
 )
 
-// runSuite is the one test suite every Store implementation passes (as
-// restic's internal/backend/test does for its backends). newStore returns
-// an empty store; partSize is the part size it was opened with.
-func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
+// Suite is the one test suite every remote.Store implementation passes, as
+// restic's internal/backend/test is for its backends: an implementation's
+// test fills it in and calls Run.
+type Suite struct {
+	// NewStore returns a new, empty store: each subtest gets its own (a
+	// fresh prefix or bucket), so subtests never see each other's objects.
+	NewStore func(t *testing.T) remote.Store
+	// PartSize is the part size the store was opened with: a Put of at
+	// least PartSize bytes is a multipart upload, which a Put cut short
+	// resumes part by part. The suite sizes its objects around it, so
+	// keep it small (S3's minimum, 5 MiB, is fine).
+	PartSize int64
+}
+
+// Run runs every case of the suite as a subtest of t: put and get at sizes
+// around the part size, get from an offset, replace, list and delete,
+// not-found and bad names (matched with errors.Is against remote's
+// errors), and the resumption of a cut upload (with the same data, and not
+// with other data under the same name).
+func (s Suite) Run(t *testing.T) {
+	if s.NewStore == nil || s.PartSize <= 0 {
+		t.Fatalf("remotetest.Suite: NewStore and a positive PartSize are required (got part size %d)", s.PartSize)
+	}
+	newStore, partSize := s.NewStore, s.PartSize
 	ctx := context.Background()
 	data := func(n int64) []byte {
 		b := make([]byte, n)
@@ -21,7 +43,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 	}
 	// read returns the object's bytes from off on, failing the test on
 	// any error.
-	read := func(t *testing.T, st Store, name string, off int64) []byte {
+	read := func(t *testing.T, st remote.Store, name string, off int64) []byte {
 		t.Helper()
 		rc, err := st.Get(ctx, name, off)
 		if err != nil {
@@ -108,7 +130,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 		if err := st.Delete(ctx, "a.enc"); err != nil {
 			t.Fatalf("deleting a missing object: %v", err)
 		}
-		if _, err := st.Stat(ctx, "a.enc"); !errors.Is(err, ErrNotFound) {
+		if _, err := st.Stat(ctx, "a.enc"); !errors.Is(err, remote.ErrNotFound) {
 			t.Fatalf("stat after delete: %v, want ErrNotFound", err)
 		}
 		if l, _ := st.List(ctx); len(l) != 2 {
@@ -117,7 +139,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 	})
 	t.Run("not-found", func(t *testing.T) {
 		st := newStore(t)
-		if _, err := st.Stat(ctx, "nope.enc"); !errors.Is(err, ErrNotFound) {
+		if _, err := st.Stat(ctx, "nope.enc"); !errors.Is(err, remote.ErrNotFound) {
 			t.Fatalf("stat: %v, want ErrNotFound", err)
 		}
 		rc, err := st.Get(ctx, "nope.enc", 0)
@@ -125,17 +147,17 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, partSize int64) {
 			_, err = io.ReadAll(rc)
 			rc.Close()
 		}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, remote.ErrNotFound) {
 			t.Fatalf("get: %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("bad-names", func(t *testing.T) {
 		st := newStore(t)
 		for _, n := range []string{"", "..", "../x", "a/b", ".hidden", `a\b`} {
-			if _, err := st.Put(ctx, n, bytes.NewReader(nil), 0); !errors.Is(err, ErrBadName) {
+			if _, err := st.Put(ctx, n, bytes.NewReader(nil), 0); !errors.Is(err, remote.ErrBadName) {
 				t.Errorf("put %q: %v, want ErrBadName", n, err)
 			}
-			if _, err := st.Stat(ctx, n); !errors.Is(err, ErrBadName) {
+			if _, err := st.Stat(ctx, n); !errors.Is(err, remote.ErrBadName) {
 				t.Errorf("stat %q: %v, want ErrBadName", n, err)
 			}
 		}
