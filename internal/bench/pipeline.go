@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/archive"
-	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/manifest"
-	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -109,21 +107,13 @@ func writeDump(aw *archive.Writer, ds *Dataset, start time.Time) (*manifest.Mani
 }
 
 // RestoreFileSide runs what restore does to the file before the first
-// database write: crypt.NewReader (KDF, header MAC) then restore.Plan, which
-// authenticates every record, gunzips, walks the tar and validates every
-// BSON document and the manifest. bsonBytes is the MB/s basis (BSON out).
+// database write (planFile): backupfile.Open (KDF, header MAC) then
+// restore.Plan, which authenticates every record, gunzips, walks the tar
+// and validates every BSON document and the manifest, then the rest of the
+// file authenticated. bsonBytes is the MB/s basis (BSON out).
 func RestoreFileSide(ctx context.Context, file string, password []byte) (Result, error) {
 	start := time.Now()
-	f, err := os.Open(file)
-	if err != nil {
-		return Result{}, fmt.Errorf("restore file side: %w", err)
-	}
-	defer f.Close()
-	cr, err := crypt.NewReader(f, password)
-	if err != nil {
-		return Result{}, fmt.Errorf("restore file side: %w", err)
-	}
-	p, err := restore.Plan(ctx, cr, restore.Options{})
+	p, err := planFile(ctx, file, password)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore file side: %w", err)
 	}
@@ -131,6 +121,9 @@ func RestoreFileSide(ctx context.Context, file string, password []byte) (Result,
 	for _, c := range p.Collections {
 		n += c.Bytes
 	}
-	st, _ := f.Stat()
+	st, err := os.Stat(file)
+	if err != nil {
+		return Result{}, fmt.Errorf("restore file side: %w", err)
+	}
 	return Result{Seconds: time.Since(start).Seconds(), InBytes: n, OutBytes: st.Size()}, nil
 }

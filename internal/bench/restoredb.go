@@ -1,11 +1,11 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
+	"github.com/a0backup/a0/internal/backupfile"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/restore"
@@ -141,9 +142,10 @@ func PlainInsert(ctx context.Context, client *mongo.Client, ds *Dataset, paralle
 }
 
 // RestoreDB is the real restore of an a0 file into the database at uri:
-// crypt.NewReader + restore.Plan (the authentication pass), then the file
-// opened again, crypt.NewReader + restore.Run with opts (inserts, indexes,
-// count check), as the agent's restore job does.
+// backupfile.Open + restore.Plan (the authentication pass), then the
+// second pass with the first one's keys (backupfile's Reopen) +
+// restore.Run with opts (inserts, indexes, count check), as the agent's
+// restore job does.
 func RestoreDB(ctx context.Context, file, uri string, password []byte, opts restore.Options) (DBResult, error) {
 	client, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
@@ -153,34 +155,21 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 	if err := client.Ping(ctx, nil); err != nil {
 		return DBResult{}, err
 	}
-	// The second pass reuses the first pass's keys, as the agent does.
-	var first *crypt.Reader
-	open := func() (*os.File, *crypt.Reader, error) {
-		f, err := os.Open(file)
-		if err != nil {
-			return nil, nil, err
-		}
-		var cr *crypt.Reader
-		if first != nil {
-			cr, err = first.Reopen(bufio.NewReaderSize(f, 1<<20))
-		} else {
-			cr, err = crypt.NewReader(bufio.NewReaderSize(f, 1<<20), password)
-		}
-		if err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		return f, cr, nil
-	}
 	start := time.Now()
-	f, cr, err := open()
+	f, err := os.Open(file)
 	if err != nil {
 		return DBResult{}, fmt.Errorf("restore: %w", err)
 	}
-	first = cr
-	p, err := restore.Plan(ctx, cr, opts)
-	f.Close()
+	defer f.Close()
+	bf, err := backupfile.Open(f, backupfile.Options{Unlock: crypt.Unlock{Password: password}})
 	if err != nil {
+		return DBResult{}, fmt.Errorf("restore: %w", err)
+	}
+	var p *restore.PlanResult
+	if _, err := bf.Authenticate(ctx, func(plain io.Reader) (err error) {
+		p, err = restore.Plan(ctx, plain, opts)
+		return err
+	}); err != nil {
 		return DBResult{}, fmt.Errorf("restore plan: %w", err)
 	}
 	planSecs := time.Since(start).Seconds()
@@ -210,13 +199,12 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 		}
 	}()
 	runStart := time.Since(start).Seconds()
-	f, cr, err = open()
+	stream, err := bf.Reopen()
 	if err != nil {
 		close(stop)
 		return DBResult{}, fmt.Errorf("restore: %w", err)
 	}
-	rep, err := restore.Run(ctx, client, cr, p, opts, prog)
-	f.Close()
+	rep, err := restore.Run(ctx, client, stream, p, opts, prog)
 	close(stop)
 	<-watched
 	if err != nil {
@@ -312,17 +300,24 @@ func afterInsert(ctx context.Context, client *mongo.Client, p *restore.PlanResul
 	return index, time.Since(start).Seconds(), nil
 }
 
+// planFile is the first pass of a restore over file: restore.Plan while
+// every byte is authenticated.
 func planFile(ctx context.Context, file string, password []byte) (*restore.PlanResult, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	cr, err := crypt.NewReader(bufio.NewReaderSize(f, 1<<20), password)
+	bf, err := backupfile.Open(f, backupfile.Options{Unlock: crypt.Unlock{Password: password}})
 	if err != nil {
 		return nil, err
 	}
-	return restore.Plan(ctx, cr, restore.Options{})
+	var p *restore.PlanResult
+	_, err = bf.Authenticate(ctx, func(plain io.Reader) (err error) {
+		p, err = restore.Plan(ctx, plain, restore.Options{})
+		return err
+	})
+	return p, err
 }
 
 // Ratio is restore's document rate (data phase) over the best plain docs/s.

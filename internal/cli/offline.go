@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/backupfile"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/oplog"
@@ -61,8 +62,9 @@ func offlineFlags(name string, o *OfflineOptions, args []string, withOutput bool
 }
 
 // openEncrypted opens FILE and returns its plaintext stream: authenticated
-// chunk by chunk (a0 format), or unauthenticated (--legacy).
-func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Closer, error) {
+// chunk by chunk (a0 format, with bf to read it again), or unauthenticated
+// (--legacy, bf nil).
+func openEncrypted(env *Env, o *OfflineOptions) (stream io.Reader, bf *backupfile.File, closer io.Closer, err error) {
 	f, err := os.Open(o.File)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -70,56 +72,73 @@ func openEncrypted(env *Env, o *OfflineOptions) (io.Reader, *crypt.Reader, io.Cl
 		}
 		return nil, nil, nil, err
 	}
-	if !o.Legacy {
-		if cr, err := openV2(env, o, f); cr != nil || err != nil {
-			if err != nil {
-				f.Close()
-				return nil, nil, nil, err
-			}
-			return cr, cr, f, nil
+	defer func() {
+		if err != nil {
+			f.Close()
 		}
+	}()
+	if !o.Legacy {
+		if bf, err = openA0(env, o, f); err != nil {
+			return nil, nil, nil, err
+		}
+		return bf.First(), bf, f, nil
 	}
-	explicit := o.Password != "" || o.PasswordFile != "" || o.Positional != ""
 	pw, err := o.resolve(env, false)
 	if err != nil {
-		f.Close()
 		return nil, nil, nil, err
 	}
 	// Later passes over the same file must not ask again.
 	o.PasswordOptions = PasswordOptions{Password: pw, EnvVars: o.EnvVars}
 	br := bufio.NewReaderSize(f, 1<<20)
-	prefix, _ := br.Peek(8)
-	if o.Legacy {
-		if crypt.IsA0(prefix) {
-			f.Close()
-			return nil, nil, nil, usagef("%s is an a0 file, not a legacy one: drop --legacy", o.File)
-		}
-		if !o.warned {
-			fmt.Fprintln(env.Stderr, "a0cli: warning: a legacy file (original appliance format) has no MAC: it cannot be authenticated, only decrypted")
-			o.warned = true
-		}
-		return crypt.NewLegacyReader(br, []byte(pw)), nil, f, nil
+	if prefix, _ := br.Peek(8); crypt.IsA0(prefix) {
+		return nil, nil, nil, usagef("%s is an a0 file, not a legacy one: drop --legacy", o.File)
 	}
-	if !crypt.IsA0(prefix) {
-		f.Close()
-		return nil, nil, nil, fmt.Errorf("%s: %w (a file of the original appliance? try --legacy)", o.File, crypt.ErrNotA0)
+	if !o.warned {
+		fmt.Fprintln(env.Stderr, "a0cli: warning: a legacy file (original appliance format) has no MAC: it cannot be authenticated, only decrypted")
+		o.warned = true
 	}
-	cr, err := crypt.NewReader(br, []byte(pw))
-	// A sensitive backup's password is in its own variable (as for
-	// recover): with no explicit source, it is tried next.
-	if alt := env.Getenv("A0_BACKUP_SENSITIVE_PASSWORD"); errors.Is(err, crypt.ErrWrongPassword) && !explicit && alt != "" && alt != pw {
-		if _, serr := f.Seek(0, io.SeekStart); serr == nil {
-			br.Reset(f)
-			if cr, err = crypt.NewReader(br, []byte(alt)); err == nil {
-				o.PasswordOptions = PasswordOptions{Password: alt, EnvVars: o.EnvVars}
+	return crypt.NewLegacyReader(br, []byte(pw)), nil, f, nil
+}
+
+// openA0 opens an a0 file (backupfile.Open): a version 2 file with the
+// file key that the identities (or the password) given unwrap, once, kept
+// in o for later passes; a version 1 file with the password, or, when none
+// was given explicitly, the sensitive backup's (as for recover,
+// A0_BACKUP_SENSITIVE_PASSWORD is tried next).
+func openA0(env *Env, o *OfflineOptions, f *os.File) (*backupfile.File, error) {
+	hdr, err := crypt.ReadHeader(f)
+	if err != nil && !errors.Is(err, crypt.ErrNotA0) {
+		return nil, err
+	}
+	if err == nil && crypt.Version(hdr) == 2 {
+		if o.fileKey == nil {
+			ids, err := o.load(env)
+			if err != nil {
+				return nil, err
+			}
+			if o.fileKey, err = unwrapFileKey(env, hdr, ids, &o.PasswordOptions); err != nil {
+				return nil, err
 			}
 		}
+		return backupfile.Open(f, backupfile.Options{Unlock: crypt.Unlock{FileKey: o.fileKey}})
 	}
+	explicit := o.Password != "" || o.PasswordFile != "" || o.Positional != ""
+	pw, err := o.resolve(env, false)
 	if err != nil {
-		f.Close()
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return cr, cr, f, nil
+	// Later passes over the same file must not ask again.
+	o.PasswordOptions = PasswordOptions{Password: pw, EnvVars: o.EnvVars}
+	bf, err := backupfile.Open(f, backupfile.Options{Unlock: crypt.Unlock{Password: []byte(pw)}})
+	if errors.Is(err, crypt.ErrNotA0) {
+		return nil, fmt.Errorf("%s: %w (a file of the original appliance? try --legacy)", o.File, crypt.ErrNotA0)
+	}
+	if alt := env.Getenv("A0_BACKUP_SENSITIVE_PASSWORD"); errors.Is(err, crypt.ErrWrongPassword) && !explicit && alt != "" && alt != pw {
+		if bf, err = backupfile.Open(f, backupfile.Options{Unlock: crypt.Unlock{Password: []byte(alt)}}); err == nil {
+			o.PasswordOptions = PasswordOptions{Password: alt, EnvVars: o.EnvVars}
+		}
+	}
+	return bf, err
 }
 
 func runVerifyCmd(ctx context.Context, env *Env, args []string) error {
@@ -198,18 +217,18 @@ func verifyFile(ctx context.Context, env *Env, o *OfflineOptions, capture map[st
 }
 
 func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[string][]byte) (VerifyResult, error) {
-	stream, cr, closer, err := openEncrypted(env, o)
+	stream, bf, closer, err := openEncrypted(env, o)
 	if err != nil {
 		return VerifyResult{}, err
 	}
 	defer closer.Close()
 	res := VerifyResult{File: o.File, Legacy: o.Legacy}
 	defer clear(o.fileKey)
-	if cr != nil {
-		h := cr.Header()
+	if bf != nil {
+		h := bf.Header()
 		res.Format = fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10)
 		if h.Version >= 2 {
-			res.Recipients = cr.Stanzas()
+			res.Recipients = bf.Stanzas()
 			res.Format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s), %d KiB chunks", h.Version, len(res.Recipients), h.ChunkSize>>10)
 		}
 	}
@@ -242,7 +261,7 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 	switch man.Kind {
 	case manifest.KindBackup:
 		if !o.Legacy {
-			plan, err := planFile(ctx, o, cr)
+			plan, err := planFile(ctx, bf)
 			if err != nil {
 				return res, err
 			}
@@ -280,15 +299,10 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 // planFile runs the node's own pre-restore validation (restore.Plan: the
 // mongodump layout, every metadata.json, every BSON document, the manifest's
 // position and counts) over the file, so that verify accepts exactly what a
-// restore would. It reads the file again with the keys of the first pass
-// (first): one key derivation per verify, as in a restore.
-func planFile(ctx context.Context, o *OfflineOptions, first *crypt.Reader) (*restore.PlanResult, error) {
-	f, err := os.Open(o.File)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	stream, err := first.Reopen(bufio.NewReaderSize(f, 1<<20))
+// restore would. It is the second pass over the open file, with the keys of
+// the first: one key derivation per verify, as in a restore.
+func planFile(ctx context.Context, bf *backupfile.File) (*restore.PlanResult, error) {
+	stream, err := bf.Reopen()
 	if err != nil {
 		return nil, err
 	}
@@ -525,32 +539,6 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	fmt.Fprintf(env.Stdout, "Decrypted %s into %s (%s, %s)\n", o.File, o.Output, human(n), what)
 	return nil
-}
-
-// openV2 opens f if it is a version 2 file (encrypted to public keys): the
-// file key is unwrapped once with the identities (or password) given and
-// kept in o for later passes. It returns nil, nil for any other file.
-func openV2(env *Env, o *OfflineOptions, f *os.File) (*crypt.Reader, error) {
-	hdr, err := crypt.ReadHeader(f)
-	if _, serr := f.Seek(0, io.SeekStart); err == nil {
-		err = serr
-	}
-	if errors.Is(err, crypt.ErrNotA0) || (err == nil && crypt.Version(hdr) != 2) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if o.fileKey == nil {
-		ids, err := o.load(env)
-		if err != nil {
-			return nil, err
-		}
-		if o.fileKey, err = unwrapFileKey(env, hdr, ids, &o.PasswordOptions); err != nil {
-			return nil, err
-		}
-	}
-	return crypt.Open(bufio.NewReaderSize(f, 1<<20), crypt.Unlock{FileKey: o.fileKey})
 }
 
 // oplogKindsText lists oplog operations by kind, marking those a restore

@@ -42,24 +42,8 @@ type Codec uint8
 // CodecTarGzip is a gzip-compressed tar archive (the backup archive).
 const CodecTarGzip Codec = 1
 
-// Parameters written by default and limits accepted when reading. The reader
-// limits keep a crafted header from making it allocate or spin for long.
+// Chunk sizes: written by default and accepted when reading.
 const (
-	DefaultArgon2Time      = 3
-	DefaultArgon2MemoryKiB = 64 * 1024
-	DefaultArgon2Threads   = 4
-	// MinPBKDF2Iterations is the writer's floor (OWASP 2023 for PBKDF2-SHA256).
-	MinPBKDF2Iterations = 600_000
-
-	// a0 writes only the defaults above; the reader accepts them with a
-	// margin (a future default may be stronger) and no more, so that a
-	// hostile header cannot make verify spend gigabytes or minutes, which
-	// argon2 gives no way to cancel.
-	maxArgon2Time       = 2 * DefaultArgon2Time
-	maxArgon2MemoryKiB  = 4 * DefaultArgon2MemoryKiB // 256 MiB
-	maxArgon2Threads    = 4 * DefaultArgon2Threads
-	maxPBKDF2Iterations = 10_000_000
-
 	defaultChunkExp = 20 // 1 MiB
 	minChunkExp     = 10
 	maxChunkExp     = 24 // the reader's buffer is one chunk: cap it at 16 MiB
@@ -219,6 +203,7 @@ func encodeParams(hdr []byte, h *HeaderInfo) {
 
 // parseHeader decodes and range-checks the fields after the checksum has
 // matched, so every failure here is a deliberate header, not an accident.
+// The KDF's limits are readKDF's.
 func parseHeader(hdr []byte) (HeaderInfo, error) {
 	h := HeaderInfo{Version: int(hdr[offVersion]), KDF: KDF(hdr[offKDF]), Codec: Codec(hdr[offCodec])}
 	exp := hdr[offChunkExp]
@@ -229,22 +214,11 @@ func parseHeader(hdr []byte) (HeaderInfo, error) {
 	p1 := binary.BigEndian.Uint32(hdr[offParams:])
 	p2 := binary.BigEndian.Uint32(hdr[offParams+4:])
 	p3 := binary.BigEndian.Uint32(hdr[offParams+8:])
-	switch h.KDF {
-	case KDFArgon2id:
-		// argon2 panics below these minimums; the maximums bound time and memory.
-		if p1 < 1 || p1 > maxArgon2Time || p3 < 1 || p3 > maxArgon2Threads ||
-			p2 < 8*p3 || p2 > maxArgon2MemoryKiB {
-			return h, fmt.Errorf("%w: argon2id parameters t=%d m=%dKiB p=%d outside the accepted range", ErrUnsupported, p1, p2, p3)
-		}
-		h.Argon2Time, h.Argon2MemoryKiB, h.Argon2Threads = p1, p2, uint8(p3)
-	case KDFPBKDF2SHA256:
-		if p1 < 1 || p1 > maxPBKDF2Iterations || p2 != 0 || p3 != 0 {
-			return h, fmt.Errorf("%w: pbkdf2 parameters %d/%d/%d outside the accepted range", ErrUnsupported, p1, p2, p3)
-		}
-		h.PBKDF2Iterations = p1
-	default:
-		return h, fmt.Errorf("%w: kdf %d", ErrUnsupported, uint8(h.KDF))
+	k, err := readKDF(h.KDF, p1, p2, p3)
+	if err != nil {
+		return h, err
 	}
+	h.Argon2Time, h.Argon2MemoryKiB, h.Argon2Threads, h.PBKDF2Iterations = k.Argon2Time, k.Argon2MemoryKiB, k.Argon2Threads, k.PBKDF2Iterations
 	return h, nil
 }
 

@@ -516,9 +516,9 @@ func Version(prefix []byte) int {
 
 // wrapPassword makes a password stanza for fk with the KDF of o.
 func wrapPassword(fk, password []byte, o *WriterOptions) (*age.Stanza, error) {
-	h := HeaderInfo{KDF: o.KDF}
-	if h.KDF == 0 {
-		h.KDF = KDFArgon2id
+	h, err := writerKDF(o)
+	if err != nil {
+		return nil, err
 	}
 	salt := make([]byte, saltSize)
 	if _, err := rand.Read(salt); err != nil {
@@ -527,24 +527,11 @@ func wrapPassword(fk, password []byte, o *WriterOptions) (*age.Stanza, error) {
 	s := &age.Stanza{}
 	switch h.KDF {
 	case KDFArgon2id:
-		h.Argon2Time, h.Argon2MemoryKiB, h.Argon2Threads = DefaultArgon2Time, DefaultArgon2MemoryKiB, DefaultArgon2Threads
 		s.Type = stanzaArgon2id
 		s.Args = []string{b64(salt), utoa(h.Argon2Time), utoa(h.Argon2MemoryKiB), utoa(uint32(h.Argon2Threads))}
 	case KDFPBKDF2SHA256:
-		h.PBKDF2Iterations = o.PBKDF2Iterations
-		if h.PBKDF2Iterations == 0 {
-			h.PBKDF2Iterations = MinPBKDF2Iterations
-		}
-		if h.PBKDF2Iterations < MinPBKDF2Iterations {
-			return nil, fmt.Errorf("%w: pbkdf2 iterations %d < %d", ErrWeakKDF, h.PBKDF2Iterations, MinPBKDF2Iterations)
-		}
-		if h.PBKDF2Iterations > maxPBKDF2Iterations {
-			return nil, fmt.Errorf("crypt: pbkdf2 iterations %d above the readers' limit %d", h.PBKDF2Iterations, maxPBKDF2Iterations)
-		}
 		s.Type = stanzaPBKDF2
 		s.Args = []string{b64(salt), utoa(h.PBKDF2Iterations)}
-	default:
-		return nil, fmt.Errorf("%w: kdf %d", ErrUnsupported, uint8(h.KDF))
 	}
 	aead, err := passwordAEAD(password, &h, salt)
 	if err != nil {
@@ -591,8 +578,7 @@ func passwordAEAD(password []byte, h *HeaderInfo, salt []byte) (cipher.AEAD, err
 }
 
 // passwordParams decodes a password stanza's arguments and range-checks
-// them with the same limits as a version 1 header (parseHeader is the one
-// place that holds them).
+// them with the same limits as a version 1 header (readKDF).
 func passwordParams(s *age.Stanza) (HeaderInfo, []byte, error) {
 	bad := func(why string) (HeaderInfo, []byte, error) {
 		return HeaderInfo{}, nil, &CorruptError{Offset: offV2Stanzas, Chunk: -1, Reason: "malformed password stanza: " + why}
@@ -625,14 +611,7 @@ func passwordParams(s *age.Stanza) (HeaderInfo, []byte, error) {
 		}
 		p[i] = v
 	}
-	// A scratch v1 header lets parseHeader apply its limits.
-	var scratch [headerSize]byte
-	scratch[offKDF] = byte(kdf)
-	scratch[offChunkExp] = defaultChunkExp
-	binary.BigEndian.PutUint32(scratch[offParams:], p[0])
-	binary.BigEndian.PutUint32(scratch[offParams+4:], p[1])
-	binary.BigEndian.PutUint32(scratch[offParams+8:], p[2])
-	h, err := parseHeader(scratch[:])
+	h, err := readKDF(kdf, p[0], p[1], p[2])
 	if err != nil {
 		return HeaderInfo{}, nil, err
 	}

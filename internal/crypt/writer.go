@@ -60,10 +60,11 @@ func NewWriter(w io.Writer, password []byte, opts *WriterOptions) (io.WriteClose
 	if opts != nil {
 		o = *opts
 	}
-	h := HeaderInfo{Version: version1, KDF: o.KDF, Codec: o.Codec}
-	if h.KDF == 0 {
-		h.KDF = KDFArgon2id
+	h, err := writerKDF(&o)
+	if err != nil {
+		return nil, err
 	}
+	h.Version, h.Codec = version1, o.Codec
 	if h.Codec == 0 {
 		h.Codec = CodecTarGzip
 	}
@@ -75,23 +76,6 @@ func NewWriter(w io.Writer, password []byte, opts *WriterOptions) (io.WriteClose
 		return nil, fmt.Errorf("crypt: chunk size exponent %d outside [%d, %d]", exp, minChunkExp, maxChunkExp)
 	}
 	h.ChunkSize = 1 << exp
-	switch h.KDF {
-	case KDFArgon2id:
-		h.Argon2Time, h.Argon2MemoryKiB, h.Argon2Threads = DefaultArgon2Time, DefaultArgon2MemoryKiB, DefaultArgon2Threads
-	case KDFPBKDF2SHA256:
-		h.PBKDF2Iterations = o.PBKDF2Iterations
-		if h.PBKDF2Iterations == 0 {
-			h.PBKDF2Iterations = MinPBKDF2Iterations
-		}
-		if h.PBKDF2Iterations < MinPBKDF2Iterations {
-			return nil, fmt.Errorf("%w: pbkdf2 iterations %d < %d", ErrWeakKDF, h.PBKDF2Iterations, MinPBKDF2Iterations)
-		}
-		if h.PBKDF2Iterations > maxPBKDF2Iterations {
-			return nil, fmt.Errorf("crypt: pbkdf2 iterations %d above the readers' limit %d", h.PBKDF2Iterations, maxPBKDF2Iterations)
-		}
-	default:
-		return nil, fmt.Errorf("%w: kdf %d", ErrUnsupported, uint8(h.KDF))
-	}
 
 	var hdr [headerSize]byte
 	copy(hdr[:], magic[:])

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/backupfile"
 	"github.com/a0backup/a0/internal/crypt"
 )
 
@@ -122,16 +124,16 @@ func (w *Sealed) readBack(verify func(plain io.Reader) error) error {
 		return fmt.Errorf("read back: %w", err)
 	}
 	defer f.Close()
-	cr, err := crypt.ReadBack(w.enc, bufio.NewReaderSize(f, 1<<20))
+	bf, err := backupfile.OpenWritten(f, w.enc)
 	if err != nil {
 		return fmt.Errorf("read back: %w", err)
 	}
-	if err := verify(cr); err != nil {
+	if err := verify(bf.First()); err != nil {
 		return err
 	}
 	// The archive ends before the file does (gzip and tar trailers, the
 	// final record): authenticate to the last byte.
-	if _, err := io.Copy(io.Discard, cr); err != nil {
+	if _, err := bf.Authenticate(context.Background(), nil); err != nil {
 		return fmt.Errorf("read back: %w", err)
 	}
 	return nil

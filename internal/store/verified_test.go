@@ -4,10 +4,12 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/crypt"
 )
 
 func TestFinishVerified(t *testing.T) {
@@ -44,6 +46,34 @@ func TestFinishVerified(t *testing.T) {
 		}
 		if st, err := slot.Stored(); err != nil || !st.Verified {
 			t.Fatalf("stored %+v, %v", st, err)
+		}
+	})
+	t.Run("damaged on the disk", func(t *testing.T) {
+		// A flipped bit in the final record, as a failing device makes:
+		// the archive (read first) is intact, only the read-back's
+		// authentication to the last byte finds it.
+		slot := Slot{Dir: t.TempDir(), Kind: "backup"}
+		SetTestHookBeforeReadBack(func(path string) {
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			if _, err := f.WriteAt([]byte{0xff}, st.Size()-1); err != nil {
+				t.Error(err)
+			}
+		})
+		t.Cleanup(func() { SetTestHookBeforeReadBack(nil) })
+		_, err := write(t, slot).FinishVerified(Meta{}, func(io.Reader) error { return nil })
+		var ve *VerifyError
+		var ce *crypt.CorruptError
+		if !errors.As(err, &ve) || !errors.As(err, &ce) || !strings.Contains(err.Error(), "read back: crypt: corrupt") {
+			t.Fatalf("err %v, want a VerifyError wrapping crypt's *CorruptError", err)
+		}
+		if left, _ := os.ReadDir(slot.Dir); len(left) != 0 {
+			t.Fatalf("a damaged backup left %v", left)
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
