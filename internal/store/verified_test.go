@@ -53,7 +53,8 @@ func TestFinishVerified(t *testing.T) {
 		// the archive (read first) is intact, only the read-back's
 		// authentication to the last byte finds it.
 		slot := Slot{Dir: t.TempDir(), Kind: "backup"}
-		SetTestHookBeforeReadBack(func(path string) {
+		s := write(t, slot)
+		s.BeforeReadBack = func(path string) {
 			f, err := os.OpenFile(path, os.O_RDWR, 0)
 			if err != nil {
 				t.Error(err)
@@ -64,9 +65,8 @@ func TestFinishVerified(t *testing.T) {
 			if _, err := f.WriteAt([]byte{0xff}, st.Size()-1); err != nil {
 				t.Error(err)
 			}
-		})
-		t.Cleanup(func() { SetTestHookBeforeReadBack(nil) })
-		_, err := write(t, slot).FinishVerified(Meta{}, func(io.Reader) error { return nil })
+		}
+		_, err := s.FinishVerified(Meta{}, func(io.Reader) error { return nil })
 		var ve *VerifyError
 		var ce *crypt.CorruptError
 		if !errors.As(err, &ve) || !errors.As(err, &ce) || !strings.Contains(err.Error(), "read back: crypt: corrupt") {
