@@ -2,6 +2,7 @@ package restore
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
+	"github.com/a0backup/a0/internal/jsonlimit"
 	"github.com/a0backup/a0/internal/manifest"
 )
 
@@ -33,6 +35,25 @@ const maxMetadataSize = 16 << 20
 // parsed one until the whole archive is read, and a crafted archive could
 // otherwise hold 100,000 of 16 MiB each.
 const maxMetadataTotal = 64 << 20
+
+// The bytes bounds above do not bound what parsing costs: a "[]" becomes a
+// slice, an interface and a frame of the parser (a 16 MiB metadata.json of
+// nested empty arrays overflowed a 1 GB stack, a wide one allocated 2 GB).
+// So each metadata.json's shape is bounded before it is parsed, and so is
+// what Plan keeps of all of them: 100,000 values (keys count: each becomes
+// a string) cost at most about 35 MiB to parse and 4 MiB kept, and a
+// collection's metadata holds about 20 (its _id index) to a few thousand
+// (a large validator). The server nests BSON at most 100 levels (180 for a
+// validator's expression), hence the depth.
+var metadataLimits = jsonlimit.Limits{Depth: 200, Values: 100_000}
+
+// maxMetadataValues bounds the values of all metadata.json together (at
+// most about 40 MiB kept until the archive ends): 50,000 collections of an
+// archive's 100,000 entries at 20 values each.
+const maxMetadataValues = 1_000_000
+
+// preludeLimits bound prelude.json, a few lines that mongodump writes.
+var preludeLimits = jsonlimit.Limits{Depth: 16, Values: 10_000}
 
 // Options select what Plan and Run do.
 type Options struct {
@@ -169,13 +190,14 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	}
 	defer ar.Close()
 	var (
-		files    []*fileStat
-		metaSize int64
-		man      *manifest.Manifest
-		oplog    *fileStat
-		buf      = make([]byte, 0, 64<<10)
-		br       = bufio.NewReaderSize(nil, 1<<20)
-		afterMan string
+		files      []*fileStat
+		metaSize   int64
+		metaValues int
+		man        *manifest.Manifest
+		oplog      *fileStat
+		buf        = make([]byte, 0, 64<<10)
+		br         = bufio.NewReaderSize(nil, 1<<20)
+		afterMan   string
 	)
 	for i := 0; ; i++ {
 		e, err := ar.Next()
@@ -221,7 +243,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			if metaSize += e.Size; metaSize > maxMetadataTotal {
 				return nil, fmt.Errorf("%w: %s: the metadata files exceed %d bytes together", ErrInvalidArchive, e.Name, maxMetadataTotal)
 			}
-			if fs.meta, err = parseMetadata(ar); err != nil {
+			if fs.meta, err = parseMetadata(ar, &metaValues); err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
 			}
 		case strings.HasSuffix(base, bsonSuffix):
@@ -560,13 +582,22 @@ type metadata struct {
 	hasID          bool
 }
 
-func parseMetadata(r io.Reader) (*metadata, error) {
+// parseMetadata parses one metadata.json. values counts the values of
+// every metadata.json of the archive so far: Plan keeps them all.
+func parseMetadata(r io.Reader, values *int) (*metadata, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxMetadataSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > maxMetadataSize {
 		return nil, fmt.Errorf("metadata larger than %d bytes", maxMetadataSize)
+	}
+	shape, err := jsonlimit.Check(b, metadataLimits)
+	if err != nil {
+		return nil, err
+	}
+	if *values += shape.Values; *values > maxMetadataValues {
+		return nil, fmt.Errorf("%w: the metadata files hold more than %d values together", jsonlimit.ErrTooComplex, maxMetadataValues)
 	}
 	var raw struct {
 		Options        bson.D   `bson:"options"`
@@ -662,9 +693,15 @@ func idIndexSpec(spec bson.D) bson.D {
 
 // checkJSON makes sure prelude.json is a bounded, well-formed JSON value.
 func checkJSON(r io.Reader) error {
-	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return err
+	}
+	if _, err := jsonlimit.Check(b, preludeLimits); err != nil {
+		return err
+	}
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&v); err != nil {
 		return fmt.Errorf("parse: %w", err)
 	}
 	return nil
