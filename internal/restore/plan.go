@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/a0backup/a0/internal/jsonlimit"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 // ErrInvalidArchive is matched by every refusal of an archive's content:
@@ -89,6 +91,15 @@ type Options struct {
 	// mongodump archive the documents of collections that interleave with
 	// the one being read. They are removed as soon as read.
 	SpoolDir string
+	// InputSize is the size of the file read (the upload), when known:
+	// the spools of one pass over it then hold at most SpoolRatio times
+	// it. SpoolReserve is the free space they must leave on SpoolDir's
+	// disk (DefaultSpoolReserve when 0, none when negative). A crafted
+	// archive (a gzip of zeros) would otherwise fill the disk; passing a
+	// bound refuses the archive (ErrInvalidArchive and spool.ErrBound)
+	// before the write that would pass it.
+	InputSize    int64
+	SpoolReserve int64
 	// IndexIDLookups, when set, is called before an idempotent oplog
 	// replay (a server without applyOps), once per database, with the
 	// restored collections of it that the oplog names: it makes the
@@ -108,6 +119,34 @@ type Options struct {
 	// record them); testMode forces the replay mode.
 	testCommandHook func(commander) commander
 	testMode        replayMode
+}
+
+// SpoolRatio bounds a pass's spools to this many times the input's size
+// (Options.InputSize): BSON compresses a few times, ten or twenty for
+// repetitive data; a gzip of zeros a thousand.
+const SpoolRatio = 100
+
+// DefaultSpoolReserve is the free space spools leave on their disk, as an
+// upload does on the node's state disk.
+const DefaultSpoolReserve = 256 << 20
+
+// spoolBudget is the bound of the spools of one pass over the archive.
+func (o Options) spoolBudget() *spool.Budget {
+	dir := o.SpoolDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	b := &spool.Budget{Dir: dir, Reserve: o.SpoolReserve}
+	if b.Reserve == 0 {
+		b.Reserve = DefaultSpoolReserve
+	}
+	if b.Reserve < 0 {
+		b.Reserve = 0
+	}
+	if o.InputSize > 0 {
+		b.Max, b.MaxWhy = SpoolRatio*o.InputSize, fmt.Sprintf("%d times the input's %d bytes", SpoolRatio, o.InputSize)
+	}
+	return b
 }
 
 // OplogSpoolPattern names Run's oplog spool files, for spool.Clean.
@@ -184,7 +223,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	if err != nil {
 		return nil, err
 	}
-	ar, err := openEntries(tgz, opts)
+	ar, err := openEntries(tgz, opts, opts.spoolBudget())
 	if err != nil {
 		return nil, err
 	}
