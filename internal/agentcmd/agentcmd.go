@@ -245,6 +245,12 @@ func first(a, b string) string {
 
 // RunAgent runs the agent until ctx ends.
 func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
+	// First: a second agent on this state directory must touch nothing.
+	lock, err := statedir.TakeLock(o.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	var h slog.Handler = slog.NewTextHandler(logOut, nil)
 	if o.LogJSON {
 		h = slog.NewJSONHandler(logOut, nil)
