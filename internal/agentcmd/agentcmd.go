@@ -368,7 +368,11 @@ func runKeysCmd(name string, args []string, stdout io.Writer) error {
 	if *stateDir == "" {
 		return &usageError{"--state-dir is required"}
 	}
-	st, err := statedir.Open(*stateDir)
+	open := statedir.OpenExisting // issue 25.14: only authorize may make a state directory
+	if name == "authorize" {
+		open = statedir.Open
+	}
+	st, err := open(*stateDir)
 	if err != nil {
 		return err
 	}
@@ -446,7 +450,7 @@ func runFingerprintCmd(args []string, stdout io.Writer) error {
 	if *stateDir == "" || len(pos) != 0 {
 		return &usageError{"usage: a0agent fingerprint --state-dir DIR"}
 	}
-	st, err := statedir.Open(*stateDir)
+	st, err := statedir.OpenExisting(*stateDir)
 	if err != nil {
 		return err
 	}
