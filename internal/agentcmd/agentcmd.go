@@ -127,6 +127,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
+	if err := keys.RefusePrivateKeyArgs(args); err != nil { // issue 25.16: before flag quotes it
+		return nil, err
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {

@@ -29,7 +29,34 @@ var (
 	ErrInvalidName = errors.New("invalid key name (use 1-64 of A-Z a-z 0-9 . _ @ -)")
 	// ErrInvalidKey: the public key line cannot be parsed.
 	ErrInvalidKey = errors.New("invalid public key line (want `ssh-ed25519 AAAA... comment`)")
+	// ErrPrivateKey: a private key was given where a public key line was
+	// wanted (`"$(cat id_a0)"` for `"$(cat id_a0.pub)"`). It matches
+	// ErrInvalidKey too, and like every error here it quotes nothing of
+	// what it was given.
+	ErrPrivateKey = fmt.Errorf("%w: this is a private key; give the .pub line (the public key, such as the content of ~/.a0cli/id_a0.pub)", ErrInvalidKey)
 )
+
+// IsPrivateKey tells whether s holds a private key: a PEM block of one
+// (OpenSSH, PKCS#1, PKCS#8, SEC 1, encrypted or not) or an age identity.
+// It looks only for the markers, so a damaged key is found as well.
+func IsPrivateKey(s string) bool {
+	if strings.Contains(s, "-----BEGIN") && strings.Contains(s, "PRIVATE KEY") {
+		return true
+	}
+	return strings.Contains(strings.ToUpper(s), "AGE-SECRET-KEY-")
+}
+
+// RefusePrivateKeyArgs returns ErrPrivateKey if any of a command's
+// arguments holds a private key, so that a command can refuse it before
+// its flag parser quotes it ("bad flag syntax: -----BEGIN ...").
+func RefusePrivateKeyArgs(args []string) error {
+	for _, a := range args {
+		if IsPrivateKey(a) {
+			return ErrPrivateKey
+		}
+	}
+	return nil
+}
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 
@@ -271,6 +298,9 @@ func parseAuthorized(data []byte, strict bool) ([]authEntry, error) {
 // parseKeyLine accepts exactly one plain authorized_keys line: no options
 // (they would mean nothing here and could mislead the reader of the file).
 func parseKeyLine(line string) (ssh.PublicKey, string, error) {
+	if IsPrivateKey(line) {
+		return nil, "", ErrPrivateKey
+	}
 	line = strings.TrimSpace(line)
 	if line == "" || strings.ContainsAny(line, "\r\n") {
 		return nil, "", ErrInvalidKey
