@@ -355,3 +355,63 @@ func TestAuthorizePrivateKeyRefused(t *testing.T) {
 		t.Fatalf("a public key line is not a private key: %v", err)
 	}
 }
+
+// TestAuthorizedChecksOwnerAndDirectory (issue 25.8): a 0600 authorized
+// keys file authorizes nobody when its directory is writable by group or
+// others (another user could rename a file of his over it) or when
+// another user owns it; List says why. Put right, it authorizes again.
+func TestAuthorizedChecksOwnerAndDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, "authorized_keys")
+	a := OpenAuthorized(path)
+	line, key := newKeyLine(t, nil, "op")
+	if err := a.Add("op", line); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(t *testing.T, want string) {
+		t.Helper()
+		if _, ok := a.Lookup(key); ok {
+			t.Fatal("authorized")
+		}
+		var ue *UntrustedError
+		if _, err := a.List(); !errors.As(err, &ue) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("List: %v, want an *UntrustedError saying %q", err, want)
+		}
+	}
+	t.Run("directory writable by others", func(t *testing.T) {
+		for _, mode := range []os.FileMode{0o777, 0o770, 0o702} {
+			if err := os.Chmod(dir, mode); err != nil {
+				t.Fatal(err)
+			}
+			refused(t, "writable by group or others")
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Lookup(key); !ok {
+			t.Fatal("not authorized in a 0755 directory")
+		}
+	})
+	t.Run("file owned by another user", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("chown to another user needs root")
+		}
+		if err := os.Chown(path, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, "owned by uid 4242")
+		if err := os.Chown(dir, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, "directory "+dir+" is owned by uid 4242")
+		if err := os.Chown(dir, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Lookup(key); !ok {
+			t.Fatal("not authorized once owned by the agent's user again")
+		}
+	})
+}
