@@ -253,6 +253,8 @@ func (a *Agent) tlsConfig() *tls.Config {
 		// that a refusal is a clear 401 rather than an opaque TLS alert.
 		ClientAuth: tls.RequestClientCert,
 		MinVersion: tls.VersionTLS12,
+		// TLS 1.2: AEAD suites only, no CBC or SHA-1 (issue 25.12).
+		CipherSuites: keys.AEADCipherSuites(),
 	}
 }
 

@@ -398,6 +398,9 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	src.wantSHA256 = req.UploadSHA256
 	opts := restore.Options{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir(),
 		StopOnError: req.StopOnError, UsersAndRoles: req.UsersAndRoles}
+	if fi, err := os.Stat(src.path); err == nil { // issue 25.2: spools bounded by the upload's size
+		opts.InputSize, opts.SpoolReserve = fi.Size(), a.uploadReserve()
+	}
 	if a.embed != nil {
 		// The replay's writes by _id search an index instead of scanning
 		// (issue 14): see embedded.IndexIDLookups.

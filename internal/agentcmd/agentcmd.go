@@ -128,6 +128,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
+	if err := keys.RefusePrivateKeyArgs(args); err != nil { // issue 25.16: before flag quotes it
+		return nil, err
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -246,6 +249,12 @@ func first(a, b string) string {
 
 // RunAgent runs the agent until ctx ends.
 func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
+	// First: a second agent on this state directory must touch nothing.
+	lock, err := statedir.TakeLock(o.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	var h slog.Handler = slog.NewTextHandler(logOut, nil)
 	if o.LogJSON {
 		h = slog.NewJSONHandler(logOut, nil)
@@ -363,7 +372,11 @@ func runKeysCmd(name string, args []string, stdout io.Writer) error {
 	if *stateDir == "" {
 		return &usageError{"--state-dir is required"}
 	}
-	st, err := statedir.Open(*stateDir)
+	open := statedir.OpenExisting // issue 25.14: only authorize may make a state directory
+	if name == "authorize" {
+		open = statedir.Open
+	}
+	st, err := open(*stateDir)
 	if err != nil {
 		return err
 	}
@@ -441,7 +454,7 @@ func runFingerprintCmd(args []string, stdout io.Writer) error {
 	if *stateDir == "" || len(pos) != 0 {
 		return &usageError{"usage: a0agent fingerprint --state-dir DIR"}
 	}
-	st, err := statedir.Open(*stateDir)
+	st, err := statedir.OpenExisting(*stateDir)
 	if err != nil {
 		return err
 	}

@@ -28,8 +28,21 @@ type Unattended struct {
 }
 
 // decodeConfig reads a config file's JSON, refusing unknown keys (a typo
-// in "schedule" must not silently turn the schedule off).
+// in "schedule" must not silently turn the schedule off), and refuses a
+// config file or S3 secret file others could read or change (the agent's
+// start: fileModeProblems).
 func decodeConfig(path string, b []byte) (Config, error) {
+	c, err := parseConfig(path, b)
+	if err != nil {
+		return c, err
+	}
+	if p := c.fileModeProblems(path); len(p) > 0 {
+		return c, fmt.Errorf("config %s: %w", path, p[0])
+	}
+	return c, nil
+}
+
+func parseConfig(path string, b []byte) (Config, error) {
 	var c Config
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
@@ -37,6 +50,45 @@ func decodeConfig(path string, b []byte) (Config, error) {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// holdsSecret tells whether the config itself holds a secret: a webhook
+// URL (its path or query may be a token) or a MongoDB URI with a password.
+func (c Config) holdsSecret() bool {
+	if c.Webhook != "" {
+		return true
+	}
+	if i := strings.Index(c.MongoDBURI, "://"); i >= 0 {
+		host, _, _ := strings.Cut(c.MongoDBURI[i+3:], "/")
+		return strings.Contains(host, "@")
+	}
+	return false
+}
+
+// fileModeProblems (issue 25.10): the config file must not be writable by
+// group or others (whoever can change it chooses what backups are
+// encrypted to and where they go), nor readable by them when it holds a
+// secret; the S3 secret file must be neither (as ssh refuses a readable
+// key). Each problem names the chmod to run. Checked where file modes mean
+// something, for the files that exist (a missing one is another problem).
+func (c Config) fileModeProblems(path string) []error {
+	var out []error
+	if fi, err := os.Stat(path); err == nil {
+		m := fi.Mode().Perm()
+		switch {
+		case m&0o022 != 0:
+			out = append(out, fmt.Errorf("config file %s is writable by group or others (mode %#o): run `chmod 600 %s`", path, m, path))
+		case m&0o044 != 0 && c.holdsSecret():
+			out = append(out, fmt.Errorf("config file %s holds a secret (webhook URL or MongoDB password) and is readable by group or others (mode %#o): run `chmod 600 %s`", path, m, path))
+		}
+	}
+	if c.Remote != nil && c.Remote.SecretAccessKeyFile != "" {
+		p := c.Remote.SecretAccessKeyFile
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o066 != 0 {
+			out = append(out, fmt.Errorf("remote: secret_access_key_file %s is accessible by group or others (mode %#o): run `chmod 600 %s`", p, fi.Mode().Perm(), p))
+		}
+	}
+	return out
 }
 
 // unattended checks and parses the unattended part of the config; the
@@ -207,11 +259,11 @@ func RunCheckConfig(o CheckConfigOptions, now time.Time, stdout io.Writer) error
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	c, err := decodeConfig(o.Config, b)
+	c, err := parseConfig(o.Config, b)
 	if err != nil {
 		return &ConfigError{Path: o.Config, Problems: []error{errors.Unwrap(err)}}
 	}
-	if p := c.problems(o.Config); len(p) > 0 {
+	if p := append(c.fileModeProblems(o.Config), c.problems(o.Config)...); len(p) > 0 {
 		return &ConfigError{Path: o.Config, Problems: p}
 	}
 	u, _ := c.unattended()

@@ -345,10 +345,38 @@ func RunRetrieve(ctx context.Context, env *Env, slot string, o RetrieveOptions) 
 	return retrieveTo(ctx, env, c, o, want, api.PathSlot+slot+"/file", cmdName(slot, "retrieve"), "the node's")
 }
 
+// checkFoundArgs refuses what a node or bucket returned before any of it
+// names a file (issue 25.7): the sha256 goes into the partial file's name,
+// so "/../../../../zzz" made a retrieve delete a file outside the output's
+// directory, and one shorter than 16 characters panicked. Checksums must
+// be lowercase hex of their length, the size not negative. The value is
+// not quoted: it may hold terminal escapes.
+func checkFoundArgs(want foundArgs, from string) error {
+	if !isLowerHex(want.SHA256, sha256.Size*2) || !isLowerHex(want.MD5, md5.Size*2) || want.Size < 0 {
+		return &IntegrityError{Msg: fmt.Sprintf("%s checksums or size are malformed (want hex md5 and sha256, a size of 0 or more): nothing written", from)}
+	}
+	return nil
+}
+
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // retrieveTo downloads the file at path of the API into o.Output,
 // resuming a partial download of the same file, and checks md5 and sha256
 // against want (whose checksums are "from") before the file gets its name.
 func retrieveTo(ctx context.Context, env *Env, c *client.Client, o RetrieveOptions, want foundArgs, path, cmd, from string) error {
+	if err := checkFoundArgs(want, from); err != nil {
+		return err
+	}
 	if existing, err := fileSHA256(o.Output); err == nil {
 		if existing == want.SHA256 {
 			fmt.Fprintf(env.Stdout, "%s already holds backup %s; md5 %s and sha256 match %s\n", o.Output, want.Name, want.MD5, from)

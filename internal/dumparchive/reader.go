@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/dumpname"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 // Magic is the first four bytes of every mongodump archive (0x8199e26d,
@@ -79,6 +80,7 @@ func (n *namespace) entryName(suffix string) string {
 type Reader struct {
 	in       *bufio.Reader
 	spoolDir string
+	budget   *spool.Budget
 	header   Header
 	byKey    map[string]*namespace
 	metas    []*namespace // prelude order, for the metadata entries
@@ -486,7 +488,14 @@ func (ar *Reader) advance() error {
 	return ar.spoolDoc(n, d)
 }
 
+// SetSpoolBudget bounds what the spools hold together: each document is
+// taken from b before it is written (nil: no bound).
+func (ar *Reader) SetSpoolBudget(b *spool.Budget) { ar.budget = b }
+
 func (ar *Reader) spoolDoc(n *namespace, d []byte) error {
+	if err := ar.budget.Take(int64(len(d))); err != nil {
+		return fmt.Errorf("spool %s: %w", n.key(), err)
+	}
 	if n.spool == nil {
 		f, err := os.CreateTemp(ar.spoolDir, ".a0-archive-spool-*")
 		if err != nil {

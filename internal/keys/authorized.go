@@ -29,7 +29,34 @@ var (
 	ErrInvalidName = errors.New("invalid key name (use 1-64 of A-Z a-z 0-9 . _ @ -)")
 	// ErrInvalidKey: the public key line cannot be parsed.
 	ErrInvalidKey = errors.New("invalid public key line (want `ssh-ed25519 AAAA... comment`)")
+	// ErrPrivateKey: a private key was given where a public key line was
+	// wanted (`"$(cat id_a0)"` for `"$(cat id_a0.pub)"`). It matches
+	// ErrInvalidKey too, and like every error here it quotes nothing of
+	// what it was given.
+	ErrPrivateKey = fmt.Errorf("%w: this is a private key; give the .pub line (the public key, such as the content of ~/.a0cli/id_a0.pub)", ErrInvalidKey)
 )
+
+// IsPrivateKey tells whether s holds a private key: a PEM block of one
+// (OpenSSH, PKCS#1, PKCS#8, SEC 1, encrypted or not) or an age identity.
+// It looks only for the markers, so a damaged key is found as well.
+func IsPrivateKey(s string) bool {
+	if strings.Contains(s, "-----BEGIN") && strings.Contains(s, "PRIVATE KEY") {
+		return true
+	}
+	return strings.Contains(strings.ToUpper(s), "AGE-SECRET-KEY-")
+}
+
+// RefusePrivateKeyArgs returns ErrPrivateKey if any of a command's
+// arguments holds a private key, so that a command can refuse it before
+// its flag parser quotes it ("bad flag syntax: -----BEGIN ...").
+func RefusePrivateKeyArgs(args []string) error {
+	for _, a := range args {
+		if IsPrivateKey(a) {
+			return ErrPrivateKey
+		}
+	}
+	return nil
+}
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 
@@ -68,6 +95,44 @@ type fileStamp struct {
 	size   int64
 	mtime  time.Time
 	mode   fs.FileMode
+	uid    int // owner, -1 where not known
+}
+
+// UntrustedError reports an authorized keys file that someone other than
+// the agent's user (or root) could have written: it is owned by another
+// user, or its directory is writable by group or others (anyone could
+// rename another file over it). Such a file authorizes nobody, as sshd's
+// StrictModes refuses such an authorized_keys.
+type UntrustedError struct {
+	Path string
+	Why  string
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("%s authorizes nobody: %s", e.Path, e.Why)
+}
+
+// trusted refuses a file that group or others may write, that another user
+// owns, or whose directory group or others may write (issue 25.8).
+func trusted(path string, st fileStamp) error {
+	if !checkPrivateMode || !st.exists {
+		return nil // a missing file authorizes nobody anyway
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("stat %s: %w", dir, err)
+	} else if m := fi.Mode().Perm(); m&0o022 != 0 {
+		return &UntrustedError{Path: path, Why: fmt.Sprintf("its directory %s is writable by group or others (mode %#o); run `chmod 700 %s`", dir, m, dir)}
+	} else if uid := owner(fi); uid >= 0 && uid != os.Geteuid() && uid != 0 {
+		return &UntrustedError{Path: path, Why: fmt.Sprintf("its directory %s is owned by uid %d, not by the agent's user (uid %d) or root", dir, uid, os.Geteuid())}
+	}
+	if st.mode&0o022 != 0 {
+		return &PermissionError{Path: path, Mode: st.mode}
+	}
+	if st.uid >= 0 && st.uid != os.Geteuid() && st.uid != 0 {
+		return &UntrustedError{Path: path, Why: fmt.Sprintf("owned by uid %d, not by the agent's user (uid %d) or root; run `chown %d %s`", st.uid, os.Geteuid(), os.Geteuid(), path)}
+	}
+	return nil
 }
 
 // OpenAuthorized returns the authorized keys at path. The file need not
@@ -118,8 +183,8 @@ func (a *Authorized) List() ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat authorized keys: %w", err)
 	}
-	if checkPrivateMode && st.exists && st.mode&0o022 != 0 {
-		return nil, &PermissionError{Path: a.path, Mode: st.mode}
+	if err := trusted(a.path, st); err != nil {
+		return nil, err
 	}
 	data, err := os.ReadFile(a.path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -179,9 +244,9 @@ func (a *Authorized) refreshLocked() error {
 		a.entries, a.raw, a.stamp = nil, nil, st
 		return nil
 	}
-	if checkPrivateMode && st.mode&0o022 != 0 {
+	if err := trusted(a.path, st); err != nil {
 		a.entries, a.raw, a.stamp = nil, nil, fileStamp{}
-		return &PermissionError{Path: a.path, Mode: st.mode}
+		return err
 	}
 	racy := st.mtime.After(a.loadedAt.Add(-racyWindow))
 	if st.same(a.stamp) && !a.loadedAt.IsZero() && !racy {
@@ -271,6 +336,9 @@ func parseAuthorized(data []byte, strict bool) ([]authEntry, error) {
 // parseKeyLine accepts exactly one plain authorized_keys line: no options
 // (they would mean nothing here and could mislead the reader of the file).
 func parseKeyLine(line string) (ssh.PublicKey, string, error) {
+	if IsPrivateKey(line) {
+		return nil, "", ErrPrivateKey
+	}
 	line = strings.TrimSpace(line)
 	if line == "" || strings.ContainsAny(line, "\r\n") {
 		return nil, "", ErrInvalidKey
@@ -309,7 +377,7 @@ func cleanComment(c string) string {
 }
 
 func (s fileStamp) same(o fileStamp) bool {
-	return s.exists == o.exists && s.ino == o.ino && s.size == o.size && s.mtime.Equal(o.mtime) && s.mode == o.mode
+	return s.exists == o.exists && s.ino == o.ino && s.size == o.size && s.mtime.Equal(o.mtime) && s.mode == o.mode && s.uid == o.uid
 }
 
 func statFile(path string) (fileStamp, error) {
@@ -320,5 +388,5 @@ func statFile(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{exists: true, ino: inode(fi), size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode().Perm()}, nil
+	return fileStamp{exists: true, ino: inode(fi), size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode().Perm(), uid: owner(fi)}, nil
 }

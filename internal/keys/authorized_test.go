@@ -7,6 +7,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -304,4 +306,112 @@ func TestAuthorizedRefusesWritableByOthers(t *testing.T) {
 	if _, ok := a.Lookup(k1); !ok {
 		t.Fatal("world-readable (not writable) file should still work")
 	}
+}
+
+// TestAuthorizePrivateKeyRefused (issue 25.16): a private key given where
+// the public key line is wanted is refused with ErrPrivateKey, which names
+// the mistake and quotes no line of the key, in every form: OpenSSH,
+// PKCS#8, PKCS#1 RSA, SEC 1 EC, an age identity; the arguments check
+// finds it among a command's arguments.
+func TestAuthorizePrivateKeyRefused(t *testing.T) {
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	rsaPriv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecPriv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	openssh, err := ssh.MarshalPrivateKey(edPriv, "me@laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, _ := x509.MarshalPKCS8PrivateKey(edPriv)
+	sec1, _ := x509.MarshalECPrivateKey(ecPriv)
+	forms := map[string]string{
+		"openssh": string(pem.EncodeToMemory(openssh)),
+		"pkcs8":   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})),
+		"pkcs1":   string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaPriv)})),
+		"sec1":    string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})),
+		"age":     "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+	}
+	auth := OpenAuthorized(filepath.Join(t.TempDir(), "authorized_keys"))
+	for name, key := range forms {
+		t.Run(name, func(t *testing.T) {
+			err := auth.Add("me", key)
+			if !errors.Is(err, ErrPrivateKey) || !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), "this is a private key; give the .pub line") {
+				t.Fatalf("Add: %v, want ErrPrivateKey", err)
+			}
+			for _, line := range strings.Split(key, "\n") {
+				if len(line) > 8 && !strings.HasPrefix(line, "-----") && strings.Contains(err.Error(), line) {
+					t.Fatalf("the error quotes the key: %v", err)
+				}
+			}
+			if err := RefusePrivateKeyArgs([]string{"--state-dir", "/x", "me", key}); !errors.Is(err, ErrPrivateKey) {
+				t.Fatalf("RefusePrivateKeyArgs: %v", err)
+			}
+		})
+	}
+	pub, _ := ssh.NewPublicKey(edPriv.Public())
+	if err := RefusePrivateKeyArgs([]string{"me", string(ssh.MarshalAuthorizedKey(pub))}); err != nil {
+		t.Fatalf("a public key line is not a private key: %v", err)
+	}
+}
+
+// TestAuthorizedChecksOwnerAndDirectory (issue 25.8): a 0600 authorized
+// keys file authorizes nobody when its directory is writable by group or
+// others (another user could rename a file of his over it) or when
+// another user owns it; List says why. Put right, it authorizes again.
+func TestAuthorizedChecksOwnerAndDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, "authorized_keys")
+	a := OpenAuthorized(path)
+	line, key := newKeyLine(t, nil, "op")
+	if err := a.Add("op", line); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(t *testing.T, want string) {
+		t.Helper()
+		if _, ok := a.Lookup(key); ok {
+			t.Fatal("authorized")
+		}
+		var ue *UntrustedError
+		if _, err := a.List(); !errors.As(err, &ue) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("List: %v, want an *UntrustedError saying %q", err, want)
+		}
+	}
+	t.Run("directory writable by others", func(t *testing.T) {
+		for _, mode := range []os.FileMode{0o777, 0o770, 0o702} {
+			if err := os.Chmod(dir, mode); err != nil {
+				t.Fatal(err)
+			}
+			refused(t, "writable by group or others")
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Lookup(key); !ok {
+			t.Fatal("not authorized in a 0755 directory")
+		}
+	})
+	t.Run("file owned by another user", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("chown to another user needs root")
+		}
+		if err := os.Chown(path, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, "owned by uid 4242")
+		if err := os.Chown(dir, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, "directory "+dir+" is owned by uid 4242")
+		if err := os.Chown(dir, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Lookup(key); !ok {
+			t.Fatal("not authorized once owned by the agent's user again")
+		}
+	})
 }

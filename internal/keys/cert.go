@@ -244,3 +244,18 @@ func readPKCS8Signer(path string) (crypto.Signer, error) {
 	}
 	return s, nil
 }
+
+// AEADCipherSuites are the TLS 1.2 suites the node's server offers:
+// ECDHE with AES-GCM or ChaCha20-Poly1305 only, no CBC mode and no SHA-1
+// MAC (issue 25.12). TLS 1.3's suites are all AEAD and not configurable.
+// The RSA ones serve a node whose restored identity is an RSA key.
+func AEADCipherSuites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+}

@@ -17,6 +17,14 @@ func inode(fi fs.FileInfo) uint64 {
 	return 0
 }
 
+// owner is the file's owner uid.
+func owner(fi fs.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
+}
+
 // lockFile takes an exclusive advisory lock on path (created if missing), so
 // two processes editing the same file do not lose each other's update.
 func lockFile(path string) (unlock func(), err error) {

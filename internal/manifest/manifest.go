@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/a0backup/a0/internal/jsonlimit"
 )
 
 // FormatVersion is the version of this manifest layout.
@@ -153,6 +155,13 @@ func (m *Manifest) Encode() ([]byte, error) {
 // still far below it, and a crafted archive cannot make us buffer gigabytes.
 const maxSize = 64 << 20
 
+// limits bound what decoding a manifest builds, which maxSize does not: a
+// 64 MiB list of "{}" would decode into 20 million collections. An archive
+// holds at most 100,000 entries (package archive), so no manifest lists
+// more collections, files or changes than that; a collection is about 20
+// values.
+var limits = jsonlimit.Limits{Depth: 16, Values: 2_500_000, Containers: 200_100}
+
 // Decode reads a manifest and checks its version and kind.
 func Decode(r io.Reader) (*Manifest, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxSize+1))
@@ -161,6 +170,9 @@ func Decode(r io.Reader) (*Manifest, error) {
 	}
 	if len(b) > maxSize {
 		return nil, fmt.Errorf("manifest larger than %d bytes", maxSize)
+	}
+	if _, err := jsonlimit.Check(b, limits); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -3,9 +3,12 @@ package manifest
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/a0backup/a0/internal/jsonlimit"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -48,6 +51,31 @@ func TestDecodeRefuses(t *testing.T) {
 			}
 			if tc.is != nil && !errors.Is(err, tc.is) {
 				t.Fatalf("err = %v, want %v", err, tc.is)
+			}
+		})
+	}
+}
+
+// TestDecodeBoundsWhatItBuilds: a manifest under the byte bound that would
+// decode into millions of collections is refused before it is decoded,
+// allocating little more than its bytes (runtime.ReadMemStats).
+func TestDecodeBoundsWhatItBuilds(t *testing.T) {
+	for name, list := range map[string]string{
+		"wide":   `[` + strings.Repeat(`{},`, 8<<20) + `{}]`,
+		"nested": strings.Repeat(`[`, 1<<20) + strings.Repeat(`]`, 1<<20),
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := []byte(`{"format_version":1,"kind":"backup","collections":` + list + `}`)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := Decode(bytes.NewReader(in))
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, jsonlimit.ErrTooComplex) {
+				t.Fatalf("err = %v, want ErrTooComplex", err)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*uint64(len(in)) {
+				t.Fatalf("Decode allocated %d MiB for %d MiB of input", alloc>>20, len(in)>>20)
 			}
 		})
 	}

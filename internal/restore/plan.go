@@ -2,19 +2,23 @@ package restore
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
+	"github.com/a0backup/a0/internal/jsonlimit"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 // ErrInvalidArchive is matched by every refusal of an archive's content:
@@ -33,6 +37,25 @@ const maxMetadataSize = 16 << 20
 // parsed one until the whole archive is read, and a crafted archive could
 // otherwise hold 100,000 of 16 MiB each.
 const maxMetadataTotal = 64 << 20
+
+// The bytes bounds above do not bound what parsing costs: a "[]" becomes a
+// slice, an interface and a frame of the parser (a 16 MiB metadata.json of
+// nested empty arrays overflowed a 1 GB stack, a wide one allocated 2 GB).
+// So each metadata.json's shape is bounded before it is parsed, and so is
+// what Plan keeps of all of them: 100,000 values (keys count: each becomes
+// a string) cost at most about 35 MiB to parse and 4 MiB kept, and a
+// collection's metadata holds about 20 (its _id index) to a few thousand
+// (a large validator). The server nests BSON at most 100 levels (180 for a
+// validator's expression), hence the depth.
+var metadataLimits = jsonlimit.Limits{Depth: 200, Values: 100_000}
+
+// maxMetadataValues bounds the values of all metadata.json together (at
+// most about 40 MiB kept until the archive ends): 50,000 collections of an
+// archive's 100,000 entries at 20 values each.
+const maxMetadataValues = 1_000_000
+
+// preludeLimits bound prelude.json, a few lines that mongodump writes.
+var preludeLimits = jsonlimit.Limits{Depth: 16, Values: 10_000}
 
 // Options select what Plan and Run do.
 type Options struct {
@@ -68,6 +91,15 @@ type Options struct {
 	// mongodump archive the documents of collections that interleave with
 	// the one being read. They are removed as soon as read.
 	SpoolDir string
+	// InputSize is the size of the file read (the upload), when known:
+	// the spools of one pass over it then hold at most SpoolRatio times
+	// it. SpoolReserve is the free space they must leave on SpoolDir's
+	// disk (DefaultSpoolReserve when 0, none when negative). A crafted
+	// archive (a gzip of zeros) would otherwise fill the disk; passing a
+	// bound refuses the archive (ErrInvalidArchive and spool.ErrBound)
+	// before the write that would pass it.
+	InputSize    int64
+	SpoolReserve int64
 	// IndexIDLookups, when set, is called before an idempotent oplog
 	// replay (a server without applyOps), once per database, with the
 	// restored collections of it that the oplog names: it makes the
@@ -87,6 +119,34 @@ type Options struct {
 	// record them); testMode forces the replay mode.
 	testCommandHook func(commander) commander
 	testMode        replayMode
+}
+
+// SpoolRatio bounds a pass's spools to this many times the input's size
+// (Options.InputSize): BSON compresses a few times, ten or twenty for
+// repetitive data; a gzip of zeros a thousand.
+const SpoolRatio = 100
+
+// DefaultSpoolReserve is the free space spools leave on their disk, as an
+// upload does on the node's state disk.
+const DefaultSpoolReserve = 256 << 20
+
+// spoolBudget is the bound of the spools of one pass over the archive.
+func (o Options) spoolBudget() *spool.Budget {
+	dir := o.SpoolDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	b := &spool.Budget{Dir: dir, Reserve: o.SpoolReserve}
+	if b.Reserve == 0 {
+		b.Reserve = DefaultSpoolReserve
+	}
+	if b.Reserve < 0 {
+		b.Reserve = 0
+	}
+	if o.InputSize > 0 {
+		b.Max, b.MaxWhy = SpoolRatio*o.InputSize, fmt.Sprintf("%d times the input's %d bytes", SpoolRatio, o.InputSize)
+	}
+	return b
 }
 
 // OplogSpoolPattern names Run's oplog spool files, for spool.Clean.
@@ -163,19 +223,20 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	if err != nil {
 		return nil, err
 	}
-	ar, err := openEntries(tgz, opts)
+	ar, err := openEntries(tgz, opts, opts.spoolBudget())
 	if err != nil {
 		return nil, err
 	}
 	defer ar.Close()
 	var (
-		files    []*fileStat
-		metaSize int64
-		man      *manifest.Manifest
-		oplog    *fileStat
-		buf      = make([]byte, 0, 64<<10)
-		br       = bufio.NewReaderSize(nil, 1<<20)
-		afterMan string
+		files      []*fileStat
+		metaSize   int64
+		metaValues int
+		man        *manifest.Manifest
+		oplog      *fileStat
+		buf        = make([]byte, 0, 64<<10)
+		br         = bufio.NewReaderSize(nil, 1<<20)
+		afterMan   string
 	)
 	for i := 0; ; i++ {
 		e, err := ar.Next()
@@ -221,7 +282,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			if metaSize += e.Size; metaSize > maxMetadataTotal {
 				return nil, fmt.Errorf("%w: %s: the metadata files exceed %d bytes together", ErrInvalidArchive, e.Name, maxMetadataTotal)
 			}
-			if fs.meta, err = parseMetadata(ar); err != nil {
+			if fs.meta, err = parseMetadata(ar, &metaValues); err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
 			}
 		case strings.HasSuffix(base, bsonSuffix):
@@ -560,13 +621,22 @@ type metadata struct {
 	hasID          bool
 }
 
-func parseMetadata(r io.Reader) (*metadata, error) {
+// parseMetadata parses one metadata.json. values counts the values of
+// every metadata.json of the archive so far: Plan keeps them all.
+func parseMetadata(r io.Reader, values *int) (*metadata, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxMetadataSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > maxMetadataSize {
 		return nil, fmt.Errorf("metadata larger than %d bytes", maxMetadataSize)
+	}
+	shape, err := jsonlimit.Check(b, metadataLimits)
+	if err != nil {
+		return nil, err
+	}
+	if *values += shape.Values; *values > maxMetadataValues {
+		return nil, fmt.Errorf("%w: the metadata files hold more than %d values together", jsonlimit.ErrTooComplex, maxMetadataValues)
 	}
 	var raw struct {
 		Options        bson.D   `bson:"options"`
@@ -662,9 +732,15 @@ func idIndexSpec(spec bson.D) bson.D {
 
 // checkJSON makes sure prelude.json is a bounded, well-formed JSON value.
 func checkJSON(r io.Reader) error {
-	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return err
+	}
+	if _, err := jsonlimit.Check(b, preludeLimits); err != nil {
+		return err
+	}
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&v); err != nil {
 		return fmt.Errorf("parse: %w", err)
 	}
 	return nil

@@ -237,7 +237,8 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			authz[c.bsonFile] = c
 		}
 	}
-	ar, err := openEntries(tgz, opts)
+	budget := opts.spoolBudget()
+	ar, err := openEntries(tgz, opts, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -282,10 +283,23 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			}
 			// The oplog must wait for the data: keep it on disk, not in
 			// memory, sealed under a key only this process holds.
+			// Bounded before a byte is written: by the size the tar header
+			// declares, or, for a mongodump archive's oplog (no declared
+			// size), write by write.
+			if err := budget.Take(e.Size); err != nil {
+				return nil, fmt.Errorf("%w: spool oplog: %w", ErrInvalidArchive, err)
+			}
 			if oplogSpool, err = spool.Create(opts.SpoolDir, OplogSpoolPattern); err != nil {
 				return nil, fmt.Errorf("spool oplog: %w", err)
 			}
-			if err := archive.CopyContext(ctx, oplogSpool, ar); err != nil {
+			var w io.Writer = oplogSpool
+			if e.Size == 0 {
+				w = budget.Writer(oplogSpool)
+			}
+			if err := archive.CopyContext(ctx, w, ar); err != nil {
+				if errors.Is(err, spool.ErrBound) {
+					err = fmt.Errorf("%w: %w", ErrInvalidArchive, err)
+				}
 				return nil, fmt.Errorf("spool oplog: %w", err)
 			}
 			continue

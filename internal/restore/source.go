@@ -10,6 +10,7 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/dumparchive"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 // entries is what Plan and Run read: the regular files of a tar.gz (an a0
@@ -23,14 +24,14 @@ type entries interface {
 
 // openEntries opens r as an a0 backup's tar.gz or, with opts.Plain, as
 // whichever of a tar.gz or a mongodump archive (gzipped or not) it is.
-func openEntries(r io.Reader, opts Options) (entries, error) {
+func openEntries(r io.Reader, opts Options, budget *spool.Budget) (entries, error) {
 	if !opts.Plain {
 		return archive.NewReader(r, archive.Limits{})
 	}
 	br := bufio.NewReaderSize(r, 1<<20)
 	head, _ := br.Peek(len(dumparchive.Magic))
 	if dumparchive.IsArchive(head) {
-		return newDumpArchive(br, nil, opts.SpoolDir)
+		return newDumpArchive(br, nil, opts.SpoolDir, budget)
 	}
 	if len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b {
 		// Inflate the first buffered bytes to see what the gzip holds:
@@ -43,7 +44,7 @@ func openEntries(r io.Reader, opts Options) (entries, error) {
 				if err != nil {
 					return nil, fmt.Errorf("%w: %w", ErrInvalidArchive, err)
 				}
-				return newDumpArchive(gz, gz, opts.SpoolDir)
+				return newDumpArchive(gz, gz, opts.SpoolDir, budget)
 			}
 		}
 	}
@@ -56,16 +57,17 @@ type dumpArchive struct {
 	gz io.Closer
 }
 
-func newDumpArchive(r io.Reader, gz io.Closer, spoolDir string) (*dumpArchive, error) {
+func newDumpArchive(r io.Reader, gz io.Closer, spoolDir string, budget *spool.Budget) (*dumpArchive, error) {
 	dr, err := dumparchive.NewReader(r, spoolDir)
 	if err != nil {
 		return nil, archiveError(err)
 	}
+	dr.SetSpoolBudget(budget)
 	return &dumpArchive{r: dr, gz: gz}, nil
 }
 
 func archiveError(err error) error {
-	if errors.Is(err, dumparchive.ErrFormat) {
+	if errors.Is(err, dumparchive.ErrFormat) || errors.Is(err, spool.ErrBound) {
 		return fmt.Errorf("%w: %w", ErrInvalidArchive, err)
 	}
 	return err

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -106,4 +107,45 @@ func BenchmarkSpool(b *testing.B) {
 		io.Copy(io.Discard, r)
 		s.Remove()
 	}
+}
+
+// TestBudget: the bound on the total and the free-space reserve each
+// refuse the write that would pass them, naming the bound, and a refused
+// write is not counted.
+func TestBudget(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("total", func(t *testing.T) {
+		b := &Budget{Dir: dir, Max: 10 << 20, MaxWhy: "100 times the upload's size"}
+		if err := b.Take(6 << 20); err != nil {
+			t.Fatal(err)
+		}
+		err := b.Take(5 << 20)
+		if !errors.Is(err, ErrBound) || !strings.Contains(err.Error(), "100 times the upload's size") {
+			t.Fatalf("err = %v, want the bound named", err)
+		}
+		if err := b.Take(4 << 20); err != nil || b.Used() != 10<<20 {
+			t.Fatalf("Take(4 MiB) = %v, used %d", err, b.Used())
+		}
+	})
+	t.Run("free space reserve", func(t *testing.T) {
+		free, err := freeBytes(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A reserve of all but 64 MiB of what is free: 1 MiB fits, 1 GiB
+		// does not.
+		b := &Budget{Dir: dir, Reserve: free - 64<<20}
+		if err := b.Take(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Take(1 << 30); !errors.Is(err, ErrBound) || !strings.Contains(err.Error(), "free on the disk") {
+			t.Fatalf("err = %v, want the reserve named", err)
+		}
+	})
+	t.Run("nil bounds nothing", func(t *testing.T) {
+		var b *Budget
+		if err := b.Take(1 << 40); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

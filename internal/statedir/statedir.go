@@ -58,6 +58,30 @@ func Open(path string) (*Dir, error) {
 	return d, nil
 }
 
+// ErrNotStateDir is matched by OpenExisting's refusal of a directory that
+// an agent never opened.
+var ErrNotStateDir = errors.New("not an a0agent state directory")
+
+// OpenExisting opens a state directory that Open made before, creating
+// and changing nothing: the commands that only read it (keys, fingerprint,
+// revoke) would otherwise turn a mistyped --state-dir into a new state
+// directory with fresh secrets. A directory without the node's data
+// encryption key is refused (ErrNotStateDir).
+func OpenExisting(path string) (*Dir, error) {
+	if path == "" {
+		return nil, errors.New("state directory not set (--state-dir)")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	d := &Dir{Path: abs}
+	if fi, err := os.Stat(d.join(dataKeyFile)); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s has no %s (check --state-dir; the agent or `a0agent authorize` makes it)", ErrNotStateDir, abs, dataKeyFile)
+	}
+	return d, nil
+}
+
 func (d *Dir) join(rel string) string { return filepath.Join(d.Path, filepath.FromSlash(rel)) }
 
 // DBDir is where the embedded database keeps its SQLite files.

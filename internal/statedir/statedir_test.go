@@ -1,6 +1,7 @@
 package statedir
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,5 +57,34 @@ func TestNodeRoundTrip(t *testing.T) {
 	n, err = d.LoadNode()
 	if err != nil || !n.HasRole(RoleBackup) || n.Device != "/x" {
 		t.Fatalf("reloaded: %+v, %v", n, err)
+	}
+}
+
+// TestOpenExistingMakesNothing (issue 25.14): a missing directory, an
+// empty one and one that only looks like a state directory are refused and
+// left as they were; a directory Open made is opened.
+func TestOpenExistingMakesNothing(t *testing.T) {
+	base := t.TempDir()
+	empty := filepath.Join(base, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(base, "typo"), empty} {
+		if _, err := OpenExisting(dir); !errors.Is(err, ErrNotStateDir) {
+			t.Fatalf("OpenExisting(%s) = %v, want ErrNotStateDir", dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(base, "typo")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the mistyped directory was made: %v", err)
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Fatalf("the empty directory now holds %v", ents)
+	}
+	real := filepath.Join(base, "state")
+	if _, err := Open(real); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := OpenExisting(real); err != nil || d.Path != real {
+		t.Fatalf("OpenExisting of a state directory: %v, %v", d, err)
 	}
 }
