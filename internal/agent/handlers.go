@@ -22,33 +22,12 @@ import (
 	"github.com/a0backup/a0/internal/version"
 )
 
-// Commands is what update-commands fetches: the commands this node accepts.
-var Commands = []api.Command{
-	{Name: "ping", Usage: "ping", Summary: "check that the node answers"},
-	{Name: "update-commands", Usage: "update-commands", Summary: "fetch the list of commands the node accepts"},
-	{Name: "set-as-backup", Usage: "set-as-backup <device> [force]", Summary: "give the node the backup role and its backup device"},
-	{Name: "node-status", Usage: "node-status", Summary: "roles, device, free space, database size, agent version"},
-	{Name: "backup", Usage: "backup <password> | --password P | --password-file F | --to NAME... | --to-all | --no-password [--wait]", Summary: "start a backup of the database"},
-	{Name: "backup-status", Usage: "backup-status", Summary: "show the stored or running backup"},
-	{Name: "backup-retrieve", Usage: "backup-retrieve [-o FILE] [--force] [--remote NAME]", Summary: "download the backup into backup-retrieve.tar.gz.enc"},
-	{Name: "backup-delete", Usage: "backup-delete", Summary: "delete the stored backup"},
-	{Name: "backup-copy", Usage: "backup-copy [--wait]", Summary: "copy the stored backup to the remote store now"},
-	{Name: "backups", Usage: "backups [--json] | backups prune [--dry-run]", Summary: "list the local and remote backups; prune applies the retention"},
-	{Name: "backup-sensitive", Usage: "backup-sensitive --password P [--wait]", Summary: "back up the node's sensitive configuration"},
-	{Name: "backup-sensitive-status", Usage: "backup-sensitive-status", Summary: "show the stored or running sensitive backup"},
-	{Name: "backup-sensitive-retrieve", Usage: "backup-sensitive-retrieve [-o FILE] [--force]", Summary: "download it into backup-sensitive-retrieve.tar.gz.enc"},
-	{Name: "backup-sensitive-delete", Usage: "backup-sensitive-delete", Summary: "delete the stored sensitive backup"},
-	{Name: "restore", Usage: "restore [FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME]", Summary: "restore a backup onto the node"},
-	{Name: "restore-status", Usage: "restore-status", Summary: "show the running or last restore"},
-	{Name: "restore-sensitive", Usage: "restore-sensitive FILE [--yes]", Summary: "put the sensitive configuration back on the node"},
-}
-
 func (a *Agent) ping(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, api.Message{Message: "PONG"})
 }
 
 func (a *Agent) commands(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, api.Commands{Commands: Commands})
+	return writeJSON(w, http.StatusOK, api.NodeCommands())
 }
 
 func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {

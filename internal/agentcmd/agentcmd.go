@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,10 +16,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/cmdline"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/remote"
@@ -78,13 +80,15 @@ func (e *usageError) Error() string { return e.msg }
 
 // Main runs a0agent and returns its exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := dispatch(ctx, args, stdout, stderr)
-	var he *helpError
-	if errors.As(err, &he) {
-		// --help among the agent's own flags: a0agent --state-dir D --help.
-		s, _ := findSub("run")
-		err = printSubHelp(ctx, stdout, s)
+	// A private key pasted as an argument is refused before any parser
+	// sees it: pflag would quote the whole argument in its error.
+	if err := keys.RefusePrivateKeyArgs(args); err != nil {
+		fmt.Fprintf(stderr, "a0agent: %v\n", err)
+		return 1
 	}
+	root := newRoot(ctx, stdout, stderr)
+	root.SetArgs(cmdline.Normalise(root, args))
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
@@ -97,54 +101,87 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		// COMMAND --help or -h: that command's help, exit 0.
-		if s, ok := findSub(args[0]); ok && args[0] != "help" && wantsHelp(args[1:]) {
-			return printSubHelp(ctx, stdout, s)
-		}
-		switch args[0] {
-		case "help":
-			return runHelp(ctx, args[1:], stdout)
-		case "-h", "--help":
-			return runHelp(ctx, nil, stdout)
-		case "version", "-V", "--version":
-			fmt.Fprintf(stdout, "a0agent %s\n", version.Version)
+// runFunc runs a command once its flags are parsed.
+type runFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// newRoot builds the command tree: the root runs the agent itself (its
+// flags are the agent's), each subcommand of subcommands() is a child.
+func newRoot(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	var showVersion bool
+	root := &cobra.Command{
+		Use:               "a0agent",
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				var names []string
+				for _, s := range subcommands() {
+					names = append(names, s.name)
+				}
+				return &usageError{fmt.Sprintf("unknown command %q%s", args[0], cmdline.DidYouMean(cmdline.Near(args[0], names)))}
+			}
 			return nil
-		case "seed":
-			return runSeedCmd(ctx, args[1:], stdout)
-		case "authorize", "keys", "revoke":
-			return runKeysCmd(args[0], args[1:], stdout)
-		case "allow-recovery":
-			return runAllowRecoveryCmd(args[1:], stdout)
-		case "check-config":
-			return runCheckConfigCmd(args[1:], stdout)
-		case "fingerprint":
-			return runFingerprintCmd(args[1:], stdout)
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.Flags().BoolVarP(&showVersion, "version", "V", false, "print the version")
+	root.Flags().BoolP("help", "h", false, "print the usage")
+	run := runAgentFlags(root.Flags())
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if showVersion {
+			return printVersion(stdout)
+		}
+		return run(cmd.Context(), args, stdout, stderr)
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		where := cmd.Name()
+		typed, name, ok := cmdline.UnknownFlag(err)
+		if !ok {
+			return &usageError{fmt.Sprintf("%s: %v", where, err)}
+		}
+		var near []string
+		if name != "" {
+			near = cmdline.NearFlags(cmd, name)
+		}
+		return &usageError{fmt.Sprintf("%s: unknown flag %s%s", where, typed, cmdline.DidYouMean(near))}
+	})
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		name := cmd.Name()
+		if cmd == root {
+			// a0agent -h: the usage; a0agent --state-dir D --help: the
+			// agent's own flags.
+			if cmd.Flags().NFlag() <= 1 {
+				runHelp(ctx, nil, stdout)
+				return
+			}
+			name = "run"
+		}
+		if s, ok := findSub(name); ok {
+			if err := printSubHelp(ctx, stdout, s); err != nil {
+				fmt.Fprintf(stderr, "a0agent: %v\n", err)
+			}
+		}
+	})
+	for _, s := range subcommands() {
+		if s.name == "run" {
+			continue
+		}
+		cc := &cobra.Command{Use: s.name, Short: s.summary}
+		run := s.setup(cc.Flags())
+		cc.RunE = func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), args, stdout, stderr) }
+		root.AddCommand(cc)
+		if s.name == "help" {
+			root.SetHelpCommand(cc)
 		}
 	}
-	return runAgentCmd(ctx, args, stderr)
+	return root
 }
 
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	if err := keys.RefusePrivateKeyArgs(args); err != nil { // issue 25.16: before flag quotes it
-		return nil, err
-	}
-	var pos []string
-	for {
-		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-			return nil, &helpError{fs: fs}
-		} else if err != nil {
-			return nil, &usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
+func printVersion(stdout io.Writer) error {
+	fmt.Fprintf(stdout, "a0agent %s\n", version.Version)
+	return nil
 }
 
 // RunOptions are the options of the agent itself.
@@ -164,19 +201,27 @@ type RunOptions struct {
 	Remote *remote.Config
 }
 
-func runAgentCmd(ctx context.Context, args []string, stderr io.Writer) error {
+// runAgentFlags declares the agent's own flags (a0agent --state-dir DIR ...).
+func runAgentFlags(fs *pflag.FlagSet) runFunc {
 	var o RunOptions
-	fs := flag.NewFlagSet("a0agent", flag.ContinueOnError)
-	fs.StringVar(&o.Config, "config", "", "")
-	fs.StringVar(&o.StateDir, "state-dir", "", "")
-	fs.StringVar(&o.Listen, "listen", "", "")
-	fs.StringVar(&o.MongoURI, "mongodb-uri", "", "")
-	fs.StringVar(&o.MongoURIFile, "mongodb-uri-file", "", "")
-	fs.BoolVar(&o.LogJSON, "log-json", false, "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	fs.StringVar(&o.Config, "config", "", "JSON config `FILE` (state_dir, listen, mongodb_uri, sensitive_paths, recipients, metrics_listen, schedule, replace, webhook, webhook_ca_file); flags win")
+	stateDirFlag(fs, &o.StateDir)
+	fs.StringVar(&o.Listen, "listen", "", "HTTPS address `ADDR` to listen on (none: :10121)")
+	fs.StringVar(&o.MongoURI, "mongodb-uri", "", mongoURIHelp)
+	fs.StringVar(&o.MongoURIFile, "mongodb-uri-file", "", "read the MongoDB URI from `FILE`")
+	fs.BoolVar(&o.LogJSON, "log-json", false, "log JSON lines instead of text (one object per line on stderr, as journald stores it)")
+	return func(ctx context.Context, pos []string, _, stderr io.Writer) error {
+		return runAgentCmd(ctx, o, pos, stderr)
 	}
+}
+
+const mongoURIHelp = "the MongoDB `URI` of this node (visible in the process listing: prefer --mongodb-uri-file or $A0_MONGODB_URI); empty: the embedded database"
+
+func stateDirFlag(fs *pflag.FlagSet, dir *string) {
+	fs.StringVar(dir, "state-dir", "", "the agent's state `DIR` (keys, role, embedded database, job records)")
+}
+
+func runAgentCmd(ctx context.Context, o RunOptions, pos []string, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return &usageError{fmt.Sprintf("unknown command %q", pos[0])}
 	}
@@ -291,15 +336,18 @@ type SeedOptions struct {
 	Users    int
 }
 
-func runSeedCmd(ctx context.Context, args []string, stdout io.Writer) error {
+func seedFlags(fs *pflag.FlagSet) runFunc {
 	var o SeedOptions
-	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
-	fs.StringVar(&o.StateDir, "state-dir", "", "")
-	fs.StringVar(&o.MongoURI, "mongodb-uri", "", "")
-	fs.IntVar(&o.Users, "users", 1000, "")
-	if pos, err := parse(fs, args); err != nil {
-		return err
-	} else if len(pos) > 0 {
+	stateDirFlag(fs, &o.StateDir)
+	fs.StringVar(&o.MongoURI, "mongodb-uri", "", mongoURIHelp)
+	fs.IntVar(&o.Users, "users", 1000, "`N` sample users to seed, with their related documents")
+	return func(ctx context.Context, pos []string, stdout, _ io.Writer) error {
+		return runSeedCmd(ctx, o, pos, stdout)
+	}
+}
+
+func runSeedCmd(ctx context.Context, o SeedOptions, pos []string, stdout io.Writer) error {
+	if len(pos) > 0 {
 		return &usageError{"seed takes no arguments"}
 	}
 	o.MongoURI = first(o.MongoURI, os.Getenv("A0_MONGODB_URI"))
@@ -362,21 +410,26 @@ func reachable(ctx context.Context, uri string) bool {
 	return c.Ping(ctx, nil) == nil
 }
 
-func runKeysCmd(name string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	stateDir := fs.String("state-dir", "", "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// keysFlags declares the flags of authorize, keys and revoke.
+func keysFlags(name string) func(*pflag.FlagSet) runFunc {
+	return func(fs *pflag.FlagSet) runFunc {
+		var stateDir string
+		stateDirFlag(fs, &stateDir)
+		return func(_ context.Context, pos []string, stdout, _ io.Writer) error {
+			return runKeysCmd(name, stateDir, pos, stdout)
+		}
 	}
-	if *stateDir == "" {
+}
+
+func runKeysCmd(name, stateDir string, pos []string, stdout io.Writer) error {
+	if stateDir == "" {
 		return &usageError{"--state-dir is required"}
 	}
 	open := statedir.OpenExisting // issue 25.14: only authorize may make a state directory
 	if name == "authorize" {
 		open = statedir.Open
 	}
-	st, err := open(*stateDir)
+	st, err := open(stateDir)
 	if err != nil {
 		return err
 	}
@@ -415,25 +468,27 @@ func runKeysCmd(name string, args []string, stdout io.Writer) error {
 
 // runAllowRecoveryCmd writes the node operator's consent for one sensitive
 // restore to replace the node's identity files (statedir.IdentityPaths).
-func runAllowRecoveryCmd(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("allow-recovery", flag.ContinueOnError)
-	stateDir := fs.String("state-dir", "", "")
-	dur := fs.Duration("for", statedir.DefaultRecoveryConsent, "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func allowRecoveryFlags(fs *pflag.FlagSet) runFunc {
+	var stateDir string
+	stateDirFlag(fs, &stateDir)
+	dur := fs.Duration("for", statedir.DefaultRecoveryConsent, "how long the consent stays valid (`DURATION`, at most 24h)")
+	return func(_ context.Context, pos []string, stdout, _ io.Writer) error {
+		return runAllowRecoveryCmd(stateDir, *dur, pos, stdout)
 	}
-	if *stateDir == "" || len(pos) != 0 {
+}
+
+func runAllowRecoveryCmd(stateDir string, dur time.Duration, pos []string, stdout io.Writer) error {
+	if stateDir == "" || len(pos) != 0 {
 		return &usageError{"usage: a0agent allow-recovery --state-dir DIR [--for DURATION]"}
 	}
-	if *dur <= 0 || *dur > statedir.MaxRecoveryConsent {
-		return &usageError{fmt.Sprintf("--for %v: give a duration above 0 and at most %v", *dur, statedir.MaxRecoveryConsent)}
+	if dur <= 0 || dur > statedir.MaxRecoveryConsent {
+		return &usageError{fmt.Sprintf("--for %v: give a duration above 0 and at most %v", dur, statedir.MaxRecoveryConsent)}
 	}
-	st, err := statedir.Open(*stateDir)
+	st, err := statedir.Open(stateDir)
 	if err != nil {
 		return err
 	}
-	expires, err := st.AllowRecovery(time.Now(), *dur)
+	expires, err := st.AllowRecovery(time.Now(), dur)
 	if err != nil {
 		return err
 	}
@@ -444,23 +499,25 @@ func runAllowRecoveryCmd(args []string, stdout io.Writer) error {
 
 // runFingerprintCmd prints the node certificate's fingerprint, the one
 // a0cli shows on first contact, so that the operator can compare them.
-func runFingerprintCmd(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("fingerprint", flag.ContinueOnError)
-	stateDir := fs.String("state-dir", "", "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func fingerprintFlags(fs *pflag.FlagSet) runFunc {
+	var stateDir string
+	stateDirFlag(fs, &stateDir)
+	return func(_ context.Context, pos []string, stdout, _ io.Writer) error {
+		return runFingerprintCmd(stateDir, pos, stdout)
 	}
-	if *stateDir == "" || len(pos) != 0 {
+}
+
+func runFingerprintCmd(stateDir string, pos []string, stdout io.Writer) error {
+	if stateDir == "" || len(pos) != 0 {
 		return &usageError{"usage: a0agent fingerprint --state-dir DIR"}
 	}
-	st, err := statedir.OpenExisting(*stateDir)
+	st, err := statedir.OpenExisting(stateDir)
 	if err != nil {
 		return err
 	}
 	b, err := os.ReadFile(st.TLSCertPath())
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("no node certificate in %s yet: the agent makes it when it first starts", *stateDir)
+		return fmt.Errorf("no node certificate in %s yet: the agent makes it when it first starts", stateDir)
 	}
 	if err != nil {
 		return err

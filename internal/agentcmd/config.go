@@ -1,9 +1,9 @@
 package agentcmd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/schedule"
@@ -238,14 +240,15 @@ type CheckConfigOptions struct {
 	Config string
 }
 
-func runCheckConfigCmd(args []string, stdout io.Writer) error {
+func checkConfigFlags(fs *pflag.FlagSet) runFunc {
 	var o CheckConfigOptions
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.StringVar(&o.Config, "config", "", "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	fs.StringVar(&o.Config, "config", "", "the JSON config `FILE` to check")
+	return func(_ context.Context, pos []string, stdout, _ io.Writer) error {
+		return runCheckConfigCmd(o, pos, stdout)
 	}
+}
+
+func runCheckConfigCmd(o CheckConfigOptions, pos []string, stdout io.Writer) error {
 	if o.Config == "" || len(pos) != 0 {
 		return &usageError{"usage: a0agent check-config --config FILE"}
 	}

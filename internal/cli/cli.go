@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/a0backup/a0/internal/api"
@@ -80,46 +81,84 @@ func (e *Env) client(ctx context.Context) (*client.Client, error) {
 	})
 }
 
-// command is one a0cli command.
+// runFunc runs a command once its flags are parsed, with its positional
+// arguments.
+type runFunc func(ctx context.Context, env *Env, args []string) error
+
+// argKind is what a command's positional arguments are, for completion.
+type argKind int
+
+const (
+	argsNone  argKind = iota // nothing to complete (a password, a node's path, a name)
+	argsFiles                // local files: completion offers paths
+)
+
+// command is one a0cli command: its entry of api.CommandList, and how it
+// declares its flags and runs.
 type command struct {
 	name    string
 	usage   string
 	summary string
-	run     func(ctx context.Context, env *Env, args []string) error
 	remote  bool
+	// setup declares the command's flags on fs, each with its help, bound
+	// to a fresh options value, and returns what runs the command.
+	setup func(fs *pflag.FlagSet) runFunc
+	args  argKind
 }
 
+// noFlags is the setup of a command that takes no flags.
+func noFlags(run runFunc) func(*pflag.FlagSet) runFunc {
+	return func(*pflag.FlagSet) runFunc { return run }
+}
+
+// commandSetups says how each command of api.CommandList declares its
+// flags and runs; a name missing here (or here and not there) fails init.
+var commandSetups = map[string]struct {
+	setup func(*pflag.FlagSet) runFunc
+	args  argKind
+}{
+	"create-key":                {createKeyFlags, argsNone},
+	"show-key":                  {noFlags(runShowKeyCmd), argsNone},
+	"delete-key":                {noFlags(runDeleteKeyCmd), argsNone},
+	"forget-node":               {noFlags(runForgetNodeCmd), argsNone},
+	"ping":                      {noFlags(runPingCmd), argsNone},
+	"update-commands":           {noFlags(runUpdateCommandsCmd), argsNone},
+	"set-as-backup":             {setAsBackupFlags, argsNone},
+	"node-status":               {nodeStatusFlags, argsNone},
+	"backup":                    {slotCmd(api.SlotBackup, "start"), argsNone},
+	"backup-status":             {slotCmd(api.SlotBackup, "status"), argsNone},
+	"backup-retrieve":           {slotCmd(api.SlotBackup, "retrieve"), argsNone},
+	"backup-delete":             {slotCmd(api.SlotBackup, "delete"), argsNone},
+	"backup-copy":               {backupCopyFlags, argsNone},
+	"backups":                   {backupsFlags, argsNone},
+	"backup-sensitive":          {slotCmd(api.SlotSensitive, "start"), argsNone},
+	"backup-sensitive-status":   {slotCmd(api.SlotSensitive, "status"), argsNone},
+	"backup-sensitive-retrieve": {slotCmd(api.SlotSensitive, "retrieve"), argsNone},
+	"backup-sensitive-delete":   {slotCmd(api.SlotSensitive, "delete"), argsNone},
+	"restore":                   {restoreFlags, argsFiles},
+	"restore-status":            {restoreStatusFlags, argsNone},
+	"restore-sensitive":         {restoreSensitiveFlags, argsFiles},
+	"recover":                   {recoverFlags, argsNone},
+	"verify":                    {verifyFlags, argsFiles},
+	"decrypt":                   {decryptFlags, argsFiles},
+	"completion":                {noFlags(runCompletionCmd), argsNone},
+	"version":                   {noFlags(runVersionCmd), argsNone},
+	"help":                      {noFlags(runHelpCmd), argsNone},
+}
+
+// commands is api.CommandList with each command's setup.
 var commands []command
 
 func init() {
-	commands = []command{
-		{"create-key", "create-key [--type ed25519|rsa] [--force]", "make this workstation's key pair and print the public key", runCreateKeyCmd, false},
-		{"show-key", "show-key", "print the public key (register it on nodes with a0agent authorize)", runShowKeyCmd, false},
-		{"delete-key", "delete-key", "delete this workstation's key pair", runDeleteKeyCmd, false},
-		{"forget-node", "forget-node HOST:PORT", "forget a node's pinned certificate", runForgetNodeCmd, false},
-		{"ping", "ping", "check that the node answers", runPingCmd, true},
-		{"update-commands", "update-commands", "fetch and cache the commands the node accepts", runUpdateCommandsCmd, true},
-		{"set-as-backup", "set-as-backup <device> [force]", "give the node the backup role and its backup device", runSetAsBackupCmd, true},
-		{"node-status", "node-status [--json]", "roles, device, free space, database size, agent version", runNodeStatusCmd, true},
-		{"backup", "backup [<password>] [--password P | --password-file F] [--to NAME]... [--to-all] [--no-password] [--wait]", "start a backup", slotCmd(api.SlotBackup, "start"), true},
-		{"backup-status", "backup-status", "show the stored, running or failed backup (one JSON line)", slotCmd(api.SlotBackup, "status"), true},
-		{"backup-retrieve", "backup-retrieve [-o FILE] [--force] [--remote NAME]", "download the backup into backup-retrieve.tar.gz.enc", slotCmd(api.SlotBackup, "retrieve"), true},
-		{"backup-delete", "backup-delete", "delete the stored backup", slotCmd(api.SlotBackup, "delete"), true},
-		// The remote store (remote.go).
-		{"backup-copy", "backup-copy [--wait]", "copy the stored backup to the node's remote store now", runBackupCopyCmd, true},
-		{"backups", "backups [--json] | backups prune [--dry-run] [--json]", "list the local and remote backups; prune applies the retention policy", runBackupsCmd, true},
-		{"backup-sensitive", "backup-sensitive [--password P | --password-file F] [--wait]", "back up the node's sensitive configuration", slotCmd(api.SlotSensitive, "start"), true},
-		{"backup-sensitive-status", "backup-sensitive-status", "show the stored, running or failed sensitive backup", slotCmd(api.SlotSensitive, "status"), true},
-		{"backup-sensitive-retrieve", "backup-sensitive-retrieve [-o FILE] [--force]", "download it into backup-sensitive-retrieve.tar.gz.enc", slotCmd(api.SlotSensitive, "retrieve"), true},
-		{"backup-sensitive-delete", "backup-sensitive-delete", "delete the stored sensitive backup", slotCmd(api.SlotSensitive, "delete"), true},
-		{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME]", "restore a backup onto the node", runRestoreCmd, true},
-		{"restore-status", "restore-status [--wait]", "show the running or last restore", runRestoreStatusCmd, true},
-		{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", runRestoreSensitiveCmd, true},
-		{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", runRecoverCmd, true},
-		{"verify", "verify FILE [password options] [--identity FILE] [--legacy] [--json]", "check every byte of a backup file offline and list what it holds", runVerifyCmd, false},
-		{"decrypt", "decrypt FILE [-o OUT] [password options] [--identity FILE] [--legacy]", "write the plain .tar.gz of a backup file", runDecryptCmd, false},
-		{"completion", "completion bash|zsh|fish", "print a shell completion script", runCompletionCmd, false},
-		{"help", "help [COMMAND]", "print this usage, or a command's usage, flags and examples", runHelpCmd, false},
+	for _, spec := range api.CommandList {
+		s, ok := commandSetups[spec.Name]
+		if !ok {
+			panic("a0cli: command " + spec.Name + " of api.CommandList has no setup in cli.commandSetups")
+		}
+		commands = append(commands, command{name: spec.Name, usage: spec.Usage, summary: spec.Summary, remote: spec.Node, setup: s.setup, args: s.args})
+	}
+	if len(commands) != len(commandSetups) {
+		panic("a0cli: cli.commandSetups names a command api.CommandList does not have")
 	}
 }
 
@@ -129,45 +168,91 @@ func Main(ctx context.Context, args []string, env *Env) int {
 	if _, ok := env.Stderr.(*lineWriter); !ok && env.Stderr != nil {
 		env.Stderr = &lineWriter{w: env.Stderr}
 	}
-	gf := flag.NewFlagSet("a0cli", flag.ContinueOnError)
-	gf.SetOutput(io.Discard)
-	gf.StringVar(&env.Target, "t", env.Target, "")
-	gf.StringVar(&env.Target, "target", env.Target, "")
-	gf.IntVar(&env.Port, "p", api.DefaultPort, "")
-	gf.IntVar(&env.Port, "port", api.DefaultPort, "")
-	showVersion := gf.Bool("V", false, "")
-	gf.BoolVar(showVersion, "version", false, "")
-	help := gf.Bool("h", false, "")
-	gf.BoolVar(help, "help", false, "")
-	if err := gf.Parse(args); err != nil {
-		return report(env, usagef("%v", err))
+	root := newRoot(ctx, env)
+	root.SetArgs(normaliseArgs(root, args))
+	return report(env, root.ExecuteContext(ctx))
+}
+
+// exitStatus ends a run with a code and nothing more to say (the usage was
+// printed, or the version).
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+// newRoot builds the command tree: the global flags, accepted before and
+// after the command, and one cobra command per entry of commands.
+func newRoot(ctx context.Context, env *Env) *cobra.Command {
+	var showVersion bool
+	root := &cobra.Command{
+		Use:               "a0cli",
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		// An unknown command: say so, with the nearest commands.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q%s", args[0], didYouMean(suggestCommands(args[0])))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			printUsage(env)
+			return exitStatus(ExitUsage)
+		},
 	}
-	if *showVersion {
-		fmt.Fprintf(env.Stdout, "a0cli %s\n", version.Version)
-		return ExitOK
-	}
-	rest := gf.Args()
-	if *help && len(rest) > 0 {
-		return report(env, runHelpCmd(ctx, env, rest[:1]))
-	}
-	if *help || len(rest) == 0 {
-		printUsage(env)
-		if len(rest) == 0 && !*help {
-			return ExitUsage
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	gf := root.PersistentFlags()
+	gf.StringVarP(&env.Target, "target", "t", env.Target, "node `HOST` name or IP, or HOST:PORT")
+	gf.IntVarP(&env.Port, "port", "p", api.DefaultPort, "node `PORT`")
+	gf.BoolVarP(&showVersion, "version", "V", false, "print the version")
+	gf.BoolP("help", "h", false, "print the usage, or the command's")
+	root.RegisterFlagCompletionFunc("target", noFileCompletion)
+	root.RegisterFlagCompletionFunc("port", noFileCompletion)
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if showVersion {
+			printVersion(env)
+			return exitStatus(ExitOK)
 		}
-		return ExitOK
-	}
-	if c, ok := findCommand(rest[0]); ok {
-		// COMMAND -h, -help or --help: that command's help, exit 0.
-		if wantsHelp(rest[1:]) {
-			return report(env, printCommandHelp(ctx, env, c))
+		// -t HOST:PORT -p OTHER: which one was meant is not for a0cli
+		// to guess.
+		if cmd.Flags().Changed("port") {
+			if _, port, err := net.SplitHostPort(env.Target); err == nil && port != strconv.Itoa(env.Port) {
+				return usagef("-t %s names port %s and -p names port %d: give the port one way", env.Target, port, env.Port)
+			}
 		}
-		return report(env, c.run(ctx, env, rest[1:]))
+		return nil
 	}
-	return report(env, usagef("unknown command %q", rest[0]))
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return flagError(cmd, err) })
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if cmd == root {
+			printUsage(env)
+			return
+		}
+		if c, ok := findCommand(cmd.Name()); ok {
+			if err := printCommandHelp(ctx, env, c); err != nil {
+				report(env, err)
+			}
+		}
+	})
+	for _, c := range commands {
+		cc := &cobra.Command{Use: c.name, Short: c.summary}
+		run := c.setup(cc.Flags())
+		cc.RunE = func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), env, args) }
+		completeArgs(cc, c)
+		root.AddCommand(cc)
+		if c.name == "help" {
+			root.SetHelpCommand(cc)
+		}
+	}
+	return root
 }
 
 func report(env *Env, err error) int {
+	var done exitStatus
+	if errors.As(err, &done) {
+		return int(done)
+	}
 	code, advice := exitCode(err)
 	if err != nil {
 		// A line of its own, and exactly one line end.
@@ -186,6 +271,7 @@ func printUsage(env *Env) {
 	fmt.Fprintln(w, "  -t, --target HOST   node host name or IP")
 	fmt.Fprintf(w, "  -p, --port N        node port (default %d)\n", api.DefaultPort)
 	fmt.Fprintln(w, "  -V, --version       print the version")
+	fmt.Fprintln(w, "  (these may also follow the command: a0cli backup-status -t HOST)")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-28s %s\n", c.name, c.summary)
@@ -202,6 +288,17 @@ func printUsage(env *Env) {
 	fmt.Fprintln(w, "exit codes: 0 ok, 1 failure, 2 usage, 3 key/auth, 4 refused by the node, 5 not found, 6 integrity, 7 unreachable")
 }
 
+func printVersion(env *Env) { fmt.Fprintf(env.Stdout, "a0cli %s\n", version.Version) }
+
+// runVersionCmd is `a0cli version`: what -V prints.
+func runVersionCmd(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		return usagef("version takes no arguments")
+	}
+	printVersion(env)
+	return nil
+}
+
 func commandsCachePath(home string) string { return filepath.Join(home, "commands.json") }
 
 func cachedCommands(home string) []api.Command {
@@ -215,29 +312,6 @@ func cachedCommands(home string) []api.Command {
 	}
 	sort.Slice(cmds.Commands, func(i, j int) bool { return cmds.Commands[i].Name < cmds.Commands[j].Name })
 	return cmds.Commands
-}
-
-// parse parses flags placed anywhere among the positional arguments, which
-// Go's flag package does not do by itself.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-			return nil, &helpError{fs: fs}
-		} else if err != nil {
-			return nil, usagef("%s: %v", fs.Name(), err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // DefaultEnv is the Env of the real process.
@@ -258,5 +332,6 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func (s *stringList) Type() string       { return "strings" }
 
 var errInterrupted = errors.New("interrupted")

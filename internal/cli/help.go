@@ -2,85 +2,11 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"reflect"
-	"sort"
 	"strings"
+
+	"github.com/spf13/pflag"
 )
-
-// helpError is what parse returns for -h, -help or --help: it carries the
-// command's flag set, so that help lists exactly the flags the command
-// parses, with their defaults, and no list can drift from the code.
-type helpError struct{ fs *flag.FlagSet }
-
-func (e *helpError) Error() string { return "help requested" }
-
-// wantsHelp reports whether args ask for help (before any "--").
-func wantsHelp(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "--":
-			return false
-		case "-h", "-help", "--help":
-			return true
-		}
-	}
-	return false
-}
-
-// takesFlags are the commands whose run parses flags (with parse) first
-// thing: help asks them for their flag set by running them with --help,
-// which returns before anything else happens. The others take none.
-var takesFlags = map[string]bool{
-	"create-key": true, "node-status": true, "backup": true, "backup-retrieve": true,
-	"backup-sensitive": true, "backup-sensitive-retrieve": true, "restore": true, "restore-status": true,
-	"restore-sensitive": true, "recover": true, "verify": true, "decrypt": true,
-	"backup-copy": true, "backups": true,
-}
-
-// flagHelp describes flags by name; "command.flag" wins over "flag". A flag
-// registered with its own usage text needs no entry.
-var flagHelp = map[string]string{
-	"password":                "the `PASSWORD` (visible in shell history and process listings: prefer --password-file or the environment)",
-	"password-file":           "read the password from `FILE` (one trailing newline is ignored)",
-	"wait":                    "follow the job with a progress bar to its end",
-	"allow-primary":           "let the dump read from the primary of a replica set (off: it reads from a secondary)",
-	"force":                   "replace an existing file",
-	"create-key.force":        "replace an existing key pair",
-	"o":                       "write to `FILE`",
-	"output":                  "write to `FILE`",
-	"json":                    "print JSON for scripts",
-	"type":                    "key `TYPE`: ed25519 or rsa (3072 bits)",
-	"drop":                    "drop target collections that hold documents before restoring them",
-	"restore.ns":              "restore only `DB.COLL` ('*' wildcards; repeat for more)",
-	"ns":                      "only `DB.COLL` ('*' wildcards; repeat for more)",
-	"dry-run":                 "print the plan, write nothing",
-	"backups.dry-run":         "with prune: list what the retention policy would remove, delete nothing",
-	"backup-retrieve.remote":  "retrieve the copy `NAME` (as `backups` lists it) from the node's remote store, through the node",
-	"restore.remote":          "restore the copy `NAME` from the node's remote store (the node downloads and authenticates it first)",
-	"backup-copy.wait":        "follow the copy to its end (copied or failed)",
-	"plain":                   "FILE is a plain mongodump directory packed as .tar.gz (not encrypted)",
-	"detach":                  "start the restore and return; follow it with restore-status",
-	"restore-status.wait":     "follow the running restore with a progress bar to its report",
-	"yes":                     "do not ask for confirmation",
-	"legacy":                  "the file is in the original appliance's format (openssl enc -aes-256-ctr -md md5 -nosalt): no MAC, not authenticated",
-	"sensitive":               "the sensitive backup `FILE` (from backup-sensitive-retrieve)",
-	"backup":                  "the data backup `FILE` (from backup-retrieve)",
-	"sensitive-password":      "the sensitive backup's `PASSWORD` (prefer --sensitive-password-file or the environment)",
-	"sensitive-password-file": "read the sensitive backup's password from `FILE`",
-	"max-age-gap":             "the most by which the sensitive backup may be older than the data backup without asking (a `DURATION` such as 720h)",
-	"allow-other-node":        "accept backups made on two different nodes",
-	"recover.drop":            "replace collections that already hold documents",
-	"to":                      "also encrypt to the authorized CLI key `NAME` (repeat for more)",
-	"to-all":                  "also encrypt to every authorized CLI key",
-	"no-password":             "no password: encrypt only to --to keys and the agent config's \"recipients\"",
-	"identity":                "open a backup encrypted to public keys with the private key `FILE` (repeat for more; default: the CLI key in $A0CLI_HOME)",
-	"stop-on-error":           "stop at the first document the server refuses (default: count and report them, exit 6)",
-	"users-and-roles":         "also restore the dump's users and roles (admin.system.users, admin.system.roles)",
-}
 
 // examples show each command as a user types it; the help test requires
 // one per command.
@@ -109,12 +35,14 @@ var examples = map[string][]string{
 	"recover":                   {"a0cli -t a0-1 recover --sensitive backup-sensitive-retrieve.tar.gz.enc --backup backup-retrieve.tar.gz.enc"},
 	"verify":                    {"a0cli verify backup-retrieve.tar.gz.enc --password-file ~/.a0-pass"},
 	"decrypt":                   {"a0cli decrypt backup-retrieve.tar.gz.enc -o backup.tar.gz", "a0cli decrypt backup-retrieve.tar.gz.enc -o - | tar tz"},
+	"version":                   {"a0cli version"},
 	"completion":                {"a0cli completion bash > /etc/bash_completion.d/a0cli", "a0cli completion zsh > \"${fpath[1]}/_a0cli\"", "a0cli completion fish > ~/.config/fish/completions/a0cli.fish"},
 	"help":                      {"a0cli help", "a0cli help backup"},
 }
 
 // passwordSources says, for the commands that need a password, where it
-// comes from, first found wins.
+// comes from: the argument, --password and --password-file exclude one
+// another (two are refused); without them the environment, then a prompt.
 var passwordSources = map[string]string{
 	"backup":            "<password> argument, --password, --password-file, $A0_BACKUP_PASSWORD, a prompt on a terminal (asked twice); at least 8 characters",
 	"backup-sensitive":  "<password> argument, --password, --password-file, $A0_BACKUP_SENSITIVE_PASSWORD, $A0_BACKUP_PASSWORD, a prompt on a terminal (asked twice); at least 8 characters; use another password than the data backup's",
@@ -135,19 +63,12 @@ func findCommand(name string) (command, bool) {
 	return command{}, false
 }
 
-// commandFlags returns the flag set a command parses, or an empty one.
-func commandFlags(ctx context.Context, env *Env, c command) (*flag.FlagSet, error) {
-	if !takesFlags[c.name] || c.run == nil {
-		return flag.NewFlagSet(c.name, flag.ContinueOnError), nil
-	}
-	quiet := *env
-	quiet.Stdout, quiet.Stderr = io.Discard, io.Discard
-	err := c.run(ctx, &quiet, []string{"--help"})
-	var he *helpError
-	if !errors.As(err, &he) {
-		return nil, fmt.Errorf("%s did not describe its flags: %v", c.name, err)
-	}
-	return he.fs, nil
+// commandFlags returns the flags a command declares: the ones it parses,
+// with their help and defaults, so that no list can drift from the code.
+func commandFlags(ctx context.Context, env *Env, c command) (*pflag.FlagSet, error) {
+	fs := pflag.NewFlagSet(c.name, pflag.ContinueOnError)
+	c.setup(fs)
+	return fs, nil
 }
 
 // flagLine is one flag of a help text, its aliases joined.
@@ -158,33 +79,17 @@ type flagLine struct {
 	defText string
 }
 
-func flagLines(cmd string, fs *flag.FlagSet) []flagLine {
+func flagLines(cmd string, fs *pflag.FlagSet) []flagLine {
 	var lines []flagLine
-	byValue := map[uintptr]int{}
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "--" + f.Name
-		if len(f.Name) == 1 {
-			name = "-" + f.Name
+	fs.VisitAll(func(f *pflag.Flag) {
+		names := []string{"--" + f.Name}
+		if f.Shorthand != "" {
+			names = []string{"-" + f.Shorthand, "--" + f.Name}
 		}
-		if v := reflect.ValueOf(f.Value); v.Kind() == reflect.Pointer {
-			if i, ok := byValue[v.Pointer()]; ok {
-				lines[i].names = append(lines[i].names, name)
-				return
-			}
-			byValue[v.Pointer()] = len(lines)
-		}
-		text := f.Usage
-		if h, ok := flagHelp[cmd+"."+f.Name]; ok {
-			text = h
-		} else if h, ok := flagHelp[f.Name]; ok && text == "" {
-			text = h
-		}
-		f2 := *f
-		f2.Usage = text
-		arg, usage := flag.UnquoteUsage(&f2)
-		if _, isBool := f.Value.(interface{ IsBoolFlag() bool }); isBool {
+		arg, usage := pflag.UnquoteUsage(f)
+		if f.Value.Type() == "bool" {
 			arg = ""
-		} else if arg == "value" || arg == "" {
+		} else if arg == "" || arg == f.Value.Type() {
 			arg = strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		}
 		def := f.DefValue
@@ -194,11 +99,8 @@ func flagLines(cmd string, fs *flag.FlagSet) []flagLine {
 		case def == "false":
 			def = "off"
 		}
-		lines = append(lines, flagLine{names: []string{name}, arg: arg, usage: usage, defText: def})
+		lines = append(lines, flagLine{names: names, arg: arg, usage: usage, defText: def})
 	})
-	for i := range lines {
-		sort.Slice(lines[i].names, func(a, b int) bool { return len(lines[i].names[a]) < len(lines[i].names[b]) })
-	}
 	return lines
 }
 
@@ -226,12 +128,14 @@ func printCommandHelp(ctx context.Context, env *Env, c command) error {
 		}
 	}
 	if c.remote {
-		fmt.Fprintln(w, "\nglobal flags (before the command):")
+		fmt.Fprintln(w, "\nglobal flags (before or after the command):")
 		fmt.Fprintln(w, "  -t, --target HOST                node host name or IP, or HOST:PORT (default: none, required)")
 		fmt.Fprintln(w, "  -p, --port N                     node port (default: 10121)")
 	}
 	if p := passwordSources[c.name]; p != "" {
-		fmt.Fprintf(w, "\npassword sources, first found wins: %s\n", p)
+		fmt.Fprintf(w, "\npassword sources: %s\n", p)
+		fmt.Fprintln(w, "  give the password one way only: two of the argument, --password and --password-file are refused (exit 2);")
+		fmt.Fprintln(w, "  without any of them the environment is read, then a terminal prompt")
 	}
 	if ex := examples[c.name]; len(ex) > 0 {
 		fmt.Fprintln(w, "\nexample:")
@@ -252,7 +156,7 @@ func runHelpCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	c, ok := findCommand(args[0])
 	if !ok {
-		return usagef("unknown command %q", args[0])
+		return usagef("unknown command %q%s", args[0], didYouMean(suggestCommands(args[0])))
 	}
 	return printCommandHelp(ctx, env, c)
 }

@@ -16,6 +16,15 @@ func helpEnv(t *testing.T) (*Env, *bytes.Buffer, *bytes.Buffer) {
 		Getenv: func(string) string { return "" }}, &out, &errb
 }
 
+// takesFlags are the commands that declare flags: help must describe some
+// for each of them.
+var takesFlags = map[string]bool{
+	"create-key": true, "node-status": true, "backup": true, "backup-retrieve": true,
+	"backup-sensitive": true, "backup-sensitive-retrieve": true, "restore": true, "restore-status": true,
+	"restore-sensitive": true, "recover": true, "verify": true, "decrypt": true,
+	"backup-copy": true, "backups": true,
+}
+
 // TestHelpForEveryCommand: for every command of the table, `help COMMAND`,
 // `COMMAND --help`, `COMMAND -h` and `-h COMMAND` exit 0 without a node and
 // print the usage, every flag the command parses with a description and its
@@ -75,10 +84,40 @@ func TestHelpForEveryCommand(t *testing.T) {
 }
 
 // TestCompletionScriptsParse: each completion script parses in its shell,
-// and the bash one completes commands and a command's flags.
+// and the bash one, run as bash runs it (it calls back the built a0cli's
+// __complete), completes commands, a command's flags and fixed words. The
+// scripts are cobra's: the commands and flags come from a0cli itself, so
+// what each script offers is checked through __complete.
 func TestCompletionScriptsParse(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
+	for args, want := range map[string][]string{
+		"":                     {"recover", "backup-sensitive-retrieve"},
+		"recover --max":        {"--max-age-gap"},
+		"-t n1 restore --dr":   {"--drop", "--dry-run"},
+		"-t n1 backup-sens":    {"backup-sensitive", "backup-sensitive-status", "backup-sensitive-retrieve", "backup-sensitive-delete"},
+		"completion f":         {"fish"},
+		"decrypt backup.enc -": {"-o", "--output"},
+	} {
+		words := append([]string{"__complete"}, strings.Fields(args)...)
+		if args == "" || strings.HasSuffix(args, " ") {
+			words = append(words, "")
+		}
+		env, out, errb := helpEnv(t)
+		if code := Main(ctx, words, env); code != ExitOK {
+			t.Fatalf("%v: exit %d: %s", words, code, errb)
+		}
+		got := map[string]bool{}
+		for _, l := range strings.Split(out.String(), "\n") {
+			name, _, _ := strings.Cut(l, "\t")
+			got[name] = true
+		}
+		for _, w := range want {
+			if !got[w] {
+				t.Errorf("completing %q: %q not offered:\n%s", args, w, out)
+			}
+		}
+	}
 	shells := map[string][]string{"bash": {"bash", "-n"}, "zsh": {"zsh", "-n"}, "fish": {"fish", "--no-execute"}}
 	for _, sh := range []string{"bash", "zsh", "fish"} {
 		t.Run(sh, func(t *testing.T) {
@@ -86,10 +125,8 @@ func TestCompletionScriptsParse(t *testing.T) {
 			if code := Main(ctx, []string{"completion", sh}, env); code != ExitOK {
 				t.Fatalf("exit %d: %s", code, errb)
 			}
-			for _, want := range []string{"recover", "backup-sensitive-retrieve", "max-age-gap"} {
-				if !strings.Contains(out.String(), want) {
-					t.Errorf("%s script lacks %q", sh, want)
-				}
+			if !strings.Contains(out.String(), "__complete") {
+				t.Errorf("%s script does not ask a0cli __complete", sh)
 			}
 			path := filepath.Join(dir, "a0cli."+sh)
 			if err := os.WriteFile(path, out.Bytes(), 0o600); err != nil {
@@ -108,13 +145,18 @@ func TestCompletionScriptsParse(t *testing.T) {
 			if sh != "bash" {
 				return
 			}
+			bin := buildBinaries(t)
 			for line, want := range map[string]string{
-				"a0cli -t n1 backup-sens":  "backup-sensitive backup-sensitive-status backup-sensitive-retrieve backup-sensitive-delete",
+				"a0cli -t n1 backup-sens":  "backup-sensitive backup-sensitive-delete backup-sensitive-retrieve backup-sensitive-status",
 				"a0cli -t n1 restore --dr": "--drop --dry-run",
 				"a0cli completion f":       "fish",
 			} {
-				script := "source " + path + "\nCOMP_WORDS=(" + line + ")\nCOMP_CWORD=$((${#COMP_WORDS[@]} - 1))\n_a0cli\necho \"${COMPREPLY[*]}\"\n"
-				b, err := exec.Command("bash", "-c", script).CombinedOutput()
+				script := "source " + path + "\nCOMP_WORDS=(" + line + ")\nCOMP_CWORD=$((${#COMP_WORDS[@]} - 1))\nCOMP_LINE=\"" + line + "\"\nCOMP_POINT=${#COMP_LINE}\n__start_a0cli\necho \"${COMPREPLY[*]}\"\n"
+				cmd := exec.Command("bash", "-c", script)
+				cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+				// stdout only: compopt complains on stderr outside a real
+				// completion.
+				b, err := cmd.Output()
 				if err != nil || strings.TrimSpace(string(b)) != want {
 					t.Errorf("completing %q: %q (%v), want %q", line, b, err, want)
 				}

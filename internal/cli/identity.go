@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
 
 	"filippo.io/age"
+	"github.com/spf13/pflag"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
@@ -25,8 +25,8 @@ type IdentityOptions struct {
 	Identities stringList
 }
 
-func (o *IdentityOptions) identityFlags(fs *flag.FlagSet) {
-	fs.Var(&o.Identities, "identity", "")
+func (o *IdentityOptions) identityFlags(fs *pflag.FlagSet) {
+	fs.Var(&o.Identities, "identity", "open a backup encrypted to public keys with the private key `FILE` (repeat for more; default: the CLI key in $A0CLI_HOME)")
 }
 
 // load returns the identities to try: the --identity files, or the CLI key

@@ -2,13 +2,14 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"github.com/a0backup/a0/internal/atomicfile"
 	"net/http"
 	"os"
 
+	"github.com/spf13/pflag"
+
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/atomicfile"
 	"github.com/a0backup/a0/internal/keys"
 )
 
@@ -18,17 +19,16 @@ type CreateKeyOptions struct {
 	Force bool
 }
 
-func runCreateKeyCmd(ctx context.Context, env *Env, args []string) error {
+func createKeyFlags(fs *pflag.FlagSet) runFunc {
 	var o CreateKeyOptions
-	fs := flag.NewFlagSet("create-key", flag.ContinueOnError)
-	fs.StringVar(&o.Type, "type", "ed25519", "")
-	fs.BoolVar(&o.Force, "force", false, "")
-	if pos, err := parse(fs, args); err != nil {
-		return err
-	} else if len(pos) > 0 {
-		return usagef("create-key takes no arguments")
+	fs.StringVar(&o.Type, "type", "ed25519", "key `TYPE`: ed25519 or rsa (3072 bits)")
+	fs.BoolVar(&o.Force, "force", false, "replace an existing key pair")
+	return func(ctx context.Context, env *Env, pos []string) error {
+		if len(pos) > 0 {
+			return usagef("create-key takes no arguments")
+		}
+		return RunCreateKey(ctx, env, o)
 	}
-	return RunCreateKey(ctx, env, o)
 }
 
 // RunCreateKey makes the key pair and prints the public key line.
@@ -118,16 +118,28 @@ func runUpdateCommandsCmd(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func runSetAsBackupCmd(ctx context.Context, env *Env, args []string) error {
-	if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "force") {
-		return usagef("usage: set-as-backup <device> [force]")
+func setAsBackupFlags(fs *pflag.FlagSet) runFunc {
+	var force bool
+	fs.BoolVar(&force, "force", false, "use the device even if it already holds an a0 backup folder (the same as the word force after the device)")
+	return func(ctx context.Context, env *Env, args []string) error {
+		// The original's form: set-as-backup <device> force.
+		if len(args) == 2 && args[1] == "force" {
+			force, args = true, args[:1]
+		}
+		if len(args) != 1 {
+			return usagef("usage: set-as-backup <device> [force]")
+		}
+		return runSetAsBackup(ctx, env, args[0], force)
 	}
+}
+
+func runSetAsBackup(ctx context.Context, env *Env, device string, force bool) error {
 	c, err := env.client(ctx)
 	if err != nil {
 		return err
 	}
 	var out api.Message
-	err = c.JSON(ctx, http.MethodPost, api.PathSetAsBackup, api.SetAsBackupRequest{Device: args[0], Force: len(args) == 2}, &out)
+	err = c.JSON(ctx, http.MethodPost, api.PathSetAsBackup, api.SetAsBackupRequest{Device: device, Force: force}, &out)
 	if err != nil {
 		return err
 	}
@@ -137,13 +149,14 @@ func runSetAsBackupCmd(ctx context.Context, env *Env, args []string) error {
 // NodeStatusOptions are the options of node-status.
 type NodeStatusOptions struct{ JSON bool }
 
-func runNodeStatusCmd(ctx context.Context, env *Env, args []string) error {
+func nodeStatusFlags(fs *pflag.FlagSet) runFunc {
 	var o NodeStatusOptions
-	fs := flag.NewFlagSet("node-status", flag.ContinueOnError)
-	fs.BoolVar(&o.JSON, "json", false, "")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
+	fs.BoolVar(&o.JSON, "json", false, "print JSON for scripts")
+	// Arguments are ignored, as they always were.
+	return func(ctx context.Context, env *Env, _ []string) error { return runNodeStatus(ctx, env, o) }
+}
+
+func runNodeStatus(ctx context.Context, env *Env, o NodeStatusOptions) error {
 	c, err := env.client(ctx)
 	if err != nil {
 		return err

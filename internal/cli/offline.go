@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +15,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/backupfile"
@@ -39,20 +40,18 @@ type OfflineOptions struct {
 	fileKey []byte
 }
 
-func offlineFlags(name string, o *OfflineOptions, args []string, withOutput bool) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func offlineFlags(fs *pflag.FlagSet, o *OfflineOptions, withOutput bool) {
 	o.flags(fs)
 	o.identityFlags(fs)
-	fs.BoolVar(&o.Legacy, "legacy", false, "")
-	fs.BoolVar(&o.JSON, "json", false, "")
+	fs.BoolVar(&o.Legacy, "legacy", false, "the file is in the original appliance's format (openssl enc -aes-256-ctr -md md5 -nosalt): no MAC, not authenticated")
+	fs.BoolVar(&o.JSON, "json", false, "print JSON for scripts")
 	if withOutput {
-		fs.StringVar(&o.Output, "o", "", "")
-		fs.StringVar(&o.Output, "output", "", "")
+		fs.StringVarP(&o.Output, "output", "o", "", "write to `FILE`")
 	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+}
+
+// offlineArgs takes verify's and decrypt's one FILE.
+func offlineArgs(name string, o *OfflineOptions, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("usage: %s FILE [password options]", name)
 	}
@@ -141,12 +140,15 @@ func openA0(env *Env, o *OfflineOptions, f *os.File) (*backupfile.File, error) {
 	return bf, err
 }
 
-func runVerifyCmd(ctx context.Context, env *Env, args []string) error {
+func verifyFlags(fs *pflag.FlagSet) runFunc {
 	var o OfflineOptions
-	if err := offlineFlags("verify", &o, args, false); err != nil {
-		return err
+	offlineFlags(fs, &o, false)
+	return func(ctx context.Context, env *Env, pos []string) error {
+		if err := offlineArgs("verify", &o, pos); err != nil {
+			return err
+		}
+		return RunVerify(ctx, env, o)
 	}
-	return RunVerify(ctx, env, o)
 }
 
 // VerifyResult is what verify prints with --json.
@@ -475,12 +477,15 @@ func countBSON(r io.Reader) (int64, error) {
 	}
 }
 
-func runDecryptCmd(ctx context.Context, env *Env, args []string) error {
+func decryptFlags(fs *pflag.FlagSet) runFunc {
 	var o OfflineOptions
-	if err := offlineFlags("decrypt", &o, args, true); err != nil {
-		return err
+	offlineFlags(fs, &o, true)
+	return func(ctx context.Context, env *Env, pos []string) error {
+		if err := offlineArgs("decrypt", &o, pos); err != nil {
+			return err
+		}
+		return RunDecrypt(ctx, env, o)
 	}
-	return RunDecrypt(ctx, env, o)
 }
 
 // RunDecrypt writes the plain .tar.gz of an encrypted backup. The output

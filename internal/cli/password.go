@@ -1,12 +1,12 @@
 package cli
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 )
 
@@ -25,9 +25,9 @@ type PasswordOptions struct {
 	Prompt string
 }
 
-func (p *PasswordOptions) flags(fs *flag.FlagSet) {
-	fs.StringVar(&p.Password, "password", "", "")
-	fs.StringVar(&p.PasswordFile, "password-file", "", "")
+func (p *PasswordOptions) flags(fs *pflag.FlagSet) {
+	fs.StringVar(&p.Password, "password", "", "the `PASSWORD` (visible in shell history and process listings: prefer --password-file or the environment)")
+	fs.StringVar(&p.PasswordFile, "password-file", "", "read the password from `FILE` (one trailing newline is ignored)")
 }
 
 // MinPasswordLen is the shortest password a backup accepts.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/atomicfile"
@@ -50,26 +51,21 @@ const certEntry = "state/secrets/tls.crt"
 // stdin: tests stop the agent there, between two steps, without timing.
 const recoverPauseEnv = "A0CLI_TEST_PAUSE_AFTER"
 
-func recoverFlags(fs *flag.FlagSet, o *RecoverOptions) {
+func recoverFlags(fs *pflag.FlagSet) runFunc {
+	var o RecoverOptions
 	o.Data.flags(fs)
-	fs.StringVar(&o.Sensitive.Password, "sensitive-password", "", "")
-	fs.StringVar(&o.Sensitive.PasswordFile, "sensitive-password-file", "", "")
-	fs.StringVar(&o.SensitiveFile, "sensitive", "", "")
-	fs.StringVar(&o.BackupFile, "backup", "", "")
-	fs.BoolVar(&o.Yes, "yes", false, "")
-	fs.DurationVar(&o.MaxAgeGap, "max-age-gap", DefaultMaxAgeGap, "")
-	fs.BoolVar(&o.AllowOtherNode, "allow-other-node", false, "")
-	fs.BoolVar(&o.Drop, "drop", false, "")
+	fs.StringVar(&o.Sensitive.Password, "sensitive-password", "", "the sensitive backup's `PASSWORD` (prefer --sensitive-password-file or the environment)")
+	fs.StringVar(&o.Sensitive.PasswordFile, "sensitive-password-file", "", "read the sensitive backup's password from `FILE`")
+	fs.StringVar(&o.SensitiveFile, "sensitive", "", "the sensitive backup `FILE` (from backup-sensitive-retrieve)")
+	fs.StringVar(&o.BackupFile, "backup", "", "the data backup `FILE` (from backup-retrieve)")
+	fs.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
+	fs.DurationVar(&o.MaxAgeGap, "max-age-gap", DefaultMaxAgeGap, "the most by which the sensitive backup may be older than the data backup without asking (a `DURATION` such as 720h)")
+	fs.BoolVar(&o.AllowOtherNode, "allow-other-node", false, "accept backups made on two different nodes")
+	fs.BoolVar(&o.Drop, "drop", false, "replace collections that already hold documents")
+	return func(ctx context.Context, env *Env, pos []string) error { return runRecoverCmd(ctx, env, o, pos) }
 }
 
-func runRecoverCmd(ctx context.Context, env *Env, args []string) error {
-	var o RecoverOptions
-	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
-	recoverFlags(fs, &o)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+func runRecoverCmd(ctx context.Context, env *Env, o RecoverOptions, pos []string) error {
 	if len(pos) > 0 || o.SensitiveFile == "" || o.BackupFile == "" {
 		return usagef("usage: recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]")
 	}
@@ -227,7 +223,7 @@ func RunRecover(ctx context.Context, env *Env, o RecoverOptions) error {
 		}
 	}
 	fmt.Fprintln(env.Stdout, "== node-status")
-	if err := runNodeStatusCmd(ctx, env, nil); err != nil {
+	if err := runNodeStatus(ctx, env, NodeStatusOptions{}); err != nil {
 		return fmt.Errorf("recovered, but node-status failed: %w", err)
 	}
 	// Done: a later recover of this node from the same files starts afresh.

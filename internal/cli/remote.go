@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
@@ -26,18 +27,15 @@ type BackupCopyOptions struct {
 	Wait bool
 }
 
-func runBackupCopyCmd(ctx context.Context, env *Env, args []string) error {
+func backupCopyFlags(fs *pflag.FlagSet) runFunc {
 	var o BackupCopyOptions
-	fs := flag.NewFlagSet("backup-copy", flag.ContinueOnError)
-	fs.BoolVar(&o.Wait, "wait", false, "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	fs.BoolVar(&o.Wait, "wait", false, "follow the copy to its end (copied or failed)")
+	return func(ctx context.Context, env *Env, pos []string) error {
+		if len(pos) > 0 {
+			return usagef("backup-copy takes no arguments")
+		}
+		return RunBackupCopy(ctx, env, o)
 	}
-	if len(pos) > 0 {
-		return usagef("backup-copy takes no arguments")
-	}
-	return RunBackupCopy(ctx, env, o)
 }
 
 // RunBackupCopy asks the node to copy its stored backup to the remote
@@ -95,15 +93,14 @@ type BackupsOptions struct {
 	DryRun bool
 }
 
-func runBackupsCmd(ctx context.Context, env *Env, args []string) error {
+func backupsFlags(fs *pflag.FlagSet) runFunc {
 	var o BackupsOptions
-	fs := flag.NewFlagSet("backups", flag.ContinueOnError)
-	fs.BoolVar(&o.JSON, "json", false, "")
-	fs.BoolVar(&o.DryRun, "dry-run", false, "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+	fs.BoolVar(&o.JSON, "json", false, "print JSON for scripts")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "with prune: list what the retention policy would remove, delete nothing")
+	return func(ctx context.Context, env *Env, pos []string) error { return runBackupsCmd(ctx, env, o, pos) }
+}
+
+func runBackupsCmd(ctx context.Context, env *Env, o BackupsOptions, pos []string) error {
 	switch {
 	case len(pos) == 0:
 		if o.DryRun {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
@@ -41,24 +42,23 @@ type RestoreOptions struct {
 	Remote string
 }
 
-func runRestoreCmd(ctx context.Context, env *Env, args []string) error {
+func restoreFlags(fs *pflag.FlagSet) runFunc {
 	var o RestoreOptions
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	o.flags(fs)
 	o.identityFlags(fs)
-	fs.BoolVar(&o.Drop, "drop", false, "")
-	fs.Var(&o.NS, "ns", "")
-	fs.BoolVar(&o.DryRun, "dry-run", false, "")
-	fs.BoolVar(&o.Plain, "plain", false, "")
-	fs.BoolVar(&o.Detach, "detach", false, "")
-	fs.BoolVar(&o.JSON, "json", false, "")
-	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "")
-	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "")
-	fs.StringVar(&o.Remote, "remote", "", "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+	fs.BoolVar(&o.Drop, "drop", false, "drop target collections that hold documents before restoring them")
+	fs.Var(&o.NS, "ns", "restore only `DB.COLL` ('*' wildcards; repeat for more)")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan, write nothing")
+	fs.BoolVar(&o.Plain, "plain", false, "FILE is a plain mongodump directory packed as .tar.gz (not encrypted)")
+	fs.BoolVar(&o.Detach, "detach", false, "start the restore and return; follow it with restore-status")
+	fs.BoolVar(&o.JSON, "json", false, "print JSON for scripts")
+	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "stop at the first document the server refuses (default: count and report them, exit 6)")
+	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "also restore the dump's users and roles (admin.system.users, admin.system.roles)")
+	fs.StringVar(&o.Remote, "remote", "", "restore the copy `NAME` from the node's remote store (the node downloads and authenticates it first)")
+	return func(ctx context.Context, env *Env, pos []string) error { return runRestoreCmd(ctx, env, o, pos) }
+}
+
+func runRestoreCmd(ctx context.Context, env *Env, o RestoreOptions, pos []string) error {
 	if len(pos) > 1 {
 		return usagef("usage: restore [FILE] [password options | --identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]")
 	}
@@ -430,17 +430,18 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 	}
 }
 
-func runRestoreStatusCmd(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("restore-status", flag.ContinueOnError)
-	wait := fs.Bool("wait", false, "")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
+func restoreStatusFlags(fs *pflag.FlagSet) runFunc {
+	wait := fs.Bool("wait", false, "follow the running restore with a progress bar to its report")
+	// Arguments are ignored, as they always were.
+	return func(ctx context.Context, env *Env, _ []string) error { return runRestoreStatus(ctx, env, *wait) }
+}
+
+func runRestoreStatus(ctx context.Context, env *Env, wait bool) error {
 	c, err := env.client(ctx)
 	if err != nil {
 		return err
 	}
-	if *wait {
+	if wait {
 		return followRestore(ctx, env, c, false)
 	}
 	var raw json.RawMessage
@@ -458,15 +459,16 @@ type RestoreSensitiveOptions struct {
 	Yes  bool
 }
 
-func runRestoreSensitiveCmd(ctx context.Context, env *Env, args []string) error {
+func restoreSensitiveFlags(fs *pflag.FlagSet) runFunc {
 	var o RestoreSensitiveOptions
-	fs := flag.NewFlagSet("restore-sensitive", flag.ContinueOnError)
 	o.flags(fs)
-	fs.BoolVar(&o.Yes, "yes", false, "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	fs.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
+	return func(ctx context.Context, env *Env, pos []string) error {
+		return runRestoreSensitiveCmd(ctx, env, o, pos)
 	}
+}
+
+func runRestoreSensitiveCmd(ctx context.Context, env *Env, o RestoreSensitiveOptions, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("usage: restore-sensitive FILE [password options] [--yes]")
 	}

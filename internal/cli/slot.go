@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"hash"
 	"io"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
 )
@@ -28,23 +29,29 @@ type RefusedError struct{ Msg string }
 
 func (e *RefusedError) Error() string { return e.Msg }
 
-func slotCmd(slot, action string) func(context.Context, *Env, []string) error {
-	return func(ctx context.Context, env *Env, args []string) error {
+// slotCmd declares the flags of a slot's command (backup, backup-status,
+// backup-retrieve, backup-delete and their -sensitive twins).
+func slotCmd(slot, action string) func(*pflag.FlagSet) runFunc {
+	return func(fs *pflag.FlagSet) runFunc {
 		switch action {
 		case "start":
-			return runBackupCmd(ctx, env, slot, args)
-		case "status":
-			if len(args) > 0 {
-				return usagef("%s takes no arguments", cmdName(slot, "status"))
-			}
-			return RunBackupStatus(ctx, env, slot)
+			return backupFlags(fs, slot)
 		case "retrieve":
-			return runRetrieveCmd(ctx, env, slot, args)
-		default:
-			if len(args) > 0 {
-				return usagef("%s takes no arguments", cmdName(slot, "delete"))
+			return retrieveFlags(fs, slot)
+		case "status":
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) > 0 {
+					return usagef("%s takes no arguments", cmdName(slot, "status"))
+				}
+				return RunBackupStatus(ctx, env, slot)
 			}
-			return RunBackupDelete(ctx, env, slot)
+		default:
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) > 0 {
+					return usagef("%s takes no arguments", cmdName(slot, "delete"))
+				}
+				return RunBackupDelete(ctx, env, slot)
+			}
 		}
 	}
 }
@@ -74,19 +81,18 @@ type BackupOptions struct {
 	NoPassword bool
 }
 
-func runBackupCmd(ctx context.Context, env *Env, slot string, args []string) error {
+func backupFlags(fs *pflag.FlagSet, slot string) runFunc {
 	o := BackupOptions{}
-	fs := flag.NewFlagSet(cmdName(slot, ""), flag.ContinueOnError)
 	o.flags(fs)
-	fs.BoolVar(&o.Wait, "wait", false, "")
-	fs.BoolVar(&o.AllowPrimary, "allow-primary", false, "")
-	fs.Var(&o.To, "to", "")
-	fs.BoolVar(&o.ToAll, "to-all", false, "")
-	fs.BoolVar(&o.NoPassword, "no-password", false, "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+	fs.BoolVar(&o.Wait, "wait", false, "follow the job with a progress bar to its end")
+	fs.BoolVar(&o.AllowPrimary, "allow-primary", false, "let the dump read from the primary of a replica set (off: it reads from a secondary)")
+	fs.Var(&o.To, "to", "also encrypt to the authorized CLI key `NAME` (repeat for more)")
+	fs.BoolVar(&o.ToAll, "to-all", false, "also encrypt to every authorized CLI key")
+	fs.BoolVar(&o.NoPassword, "no-password", false, "no password: encrypt only to --to keys and the agent config's \"recipients\"")
+	return func(ctx context.Context, env *Env, pos []string) error { return runBackupCmd(ctx, env, slot, o, pos) }
+}
+
+func runBackupCmd(ctx context.Context, env *Env, slot string, o BackupOptions, pos []string) error {
 	if len(pos) > 1 {
 		return usagef("usage: %s [<password>] [--password P | --password-file F] [--wait]", cmdName(slot, ""))
 	}
@@ -296,19 +302,17 @@ type RetrieveOptions struct {
 	Remote string
 }
 
-func runRetrieveCmd(ctx context.Context, env *Env, slot string, args []string) error {
+func retrieveFlags(fs *pflag.FlagSet, slot string) runFunc {
 	var o RetrieveOptions
-	fs := flag.NewFlagSet(cmdName(slot, "retrieve"), flag.ContinueOnError)
-	fs.StringVar(&o.Output, "o", "", "")
-	fs.StringVar(&o.Output, "output", "", "")
-	fs.BoolVar(&o.Force, "force", false, "")
+	fs.StringVarP(&o.Output, "output", "o", "", "write to `FILE`")
+	fs.BoolVar(&o.Force, "force", false, "replace an existing file")
 	if slot == api.SlotBackup {
-		fs.StringVar(&o.Remote, "remote", "", "")
+		fs.StringVar(&o.Remote, "remote", "", "retrieve the copy `NAME` (as `backups` lists it) from the node's remote store, through the node")
 	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+	return func(ctx context.Context, env *Env, pos []string) error { return runRetrieveCmd(ctx, env, slot, o, pos) }
+}
+
+func runRetrieveCmd(ctx context.Context, env *Env, slot string, o RetrieveOptions, pos []string) error {
 	if len(pos) > 0 {
 		return usagef("%s takes no arguments (use -o FILE)", cmdName(slot, "retrieve"))
 	}
