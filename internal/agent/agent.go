@@ -23,11 +23,10 @@ import (
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/metrics"
+	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/remote"
-	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/retention"
 	"github.com/a0backup/a0/internal/schedule"
-	"github.com/a0backup/a0/internal/spool"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/webhook"
 )
@@ -134,9 +133,14 @@ type Agent struct {
 	metrics     *metrics.Recorder
 	metricsSrv  *http.Server
 	metricsAddr string
-	// sched runs the schedule (nil without one); hook posts job ends.
-	sched *scheduler
-	hook  *webhook.Poster
+	// The services beside the jobs (jobs.go): sched runs the schedule
+	// (nil without one; schedDone closes when its loop ends), copier the
+	// remote copy (nil without a remote store).
+	sched     *ops.Scheduler
+	schedDone chan struct{}
+	copier    *ops.Copier
+	// hook posts job ends.
+	hook *webhook.Poster
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -145,15 +149,6 @@ type Agent struct {
 	secrets statedir.Secrets
 	hosts   []string
 	srv     *http.Server
-
-	// The remote copy (remote.go): its record, the name being copied.
-	remoteMu  sync.Mutex
-	remoteRec remoteRecord
-	copying   string
-	// pendingCopy is a backup to copy once the running copy ends.
-	pendingCopy string
-	copyDone    chan struct{}
-	pruneMu     sync.Mutex
 
 	ctx  context.Context // the agent's lifetime; jobs run under it
 	stop context.CancelFunc
@@ -222,7 +217,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.Close()
 		return nil, err
 	}
-	if err := a.openRemote(); err != nil {
+	if err := a.startServices(); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -237,7 +232,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
-	a.startSchedule()
 	return a, nil
 }
 
@@ -324,17 +318,14 @@ func (a *Agent) cleanSlots() error {
 			a.log.Warn("removed partial backup file", "file", r)
 		}
 	}
-	os.RemoveAll(workDir(n))
+	os.RemoveAll(ops.WorkDir(n.Device))
 	return nil
 }
 
 // cleanSpools removes the encrypted spools a killed restore left: their
 // key died with the process.
 func (a *Agent) cleanSpools() {
-	removed, _ := spool.Clean(a.state.SpoolDir(), restore.OplogSpoolPattern)
-	// A mongodump archive's interleaved collections (package dumparchive).
-	more, _ := spool.Clean(a.state.SpoolDir(), ".a0-archive-spool-*")
-	for _, r := range append(removed, more...) {
+	for _, r := range ops.CleanSpools(a.state.SpoolDir()) {
 		a.log.Warn("removed a spool file of an interrupted restore", "file", r)
 	}
 }
@@ -403,8 +394,7 @@ func (a *Agent) Close() error {
 		cancel()
 	}
 	a.stop()
-	a.stopSchedule()
-	a.waitCopy()
+	a.stopServices()
 	if a.jobs != nil {
 		a.jobs.Shutdown()
 	}

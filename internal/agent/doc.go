@@ -1,7 +1,14 @@
 // Package agent owns a0agent's HTTPS API: the TLS identity of the node, the
-// authentication of every call against the authorized CLI keys, the mapping
-// of errors to HTTP statuses (one place: wrap), and the handlers that start
-// jobs (backup, sensitive backup, restore) on the job runner.
+// authentication of every call against the authorized CLI keys, the routes
+// and their handlers, uploads, and the error funnel (http.go: the one map of
+// the domain's failures, *ops.Error and the store's and runner's errors, to
+// API codes and HTTP statuses, for an answer and for a job's record).
+//
+// The bodies of the jobs (backup, sensitive backup, restore, sensitive
+// restore) and of the services beside them (the remote copy, the schedule)
+// are in package ops; jobs.go is the one place that gives them their
+// dependencies and starts and stops the services with the agent. This
+// package imports neither dump nor restore.
 //
 // Passwords arrive in request bodies over TLS, live in memory only for the
 // job that needs them, and never reach a log line or an error message.

@@ -9,14 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
-
-	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
-	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/store"
 	"github.com/a0backup/a0/internal/version"
@@ -71,16 +68,8 @@ func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {
 	a.log.Info("node set as backup", "device", req.Device, "force", req.Force)
 	return writeJSON(w, http.StatusOK, api.Message{
 		Message:   "Node set as backup",
-		Arguments: map[string]any{"device": req.Device, "folder": folder, "roles": n.Roles},
+		Arguments: api.SetAsBackupReply{Device: req.Device, Folder: folder, Roles: n.Roles},
 	})
-}
-
-func freeBytes(dir string) (int64, error) {
-	var s syscall.Statfs_t
-	if err := syscall.Statfs(dir, &s); err != nil {
-		return 0, err
-	}
-	return int64(s.Bavail) * int64(s.Bsize), nil
 }
 
 func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
@@ -94,15 +83,15 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 		out.Roles = []string{}
 	}
 	if n.Device != "" {
-		out.DeviceFreeBytes, _ = freeBytes(n.Device)
+		out.DeviceFreeBytes, _ = ops.FreeBytes(n.Device)
 	}
-	out.DatabaseBytes, _ = dump.DataSize(r.Context(), a.client)
+	out.DatabaseBytes, _ = ops.DataSize(r.Context(), a.client)
 	out.ServerVersion = a.serverVersion(r)
 	out.Job, _, _ = a.jobs.Running()
 	out.Keys = a.keysInUse()
 	out.Schedule = a.scheduleStatus()
 	if running, _, _ := a.jobs.Running(); running != kindRestore {
-		if m, _ := a.restoreMarker(r.Context()); m != nil {
+		if m, _ := ops.Marker(r.Context(), a.client); m != nil {
 			out.InterruptedRestore = m
 		}
 	}
@@ -119,27 +108,11 @@ func (a *Agent) serverVersion(r *http.Request) string {
 	return bi.Version
 }
 
-// Job kinds.
-const (
-	kindBackup           = "backup"
-	kindBackupSensitive  = "backup-sensitive"
-	kindRestore          = "restore"
-	kindRestoreSensitive = "restore-sensitive"
-)
-
 func jobKind(slot string) string {
 	if slot == api.SlotSensitive {
 		return kindBackupSensitive
 	}
 	return kindBackup
-}
-
-func (a *Agent) slot(n statedir.Node, kind string) store.Slot {
-	return store.Slot{Dir: filepath.Join(n.Device, store.FolderName), Kind: kind}
-}
-
-func workDir(n statedir.Node) string {
-	return filepath.Join(n.Device, store.FolderName, ".work")
 }
 
 // backupSlot resolves {slot} and checks the backup role.
@@ -153,7 +126,7 @@ func (a *Agent) backupSlot(r *http.Request) (statedir.Node, store.Slot, error) {
 		return n, store.Slot{}, err
 	}
 	if !n.HasRole(statedir.RoleBackup) || n.Device == "" {
-		return n, store.Slot{}, api.Errorf(api.CodeNotBackupRole, "this node is not in the backup role: run set-as-backup first")
+		return n, store.Slot{}, ops.ErrNotBackupRole()
 	}
 	return n, a.slot(n, name), nil
 }
@@ -207,26 +180,25 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	password := seal.Password
 	var fn job.Func
 	if slot.Kind == api.SlotSensitive {
-		fn = a.sensitiveBackupJob(slot, password)
+		b := &ops.SensitiveBackup{State: a.state, Extra: a.cfg.SensitivePaths, Slot: slot, Password: password, BeforeReadBack: a.cfg.BeforeReadBack, Log: a.log}
+		fn = func(ctx context.Context, j *job.Job) (any, error) {
+			meta, err := b.Run(ctx, j)
+			if meta == nil {
+				return nil, err
+			}
+			return meta, err
+		}
 	} else {
-		if err := a.checkSpace(r.Context(), n); err != nil {
+		if err := ops.CheckSpace(r.Context(), a.client, n.Device); err != nil {
 			return err
 		}
+		b := a.newBackup(n.Device, seal, req.AllowPrimary)
 		// The totals are measured before the job starts, so that the
 		// first backup-status already shows them.
-		var rp *readpref.ReadPref
-		if req.AllowPrimary {
-			rp = readpref.Primary()
-		}
-		var cat dump.Catalog
-		if a.embed != nil {
-			cat = a.embed.Catalog()
-		}
-		colls, bytes, err := dump.Totals(r.Context(), a.client, rp, cat)
-		if err != nil {
+		if b.Collections, b.Bytes, err = ops.Totals(r.Context(), a.client, req.AllowPrimary, b.Catalog); err != nil {
 			a.log.Warn("could not measure the backup's totals before it starts", "err", err)
 		}
-		fn = a.backupJob(n, slot, seal, req.AllowPrimary, colls, bytes)
+		fn = a.backupJob(b)
 	}
 	warning := ""
 	if len(password) > 0 {
@@ -238,14 +210,7 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 	started = true
 	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey), "recipients", len(to), "password", len(password) > 0)
 	out := api.Message{Message: "Backup in progress."}
-	args := map[string]any{}
-	if warning != "" {
-		args["warning"] = warning
-	}
-	if len(to) > 0 {
-		args["recipients"] = to
-	}
-	if len(args) > 0 {
+	if args := (api.BackupStarted{Recipients: to, Warning: warning}); !args.Empty() {
 		out.Arguments = args
 	}
 	return writeJSON(w, http.StatusAccepted, out)
@@ -270,46 +235,6 @@ func (a *Agent) samePasswordWarning(n statedir.Node, slot store.Slot, password [
 	return "this password also protects the stored " + jobKind(other) + "; use a different password for the sensitive backup"
 }
 
-func (a *Agent) checkSpace(ctx context.Context, n statedir.Node) error {
-	size, err := dump.DataSize(ctx, a.client)
-	if err != nil {
-		return fmt.Errorf("measure database size: %w", err)
-	}
-	free, err := freeBytes(n.Device)
-	if err != nil {
-		return fmt.Errorf("measure free space: %w", err)
-	}
-	if free < 2*size {
-		return &api.Error{Code: api.CodeInsufficientSpace,
-			Message: fmt.Sprintf("not enough free space on %s: %s free, %s needed (twice the database's data size of %s)",
-				n.Device, fmtBytes(free), fmtBytes(2*size), fmtBytes(size)),
-			Details: map[string]any{"free_bytes": free, "needed_bytes": 2 * size, "data_bytes": size}}
-	}
-	return nil
-}
-
-// statusArgs is the "arguments" of "Backup found": name and md5 first, as
-// the original printed them; the rest is ours.
-type statusArgs struct {
-	Name        string `json:"name"`
-	MD5         string `json:"md5"`
-	Size        int64  `json:"size"`
-	SHA256      string `json:"sha256"`
-	Created     string `json:"created"`
-	Duration    string `json:"duration,omitempty"`
-	Documents   int64  `json:"documents,omitempty"`
-	Collections int    `json:"collections,omitempty"`
-	Files       int    `json:"files,omitempty"`
-	Format      string `json:"format"`
-	Consistency string `json:"consistency,omitempty"`
-	// Verified says the file was read back and passed restore's checks
-	// before it was called found, at VerifiedAt.
-	Verified   bool       `json:"verified"`
-	VerifiedAt *time.Time `json:"verified_at,omitempty"`
-	// Remote is the copy to the remote store, when there is one.
-	Remote *api.RemoteCopyStatus `json:"remote,omitempty"`
-}
-
 func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 	_, slot, err := a.backupSlot(r)
 	if err != nil {
@@ -317,12 +242,11 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	kind := jobKind(slot.Kind)
 	if running, started, progress := a.jobs.Running(); running == kind {
-		args := map[string]any{"started": started, "progress": progress}
-		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup in progress", Arguments: args})
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup in progress", Arguments: api.JobRunning[any]{Progress: progress, Started: started}})
 	}
 	m, err := slot.Stored()
 	if err == nil {
-		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup found", Arguments: statusArgs{
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup found", Arguments: api.BackupFound{
 			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
 			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
@@ -333,11 +257,7 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if rec, err := a.jobs.Last(kind); err == nil && rec != nil && rec.State == job.StateFailed {
-		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup failed", Arguments: struct {
-			Error    string     `json:"error"`
-			Started  time.Time  `json:"started"`
-			Finished *time.Time `json:"finished,omitempty"`
-		}{rec.Error, rec.Started, rec.Finished}})
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup failed", Arguments: api.BackupFailed{Error: rec.Error, Started: rec.Started, Finished: rec.Finished}})
 	}
 	return writeJSON(w, http.StatusOK, api.Message{Message: "No backup found"})
 }
@@ -384,5 +304,5 @@ func (a *Agent) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("backup deleted", "slot", slot.Kind, "name", m.Name)
-	return writeJSON(w, http.StatusOK, api.Message{Message: "Backup deleted", Arguments: map[string]any{"name": m.Name, "md5": m.MD5}})
+	return writeJSON(w, http.StatusOK, api.Message{Message: "Backup deleted", Arguments: api.BackupDeleted{Name: m.Name, MD5: m.MD5}})
 }

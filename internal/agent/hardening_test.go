@@ -23,6 +23,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/keys"
+	aops "github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -201,7 +202,7 @@ func TestSecurityUploadSpace(t *testing.T) {
 		if e := apiError(t, r); e.Code != api.CodeInsufficientSpace {
 			t.Fatalf("chunked upload of 48 MiB into 32 MiB: %d %s", r.status, r.body)
 		}
-		if free, err := freeBytes(uploads); err != nil || free < reserve-spaceCheckBytes {
+		if free, err := aops.FreeBytes(uploads); err != nil || free < reserve-spaceCheckBytes {
 			t.Fatalf("free space %d below the reserve %d", free, reserve)
 		}
 		os.Remove(filepath.Join(uploads, "chunked.upload"))

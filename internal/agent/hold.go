@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/a0backup/a0/internal/ops"
 )
 
 // Hold points let a test stop a job at a known place until it has put its
@@ -16,25 +18,17 @@ import (
 const (
 	// HoldBackup: the backup's hidden .part file exists, before the dump
 	// reads the first collection.
-	HoldBackup = "backup"
+	HoldBackup = ops.HoldBackup
 	// HoldBackupOplog: the dump has taken its oplog start and not yet
 	// listed the collections.
-	HoldBackupOplog = "backup-oplog"
+	HoldBackupOplog = ops.HoldBackupOplog
 	// HoldRestore: every byte is authenticated and the restore marker is
 	// written, before the first collection is written.
-	HoldRestore = "restore"
+	HoldRestore = ops.HoldRestore
 )
 
 // holdDirEnv names the directory of a built agent's hold points (tests only).
 const holdDirEnv = "A0_TEST_HOLD_DIR"
-
-// hold blocks at a hold point while the test's hook wants; the job's
-// cancellation ends it.
-func (a *Agent) hold(ctx context.Context, point string) {
-	if a.cfg.Hold != nil {
-		a.cfg.Hold(ctx, point)
-	}
-}
 
 // holdDir is the hook of a built agent: at a point it creates
 // DIR/<point>.reached and waits until DIR/<point>.release exists. The

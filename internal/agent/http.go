@@ -4,15 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
-	"github.com/a0backup/a0/internal/bytesize"
 	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -120,7 +119,7 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // wrap authenticates the caller, runs h, and turns its error into a status
-// and a JSON error body. It is the only place that does so. The request
+// and a JSON error body (writeError, through the error funnel toAPIError). The request
 // (body in, answer out) must complete within Timeouts.Request.
 func (a *Agent) wrap(h handlerFunc) http.Handler { return a.wrapWith(h, false) }
 
@@ -172,32 +171,106 @@ func (a *Agent) wrapWith(h handlerFunc, stream bool) http.Handler {
 }
 
 func (a *Agent) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *api.Error
-	switch {
-	case errors.As(err, &ae):
-	case errors.Is(err, store.ErrNoBackup):
-		ae = api.Errorf(api.CodeNotFound, "%s", err.Error())
-	case errors.Is(err, store.ErrExists):
-		ae = api.Errorf(api.CodeBackupExists, "only one backup may be stored; delete it with backup-delete")
-	case errors.As(err, new(*store.DamagedMetaError)):
-		ae = api.Errorf(api.CodeIntegrity, "%s", err.Error())
-	default:
-		var be *job.BusyError
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &be):
-			ae = api.Errorf(api.CodeJobRunning, "%s", be.Error())
-		case errors.As(err, &mbe):
-			ae = api.Errorf(api.CodeTooLarge, "request body larger than %d bytes", mbe.Limit)
-		default:
-			a.log.Error("request failed", "path", r.URL.Path, "err", err)
-			ae = api.Errorf(api.CodeInternal, "internal error: %v", err)
-		}
+	ae := toAPIError(err)
+	if ae == nil {
+		a.log.Error("request failed", "path", r.URL.Path, "err", err)
+		ae = api.Errorf(api.CodeInternal, "internal error: %v", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(ae.Status())
 	json.NewEncoder(w).Encode(api.ErrorBody{Error: ae})
 }
+
+// The error funnel: the one place where the failures of the domain (the
+// jobs' and services' *ops.Error, the store's and the runner's errors)
+// become API codes, for a handler's answer (toAPIError) and for a job's
+// record (jobError).
+
+// kindCodes maps each kind of ops failure to its API code.
+var kindCodes = map[ops.Kind]api.Code{
+	ops.Invalid:        api.CodeBadRequest,
+	ops.NotFound:       api.CodeNotFound,
+	ops.NotBackupRole:  api.CodeNotBackupRole,
+	ops.Exists:         api.CodeBackupExists,
+	ops.Busy:           api.CodeJobRunning,
+	ops.NoSpace:        api.CodeInsufficientSpace,
+	ops.WrongKey:       api.CodeWrongPassword,
+	ops.Integrity:      api.CodeIntegrity,
+	ops.NonEmptyTarget: api.CodeNonEmptyTarget,
+	ops.Unsupported:    api.CodeUnsupported,
+	ops.Remote:         api.CodeRemote,
+}
+
+// opsError is the API error of an *ops.Error in err's chain, or nil.
+func opsError(err error) *api.Error {
+	var oe *ops.Error
+	if !errors.As(err, &oe) {
+		return nil
+	}
+	code, ok := kindCodes[oe.Kind]
+	if !ok {
+		code = api.CodeInternal
+	}
+	return &api.Error{Code: code, Message: oe.Msg, Details: oe.Details}
+}
+
+// codeOf is the API code err carries (an *api.Error or an *ops.Error in its
+// chain), or "" when it names none.
+func codeOf(err error) api.Code {
+	if c := api.CodeOf(err); c != "" {
+		return c
+	}
+	if ae := opsError(err); ae != nil {
+		return ae.Code
+	}
+	return ""
+}
+
+// toAPIError is the answer to a handler's error, nil for an internal error.
+func toAPIError(err error) *api.Error {
+	var ae *api.Error
+	var be *job.BusyError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case opsError(err) != nil:
+		return opsError(err)
+	case errors.Is(err, store.ErrNoBackup):
+		return api.Errorf(api.CodeNotFound, "%s", err.Error())
+	case errors.Is(err, store.ErrExists):
+		return api.Errorf(api.CodeBackupExists, "only one backup may be stored; delete it with backup-delete")
+	case errors.As(err, new(*store.DamagedMetaError)):
+		return api.Errorf(api.CodeIntegrity, "%s", err.Error())
+	case errors.As(err, &be):
+		return api.Errorf(api.CodeJobRunning, "%s", be.Error())
+	case errors.As(err, &mbe):
+		return api.Errorf(api.CodeTooLarge, "request body larger than %d bytes", mbe.Limit)
+	}
+	return nil
+}
+
+// jobError gives a job's error the code it names, for the job's record,
+// keeping its message.
+func jobError(err error) error {
+	if err == nil || api.CodeOf(err) != "" || errors.As(err, new(*codedError)) {
+		return err
+	}
+	if ae := opsError(err); ae != nil {
+		return &codedError{err: err, code: ae.Code}
+	}
+	return err
+}
+
+// codedError is a job's error with its API code (job.Record.Code).
+type codedError struct {
+	err  error
+	code api.Code
+}
+
+func (e *codedError) Error() string     { return e.err.Error() }
+func (e *codedError) Unwrap() error     { return e.err }
+func (e *codedError) ErrorCode() string { return string(e.code) }
 
 // errUnauthorized says the same thing for every refused caller, so that a
 // refusal tells an attacker nothing about the node or about which check failed.
@@ -227,5 +300,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 // decode reads a bounded JSON body into v, refusing unknown fields.
 func decode(w http.ResponseWriter, r *http.Request, v any) error { return api.DecodeRequest(w, r, v) }
-
-func fmtBytes(n int64) string { return fmt.Sprintf("%s (%d bytes)", bytesize.IEC(n), n) }

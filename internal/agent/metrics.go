@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
-	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/metrics"
+	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/store"
 	"github.com/a0backup/a0/internal/version"
@@ -93,11 +93,11 @@ func (a *Agent) recordBackup(m *store.Meta, err error) {
 // reasonClass names a backup failure's kind for a0_backup_last_failure_reason:
 // few, stable values that an alert can match on.
 func reasonClass(err error) string {
-	var rolled *dump.OplogRolledError
+	var rolled *ops.OplogRolledError
 	var pe *fs.PathError
 	switch {
-	case api.CodeOf(err) != "":
-		return string(api.CodeOf(err))
+	case codeOf(err) != "":
+		return string(codeOf(err))
 	case errors.Is(err, job.ErrInterrupted), errors.Is(err, context.Canceled):
 		return "interrupted"
 	case errors.Is(err, syscall.ENOSPC):
@@ -132,7 +132,7 @@ func (a *Agent) liveMetrics(ctx context.Context) metrics.Live {
 	if a.client == nil {
 		return l
 	}
-	if size, err := dump.DataSize(ctx, a.client); err == nil {
+	if size, err := ops.DataSize(ctx, a.client); err == nil {
 		l.DatabaseBytes = size
 	}
 	return l

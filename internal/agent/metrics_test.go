@@ -66,7 +66,7 @@ func startTestBackup(t *testing.T, a *Agent) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.jobs.Start(a.ctx, kindBackup, a.backupJob(n, a.slot(n, api.SlotBackup), crypt.Seal{Password: []byte("Passw0rd-metrics")}, false, 0, 0)); err != nil {
+	if err := a.jobs.Start(a.ctx, kindBackup, a.backupJob(a.newBackup(n.Device, crypt.Seal{Password: []byte("Passw0rd-metrics")}, false))); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 // openUnattended sets up what runs without an operator: the schedule and
 // the webhook.
 func (a *Agent) openUnattended() error {
-	if err := a.openSchedule(); err != nil {
+	if err := a.openServices(); err != nil {
 		return err
 	}
 	if a.cfg.Webhook == "" {

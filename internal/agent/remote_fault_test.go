@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/retention"
 	"github.com/a0backup/a0/internal/s3gw"
@@ -23,9 +25,9 @@ func TestRemoteCopyUnreachableRetried(t *testing.T) {
 	n := remoteAgent(t, t.TempDir(), Config{Remote: testStore(t, gw, "", gw.SecretKey), RemoteAttempts: 1000})
 	gw.Stop()
 	m := n.plantBackup(t, time.Now(), 1<<20)
-	n.afterBackup(m)
+	n.backupEnded(m, nil)
 	st := n.waitState(t, m.Name, func(s api.RemoteCopyStatus) bool { return s.Attempts >= 2 })
-	if st.State != copyCopying || !strings.Contains(st.Error, "unreachable") {
+	if st.State != api.CopyCopying || !strings.Contains(st.Error, "unreachable") {
 		t.Fatalf("while the store is down: %+v", st)
 	}
 	node, _ := n.state.LoadNode()
@@ -60,12 +62,12 @@ func TestRemoteCopyClearErrors(t *testing.T) {
 			cfg := Config{RemoteAttempts: 1000, Remote: tc.st}
 			n := remoteAgent(t, t.TempDir(), cfg)
 			m := n.plantBackup(t, time.Now(), 1000)
-			n.afterBackup(m)
-			st := n.waitState(t, m.Name, func(s api.RemoteCopyStatus) bool { return s.State == copyFailed })
+			n.backupEnded(m, nil)
+			st := n.waitState(t, m.Name, func(s api.RemoteCopyStatus) bool { return s.State == api.CopyFailed })
 			if !strings.Contains(st.Error, tc.want) || st.Attempts != 1 {
 				t.Fatalf("status %+v, want failed at once with %q", st, tc.want)
 			}
-			rec, _ := os.ReadFile(n.remoteStatePath())
+			rec, _ := os.ReadFile(filepath.Join(n.state.Path, ops.RemoteStateFile))
 			for what, s := range map[string]string{"log": n.log.String(), "record": string(rec), "status error": st.Error} {
 				if strings.Contains(s, gw.SecretKey) {
 					t.Fatalf("the secret is in the %s", what)
@@ -87,11 +89,11 @@ func TestRemoteCopyResumedAfterRestart(t *testing.T) {
 	cfg := Config{Remote: testStore(t, gw, "http://"+proxy.Addr, gw.SecretKey), RemoteAttempts: 1000, RemoteRetry: time.Second}
 	n := remoteAgent(t, state, cfg)
 	m := n.plantBackup(t, time.Now(), 4*part+777)
-	n.afterBackup(m)
+	n.backupEnded(m, nil)
 	n.waitState(t, m.Name, func(s api.RemoteCopyStatus) bool { return s.Attempts >= 1 && s.Error != "" })
 	n.Close()
-	rec, err := n.loadRemoteRecord()
-	if err != nil || rec.State != copyCopying || rec.Name != m.Name {
+	rec, err := n.copier.LoadRecord()
+	if err != nil || rec.State != api.CopyCopying || rec.Name != m.Name {
 		t.Fatalf("record after the stop: %+v %v", rec, err)
 	}
 	proxy.Reopen(t)
@@ -118,9 +120,9 @@ func TestRemoteRetention(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		m := n.plantBackup(t, base.Add(time.Duration(i)*24*time.Hour), 2000+i)
 		names = append(names, m.Name)
-		n.afterBackup(m)
+		n.backupEnded(m, nil)
 		n.waitState(t, m.Name, copied)
-		n.waitCopy()
+		n.copier.Wait()
 		n.deleteLocal(t)
 	}
 	objs, err := st.List(ctx)
@@ -139,6 +141,7 @@ func TestRemoteRetention(t *testing.T) {
 
 	// A stricter policy in a dry run: listed, nothing deleted.
 	n.cfg.Retention = retention.Policy{Last: 1}
+	n.copier.Retention = n.cfg.Retention
 	var res api.BackupsPrune
 	if err := call(t, n.prunePost, "POST", api.PathBackupsPrune, `{"dry_run":true}`, &res); err != nil {
 		t.Fatal(err)
@@ -183,11 +186,11 @@ func TestRemoteCopyNewerBackupQueued(t *testing.T) {
 	n := remoteAgent(t, t.TempDir(), Config{Remote: testStore(t, gw, "", gw.SecretKey), RemoteAttempts: 1000})
 	gw.Stop()
 	old := n.plantBackup(t, time.Now().Add(-time.Hour), 1000)
-	n.afterBackup(old)
+	n.backupEnded(old, nil)
 	n.waitState(t, old.Name, func(s api.RemoteCopyStatus) bool { return s.Attempts >= 1 && s.Error != "" })
 	n.deleteLocal(t)
 	newer := n.plantBackup(t, time.Now(), 2000)
-	n.afterBackup(newer)
+	n.backupEnded(newer, nil)
 	gw.Restart()
 	n.waitState(t, newer.Name, copied)
 	if _, err := testStore(t, gw, "", gw.SecretKey).Stat(context.Background(), old.File); err == nil {
@@ -208,21 +211,21 @@ func TestRemoteObjectLock(t *testing.T) {
 	ctx := context.Background()
 	n := remoteAgent(t, t.TempDir(), Config{Remote: st, Retention: retention.Policy{Last: 1}})
 	old := n.plantBackup(t, time.Now().Add(-48*time.Hour), 3000)
-	n.afterBackup(old)
+	n.backupEnded(old, nil)
 	n.waitState(t, old.Name, copied)
-	n.waitCopy()
+	n.copier.Wait()
 	if err := st.Delete(ctx, old.File); !errors.Is(err, remote.ErrLocked) {
 		t.Fatalf("delete of a locked copy: %v, want ErrLocked", err)
 	}
-	rb, err := n.readSidecar(ctx, old.Name)
+	rb, err := n.copier.Checked(ctx, old.Name)
 	if err != nil || rb.LockedUntil == nil || rb.LockedUntil.Before(time.Now().Add(23*time.Hour)) {
 		t.Fatalf("record: %+v %v", rb, err)
 	}
 	n.deleteLocal(t)
 	newer := n.plantBackup(t, time.Now(), 4000)
-	n.afterBackup(newer)
+	n.backupEnded(newer, nil)
 	n.waitState(t, newer.Name, copied)
-	n.waitCopy()
+	n.copier.Wait()
 	var res api.BackupsPrune
 	if err := call(t, n.prunePost, "POST", api.PathBackupsPrune, `{}`, &res); err != nil {
 		t.Fatal(err)
@@ -235,8 +238,8 @@ func TestRemoteObjectLock(t *testing.T) {
 		t.Fatalf("store: %+v", objs)
 	}
 	// Copying it again: already there, nothing written (it could not be).
-	n.startCopy(newer.Name)
-	if s := n.waitState(t, newer.Name, func(s api.RemoteCopyStatus) bool { return s.State != copyCopying }); s.State != copyCopied {
+	n.copier.Copy(newer.Name)
+	if s := n.waitState(t, newer.Name, func(s api.RemoteCopyStatus) bool { return s.State != api.CopyCopying }); s.State != api.CopyCopied {
 		t.Fatalf("second copy of a locked backup: %+v", s)
 	}
 }

@@ -18,8 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/remote"
-	"github.com/a0backup/a0/internal/restore"
 	"github.com/a0backup/a0/internal/s3gw"
 	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/statedir"
@@ -76,7 +76,7 @@ func remoteAgent(t *testing.T, state string, cfg Config) *remoteNode {
 func (n *remoteNode) plantBackup(t *testing.T, created time.Time, size int) *store.Meta {
 	t.Helper()
 	node, _ := n.state.LoadNode()
-	p, err := n.slot(node, api.SlotBackup).Create(backupName(created))
+	p, err := n.slot(node, api.SlotBackup).Create(ops.BackupName(created))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,17 +103,17 @@ func (n *remoteNode) waitState(t *testing.T, name string, ok func(api.RemoteCopy
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		if st := n.remoteStatus(name); st != nil && ok(*st) {
+		if st := n.copier.Status(name); st != nil && ok(*st) {
 			return *st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("remote state of %s: %+v after 3 minutes", name, n.remoteStatus(name))
+			t.Fatalf("remote state of %s: %+v after 3 minutes", name, n.copier.Status(name))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func copied(s api.RemoteCopyStatus) bool { return s.State == copyCopied }
+func copied(s api.RemoteCopyStatus) bool { return s.State == api.CopyCopied }
 
 // call runs a handler as the router would, and decodes its JSON answer.
 func call(t *testing.T, h handlerFunc, method, path, body string, out any) error {
@@ -225,7 +225,7 @@ func TestRemoteCopyAfterBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.jobs.Start(n.ctx, kindRestore, n.restoreJob(src, restore.Options{Drop: true, SpoolDir: n.state.SpoolDir()})); err != nil {
+	if err := n.jobs.Start(n.ctx, kindRestore, n.restoreJob(src, ops.RestoreOptions{Drop: true, SpoolDir: n.state.SpoolDir()})); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.jobs.Wait(ctx); err != nil {
@@ -249,7 +249,7 @@ func TestRemoteCopyAfterBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "fetched")
-	if _, err := n.fetchRemote(ctx, m.Name, dst); apiCode(err) != api.CodeIntegrity {
+	if _, err := n.copier.Fetch(ctx, m.Name, dst); apiCode(err) != api.CodeIntegrity {
 		t.Fatalf("changed under the API: %v, want an integrity error", err)
 	}
 	if _, err := os.Stat(dst); !os.IsNotExist(err) {
@@ -264,7 +264,7 @@ func TestRemoteCopyAfterBackup(t *testing.T) {
 }
 
 func apiCode(err error) api.Code {
-	if ae, ok := err.(*api.Error); ok {
+	if ae := toAPIError(err); ae != nil {
 		return ae.Code
 	}
 	return ""

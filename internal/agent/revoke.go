@@ -4,12 +4,8 @@ import (
 	"context"
 	"crypto"
 	"errors"
-	"fmt"
 	"io"
-	"net/http"
 	"time"
-
-	"github.com/a0backup/a0/internal/job"
 )
 
 type pubKeyCtx struct{}
@@ -83,21 +79,3 @@ func (c ctxReadSeeker) Read(p []byte) (int, error) {
 }
 
 func (c ctxReadSeeker) Seek(off int64, whence int) (int64, error) { return c.rs.Seek(off, whence) }
-
-// startKeyJob starts a job that a revoke of the key of r stops. The watch
-// is a child of the job's own context: ending it when the job returns must
-// not cancel the context the job runner reads to tell a job the agent's
-// stop interrupted from one that failed on its own.
-func (a *Agent) startKeyJob(r *http.Request, kind string, fn job.Func) error {
-	pub := requestKey(r.Context())
-	return a.jobs.Start(a.ctx, kind, func(ctx context.Context, j *job.Job) (any, error) {
-		wctx, stop := a.whileAuthorized(ctx, pub, kind)
-		defer stop()
-		res, err := fn(wctx, j)
-		if err != nil && errors.Is(context.Cause(wctx), errRevoked) {
-			// Say why the job stopped, not only "context canceled".
-			err = fmt.Errorf("stopped: %w (%w)", errRevoked, err)
-		}
-		return res, err
-	})
-}

@@ -99,3 +99,10 @@ type BackupsPrune struct {
 	Retention string          `json:"retention"`
 	Decisions []PruneDecision `json:"decisions"`
 }
+
+// States of a copy to the remote store (RemoteCopyStatus.State).
+const (
+	CopyCopying = "copying"
+	CopyCopied  = "copied"
+	CopyFailed  = "failed"
+)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/sampledata"
 )
@@ -197,7 +198,9 @@ func BenchmarkRestoreETA(b *testing.B) {
 				final = raw
 				break
 			}
-			p := st.Arguments.Progress
+			var running api.JobRunning[api.RestoreProgress]
+			json.Unmarshal(st.Arguments, &running)
+			p := running.Progress
 			samples = append(samples, sample{time.Since(start), p.Phase + "/" + p.Step, p.Bytes, p.BytesTotal, p.Documents, p.DocumentsTotal})
 			time.Sleep(100 * time.Millisecond)
 		}

@@ -374,30 +374,9 @@ func repinRestored(ctx context.Context, env *Env, der []byte) (bool, error) {
 	return true, nil
 }
 
-// sensitiveAnswer is restore-sensitive's answer, plan or result.
-type sensitiveAnswer struct {
-	Message   string `json:"message"`
-	Arguments struct {
-		Files []struct {
-			Path    string `json:"path"`
-			Target  string `json:"target"`
-			Mode    string `json:"mode"`
-			Exists  bool   `json:"exists"`
-			Changes bool   `json:"changes"`
-			Skipped bool   `json:"skipped"`
-			Reason  string `json:"reason"`
-		} `json:"files"`
-		// Skipped are identity files the node left as they are (no
-		// recovery consent given on the node).
-		Skipped []struct {
-			Path   string `json:"path"`
-			Target string `json:"target"`
-			Reason string `json:"reason"`
-		} `json:"skipped"`
-		Reloaded []string `json:"reloaded"`
-		Restart  string   `json:"restart_needed_for"`
-	} `json:"arguments"`
-}
+// sensitiveAnswer is restore-sensitive's answer, plan or result (a plan
+// decodes as a result without keys, reloaded or restart_needed_for).
+type sensitiveAnswer = api.Reply[api.SensitiveRestored]
 
 func printSensitivePlan(env *Env, plan sensitiveAnswer) {
 	for _, f := range plan.Arguments.Files {
@@ -421,8 +400,8 @@ func printSensitiveDone(env *Env, done sensitiveAnswer) {
 	for _, f := range done.Arguments.Skipped {
 		fmt.Fprintf(env.Stdout, "skipped: %s (%s)\n", f.Target, f.Reason)
 	}
-	if done.Arguments.Restart != "" {
-		fmt.Fprintf(env.Stdout, "note: %s\n", done.Arguments.Restart)
+	if done.Arguments.RestartNeededFor != "" {
+		fmt.Fprintf(env.Stdout, "note: %s\n", done.Arguments.RestartNeededFor)
 	}
 }
 
@@ -474,8 +453,8 @@ func (r *recoverRun) restoreSensitive(ctx context.Context) error {
 	if len(done.Arguments.Skipped) > 0 {
 		fmt.Fprintf(r.env.Stdout, "note: the node kept its own identity (%d files skipped): to restore it too, on the node run\n  a0agent allow-recovery --state-dir DIR\nthen\n  a0cli -t %s restore-sensitive %s\n", len(done.Arguments.Skipped), r.env.Target, r.o.SensitiveFile)
 	}
-	if done.Arguments.Restart != "" {
-		return errors.New("the agent could not take every restored key into use: " + done.Arguments.Restart)
+	if done.Arguments.RestartNeededFor != "" {
+		return errors.New("the agent could not take every restored key into use: " + done.Arguments.RestartNeededFor)
 	}
 	return r.repin(ctx)
 }

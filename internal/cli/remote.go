@@ -60,9 +60,7 @@ func RunBackupCopy(ctx context.Context, env *Env, o BackupCopyOptions) error {
 		if err != nil {
 			return err
 		}
-		var args struct {
-			Remote *api.RemoteCopyStatus `json:"remote"`
-		}
+		var args api.BackupFound
 		json.Unmarshal(st.Arguments, &args)
 		if st.Message != "Backup found" {
 			return &NotFoundError{Msg: "the stored backup is gone: " + st.Message}
@@ -242,9 +240,7 @@ func readRemoteHeader(ctx context.Context, c *client.Client, name string) ([]byt
 // remoteLine is backup-status's text line about the remote copy, "" when
 // the status has none.
 func remoteLine(args json.RawMessage) string {
-	var a struct {
-		Remote *api.RemoteCopyStatus `json:"remote"`
-	}
+	var a api.BackupFound
 	if json.Unmarshal(args, &a) != nil || a.Remote == nil {
 		return ""
 	}

@@ -239,28 +239,10 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-type restoreStatus struct {
-	Message   string `json:"message"`
-	Arguments struct {
-		Progress struct {
-			Phase            string `json:"phase"`
-			Step             string `json:"step"`
-			CollectionsTotal int64  `json:"collections_total"`
-			CollectionsDone  int64  `json:"collections_done"`
-			Documents        int64  `json:"documents"`
-			DocumentsTotal   int64  `json:"documents_total"`
-			Bytes            int64  `json:"bytes"`
-			BytesTotal       int64  `json:"bytes_total"`
-			// FileBytes of FileBytesTotal are authenticated (phase
-			// authenticating, before any total of the data is known).
-			FileBytes      int64 `json:"file_bytes"`
-			FileBytesTotal int64 `json:"file_bytes_total"`
-		} `json:"progress"`
-		Error  string          `json:"error"`
-		Code   string          `json:"code"`
-		Result json.RawMessage `json:"result"`
-	} `json:"arguments"`
-}
+// restoreStatus is the decoded restore-status answer: its arguments are
+// api.JobRunning[api.RestoreProgress] or api.RestoreFailed (a finished
+// restore's without code and error), by its message.
+type restoreStatus = api.Reply[json.RawMessage]
 
 func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
 	b := newBar(env, "restore")
@@ -276,8 +258,11 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		if err := json.Unmarshal(raw, &st); err != nil {
 			return err
 		}
+		var ended api.RestoreFailed
 		if st.Message == "Restore in progress" {
-			p := st.Arguments.Progress
+			var running api.JobRunning[api.RestoreProgress]
+			json.Unmarshal(st.Arguments, &running)
+			p := running.Progress
 			if p.Phase != phase {
 				// One bar per phase: each has its own total and rate.
 				if phase != "" {
@@ -314,6 +299,7 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 			}
 			continue
 		}
+		json.Unmarshal(st.Arguments, &ended)
 		if st.Message == "Restore finished" && lastTotal > 0 {
 			b.update(max(lastBytes, lastTotal), max(lastBytes, lastTotal), "done")
 		}
@@ -321,20 +307,18 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		if asJSON {
 			env.Stdout.Write(append(compact(raw), '\n'))
 		} else {
-			printRestoreResult(env, st.Arguments.Result)
+			printRestoreResult(env, ended.Result)
 		}
 		if st.Message == "Restore failed" {
-			return codeForJobError(st.Arguments.Code, "restore failed: "+st.Arguments.Error)
+			return codeForJobError(ended.Code, "restore failed: "+ended.Error)
 		}
 		if st.Message == "No restore found" {
 			return &NotFoundError{Msg: "no restore has run on this node"}
 		}
 		if !asJSON {
 			msg := st.Message
-			var res struct {
-				Phase string `json:"phase"`
-			}
-			if json.Unmarshal(st.Arguments.Result, &res) == nil && res.Phase == "dry-run" {
+			var res api.RestoreResult
+			if json.Unmarshal(ended.Result, &res) == nil && res.Phase == "dry-run" {
 				msg = "Dry run finished: nothing was written"
 			}
 			fmt.Fprintln(env.Stdout, msg)
@@ -347,37 +331,7 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return
 	}
-	var res struct {
-		Phase string `json:"phase"`
-		Plan  *struct {
-			Created      string   `json:"created"`
-			Consistency  string   `json:"consistency"`
-			Collections  []string `json:"collections"`
-			Documents    int64    `json:"documents"`
-			OplogEntries int64    `json:"oplog_entries"`
-			Skipped      []string `json:"skipped"`
-			OplogOnly    []string `json:"oplog_only"`
-		} `json:"plan"`
-		Report *struct {
-			OK           bool             `json:"ok"`
-			OplogApplied int64            `json:"oplog_applied"`
-			OplogSkipped map[string]int64 `json:"oplog_skipped"`
-			OplogReplay  string           `json:"oplog_replay"`
-			Collections  []struct {
-				Namespace         string   `json:"namespace"`
-				DocumentsExpected int64    `json:"documents_expected"`
-				DocumentsFound    int64    `json:"documents_found"`
-				IndexesExpected   int      `json:"indexes_expected"`
-				IndexesFound      int      `json:"indexes_found"`
-				IndexErrors       []string `json:"index_errors"`
-				OplogEntries      int64    `json:"oplog_entries"`
-				OK                bool     `json:"ok"`
-				DocumentsFailed   int64    `json:"documents_failed"`
-				DuplicateKeys     int64    `json:"duplicate_keys"`
-				Validation        int64    `json:"validation_failures"`
-			} `json:"collections"`
-		} `json:"report"`
-	}
+	var res api.RestoreResult
 	if json.Unmarshal(raw, &res) != nil {
 		return
 	}
@@ -411,7 +365,7 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 				mark += fmt.Sprintf(" (+%d oplog entries replayed)", c.OplogEntries)
 			}
 			if c.DocumentsFailed > 0 {
-				mark += fmt.Sprintf(" (%d documents refused: %d duplicate keys, %d validation failures)", c.DocumentsFailed, c.DuplicateKeys, c.Validation)
+				mark += fmt.Sprintf(" (%d documents refused: %d duplicate keys, %d validation failures)", c.DocumentsFailed, c.DuplicateKeys, c.ValidationFailures)
 			}
 			fmt.Fprintf(w, "%-40s %12d %12d %8d %8d  %s\n", c.Namespace, c.DocumentsExpected, c.DocumentsFound, c.IndexesExpected, c.IndexesFound, mark)
 			// Say which index the server refused and why: the count

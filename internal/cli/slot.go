@@ -135,13 +135,7 @@ func RunBackup(ctx context.Context, env *Env, slot string, o BackupOptions) erro
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Message   string `json:"message"`
-		Arguments struct {
-			Warning    string                `json:"warning"`
-			Recipients []api.BackupRecipient `json:"recipients"`
-		} `json:"arguments"`
-	}
+	var out api.Reply[api.BackupStarted]
 	req := api.BackupRequest{Password: pw, AllowPrimary: o.AllowPrimary, To: o.To, ToAll: o.ToAll}
 	if err := c.JSON(ctx, http.MethodPost, api.PathSlot+slot, req, &out); err != nil {
 		return err
@@ -163,31 +157,15 @@ func RunBackup(ctx context.Context, env *Env, slot string, o BackupOptions) erro
 	return waitBackup(ctx, env, c, slot)
 }
 
-// slotStatus is the decoded backup-status answer.
-type slotStatus struct {
-	Message   string          `json:"message"`
-	Arguments json.RawMessage `json:"arguments"`
-}
+// slotStatus is the decoded backup-status answer: its arguments are
+// api.JobRunning[api.SlotProgress], api.BackupFound or api.BackupFailed,
+// by its message.
+type slotStatus = api.Reply[json.RawMessage]
 
-type foundArgs struct {
-	Name   string `json:"name"`
-	MD5    string `json:"md5"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
-}
+// foundArgs is what a download is checked against.
+type foundArgs = api.BackupFound
 
-type progressArgs struct {
-	Progress struct {
-		CollectionsTotal int64 `json:"collections_total"`
-		CollectionsDone  int64 `json:"collections_done"`
-		Documents        int64 `json:"documents"`
-		Bytes            int64 `json:"bytes"`
-		EstimatedBytes   int64 `json:"estimated_bytes"`
-		FilesTotal       int64 `json:"files_total"`
-		FilesDone        int64 `json:"files_done"`
-		Verifying        bool  `json:"verifying"`
-	} `json:"progress"`
-}
+type progressArgs = api.JobRunning[api.SlotProgress]
 
 func getStatus(ctx context.Context, c *client.Client, slot string) (slotStatus, json.RawMessage, error) {
 	var raw json.RawMessage
@@ -235,9 +213,7 @@ func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) er
 			return nil
 		case "Backup failed":
 			b.finish()
-			var f struct {
-				Error string `json:"error"`
-			}
+			var f api.BackupFailed
 			json.Unmarshal(st.Arguments, &f)
 			return fmt.Errorf("backup failed: %s", f.Error)
 		default:

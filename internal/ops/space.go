@@ -1,0 +1,59 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/a0backup/a0/internal/bytesize"
+	"github.com/a0backup/a0/internal/store"
+)
+
+// FreeBytes is the space available to the agent on dir's file system.
+func FreeBytes(dir string) (int64, error) {
+	var s syscall.Statfs_t
+	if err := syscall.Statfs(dir, &s); err != nil {
+		return 0, err
+	}
+	return int64(s.Bavail) * int64(s.Bsize), nil
+}
+
+// FmtBytes writes n for an operator: "1.5 GiB (1610612736 bytes)".
+func FmtBytes(n int64) string { return fmt.Sprintf("%s (%d bytes)", bytesize.IEC(n), n) }
+
+// NoSpaceForUpload is the failure of a file written to the node's state
+// disk (an upload, a remote copy fetched for a restore) that would leave
+// less than the reserve free.
+func NoSpaceForUpload(free, need int64) *Error {
+	return &Error{Kind: NoSpace,
+		Msg: fmt.Sprintf("not enough free space on the node's state disk for this upload: %s free, %s needed",
+			FmtBytes(free), FmtBytes(need))}
+}
+
+// Slot is a slot ("backup", "sensitive") of the backup device.
+func Slot(device, kind string) store.Slot {
+	return store.Slot{Dir: filepath.Join(device, store.FolderName), Kind: kind}
+}
+
+// CheckSpace refuses a backup onto device when its free space is less than
+// twice the database's data size.
+func CheckSpace(ctx context.Context, c *mongo.Client, device string) error {
+	size, err := DataSize(ctx, c)
+	if err != nil {
+		return fmt.Errorf("measure database size: %w", err)
+	}
+	free, err := FreeBytes(device)
+	if err != nil {
+		return fmt.Errorf("measure free space: %w", err)
+	}
+	if free < 2*size {
+		return &Error{Kind: NoSpace,
+			Msg: fmt.Sprintf("not enough free space on %s: %s free, %s needed (twice the database's data size of %s)",
+				device, FmtBytes(free), FmtBytes(2*size), FmtBytes(size)),
+			Details: map[string]any{"free_bytes": free, "needed_bytes": 2 * size, "data_bytes": size}}
+	}
+	return nil
+}
