@@ -154,7 +154,7 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 	}
 	// Pass 1: authenticate every byte and validate the archive, before
 	// the first write to the database.
-	file, stream, err := src.openStream()
+	file, bf, err := src.openFile()
 	if err != nil {
 		return nil, err
 	}
@@ -175,12 +175,13 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 			}
 		}
 	}()
-	plan, err := restore.Plan(ctx, stream, opts)
-	if err == nil {
-		// The archive may end before the encrypted stream does:
-		// authenticate to the last byte all the same.
-		_, err = io.Copy(io.Discard, stream)
-	}
+	// The archive may end before the encrypted stream does: Authenticate
+	// reads to the last byte all the same.
+	var plan *restore.PlanResult
+	_, err = bf.Authenticate(ctx, func(plain io.Reader) (err error) {
+		plan, err = restore.Plan(ctx, plain, opts)
+		return err
+	})
 	if err == nil {
 		err = src.checkHash()
 	}
@@ -218,8 +219,9 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 		}
 		return res, err
 	}
-	if stream, err = src.stream(file, stream); err != nil {
-		return res, err
+	stream, err := bf.Reopen()
+	if err != nil {
+		return res, openError(err)
 	}
 	if prev, _ := Marker(ctx, r.Client); prev != nil {
 		res.Previous = prev

@@ -191,20 +191,19 @@ func (r *RestoreSensitive) extract(ctx context.Context, src Source, dir string) 
 		return nil, errorf(Busy, "a client is uploading this file right now")
 	}
 	defer unlock()
-	file, stream, err := src.openStream()
+	file, bf, err := src.openFile()
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
-	ar, err := archive.NewReader(stream, archive.Limits{MaxEntrySize: sensitiveMaxEntry, MaxEntries: sensitiveMaxEntries, MaxTotal: sensitiveMaxTotal})
-	if err != nil {
-		return nil, openError(err)
-	}
-	defer ar.Close()
-	if err := archive.Extract(ctx, ar, dir); err != nil {
-		return nil, openError(err)
-	}
-	if _, err := io.Copy(io.Discard, stream); err != nil {
+	if _, err := bf.Authenticate(ctx, func(plain io.Reader) error {
+		ar, err := archive.NewReader(plain, archive.Limits{MaxEntrySize: sensitiveMaxEntry, MaxEntries: sensitiveMaxEntries, MaxTotal: sensitiveMaxTotal})
+		if err != nil {
+			return err
+		}
+		defer ar.Close()
+		return archive.Extract(ctx, ar, dir)
+	}); err != nil {
 		return nil, openError(err)
 	}
 	if err := src.checkHash(); err != nil {

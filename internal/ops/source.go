@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/a0backup/a0/internal/backupfile"
 	"github.com/a0backup/a0/internal/crypt"
 )
 
@@ -54,58 +54,26 @@ func (s Source) done() {
 	}
 }
 
-// open opens the source file once: both passes of a restore read the same
-// open file, so the file that was authenticated is the file that is
-// restored, even if its path is replaced or deleted in between.
-func (s Source) open() (*os.File, error) {
-	return os.Open(s.Path)
-}
-
-// openStream opens the source and returns the file (to close, and to read
-// again with stream) and its plain tar.gz stream.
-func (s *Source) openStream() (*os.File, io.Reader, error) {
-	f, err := s.open()
+// openFile opens the source once and starts its first pass: both passes
+// of a restore read the same open file (backupfile.File.Reopen), so the
+// file that was authenticated is the file that is restored, even if its
+// path is replaced or deleted in between, and the KDF runs once.
+func (s *Source) openFile() (*os.File, *backupfile.File, error) {
+	f, err := os.Open(s.Path)
 	if err != nil {
 		return nil, nil, err
 	}
 	if s.WantSHA256 != "" {
 		s.hash = sha256.New()
 	}
-	r, err := s.stream(f, nil)
+	var tee io.Writer
+	if s.hash != nil {
+		tee = s.hash
+	}
+	bf, err := backupfile.Open(f, backupfile.Options{Unlock: crypt.Unlock{Password: s.Password, FileKey: s.FileKey}, Plain: s.Plain, Tee: tee})
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, nil, openError(err)
 	}
-	return f, r, nil
-}
-
-// stream returns the plain tar.gz stream of f from its start. For an
-// encrypted file every byte it yields has been authenticated. prev is the
-// stream of an earlier pass over f, or nil: its keys serve again, so a
-// second pass costs no second key derivation.
-func (s Source) stream(f *os.File, prev io.Reader) (io.Reader, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	var in io.Reader = f
-	if prev == nil && s.hash != nil {
-		in = io.TeeReader(f, s.hash)
-	}
-	br := bufio.NewReaderSize(in, 1<<20)
-	if s.Plain {
-		return br, nil
-	}
-	var (
-		cr  *crypt.Reader
-		err error
-	)
-	if first, ok := prev.(*crypt.Reader); ok {
-		cr, err = first.Reopen(br)
-	} else {
-		cr, err = crypt.Open(br, crypt.Unlock{Password: s.Password, FileKey: s.FileKey})
-	}
-	if err != nil {
-		return nil, openError(err)
-	}
-	return cr, nil
+	return f, bf, nil
 }
