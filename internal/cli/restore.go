@@ -359,11 +359,12 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			OplogOnly    []string `json:"oplog_only"`
 		} `json:"plan"`
 		Report *struct {
-			OK           bool             `json:"ok"`
-			OplogApplied int64            `json:"oplog_applied"`
-			OplogSkipped map[string]int64 `json:"oplog_skipped"`
-			OplogReplay  string           `json:"oplog_replay"`
-			Collections  []struct {
+			OK             bool                        `json:"ok"`
+			OplogApplied   int64                       `json:"oplog_applied"`
+			OplogSkipped   map[string]int64            `json:"oplog_skipped"`
+			OplogSkippedNS map[string]map[string]int64 `json:"oplog_skipped_namespaces"`
+			OplogReplay    string                      `json:"oplog_replay"`
+			Collections    []struct {
 				Namespace         string   `json:"namespace"`
 				DocumentsExpected int64    `json:"documents_expected"`
 				DocumentsFound    int64    `json:"documents_found"`
@@ -421,6 +422,10 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			}
 		}
 		if r.OplogReplay != "" {
+			// Each skipped entry by namespace, then the totals line.
+			for _, reason := range sortedKeys(r.OplogSkippedNS) {
+				fmt.Fprintf(w, "oplog not replayed, %s: %s\n", reason, skippedText(r.OplogSkippedNS[reason]))
+			}
 			line := fmt.Sprintf("oplog: %d entries replayed (%s)", r.OplogApplied, r.OplogReplay)
 			if skipped := skippedText(r.OplogSkipped); skipped != "" {
 				line += "; not replayed: " + skipped
@@ -428,6 +433,15 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func runRestoreStatusCmd(ctx context.Context, env *Env, args []string) error {

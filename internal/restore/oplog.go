@@ -68,26 +68,34 @@ type oplogScan struct {
 	// operations included) by kind.
 	kinds map[string]int64
 	after int64 // entries after consistent_to
-	// namespaces are the restorable namespaces the entries name.
+	// namespaces are the restorable collections the entries name (a
+	// time-series collection by its own name, not its buckets').
 	namespaces map[string]bool
-	first      oplog.Timestamp
-	haveFirst  bool
+	// needs are the namespaces the replay writes that need a server
+	// feature beyond plain collections (views, time-series, users), by
+	// feature: Preflight refuses them, by name, on a server without
+	// applyOps, which cannot hold them.
+	needs     map[string]map[string]bool
+	first     oplog.Timestamp
+	haveFirst bool
+	// usersAndRoles is Options.UsersAndRoles: admin.system.users and
+	// .roles are written.
+	usersAndRoles bool
 }
 
-func newOplogScan() *oplogScan {
-	return &oplogScan{kinds: map[string]int64{}, namespaces: map[string]bool{}}
+func newOplogScan(usersAndRoles bool) *oplogScan {
+	return &oplogScan{kinds: map[string]int64{}, namespaces: map[string]bool{}, needs: map[string]map[string]bool{},
+		usersAndRoles: usersAndRoles}
 }
 
-// replayable excludes the server's own namespaces, which a restore must not
-// rewrite.
-func replayable(ns string) bool {
-	db, coll, ok := strings.Cut(ns, ".")
-	return ok && coll != "" && db != "local" && db != "config" && !strings.HasPrefix(coll, "system.")
+// crudEntry returns &e for a CRUD entry, whose document names a view's
+// namespace, else nil.
+func crudEntry(e *oplog.Entry) *oplog.Entry {
+	if e.Op == "c" {
+		return nil
+	}
+	return e
 }
-
-// restorable says whether the replay may write ns at all: not the server's
-// own namespaces, and selected.
-func restorable(ns string, sel matcher) bool { return replayable(ns) && sel.match(ns) }
 
 // check validates one entry in Plan: framing, the decision table's
 // refusals for namespaces being restored, and the set of namespaces named.
@@ -137,14 +145,25 @@ func (s *oplogScan) checkOp(e oplog.Entry, sel matcher, depth int) error {
 	}
 	touches := false
 	for _, ns := range t.Namespaces {
-		if restorable(ns, sel) {
-			touches = true
-			if !s.namespaces[ns] {
-				if len(s.namespaces) >= maxOplogNamespace {
-					return fmt.Errorf("oplog names more than %d namespaces", maxOplogNamespace)
-				}
-				s.namespaces[ns] = true
+		if nsVerdict(ns, crudEntry(&e), sel, s.usersAndRoles, nil) != "" {
+			continue
+		}
+		touches = true
+		c := nsClassOf(ns)
+		logical := logicalNS(ns, crudEntry(&e))
+		if f := oplogFeature(c); f != "" && d.Action != oplog.Skip {
+			if s.needs[f] == nil {
+				s.needs[f] = map[string]bool{}
 			}
+			if len(s.needs[f]) < maxOplogNamespace {
+				s.needs[f][logical] = true
+			}
+		}
+		if (c == nsPlain || c == nsBuckets) && !s.namespaces[logical] {
+			if len(s.namespaces) >= maxOplogNamespace {
+				return fmt.Errorf("oplog names more than %d namespaces", maxOplogNamespace)
+			}
+			s.namespaces[logical] = true
 		}
 	}
 	if d.Action == oplog.Refuse && (touches || (t.Database != "" && sel.match(t.Database+".x"))) {
@@ -163,7 +182,9 @@ type replayer struct {
 	txns    *oplog.Txns
 	byDB    map[string][]string // restored namespaces per database
 	skipped map[string]int64
-	batch   writeBatch
+	// skippedNS counts the same entries by reason, then namespace.
+	skippedNS map[string]map[string]int64
+	batch     writeBatch
 }
 
 // replayOplog applies the entries of r up to the manifest's ConsistentTo.
@@ -194,10 +215,10 @@ func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanRes
 	if err != nil {
 		return fmt.Errorf("replay oplog: %w", err)
 	}
-	if txns, ops := rp.txns.Pending(); txns > 0 {
-		rp.skipped[skipTxnOpen] += int64(ops)
+	for _, op := range rp.txns.PendingOps() {
+		rp.skip(skipTxnOpen, op.NS, 1)
 	}
-	rs.skipped = rp.skipped
+	rs.skipped, rs.skippedNS = rp.skipped, rp.skippedNS
 	return nil
 }
 
@@ -228,7 +249,8 @@ func (rs *runState) indexIDLookups(ctx context.Context, rp *replayer, p *PlanRes
 }
 
 func (rs *runState) newReplayer(ctx context.Context, p *PlanResult, sel matcher) *replayer {
-	rp := &replayer{rs: rs, run: rs.command, sel: sel, byDB: map[string][]string{}, skipped: map[string]int64{}}
+	rp := &replayer{rs: rs, run: rs.command, sel: sel, byDB: map[string][]string{}, skipped: map[string]int64{},
+		skippedNS: map[string]map[string]int64{}}
 	if rs.runHook != nil {
 		rp.run = rs.runHook(rp.run)
 	}
@@ -278,7 +300,23 @@ func (rs *runState) restoredNamespaces(p *PlanResult) []string {
 	return out
 }
 
-func (rp *replayer) skip(reason string, n int64) { rp.skipped[reason] += n }
+// skip counts n entries not applied, by reason and by namespace (ns ""
+// for an entry that names none).
+func (rp *replayer) skip(reason, ns string, n int64) {
+	if n == 0 {
+		return
+	}
+	rp.skipped[reason] += n
+	if ns == "" {
+		ns = "-"
+	}
+	m := rp.skippedNS[reason]
+	if m == nil {
+		m = map[string]int64{}
+		rp.skippedNS[reason] = m
+	}
+	m[ns] += n
+}
 
 func (rp *replayer) entry(ctx context.Context, doc []byte) error {
 	e, err := oplog.Parse(doc)
@@ -286,7 +324,7 @@ func (rp *replayer) entry(ctx context.Context, doc []byte) error {
 		return fmt.Errorf("%w: %w", ErrOplogEntry, err)
 	}
 	if rp.to != nil && rp.to.Less(e.TS) {
-		rp.skip(skipAfterEnd, 1)
+		rp.skip(skipAfterEnd, e.NS, 1)
 		return nil
 	}
 	return rp.op(ctx, e)
@@ -297,7 +335,11 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 	d := oplog.Decide(e)
 	switch d.Action {
 	case oplog.Skip:
-		rp.skip(string(d.Kind), 1)
+		ns := e.NS
+		if t, err := oplog.TargetsOf(e); err == nil && len(t.Namespaces) == 1 {
+			ns = t.Namespaces[0]
+		}
+		rp.skip(string(d.Kind), ns, 1)
 		return nil
 	case oplog.Refuse:
 		// Plan refuses these for restored namespaces; here they can only
@@ -308,7 +350,7 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 				return fmt.Errorf("%w: %s at %s: %s", ErrOplogEntry, d.Kind, e.TS, d.Why)
 			}
 		}
-		rp.skip(skipNotRestored, 1)
+		rp.skip(skipNotRestored, strings.Join(t.Namespaces, " to "), 1)
 		return nil
 	case oplog.ApplyEach:
 		if e.IsInner() {
@@ -325,11 +367,15 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 		}
 		return nil
 	case oplog.TxnBuffer, oplog.TxnCommit, oplog.TxnAbort:
-		apply, dropped, err := rp.txns.Add(e, d)
+		if d.Action == oplog.TxnAbort {
+			for _, op := range rp.txns.Buffered(e) {
+				rp.skip(skipTxnAborted, op.NS, 1)
+			}
+		}
+		apply, _, err := rp.txns.Add(e, d)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
 		}
-		rp.skip(skipTxnAborted, int64(dropped))
 		for _, in := range apply {
 			if err := rp.op(ctx, in); err != nil {
 				return err
@@ -341,12 +387,18 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrOplogEntry, err)
 	}
-	if t.Database == "" && (len(t.Namespaces) != 1 || !rp.allowed(t.Namespaces[0])) {
-		rp.skip(skipNotRestored, 1)
-		return nil
+	if t.Database == "" {
+		if len(t.Namespaces) != 1 {
+			rp.skip(skipNotRestored, strings.Join(t.Namespaces, " to "), 1)
+			return nil
+		}
+		if why := rp.verdict(t.Namespaces[0], crudEntry(&e)); why != "" {
+			rp.skip(why, logicalNS(t.Namespaces[0], crudEntry(&e)), 1)
+			return nil
+		}
 	}
 	if t.Database != "" && len(rp.byDB[t.Database]) == 0 {
-		rp.skip(skipNotRestored, 1)
+		rp.skip(skipNotRestored, t.Database, 1)
 		return nil
 	}
 	if d.Action == oplog.Apply && e.Cmd != "drop" && e.Cmd != "dropDatabase" && len(t.Namespaces) == 1 {
@@ -373,8 +425,14 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 			if _, err := rp.run(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{oplog.Reduce(e, nil)}}}); err != nil {
 				return fmt.Errorf("applyOps %s %s at %s: %w", e.Op, e.NS, e.TS, err)
 			}
-			rp.count(e.NS, 0)
+			rp.count(logicalNS(e.NS, &e), 0)
 			return nil
+		}
+		if f := oplogFeature(nsClassOf(e.NS)); f != "" {
+			// Preflight refuses these on a server without applyOps;
+			// never written as plain documents.
+			return &UnsupportedError{Namespace: logicalNS(e.NS, &e), Feature: f,
+				Err: fmt.Errorf("%w: %s %s at %s needs applyOps", ErrOplogEntry, e.Op, e.NS, e.TS)}
 		}
 		return rp.write(ctx, e)
 	}
@@ -383,10 +441,16 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 
 // allowed says whether the replay may write ns: it is being restored
 // (planned, or selected and named by the oplog and checked empty).
-func (rp *replayer) allowed(ns string) bool {
-	if !restorable(ns, rp.sel) {
-		return false
-	}
+func (rp *replayer) allowed(ns string) bool { return rp.verdict(ns, nil) == "" }
+
+// verdict is nsVerdict for this replay: "" when ns (of entry e, nil for a
+// command's target) may be written, else why not.
+func (rp *replayer) verdict(ns string, e *oplog.Entry) string {
+	return nsVerdict(ns, e, rp.sel, rp.rs.opts.UsersAndRoles, rp.restored)
+}
+
+// restored says whether the collection ns is being restored.
+func (rp *replayer) restored(ns string) bool {
 	db, _, _ := strings.Cut(ns, ".")
 	for _, n := range rp.byDB[db] {
 		if n == ns {
@@ -397,6 +461,7 @@ func (rp *replayer) allowed(ns string) bool {
 }
 
 func (rp *replayer) count(ns string, net int64) {
+	ns = logicalNS(ns, nil) // a time-series collection's, not its buckets'
 	eff := rp.rs.oplog[ns]
 	if eff == nil {
 		eff = &oplogEffect{}
@@ -445,7 +510,7 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 				_, err = rp.run(ctx, db, cmd)
 			}
 			if isCode(err, codeCommandNotFound) || isCode(err, codeNotImplemented) {
-				rp.skip(skipNoServerCmd+":"+string(d.Kind), 1)
+				rp.skip(skipNoServerCmd+":"+string(d.Kind), t.Namespaces[0], 1)
 				return nil
 			}
 		}

@@ -230,7 +230,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			// in the pass before the first write (ValidateDocument).
 			check := func(doc []byte) error { return ValidateDocument(doc, maxUserDocSize, maxDepth) }
 			if base == oplogName {
-				fs.scan = newOplogScan()
+				fs.scan = newOplogScan(opts.UsersAndRoles)
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxDocSize, maxOplogDepth); err != nil {
 						return err

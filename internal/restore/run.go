@@ -97,6 +97,11 @@ type Report struct {
 	// namespace-not-restored, after-consistent-to, transaction-aborted,
 	// transaction-uncommitted, update-diff-part-superseded.
 	OplogSkipped map[string]int64 `json:"oplog_skipped,omitempty"`
+	// OplogSkippedNamespaces counts the same entries by reason, then by
+	// the namespace each names (a time-series collection by its name, a
+	// view write by the view, "-" for an entry naming none): nothing is
+	// skipped without its namespace.
+	OplogSkippedNamespaces map[string]map[string]int64 `json:"oplog_skipped_namespaces,omitempty"`
 	// OplogReplay says how entries reached the server: "applyOps"
 	// (MongoDB) or "writes" (idempotent batched writes, FerretDB).
 	OplogReplay string `json:"oplog_replay,omitempty"`
@@ -274,6 +279,11 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 				// Every collection is in (no data entry follows the
 				// oplog): replay now, build the indexes after.
 				br.Reset(ar)
+				// Users and roles before the replay, which may change
+				// them (mongorestore orders it so).
+				if err := rs.mergeAuthz(ctx); err != nil {
+					return nil, err
+				}
 				if err := rs.replayOplog(ctx, br, p, sel); err != nil {
 					return nil, err
 				}
@@ -324,6 +334,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			return nil, fmt.Errorf("spool oplog: %w", err)
 		}
 		br.Reset(sr)
+		if err := rs.mergeAuthz(ctx); err != nil {
+			return nil, err
+		}
 		if err := rs.replayOplog(ctx, br, p, sel); err != nil {
 			return nil, err
 		}
@@ -333,7 +346,8 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err := rs.buildIndexes(ctx); err != nil {
 		return nil, err
 	}
-	// Users and roles last, as mongorestore restores them.
+	// Users and roles after the data and before the oplog replay, which
+	// may change them, as mongorestore orders it (here when no replay ran).
 	if err := rs.mergeAuthz(ctx); err != nil {
 		return nil, err
 	}
@@ -356,6 +370,7 @@ type runState struct {
 	// authzLoaded says users or roles wait in admin.temp* for mergeAuthz.
 	authzLoaded bool
 	skipped     map[string]int64
+	skippedNS   map[string]map[string]int64
 	// runHook wraps the replay's commander (tests record commands).
 	runHook func(commander) commander
 }
@@ -666,7 +681,7 @@ func countDocuments(ctx context.Context, client *mongo.Client, db, coll string) 
 }
 
 func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) {
-	rep := &Report{OK: true, OplogApplied: rs.applied, OplogSkipped: rs.skipped}
+	rep := &Report{OK: true, OplogApplied: rs.applied, OplogSkipped: rs.skipped, OplogSkippedNamespaces: rs.skippedNS}
 	if rs.oplog != nil {
 		rep.OplogReplay = "writes"
 		if rs.viaApplyOp {
