@@ -422,7 +422,7 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 			return rp.command(ctx, e, d, t)
 		}
 		if rp.mode == modeApplyOps {
-			if _, err := rp.run(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{oplog.Reduce(e, nil)}}}); err != nil {
+			if _, err := rp.run(ctx, "admin", applyOpsCmd(oplog.Reduce(e, nil))); err != nil {
 				return fmt.Errorf("applyOps %s %s at %s: %w", e.Op, e.NS, e.TS, err)
 			}
 			rp.count(logicalNS(e.NS, &e), 0)
@@ -437,6 +437,15 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 		return rp.write(ctx, e)
 	}
 	return fmt.Errorf("%w: %s: no rule for action %s", ErrOplogEntry, d.Kind, d.Action)
+}
+
+// applyOpsCmd is the command that replays one operation on MongoDB. It
+// bypasses document validation, as the data's inserts do and mongorestore
+// sends it: an update of a document deleted later in the oplog becomes an
+// upsert of a partial document on 5.0-8.0, which a strict validator refuses
+// although the end state is valid.
+func applyOpsCmd(op bson.D) bson.D {
+	return bson.D{{Key: "applyOps", Value: bson.A{op}}, {Key: "bypassDocumentValidation", Value: true}}
 }
 
 // allowed says whether the replay may write ns: it is being restored
@@ -503,7 +512,7 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 			return nil
 		}
 		if rp.mode == modeApplyOps {
-			_, err = rp.run(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{oplog.Reduce(e, o)}}})
+			_, err = rp.run(ctx, "admin", applyOpsCmd(oplog.Reduce(e, o)))
 		} else {
 			var cmd bson.D
 			if err = bson.Unmarshal(o, &cmd); err == nil {
@@ -522,7 +531,7 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 	}
 	var err error
 	if rp.mode == modeApplyOps {
-		_, err = rp.run(ctx, "admin", bson.D{{Key: "applyOps", Value: bson.A{oplog.Reduce(e, nil)}}})
+		_, err = rp.run(ctx, "admin", applyOpsCmd(oplog.Reduce(e, nil)))
 	} else {
 		var cmd bson.D
 		if err = bson.Unmarshal(e.O, &cmd); err == nil {

@@ -28,7 +28,7 @@ func replayApplyOps(t *testing.T, p *PlanResult, opts Options, oplogBytes []byte
 	rs := &runState{opts: opts, prog: &Progress{}, catalog: newIndexCatalog(), done: map[string]bool{}, rep: map[string]*CollectionReport{},
 		runHook: func(commander) commander {
 			return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
-				if db != "admin" || cmd[0].Key != "applyOps" {
+				if db != "admin" || cmd[0].Key != "applyOps" || len(cmd) != 2 || cmd[1] != (bson.E{Key: "bypassDocumentValidation", Value: true}) {
 					t.Errorf("sent %s %v", db, cmd)
 				}
 				// Copied now: the values point into the replay's buffer.
