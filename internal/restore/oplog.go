@@ -159,7 +159,9 @@ func (s *oplogScan) checkOp(e oplog.Entry, sel matcher, depth int) error {
 				s.needs[f][logical] = true
 			}
 		}
-		if (c == nsPlain || c == nsBuckets) && !s.namespaces[logical] {
+		// A namespace only skipped entries name (startIndexBuild,
+		// abortIndexBuild...) is not written: not "created during the dump".
+		if (c == nsPlain || c == nsBuckets) && d.Action != oplog.Skip && !s.namespaces[logical] {
 			if len(s.namespaces) >= maxOplogNamespace {
 				return fmt.Errorf("oplog names more than %d namespaces", maxOplogNamespace)
 			}

@@ -274,3 +274,39 @@ func TestReplaySystemNamespaces(t *testing.T) {
 		}
 	})
 }
+
+// TestSkippedEntriesCreateNothing: mongo-tools' oplog_ignore_index (a
+// startIndexBuild and an abortIndexBuild of test.skip_index_entries, written
+// by a real server) names a namespace only through entries the replay
+// skips: it is not a collection created during the dump, so a non-empty
+// target is not refused and --drop does not drop it; both entries are named.
+func TestSkippedEntriesCreateNothing(t *testing.T) {
+	ctx := context.Background()
+	client := start(t)
+	target := client.Database("test").Collection("skip_index_entries")
+	if _, err := target.InsertOne(ctx, bson.D{{Key: "_id", Value: "keep"}}); err != nil {
+		t.Fatal(err)
+	}
+	data := dirArchive(t, oracle.Fixture(t, "mongorestore", "oplog_ignore_index"))
+	for _, drop := range []bool{false, true} {
+		opts := Options{Plain: true, Drop: drop}
+		p, err := Plan(ctx, bytes.NewReader(data), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.OplogOnly) != 0 {
+			t.Fatalf("oplog only %v", p.OplogOnly)
+		}
+		rep, err := Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+		if err != nil {
+			t.Fatalf("drop %v: %v", drop, err)
+		}
+		want := map[string]map[string]int64{"startIndexBuild": {"test.skip_index_entries": 1}, "abortIndexBuild": {"test.skip_index_entries": 1}}
+		if !reflect.DeepEqual(rep.OplogSkippedNamespaces, want) {
+			t.Fatalf("skipped %v", rep.OplogSkippedNamespaces)
+		}
+		if n, _ := target.CountDocuments(ctx, bson.D{}); n != 1 {
+			t.Fatalf("drop %v: the collection outside the restore was dropped", drop)
+		}
+	}
+}
