@@ -176,13 +176,16 @@ func (s *oplogScan) checkOp(e oplog.Entry, sel matcher, depth int) error {
 
 // replayer applies one oplog.bson; see replayOplog.
 type replayer struct {
-	rs      *runState
-	mode    replayMode
-	run     commander
-	sel     matcher
-	to      *oplog.Timestamp
-	txns    *oplog.Txns
-	byDB    map[string][]string // restored namespaces per database
+	rs   *runState
+	mode replayMode
+	run  commander
+	sel  matcher
+	to   *oplog.Timestamp
+	txns *oplog.Txns
+	byDB map[string][]string // restored namespaces per database
+	// views are the restored views per database (planned, or written by
+	// the replay): a dropDatabase drops them too.
+	views   map[string]map[string]bool
 	skipped map[string]int64
 	// skippedNS counts the same entries by reason, then namespace.
 	skippedNS map[string]map[string]int64
@@ -252,7 +255,12 @@ func (rs *runState) indexIDLookups(ctx context.Context, rp *replayer, p *PlanRes
 
 func (rs *runState) newReplayer(ctx context.Context, p *PlanResult, sel matcher) *replayer {
 	rp := &replayer{rs: rs, run: rs.command, sel: sel, byDB: map[string][]string{}, skipped: map[string]int64{},
-		skippedNS: map[string]map[string]int64{}}
+		skippedNS: map[string]map[string]int64{}, views: map[string]map[string]bool{}}
+	for _, c := range p.Collections {
+		if c.Type == "view" {
+			rp.addView(c.Namespace())
+		}
+	}
 	if rs.runHook != nil {
 		rp.run = rs.runHook(rp.run)
 	}
@@ -399,7 +407,7 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 			return nil
 		}
 	}
-	if t.Database != "" && len(rp.byDB[t.Database]) == 0 {
+	if t.Database != "" && len(rp.byDB[t.Database]) == 0 && len(rp.views[t.Database]) == 0 {
 		rp.skip(skipNotRestored, t.Database, 1)
 		return nil
 	}
@@ -426,6 +434,9 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 		if rp.mode == modeApplyOps {
 			if _, err := rp.run(ctx, "admin", applyOpsCmd(oplog.Reduce(e, nil))); err != nil {
 				return fmt.Errorf("applyOps %s %s at %s: %w", e.Op, e.NS, e.TS, err)
+			}
+			if nsClassOf(e.NS) == nsViews && e.Op == "i" {
+				rp.addView(logicalNS(e.NS, &e))
 			}
 			rp.count(logicalNS(e.NS, &e), 0)
 			return nil
@@ -490,8 +501,22 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 	fail := func(err error) error { return fmt.Errorf("%s %s at %s: %w", d.Kind, e.NS, e.TS, err) }
 	switch e.Cmd {
 	case "dropDatabase":
-		// Only the restored collections of that database go; the others
-		// are not the restore's to drop.
+		// Only what the restore wrote in that database goes (its
+		// collections and views); the others are not the restore's to
+		// drop.
+		var views []string
+		for ns := range rp.views[t.Database] {
+			views = append(views, ns)
+		}
+		sort.Strings(views)
+		for _, ns := range views {
+			_, coll, _ := strings.Cut(ns, ".")
+			if _, err := rp.run(ctx, db, bson.D{{Key: "drop", Value: coll}}); err != nil && !isCode(err, codeNamespaceNotFound) {
+				return fail(err)
+			}
+			rp.count(ns, 0)
+		}
+		delete(rp.views, t.Database)
 		for _, ns := range rp.byDB[t.Database] {
 			_, coll, _ := strings.Cut(ns, ".")
 			if _, err := rp.run(ctx, db, bson.D{{Key: "drop", Value: coll}}); err != nil && !isCode(err, codeNamespaceNotFound) {
@@ -554,6 +579,15 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 		rp.reset(t.Namespaces[0])
 	}
 	return nil
+}
+
+// addView records a restored view, "db.name".
+func (rp *replayer) addView(ns string) {
+	db, _, _ := strings.Cut(ns, ".")
+	if rp.views[db] == nil {
+		rp.views[db] = map[string]bool{}
+	}
+	rp.views[db][ns] = true
 }
 
 // reset records that ns was emptied: its expected count starts from 0.

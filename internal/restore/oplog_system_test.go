@@ -28,8 +28,11 @@ func replayApplyOps(t *testing.T, p *PlanResult, opts Options, oplogBytes []byte
 	rs := &runState{opts: opts, prog: &Progress{}, catalog: newIndexCatalog(), done: map[string]bool{}, rep: map[string]*CollectionReport{},
 		runHook: func(commander) commander {
 			return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
-				if db != "admin" || cmd[0].Key != "applyOps" || len(cmd) != 2 || cmd[1] != (bson.E{Key: "bypassDocumentValidation", Value: true}) {
+				if cmd[0].Key == "applyOps" && (db != "admin" || len(cmd) != 2 || cmd[1] != (bson.E{Key: "bypassDocumentValidation", Value: true})) {
 					t.Errorf("sent %s %v", db, cmd)
+				}
+				if cmd[0].Key != "applyOps" {
+					cmd = append(bson.D{{Key: "$db", Value: db}}, cmd...)
 				}
 				// Copied now: the values point into the replay's buffer.
 				b, err := bson.Marshal(cmd)
@@ -60,6 +63,9 @@ func sentOps(t *testing.T, cmds []bson.D) []bson.D {
 	t.Helper()
 	var out []bson.D
 	for _, c := range cmds {
+		if c[0].Key != "applyOps" {
+			continue
+		}
 		for _, op := range c[0].Value.(bson.A) {
 			var d bson.D
 			b, err := bson.Marshal(op)
@@ -308,5 +314,37 @@ func TestSkippedEntriesCreateNothing(t *testing.T) {
 		if n, _ := target.CountDocuments(ctx, bson.D{}); n != 1 {
 			t.Fatalf("drop %v: the collection outside the restore was dropped", drop)
 		}
+	}
+}
+
+// TestReplayDropDatabaseDropsViews: a dropDatabase drops the views the
+// restore wrote in that database (here one the oplog created), not only its
+// collections.
+func TestReplayDropDatabaseDropsViews(t *testing.T) {
+	ctx := context.Background()
+	entries := []bson.Raw{
+		mustRaw(t, opEntry(1, "i", "app.system.views", bson.D{{Key: "_id", Value: "app.v"}, {Key: "viewOn", Value: "c"}, {Key: "pipeline", Value: bson.A{}}}, nil)),
+		mustRaw(t, opEntry(2, "i", "app.c", bson.D{{Key: "_id", Value: 5}}, nil)),
+		mustRaw(t, opEntry(3, "c", "app.$cmd", bson.D{{Key: "dropDatabase", Value: 1}}, nil)),
+	}
+	var all []byte
+	for _, e := range entries {
+		all = append(all, e...)
+	}
+	data := oplogDump([]coll{{db: "app", name: "c", docs: users(1)}}, entries).archive(t)
+	p, err := Plan(ctx, bytes.NewReader(data), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, _ := replayApplyOps(t, p, Options{}, all)
+	var drops []string
+	for _, c := range cmds {
+		if c[0].Key == "$db" {
+			drops = append(drops, extJSON(t, c))
+		}
+	}
+	want := []string{`{"$db":"app","drop":"v"}`, `{"$db":"app","drop":"c"}`}
+	if !reflect.DeepEqual(drops, want) {
+		t.Fatalf("drops %v", drops)
 	}
 }
