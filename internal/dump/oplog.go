@@ -620,13 +620,12 @@ func (e *DDLError) Error() string {
 	return fmt.Sprintf("dump: %s %s during the backup, and this server's oplog does not record it (FerretDB logs only inserts, updates and deletes), so the backup cannot be point-in-time; run it again when no such change runs", e.Namespace, e.What)
 }
 
-// checkCatalog lists the collections again once all were read. A
-// collection listed at the start that now has another name (same UUID)
-// fails the backup: on MongoDB the oplog's renameCollection entry already
-// does, FerretDB writes no command to its oplog. On such a server (noDDL)
-// a listed collection that is gone, or whose index count changed, fails it
-// too: a MongoDB oplog holds the drop or the index build, which the
-// restore replays.
+// checkCatalog lists the collections again once all were read. On a
+// server whose oplog holds no DDL (noDDL: FerretDB), a collection listed
+// at the start that now has another name (same UUID), is gone, or whose
+// index count changed fails the backup: the restore could not replay it.
+// A MongoDB oplog holds the rename, drop or index build, which the restore
+// replays.
 func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, cat Catalog, intents []intent, dumped []manifest.Collection, noDDL bool) error {
 	byUUID := map[string]string{}
 	for _, in := range intents {
@@ -643,7 +642,7 @@ func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPr
 	for _, in := range now {
 		ns := in.db + "." + in.name
 		present[ns] = true
-		if was, ok := byUUID[in.uuid]; ok && in.uuid != "" && was != ns {
+		if was, ok := byUUID[in.uuid]; ok && noDDL && in.uuid != "" && was != ns {
 			return &RenamedError{From: was, To: ns}
 		}
 	}

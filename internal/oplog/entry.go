@@ -1,6 +1,7 @@
 package oplog
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,6 +43,9 @@ type Entry struct {
 	TxnNumber  int64
 	HasTxnNum  bool
 	PrevOpTime Timestamp // zero when absent or null
+	// UI is the collection's UUID ("ui", hex), "" when absent (FerretDB,
+	// and servers older than 3.6).
+	UI string
 	// inner is true for an operation taken out of an applyOps array.
 	inner bool
 }
@@ -101,6 +105,10 @@ func parse(raw bson.Raw, inner bool) (Entry, error) {
 		case "txnNumber":
 			if n, ok := intValue(v); ok {
 				e.TxnNumber, e.HasTxnNum = n, true
+			}
+		case "ui":
+			if sub, data, ok := v.BinaryOK(); ok && sub == bson.TypeBinaryUUID {
+				e.UI = hex.EncodeToString(data)
 			}
 		case "prevOpTime":
 			if d, ok := v.DocumentOK(); ok {
@@ -222,5 +230,6 @@ func (e Entry) Copy() (Entry, error) {
 	if e.inner {
 		c.TS = e.TS
 	}
+	c.NS = e.NS // the replay may have moved it to where its collection is
 	return c, nil
 }

@@ -109,8 +109,11 @@ var commandRules = map[string]Decision{
 	"abortIndexBuild":     {Kind: KindAbortIndexBuild, Action: Skip, Why: "the build it ends was never committed"},
 	"setMultikeyMetadata": {Kind: KindSetMultikey, Action: Skip, Why: "index bookkeeping the server redoes itself"},
 	"dbCheck":             {Kind: KindDBCheck, Action: Skip, Why: "a consistency check, no data"},
-	"renameCollection": {Kind: KindRename, Action: Refuse, RefuseAtDump: true,
-		Why: "a collection renamed during a dump may have been read under either name, so the dump cannot be consistent (mongodump refuses it too)"},
+	// A rename is replayed by the collection's UUID: a collection the dump
+	// read under its new name already holds it (the replay moves the
+	// entries of the old name there), one read under its old name is
+	// renamed (PBM replays renames too; mongodump refuses them).
+	"renameCollection": {Kind: KindRename, Action: Apply},
 	"importCollection": {Kind: KindImportCollection, Action: Refuse, RefuseAtDump: true,
 		Why: "an imported collection's data is not in the oplog (mongodump refuses it too)"},
 	"upgradeDowngradeViewlessTimeseries": {Kind: KindTimeseriesConvert, Action: Refuse, RefuseAtDump: true,

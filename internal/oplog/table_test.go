@@ -109,7 +109,7 @@ func TestDecideEveryKind(t *testing.T) {
 		{bson.D{{Key: "op", Value: "km"}, {Key: "ns", Value: "a.b"}, {Key: "o", Value: bson.D{}}}, "record-id/skip"},
 		{bson.D{{Key: "op", Value: "x"}, {Key: "ns", Value: "a.b"}, {Key: "o", Value: bson.D{}}}, "unknown-op/refuse"},
 		{bson.D{{Key: "op", Value: "u"}, {Key: "ns", Value: "a.b"}, {Key: "o", Value: bson.D{{Key: "$v", Value: 2}, {Key: "diff", Value: bson.D{}}}}, {Key: "o2", Value: bson.D{{Key: "_id", Value: 1}}}}, "update/apply"},
-		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "renameCollection", Value: "a.b"}, {Key: "to", Value: "a.c"}}}}, "renameCollection/refuse"},
+		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "renameCollection", Value: "a.b"}, {Key: "to", Value: "a.c"}}}}, "renameCollection/apply"},
 		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "abortIndexBuild", Value: "b"}}}}, "abortIndexBuild/skip"},
 		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "setMultikeyMetadata", Value: "b"}}}}, "setMultikeyMetadata/skip"},
 		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "dbCheck", Value: "b"}}}}, "dbCheck/skip"},
@@ -149,7 +149,18 @@ func TestCheckCapture(t *testing.T) {
 	rename := bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "renameCollection", Value: "a.b"}, {Key: "to", Value: "a.c"}, {Key: "dropTarget", Value: true}}}}
 	nested := bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "admin.$cmd"}, {Key: "o", Value: bson.D{{Key: "applyOps", Value: bson.A{rename}}}}}
 	sysver := bson.D{{Key: "op", Value: "u"}, {Key: "ns", Value: "admin.system.version"}, {Key: "o", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}}, {Key: "o2", Value: bson.D{{Key: "_id", Value: "authSchema"}}}}
-	for name, d := range map[string]bson.D{"rename": rename, "rename in applyOps": nested, "system.version": sysver} {
+	// A rename is replayed (issue 24): not refused, also inside applyOps.
+	for name, d := range map[string]bson.D{"rename": rename, "rename in applyOps": nested} {
+		raw, _ := bson.Marshal(d)
+		e, err := Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckCapture(e); err != nil {
+			t.Errorf("%s refused: %v", name, err)
+		}
+	}
+	for name, d := range map[string]bson.D{"system.version": sysver} {
 		raw, _ := bson.Marshal(d)
 		e, err := Parse(raw)
 		if err != nil {

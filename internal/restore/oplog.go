@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/oplog"
 )
@@ -20,13 +22,21 @@ var ErrOplogEntry = errors.New("cannot replay oplog entry")
 
 // Skip reasons besides the entry kinds of the decision table.
 const (
-	skipNotRestored   = "namespace-not-restored"
-	skipAfterEnd      = "after-consistent-to"
-	skipTxnAborted    = "transaction-aborted"
-	skipTxnOpen       = "transaction-uncommitted"
-	skipDiffPart      = "update-diff-part-superseded"
-	skipNoServerCmd   = "command-unsupported-by-server"
-	maxOplogNamespace = 1 << 16
+	skipNotRestored = "namespace-not-restored"
+	skipAfterEnd    = "after-consistent-to"
+	skipTxnAborted  = "transaction-aborted"
+	skipTxnOpen     = "transaction-uncommitted"
+	skipDiffPart    = "update-diff-part-superseded"
+	skipNoServerCmd = "command-unsupported-by-server"
+	// skipOtherUUID: a write to an incarnation of the collection (its
+	// UUID) the restore does not hold: dropped or renamed over before the
+	// dump read the name's current one.
+	skipOtherUUID = "collection-incarnation-not-restored"
+	// skipRenameNoSource: a rename whose source the target does not hold
+	// (an archive without collection UUIDs whose dump read it under its
+	// new name).
+	skipRenameNoSource = "rename-source-not-restored"
+	maxOplogNamespace  = 1 << 16
 )
 
 // More server error codes the replay reacts to.
@@ -168,6 +178,13 @@ func (s *oplogScan) checkOp(e oplog.Entry, sel matcher, depth int) error {
 			s.namespaces[logical] = true
 		}
 	}
+	if d.Kind == oplog.KindRename && len(t.Namespaces) == 2 &&
+		(nsVerdict(t.Namespaces[0], nil, sel, s.usersAndRoles, nil) == "") != (nsVerdict(t.Namespaces[1], nil, sel, s.usersAndRoles, nil) == "") {
+		// One name restored, the other not: the collection would move
+		// into or out of what the restore may write.
+		return fmt.Errorf("%w: %s of %s at %s: one name is restored and the other is not (--ns, or a server namespace): restore both or neither",
+			ErrOplogEntry, d.Kind, strings.Join(t.Namespaces, " to "), e.TS)
+	}
 	if d.Action == oplog.Refuse && (touches || (t.Database != "" && sel.match(t.Database+".x"))) {
 		return fmt.Errorf("%w: %s of %s at %s: %s", ErrOplogEntry, d.Kind, strings.Join(t.Namespaces, " to "), e.TS, d.Why)
 	}
@@ -190,6 +207,16 @@ type replayer struct {
 	// skippedNS counts the same entries by reason, then namespace.
 	skippedNS map[string]map[string]int64
 	batch     writeBatch
+	// uuidAt is where each known collection UUID is on the target, nsUUID
+	// the reverse: seeded with the UUIDs the dump read the collections
+	// under, moved by the oplog's create, drop and renameCollection.
+	// Writes carrying a ui go where their collection is (a collection the
+	// dump read under its new name gets the writes made under its old
+	// one), as a secondary applies them.
+	uuidAt map[string]string
+	nsUUID map[string]string
+	// dumped are the planned collections' document counts.
+	dumped map[string]int64
 }
 
 // replayOplog applies the entries of r up to the manifest's ConsistentTo.
@@ -255,10 +282,17 @@ func (rs *runState) indexIDLookups(ctx context.Context, rp *replayer, p *PlanRes
 
 func (rs *runState) newReplayer(ctx context.Context, p *PlanResult, sel matcher) *replayer {
 	rp := &replayer{rs: rs, run: rs.command, sel: sel, byDB: map[string][]string{}, skipped: map[string]int64{},
-		skippedNS: map[string]map[string]int64{}, views: map[string]map[string]bool{}}
+		skippedNS: map[string]map[string]int64{}, views: map[string]map[string]bool{},
+		uuidAt: map[string]string{}, nsUUID: map[string]string{}, dumped: map[string]int64{}}
 	for _, c := range p.Collections {
-		if c.Type == "view" {
+		switch {
+		case c.Type == "view":
 			rp.addView(c.Namespace())
+		case c.Type != "timeseries":
+			rp.dumped[c.Namespace()] = c.Documents
+			if c.uuid != "" {
+				rp.place(c.uuid, c.Namespace())
+			}
 		}
 	}
 	if rs.runHook != nil {
@@ -393,11 +427,34 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 		}
 		return nil
 	}
+	if e.UI != "" && (e.Op == "i" || e.Op == "u" || e.Op == "d") {
+		if at, ok := rp.uuidAt[e.UI]; ok {
+			e.NS = at
+		} else if cur, ok := rp.nsUUID[e.NS]; ok && cur != e.UI {
+			rp.skip(skipOtherUUID, e.NS, 1)
+			return nil
+		}
+	}
 	t, err := oplog.TargetsOf(e)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrOplogEntry, err)
 	}
 	if t.Database == "" {
+		if len(t.Namespaces) == 2 { // renameCollection
+			from, to := rp.verdict(t.Namespaces[0], nil), rp.verdict(t.Namespaces[1], nil)
+			switch {
+			case from != "" && to != "":
+				rp.skip(from, strings.Join(t.Namespaces, " to "), 1)
+				return nil
+			case from != "" || to != "":
+				// Plan refuses this for an archive it checked.
+				return fmt.Errorf("%w: %s of %s at %s moves a collection across the restore's bounds", ErrOplogEntry, d.Kind, strings.Join(t.Namespaces, " to "), e.TS)
+			}
+			if err := rp.flush(ctx); err != nil {
+				return err
+			}
+			return rp.rename(ctx, e, t.Namespaces[0], t.Namespaces[1])
+		}
 		if len(t.Namespaces) != 1 {
 			rp.skip(skipNotRestored, strings.Join(t.Namespaces, " to "), 1)
 			return nil
@@ -578,6 +635,95 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 	if e.Cmd == "drop" || e.Cmd == "emptycapped" {
 		rp.reset(t.Namespaces[0])
 	}
+	switch {
+	case e.Cmd == "drop":
+		rp.unplace(t.Namespaces[0])
+	case e.Cmd == "create" && e.UI != "":
+		// Every write since its creation follows in this oplog.
+		rp.place(e.UI, t.Namespaces[0])
+	}
+	return nil
+}
+
+// place records that the collection with UUID uuid is at ns.
+func (rp *replayer) place(uuid, ns string) {
+	rp.unplace(ns)
+	if old, ok := rp.uuidAt[uuid]; ok {
+		delete(rp.nsUUID, old)
+	}
+	rp.uuidAt[uuid], rp.nsUUID[ns] = ns, uuid
+}
+
+// unplace forgets the collection at ns.
+func (rp *replayer) unplace(ns string) {
+	if u, ok := rp.nsUUID[ns]; ok {
+		delete(rp.uuidAt, u)
+		delete(rp.nsUUID, ns)
+	}
+}
+
+// rename replays a renameCollection entry (5.0-8.0: {renameCollection:
+// from, to, stayTemp, dropTarget: <UUID of the dropped target>} with the
+// source's ui; $out, mapReduce and convertToCapped rename a temporary
+// collection over their target so; a rename across databases is logged
+// as a copy into a temporary collection of the target database renamed
+// within it). When the target holds the entry's collection already (the
+// dump read it under its new name), the rename is in the data: nothing is
+// sent. Otherwise the renameCollection command runs, always with
+// dropTarget: whatever the target holds there was replaced at that point.
+func (rp *replayer) rename(ctx context.Context, e oplog.Entry, from, to string) error {
+	if e.UI != "" && rp.uuidAt[e.UI] == to {
+		rp.count(to, 0)
+		return nil
+	}
+	cmd := bson.D{{Key: "renameCollection", Value: from}, {Key: "to", Value: to}, {Key: "dropTarget", Value: true}}
+	if rp.mode == modeWrites {
+		// FerretDB has no dropTarget: the target is dropped first.
+		cmd = cmd[:2]
+		db, coll, _ := strings.Cut(to, ".")
+		if _, err := rp.run(ctx, db, bson.D{{Key: "drop", Value: coll}}); err != nil && !isCode(err, codeNamespaceNotFound) {
+			return fmt.Errorf("renameCollection %s to %s at %s: drop the target: %w", from, to, e.TS, err)
+		}
+	}
+	_, err := rp.run(ctx, "admin", cmd)
+	if rp.mode == modeWrites && isCode(err, codeInvalidNamespace) {
+		// FerretDB 1.24 renames only names without a dot ($out's
+		// tmp.agg_out.*): the documents are copied, then the source
+		// dropped.
+		err = rp.copyCollection(ctx, from, to)
+	}
+	if err != nil {
+		if isCode(err, codeNamespaceNotFound) {
+			rp.skip(skipRenameNoSource, from+" to "+to, 1)
+			return nil
+		}
+		return fmt.Errorf("renameCollection %s to %s at %s: %w", from, to, e.TS, err)
+	}
+	// The target now counts what the source held.
+	expected := rp.dumped[from]
+	if eff := rp.rs.oplog[from]; eff != nil {
+		if eff.reset {
+			expected = 0
+		}
+		expected += eff.net
+	}
+	rp.rs.catalog.rename(from, to)
+	rp.count(to, 0)
+	eff := rp.rs.oplog[to]
+	eff.reset, eff.net = true, expected
+	if _, ok := rp.rs.oplog[from]; !ok {
+		rp.rs.oplog[from] = &oplogEffect{}
+	}
+	rp.reset(from)
+	u := e.UI
+	if u == "" {
+		u = rp.nsUUID[from]
+	}
+	rp.unplace(to)
+	rp.unplace(from)
+	if u != "" {
+		rp.place(u, to)
+	}
 	return nil
 }
 
@@ -594,4 +740,61 @@ func (rp *replayer) addView(ns string) {
 func (rp *replayer) reset(ns string) {
 	eff := rp.rs.oplog[ns]
 	eff.reset, eff.net = true, 0
+}
+
+// copyCollection moves the documents of from into to (created by the
+// insert) in batches, then drops from: a rename on a server that cannot
+// rename that name. Memory holds one batch.
+func (rp *replayer) copyCollection(ctx context.Context, from, to string) error {
+	fdb, fcoll, _ := strings.Cut(from, ".")
+	tdb, tcoll, _ := strings.Cut(to, ".")
+	// The target keeps the source's options (convertToCapped's capped).
+	specs, err := rp.rs.client.Database(fdb).ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: fcoll}})
+	if err != nil {
+		return err
+	}
+	if len(specs) == 0 {
+		return mongo.CommandError{Code: codeNamespaceNotFound, Message: "source " + from + " not found"}
+	}
+	create := bson.D{{Key: "create", Value: tcoll}}
+	var opts bson.D
+	if err := bson.Unmarshal(specs[0].Options, &opts); err != nil {
+		return err
+	}
+	if _, err := rp.run(ctx, tdb, append(create, opts...)); err != nil && !isCode(err, codeNamespaceExists) {
+		return err
+	}
+	src := rp.rs.client.Database(fdb).Collection(fcoll)
+	cur, err := src.Find(ctx, bson.D{}, options.Find().SetBatchSize(1000))
+	if err != nil {
+		return err
+	}
+	defer cur.Close(ctx)
+	var batch bson.A
+	size := 0
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, err := rp.run(ctx, tdb, bson.D{{Key: "insert", Value: tcoll}, {Key: "documents", Value: batch}})
+		batch, size = nil, 0
+		return err
+	}
+	for cur.Next(ctx) {
+		doc := append(bson.Raw(nil), cur.Current...)
+		batch = append(batch, doc)
+		if size += len(doc); len(batch) >= replayBatchOps || size >= replayBatchBytes {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return err
+	}
+	if err := send(); err != nil {
+		return err
+	}
+	_, err = rp.run(ctx, fdb, bson.D{{Key: "drop", Value: fcoll}})
+	return err
 }

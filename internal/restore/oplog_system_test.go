@@ -22,6 +22,9 @@ import (
 // replay's state. No data is restored: the server-side catalog writes
 // (views, time-series, users) these tests follow are what FerretDB cannot
 // hold.
+// dumpedUI is the UUID the test archives give every collection.
+var dumpedUI = bson.Binary{Subtype: 4, Data: []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}}
+
 func replayApplyOps(t *testing.T, p *PlanResult, opts Options, oplogBytes []byte) ([]bson.D, *runState) {
 	t.Helper()
 	var sent []bson.D
@@ -169,6 +172,10 @@ func TestReplayTimeseriesFixture(t *testing.T) {
 func systemEntries(t *testing.T) []bson.Raw {
 	ui := bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{7}, 16)}
 	e := func(ts uint32, op, ns string, o, o2 bson.D) bson.Raw {
+		ui := ui
+		if ns == "app.c" {
+			ui = dumpedUI // the collection as the test dump lists it
+		}
 		d := bson.D{{Key: "op", Value: op}, {Key: "ns", Value: ns}, {Key: "ui", Value: ui}, {Key: "o", Value: o}}
 		if o2 != nil {
 			d = append(d, bson.E{Key: "o2", Value: o2})

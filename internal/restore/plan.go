@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,10 @@ type PlannedCollection struct {
 	// create as idIndex, as mongorestore does.
 	idSpec bson.D
 	hasID  bool
+	// uuid is the collection's UUID when it was read (metadata.json,
+	// hex): the replay finds by it where a renamed collection's entries
+	// belong.
+	uuid string
 }
 
 // Namespace is "db.name".
@@ -321,6 +326,7 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 			}
 			c.Options, c.Indexes = m.Options, m.Indexes
 			c.idSpec, c.hasID = m.idSpec, m.hasID
+			c.uuid = m.uuid
 			c.realName = m.CollectionName
 		}
 	}
@@ -558,6 +564,7 @@ type metadata struct {
 	CollectionName string
 	idSpec         bson.D
 	hasID          bool
+	uuid           string // the collection's UUID when dumped (hex), "" if unknown
 }
 
 func parseMetadata(r io.Reader) (*metadata, error) {
@@ -573,6 +580,7 @@ func parseMetadata(r io.Reader) (*metadata, error) {
 		Indexes        []bson.D `bson:"indexes"`
 		Type           string   `bson:"type"`
 		CollectionName string   `bson:"collectionName"`
+		UUID           string   `bson:"uuid"`
 	}
 	if err := bson.UnmarshalExtJSON(b, false, &raw); err != nil {
 		return nil, fmt.Errorf("parse metadata: %w", err)
@@ -583,6 +591,9 @@ func parseMetadata(r io.Reader) (*metadata, error) {
 		return nil, fmt.Errorf("unsupported collection type %q", raw.Type)
 	}
 	m := &metadata{Options: raw.Options, Type: raw.Type, CollectionName: raw.CollectionName}
+	if u, err := hex.DecodeString(raw.UUID); err == nil && len(u) == 16 {
+		m.uuid = hex.EncodeToString(u) // lower case, as oplog.Entry.UI
+	}
 	for i, spec := range raw.Indexes {
 		clean, err := cleanIndexSpec(spec)
 		if err != nil {
