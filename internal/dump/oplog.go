@@ -55,12 +55,17 @@ type tailer struct {
 	// it (FerretDB; see readOnce).
 	onePass bool
 	// term is the replica-set term of the entries copied so far
-	// (MongoDB; FerretDB writes none): a change means a failover
-	// during the dump, and entries of the old term may be rolled back.
+	// (MongoDB; FerretDB writes none): a change means a new primary
+	// during the dump (a planned stepdown, or a failover whose old term's
+	// last entries may be rolled back).
 	term     int64
 	haveTerm bool
 	// lastTerm is the term of the entry at last.
 	lastTerm int64
+	// termEnds are the last entries copied of each earlier term: at the
+	// end each must still be in the oplog with its term, else a rollback
+	// removed entries the capture holds.
+	termEnds []termMark
 	// firstOldest is the oldest entry when a one-pass capture started:
 	// its start is a clock reading, not an entry, and may be older than
 	// a young oplog's first entry without anything lost. It is compared by
@@ -262,8 +267,11 @@ func (t *tailer) take(raw bson.Raw, st *cursorState) (bool, error) {
 		return false, err
 	}
 	if e.HasTerm {
-		if t.haveTerm && e.Term != t.term {
-			return false, &FailoverError{From: t.term, To: e.Term, At: ts}
+		if t.haveTerm && e.Term != t.term && !t.last.IsZero() {
+			// A new primary is no failure by itself (mongodump and PBM
+			// go on): checkRolledBack checks at the end that the old
+			// term's last copied entry survived.
+			t.termEnds = append(t.termEnds, termMark{ts: t.last, term: t.lastTerm})
 		}
 		t.term, t.haveTerm = e.Term, true
 	}
@@ -382,7 +390,7 @@ func (t *tailer) restart() error {
 	}
 	t.spool, t.bw = f, bufio.NewWriterSize(f, 1<<20)
 	t.entries, t.bytes = 0, 0
-	t.term, t.haveTerm, t.lastTerm = 0, false, 0
+	t.term, t.haveTerm, t.lastTerm, t.termEnds = 0, false, 0, nil
 	t.last, t.lastWall = bson.Timestamp{}, time.Time{}
 	return nil
 }
@@ -520,23 +528,32 @@ func (e *FailoverError) Error() string {
 	return fmt.Sprintf("dump: the replica set changed primary during the backup (oplog term %d, then %d at %d.%d): entries of the old term may be rolled back, so the backup cannot be point-in-time; run it again once the set is stable", e.From, e.To, e.At.T, e.At.I)
 }
 
-// checkRolledBack fails when the last copied entry is gone from the oplog
-// or carries another term: a rollback removed it after a failover. Only on
+// termMark is an oplog position and its term.
+type termMark struct {
+	ts   bson.Timestamp
+	term int64
+}
+
+// checkRolledBack fails when the last copied entry, or the last copied
+// entry of a term that ended during the dump, is gone from the oplog or
+// carries another term: a rollback removed it after a failover. Only on
 // servers that write terms (MongoDB): the lookup by ts is indexed there.
 func (t *tailer) checkRolledBack(ctx context.Context) error {
 	if !t.active || !t.haveTerm || t.last.IsZero() {
 		return nil
 	}
-	raw, err := t.coll.FindOne(ctx, bson.D{{Key: "ts", Value: t.last}}, options.FindOne().SetProjection(bson.D{{Key: "t", Value: 1}})).Raw()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return &FailoverError{From: t.lastTerm, To: t.lastTerm, At: t.last, RolledBack: true}
-	}
-	if err != nil {
-		return fmt.Errorf("dump: read oplog position: %w", err)
-	}
-	if v, err := raw.LookupErr("t"); err == nil {
-		if n, ok := v.AsInt64OK(); ok && n != t.lastTerm {
-			return &FailoverError{From: t.lastTerm, To: n, At: t.last, RolledBack: true}
+	for _, m := range append(t.termEnds[:len(t.termEnds):len(t.termEnds)], termMark{ts: t.last, term: t.lastTerm}) {
+		raw, err := t.coll.FindOne(ctx, bson.D{{Key: "ts", Value: m.ts}}, options.FindOne().SetProjection(bson.D{{Key: "t", Value: 1}})).Raw()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return &FailoverError{From: m.term, To: m.term, At: m.ts, RolledBack: true}
+		}
+		if err != nil {
+			return fmt.Errorf("dump: read oplog position: %w", err)
+		}
+		if v, err := raw.LookupErr("t"); err == nil {
+			if n, ok := v.AsInt64OK(); ok && n != m.term {
+				return &FailoverError{From: m.term, To: n, At: m.ts, RolledBack: true}
+			}
 		}
 	}
 	return nil

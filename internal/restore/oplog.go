@@ -580,6 +580,7 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 				return fail(err)
 			}
 			rp.rs.catalog.dropCollection(ns)
+			rp.unplace(ns)
 			rp.count(ns, 0)
 			rp.reset(ns)
 		}
