@@ -106,7 +106,11 @@ func startTailer(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 	// A transaction open now has its first entries before the newest one:
 	// start there so that replay sees the whole transaction, as mongodump
 	// does. Servers without config.transactions return nothing.
-	if txn, ok := oldestOpenTxn(ctx, client); ok && tsLess(txn, ts) {
+	txn, open, err := oldestOpenTxn(ctx, client)
+	if err != nil {
+		return t, err
+	}
+	if open && tsLess(txn, ts) {
 		ts, wall = txn, time.Time{}
 	}
 	t.start, t.startWall, t.active = ts, wall, true
@@ -185,7 +189,10 @@ func (t *tailer) oldestEntry(ctx context.Context) (entryID, bool, error) {
 	return entryID{ts: bson.Timestamp{T: t1, I: i1}, id: string(id.Value)}, true, nil
 }
 
-func oldestOpenTxn(ctx context.Context, client *mongo.Client) (bson.Timestamp, bool) {
+// oldestOpenTxn returns the start of the oldest transaction open now. An
+// error fails the dump, as mongodump fails: a capture that starts after an
+// open transaction's first entries cannot replay it.
+func oldestOpenTxn(ctx context.Context, client *mongo.Client) (bson.Timestamp, bool, error) {
 	var doc struct {
 		StartOpTime struct {
 			TS bson.Timestamp `bson:"ts"`
@@ -195,10 +202,13 @@ func oldestOpenTxn(ctx context.Context, client *mongo.Client) (bson.Timestamp, b
 		bson.D{{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{"prepared", "inProgress"}}}},
 			{Key: "startOpTime", Value: bson.D{{Key: "$exists", Value: true}}}},
 		options.FindOne().SetSort(bson.D{{Key: "startOpTime.ts", Value: 1}})).Decode(&doc)
-	if err != nil {
-		return bson.Timestamp{}, false
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return bson.Timestamp{}, false, nil
 	}
-	return doc.StartOpTime.TS, true
+	if err != nil {
+		return bson.Timestamp{}, false, fmt.Errorf("dump: find the oldest open transaction (config.transactions): %w", err)
+	}
+	return doc.StartOpTime.TS, true, nil
 }
 
 // edge returns the newest (dir -1) or oldest (dir 1) entry's position.

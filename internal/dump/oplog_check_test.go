@@ -235,3 +235,22 @@ func TestRunRefusesInvisibleDDL(t *testing.T) {
 		})
 	}
 }
+
+// TestOldestOpenTxnErrors: the open-transaction lookup's failure fails the
+// dump (mongodump fails too), instead of a capture that may start inside
+// a transaction; no open transaction is no error.
+func TestOldestOpenTxnErrors(t *testing.T) {
+	ctx := context.Background()
+	client := startServer(t, devappliance.Config{})
+	if _, open, err := oldestOpenTxn(ctx, client); open || err != nil {
+		t.Fatalf("none open: %v %v", open, err)
+	}
+	txns := client.Database("config").Collection("transactions")
+	if _, err := txns.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "state", Value: "inProgress"},
+		{Key: "startOpTime", Value: bson.D{{Key: "ts", Value: "not a timestamp"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := oldestOpenTxn(ctx, client); err == nil || !strings.Contains(err.Error(), "config.transactions") {
+		t.Fatalf("got %v", err)
+	}
+}

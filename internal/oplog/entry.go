@@ -46,6 +46,10 @@ type Entry struct {
 	// UI is the collection's UUID ("ui", hex), "" when absent (FerretDB,
 	// and servers older than 3.6).
 	UI string
+	// MultiOpType is the server's multiOpType (8.0+: 1 is an applyOps
+	// whose operations apply separately, a retryable vectored insert, not
+	// a transaction), 0 when absent.
+	MultiOpType int64
 	// inner is true for an operation taken out of an applyOps array.
 	inner bool
 }
@@ -105,6 +109,10 @@ func parse(raw bson.Raw, inner bool) (Entry, error) {
 		case "txnNumber":
 			if n, ok := intValue(v); ok {
 				e.TxnNumber, e.HasTxnNum = n, true
+			}
+		case "multiOpType":
+			if n, ok := intValue(v); ok {
+				e.MultiOpType = n
 			}
 		case "ui":
 			if sub, data, ok := v.BinaryOK(); ok && sub == bson.TypeBinaryUUID {

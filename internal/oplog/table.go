@@ -34,7 +34,7 @@ const (
 	KindImportCollection   Kind = "importCollection"
 	KindTimeseriesConvert  Kind = "upgradeDowngradeViewlessTimeseries"
 	KindApplyOps           Kind = "applyOps"            // not a transaction
-	KindTxn                Kind = "transaction"         // applyOps ending an unprepared transaction (or a vectored insert)
+	KindTxn                Kind = "transaction"         // applyOps ending an unprepared transaction (or a pre-8.0 vectored insert)
 	KindTxnPartial         Kind = "transaction-partial" // applyOps with partialTxn: more entries follow
 	KindTxnPrepare         Kind = "transaction-prepare" // applyOps with prepare: waits for commitTransaction
 	KindCommitTransaction  Kind = "commitTransaction"
@@ -142,7 +142,11 @@ func Decide(e Entry) Decision {
 		}
 		return Decision{Kind: KindUnknownOp, Action: Refuse, Why: fmt.Sprintf("unknown oplog op %q", e.Op)}
 	}
-	if e.LSID != nil && e.HasTxnNum && !e.inner {
+	// multiOpType 1 (kApplyOpsAppliedSeparately, 8.0+ retryable vectored
+	// inserts): a session's applyOps whose operations apply one by one,
+	// linked by prevOpTime to the session's earlier retryable writes, not
+	// to a transaction's entries.
+	if e.LSID != nil && e.HasTxnNum && !e.inner && e.MultiOpType != 1 {
 		// As mongo-tools' txn.NewMeta: only these commands make a
 		// session's entry a transaction.
 		switch e.Cmd {

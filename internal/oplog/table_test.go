@@ -59,8 +59,9 @@ func TestDecideRealEntries(t *testing.T) {
 		{[]string{"mongorestore", "oplogs", "bson", "drop_collection.bson"}, []string{"drop/apply"}},
 		{[]string{"mongorestore", "oplogs", "bson", "drop_db.bson"}, []string{"dropDatabase/apply"}},
 		{[]string{"mongorestore", "oplogs", "bson", "drop_index.bson"}, []string{"dropIndexes/index-catalog"}},
-		{[]string{"mongorestore", "oplogs", "bson", "vectored_insert.bson"}, []string{"transaction/commit"}},
-		{[]string{"mongorestore", "oplogs", "bson", "linked_vectored_inserts.bson"}, []string{"transaction/commit", "transaction/commit"}},
+		// 8.0 retryable vectored inserts (multiOpType 1) are no transaction (issue 24).
+		{[]string{"mongorestore", "oplogs", "bson", "vectored_insert.bson"}, []string{"applyOps/apply-each"}},
+		{[]string{"mongorestore", "oplogs", "bson", "linked_vectored_inserts.bson"}, []string{"applyOps/apply-each", "applyOps/apply-each"}},
 		{[]string{"mongorestore", "oplogs", "bson", "bypassDocumentValidation.bson"}, []string{noop, "create/apply", "insert/apply", "insert/apply", "insert/apply", noop}},
 		{[]string{"mongorestore", "oplogs", "bson", "collMod_indexUniqueness.bson"}, cat([]string{"create/apply"}, repeat("createIndexes/index-catalog", 4), repeat("collMod/apply", 20))},
 		{[]string{"mongorestore", "commit_indexes_build", "oplog.bson"}, cat(repeat(noop, 3), []string{"create/apply", "insert/apply", "startIndexBuild/skip", "commitIndexBuild/index-catalog"}, repeat(noop, 8), []string{"startIndexBuild/skip", "commitIndexBuild/index-catalog"})},

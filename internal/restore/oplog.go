@@ -91,6 +91,9 @@ type oplogScan struct {
 	// usersAndRoles is Options.UsersAndRoles: admin.system.users and
 	// .roles are written.
 	usersAndRoles bool
+	// txns checks, in Plan, that every transaction's entries chain, so a
+	// broken chain is refused before the first write, not after the data.
+	txns *oplog.Txns
 }
 
 func newOplogScan(usersAndRoles bool) *oplogScan {
@@ -119,6 +122,7 @@ func (s *oplogScan) check(doc []byte, to *oplog.Timestamp, sel matcher) error {
 	}
 	if !s.haveFirst {
 		s.first, s.haveFirst = e.TS, true
+		s.txns = oplog.NewTxns(e.TS, 0)
 	}
 	if to != nil && to.Less(e.TS) {
 		s.after++
@@ -130,6 +134,14 @@ func (s *oplogScan) check(doc []byte, to *oplog.Timestamp, sel matcher) error {
 func (s *oplogScan) checkOp(e oplog.Entry, sel matcher, depth int) error {
 	d := oplog.Decide(e)
 	s.kinds[string(d.Kind)]++
+	switch d.Action {
+	case oplog.TxnBuffer, oplog.TxnCommit, oplog.TxnAbort:
+		if depth == 0 && s.txns != nil {
+			if _, _, err := s.txns.Add(e, d); err != nil {
+				return fmt.Errorf("%w: %w", ErrOplogEntry, err)
+			}
+		}
+	}
 	if d.Action == oplog.ApplyEach || d.Action == oplog.TxnBuffer || (d.Action == oplog.TxnCommit && e.Cmd == "applyOps") {
 		if depth > 0 {
 			return fmt.Errorf("%w: applyOps nested in applyOps at %s", ErrOplogEntry, e.TS)

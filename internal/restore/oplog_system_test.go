@@ -355,3 +355,35 @@ func TestReplayDropDatabaseDropsViews(t *testing.T) {
 		t.Fatalf("drops %v", drops)
 	}
 }
+
+// TestReplayTransactionChecks: an 8.0 retryable vectored insert
+// (multiOpType 1) whose prevOpTime points before the capture is applied,
+// not refused as a transaction that lost its start (mongo-tools'
+// linked_vectored_inserts, second entry alone); a real transaction whose
+// chain is broken is refused by Plan, before any write.
+func TestReplayTransactionChecks(t *testing.T) {
+	ctx := context.Background()
+	client := start(t)
+	linked := readBSONFile(t, oracle.Fixture(t, "mongorestore", "oplogs", "bson", "linked_vectored_inserts.bson"))
+	rep, _, err := replayWith(t, client, oplogDump(nil, linked[1:]).archive(t), modeWrites, Options{Drop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OplogApplied == 0 || !rep.OK {
+		t.Fatalf("report %+v", rep)
+	}
+
+	b, err := os.ReadFile(oracle.Fixture(t, "txn", "oplog_entries.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases map[string]txnCase
+	if err := bson.UnmarshalExtJSON(bytes.TrimSpace(b), false, &cases); err != nil {
+		t.Fatal(err)
+	}
+	broken := cases["large, prepared, committed"].Ops[1:]
+	_, err = Plan(ctx, bytes.NewReader(oplogDump(nil, broken).archive(t)), Options{})
+	if !errors.Is(err, ErrOplogEntry) || !errors.Is(err, oplog.ErrTxnChain) {
+		t.Fatalf("plan: %v", err)
+	}
+}
