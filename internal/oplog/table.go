@@ -29,6 +29,7 @@ const (
 	KindConvertToCapped    Kind = "convertToCapped"
 	KindEmptyCapped        Kind = "emptycapped"
 	KindDBCheck            Kind = "dbCheck"
+	KindDropIdent          Kind = "dropIdent"
 	KindSetMultikey        Kind = "setMultikeyMetadata"
 	KindRename             Kind = "renameCollection"
 	KindImportCollection   Kind = "importCollection"
@@ -109,6 +110,7 @@ var commandRules = map[string]Decision{
 	"abortIndexBuild":     {Kind: KindAbortIndexBuild, Action: Skip, Why: "the build it ends was never committed"},
 	"setMultikeyMetadata": {Kind: KindSetMultikey, Action: Skip, Why: "index bookkeeping the server redoes itself"},
 	"dbCheck":             {Kind: KindDBCheck, Action: Skip, Why: "a consistency check, no data"},
+	"dropIdent":           {Kind: KindDropIdent, Action: Skip, Why: "storage bookkeeping (a table dropped after its collection or index), redone by the server"},
 	// A rename is replayed by the collection's UUID: a collection the dump
 	// read under its new name already holds it (the replay moves the
 	// entries of the old name there), one read under its old name is
@@ -202,7 +204,8 @@ func TargetsOf(e Entry) (Targets, error) {
 	}
 	db := e.DB()
 	switch e.Cmd {
-	case "applyOps", "commitTransaction", "abortTransaction":
+	case "applyOps", "commitTransaction", "abortTransaction", "dropIdent":
+		// dropIdent names a storage table, not a collection.
 		return Targets{}, nil
 	case "dropDatabase":
 		return Targets{Database: db}, nil

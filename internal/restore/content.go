@@ -131,7 +131,7 @@ func createCollection(ctx context.Context, client *mongo.Client, c *PlannedColle
 			return fmt.Errorf("drop %s: %w", c.Namespace(), err)
 		}
 	}
-	create := append(bson.D{{Key: "create", Value: c.Name}}, c.Options...)
+	create := append(bson.D{{Key: "create", Value: c.Name}}, createOptions(c.Options)...)
 	if c.idSpec != nil && c.Type != "view" && c.Type != "timeseries" && !hasOption(c.Options, "clusteredIndex") {
 		create = append(create, bson.E{Key: "idIndex", Value: c.idSpec})
 	}

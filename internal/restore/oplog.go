@@ -626,12 +626,19 @@ func (rp *replayer) command(ctx context.Context, e oplog.Entry, d oplog.Decision
 		rp.count(t.Namespaces[0], 0)
 		return nil
 	}
+	o := e.O
+	if e.Cmd == "create" {
+		var err error
+		if o, err = createCommand(o); err != nil {
+			return fail(err)
+		}
+	}
 	var err error
 	if rp.mode == modeApplyOps {
-		_, err = rp.run(ctx, "admin", applyOpsCmd(oplog.Reduce(e, nil)))
+		_, err = rp.run(ctx, "admin", applyOpsCmd(oplog.Reduce(e, o)))
 	} else {
 		var cmd bson.D
-		if err = bson.Unmarshal(e.O, &cmd); err == nil {
+		if err = bson.Unmarshal(o, &cmd); err == nil {
 			_, err = rp.run(ctx, db, cmd)
 		}
 	}
@@ -810,4 +817,32 @@ func (rp *replayer) copyCollection(ctx context.Context, from, to string) error {
 	}
 	_, err = rp.run(ctx, fdb, bson.D{{Key: "drop", Value: fcoll}})
 	return err
+}
+
+// createCommand is a create entry's command without the options a server
+// refuses or must not be given, as mongorestore strips them: autoIndexId
+// (false is refused since 4.0, the option itself since 8.2; true is the
+// default) and recordIdsReplicated (the source cluster's storage choice).
+func createCommand(o bson.Raw) (bson.Raw, error) {
+	var d bson.D
+	if err := bson.Unmarshal(o, &d); err != nil {
+		return nil, err
+	}
+	kept := createOptions(d)
+	if len(kept) == len(d) {
+		return o, nil
+	}
+	return bson.Marshal(kept)
+}
+
+// createOptions drops autoIndexId and recordIdsReplicated from a create
+// command or collection options.
+func createOptions(d bson.D) bson.D {
+	out := make(bson.D, 0, len(d))
+	for _, f := range d {
+		if f.Key != "autoIndexId" && f.Key != "recordIdsReplicated" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -633,6 +634,7 @@ func cleanIndexSpec(spec bson.D) (bson.D, error) {
 				if v, ok := f.Value.(float64); ok && v == float64(int32(v)) {
 					f.Value = int32(v)
 				}
+				f.Value = legacyKeyValue(f.Value)
 				key[i] = f
 			}
 			e.Value = key
@@ -646,6 +648,38 @@ func cleanIndexSpec(spec bson.D) (bson.D, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// legacyKeyValue converts a key pattern value servers before 3.4 accepted
+// and 4.4+ refuse, as mongo-tools' ConvertLegacyIndexKeys: 0 and "" become
+// 1, and so does any value that is neither a number nor a string (true, a
+// document...). Index types ("2dsphere", "hashed"...) and directions stay.
+func legacyKeyValue(v any) any {
+	switch x := v.(type) {
+	case int32:
+		if x == 0 {
+			return int32(1)
+		}
+	case int64:
+		if x == 0 {
+			return int32(1)
+		}
+	case float64:
+		if x == 0 || x != x {
+			return int32(1)
+		}
+	case bson.Decimal128:
+		if f, err := strconv.ParseFloat(x.String(), 64); err != nil || f == 0 {
+			return int32(1)
+		}
+	case string:
+		if x == "" {
+			return int32(1)
+		}
+	default:
+		return int32(1)
+	}
+	return v
 }
 
 // idIndexSpec is the _id index spec for create's idIndex option, or nil

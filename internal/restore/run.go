@@ -464,11 +464,15 @@ func (rs *runState) buildCollectionIndexes(ctx context.Context, c *catalogEntry,
 	for i, spec := range c.specs {
 		all[i] = spec
 	}
-	if db.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: all}}).Err() == nil {
+	// ignoreUnknownIndexOptions: an option an older server wrote and a
+	// newer one does not know is left out, not the index refused
+	// (mongorestore sends it to 4.1.9+; FerretDB accepts and ignores it).
+	ignore := bson.E{Key: "ignoreUnknownIndexOptions", Value: true}
+	if db.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: all}, ignore}).Err() == nil {
 		return
 	}
 	for _, spec := range c.specs {
-		cmd := bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: bson.A{spec}}}
+		cmd := bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: bson.A{spec}}, ignore}
 		if err := db.RunCommand(ctx, cmd).Err(); err != nil && cr != nil {
 			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", indexSpecName(spec), err))
 		}
