@@ -1,7 +1,9 @@
 package restore
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -105,5 +107,42 @@ func TestRestoreLegacyOptions(t *testing.T) {
 	}
 	if !rep.OK {
 		t.Fatalf("report %+v", rep)
+	}
+}
+
+// TestUsersMergedBeforeReplay: with --users-and-roles the backup's users
+// are merged (_mergeAuthzCollections, seen on the wire) before the replay
+// sends anything, so the users' own oplog changes apply over them. The
+// embedded server has no _mergeAuthzCollections: the restore stops there,
+// loudly, before the replay (on the old order the replay ran first).
+func TestUsersMergedBeforeReplay(t *testing.T) {
+	ctx := context.Background()
+	client, sent := wireClient(t, "_mergeAuthzCollections")
+	usersColl := coll{db: "admin", name: "system.users", docs: []bson.D{{{Key: "_id", Value: "app.alice"}, {Key: "user", Value: "alice"}, {Key: "db", Value: "app"}}}}
+	app := coll{db: "app", name: "c", docs: users(1)}
+	data := oplogDump([]coll{usersColl, app}, []bson.Raw{mustRaw(t, opEntry(1, "i", "app.c", bson.D{{Key: "_id", Value: 100}}, nil))}).archive(t)
+	opts := Options{Drop: true, UsersAndRoles: true, testMode: modeWrites}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.preflighted = true // the embedded server has no usersInfo: reach the merge
+	var replayed []string
+	opts.testCommandHook = func(next commander) commander {
+		return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+			replayed = append(replayed, cmd[0].Key)
+			return next(ctx, db, cmd)
+		}
+	}
+	_, err = Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+	var ue *UnsupportedError
+	if !errors.As(err, &ue) || !strings.Contains(ue.Namespace, "admin.system.users") {
+		t.Fatalf("got %v", err)
+	}
+	if got := sent(); len(got) != 1 {
+		t.Fatalf("merge commands %v", got)
+	}
+	if len(replayed) != 0 {
+		t.Fatalf("the replay sent %v before the users were merged", replayed)
 	}
 }
