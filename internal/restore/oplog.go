@@ -439,7 +439,9 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 		}
 		return nil
 	}
-	if e.UI != "" && (e.Op == "i" || e.Op == "u" || e.Op == "d") {
+	// Only a collection's writes follow its UUID: views, buckets and
+	// users live in the server's catalog collections.
+	if e.UI != "" && (e.Op == "i" || e.Op == "u" || e.Op == "d") && nsClassOf(e.NS) == nsPlain {
 		if at, ok := rp.uuidAt[e.UI]; ok {
 			e.NS = at
 		} else if cur, ok := rp.nsUUID[e.NS]; ok && cur != e.UI {

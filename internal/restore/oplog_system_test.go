@@ -387,3 +387,51 @@ func TestReplayTransactionChecks(t *testing.T) {
 		t.Fatalf("plan: %v", err)
 	}
 }
+
+// TestReplayNewTimeseries: a time-series collection created during the dump
+// (a 5.0-8.0 server logs the buckets collection's create with its
+// timeseries options, the view's definition in system.views, and bucket
+// inserts) is replayed through applyOps, counted on the collection's own
+// name, and restored from empty behind the non-empty guard.
+func TestReplayNewTimeseries(t *testing.T) {
+	ctx := context.Background()
+	ui := bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{9}, 16)}
+	ts := bson.D{{Key: "timeField", Value: "ts"}, {Key: "metaField", Value: "meta"}, {Key: "granularity", Value: "seconds"}, {Key: "bucketMaxSpanSeconds", Value: int32(3600)}}
+	oid := bson.NewObjectID()
+	when := bson.DateTime(1700000000000)
+	entries := []bson.Raw{
+		mustRaw(t, bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "app.$cmd"}, {Key: "ui", Value: ui},
+			{Key: "o", Value: bson.D{{Key: "create", Value: "system.buckets.m"}, {Key: "clusteredIndex", Value: true}, {Key: "timeseries", Value: ts}}},
+			{Key: "ts", Value: bson.Timestamp{T: 1, I: 1}}, {Key: "t", Value: int64(1)}, {Key: "v", Value: int64(2)}}),
+		mustRaw(t, bson.D{{Key: "op", Value: "i"}, {Key: "ns", Value: "app.system.views"}, {Key: "ui", Value: bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{8}, 16)}},
+			{Key: "o", Value: bson.D{{Key: "_id", Value: "app.m"}, {Key: "viewOn", Value: "system.buckets.m"},
+				{Key: "pipeline", Value: bson.A{bson.D{{Key: "$_internalUnpackBucket", Value: bson.D{{Key: "timeField", Value: "ts"}, {Key: "metaField", Value: "meta"}, {Key: "bucketMaxSpanSeconds", Value: int32(3600)}}}}}}}},
+			{Key: "ts", Value: bson.Timestamp{T: 2, I: 1}}, {Key: "t", Value: int64(1)}, {Key: "v", Value: int64(2)}}),
+		mustRaw(t, bson.D{{Key: "op", Value: "i"}, {Key: "ns", Value: "app.system.buckets.m"}, {Key: "ui", Value: ui},
+			{Key: "o", Value: bson.D{{Key: "_id", Value: oid},
+				{Key: "control", Value: bson.D{{Key: "version", Value: int32(1)}, {Key: "min", Value: bson.D{{Key: "_id", Value: oid}, {Key: "ts", Value: when}}}, {Key: "max", Value: bson.D{{Key: "_id", Value: oid}, {Key: "ts", Value: when}}}}},
+				{Key: "meta", Value: "sensor1"},
+				{Key: "data", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "0", Value: oid}}}, {Key: "ts", Value: bson.D{{Key: "0", Value: when}}}}}}},
+			{Key: "ts", Value: bson.Timestamp{T: 3, I: 1}}, {Key: "t", Value: int64(1)}, {Key: "v", Value: int64(2)}}),
+	}
+	var all []byte
+	for _, e := range entries {
+		all = append(all, e...)
+	}
+	data := oplogDump([]coll{{db: "app", name: "c", docs: users(1)}}, entries).archive(t)
+	p, err := Plan(ctx, bytes.NewReader(data), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p.OplogOnly, []string{"app.m"}) {
+		t.Fatalf("oplog only %v", p.OplogOnly)
+	}
+	cmds, rs := replayApplyOps(t, p, Options{}, all)
+	ops := sentOps(t, cmds)
+	if len(ops) != 3 || field(ops[0], "ns") != "app.$cmd" || field(ops[1], "ns") != "app.system.views" || field(ops[2], "ns") != "app.system.buckets.m" {
+		t.Fatalf("sent %v", ops)
+	}
+	if eff := rs.oplog["app.m"]; eff == nil || eff.entries != 3 || len(rs.skipped) != 0 {
+		t.Fatalf("effects %v, skipped %v", rs.oplog, rs.skippedNS)
+	}
+}
