@@ -91,9 +91,6 @@ func Preflight(ctx context.Context, client *mongo.Client, p *PlanResult, opts Op
 			return fmt.Errorf("usersInfo: %w", err)
 		}
 	}
-	if err := preflightOplog(ctx, client, p, opts); err != nil {
-		return err
-	}
 	for i := range p.Collections {
 		c := p.Collections[i]
 		name, option := feature(&c)
@@ -116,6 +113,11 @@ func Preflight(ctx context.Context, client *mongo.Client, p *PlanResult, opts Op
 			}
 			return err
 		}
+	}
+	// The archive's own collections first: their refusal names the
+	// feature as the server answered.
+	if err := preflightOplog(ctx, client, p, opts); err != nil {
+		return err
 	}
 	p.preflighted = true
 	return nil
