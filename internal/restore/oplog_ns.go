@@ -26,12 +26,16 @@ var configKept = map[string]bool{"chunks": true, "collections": true, "databases
 type nsClass int
 
 const (
-	nsPlain   nsClass = iota // a collection (system.js included)
-	nsBuckets                // <db>.system.buckets.<ts>: a time-series collection's data
-	nsViews                  // <db>.system.views: view definitions
-	nsAuthz                  // admin.system.users, admin.system.roles
-	nsServer                 // never written
-	nsInvalid                // not "db.coll"
+	nsPlain nsClass = iota // a collection (system.js included)
+	// nsConfig is a config collection mongorestore keeps: written when the
+	// archive holds it, never "created during the dump" (the dump does not
+	// read config, so one the oplog names is not new).
+	nsConfig
+	nsBuckets // <db>.system.buckets.<ts>: a time-series collection's data
+	nsViews   // <db>.system.views: view definitions
+	nsAuthz   // admin.system.users, admin.system.roles
+	nsServer  // never written
+	nsInvalid // not "db.coll"
 )
 
 func nsClassOf(ns string) nsClass {
@@ -43,7 +47,7 @@ func nsClassOf(ns string) nsClass {
 		return nsServer
 	case db == "config":
 		if configKept[coll] {
-			return nsPlain
+			return nsConfig
 		}
 		return nsServer
 	case db == "admin" && (coll == "system.users" || coll == "system.roles"):

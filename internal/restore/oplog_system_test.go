@@ -228,16 +228,17 @@ func TestReplaySystemNamespaces(t *testing.T) {
 		skippedNS map[string]map[string]int64
 	}{
 		{users: false,
-			sent: []string{"i app.c", "i app.system.views", "u app.system.views", "d app.system.views", "i app.system.js", "i config.settings"},
+			sent: []string{"i app.c", "i app.system.views", "u app.system.views", "d app.system.views", "i app.system.js"},
 			skippedNS: map[string]map[string]int64{
 				skipUsersNotRequested: {"admin.system.users": 3},
-				skipNotRestored:       {"admin.system.version": 1, "config.system.sessions": 1, "app.system.profile": 1},
+				// config.settings is kept, but not in this archive.
+				skipNotRestored: {"admin.system.version": 1, "config.system.sessions": 1, "app.system.profile": 1, "config.settings": 1},
 			}},
 		{users: true,
 			sent: []string{"i app.c", "i app.system.views", "u app.system.views", "d app.system.views", "i app.system.js",
-				"i admin.system.users", "u admin.system.users", "d admin.system.users", "i config.settings"},
+				"i admin.system.users", "u admin.system.users", "d admin.system.users"},
 			skippedNS: map[string]map[string]int64{
-				skipNotRestored: {"admin.system.version": 1, "config.system.sessions": 1, "app.system.profile": 1},
+				skipNotRestored: {"admin.system.version": 1, "config.system.sessions": 1, "app.system.profile": 1, "config.settings": 1},
 			}},
 	} {
 		opts := Options{UsersAndRoles: tt.users}
@@ -245,9 +246,10 @@ func TestReplaySystemNamespaces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// system.js and config.settings only the oplog names: restored
-		// from empty, behind the non-empty guard; views are not.
-		if want := []string{"app.system.js", "config.settings"}; !reflect.DeepEqual(p.OplogOnly, want) {
+		// system.js only the oplog names: restored from empty, behind
+		// the non-empty guard; views are not, nor a config collection
+		// (the dump does not read config: not new).
+		if want := []string{"app.system.js"}; !reflect.DeepEqual(p.OplogOnly, want) {
 			t.Fatalf("oplog only %v", p.OplogOnly)
 		}
 		cmds, rs := replayApplyOps(t, p, opts, all)
@@ -433,5 +435,35 @@ func TestReplayNewTimeseries(t *testing.T) {
 	}
 	if eff := rs.oplog["app.m"]; eff == nil || eff.entries != 3 || len(rs.skipped) != 0 {
 		t.Fatalf("effects %v, skipped %v", rs.oplog, rs.skippedNS)
+	}
+}
+
+// TestReplayKeptConfig: a config collection mongorestore keeps is restored
+// from the archive and its oplog writes replayed; the other config
+// collections are neither.
+func TestReplayKeptConfig(t *testing.T) {
+	ctx := context.Background()
+	entries := []bson.Raw{
+		mustRaw(t, opEntry(1, "i", "config.settings", bson.D{{Key: "_id", Value: "balancer"}}, nil)),
+		mustRaw(t, opEntry(2, "i", "config.system.sessions", bson.D{{Key: "_id", Value: 1}}, nil)),
+	}
+	var all []byte
+	for _, e := range entries {
+		all = append(all, e...)
+	}
+	data := oplogDump([]coll{{db: "config", name: "settings", docs: users(1)}, {db: "config", name: "mongos", docs: users(1)}}, entries).archive(t)
+	p, err := Plan(ctx, bytes.NewReader(data), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Collections) != 1 || p.Collections[0].Namespace() != "config.settings" || !reflect.DeepEqual(p.Skipped, []string{"config.mongos"}) {
+		t.Fatalf("planned %v, skipped %v", p.Collections, p.Skipped)
+	}
+	cmds, rs := replayApplyOps(t, p, Options{}, all)
+	if ops := sentOps(t, cmds); len(ops) != 1 || field(ops[0], "ns") != "config.settings" {
+		t.Fatalf("sent %v", ops)
+	}
+	if !reflect.DeepEqual(rs.skippedNS, map[string]map[string]int64{skipNotRestored: {"config.system.sessions": 1}}) {
+		t.Fatalf("skipped %v", rs.skippedNS)
 	}
 }

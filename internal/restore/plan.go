@@ -371,7 +371,11 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 		}
 		// system.js (stored JavaScript) is a plain collection to the
 		// server: mongodump dumps it and mongorestore restores it.
-		if (strings.HasPrefix(c.Name, "system.") && c.Name != "system.js") || c.DB == "local" || c.DB == "config" || !sel.match(ns) {
+		// The config collections mongorestore keeps are restored as it
+		// restores them (a0 does not dump config; a mongodump of a whole
+		// cluster holds them).
+		if (strings.HasPrefix(c.Name, "system.") && c.Name != "system.js") || c.DB == "local" ||
+			c.DB == "config" && nsClassOf(ns) != nsConfig || !sel.match(ns) {
 			p.Skipped = append(p.Skipped, ns)
 			continue
 		}
