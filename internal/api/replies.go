@@ -185,6 +185,8 @@ type RestoreReport struct {
 	DocumentsFailed int64 `json:"documents_failed,omitempty"`
 	// OplogSkipped counts the oplog entries not replayed, by reason.
 	OplogSkipped map[string]int64 `json:"oplog_skipped,omitempty"`
+	// OplogSkippedNS counts the same entries by reason, then by namespace.
+	OplogSkippedNS map[string]map[string]int64 `json:"oplog_skipped_namespaces,omitempty"`
 	// OplogReplay says how entries reached the server: "applyOps" or
 	// "writes".
 	OplogReplay string `json:"oplog_replay,omitempty"`

@@ -375,6 +375,10 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			}
 		}
 		if r.OplogReplay != "" {
+			// Each skipped entry by namespace, then the totals line.
+			for _, reason := range sortedKeys(r.OplogSkippedNS) {
+				fmt.Fprintf(w, "oplog not replayed, %s: %s\n", reason, skippedText(r.OplogSkippedNS[reason]))
+			}
 			line := fmt.Sprintf("oplog: %d entries replayed (%s)", r.OplogApplied, r.OplogReplay)
 			if skipped := skippedText(r.OplogSkipped); skipped != "" {
 				line += "; not replayed: " + skipped
@@ -382,6 +386,15 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func restoreStatusFlags(fs *pflag.FlagSet) runFunc {

@@ -424,12 +424,14 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 
 	for r := range results {
 		if r.change != nil {
-			if tl != nil && tl.active {
-				// Point-in-time: the collection may hold writes from
-				// either side of the change, which the replay cannot
-				// order (MongoDB's oplog entry for it is refused at
-				// capture, FerretDB's oplog has none), so the backup
-				// fails clearly instead, as mongodump does for a rename.
+			if tl != nil && tl.active && ferret {
+				// Point-in-time on FerretDB: its oplog holds no drop
+				// or rename, so the replay could not bring the
+				// collection to consistent_to: the backup fails
+				// clearly instead. On MongoDB the oplog holds the
+				// change, which the replay applies (renames by the
+				// collection's UUID, which the successor's metadata
+				// keeps): the change is recorded and the dump goes on.
 				fail(changeError(r.change))
 				continue
 			}

@@ -55,12 +55,17 @@ type tailer struct {
 	// it (FerretDB; see readOnce).
 	onePass bool
 	// term is the replica-set term of the entries copied so far
-	// (MongoDB; FerretDB writes none): a change means a failover
-	// during the dump, and entries of the old term may be rolled back.
+	// (MongoDB; FerretDB writes none): a change means a new primary
+	// during the dump (a planned stepdown, or a failover whose old term's
+	// last entries may be rolled back).
 	term     int64
 	haveTerm bool
 	// lastTerm is the term of the entry at last.
 	lastTerm int64
+	// termEnds are the last entries copied of each earlier term: at the
+	// end each must still be in the oplog with its term, else a rollback
+	// removed entries the capture holds.
+	termEnds []termMark
 	// firstOldest is the oldest entry when a one-pass capture started:
 	// its start is a clock reading, not an entry, and may be older than
 	// a young oplog's first entry without anything lost. It is compared by
@@ -101,7 +106,11 @@ func startTailer(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 	// A transaction open now has its first entries before the newest one:
 	// start there so that replay sees the whole transaction, as mongodump
 	// does. Servers without config.transactions return nothing.
-	if txn, ok := oldestOpenTxn(ctx, client); ok && tsLess(txn, ts) {
+	txn, open, err := oldestOpenTxn(ctx, client)
+	if err != nil {
+		return t, err
+	}
+	if open && tsLess(txn, ts) {
 		ts, wall = txn, time.Time{}
 	}
 	t.start, t.startWall, t.active = ts, wall, true
@@ -180,7 +189,10 @@ func (t *tailer) oldestEntry(ctx context.Context) (entryID, bool, error) {
 	return entryID{ts: bson.Timestamp{T: t1, I: i1}, id: string(id.Value)}, true, nil
 }
 
-func oldestOpenTxn(ctx context.Context, client *mongo.Client) (bson.Timestamp, bool) {
+// oldestOpenTxn returns the start of the oldest transaction open now. An
+// error fails the dump, as mongodump fails: a capture that starts after an
+// open transaction's first entries cannot replay it.
+func oldestOpenTxn(ctx context.Context, client *mongo.Client) (bson.Timestamp, bool, error) {
 	var doc struct {
 		StartOpTime struct {
 			TS bson.Timestamp `bson:"ts"`
@@ -190,10 +202,13 @@ func oldestOpenTxn(ctx context.Context, client *mongo.Client) (bson.Timestamp, b
 		bson.D{{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{"prepared", "inProgress"}}}},
 			{Key: "startOpTime", Value: bson.D{{Key: "$exists", Value: true}}}},
 		options.FindOne().SetSort(bson.D{{Key: "startOpTime.ts", Value: 1}})).Decode(&doc)
-	if err != nil {
-		return bson.Timestamp{}, false
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return bson.Timestamp{}, false, nil
 	}
-	return doc.StartOpTime.TS, true
+	if err != nil {
+		return bson.Timestamp{}, false, fmt.Errorf("dump: find the oldest open transaction (config.transactions): %w", err)
+	}
+	return doc.StartOpTime.TS, true, nil
 }
 
 // edge returns the newest (dir -1) or oldest (dir 1) entry's position.
@@ -262,8 +277,11 @@ func (t *tailer) take(raw bson.Raw, st *cursorState) (bool, error) {
 		return false, err
 	}
 	if e.HasTerm {
-		if t.haveTerm && e.Term != t.term {
-			return false, &FailoverError{From: t.term, To: e.Term, At: ts}
+		if t.haveTerm && e.Term != t.term && !t.last.IsZero() {
+			// A new primary is no failure by itself (mongodump and PBM
+			// go on): checkRolledBack checks at the end that the old
+			// term's last copied entry survived.
+			t.termEnds = append(t.termEnds, termMark{ts: t.last, term: t.lastTerm})
 		}
 		t.term, t.haveTerm = e.Term, true
 	}
@@ -382,7 +400,7 @@ func (t *tailer) restart() error {
 	}
 	t.spool, t.bw = f, bufio.NewWriterSize(f, 1<<20)
 	t.entries, t.bytes = 0, 0
-	t.term, t.haveTerm, t.lastTerm = 0, false, 0
+	t.term, t.haveTerm, t.lastTerm, t.termEnds = 0, false, 0, nil
 	t.last, t.lastWall = bson.Timestamp{}, time.Time{}
 	return nil
 }
@@ -520,23 +538,32 @@ func (e *FailoverError) Error() string {
 	return fmt.Sprintf("dump: the replica set changed primary during the backup (oplog term %d, then %d at %d.%d): entries of the old term may be rolled back, so the backup cannot be point-in-time; run it again once the set is stable", e.From, e.To, e.At.T, e.At.I)
 }
 
-// checkRolledBack fails when the last copied entry is gone from the oplog
-// or carries another term: a rollback removed it after a failover. Only on
+// termMark is an oplog position and its term.
+type termMark struct {
+	ts   bson.Timestamp
+	term int64
+}
+
+// checkRolledBack fails when the last copied entry, or the last copied
+// entry of a term that ended during the dump, is gone from the oplog or
+// carries another term: a rollback removed it after a failover. Only on
 // servers that write terms (MongoDB): the lookup by ts is indexed there.
 func (t *tailer) checkRolledBack(ctx context.Context) error {
 	if !t.active || !t.haveTerm || t.last.IsZero() {
 		return nil
 	}
-	raw, err := t.coll.FindOne(ctx, bson.D{{Key: "ts", Value: t.last}}, options.FindOne().SetProjection(bson.D{{Key: "t", Value: 1}})).Raw()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return &FailoverError{From: t.lastTerm, To: t.lastTerm, At: t.last, RolledBack: true}
-	}
-	if err != nil {
-		return fmt.Errorf("dump: read oplog position: %w", err)
-	}
-	if v, err := raw.LookupErr("t"); err == nil {
-		if n, ok := v.AsInt64OK(); ok && n != t.lastTerm {
-			return &FailoverError{From: t.lastTerm, To: n, At: t.last, RolledBack: true}
+	for _, m := range append(t.termEnds[:len(t.termEnds):len(t.termEnds)], termMark{ts: t.last, term: t.lastTerm}) {
+		raw, err := t.coll.FindOne(ctx, bson.D{{Key: "ts", Value: m.ts}}, options.FindOne().SetProjection(bson.D{{Key: "t", Value: 1}})).Raw()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return &FailoverError{From: m.term, To: m.term, At: m.ts, RolledBack: true}
+		}
+		if err != nil {
+			return fmt.Errorf("dump: read oplog position: %w", err)
+		}
+		if v, err := raw.LookupErr("t"); err == nil {
+			if n, ok := v.AsInt64OK(); ok && n != m.term {
+				return &FailoverError{From: m.term, To: n, At: m.ts, RolledBack: true}
+			}
 		}
 	}
 	return nil
@@ -620,13 +647,12 @@ func (e *DDLError) Error() string {
 	return fmt.Sprintf("dump: %s %s during the backup, and this server's oplog does not record it (FerretDB logs only inserts, updates and deletes), so the backup cannot be point-in-time; run it again when no such change runs", e.Namespace, e.What)
 }
 
-// checkCatalog lists the collections again once all were read. A
-// collection listed at the start that now has another name (same UUID)
-// fails the backup: on MongoDB the oplog's renameCollection entry already
-// does, FerretDB writes no command to its oplog. On such a server (noDDL)
-// a listed collection that is gone, or whose index count changed, fails it
-// too: a MongoDB oplog holds the drop or the index build, which the
-// restore replays.
+// checkCatalog lists the collections again once all were read. On a
+// server whose oplog holds no DDL (noDDL: FerretDB), a collection listed
+// at the start that now has another name (same UUID), is gone, or whose
+// index count changed fails the backup: the restore could not replay it.
+// A MongoDB oplog holds the rename, drop or index build, which the restore
+// replays.
 func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, cat Catalog, intents []intent, dumped []manifest.Collection, noDDL bool) error {
 	byUUID := map[string]string{}
 	for _, in := range intents {
@@ -643,7 +669,7 @@ func checkCatalog(ctx context.Context, client *mongo.Client, rp *readpref.ReadPr
 	for _, in := range now {
 		ns := in.db + "." + in.name
 		present[ns] = true
-		if was, ok := byUUID[in.uuid]; ok && in.uuid != "" && was != ns {
+		if was, ok := byUUID[in.uuid]; ok && noDDL && in.uuid != "" && was != ns {
 			return &RenamedError{From: was, To: ns}
 		}
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/manifest"
-	"github.com/a0backup/a0/internal/oplog"
 )
 
 func rawEntry(t *testing.T, d bson.D) bson.Raw {
@@ -31,8 +30,8 @@ func insertEntry(ts, term int64) bson.D {
 		{Key: "op", Value: "i"}, {Key: "ns", Value: "app.c"}, {Key: "o", Value: bson.D{{Key: "_id", Value: ts}}}}
 }
 
-// TestTakeRefusesWhatCannotBeReplayed: the capture fails the backup on a
-// rename (also inside applyOps) and on a term change (a failover while the
+// TestTakeRefusesWhatCannotBeReplayed: the capture takes a rename (also
+// inside applyOps) and fails the backup on a term change (a failover while the
 // oplog was tailed), with crafted entries as a replica set writes them:
 // FerretDB writes neither commands nor terms.
 func TestTakeRefusesWhatCannotBeReplayed(t *testing.T) {
@@ -46,15 +45,13 @@ func TestTakeRefusesWhatCannotBeReplayed(t *testing.T) {
 		next  bson.D
 		check func(error) bool
 	}{
-		{"rename", rename, func(err error) bool {
-			var ce *oplog.CaptureError
-			return errors.As(err, &ce) && ce.Kind == oplog.KindRename
-		}},
-		{"rename in applyOps", inApplyOps, func(err error) bool { var ce *oplog.CaptureError; return errors.As(err, &ce) }},
-		{"term change", insertEntry(11, 2), func(err error) bool {
-			var fe *FailoverError
-			return errors.As(err, &fe) && fe.From == 1 && fe.To == 2 && strings.Contains(err.Error(), "changed primary")
-		}},
+		// A rename ($out, mapReduce, convertToCapped) is captured and
+		// replayed (issue 24), also inside applyOps.
+		{"rename", rename, func(err error) bool { return err == nil }},
+		{"rename in applyOps", inApplyOps, func(err error) bool { return err == nil }},
+		// A new primary (a planned stepdown) is no failure by itself
+		// (issue 24): checkRolledBack checks the old term's last entry.
+		{"term change", insertEntry(11, 2), func(err error) bool { return err == nil }},
 		{"same term", insertEntry(11, 1), func(err error) bool { return err == nil }},
 	}
 	for _, tt := range tests {
@@ -106,6 +103,36 @@ func TestCheckRolledBack(t *testing.T) {
 	if err := tl.checkRolledBack(ctx); !errors.As(err, &fe) || fe.To != 2 {
 		t.Fatalf("other term: %v", err)
 	}
+
+	t.Run("stepdown: the old term's last entry stays", func(t *testing.T) {
+		if _, err := coll.DeleteMany(ctx, bson.D{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []bson.D{insertEntry(20, 1), insertEntry(21, 1), insertEntry(22, 2)} {
+			if _, err := coll.InsertOne(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tl := &tailer{coll: coll, active: true, bw: bufio.NewWriter(io.Discard)}
+		st := &cursorState{}
+		for _, e := range []bson.D{insertEntry(20, 1), insertEntry(21, 1), insertEntry(22, 2)} {
+			if _, err := tl.take(rawEntry(t, e), st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tl.checkRolledBack(ctx); err != nil {
+			t.Fatalf("planned stepdown: %v", err)
+		}
+		// The old primary's entry 21 was rolled back after the failover:
+		// the capture holds a write the set no longer has.
+		if _, err := coll.DeleteOne(ctx, bson.D{{Key: "ts", Value: bson.Timestamp{T: 21, I: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		var fe *FailoverError
+		if err := tl.checkRolledBack(ctx); !errors.As(err, &fe) || !fe.RolledBack || fe.At.T != 21 {
+			t.Fatalf("rolled back old term: %v", err)
+		}
+	})
 }
 
 // TestRunRefusesRename: a collection renamed during a point-in-time dump
@@ -204,5 +231,24 @@ func TestRunRefusesInvisibleDDL(t *testing.T) {
 				t.Fatalf("got %v", err)
 			}
 		})
+	}
+}
+
+// TestOldestOpenTxnErrors: the open-transaction lookup's failure fails the
+// dump (mongodump fails too), instead of a capture that may start inside
+// a transaction; no open transaction is no error.
+func TestOldestOpenTxnErrors(t *testing.T) {
+	ctx := context.Background()
+	client := startServer(t, embedded.Config{})
+	if _, open, err := oldestOpenTxn(ctx, client); open || err != nil {
+		t.Fatalf("none open: %v %v", open, err)
+	}
+	txns := client.Database("config").Collection("transactions")
+	if _, err := txns.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "state", Value: "inProgress"},
+		{Key: "startOpTime", Value: bson.D{{Key: "ts", Value: "not a timestamp"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := oldestOpenTxn(ctx, client); err == nil || !strings.Contains(err.Error(), "config.transactions") {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package oplog
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,6 +43,13 @@ type Entry struct {
 	TxnNumber  int64
 	HasTxnNum  bool
 	PrevOpTime Timestamp // zero when absent or null
+	// UI is the collection's UUID ("ui", hex), "" when absent (FerretDB,
+	// and servers older than 3.6).
+	UI string
+	// MultiOpType is the server's multiOpType (8.0+: 1 is an applyOps
+	// whose operations apply separately, a retryable vectored insert, not
+	// a transaction), 0 when absent.
+	MultiOpType int64
 	// inner is true for an operation taken out of an applyOps array.
 	inner bool
 }
@@ -101,6 +109,14 @@ func parse(raw bson.Raw, inner bool) (Entry, error) {
 		case "txnNumber":
 			if n, ok := intValue(v); ok {
 				e.TxnNumber, e.HasTxnNum = n, true
+			}
+		case "multiOpType":
+			if n, ok := intValue(v); ok {
+				e.MultiOpType = n
+			}
+		case "ui":
+			if sub, data, ok := v.BinaryOK(); ok && sub == bson.TypeBinaryUUID {
+				e.UI = hex.EncodeToString(data)
 			}
 		case "prevOpTime":
 			if d, ok := v.DocumentOK(); ok {
@@ -222,5 +238,6 @@ func (e Entry) Copy() (Entry, error) {
 	if e.inner {
 		c.TS = e.TS
 	}
+	c.NS = e.NS // the replay may have moved it to where its collection is
 	return c, nil
 }

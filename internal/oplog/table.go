@@ -29,12 +29,13 @@ const (
 	KindConvertToCapped    Kind = "convertToCapped"
 	KindEmptyCapped        Kind = "emptycapped"
 	KindDBCheck            Kind = "dbCheck"
+	KindDropIdent          Kind = "dropIdent"
 	KindSetMultikey        Kind = "setMultikeyMetadata"
 	KindRename             Kind = "renameCollection"
 	KindImportCollection   Kind = "importCollection"
 	KindTimeseriesConvert  Kind = "upgradeDowngradeViewlessTimeseries"
 	KindApplyOps           Kind = "applyOps"            // not a transaction
-	KindTxn                Kind = "transaction"         // applyOps ending an unprepared transaction (or a vectored insert)
+	KindTxn                Kind = "transaction"         // applyOps ending an unprepared transaction (or a pre-8.0 vectored insert)
 	KindTxnPartial         Kind = "transaction-partial" // applyOps with partialTxn: more entries follow
 	KindTxnPrepare         Kind = "transaction-prepare" // applyOps with prepare: waits for commitTransaction
 	KindCommitTransaction  Kind = "commitTransaction"
@@ -109,8 +110,12 @@ var commandRules = map[string]Decision{
 	"abortIndexBuild":     {Kind: KindAbortIndexBuild, Action: Skip, Why: "the build it ends was never committed"},
 	"setMultikeyMetadata": {Kind: KindSetMultikey, Action: Skip, Why: "index bookkeeping the server redoes itself"},
 	"dbCheck":             {Kind: KindDBCheck, Action: Skip, Why: "a consistency check, no data"},
-	"renameCollection": {Kind: KindRename, Action: Refuse, RefuseAtDump: true,
-		Why: "a collection renamed during a dump may have been read under either name, so the dump cannot be consistent (mongodump refuses it too)"},
+	"dropIdent":           {Kind: KindDropIdent, Action: Skip, Why: "storage bookkeeping (a table dropped after its collection or index), redone by the server"},
+	// A rename is replayed by the collection's UUID: a collection the dump
+	// read under its new name already holds it (the replay moves the
+	// entries of the old name there), one read under its old name is
+	// renamed (PBM replays renames too; mongodump refuses them).
+	"renameCollection": {Kind: KindRename, Action: Apply},
 	"importCollection": {Kind: KindImportCollection, Action: Refuse, RefuseAtDump: true,
 		Why: "an imported collection's data is not in the oplog (mongodump refuses it too)"},
 	"upgradeDowngradeViewlessTimeseries": {Kind: KindTimeseriesConvert, Action: Refuse, RefuseAtDump: true,
@@ -139,7 +144,11 @@ func Decide(e Entry) Decision {
 		}
 		return Decision{Kind: KindUnknownOp, Action: Refuse, Why: fmt.Sprintf("unknown oplog op %q", e.Op)}
 	}
-	if e.LSID != nil && e.HasTxnNum && !e.inner {
+	// multiOpType 1 (kApplyOpsAppliedSeparately, 8.0+ retryable vectored
+	// inserts): a session's applyOps whose operations apply one by one,
+	// linked by prevOpTime to the session's earlier retryable writes, not
+	// to a transaction's entries.
+	if e.LSID != nil && e.HasTxnNum && !e.inner && e.MultiOpType != 1 {
 		// As mongo-tools' txn.NewMeta: only these commands make a
 		// session's entry a transaction.
 		switch e.Cmd {
@@ -195,7 +204,8 @@ func TargetsOf(e Entry) (Targets, error) {
 	}
 	db := e.DB()
 	switch e.Cmd {
-	case "applyOps", "commitTransaction", "abortTransaction":
+	case "applyOps", "commitTransaction", "abortTransaction", "dropIdent":
+		// dropIdent names a storage table, not a collection.
 		return Targets{}, nil
 	case "dropDatabase":
 		return Targets{Database: db}, nil

@@ -59,8 +59,9 @@ func TestDecideRealEntries(t *testing.T) {
 		{[]string{"mongorestore", "oplogs", "bson", "drop_collection.bson"}, []string{"drop/apply"}},
 		{[]string{"mongorestore", "oplogs", "bson", "drop_db.bson"}, []string{"dropDatabase/apply"}},
 		{[]string{"mongorestore", "oplogs", "bson", "drop_index.bson"}, []string{"dropIndexes/index-catalog"}},
-		{[]string{"mongorestore", "oplogs", "bson", "vectored_insert.bson"}, []string{"transaction/commit"}},
-		{[]string{"mongorestore", "oplogs", "bson", "linked_vectored_inserts.bson"}, []string{"transaction/commit", "transaction/commit"}},
+		// 8.0 retryable vectored inserts (multiOpType 1) are no transaction (issue 24).
+		{[]string{"mongorestore", "oplogs", "bson", "vectored_insert.bson"}, []string{"applyOps/apply-each"}},
+		{[]string{"mongorestore", "oplogs", "bson", "linked_vectored_inserts.bson"}, []string{"applyOps/apply-each", "applyOps/apply-each"}},
 		{[]string{"mongorestore", "oplogs", "bson", "bypassDocumentValidation.bson"}, []string{noop, "create/apply", "insert/apply", "insert/apply", "insert/apply", noop}},
 		{[]string{"mongorestore", "oplogs", "bson", "collMod_indexUniqueness.bson"}, cat([]string{"create/apply"}, repeat("createIndexes/index-catalog", 4), repeat("collMod/apply", 20))},
 		{[]string{"mongorestore", "commit_indexes_build", "oplog.bson"}, cat(repeat(noop, 3), []string{"create/apply", "insert/apply", "startIndexBuild/skip", "commitIndexBuild/index-catalog"}, repeat(noop, 8), []string{"startIndexBuild/skip", "commitIndexBuild/index-catalog"})},
@@ -109,7 +110,7 @@ func TestDecideEveryKind(t *testing.T) {
 		{bson.D{{Key: "op", Value: "km"}, {Key: "ns", Value: "a.b"}, {Key: "o", Value: bson.D{}}}, "record-id/skip"},
 		{bson.D{{Key: "op", Value: "x"}, {Key: "ns", Value: "a.b"}, {Key: "o", Value: bson.D{}}}, "unknown-op/refuse"},
 		{bson.D{{Key: "op", Value: "u"}, {Key: "ns", Value: "a.b"}, {Key: "o", Value: bson.D{{Key: "$v", Value: 2}, {Key: "diff", Value: bson.D{}}}}, {Key: "o2", Value: bson.D{{Key: "_id", Value: 1}}}}, "update/apply"},
-		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "renameCollection", Value: "a.b"}, {Key: "to", Value: "a.c"}}}}, "renameCollection/refuse"},
+		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "renameCollection", Value: "a.b"}, {Key: "to", Value: "a.c"}}}}, "renameCollection/apply"},
 		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "abortIndexBuild", Value: "b"}}}}, "abortIndexBuild/skip"},
 		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "setMultikeyMetadata", Value: "b"}}}}, "setMultikeyMetadata/skip"},
 		{bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "dbCheck", Value: "b"}}}}, "dbCheck/skip"},
@@ -149,7 +150,18 @@ func TestCheckCapture(t *testing.T) {
 	rename := bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "a.$cmd"}, {Key: "o", Value: bson.D{{Key: "renameCollection", Value: "a.b"}, {Key: "to", Value: "a.c"}, {Key: "dropTarget", Value: true}}}}
 	nested := bson.D{{Key: "op", Value: "c"}, {Key: "ns", Value: "admin.$cmd"}, {Key: "o", Value: bson.D{{Key: "applyOps", Value: bson.A{rename}}}}}
 	sysver := bson.D{{Key: "op", Value: "u"}, {Key: "ns", Value: "admin.system.version"}, {Key: "o", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}}, {Key: "o2", Value: bson.D{{Key: "_id", Value: "authSchema"}}}}
-	for name, d := range map[string]bson.D{"rename": rename, "rename in applyOps": nested, "system.version": sysver} {
+	// A rename is replayed (issue 24): not refused, also inside applyOps.
+	for name, d := range map[string]bson.D{"rename": rename, "rename in applyOps": nested} {
+		raw, _ := bson.Marshal(d)
+		e, err := Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckCapture(e); err != nil {
+			t.Errorf("%s refused: %v", name, err)
+		}
+	}
+	for name, d := range map[string]bson.D{"system.version": sysver} {
 		raw, _ := bson.Marshal(d)
 		e, err := Parse(raw)
 		if err != nil {

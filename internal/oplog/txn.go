@@ -132,3 +132,21 @@ func (t *Txns) Pending() (txns, ops int) {
 	}
 	return txns, ops
 }
+
+// Buffered returns the operations kept so far for e's transaction (nil
+// when none is open), for a replay to name what an abort drops.
+func (t *Txns) Buffered(e Entry) []Entry {
+	if st := t.open[txnKey{string(e.LSID), e.TxnNumber}]; st != nil {
+		return st.ops
+	}
+	return nil
+}
+
+// PendingOps returns the operations of the transactions still open.
+func (t *Txns) PendingOps() []Entry {
+	var out []Entry
+	for _, st := range t.open {
+		out = append(out, st.ops...)
+	}
+	return out
+}

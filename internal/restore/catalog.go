@@ -74,6 +74,16 @@ func (c *indexCatalog) dropCollection(ns string) {
 	ce.specs, ce.fromOplog, ce.dropped = nil, 0, true
 }
 
+// rename moves from's indexes to to (replacing to's: a rename drops its
+// target), as the server does.
+func (c *indexCatalog) rename(from, to string) {
+	src := c.entry(from)
+	dst := c.entry(to)
+	dst.specs, dst.fromOplog, dst.dropped = src.specs, src.fromOplog, false
+	dst.bytes = max(dst.bytes, src.bytes)
+	src.specs, src.fromOplog, src.dropped = nil, 0, true
+}
+
 // revive records a write to ns after a drop: the collection exists again.
 func (c *indexCatalog) revive(ns string) {
 	if ce := c.colls[ns]; ce != nil {

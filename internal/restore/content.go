@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -112,6 +114,11 @@ func Preflight(ctx context.Context, client *mongo.Client, p *PlanResult, opts Op
 			return err
 		}
 	}
+	// The archive's own collections first: their refusal names the
+	// feature as the server answered.
+	if err := preflightOplog(ctx, client, p, opts); err != nil {
+		return err
+	}
 	p.preflighted = true
 	return nil
 }
@@ -126,7 +133,7 @@ func createCollection(ctx context.Context, client *mongo.Client, c *PlannedColle
 			return fmt.Errorf("drop %s: %w", c.Namespace(), err)
 		}
 	}
-	create := append(bson.D{{Key: "create", Value: c.Name}}, c.Options...)
+	create := append(bson.D{{Key: "create", Value: c.Name}}, createOptions(c.Options)...)
 	if c.idSpec != nil && c.Type != "view" && c.Type != "timeseries" && !hasOption(c.Options, "clusteredIndex") {
 		create = append(create, bson.E{Key: "idIndex", Value: c.idSpec})
 	}
@@ -214,6 +221,7 @@ func (rs *runState) mergeAuthz(ctx context.Context) error {
 	if !rs.authzLoaded {
 		return nil
 	}
+	rs.authzLoaded = false // merged once, before the replay
 	admin := rs.client.Database("admin")
 	defer func() {
 		for _, t := range authzTemp {
@@ -230,4 +238,35 @@ func (rs *runState) mergeAuthz(ctx context.Context) error {
 		return fmt.Errorf("restore users and roles: %w", err)
 	}
 	return nil
+}
+
+// preflightOplog refuses, before any write, an oplog whose replay writes
+// views, time-series buckets or users and roles onto a server without
+// applyOps (FerretDB): those are server catalog writes that only applyOps
+// can replay, and the server could not hold them. The refusal names every
+// such namespace.
+func preflightOplog(ctx context.Context, client *mongo.Client, p *PlanResult, opts Options) error {
+	if opts.NoOplogReplay || p.oplog == nil || len(p.oplog.needs) == 0 || opts.testMode == modeApplyOps {
+		return nil
+	}
+	err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "applyOps", Value: bson.A{}}}).Err()
+	if err == nil || !isUnsupported(err) && opts.testMode != modeWrites {
+		return nil
+	}
+	var feats []string
+	for f := range p.oplog.needs {
+		feats = append(feats, f)
+	}
+	sort.Strings(feats)
+	var names []string
+	for _, f := range feats {
+		var nss []string
+		for ns := range p.oplog.needs[f] {
+			nss = append(nss, ns)
+		}
+		sort.Strings(nss)
+		names = append(names, strings.Join(nss, ", "))
+	}
+	return &UnsupportedError{Namespace: strings.Join(names, "; ") + " (written by the oplog)",
+		Feature: strings.Join(feats, " / "), Err: fmt.Errorf("the replay needs applyOps: %w", err)}
 }

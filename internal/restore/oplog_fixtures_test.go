@@ -230,9 +230,9 @@ func TestReplayTransactionFixtures(t *testing.T) {
 		}
 		// As mongorestore: each operation of the transaction, reduced (no ui).
 		wantApplyOps := []string{
-			`admin {"applyOps":[{"op":"i","ns":"txntest.c","o":{"_id":0,"x":0}}]}`,
-			`admin {"applyOps":[{"op":"u","ns":"txntest.c","o":{"$set":{"x":1}},"o2":{"_id":0}}]}`,
-			`admin {"applyOps":[{"op":"d","ns":"txntest.c","o":{"_id":1}}]}`,
+			`admin {"applyOps":[{"op":"i","ns":"txntest.c","o":{"_id":0,"x":0}}],"bypassDocumentValidation":true}`,
+			`admin {"applyOps":[{"op":"u","ns":"txntest.c","o":{"$set":{"x":1}},"o2":{"_id":0}}],"bypassDocumentValidation":true}`,
+			`admin {"applyOps":[{"op":"d","ns":"txntest.c","o":{"_id":1}}],"bypassDocumentValidation":true}`,
 		}
 		if !reflect.DeepEqual(applied, wantApplyOps) {
 			t.Fatalf("applyOps\n got %v\nwant %v", applied, wantApplyOps)
@@ -282,8 +282,8 @@ func TestReplayRealDumps(t *testing.T) {
 	}{
 		{dir: "commit_indexes_build",
 			applyOps: []string{
-				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1588114172,"i":1}},"t":1,"v":2,"op":"c","ns":"commit_index.$cmd","o":{"create":"test","idIndex":{"v":2,"key":{"_id":1},"name":"_id_"}}}]}`,
-				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1588114172,"i":2}},"t":1,"v":2,"op":"i","ns":"commit_index.test","o":{"_id":{"$oid":"5ea8b2fca5fd2094399b496a"},"a":1.0}}]}`,
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1588114172,"i":1}},"t":1,"v":2,"op":"c","ns":"commit_index.$cmd","o":{"create":"test","idIndex":{"v":2,"key":{"_id":1},"name":"_id_"}}}],"bypassDocumentValidation":true}`,
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1588114172,"i":2}},"t":1,"v":2,"op":"i","ns":"commit_index.test","o":{"_id":{"$oid":"5ea8b2fca5fd2094399b496a"},"a":1.0}}],"bypassDocumentValidation":true}`,
 			},
 			check: func(t *testing.T, rep *Report, cmds []string) {
 				c := client.Database("commit_index").Collection("test")
@@ -311,8 +311,8 @@ func TestReplayRealDumps(t *testing.T) {
 			}},
 		{dir: "dump_with_noop_in_oplog",
 			applyOps: []string{
-				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1416869724,"i":1}},"v":2,"op":"c","ns":"test.$cmd","o":{"create":"data"}}]}`,
-				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1416869724,"i":2}},"v":2,"op":"i","ns":"test.data","o":{"_id":{"$oid":"5473b75c8e32da600b686ed7"},"a":1.0}}]}`,
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1416869724,"i":1}},"v":2,"op":"c","ns":"test.$cmd","o":{"create":"data"}}],"bypassDocumentValidation":true}`,
+				`admin {"applyOps":[{"ts":{"$timestamp":{"t":1416869724,"i":2}},"v":2,"op":"i","ns":"test.data","o":{"_id":{"$oid":"5473b75c8e32da600b686ed7"},"a":1.0}}],"bypassDocumentValidation":true}`,
 			},
 			check: func(t *testing.T, rep *Report, cmds []string) {
 				want := []string{

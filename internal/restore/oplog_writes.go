@@ -239,7 +239,7 @@ func (rp *replayer) applyDiff(ctx context.Context, e oplog.Entry, id bson.RawVal
 	if err != nil {
 		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
 	}
-	rp.skip(skipDiffPart, int64(skipped))
+	rp.skip(skipDiffPart, e.NS, int64(skipped))
 	if err := oplog.CheckFieldNames(doc); err != nil {
 		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
 	}

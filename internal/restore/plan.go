@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -172,6 +174,10 @@ type PlannedCollection struct {
 	// create as idIndex, as mongorestore does.
 	idSpec bson.D
 	hasID  bool
+	// uuid is the collection's UUID when it was read (metadata.json,
+	// hex): the replay finds by it where a renamed collection's entries
+	// belong.
+	uuid string
 }
 
 // Namespace is "db.name".
@@ -291,7 +297,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			// in the pass before the first write (ValidateDocument).
 			check := func(doc []byte) error { return ValidateDocument(doc, maxUserDocSize, maxDepth) }
 			if base == oplogName {
-				fs.scan = newOplogScan()
+				fs.scan = newOplogScan(opts.UsersAndRoles)
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxDocSize, maxOplogDepth); err != nil {
 						return err
@@ -382,6 +388,7 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 			}
 			c.Options, c.Indexes = m.Options, m.Indexes
 			c.idSpec, c.hasID = m.idSpec, m.hasID
+			c.uuid = m.uuid
 			c.realName = m.CollectionName
 		}
 	}
@@ -425,7 +432,11 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 		}
 		// system.js (stored JavaScript) is a plain collection to the
 		// server: mongodump dumps it and mongorestore restores it.
-		if (strings.HasPrefix(c.Name, "system.") && c.Name != "system.js") || c.DB == "local" || c.DB == "config" || !sel.match(ns) {
+		// The config collections mongorestore keeps are restored as it
+		// restores them (a0 does not dump config; a mongodump of a whole
+		// cluster holds them).
+		if (strings.HasPrefix(c.Name, "system.") && c.Name != "system.js") || c.DB == "local" ||
+			c.DB == "config" && nsClassOf(ns) != nsConfig || !sel.match(ns) {
 			p.Skipped = append(p.Skipped, ns)
 			continue
 		}
@@ -619,6 +630,7 @@ type metadata struct {
 	CollectionName string
 	idSpec         bson.D
 	hasID          bool
+	uuid           string // the collection's UUID when dumped (hex), "" if unknown
 }
 
 // parseMetadata parses one metadata.json. values counts the values of
@@ -643,6 +655,7 @@ func parseMetadata(r io.Reader, values *int) (*metadata, error) {
 		Indexes        []bson.D `bson:"indexes"`
 		Type           string   `bson:"type"`
 		CollectionName string   `bson:"collectionName"`
+		UUID           string   `bson:"uuid"`
 	}
 	if err := bson.UnmarshalExtJSON(b, false, &raw); err != nil {
 		return nil, fmt.Errorf("parse metadata: %w", err)
@@ -653,6 +666,9 @@ func parseMetadata(r io.Reader, values *int) (*metadata, error) {
 		return nil, fmt.Errorf("unsupported collection type %q", raw.Type)
 	}
 	m := &metadata{Options: raw.Options, Type: raw.Type, CollectionName: raw.CollectionName}
+	if u, err := hex.DecodeString(raw.UUID); err == nil && len(u) == 16 {
+		m.uuid = hex.EncodeToString(u) // lower case, as oplog.Entry.UI
+	}
 	for i, spec := range raw.Indexes {
 		clean, err := cleanIndexSpec(spec)
 		if err != nil {
@@ -692,6 +708,7 @@ func cleanIndexSpec(spec bson.D) (bson.D, error) {
 				if v, ok := f.Value.(float64); ok && v == float64(int32(v)) {
 					f.Value = int32(v)
 				}
+				f.Value = legacyKeyValue(f.Value)
 				key[i] = f
 			}
 			e.Value = key
@@ -705,6 +722,38 @@ func cleanIndexSpec(spec bson.D) (bson.D, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// legacyKeyValue converts a key pattern value servers before 3.4 accepted
+// and 4.4+ refuse, as mongo-tools' ConvertLegacyIndexKeys: 0 and "" become
+// 1, and so does any value that is neither a number nor a string (true, a
+// document...). Index types ("2dsphere", "hashed"...) and directions stay.
+func legacyKeyValue(v any) any {
+	switch x := v.(type) {
+	case int32:
+		if x == 0 {
+			return int32(1)
+		}
+	case int64:
+		if x == 0 {
+			return int32(1)
+		}
+	case float64:
+		if x == 0 || x != x {
+			return int32(1)
+		}
+	case bson.Decimal128:
+		if f, err := strconv.ParseFloat(x.String(), 64); err != nil || f == 0 {
+			return int32(1)
+		}
+	case string:
+		if x == "" {
+			return int32(1)
+		}
+	default:
+		return int32(1)
+	}
+	return v
 }
 
 // idIndexSpec is the _id index spec for create's idIndex option, or nil

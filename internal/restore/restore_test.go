@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -35,6 +36,8 @@ type coll struct {
 	// metaName the collectionName of the metadata (name by default; "-"
 	// leaves it out): crafted archives.
 	file, metaName string
+	// uuid is the metadata's uuid (hex; 00112233... by default).
+	uuid string
 }
 
 type file struct {
@@ -83,7 +86,7 @@ func (d dump) files(t testing.TB) []file {
 		md := bson.D{
 			{Key: "options", Value: append(bson.D{}, c.options...)},
 			{Key: "indexes", Value: idx},
-			{Key: "uuid", Value: "00112233445566778899aabbccddeeff"},
+			{Key: "uuid", Value: cmp.Or(c.uuid, "00112233445566778899aabbccddeeff")},
 		}
 		switch c.metaName {
 		case "":

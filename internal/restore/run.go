@@ -97,6 +97,11 @@ type Report struct {
 	// namespace-not-restored, after-consistent-to, transaction-aborted,
 	// transaction-uncommitted, update-diff-part-superseded.
 	OplogSkipped map[string]int64 `json:"oplog_skipped,omitempty"`
+	// OplogSkippedNamespaces counts the same entries by reason, then by
+	// the namespace each names (a time-series collection by its name, a
+	// view write by the view, "-" for an entry naming none): nothing is
+	// skipped without its namespace.
+	OplogSkippedNamespaces map[string]map[string]int64 `json:"oplog_skipped_namespaces,omitempty"`
 	// OplogReplay says how entries reached the server: "applyOps"
 	// (MongoDB) or "writes" (idempotent batched writes, FerretDB).
 	OplogReplay string `json:"oplog_replay,omitempty"`
@@ -275,6 +280,11 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 				// Every collection is in (no data entry follows the
 				// oplog): replay now, build the indexes after.
 				br.Reset(ar)
+				// Users and roles before the replay, which may change
+				// them (mongorestore orders it so).
+				if err := rs.mergeAuthz(ctx); err != nil {
+					return nil, err
+				}
 				if err := rs.replayOplog(ctx, br, p, sel); err != nil {
 					return nil, err
 				}
@@ -338,6 +348,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			return nil, fmt.Errorf("spool oplog: %w", err)
 		}
 		br.Reset(sr)
+		if err := rs.mergeAuthz(ctx); err != nil {
+			return nil, err
+		}
 		if err := rs.replayOplog(ctx, br, p, sel); err != nil {
 			return nil, err
 		}
@@ -347,7 +360,8 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err := rs.buildIndexes(ctx); err != nil {
 		return nil, err
 	}
-	// Users and roles last, as mongorestore restores them.
+	// Users and roles after the data and before the oplog replay, which
+	// may change them, as mongorestore orders it (here when no replay ran).
 	if err := rs.mergeAuthz(ctx); err != nil {
 		return nil, err
 	}
@@ -370,6 +384,7 @@ type runState struct {
 	// authzLoaded says users or roles wait in admin.temp* for mergeAuthz.
 	authzLoaded bool
 	skipped     map[string]int64
+	skippedNS   map[string]map[string]int64
 	// runHook wraps the replay's commander (tests record commands).
 	runHook func(commander) commander
 }
@@ -463,11 +478,15 @@ func (rs *runState) buildCollectionIndexes(ctx context.Context, c *catalogEntry,
 	for i, spec := range c.specs {
 		all[i] = spec
 	}
-	if db.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: all}}).Err() == nil {
+	// ignoreUnknownIndexOptions: an option an older server wrote and a
+	// newer one does not know is left out, not the index refused
+	// (mongorestore sends it to 4.1.9+; FerretDB accepts and ignores it).
+	ignore := bson.E{Key: "ignoreUnknownIndexOptions", Value: true}
+	if db.RunCommand(ctx, bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: all}, ignore}).Err() == nil {
 		return
 	}
 	for _, spec := range c.specs {
-		cmd := bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: bson.A{spec}}}
+		cmd := bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: bson.A{spec}}, ignore}
 		if err := db.RunCommand(ctx, cmd).Err(); err != nil && cr != nil {
 			cr.IndexErrors = append(cr.IndexErrors, fmt.Sprintf("%v: %v", indexSpecName(spec), err))
 		}
@@ -680,7 +699,7 @@ func countDocuments(ctx context.Context, client *mongo.Client, db, coll string) 
 }
 
 func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) {
-	rep := &Report{OK: true, OplogApplied: rs.applied, OplogSkipped: rs.skipped}
+	rep := &Report{OK: true, OplogApplied: rs.applied, OplogSkipped: rs.skipped, OplogSkippedNamespaces: rs.skippedNS}
 	if rs.oplog != nil {
 		rep.OplogReplay = "writes"
 		if rs.viaApplyOp {

@@ -53,7 +53,9 @@ var errShort = errors.New("value runs past the end of its document")
 // validateDoc validates the document at the start of b and returns its
 // length.
 func validateDoc(b []byte, level, maxLevel int, top bool) (int, error) {
-	if level > maxLevel {
+	// An empty document or array does not count toward the depth, as the
+	// server's validateDepth does not count it.
+	if level > maxLevel && (len(b) < 5 || int32(binary.LittleEndian.Uint32(b)) != 5) {
 		return 0, fmt.Errorf("nested deeper than %d levels", maxLevel)
 	}
 	if len(b) < 5 {

@@ -39,7 +39,8 @@ func marshal(t testing.TB, d any) []byte {
 // the top level counted as 1.
 func nested(depth int) bson.D {
 	d := bson.D{{Key: "_id", Value: 1}}
-	inner := bson.D{}
+	// Not empty: the server does not count an empty subdocument.
+	inner := bson.D{{Key: "x", Value: 1}}
 	for range depth - 2 {
 		inner = bson.D{{Key: "a", Value: inner}}
 	}
@@ -47,6 +48,16 @@ func nested(depth int) bson.D {
 		d = append(d, bson.E{Key: "a", Value: inner})
 	}
 	return d
+}
+
+// emptyAt returns a value that puts an empty document at level depth+1
+// of the document holding it (itself at level 2).
+func emptyAt(depth int) bson.D {
+	inner := bson.D{}
+	for range depth - 1 {
+		inner = bson.D{{Key: "a", Value: inner}}
+	}
+	return inner
 }
 
 // sized returns a document of exactly n bytes.
@@ -104,6 +115,9 @@ func TestPlanValidatesDeeply(t *testing.T) {
 		{"the sample", good},
 		{"document of exactly 16 MiB", sized(t, maxUserDocSize)},
 		{"nested 100 levels deep", marshal(t, nested(maxDepth))},
+		// As mongod's validateDepth: empty ones do not count (issue 24).
+		{"nested 100 levels deep and an empty document below", marshal(t, append(bson.D{{Key: "_id", Value: 1}},
+			bson.E{Key: "a", Value: nested(maxDepth)[1].Value}, bson.E{Key: "e", Value: emptyAt(maxDepth)}))},
 		{"every BSON type", marshal(t, everyType())},
 	} {
 		t.Run("accepts "+tc.name, func(t *testing.T) {
