@@ -237,6 +237,12 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 	if err == nil {
 		_, err = io.Copy(io.Discard, counter) // authenticate to the last byte
 	}
+	if bf != nil && bf.Err() != nil {
+		// The file is damaged or cut: say so, with crypt's chunk and
+		// offset, not what the archive parser made of the authentic
+		// plaintext ending there ("truncated document").
+		err = bf.Err()
+	}
 	if err != nil && o.Legacy && ctx.Err() == nil {
 		// No MAC to say so first: a wrong password shows as a stream that
 		// is not a tar.gz.
@@ -307,6 +313,10 @@ func planFile(ctx context.Context, bf *backupfile.File) (*restore.PlanResult, er
 		return nil, err
 	}
 	plan, err := restore.Plan(ctx, stream, restore.Options{})
+	if ce := (*crypt.CorruptError)(nil); errors.As(err, &ce) {
+		// The file changed since the first pass authenticated it.
+		return nil, ce
+	}
 	if err != nil {
 		return nil, &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
 	}
@@ -462,14 +472,14 @@ func countBSON(r io.Reader) (int64, error) {
 		if _, err := io.ReadFull(br, hdr[:]); err == io.EOF {
 			return n, nil
 		} else if err != nil {
-			return n, fmt.Errorf("truncated document %d", n)
+			return n, fmt.Errorf("truncated document %d: %w", n, err)
 		}
 		size := int64(binary.LittleEndian.Uint32(hdr[:]))
 		if size < 5 || size > 48<<20 {
 			return n, fmt.Errorf("document %d has an impossible length %d", n, size)
 		}
 		if _, err := br.Discard(int(size - 4)); err != nil {
-			return n, fmt.Errorf("truncated document %d", n)
+			return n, fmt.Errorf("truncated document %d: %w", n, err)
 		}
 		n++
 	}
