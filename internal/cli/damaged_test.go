@@ -98,7 +98,7 @@ func TestVerifyDamagedFileNamesChunk(t *testing.T) {
 	}{
 		{"one byte flipped at 5,000,000", flip(5_000_000), `crypt: corrupt at byte 4194\d\d\d \(chunk 4\): authentication failed`},
 		{"cut at 8 MB", data[:8_000_000], `crypt: corrupt at byte 7\d{6} \(chunk 7\): authentication failed \(short record: truncated or corrupt\)`},
-		{"cut at 8 MiB", data[:8 << 20], `crypt: corrupt at byte \d+ \(chunk 7\): authentication failed`},
+		{"cut at 8 MiB", data[:8<<20], `crypt: corrupt at byte \d+ \(chunk 7\): authentication failed`},
 		{"one byte flipped in the last record", flip(len(data) - 40), `crypt: corrupt at byte \d+ \(chunk \d+\): authentication failed`},
 	}
 	for i, tc := range cases {
