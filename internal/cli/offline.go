@@ -156,6 +156,12 @@ type VerifyResult struct {
 	Legacy      bool                 `json:"legacy,omitempty"`
 	Format      string               `json:"format,omitempty"`
 	Recipients  []string             `json:"recipients,omitempty"`
+	// RecipientKeys are Recipients in the fingerprint form other commands
+	// use (see RecipientKey); listed also when no key given opens the file.
+	RecipientKeys []RecipientKey `json:"recipient_keys,omitempty"`
+	// Error is why the file could not be opened, when verify --json lists
+	// the recipients of a file none of the keys given opens.
+	Error string `json:"error,omitempty"`
 	Manifest    *manifest.Manifest   `json:"manifest,omitempty"`
 	Entries     int                  `json:"entries"`
 	PlainBytes  int64                `json:"plaintext_bytes"`
@@ -182,6 +188,9 @@ type VerifiedCollection struct {
 func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 	res, err := verifyFile(ctx, env, &o, nil)
 	if err != nil {
+		if len(res.RecipientKeys) > 0 {
+			printUnopened(env, o, res, err)
+		}
 		return err
 	}
 	if o.JSON {
@@ -193,6 +202,39 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	printVerify(env, res)
 	return nil
+}
+
+// printUnopened lists whom a file that none of the keys given opens is
+// encrypted to (from its header, not authenticated), so the operator can
+// find the key among `a0agent keys` or `a0cli show-key`; the error itself
+// follows on stderr, with the exit code of a wrong key.
+func printUnopened(env *Env, o OfflineOptions, res VerifyResult, err error) {
+	if o.JSON {
+		res.Error = err.Error()
+		printCompact(env, res)
+		return
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "NOT OPENED: none of the keys given opens %s\n", res.File)
+	fmt.Fprintf(w, "format:       %s\n", res.Format)
+	for _, rk := range res.RecipientKeys {
+		fmt.Fprintf(w, "  opens with: %s\n", rk)
+	}
+}
+
+// describeHeader fills res's format and recipients from a version 2
+// file's header alone, for a file none of the keys given opens.
+func describeHeader(env *Env, o *OfflineOptions, res *VerifyResult) {
+	hdr, err := readLocalHeader(o.File)
+	if err != nil || hdr == nil {
+		return
+	}
+	descs, err := crypt.HeaderStanzas(hdr)
+	if err != nil || len(descs) == 0 {
+		return
+	}
+	res.Recipients, res.RecipientKeys = descs, recipientKeys(env, descs)
+	res.Format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s)", crypt.Version(hdr), len(descs))
 }
 
 func printLegacy(env *Env, res VerifyResult) {
@@ -219,7 +261,11 @@ func verifyFile(ctx context.Context, env *Env, o *OfflineOptions, capture map[st
 func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[string][]byte) (VerifyResult, error) {
 	stream, bf, closer, err := openEncrypted(env, o)
 	if err != nil {
-		return VerifyResult{}, err
+		res := VerifyResult{File: o.File}
+		if !o.Legacy && unopenedErr(err) {
+			describeHeader(env, o, &res)
+		}
+		return res, err
 	}
 	defer closer.Close()
 	res := VerifyResult{File: o.File, Legacy: o.Legacy}
@@ -229,6 +275,7 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 		res.Format = fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10)
 		if h.Version >= 2 {
 			res.Recipients = bf.Stanzas()
+			res.RecipientKeys = recipientKeys(env, res.Recipients)
 			res.Format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s), %d KiB chunks", h.Version, len(res.Recipients), h.ChunkSize>>10)
 		}
 	}
@@ -336,8 +383,8 @@ func printVerify(env *Env, r VerifyResult) {
 	if r.Authentic {
 		fmt.Fprintf(w, "OK: every byte of %s is authentic (%s of archive)\n", r.File, human(r.PlainBytes))
 		fmt.Fprintf(w, "format:       %s\n", r.Format)
-		for _, rc := range r.Recipients {
-			fmt.Fprintf(w, "  opens with: %s\n", rc)
+		for _, rk := range r.RecipientKeys {
+			fmt.Fprintf(w, "  opens with: %s\n", rk)
 		}
 	} else {
 		fmt.Fprintf(w, "DECRYPTED (legacy, not authenticated): %s\n", r.File)
