@@ -151,17 +151,17 @@ func runVerifyCmd(ctx context.Context, env *Env, args []string) error {
 
 // VerifyResult is what verify prints with --json.
 type VerifyResult struct {
-	File        string               `json:"file"`
-	Authentic   bool                 `json:"authentic"`
-	Legacy      bool                 `json:"legacy,omitempty"`
-	Format      string               `json:"format,omitempty"`
-	Recipients  []string             `json:"recipients,omitempty"`
+	File       string   `json:"file"`
+	Authentic  bool     `json:"authentic"`
+	Legacy     bool     `json:"legacy,omitempty"`
+	Format     string   `json:"format,omitempty"`
+	Recipients []string `json:"recipients,omitempty"`
 	// RecipientKeys are Recipients in the fingerprint form other commands
 	// use (see RecipientKey); listed also when no key given opens the file.
 	RecipientKeys []RecipientKey `json:"recipient_keys,omitempty"`
 	// Error is why the file could not be opened, when verify --json lists
 	// the recipients of a file none of the keys given opens.
-	Error string `json:"error,omitempty"`
+	Error       string               `json:"error,omitempty"`
 	Manifest    *manifest.Manifest   `json:"manifest,omitempty"`
 	Entries     int                  `json:"entries"`
 	PlainBytes  int64                `json:"plaintext_bytes"`
