@@ -271,13 +271,7 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 	res := VerifyResult{File: o.File, Legacy: o.Legacy}
 	defer clear(o.fileKey)
 	if bf != nil {
-		h := bf.Header()
-		res.Format = fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10)
-		if h.Version >= 2 {
-			res.Recipients = bf.Stanzas()
-			res.RecipientKeys = recipientKeys(env, res.Recipients)
-			res.Format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s), %d KiB chunks", h.Version, len(res.Recipients), h.ChunkSize>>10)
-		}
+		res.Format, res.Recipients, res.RecipientKeys = fileFormat(env, bf)
 	}
 	counter := &countingReader{r: stream}
 	found, files, man, n, err := walkArchive(ctx, counter, capture)
@@ -368,6 +362,18 @@ func planFile(ctx context.Context, bf *backupfile.File) (*restore.PlanResult, er
 		return nil, &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
 	}
 	return plan, nil
+}
+
+// fileFormat is what verify and decrypt say of an open a0 file's format
+// and, for version 2, its recipients.
+func fileFormat(env *Env, bf *backupfile.File) (format string, recipients []string, rks []RecipientKey) {
+	h := bf.Header()
+	if h.Version < 2 {
+		return fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10), nil, nil
+	}
+	recipients = bf.Stanzas()
+	format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s), %d KiB chunks", h.Version, len(recipients), h.ChunkSize>>10)
+	return format, recipients, recipientKeys(env, recipients)
 }
 
 func kdfText(h crypt.HeaderInfo) string {
@@ -540,6 +546,20 @@ func runDecryptCmd(ctx context.Context, env *Env, args []string) error {
 	return RunDecrypt(ctx, env, o)
 }
 
+// DecryptResult is what decrypt prints with --json: verify --json's names
+// for what both say (file, authentic, legacy, format, recipients,
+// recipient_keys, plaintext_bytes) and where the plaintext went.
+type DecryptResult struct {
+	File          string         `json:"file"`
+	Output        string         `json:"output"`
+	Authentic     bool           `json:"authentic"`
+	Legacy        bool           `json:"legacy,omitempty"`
+	Format        string         `json:"format,omitempty"`
+	Recipients    []string       `json:"recipients,omitempty"`
+	RecipientKeys []RecipientKey `json:"recipient_keys,omitempty"`
+	PlainBytes    int64          `json:"plaintext_bytes"`
+}
+
 // RunDecrypt writes the plain .tar.gz of an encrypted backup. The output
 // gets its name only once every byte is authenticated; "-" streams to stdout.
 func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
@@ -549,7 +569,7 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 			o.Output = o.File + ".tar.gz"
 		}
 	}
-	stream, _, closer, err := openEncrypted(env, &o)
+	stream, bf, closer, err := openEncrypted(env, &o)
 	defer clear(o.fileKey)
 	if err != nil {
 		return err
@@ -565,9 +585,18 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 		}
 		stream = br
 	}
+	res := DecryptResult{File: o.File, Output: o.Output, Authentic: !o.Legacy, Legacy: o.Legacy}
+	if bf != nil {
+		res.Format, res.Recipients, res.RecipientKeys = fileFormat(env, bf)
+	}
 	if o.Output == "-" {
-		_, err := io.CopyBuffer(env.Stdout, stream, make([]byte, 1<<20))
-		return err
+		n, err := io.CopyBuffer(env.Stdout, stream, make([]byte, 1<<20))
+		if err != nil || !o.JSON {
+			return err
+		}
+		// stdout carries the archive: the result goes to stderr.
+		res.PlainBytes = n
+		return printCompact(&Env{Stdout: env.Stderr}, res)
 	}
 	if _, err := os.Stat(o.Output); err == nil {
 		return &RefusedError{Msg: fmt.Sprintf("%s exists: choose another -o", o.Output)}
@@ -589,6 +618,10 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	if err := os.Rename(tmp.Name(), o.Output); err != nil {
 		return err
+	}
+	if o.JSON {
+		res.PlainBytes = n
+		return printCompact(env, res)
 	}
 	what := "authenticated"
 	if o.Legacy {
