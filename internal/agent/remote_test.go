@@ -113,6 +113,18 @@ func (n *remoteNode) waitState(t *testing.T, name string, ok func(api.RemoteCopy
 	}
 }
 
+// waitCopyEnded waits for the running copy loop, if any, to end.
+func (n *remoteNode) waitCopyEnded(t *testing.T) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { n.copier.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the remote copy loop still runs after 3 minutes")
+	}
+}
+
 func copied(s api.RemoteCopyStatus) bool { return s.State == api.CopyCopied }
 
 // call runs a handler as the router would, and decodes its JSON answer.
@@ -166,6 +178,10 @@ func TestRemoteCopyAfterBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := n.waitState(t, m.Name, copied)
+	// "copied" is visible before the copy loop has written its record's
+	// file and the metrics and ended: on a busy machine the checks below
+	// ran before those. Wait for the loop's end, not for time.
+	n.waitCopyEnded(t)
 	if st.CopiedAt == nil || st.Location != "https://"+gw.Addr+"/"+testBucket+"/node-1" {
 		t.Fatalf("status %+v", st)
 	}

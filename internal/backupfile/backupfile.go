@@ -119,9 +119,18 @@ func (f *File) First() io.Reader { return f.first }
 // authenticated to its last byte, since an archive ends before the
 // encrypted stream does. It returns the plaintext bytes of the whole pass
 // and the first error: check's, or crypt's for the file, or ctx's.
+//
+// When the file itself failed while check read it (a damaged or truncated
+// record: crypt's *CorruptError, or an I/O error), that error is returned,
+// not what check made of the stream ending there: a tar or BSON parser
+// reports "truncated" or wraps the error as text, and the file's damage,
+// with its chunk and offset, is the cause (issue 28).
 func (f *File) Authenticate(ctx context.Context, check func(plain io.Reader) error) (int64, error) {
 	if check != nil {
 		if err := check(f.first); err != nil {
+			if ferr := f.first.err; ferr != nil {
+				return f.first.n, ferr
+			}
 			return f.first.n, err
 		}
 	}
@@ -140,6 +149,15 @@ func (d discard) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Err is the error the file itself returned to the first pass (crypt's,
+// unwrapped: a *crypt.CorruptError for a damaged or truncated record, or
+// a read error), nil while it has returned none. A caller that hands
+// First to a parser reports Err, when set, instead of the parser's error:
+// crypt never releases a record's plaintext before its tag verifies, so
+// the parser saw only authentic bytes and then the end of what could be
+// trusted, which it calls a truncated document or a bad gzip stream.
+func (f *File) Err() error { return f.first.err }
 
 // Reopen starts another pass over the file from its start, once the first
 // pass has read it to its end. An encrypted file is read with the first
@@ -168,15 +186,23 @@ type pass struct {
 	r    io.Reader
 	n    int64
 	done bool
+	err  error // the first error other than io.EOF the file returned
 }
 
 func (p *pass) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.n += int64(n)
-	if err == io.EOF {
-		p.done = true
-	}
+	p.note(err)
 	return n, err
+}
+
+func (p *pass) note(err error) {
+	switch {
+	case err == io.EOF:
+		p.done = true
+	case err != nil && p.err == nil:
+		p.err = err
+	}
 }
 
 // WriteTo keeps io.Copy on crypt.Reader's (and bufio.Reader's) WriteTo,
@@ -186,10 +212,30 @@ func (p *pass) WriteTo(w io.Writer) (int64, error) {
 	if !ok {
 		return io.Copy(w, struct{ io.Reader }{p})
 	}
-	n, err := wt.WriteTo(w)
+	// The writer's own failures are not the file's: only an error the
+	// writer did not return is noted as the file's.
+	ew := &errWriter{w: w}
+	n, err := wt.WriteTo(ew)
 	p.n += n
-	if err == nil {
+	switch {
+	case err == nil:
 		p.done = true
+	case ew.err == nil:
+		p.note(err)
+	}
+	return n, err
+}
+
+// errWriter remembers the error its writer returned.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(b []byte) (int, error) {
+	n, err := e.w.Write(b)
+	if err != nil && e.err == nil {
+		e.err = err
 	}
 	return n, err
 }

@@ -411,3 +411,86 @@ type nopWriteCloser struct{}
 
 func (nopWriteCloser) Write(p []byte) (int, error) { return len(p), nil }
 func (nopWriteCloser) Close() error                { return nil }
+
+// A parser that reads a damaged file sees only authentic plaintext, then
+// the file's error, which it may well report as "truncated": Authenticate
+// and Err report the file's damage (crypt's *CorruptError, with its chunk
+// and offset) instead, for damage inside a record and for a cut file, in
+// both format versions (issue 28).
+func TestDamageWinsOverTheParser(t *testing.T) {
+	x := identity(t)
+	files := map[string][]byte{
+		"v1": sealed(t, crypt.Seal{Password: password}),
+		"v2": sealed(t, crypt.Seal{Recipients: []age.Recipient{x.Recipient()}}),
+	}
+	unlock := crypt.Unlock{Password: password, Identities: []age.Identity{x}}
+	// parser reads whole "documents" of 4 KiB and calls any short read a
+	// truncated document, as verify's BSON counter did.
+	parser := func(plain io.Reader) error {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := io.ReadFull(plain, buf); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return errors.New("truncated document")
+			}
+		}
+	}
+	for version, file := range files {
+		for _, tc := range []struct {
+			name   string
+			damage func([]byte) []byte
+			chunk  int64
+		}{
+			{"byte flipped in record 1", func(b []byte) []byte { return flip(b, len(b)-(1<<20)+20000) }, 1},
+			{"cut inside record 1", func(b []byte) []byte { return b[:len(b)-(1<<20)] }, 1},
+		} {
+			t.Run(version+" "+tc.name, func(t *testing.T) {
+				for _, how := range []string{"parser", "discard"} {
+					f, err := os.Open(writeFile(t, tc.damage(file)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					bf, err := Open(f, Options{Unlock: unlock})
+					if err != nil {
+						t.Fatal(err)
+					}
+					check := parser
+					if how == "discard" {
+						check = nil
+					}
+					_, err = bf.Authenticate(context.Background(), check)
+					var ce *crypt.CorruptError
+					if !errors.As(err, &ce) || ce.Chunk != tc.chunk {
+						t.Fatalf("%s: Authenticate: %v, want crypt's corruption of chunk %d", how, err, tc.chunk)
+					}
+					if bf.Err() != err {
+						t.Fatalf("%s: Err() = %v, want %v", how, bf.Err(), err)
+					}
+				}
+			})
+		}
+	}
+	// The writer's own failure is not the file's.
+	f, err := os.Open(writeFile(t, files["v1"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	bf, err := Open(f, Options{Unlock: unlock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := errors.New("device full")
+	if _, err := io.Copy(failingWriter{full}, bf.First()); err != full {
+		t.Fatalf("copy: %v", err)
+	}
+	if bf.Err() != nil {
+		t.Fatalf("a writer's error is reported as the file's: %v", bf.Err())
+	}
+}
+
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }

@@ -111,7 +111,7 @@ func unwrapFileKey(env *Env, hdr []byte, ids []age.Identity, pw *PasswordOptions
 		if len(ids) == 0 {
 			return nil, fmt.Errorf("%w: this backup is encrypted to public keys and there is no CLI key here; give --identity FILE (or its password)", err)
 		}
-		return nil, fmt.Errorf("%w: it is encrypted to other keys than the identities given (see `a0cli verify`'s recipients, or give --identity FILE)", err)
+		return nil, fmt.Errorf("%w: it is encrypted to other keys than the identities given (`a0cli verify FILE` lists its recipients as SHA256: fingerprints, to find among `a0agent keys`; give --identity FILE with one of them)", err)
 	}
 	return fk, err
 }

@@ -153,11 +153,17 @@ func verifyFlags(fs *pflag.FlagSet) runFunc {
 
 // VerifyResult is what verify prints with --json.
 type VerifyResult struct {
-	File        string               `json:"file"`
-	Authentic   bool                 `json:"authentic"`
-	Legacy      bool                 `json:"legacy,omitempty"`
-	Format      string               `json:"format,omitempty"`
-	Recipients  []string             `json:"recipients,omitempty"`
+	File       string   `json:"file"`
+	Authentic  bool     `json:"authentic"`
+	Legacy     bool     `json:"legacy,omitempty"`
+	Format     string   `json:"format,omitempty"`
+	Recipients []string `json:"recipients,omitempty"`
+	// RecipientKeys are Recipients in the fingerprint form other commands
+	// use (see RecipientKey); listed also when no key given opens the file.
+	RecipientKeys []RecipientKey `json:"recipient_keys,omitempty"`
+	// Error is why the file could not be opened, when verify --json lists
+	// the recipients of a file none of the keys given opens.
+	Error       string               `json:"error,omitempty"`
 	Manifest    *manifest.Manifest   `json:"manifest,omitempty"`
 	Entries     int                  `json:"entries"`
 	PlainBytes  int64                `json:"plaintext_bytes"`
@@ -184,6 +190,9 @@ type VerifiedCollection struct {
 func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 	res, err := verifyFile(ctx, env, &o, nil)
 	if err != nil {
+		if len(res.RecipientKeys) > 0 {
+			printUnopened(env, o, res, err)
+		}
 		return err
 	}
 	if o.JSON {
@@ -195,6 +204,39 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	printVerify(env, res)
 	return nil
+}
+
+// printUnopened lists whom a file that none of the keys given opens is
+// encrypted to (from its header, not authenticated), so the operator can
+// find the key among `a0agent keys` or `a0cli show-key`; the error itself
+// follows on stderr, with the exit code of a wrong key.
+func printUnopened(env *Env, o OfflineOptions, res VerifyResult, err error) {
+	if o.JSON {
+		res.Error = err.Error()
+		printCompact(env, res)
+		return
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "NOT OPENED: none of the keys given opens %s\n", res.File)
+	fmt.Fprintf(w, "format:       %s\n", res.Format)
+	for _, rk := range res.RecipientKeys {
+		fmt.Fprintf(w, "  opens with: %s\n", rk)
+	}
+}
+
+// describeHeader fills res's format and recipients from a version 2
+// file's header alone, for a file none of the keys given opens.
+func describeHeader(env *Env, o *OfflineOptions, res *VerifyResult) {
+	hdr, err := readLocalHeader(o.File)
+	if err != nil || hdr == nil {
+		return
+	}
+	descs, err := crypt.HeaderStanzas(hdr)
+	if err != nil || len(descs) == 0 {
+		return
+	}
+	res.Recipients, res.RecipientKeys = descs, recipientKeys(env, descs)
+	res.Format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s)", crypt.Version(hdr), len(descs))
 }
 
 func printLegacy(env *Env, res VerifyResult) {
@@ -221,23 +263,28 @@ func verifyFile(ctx context.Context, env *Env, o *OfflineOptions, capture map[st
 func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[string][]byte) (VerifyResult, error) {
 	stream, bf, closer, err := openEncrypted(env, o)
 	if err != nil {
-		return VerifyResult{}, err
+		res := VerifyResult{File: o.File}
+		if !o.Legacy && unopenedErr(err) {
+			describeHeader(env, o, &res)
+		}
+		return res, err
 	}
 	defer closer.Close()
 	res := VerifyResult{File: o.File, Legacy: o.Legacy}
 	defer clear(o.fileKey)
 	if bf != nil {
-		h := bf.Header()
-		res.Format = fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10)
-		if h.Version >= 2 {
-			res.Recipients = bf.Stanzas()
-			res.Format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s), %d KiB chunks", h.Version, len(res.Recipients), h.ChunkSize>>10)
-		}
+		res.Format, res.Recipients, res.RecipientKeys = fileFormat(env, bf)
 	}
 	counter := &countingReader{r: stream}
 	found, files, man, n, err := walkArchive(ctx, counter, capture)
 	if err == nil {
 		_, err = io.Copy(io.Discard, counter) // authenticate to the last byte
+	}
+	if bf != nil && bf.Err() != nil {
+		// The file is damaged or cut: say so, with crypt's chunk and
+		// offset, not what the archive parser made of the authentic
+		// plaintext ending there ("truncated document").
+		err = bf.Err()
 	}
 	if err != nil && o.Legacy && ctx.Err() == nil {
 		// No MAC to say so first: a wrong password shows as a stream that
@@ -309,10 +356,26 @@ func planFile(ctx context.Context, bf *backupfile.File) (*restore.PlanResult, er
 		return nil, err
 	}
 	plan, err := restore.Plan(ctx, stream, restore.Options{})
+	if ce := (*crypt.CorruptError)(nil); errors.As(err, &ce) {
+		// The file changed since the first pass authenticated it.
+		return nil, ce
+	}
 	if err != nil {
 		return nil, &IntegrityError{Msg: "the archive would be refused by restore: " + err.Error()}
 	}
 	return plan, nil
+}
+
+// fileFormat is what verify and decrypt say of an open a0 file's format
+// and, for version 2, its recipients.
+func fileFormat(env *Env, bf *backupfile.File) (format string, recipients []string, rks []RecipientKey) {
+	h := bf.Header()
+	if h.Version < 2 {
+		return fmt.Sprintf("a0enc v%d, %s, %d KiB chunks", h.Version, kdfText(h), h.ChunkSize>>10), nil, nil
+	}
+	recipients = bf.Stanzas()
+	format = fmt.Sprintf("a0enc v%d, file key for %d recipient(s), %d KiB chunks", h.Version, len(recipients), h.ChunkSize>>10)
+	return format, recipients, recipientKeys(env, recipients)
 }
 
 func kdfText(h crypt.HeaderInfo) string {
@@ -328,8 +391,8 @@ func printVerify(env *Env, r VerifyResult) {
 	if r.Authentic {
 		fmt.Fprintf(w, "OK: every byte of %s is authentic (%s of archive)\n", r.File, human(r.PlainBytes))
 		fmt.Fprintf(w, "format:       %s\n", r.Format)
-		for _, rc := range r.Recipients {
-			fmt.Fprintf(w, "  opens with: %s\n", rc)
+		for _, rk := range r.RecipientKeys {
+			fmt.Fprintf(w, "  opens with: %s\n", rk)
 		}
 	} else {
 		fmt.Fprintf(w, "DECRYPTED (legacy, not authenticated): %s\n", r.File)
@@ -464,14 +527,14 @@ func countBSON(r io.Reader) (int64, error) {
 		if _, err := io.ReadFull(br, hdr[:]); err == io.EOF {
 			return n, nil
 		} else if err != nil {
-			return n, fmt.Errorf("truncated document %d", n)
+			return n, fmt.Errorf("truncated document %d: %w", n, err)
 		}
 		size := int64(binary.LittleEndian.Uint32(hdr[:]))
 		if size < 5 || size > 48<<20 {
 			return n, fmt.Errorf("document %d has an impossible length %d", n, size)
 		}
 		if _, err := br.Discard(int(size - 4)); err != nil {
-			return n, fmt.Errorf("truncated document %d", n)
+			return n, fmt.Errorf("truncated document %d: %w", n, err)
 		}
 		n++
 	}
@@ -488,6 +551,20 @@ func decryptFlags(fs *pflag.FlagSet) runFunc {
 	}
 }
 
+// DecryptResult is what decrypt prints with --json: verify --json's names
+// for what both say (file, authentic, legacy, format, recipients,
+// recipient_keys, plaintext_bytes) and where the plaintext went.
+type DecryptResult struct {
+	File          string         `json:"file"`
+	Output        string         `json:"output"`
+	Authentic     bool           `json:"authentic"`
+	Legacy        bool           `json:"legacy,omitempty"`
+	Format        string         `json:"format,omitempty"`
+	Recipients    []string       `json:"recipients,omitempty"`
+	RecipientKeys []RecipientKey `json:"recipient_keys,omitempty"`
+	PlainBytes    int64          `json:"plaintext_bytes"`
+}
+
 // RunDecrypt writes the plain .tar.gz of an encrypted backup. The output
 // gets its name only once every byte is authenticated; "-" streams to stdout.
 func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
@@ -497,7 +574,7 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 			o.Output = o.File + ".tar.gz"
 		}
 	}
-	stream, _, closer, err := openEncrypted(env, &o)
+	stream, bf, closer, err := openEncrypted(env, &o)
 	defer clear(o.fileKey)
 	if err != nil {
 		return err
@@ -513,9 +590,18 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 		}
 		stream = br
 	}
+	res := DecryptResult{File: o.File, Output: o.Output, Authentic: !o.Legacy, Legacy: o.Legacy}
+	if bf != nil {
+		res.Format, res.Recipients, res.RecipientKeys = fileFormat(env, bf)
+	}
 	if o.Output == "-" {
-		_, err := io.CopyBuffer(env.Stdout, stream, make([]byte, 1<<20))
-		return err
+		n, err := io.CopyBuffer(env.Stdout, stream, make([]byte, 1<<20))
+		if err != nil || !o.JSON {
+			return err
+		}
+		// stdout carries the archive: the result goes to stderr.
+		res.PlainBytes = n
+		return printCompact(&Env{Stdout: env.Stderr}, res)
 	}
 	if _, err := os.Stat(o.Output); err == nil {
 		return &RefusedError{Msg: fmt.Sprintf("%s exists: choose another -o", o.Output)}
@@ -537,6 +623,10 @@ func RunDecrypt(ctx context.Context, env *Env, o OfflineOptions) error {
 	}
 	if err := os.Rename(tmp.Name(), o.Output); err != nil {
 		return err
+	}
+	if o.JSON {
+		res.PlainBytes = n
+		return printCompact(env, res)
 	}
 	what := "authenticated"
 	if o.Legacy {

@@ -462,6 +462,22 @@ func (r *Reader) Stanzas() []string {
 	return r.v2.desc
 }
 
+// HeaderStanzas describes whom a version 2 header (as ReadHeader returns
+// it) wraps the file key for, as Reader.Stanzas does, without opening it:
+// a0cli lists the recipients of a file none of the keys given opens. The
+// header is checked for structure and checksum only, so the list is what
+// the file claims, not authenticated. Nil for a version 1 header.
+func HeaderStanzas(hdr []byte) ([]string, error) {
+	if Version(hdr) != version2 {
+		return nil, nil
+	}
+	v, err := parseV2Header(hdr)
+	if err != nil {
+		return nil, err
+	}
+	return v.desc, nil
+}
+
 // Open reads a file's header (either version) and opens it with u: a
 // version 1 file with u.Password, a version 2 file with the first of
 // u.FileKey, u.Identities or u.Password that unwraps its key. Errors are

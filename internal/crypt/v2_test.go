@@ -391,3 +391,32 @@ func TestReadHeader(t *testing.T) {
 		t.Fatalf("foreign: %v", err)
 	}
 }
+
+// HeaderStanzas lists a header's recipients without any key, as an opened
+// Reader's Stanzas does; nil for version 1, and a damaged header is
+// refused, not described.
+func TestHeaderStanzas(t *testing.T) {
+	k := sshKeys(t)
+	f2 := seal(t, []byte("two"), Seal{Recipients: []age.Recipient{k.edRcp, k.x.Recipient()}}, nil)
+	h, err := ReadHeader(bytes.NewReader(f2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := HeaderStanzas(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(bytes.NewReader(f2), Unlock{Identities: []age.Identity{k.x}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := r.Stanzas(); len(got) != 2 || !strings.HasPrefix(got[0], "ssh-ed25519 ") || got[1] != "X25519" || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("HeaderStanzas %q, the opened reader says %q", got, want)
+	}
+	if s, err := HeaderStanzas(encrypt(t, []byte("one"), nil)[:headerSize]); s != nil || err != nil {
+		t.Fatalf("v1: %q, %v", s, err)
+	}
+	if _, err := HeaderStanzas(flip(70, 0)(bytes.Clone(h))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("damaged: %v", err)
+	}
+}

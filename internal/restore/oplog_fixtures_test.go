@@ -388,16 +388,21 @@ func TestReplayRealDumps(t *testing.T) {
 // TestReplayRealCommandEntries replays the single command entries of
 // mongorestore/oplogs (one per kind) over a collection test.foo.
 func TestReplayRealCommandEntries(t *testing.T) {
+	// The fixtures are looked up here, on this test's goroutine, before
+	// the server starts: oracle.Fixture skips (or, in CI, fails) the test
+	// that calls it, and a subtest calling it with this t would end its
+	// own goroutine instead ("panic(nil) or runtime.Goexit").
+	dir := oracle.Fixture(t, "mongorestore", "oplogs", "bson")
 	client := start(t)
 	ctx := context.Background()
 	foo := coll{db: "test", name: "foo", docs: users(3), indexes: []bson.D{
 		{{Key: "v", Value: 2}, {Key: "key", Value: bson.D{{Key: "f", Value: 1}}}, {Key: "name", Value: "f_1"}},
 	}}
-	entries := func(name string) []bson.Raw {
-		return readBSONFile(t, oracle.Fixture(t, "mongorestore", "oplogs", "bson", name))
+	entries := func(t *testing.T, name string) []bson.Raw {
+		return readBSONFile(t, filepath.Join(dir, name))
 	}
 	t.Run("drop_index", func(t *testing.T) {
-		_, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries("drop_index.bson")).archive(t), modeWrites, Options{Drop: true})
+		_, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries(t, "drop_index.bson")).archive(t), modeWrites, Options{Drop: true})
 		if err != nil || len(cmds) != 0 {
 			t.Fatal(err, cmds)
 		}
@@ -408,7 +413,7 @@ func TestReplayRealCommandEntries(t *testing.T) {
 	t.Run("create_index", func(t *testing.T) {
 		plain := foo
 		plain.indexes = nil
-		rep, _, err := replayWith(t, client, oplogDump([]coll{plain}, entries("create_index.bson")).archive(t), modeWrites, Options{Drop: true})
+		rep, _, err := replayWith(t, client, oplogDump([]coll{plain}, entries(t, "create_index.bson")).archive(t), modeWrites, Options{Drop: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +422,7 @@ func TestReplayRealCommandEntries(t *testing.T) {
 		}
 	})
 	t.Run("drop_collection", func(t *testing.T) {
-		rep, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries("drop_collection.bson")).archive(t), modeWrites, Options{Drop: true})
+		rep, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries(t, "drop_collection.bson")).archive(t), modeWrites, Options{Drop: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +438,7 @@ func TestReplayRealCommandEntries(t *testing.T) {
 		if _, err := other.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
 			t.Fatal(err)
 		}
-		_, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries("drop_db.bson")).archive(t), modeWrites, Options{Drop: true})
+		_, cmds, err := replayWith(t, client, oplogDump([]coll{foo}, entries(t, "drop_db.bson")).archive(t), modeWrites, Options{Drop: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -446,7 +451,7 @@ func TestReplayRealCommandEntries(t *testing.T) {
 	})
 	t.Run("vectored inserts", func(t *testing.T) {
 		for _, f := range []string{"vectored_insert.bson", "linked_vectored_inserts.bson"} {
-			raws := entries(f)
+			raws := entries(t, f)
 			rep, _, err := replayWith(t, client, oplogDump(nil, raws).archive(t), modeWrites, Options{Drop: true})
 			if err != nil {
 				t.Fatalf("%s: %v", f, err)
@@ -469,7 +474,7 @@ func TestReplayRealCommandEntries(t *testing.T) {
 		}
 	})
 	t.Run("collMod", func(t *testing.T) {
-		_, applied, err := replayWith(t, client, oplogDump([]coll{foo}, entries("collMod_with_hidden.bson")).archive(t), modeApplyOps, Options{Drop: true})
+		_, applied, err := replayWith(t, client, oplogDump([]coll{foo}, entries(t, "collMod_with_hidden.bson")).archive(t), modeApplyOps, Options{Drop: true})
 		if err != nil || len(applied) != 0 {
 			t.Fatal(err, applied) // index options only: nothing to send
 		}

@@ -167,23 +167,38 @@ func TestSeedDeterministic(t *testing.T) {
 	}
 }
 
-// TestSeedLarge measures the 100k-user seed; A0_LONG=1 runs it.
-// The one-minute bound holds only on an otherwise idle machine.
-func TestSeedLarge(t *testing.T) {
-	if os.Getenv("A0_LONG") != "1" {
-		t.Skip("set A0_LONG=1 to seed 100k users")
-	}
+// BenchmarkSeedLarge measures the 100k-user seed (A0_USERS for another
+// size) into a fresh embedded server: docs/s and MB/s of BSON, the figures
+// TestSeedLarge used to hold against a one-minute bound that only an idle
+// machine met. A timing belongs in a benchmark, not in a test's verdict:
+//
+//	go test -run XXX -bench BenchmarkSeedLarge -benchtime 1x ./internal/sampledata
+func BenchmarkSeedLarge(b *testing.B) {
 	ctx := context.Background()
-	c := startClient(t)
-	stats, err := Seed(ctx, c, Options{Users: seedLargeUsers()})
-	if err != nil {
-		t.Fatal(err)
+	c := embeddedtest.Client(b, embedded.Config{})
+	users := seedLargeUsers()
+	var docs, bytes int64
+	var took time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		stats, err := Seed(ctx, c, Options{Users: users})
+		if err != nil {
+			b.Fatal(err)
+		}
+		docs, bytes, took = docs+stats.TotalDocs, bytes+stats.Bytes, took+stats.Duration
+		// Each run seeds an empty server: drop what this one wrote.
+		b.StopTimer()
+		for ns := range stats.Docs {
+			db, _, _ := cut(ns)
+			if err := c.Database(db).Drop(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
 	}
-	t.Logf("%d users: %d docs, %.1f MB BSON in %v (%.0f docs/s)", seedLargeUsers(), stats.TotalDocs,
-		float64(stats.Bytes)/1e6, stats.Duration, float64(stats.TotalDocs)/stats.Duration.Seconds())
-	if stats.Duration > time.Minute {
-		t.Errorf("seed took %v; want well under a minute", stats.Duration)
-	}
+	b.ReportMetric(float64(docs)/took.Seconds(), "docs/s")
+	b.ReportMetric(float64(bytes)/1e6/took.Seconds(), "MB/s")
+	b.ReportMetric(float64(bytes)/1e6/float64(b.N), "MB/op")
 }
 
 // seedLargeUsers is 100k, or A0_USERS to measure another size.
