@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"go/build"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,5 +36,38 @@ func TestNewNeedsJobs(t *testing.T) {
 				t.Fatalf("New: %v, want ErrNoRunners naming Config.Jobs and %q", err, tc.missing)
 			}
 		})
+	}
+}
+
+// TestLayering: the HTTP layer reaches neither engine (dump, restore), by
+// any path: their bodies come in as Config.Jobs from a composition root.
+func TestLayering(t *testing.T) {
+	const module = "github.com/a0backup/a0/"
+	seen := map[string]bool{}
+	var walk func(path string, via []string)
+	walk = func(path string, via []string) {
+		if seen[path] {
+			return
+		}
+		seen[path] = true
+		for _, banned := range []string{module + "internal/dump", module + "internal/restore"} {
+			if path == banned {
+				t.Errorf("agent imports %s: %s", banned, strings.Join(append(via, path), " -> "))
+				return
+			}
+		}
+		pkg, err := build.ImportDir(filepath.Join("..", "..", strings.TrimPrefix(path, module)), 0)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, imp := range pkg.Imports {
+			if strings.HasPrefix(imp, module) {
+				walk(imp, append(via, path))
+			}
+		}
+	}
+	walk(module+"internal/agent", nil)
+	if !seen[module+"internal/ops"] {
+		t.Fatal("the walk did not reach internal/ops: it reads the wrong tree")
 	}
 }
