@@ -303,7 +303,17 @@ func (a *Archiver) stream(ctx context.Context) error {
 			}
 			if archived(raw) {
 				if sw == nil {
-					h := header{Version: FormatVersion, Node: a.cfg.Node, ReplSet: a.cfg.ReplSet, First: ts,
+					// Slices sort by name in the order they were written:
+					// one whose first entry is late (older than the last
+					// slice's newest) starts just after that slice.
+					first := ts
+					if !a.last.IsZero() && !tsLess(a.last, ts) {
+						first = bson.Timestamp{T: a.last.T, I: a.last.I + 1}
+						if a.last.I == ^uint32(0) {
+							first = bson.Timestamp{T: a.last.T + 1}
+						}
+					}
+					h := header{Version: FormatVersion, Node: a.cfg.Node, ReplSet: a.cfg.ReplSet, First: first,
 						Created: a.cfg.Clock.Now().UTC(), Gap: a.pending}
 					if a.prev != ([32]byte{}) {
 						h.Prev = append([]byte(nil), a.prev[:]...)

@@ -160,7 +160,7 @@ type sliceWriter struct {
 	kind  [1]byte
 }
 
-// createSlice opens a slice whose first entry is at first.
+// createSlice opens a slice that starts at h.First (see Slice.First).
 func createSlice(dir string, recipients []age.Recipient, h header) (*sliceWriter, error) {
 	part, err := os.CreateTemp(dir, ".slice-*"+partExt)
 	if err != nil {
@@ -278,8 +278,10 @@ func (sw *sliceWriter) abort() {
 type Slice struct {
 	Name string
 	Path string
-	// First and Last are the first entry's ts and the newest ts (from the
-	// name until Verify or Entries read the file).
+	// First is where the slice starts: its first entry's ts, or just
+	// after the previous slice when its first entry landed late (FerretDB);
+	// Last is the newest ts it holds, at least First. Both from the name
+	// until Verify or Entries read the file.
 	First, Last bson.Timestamp
 	Entries     int64 // 0 when only listed
 	Size        int64
@@ -382,10 +384,10 @@ func (r *sliceReader) next() (bson.Raw, error) {
 		if !ok {
 			return nil, r.fail(fmt.Errorf("entry %d has no ts", r.meta.Entries+1))
 		}
-		if r.meta.Entries == 0 && ts != r.meta.First {
-			return nil, r.fail(fmt.Errorf("first entry at %d.%d, header says %d.%d", ts.T, ts.I, r.meta.First.T, r.meta.First.I))
+		if r.meta.Entries == 0 {
+			r.meta.Last = r.meta.First
 		}
-		if r.meta.Entries == 0 || tsLess(r.meta.Last, ts) {
+		if tsLess(r.meta.Last, ts) {
 			r.meta.Last = ts
 		}
 		r.meta.Entries++

@@ -257,7 +257,7 @@ func TestHostileSlices(t *testing.T) {
 		{name: "count lies", hdr: hdr(good), body: [][]byte{frame(frameEntry, ent), frame(frameTrailer, trl(ts, 2))}, want: "trailer says"},
 		{name: "empty slice", hdr: hdr(good), body: [][]byte{frame(frameTrailer, trl(ts, 0))}, want: "trailer says"},
 		{name: "after trailer", hdr: hdr(good), body: [][]byte{frame(frameEntry, ent), frame(frameTrailer, trl(ts, 1)), frame(frameEntry, ent)}, want: "after the trailer"},
-		{name: "first lies", hdr: hdr(header{Version: FormatVersion, First: bson.Timestamp{T: 5}}), body: [][]byte{frame(frameEntry, ent)}, want: "header says"},
+		{name: "name lies", hdr: hdr(header{Version: FormatVersion, First: bson.Timestamp{T: 5}}), body: [][]byte{frame(frameEntry, ent), frame(frameTrailer, trl(ts, 1))}, want: "not what its name says"},
 		{name: "unknown frame", hdr: hdr(good), body: [][]byte{frame('X', ent)}, want: "unknown frame"},
 		{name: "invalid bson", hdr: hdr(good), body: [][]byte{append([]byte{frameEntry}, append(lenPrefix(12), 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF)...)}, want: "entry 1"},
 	}

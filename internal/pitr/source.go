@@ -41,6 +41,13 @@ type MongoSource struct {
 	// Await bounds how long one getMore waits for new entries, and so how
 	// late the archiver notices that a slice's time is up when idle.
 	Await time.Duration
+	// Poll reads with plain finds from lateHorizon before the newest
+	// entry instead of a tailable cursor: for the embedded FerretDB, whose
+	// tailable cursor sends entries again, out of order, and skips entries
+	// that become visible after later ones (its oplog has holes a MongoDB
+	// oplog never shows a reader). Each poll reads the oplog whole there
+	// (no index on ts): fit for small oplogs.
+	Poll bool
 }
 
 // NewMongoSource reads the oplog of the member client talks to.
@@ -79,18 +86,46 @@ func (s *MongoSource) Contains(ctx context.Context, ts bson.Timestamp) (bool, er
 
 // Tail opens the tailable cursor.
 func (s *MongoSource) Tail(ctx context.Context, after bson.Timestamp) (Tail, error) {
-	t := &mongoTail{src: s, after: after}
+	t := &mongoTail{src: s, after: after, start: after, seen: map[bson.Timestamp]struct{}{}}
 	return t, t.open(ctx)
 }
 
 type mongoTail struct {
 	src   *MongoSource
 	after bson.Timestamp // the newest entry returned, or the start
+	// start is where the tail began: what is not newer was archived
+	// before (or, late on FerretDB, cannot be told from what was).
+	start bson.Timestamp
 	cur   *mongo.Cursor
+	// seen holds the ts of the entries returned within lateHorizon of
+	// after: FerretDB's tailable getMore sends entries again, and inserts
+	// the entries of concurrent writers out of ts order, so an entry not
+	// newer than after is either one already returned (skipped) or a late
+	// one (returned).
+	seen map[bson.Timestamp]struct{}
 }
+
+// lateHorizon is how far behind the newest entry a late entry is still
+// told from one sent again. Older ones are taken as sent again.
+const lateHorizon = 30 // seconds
 
 func (t *mongoTail) open(ctx context.Context) error {
 	filter := bson.D{}
+	if t.src.Poll {
+		if !t.after.IsZero() {
+			from := bson.Timestamp{}
+			if t.after.T > lateHorizon {
+				from.T = t.after.T - lateHorizon
+			}
+			filter = bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from}}}}
+		}
+		cur, err := t.src.coll.Find(ctx, filter, options.Find().SetBatchSize(1000))
+		if err != nil {
+			return fmt.Errorf("pitr: read oplog: %w", err)
+		}
+		t.cur = cur
+		return nil
+	}
 	if !t.after.IsZero() {
 		// $gte and a first batch of one: a tailable cursor whose first
 		// batch is empty (or, on FerretDB, shorter than its batch size) is
@@ -120,10 +155,22 @@ func (t *mongoTail) Next(ctx context.Context) (bson.Raw, error) {
 			if !ok {
 				return nil, errors.New("pitr: oplog entry without ts")
 			}
-			if ts == t.after {
-				continue
+			if !tsLess(t.after, ts) {
+				if _, dup := t.seen[ts]; dup || !tsLess(t.start, ts) || ts.T+lateHorizon < t.after.T {
+					continue
+				}
+				t.seen[ts] = struct{}{}
+				return raw, nil
+			}
+			if ts.T != t.after.T {
+				for k := range t.seen {
+					if k.T+lateHorizon < ts.T {
+						delete(t.seen, k)
+					}
+				}
 			}
 			t.after = ts
+			t.seen[ts] = struct{}{}
 			return raw, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -133,7 +180,7 @@ func (t *mongoTail) Next(ctx context.Context) (bson.Raw, error) {
 			t.Close(ctx)
 			return nil, fmt.Errorf("pitr: tail oplog: %w", err)
 		}
-		if t.cur.ID() == 0 {
+		if t.cur.ID() == 0 || t.src.Poll {
 			// Closed by the server (nothing after `after` yet, or the
 			// member went away): open again at the next call, after a
 			// pause so that an idle oplog is not polled in a loop.
