@@ -78,6 +78,9 @@ type Archiver struct {
 	gaps    []Gap
 	pending *Gap   // detected, not yet followed by a slice
 	failure string // the last write failure, for the gap it may cause
+	// pos is the source's position after the newest durable slice (a
+	// Resumer's); nil: resume by ts.
+	pos, nextPos []byte
 }
 
 // Status is what the archiver reports to pitr-status and the metrics.
@@ -190,7 +193,7 @@ func (a *Archiver) load() error {
 	for _, s := range slices {
 		bytes += s.Size
 	}
-	a.last, a.prev = bson.Timestamp{}, [32]byte{}
+	a.last, a.prev, a.pos = bson.Timestamp{}, [32]byte{}, nil
 	if n := len(slices); n > 0 {
 		newest := slices[n-1]
 		sum, err := fileHash(newest.Path)
@@ -198,6 +201,9 @@ func (a *Archiver) load() error {
 			return fmt.Errorf("pitr: resume: %w", err)
 		}
 		a.last, a.prev = newest.Last, sum
+		if a.pos, err = readPosition(a.cfg.Dir, newest.Name); err != nil {
+			return err
+		}
 	}
 	a.setStatus(func(s *Status) {
 		s.Newest, s.Slices, s.Bytes, s.Gaps = a.last, len(slices), bytes, len(gaps)
@@ -279,9 +285,28 @@ func (a *Archiver) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tail, err := a.cfg.Source.Tail(ctx, from)
+	var tail Tail
+	if r, ok := a.cfg.Source.(Resumer); ok && a.pos != nil {
+		tail, err = r.TailAt(ctx, from, a.pos)
+	} else {
+		if _, ok := a.cfg.Source.(Resumer); ok && !a.last.IsZero() {
+			a.log.Warn("pitr: no position recorded for the newest slice, resuming by ts", "after", fmt.Sprintf("%d.%d", from.T, from.I))
+		}
+		tail, err = a.cfg.Source.Tail(ctx, from)
+	}
 	if err != nil {
 		return err
+	}
+	var before func(string) error
+	if pt, ok := tail.(PositionedTail); ok {
+		before = func(name string) error {
+			pos := pt.Position()
+			if err := writePosition(a.cfg.Dir, name, pos); err != nil {
+				return err
+			}
+			a.nextPos = pos
+			return nil
+		}
 	}
 	defer tail.Close(ctx)
 	var sw *sliceWriter
@@ -331,7 +356,7 @@ func (a *Archiver) stream(ctx context.Context) error {
 			}
 		}
 		if sw != nil && (sw.n >= a.cfg.MaxEntries || !a.cfg.Clock.Now().Before(deadline)) {
-			s, err := sw.finish()
+			s, err := sw.finish(before)
 			sw = nil
 			if err != nil {
 				a.failure = err.Error()
@@ -346,7 +371,7 @@ func (a *Archiver) stream(ctx context.Context) error {
 
 // closed moves the position to a slice that is now durable.
 func (a *Archiver) closed(s Slice) error {
-	a.last, a.prev = s.Last, s.SHA256
+	a.last, a.prev, a.pos = s.Last, s.SHA256, a.nextPos
 	a.failure = ""
 	if a.pending != nil {
 		a.pending.To = s.First

@@ -47,7 +47,7 @@ func BenchmarkSliceWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		s, err := sw.finish()
+		s, err := sw.finish(nil)
 		if err != nil {
 			b.Fatal(err)
 		}

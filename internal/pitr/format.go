@@ -220,8 +220,10 @@ func (sw *sliceWriter) add(raw bson.Raw, ts bson.Timestamp) error {
 }
 
 // finish writes the trailer, makes the slice durable under its name and
-// returns what it is.
-func (sw *sliceWriter) finish() (Slice, error) {
+// returns what it is. before, when not nil, runs once the slice's bytes
+// are durable and before it takes its name (the archiver records the
+// tail's position there: a slice under its name always has one).
+func (sw *sliceWriter) finish(before func(name string) error) (Slice, error) {
 	raw, err := bson.Marshal(trailer{Last: sw.last, Count: sw.n})
 	if err != nil {
 		sw.abort()
@@ -245,6 +247,12 @@ func (sw *sliceWriter) finish() (Slice, error) {
 	}
 	name := SliceName(sw.first, sw.last)
 	path := filepath.Join(sw.dir, name)
+	if before != nil {
+		if err := before(name); err != nil {
+			sw.abort()
+			return Slice{}, fmt.Errorf("pitr: write slice: %w", err)
+		}
+	}
 	if err := os.Rename(sw.part.Name(), path); err != nil {
 		sw.abort()
 		return Slice{}, fmt.Errorf("pitr: write slice: %w", err)

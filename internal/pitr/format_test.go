@@ -64,7 +64,7 @@ func writeChain(t testing.TB, dir string, id *age.X25519Identity, n, per int) ([
 			}
 			all = append(all, raw)
 		}
-		s, err := sw.finish()
+		s, err := sw.finish(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
