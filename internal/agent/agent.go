@@ -87,6 +87,19 @@ type Config struct {
 	// attempts (0: 10).
 	RemoteRetry    time.Duration
 	RemoteAttempts int
+
+	// PITR, when set, runs the continuous oplog archive (package pitr) on
+	// the backup device, encrypted to Recipients (jobs.go openArchive).
+	PITR *PITR
+}
+
+// PITR is the continuous archive's config ("pitr" in the config file).
+type PITR struct {
+	// Slice is the slices' length (pitr.MinSliceLength to
+	// pitr.MaxSliceLength; 0: pitr.DefaultSliceLength).
+	Slice time.Duration
+	// Retry is the archiver's pause after a failure (0: its default).
+	Retry time.Duration
 }
 
 // Timeouts of the HTTPS server. A zero field means its default.
@@ -144,6 +157,8 @@ type Agent struct {
 	sched     *ops.Scheduler
 	schedDone chan struct{}
 	copier    *ops.Copier
+	// archive runs the continuous oplog archive (nil without "pitr").
+	archive *ops.Archive
 	// hook posts job ends.
 	hook *webhook.Poster
 

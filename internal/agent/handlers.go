@@ -65,6 +65,7 @@ func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("node set as backup", "device", req.Device, "force", req.Force)
+	a.archiveOn(n)
 	return writeJSON(w, http.StatusOK, api.Message{
 		Message:   "Node set as backup",
 		Arguments: api.SetAsBackupReply{Device: req.Device, Folder: folder, Roles: n.Roles},

@@ -120,6 +120,9 @@ func (a *Agent) startKeyJob(r *http.Request, kind string, fn job.Func) error {
 // openServices opens the services that run beside the jobs: the remote
 // copy (which resumes a copy a stop cut) and the schedule.
 func (a *Agent) openServices() error {
+	if err := a.openArchive(); err != nil {
+		return err
+	}
 	if a.cfg.Schedule != nil {
 		if len(a.recipients) == 0 {
 			return ErrScheduleNeedsRecipients
@@ -163,6 +166,9 @@ func (a *Agent) startServices() error {
 			return err
 		}
 	}
+	if err := a.startArchive(); err != nil {
+		return err
+	}
 	if a.sched != nil {
 		a.log.Info("schedule on", "schedule", a.cfg.Schedule.String(), "replace", a.cfg.Replace, "recipients", len(a.recipients))
 		a.schedDone = make(chan struct{})
@@ -176,6 +182,9 @@ func (a *Agent) startServices() error {
 
 // stopServices waits for the services to end (after a.stop).
 func (a *Agent) stopServices() {
+	if a.archive != nil {
+		a.archive.Close()
+	}
 	if a.schedDone != nil {
 		<-a.schedDone
 	}

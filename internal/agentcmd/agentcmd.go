@@ -73,6 +73,8 @@ type Config struct {
 	WebhookCAFile string          `json:"webhook_ca_file,omitempty"`
 	// Remote is the S3-compatible store verified backups are copied to.
 	Remote *remote.Config `json:"remote,omitempty"`
+	// PITR turns the continuous oplog archive on (config.go).
+	PITR *PITRConfig `json:"pitr,omitempty"`
 }
 
 type usageError struct{ msg string }
@@ -200,6 +202,8 @@ type RunOptions struct {
 	// Remote is the config's "remote"; its secret comes from its file or
 	// $A0_REMOTE_SECRET_ACCESS_KEY.
 	Remote *remote.Config
+	// PITR is the config's "pitr", checked.
+	PITR *agent.PITR
 }
 
 // runAgentFlags declares the agent's own flags (a0agent --state-dir DIR ...).
@@ -270,6 +274,9 @@ func (o *RunOptions) fill() error {
 		if o.Unattended, err = c.unattended(); err != nil {
 			return fmt.Errorf("config %s: %w", o.Config, err)
 		}
+		if o.PITR, err = c.pitr(); err != nil {
+			return fmt.Errorf("config %s: %w", o.Config, err)
+		}
 	}
 	if o.MongoURIFile != "" {
 		b, err := os.ReadFile(o.MongoURIFile)
@@ -310,7 +317,7 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 	// here, so that package agent imports neither dump nor restore.
 	cfg := agent.Config{Jobs: dbjob.Runners(), StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
 		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log,
-		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile}
+		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile, PITR: o.PITR}
 	if err := remoteConfig(&cfg, o.Remote); err != nil {
 		return err
 	}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/pitr"
 	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/webhook"
 )
@@ -194,6 +196,8 @@ func (c Config) problems(path string) []error {
 	}
 	_, up := c.unattendedProblems()
 	out = append(out, up...)
+	_, pp := c.pitrProblems()
+	out = append(out, pp...)
 	var kept []error
 	for _, e := range out {
 		if e != nil {
@@ -286,6 +290,9 @@ func RunCheckConfig(o CheckConfigOptions, now time.Time, stdout io.Writer) error
 	} else {
 		fmt.Fprintln(stdout, "  schedule:    none (backups only when an operator starts one)")
 	}
+	if p, _ := c.pitr(); p != nil {
+		fmt.Fprintf(stdout, "  pitr:        slices of %s under <device>/backup/oplog, encrypted to the recipients\n", p.Slice)
+	}
 	if c.MetricsListen != "" {
 		fmt.Fprintf(stdout, "  metrics:     http://%s/metrics\n", c.MetricsListen)
 	}
@@ -306,4 +313,43 @@ func webhookWhere(raw string) string {
 		rest = rest[:j]
 	}
 	return raw[:i+3] + rest + "/..."
+}
+
+// PITRConfig is the config's "pitr": {"slice": "10s"} turns the continuous
+// oplog archive on (issue 26).
+type PITRConfig struct {
+	// Slice is a slice's length, 1s to 10m ("": 10s).
+	Slice string `json:"slice,omitempty"`
+}
+
+// pitr checks and parses "pitr"; the first problem is the error.
+func (c Config) pitr() (*agent.PITR, error) {
+	p, problems := c.pitrProblems()
+	if len(problems) > 0 {
+		return nil, problems[0]
+	}
+	return p, nil
+}
+
+func (c Config) pitrProblems() (*agent.PITR, []error) {
+	if c.PITR == nil {
+		return nil, nil
+	}
+	var problems []error
+	p := &agent.PITR{Slice: pitr.DefaultSliceLength}
+	if c.PITR.Slice != "" {
+		d, err := time.ParseDuration(c.PITR.Slice)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Errorf(`pitr: slice %q: want a duration such as "10s" or "1m"`, c.PITR.Slice))
+		case d < pitr.MinSliceLength || d > pitr.MaxSliceLength:
+			problems = append(problems, fmt.Errorf("pitr: slice %s: must be from %s to %s", d, pitr.MinSliceLength, pitr.MaxSliceLength))
+		default:
+			p.Slice = d
+		}
+	}
+	if len(c.Recipients) == 0 {
+		problems = append(problems, errors.New(`pitr: needs "recipients" (public keys, such as "ssh-ed25519 AAAA..." or "age1..."): the oplog slices are encrypted to them, never to a password kept on the node`))
+	}
+	return p, problems
 }
