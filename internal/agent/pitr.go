@@ -3,11 +3,16 @@ package agent
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"filippo.io/age"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
 	"github.com/a0backup/a0/internal/statedir"
@@ -86,4 +91,75 @@ func (a *Agent) archiveOn(n statedir.Node) {
 	if err := a.archive.SetDevice(a.ctx, device); err != nil {
 		a.log.Error("pitr: cannot start the oplog archive", "device", device, "err", err)
 	}
+}
+
+// pitrStatus answers pitr-status: what the archive holds and what a
+// restore to a time can be served from.
+func (a *Agent) pitrStatus(w http.ResponseWriter, r *http.Request) error {
+	if a.archive == nil {
+		return writeJSON(w, http.StatusOK, api.Message{Message: api.MessagePITRNotConfigured})
+	}
+	args, running, err := a.pitrReport(r.Context())
+	if err != nil {
+		return err
+	}
+	msg := api.MessagePITRStopped
+	if running {
+		msg = api.MessagePITRRunning
+	}
+	return writeJSON(w, http.StatusOK, api.Message{Message: msg, Arguments: args})
+}
+
+// pitrReport is pitr-status's arguments and whether the archiver runs.
+func (a *Agent) pitrReport(ctx context.Context) (api.PITRStatus, bool, error) {
+	st := a.archive.State()
+	device := st.Device
+	if device == "" {
+		if n, err := a.state.LoadNode(); err == nil && n.HasRole(statedir.RoleBackup) {
+			device = n.Device
+		}
+	}
+	if device == "" {
+		return api.PITRStatus{LagSeconds: -1, Windows: []api.PITRWindow{}, Gaps: []api.PITRGap{}, Error: "no backup device: run set-as-backup"}, false, nil
+	}
+	var bases []ops.Base
+	if b, ok := ops.LocalBase(device); ok {
+		bases = append(bases, b)
+	}
+	if a.copier != nil {
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		rb, err := a.copier.RemoteBases(rctx)
+		cancel()
+		if err != nil {
+			a.log.Warn("pitr-status: list the remote copies", "err", err)
+		}
+		bases = append(bases, rb...)
+	}
+	out, err := ops.PITRStatus(ops.OplogDir(device), st.Status, bases, a.serverNewest(ctx))
+	return out, st.Running, err
+}
+
+// serverNewest is the ts of the server's newest oplog entry that the
+// archive takes (not local.*), zero when unknown. The newest entries in
+// natural order: an index read on MongoDB and on FerretDB's SQLite.
+func (a *Agent) serverNewest(ctx context.Context) bson.Timestamp {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cur, err := a.client.Database("local").Collection("oplog.rs").Find(ctx, bson.D{},
+		options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetLimit(100).SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "ns", Value: 1}}))
+	if err != nil {
+		return bson.Timestamp{}
+	}
+	defer cur.Close(ctx)
+	var newest bson.Timestamp
+	for cur.Next(ctx) {
+		ns, _ := cur.Current.Lookup("ns").StringValueOK()
+		if strings.HasPrefix(ns, "local.") {
+			continue
+		}
+		if t, i, ok := cur.Current.Lookup("ts").TimestampOK(); ok && (t > newest.T || t == newest.T && i > newest.I) {
+			newest = bson.Timestamp{T: t, I: i}
+		}
+	}
+	return newest
 }

@@ -47,10 +47,13 @@ type RemoteBackup struct {
 	Documents   int64      `json:"documents,omitempty"`
 	Collections int        `json:"collections,omitempty"`
 	Consistency string     `json:"consistency,omitempty"`
-	Duration    string     `json:"duration,omitempty"`
-	Node        string     `json:"node,omitempty"`
-	Agent       string     `json:"agent_version,omitempty"`
-	CopiedAt    time.Time  `json:"copied_at"`
+	// ConsistentTo is the backup's consistent_to (store.Meta's): a base of
+	// the continuous oplog archive's windows.
+	ConsistentTo *OplogPos `json:"consistent_to,omitempty"`
+	Duration     string    `json:"duration,omitempty"`
+	Node         string    `json:"node,omitempty"`
+	Agent        string    `json:"agent_version,omitempty"`
+	CopiedAt     time.Time `json:"copied_at"`
 	// LockedUntil: Object Lock keeps File and this record immutable until then.
 	LockedUntil *time.Time `json:"locked_until,omitempty"`
 }

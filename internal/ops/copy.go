@@ -18,6 +18,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/atomicfile"
+	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/retention"
 	"github.com/a0backup/a0/internal/statedir"
@@ -290,7 +291,7 @@ func (c *Copier) once(ctx context.Context, name string) (remote.PutResult, error
 	host, _ := os.Hostname()
 	rb := api.RemoteBackup{Name: m.Name, File: m.File, Size: m.Size, MD5: m.MD5, SHA256: m.SHA256, ETag: res.ETag,
 		Created: m.Created, Verified: m.Verified, VerifiedAt: m.VerifiedAt, Format: m.Format, Documents: m.Documents,
-		Collections: m.Collections, Consistency: m.Consistency, Duration: m.Duration, Node: host, Agent: version.Version,
+		Collections: m.Collections, Consistency: m.Consistency, ConsistentTo: apiPos(m.ConsistentTo), Duration: m.Duration, Node: host, Agent: version.Version,
 		CopiedAt: time.Now().UTC()}
 	if l, ok := st.(interface{ LockedUntil() time.Time }); ok && !l.LockedUntil().IsZero() {
 		until := l.LockedUntil()
@@ -493,4 +494,12 @@ func (c *Copier) Fetch(ctx context.Context, name, path string) (*api.RemoteBacku
 			rb.File, n, got, rb.Size, rb.SHA256)
 	}
 	return rb, nil
+}
+
+// apiPos is a manifest position as the API says it.
+func apiPos(p *manifest.OplogPos) *api.OplogPos {
+	if p == nil {
+		return nil
+	}
+	return &api.OplogPos{T: p.T, I: p.I, Wall: p.Wall}
 }

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
 	"filippo.io/age"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/pitr"
 	"github.com/a0backup/a0/internal/store"
 )
@@ -128,4 +132,91 @@ func (s *Archive) State() ArchiveState {
 		return ArchiveState{}
 	}
 	return ArchiveState{Device: run.device, Dir: OplogDir(run.device), Status: run.a.Status()}
+}
+
+// Base is a backup a window of the archive can start from: its name and
+// consistent_to.
+type Base struct {
+	Name         string
+	ConsistentTo bson.Timestamp
+}
+
+// LocalBase is the stored backup of device as a Base (ok false: none, or
+// one without consistent_to).
+func LocalBase(device string) (Base, bool) {
+	m, err := Slot(device, api.SlotBackup).Stored()
+	if err != nil || m == nil || m.ConsistentTo == nil {
+		return Base{}, false
+	}
+	return Base{Name: m.Name, ConsistentTo: bson.Timestamp{T: m.ConsistentTo.T, I: m.ConsistentTo.I}}, true
+}
+
+// PITRStatus is pitr-status's arguments for the archive in dir: its
+// slices and gaps as listed, its windows each starting at the oldest base
+// inside it, and the lag behind newest, the server's newest entry (zero:
+// unknown).
+func PITRStatus(dir string, st pitr.Status, bases []Base, newest bson.Timestamp) (api.PITRStatus, error) {
+	out := api.PITRStatus{Dir: dir, Error: st.Err, LagSeconds: -1, Windows: []api.PITRWindow{}, Gaps: []api.PITRGap{}}
+	ar, err := pitr.Open(dir, crypt.Unlock{})
+	if err != nil {
+		return out, err
+	}
+	out.Slices = len(ar.Slices)
+	for _, s := range ar.Slices {
+		out.Bytes += s.Size
+	}
+	if n := len(ar.Slices); n > 0 {
+		since, last := tsTime(ar.Slices[0].First), tsTime(ar.Slices[n-1].Last)
+		out.Since, out.Newest = &since, &last
+		if !newest.IsZero() {
+			out.LagSeconds = 0
+			if l := ar.Slices[n-1].Last; l.T < newest.T {
+				out.LagSeconds = float64(newest.T - l.T)
+			}
+		}
+	}
+	for _, g := range ar.Gaps {
+		pg := api.PITRGap{From: tsTime(g.From), Reason: g.Reason}
+		if !g.To.IsZero() {
+			to := tsTime(g.To)
+			pg.To = &to
+		}
+		out.Gaps = append(out.Gaps, pg)
+	}
+	sort.Slice(bases, func(i, j int) bool { return tsBefore(bases[i].ConsistentTo, bases[j].ConsistentTo) })
+	for _, w := range ar.Windows() {
+		for _, b := range bases {
+			if w.Contains(b.ConsistentTo) {
+				out.Windows = append(out.Windows, api.PITRWindow{From: tsTime(b.ConsistentTo), To: tsTime(w.To), Base: b.Name,
+					FromTS: api.OplogPos{T: b.ConsistentTo.T, I: b.ConsistentTo.I}, ToTS: api.OplogPos{T: w.To.T, I: w.To.I}})
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func tsTime(ts bson.Timestamp) time.Time { return time.Unix(int64(ts.T), 0).UTC() }
+
+func tsBefore(a, b bson.Timestamp) bool { return a.T < b.T || (a.T == b.T && a.I < b.I) }
+
+// RemoteBases are the remote copies with a consistent_to, as Bases (a
+// copy whose record cannot be read is left out: `backups` names it).
+func (c *Copier) RemoteBases(ctx context.Context) ([]Base, error) {
+	entries, err := c.Copies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Base
+	for _, e := range entries {
+		if e.Problem != "" {
+			continue
+		}
+		rb, err := c.readSidecar(ctx, e.Name)
+		if err != nil || rb.ConsistentTo == nil {
+			continue
+		}
+		out = append(out, Base{Name: rb.Name, ConsistentTo: bson.Timestamp{T: rb.ConsistentTo.T, I: rb.ConsistentTo.I}})
+	}
+	return out, nil
 }

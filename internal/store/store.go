@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/a0backup/a0/internal/atomicfile"
+	"github.com/a0backup/a0/internal/manifest"
 	"hash"
 	"io/fs"
 	"os"
@@ -52,6 +53,11 @@ type Meta struct {
 	Files       int       `json:"files,omitempty"`
 	Format      string    `json:"format"`
 	Consistency string    `json:"consistency,omitempty"`
+	// ConsistentTo is the manifest's consistent_to (a node cannot read
+	// the manifest of a backup encrypted to public keys): where a replay
+	// of the continuous oplog archive starts from this backup (pitr-status's
+	// bases).
+	ConsistentTo *manifest.OplogPos `json:"consistent_to,omitempty"`
 	// Verified is true once the finished file was read back and passed
 	// the checks a restore makes before its first write, at VerifiedAt.
 	Verified   bool       `json:"verified,omitempty"`

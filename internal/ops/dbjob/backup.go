@@ -103,7 +103,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 	meta, err := s.FinishVerified(store.Meta{
 		Created: start.UTC(), Duration: dumped.Round(time.Millisecond).String(),
 		Documents: man.TotalDocuments(), Collections: len(man.Collections),
-		Format: format, Consistency: man.Consistency,
+		Format: format, Consistency: man.Consistency, ConsistentTo: man.ConsistentTo,
 	}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
 	if err != nil {
 		b.Log.Error("backup failed", "name", name, "err", err)
