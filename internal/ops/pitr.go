@@ -188,7 +188,7 @@ func PITRStatus(dir string, st pitr.Status, bases []Base, newest bson.Timestamp)
 		for _, b := range bases {
 			if w.Contains(b.ConsistentTo) {
 				out.Windows = append(out.Windows, api.PITRWindow{From: tsTime(b.ConsistentTo), To: tsTime(w.To), Base: b.Name,
-					FromTS: api.OplogPos{T: b.ConsistentTo.T, I: b.ConsistentTo.I}, ToTS: api.OplogPos{T: w.To.T, I: w.To.I}})
+					FromTS: api.OplogPos{T: b.ConsistentTo.T, I: b.ConsistentTo.I, Wall: tsTime(b.ConsistentTo)}, ToTS: api.OplogPos{T: w.To.T, I: w.To.I, Wall: tsTime(w.To)}})
 				break
 			}
 		}

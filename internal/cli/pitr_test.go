@@ -1,0 +1,274 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/ops"
+	"github.com/a0backup/a0/internal/pitr"
+)
+
+type pitrReply struct {
+	Message   string          `json:"message"`
+	Arguments *api.PITRStatus `json:"arguments"`
+}
+
+func pitrStatusOf(t *testing.T, op *operator, n *testNode) pitrReply {
+	t.Helper()
+	r := op.mustOn(n, "pitr-status", "--json")
+	var out pitrReply
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("pitr-status --json: %v\n%s", err, r.stdout)
+	}
+	return out
+}
+
+// pitrWriter writes inserts, updates and deletes until stopped.
+type pitrWriter struct {
+	stop chan struct{}
+	done chan struct{}
+	n    atomic.Int64
+	err  error
+}
+
+func startPITRWriter(c *mongo.Client, from int) *pitrWriter {
+	w := &pitrWriter{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		ctx := context.Background()
+		coll := c.Database("app").Collection("events")
+		for i := from; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			var err error
+			switch i % 3 {
+			case 0, 1:
+				_, err = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}, {Key: "v", Value: i}})
+			case 2:
+				_, err = coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: i - 2}}, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: -i}}}})
+				if err == nil && i%4 == 0 {
+					_, err = coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: i - 1}})
+				}
+			}
+			if err != nil {
+				w.err = err
+				return
+			}
+			w.n.Add(1)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+func (w *pitrWriter) halt(t *testing.T) {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+}
+
+// oplogEntries is the server's oplog without local.*, keyed by ts.
+func oplogEntries(t *testing.T, c *mongo.Client) map[bson.Timestamp]bson.Raw {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := c.Database("local").Collection("oplog.rs").Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close(ctx)
+	out := map[bson.Timestamp]bson.Raw{}
+	for cur.Next(ctx) {
+		if ns, _ := cur.Current.Lookup("ns").StringValueOK(); strings.HasPrefix(ns, "local.") {
+			continue
+		}
+		t1, i1, _ := cur.Current.Lookup("ts").TimestampOK()
+		out[bson.Timestamp{T: t1, I: i1}] = append(bson.Raw(nil), cur.Current...)
+	}
+	return out
+}
+
+// waitPITRCaughtUp waits until pitr-status's lag is 0 and the newest
+// archived entry is the server's newest.
+func waitPITRCaughtUp(t *testing.T, op *operator, n *testNode) pitrReply {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st := pitrStatusOf(t, op, n)
+		if st.Arguments != nil && st.Arguments.LagSeconds == 0 && st.Arguments.Slices > 0 {
+			var newest bson.Timestamp
+			for ts := range oplogEntries(t, n.client()) {
+				if ts.T > newest.T || ts.T == newest.T && ts.I > newest.I {
+					newest = ts
+				}
+			}
+			if len(st.Arguments.Windows) == 0 || st.Arguments.Windows[len(st.Arguments.Windows)-1].ToTS == (api.OplogPos{T: newest.T, I: newest.I}) {
+				return st
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the archive did not catch up: %+v\nagent log:\n%s", st.Arguments, n.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPITRAgent: a real agent with "pitr" archives the embedded server's
+// oplog on its backup device while a writer runs: beside a backup (held
+// mid-job: the archive moves on, the one-job rule does not apply to it),
+// across a restart of the agent (no gap, one window), and pitr-status
+// says what can be restored from the backup, as JSON and as text. Every
+// entry of the server's oplog is in the archive exactly once, authentic
+// and chained. set-as-backup on another device moves the archive there.
+func TestPITRAgent(t *testing.T) {
+	x, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHolds(agent.HoldBackup)
+	state := t.TempDir()
+	cfg := agent.Config{Recipients: []string{x.Recipient().String()}, PITR: &agent.PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
+		Hold: h.hook}
+	n := startNodeWith(t, state, "", cfg)
+	admin := newOperator(t).withKey(n)
+
+	if st := pitrStatusOf(t, admin, n); st.Message != api.MessagePITRStopped {
+		t.Fatalf("without a device: %+v", st)
+	}
+	if r := startNode(t, "", ""); true {
+		if st := pitrStatusOf(t, newOperator(t).withKey(r), r); st.Message != api.MessagePITRNotConfigured || st.Arguments != nil {
+			t.Fatalf("without pitr: %+v", st)
+		}
+	}
+
+	dev := t.TempDir()
+	admin.mustOn(n, "set-as-backup", dev)
+	w := startPITRWriter(n.client(), 0)
+	waitPITRRunning(t, admin, n)
+
+	// A backup held mid-job: the archive goes on.
+	admin.mustOn(n, "backup", "--no-password")
+	h.wait(t, agent.HoldBackup)
+	before := pitrStatusOf(t, admin, n).Arguments.Newest
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := pitrStatusOf(t, admin, n)
+		if st.Message == api.MessagePITRRunning && st.Arguments.Newest != nil && before != nil && st.Arguments.Newest.After(*before) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the archive did not move while a backup ran: %+v (before %v)", st.Arguments, before)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.let(agent.HoldBackup)
+	found := waitFound(t, admin, n)
+
+	// A restart: the archive resumes where its last durable slice ended.
+	w.halt(t)
+	addr := n.addr
+	n.stop()
+	n = startNodeWith(t, state, addr, cfg)
+	w = startPITRWriter(n.client(), 1_000_000)
+	time.Sleep(1500 * time.Millisecond) // writes while it runs again
+	w.halt(t)
+	st := waitPITRCaughtUp(t, admin, n)
+	if st.Message != api.MessagePITRRunning || len(st.Arguments.Windows) != 1 || len(st.Arguments.Gaps) != 0 {
+		t.Fatalf("pitr-status: %+v", st.Arguments)
+	}
+	win := st.Arguments.Windows[0]
+	if win.Base != found.Arguments.Name || !win.From.Before(win.To) || st.Arguments.Bytes <= 0 || st.Arguments.Dir != ops.OplogDir(dev) {
+		t.Fatalf("window %+v for backup %s: %+v", win, found.Arguments.Name, st.Arguments)
+	}
+	text := admin.mustOn(n, "pitr-status").stdout
+	want := fmt.Sprintf("restorable: %s (base %s) .. %s UTC, lag 0s", win.From.Format("2006-01-02 15:04:05"), win.Base, win.To.Format("2006-01-02 15:04:05"))
+	if !strings.HasPrefix(text, "PITR running\n"+want+"\n") {
+		t.Fatalf("text form:\n%s\nwant it to start with\n%s", text, want)
+	}
+
+	// Every entry once, byte for byte.
+	n.stop()
+	dir := ops.OplogDir(dev)
+	unlock := crypt.Unlock{Identities: []age.Identity{x}}
+	proof, err := pitr.Verify(context.Background(), dir, unlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := pitr.Open(dir, unlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[bson.Timestamp]int{}
+	var mismatch []string
+	n = startNodeWith(t, state, addr, cfg)
+	want2 := oplogEntries(t, n.client())
+	for _, win := range proof.Windows {
+		if err := ar.Entries(context.Background(), win.From, win.To, func(raw bson.Raw) error {
+			t1, i1, _ := raw.Lookup("ts").TimestampOK()
+			ts := bson.Timestamp{T: t1, I: i1}
+			got[ts]++
+			if !bytes.Equal(raw, want2[ts]) {
+				mismatch = append(mismatch, fmt.Sprintf("%d.%d", ts.T, ts.I))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ts := range want2 {
+		if got[ts] != 1 {
+			t.Errorf("entry %d.%d archived %d times", ts.T, ts.I, got[ts])
+		}
+	}
+	if len(got) != len(want2) || len(mismatch) > 0 || w.n.Load() < 10 {
+		t.Fatalf("archive %d entries, server %d, %d differ, %d writes", len(got), len(want2), len(mismatch), w.n.Load())
+	}
+
+	t.Logf("%d entries archived once in %d slices; window %+v; text:\n%s", len(got), proof.Slices, win, text)
+	// Another device: the archive moves.
+	dev2 := t.TempDir()
+	admin.mustOn(n, "set-as-backup", dev2)
+	if st := pitrStatusOf(t, admin, n); st.Arguments.Dir != ops.OplogDir(dev2) {
+		t.Fatalf("after set-as-backup %s: %+v", dev2, st.Arguments)
+	}
+	if _, err := filepath.Abs(dev2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitPITRRunning(t *testing.T, op *operator, n *testNode) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := pitrStatusOf(t, op, n)
+		if st.Message == api.MessagePITRRunning && st.Arguments.Slices > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pitr-status: %+v\nagent log:\n%s", st, n.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var _ sync.Mutex
