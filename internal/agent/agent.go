@@ -159,6 +159,8 @@ type Agent struct {
 	copier    *ops.Copier
 	// archive runs the continuous oplog archive (nil without "pitr").
 	archive *ops.Archive
+	// pitrMetricsDone closes when the archive's metrics loop ends.
+	pitrMetricsDone chan struct{}
 	// hook posts job ends.
 	hook *webhook.Poster
 

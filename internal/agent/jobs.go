@@ -185,6 +185,9 @@ func (a *Agent) stopServices() {
 	if a.archive != nil {
 		a.archive.Close()
 	}
+	if a.pitrMetricsDone != nil {
+		<-a.pitrMetricsDone
+	}
 	if a.schedDone != nil {
 		<-a.schedDone
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -13,9 +14,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
 	"github.com/a0backup/a0/internal/statedir"
+	"github.com/a0backup/a0/internal/webhook"
 )
 
 // ErrPITRNeedsRecipients: the oplog archive's slices are encrypted to the
@@ -37,8 +40,61 @@ func (a *Agent) openArchive() error {
 	}
 	node, _ := os.Hostname()
 	a.archive = &ops.Archive{SliceLength: a.cfg.PITR.Slice, Recipients: to, Node: node,
-		Retry: a.cfg.PITR.Retry, Source: a.oplogSource, Log: a.log}
+		Retry: a.cfg.PITR.Retry, Source: a.oplogSource, Log: a.log,
+		OnSlice: func(pitr.Slice) { a.recordPITR(a.ctx, false) },
+		OnGap:   a.archiveGap}
 	return nil
+}
+
+// archiveGap is what follows a gap: an event to the webhook (every gap
+// alerts) and the metrics.
+func (a *Agent) archiveGap(g pitr.Gap) {
+	a.notify(webhook.Event{Event: "pitr_gap", Kind: "pitr", State: "gap", Started: g.Detected,
+		Gap: &webhook.Gap{From: fmt.Sprintf("%d.%d", g.From.T, g.From.I), FromTime: time.Unix(int64(g.From.T), 0).UTC(), Reason: g.Reason}})
+	a.recordPITR(a.ctx, false)
+}
+
+// recordPITR gives the metrics the archive's state; withLag also asks the
+// server for its newest entry (the lag).
+func (a *Agent) recordPITR(ctx context.Context, withLag bool) {
+	st := a.archive.State()
+	if st.Device == "" {
+		a.metrics.SetPITR(nil)
+		return
+	}
+	p := &metrics.PITR{Lag: -1, Gaps: st.Gaps, Bytes: st.Bytes}
+	if !st.Newest.IsZero() {
+		p.Newest = time.Unix(int64(st.Newest.T), 0).UTC()
+	}
+	if withLag && !st.Newest.IsZero() {
+		if n := a.serverNewest(ctx); !n.IsZero() {
+			p.Lag = 0
+			if n.T > st.Newest.T {
+				p.Lag = time.Duration(n.T-st.Newest.T) * time.Second
+			}
+		}
+	} else if prev := a.metrics.PITR(); prev != nil {
+		p.Lag = prev.Lag
+	}
+	a.metrics.SetPITR(p)
+}
+
+// pitrMetricsEvery is how often the archive's lag is measured.
+const pitrMetricsEvery = 5 * time.Second
+
+// runPITRMetrics measures the lag until the agent stops.
+func (a *Agent) runPITRMetrics() {
+	defer close(a.pitrMetricsDone)
+	t := time.NewTicker(pitrMetricsEvery)
+	defer t.Stop()
+	for {
+		a.recordPITR(a.ctx, true)
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // oplogSource is the archive's oplog: the embedded server's read by its
@@ -73,6 +129,8 @@ func (a *Agent) startArchive() error {
 		return err
 	}
 	a.archiveOn(n)
+	a.pitrMetricsDone = make(chan struct{})
+	go a.runPITRMetrics()
 	return nil
 }
 

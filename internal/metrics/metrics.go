@@ -49,6 +49,8 @@ type Recorder struct {
 	nextRun time.Time
 	// remote is the remote copy's state (remote.go).
 	remote remoteState
+	// pitr is the continuous oplog archive's (pitr.go).
+	pitr *PITR
 }
 
 // OpenRecorder reads path if it exists. A damaged file is reported, not
@@ -194,6 +196,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descNextRun, unix(next))
 	}
 	c.collectRemote(gauge)
+	c.collectPITR(gauge)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	live := c.src(ctx)

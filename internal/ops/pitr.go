@@ -44,9 +44,13 @@ type Archive struct {
 	Retry time.Duration
 	Log   *slog.Logger
 
+	// mu serialises SetDevice and Close; runMu guards run alone, so that
+	// State (which the archiver's own callbacks call) never waits for a
+	// stop that waits for them.
 	mu     sync.Mutex
-	run    *archiveRun
 	closed bool
+	runMu  sync.Mutex
+	run    *archiveRun
 }
 
 type archiveRun struct {
@@ -72,7 +76,7 @@ func (s *Archive) SetDevice(ctx context.Context, device string) error {
 	if s.closed {
 		return nil
 	}
-	if s.run != nil && s.run.device == device {
+	if cur := s.current(); cur != nil && cur.device == device {
 		return nil
 	}
 	s.stopLocked()
@@ -94,7 +98,9 @@ func (s *Archive) SetDevice(ctx context.Context, device string) error {
 		return err
 	}
 	run := &archiveRun{device: device, a: a, cancel: cancel, done: make(chan struct{})}
+	s.runMu.Lock()
 	s.run = run
+	s.runMu.Unlock()
 	s.Log.Info("pitr: archiving the oplog", "dir", dir, "slice", s.SliceLength)
 	go func() {
 		defer close(run.done)
@@ -106,13 +112,22 @@ func (s *Archive) SetDevice(ctx context.Context, device string) error {
 	return nil
 }
 
+func (s *Archive) current() *archiveRun {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	return s.run
+}
+
 func (s *Archive) stopLocked() {
-	if s.run == nil {
+	s.runMu.Lock()
+	run := s.run
+	s.run = nil
+	s.runMu.Unlock()
+	if run == nil {
 		return
 	}
-	s.run.cancel()
-	<-s.run.done
-	s.run = nil
+	run.cancel()
+	<-run.done
 }
 
 // Close stops the archive and waits for it.
@@ -125,9 +140,7 @@ func (s *Archive) Close() {
 
 // State is the archive's state now.
 func (s *Archive) State() ArchiveState {
-	s.mu.Lock()
-	run := s.run
-	s.mu.Unlock()
+	run := s.current()
 	if run == nil {
 		return ArchiveState{}
 	}

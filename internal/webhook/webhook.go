@@ -19,7 +19,9 @@ import (
 
 // Event is one line posted.
 type Event struct {
-	// Event is "job_done", "job_failed" or "schedule_skipped".
+	// Event is "job_done", "job_failed", "schedule_skipped" or
+	// "pitr_gap" (the continuous oplog archive lost a stretch: Gap says
+	// which, Kind is "pitr", State "gap").
 	Event string `json:"event"`
 	Node  string `json:"node"`
 	// Kind is the job's kind: "backup", "backup-sensitive", "restore"...
@@ -33,8 +35,18 @@ type Event struct {
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"`
 	// Backup is what a backup job stored.
-	Backup       *Backup `json:"backup,omitempty"`
-	AgentVersion string  `json:"agent_version"`
+	Backup *Backup `json:"backup,omitempty"`
+	// Gap is the archive's gap a "pitr_gap" event reports.
+	Gap          *Gap   `json:"gap,omitempty"`
+	AgentVersion string `json:"agent_version"`
+}
+
+// Gap is a stretch of the oplog the continuous archive lacks: from the
+// newest entry archived before it (ts "T.I" and its time) and why.
+type Gap struct {
+	From     string    `json:"from"`
+	FromTime time.Time `json:"from_time"`
+	Reason   string    `json:"reason"`
 }
 
 // Backup is the stored backup an event reports (nothing secret: the file's
