@@ -159,6 +159,9 @@ type Agent struct {
 	copier    *ops.Copier
 	// archive runs the continuous oplog archive (nil without "pitr").
 	archive *ops.Archive
+	// sliceCopier copies the archive's slices to the remote store (nil
+	// without one).
+	sliceCopier *ops.SliceCopier
 	// pitrMetricsDone closes when the archive's metrics loop ends.
 	pitrMetricsDone chan struct{}
 	// hook posts job ends.

@@ -188,6 +188,9 @@ func (a *Agent) stopServices() {
 	if a.pitrMetricsDone != nil {
 		<-a.pitrMetricsDone
 	}
+	if a.sliceCopier != nil {
+		a.sliceCopier.Wait()
+	}
 	if a.schedDone != nil {
 		<-a.schedDone
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
+	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/webhook"
 )
@@ -41,9 +42,18 @@ func (a *Agent) openArchive() error {
 	node, _ := os.Hostname()
 	a.archive = &ops.Archive{SliceLength: a.cfg.PITR.Slice, Recipients: to, Node: node,
 		Retry: a.cfg.PITR.Retry, Source: a.oplogSource, Log: a.log,
-		OnSlice: func(pitr.Slice) { a.recordPITR(a.ctx, false) },
+		OnSlice: a.sliceClosed,
 		OnGap:   a.archiveGap}
 	return nil
+}
+
+// sliceClosed is what follows every durable slice: the metrics, and the
+// copy to the remote store.
+func (a *Agent) sliceClosed(s pitr.Slice) {
+	a.recordPITR(a.ctx, false)
+	if a.sliceCopier != nil {
+		a.sliceCopier.Closed(s)
+	}
 }
 
 // archiveGap is what follows a gap: an event to the webhook (every gap
@@ -127,6 +137,16 @@ func (a *Agent) startArchive() error {
 	n, err := a.state.LoadNode()
 	if err != nil {
 		return err
+	}
+	if a.cfg.Remote != nil {
+		// The slices go under <prefix>/oplog/ of the same store.
+		if sub, ok := a.cfg.Remote.(interface{ Sub(string) remote.Store }); ok {
+			a.sliceCopier = &ops.SliceCopier{Remote: sub.Sub(ops.OplogDirName), RetryWait: a.cfg.RemoteRetry,
+				Dir: func() string { return a.archive.State().Dir }, Log: a.log}
+			a.sliceCopier.Start(a.ctx)
+		} else {
+			a.log.Warn("pitr: the remote store cannot hold a folder: the oplog slices stay on the device")
+		}
 	}
 	a.archiveOn(n)
 	a.pitrMetricsDone = make(chan struct{})

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +23,8 @@ import (
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
+	"github.com/a0backup/a0/internal/remote"
+	"github.com/a0backup/a0/internal/s3gw"
 )
 
 type pitrReply struct {
@@ -272,3 +276,119 @@ func waitPITRRunning(t *testing.T, op *operator, n *testNode) {
 }
 
 var _ sync.Mutex
+
+// TestPITRRemoteCopy: with a remote store, the slices are copied to
+// <prefix>/oplog/ as they close; while the store is unreachable they wait
+// on the device (the archive goes on), and once it is back every one
+// arrives, also across a restart of the agent. The copies alone verify
+// as one unbroken chain, byte for byte the device's slices; `backups`
+// does not mistake them for backups.
+func TestPITRRemoteCopy(t *testing.T) {
+	x, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := s3gw.Start(t, s3gw.Options{Buckets: []string{cliBucket}})
+	state := t.TempDir()
+	cfg := agent.Config{Recipients: []string{x.Recipient().String()}, PITR: &agent.PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
+		Remote: cliStore(t, gw), RemoteRetry: 100 * time.Millisecond}
+	n := startNodeWith(t, state, "", cfg)
+	admin := newOperator(t).withKey(n)
+	dev := t.TempDir()
+	admin.mustOn(n, "set-as-backup", dev)
+	dir := ops.OplogDir(dev)
+	sub := cliStore(t, gw).(interface{ Sub(string) remote.Store }).Sub(ops.OplogDirName)
+
+	w := startPITRWriter(n.client(), 0)
+	waitPITRRunning(t, admin, n)
+	waitCopied(t, sub, dir)
+
+	// The store goes away: slices keep closing on the device.
+	gw.Stop()
+	before := localSlices(t, dir)
+	deadline := time.Now().Add(time.Minute)
+	for len(localSlices(t, dir)) < len(before)+3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no new slice while the store was away")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// And the agent restarts before the store is back.
+	w.halt(t)
+	addr := n.addr
+	n.stop()
+	gw.Restart()
+	n = startNodeWith(t, state, addr, cfg)
+	w = startPITRWriter(n.client(), 1_000_000)
+	time.Sleep(1500 * time.Millisecond)
+	w.halt(t)
+	waitPITRCaughtUp(t, admin, n)
+	names := waitCopied(t, sub, dir)
+
+	// The copies alone: downloaded, they verify as one window.
+	down := t.TempDir()
+	for _, name := range names {
+		rc, err := sub.Get(context.Background(), name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, readFile(t, filepath.Join(dir, name))) {
+			t.Fatalf("remote %s differs from the device's", name)
+		}
+		os.WriteFile(filepath.Join(down, name), b, 0o600)
+	}
+	proof, err := pitr.Verify(context.Background(), down, crypt.Unlock{Identities: []age.Identity{x}})
+	if err != nil || len(proof.Windows) != 1 || proof.Slices != len(names) {
+		t.Fatalf("the remote copies: %+v %v", proof, err)
+	}
+	r := admin.mustOn(n, "backups", "--json")
+	if strings.Contains(r.stdout, "oplog") || strings.Contains(r.stdout, ".oplog") {
+		t.Fatalf("backups lists the slices as backups: %s", r.stdout)
+	}
+}
+
+func localSlices(t *testing.T, dir string) []string {
+	t.Helper()
+	ar, err := pitr.Open(dir, crypt.Unlock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range ar.Slices {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// waitCopied waits until the store holds every local slice (same size) and
+// returns their names.
+func waitCopied(t *testing.T, st remote.Store, dir string) []string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		local := localSlices(t, dir)
+		objs, err := st.List(context.Background())
+		have := map[string]bool{}
+		for _, o := range objs {
+			have[o.Name] = true
+		}
+		missing := 0
+		for _, name := range local {
+			if !have[name] {
+				missing++
+			}
+		}
+		if err == nil && missing == 0 && len(local) > 0 {
+			return local
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d slices not in the store (%v)", missing, len(local), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -425,3 +425,14 @@ func (s *S3) putMultipart(ctx context.Context, name string, r io.ReaderAt, size 
 }
 
 var _ Store = (*S3)(nil)
+
+// Sub is the store under <prefix>/dir/ in the same bucket, with the same
+// client and settings (the continuous oplog archive's slices go under
+// <prefix>/oplog/). List on s does not list what Sub holds: it lists the
+// objects directly under the prefix only.
+func (s *S3) Sub(dir string) Store {
+	c := *s
+	c.prefix = strings.Trim(s.prefix+"/"+strings.Trim(dir, "/"), "/")
+	c.location = s.location + "/" + strings.Trim(dir, "/")
+	return &c
+}

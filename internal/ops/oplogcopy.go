@@ -1,0 +1,201 @@
+package ops
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/pitr"
+	"github.com/a0backup/a0/internal/remote"
+)
+
+// SliceCopier copies the archive's slices to the remote store as they
+// close (Copied after each), and gaps.json when it changes. A slice the
+// store does not take waits on the device and goes at the next attempt
+// (RetryWait, doubled up to a minute): none is ever dropped. At start it
+// lists the store once and copies every local slice missing there (a
+// restart, a store that was away); after that it knows what it put.
+type SliceCopier struct {
+	// Remote is the store's oplog folder (<prefix>/oplog/).
+	Remote remote.Store
+	// Dir is the archive's directory now ("" while none runs).
+	Dir func() string
+	// RetryWait is the first wait after a failure (0: 5s).
+	RetryWait time.Duration
+	Log       *slog.Logger
+
+	mu      sync.Mutex
+	remote  map[string]int64 // name -> size, what the store holds
+	listed  bool
+	gaps    []byte // gaps.json as last put
+	pending int
+	lastErr string
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+// SliceCopyState is the copier's state for pitr-status.
+type SliceCopyState struct {
+	Location string
+	// Pending is how many local slices the store lacks.
+	Pending int
+	Error   string
+}
+
+// Start runs the copier until ctx ends; Wait waits for it.
+func (c *SliceCopier) Start(ctx context.Context) {
+	c.wake = make(chan struct{}, 1)
+	c.done = make(chan struct{})
+	c.remote = map[string]int64{}
+	go c.run(ctx)
+}
+
+// Wait waits for the copier to end (after its ctx ended).
+func (c *SliceCopier) Wait() {
+	if c.done != nil {
+		<-c.done
+	}
+}
+
+// Closed hears of a slice that is now durable: it goes at once.
+func (c *SliceCopier) Closed(pitr.Slice) {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// State is the copier's state now.
+func (c *SliceCopier) State() SliceCopyState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return SliceCopyState{Location: c.Remote.Location(), Pending: c.pending, Error: c.lastErr}
+}
+
+// Forget drops names from what the copier knows the store holds (after a
+// prune removed them there).
+func (c *SliceCopier) Forget(names []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range names {
+		delete(c.remote, n)
+	}
+}
+
+func (c *SliceCopier) run(ctx context.Context) {
+	defer close(c.done)
+	first := c.RetryWait
+	if first <= 0 {
+		first = 5 * time.Second
+	}
+	wait := first
+	for {
+		err := c.sync(ctx)
+		c.mu.Lock()
+		c.lastErr = ""
+		if err != nil {
+			c.lastErr = err.Error()
+		}
+		c.mu.Unlock()
+		var timer <-chan time.Time
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.Log.Warn("pitr: copy of the oplog slices to the remote store failed: they wait on the device", "err", err, "retry", wait)
+			timer = time.After(wait)
+			wait = min(wait*2, time.Minute)
+		} else {
+			wait = first
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wake:
+		case <-timer:
+		}
+	}
+}
+
+// sync puts every local slice the store lacks, oldest first, then
+// gaps.json when it changed.
+func (c *SliceCopier) sync(ctx context.Context) error {
+	dir := c.Dir()
+	if dir == "" {
+		return nil
+	}
+	if !c.listed {
+		objs, err := c.Remote.List(ctx)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", c.Remote.Location(), err)
+		}
+		c.mu.Lock()
+		for _, o := range objs {
+			c.remote[o.Name] = o.Size
+		}
+		c.mu.Unlock()
+		c.listed = true
+	}
+	ar, err := pitr.Open(dir, crypt.Unlock{})
+	if err != nil {
+		return err
+	}
+	var todo []pitr.Slice
+	c.mu.Lock()
+	for _, s := range ar.Slices {
+		if size, ok := c.remote[s.Name]; !ok || size != s.Size {
+			todo = append(todo, s)
+		}
+	}
+	c.pending = len(todo)
+	c.mu.Unlock()
+	for _, s := range todo {
+		if err := c.put(ctx, s.Path, s.Name, s.Size); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.remote[s.Name] = s.Size
+		c.pending--
+		c.mu.Unlock()
+	}
+	b, err := os.ReadFile(filepath.Join(dir, pitr.GapsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(b, c.gaps) {
+		if _, err := c.Remote.Put(ctx, pitr.GapsFile, bytes.NewReader(b), int64(len(b))); err != nil {
+			return fmt.Errorf("copy %s: %w", pitr.GapsFile, err)
+		}
+		c.gaps = b
+	}
+	return nil
+}
+
+func (c *SliceCopier) put(ctx context.Context, path, name string, size int64) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // pruned meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := c.Remote.Put(ctx, name, f, size)
+	if err != nil {
+		return fmt.Errorf("copy slice %s: %w", name, err)
+	}
+	if res.Size != size {
+		return fmt.Errorf("copy slice %s: %w: the store holds %d bytes for %d", name, remote.ErrMismatch, res.Size, size)
+	}
+	return nil
+}
