@@ -85,6 +85,12 @@ func (a *Agent) backupEnded(m *store.Meta, err error) {
 	if err == nil && a.copier != nil && m != nil && m.Verified {
 		a.copier.Copy(m.Name)
 	}
+	if err == nil && a.archive != nil {
+		// A new base: the device keeps slices back to the oldest one.
+		if _, err := a.prunePITR(a.ctx, false); err != nil {
+			a.log.Warn("pitr: prune the device's slices", "err", err)
+		}
+	}
 }
 
 // pinMember connects to one member of the configured deployment alone (a

@@ -200,19 +200,8 @@ func (a *Agent) pitrReport(ctx context.Context) (api.PITRStatus, bool, error) {
 	if device == "" {
 		return api.PITRStatus{LagSeconds: -1, Windows: []api.PITRWindow{}, Gaps: []api.PITRGap{}, Error: "no backup device: run set-as-backup"}, false, nil
 	}
-	var bases []ops.Base
-	if b, ok := ops.LocalBase(device); ok {
-		bases = append(bases, b)
-	}
-	if a.copier != nil {
-		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		rb, err := a.copier.RemoteBases(rctx)
-		cancel()
-		if err != nil {
-			a.log.Warn("pitr-status: list the remote copies", "err", err)
-		}
-		bases = append(bases, rb...)
-	}
+	local, remote := a.pitrBases(ctx, device)
+	bases := append(local, remote...)
 	out, err := ops.PITRStatus(ops.OplogDir(device), st.Status, bases, a.serverNewest(ctx))
 	return out, st.Running, err
 }
@@ -240,4 +229,66 @@ func (a *Agent) serverNewest(ctx context.Context) bson.Timestamp {
 		}
 	}
 	return newest
+}
+
+// pitrBases are the backups the archive's windows can start from: the
+// device's stored backup and the remote copies.
+func (a *Agent) pitrBases(ctx context.Context, device string) (local, remote []ops.Base) {
+	if b, ok := ops.LocalBase(device); ok {
+		local = append(local, b)
+	}
+	if a.copier != nil {
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		rb, err := a.copier.RemoteBases(rctx)
+		cancel()
+		if err != nil {
+			a.log.Warn("pitr: list the remote copies", "err", err)
+		}
+		remote = rb
+	}
+	return local, remote
+}
+
+// prunePITR removes the slices no base needs: on the device, those ending
+// before the oldest base (local or remote) inside the archive's windows;
+// in the store, those ending before the store's oldest base.
+func (a *Agent) prunePITR(ctx context.Context, dryRun bool) (*api.PITRPrune, error) {
+	out := &api.PITRPrune{Removed: []string{}, RemovedRemote: []string{}}
+	st := a.archive.State()
+	dir := st.Dir
+	if dir == "" {
+		return out, nil
+	}
+	local, remote := a.pitrBases(ctx, st.Device)
+	before, ok, err := ops.OldestBase(dir, append(local, remote...))
+	if err != nil {
+		return out, err
+	}
+	if ok {
+		out.Before = &api.OplogPos{T: before.T, I: before.I, Wall: time.Unix(int64(before.T), 0).UTC()}
+		if out.Removed, err = ops.PruneSlices(dir, before, dryRun); err != nil {
+			return out, err
+		}
+		if out.Removed == nil {
+			out.Removed = []string{}
+		}
+	}
+	if a.sliceCopier != nil && len(remote) > 0 {
+		oldest := remote[0].ConsistentTo
+		for _, b := range remote[1:] {
+			if b.ConsistentTo.T < oldest.T || b.ConsistentTo.T == oldest.T && b.ConsistentTo.I < oldest.I {
+				oldest = b.ConsistentTo
+			}
+		}
+		if out.RemovedRemote, err = a.sliceCopier.Prune(ctx, oldest, dryRun); err != nil {
+			return out, err
+		}
+		if out.RemovedRemote == nil {
+			out.RemovedRemote = []string{}
+		}
+	}
+	if n := len(out.Removed) + len(out.RemovedRemote); n > 0 {
+		a.log.Info("pitr: pruned slices", "device", len(out.Removed), "remote", len(out.RemovedRemote), "dry_run", dryRun)
+	}
+	return out, nil
 }

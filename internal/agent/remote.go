@@ -93,6 +93,11 @@ func (a *Agent) listBackups(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sort.SliceStable(out.Backups, func(i, j int) bool { return out.Backups[i].Created.After(out.Backups[j].Created) })
+	if a.archive != nil {
+		if st, _, err := a.pitrReport(r.Context()); err == nil {
+			out.PITRWindows = st.Windows
+		}
+	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
@@ -108,6 +113,11 @@ func (a *Agent) prunePost(w http.ResponseWriter, r *http.Request) error {
 	res, err := a.copier.Prune(r.Context(), req.DryRun)
 	if err != nil {
 		return err
+	}
+	if a.archive != nil {
+		if res.PITR, err = a.prunePITR(r.Context(), req.DryRun); err != nil {
+			return err
+		}
 	}
 	a.log.Info("prune", "dry_run", req.DryRun, "key", r.Context().Value(keyNameKey))
 	return writeJSON(w, http.StatusOK, res)

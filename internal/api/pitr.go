@@ -61,3 +61,12 @@ type PITRGap struct {
 	To     *time.Time `json:"to"`
 	Reason string     `json:"reason"`
 }
+
+// PITRPrune is what a prune did to the archive's slices: those ending
+// before the oldest kept base's consistent_to (Before) are removed from
+// the device and from the store (the store's own oldest base there).
+type PITRPrune struct {
+	Before        *OplogPos `json:"before,omitempty"`
+	Removed       []string  `json:"removed"`
+	RemovedRemote []string  `json:"removed_remote"`
+}

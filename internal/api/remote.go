@@ -80,6 +80,9 @@ type Backups struct {
 	Retention string `json:"retention,omitempty"`
 	// RemoteError is set when the store could not be listed.
 	RemoteError string `json:"remote_error,omitempty"`
+	// PITRWindows are the continuous oplog archive's restorable windows
+	// (as pitr-status lists them), when "pitr" is on.
+	PITRWindows []PITRWindow `json:"pitr_windows,omitempty"`
 }
 
 // BackupsPruneRequest is the body of POST /v1/backups/prune.
@@ -101,6 +104,9 @@ type BackupsPrune struct {
 	DryRun    bool            `json:"dry_run"`
 	Retention string          `json:"retention"`
 	Decisions []PruneDecision `json:"decisions"`
+	// PITR is what the prune did to the continuous oplog archive's slices,
+	// when "pitr" is on.
+	PITR *PITRPrune `json:"pitr,omitempty"`
 }
 
 // States of a copy to the remote store (RemoteCopyStatus.State).

@@ -346,9 +346,51 @@ func TestPITRRemoteCopy(t *testing.T) {
 	if err != nil || len(proof.Windows) != 1 || proof.Slices != len(names) {
 		t.Fatalf("the remote copies: %+v %v", proof, err)
 	}
-	r := admin.mustOn(n, "backups", "--json")
-	if strings.Contains(r.stdout, "oplog") || strings.Contains(r.stdout, ".oplog") {
-		t.Fatalf("backups lists the slices as backups: %s", r.stdout)
+	// A backup is a base: the device keeps slices back to it and no
+	// further, and `backups prune` does the same in the store.
+	if len(proof.Windows) != 1 {
+		t.Fatal("no window")
+	}
+	admin.mustOn(n, "backup", "--no-password")
+	found := waitFound(t, admin, n)
+	if r := admin.waitRemote(n); r.State != "copied" {
+		t.Fatalf("remote copy of the backup: %+v", r)
+	}
+	st := pitrStatusOf(t, admin, n)
+	if len(st.Arguments.Windows) != 1 || st.Arguments.Windows[0].Base != found.Arguments.Name {
+		t.Fatalf("pitr-status after the backup: %+v", st.Arguments)
+	}
+	base := st.Arguments.Windows[0].FromTS
+	for _, name := range localSlices(t, dir)[:1] {
+		if _, last, _ := pitr.ParseSliceName(name); last.T < base.T || last.T == base.T && last.I < base.I {
+			t.Fatalf("the device kept %s, older than the base at %d.%d", name, base.T, base.I)
+		}
+	}
+	if len(localSlices(t, dir)) >= len(names) {
+		t.Fatalf("nothing pruned on the device: %d slices, %d before", len(localSlices(t, dir)), len(names))
+	}
+	var pr api.BackupsPrune
+	if err := json.Unmarshal([]byte(admin.mustOn(n, "backups", "prune", "--json").stdout), &pr); err != nil || pr.PITR == nil ||
+		len(pr.PITR.RemovedRemote) == 0 || pr.PITR.Before == nil || pr.PITR.Before.T != base.T {
+		t.Fatalf("backups prune: %+v %v", pr.PITR, err)
+	}
+	objs, err := sub.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if _, last, ok := pitr.ParseSliceName(o.Name); ok && (last.T < base.T || last.T == base.T && last.I < base.I) {
+			t.Fatalf("the store kept %s, older than the base", o.Name)
+		}
+	}
+	r := admin.mustOn(n, "backups")
+	if !strings.Contains(r.stdout, "pitr window: ") || !strings.Contains(r.stdout, "(base "+found.Arguments.Name+")") {
+		t.Fatalf("backups does not show the window:\n%s", r.stdout)
+	}
+	r = admin.mustOn(n, "backups", "--json")
+	var list api.Backups
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Backups) != 1 || len(list.PITRWindows) != 1 {
+		t.Fatalf("backups --json lists %+v (%v)", list, err)
 	}
 }
 

@@ -147,6 +147,9 @@ func RunBackups(ctx context.Context, env *Env, o BackupsOptions) error {
 		} else {
 			fmt.Fprintln(env.Stdout, "remote store: none configured on this node")
 		}
+		for _, w := range out.PITRWindows {
+			fmt.Fprintf(env.Stdout, "pitr window: %s (base %s) .. %s UTC\n", w.From.UTC().Format("2006-01-02 15:04:05"), w.Base, w.To.UTC().Format("2006-01-02 15:04:05"))
+		}
 	}
 	if out.RemoteError != "" {
 		return &remoteError{msg: "the remote store could not be listed: " + out.RemoteError}
@@ -196,6 +199,9 @@ func RunBackupsPrune(ctx context.Context, env *Env, o BackupsOptions) error {
 		verb = "would remove (dry run, nothing deleted)"
 	}
 	fmt.Fprintf(env.Stdout, "%s: %d of %d copies %s\n", res.Retention, removed, len(res.Decisions), verb)
+	if p := res.PITR; p != nil {
+		fmt.Fprintf(env.Stdout, "pitr: %d oplog slices on the device and %d in the store %s (older than the oldest kept base)\n", len(p.Removed), len(p.RemovedRemote), verb)
+	}
 	return nil
 }
 

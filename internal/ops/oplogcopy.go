@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/pitr"
@@ -198,4 +201,40 @@ func (c *SliceCopier) put(ctx context.Context, path, name string, size int64) er
 		return fmt.Errorf("copy slice %s: %w: the store holds %d bytes for %d", name, remote.ErrMismatch, res.Size, size)
 	}
 	return nil
+}
+
+// Prune removes the store's slices that end before `before` (the oldest
+// remote base's consistent_to), never its newest, and returns their names.
+func (c *SliceCopier) Prune(ctx context.Context, before bson.Timestamp, dryRun bool) ([]string, error) {
+	objs, err := c.Remote.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type named struct {
+		name string
+		last bson.Timestamp
+	}
+	var slices []named
+	for _, o := range objs {
+		if _, last, ok := pitr.ParseSliceName(o.Name); ok {
+			slices = append(slices, named{o.Name, last})
+		}
+	}
+	sort.Slice(slices, func(i, j int) bool { return slices[i].name < slices[j].name })
+	var out []string
+	for i, s := range slices {
+		if i == len(slices)-1 || !tsBefore(s.last, before) {
+			break
+		}
+		if !dryRun {
+			if err := c.Remote.Delete(ctx, s.name); err != nil {
+				return out, fmt.Errorf("pitr: prune the remote slice %s: %w", s.name, err)
+			}
+		}
+		out = append(out, s.name)
+	}
+	if !dryRun {
+		c.Forget(out)
+	}
+	return out, nil
 }

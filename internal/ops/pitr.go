@@ -3,7 +3,9 @@ package ops
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -230,6 +232,51 @@ func (c *Copier) RemoteBases(ctx context.Context) ([]Base, error) {
 			continue
 		}
 		out = append(out, Base{Name: rb.Name, ConsistentTo: bson.Timestamp{T: rb.ConsistentTo.T, I: rb.ConsistentTo.I}})
+	}
+	return out, nil
+}
+
+// OldestBase is the ConsistentTo of the oldest base that lies inside a
+// window of the archive in dir (ok false: none does, and nothing may be
+// pruned: no restore to a time is possible yet, and a backup to come
+// needs what is there).
+func OldestBase(dir string, bases []Base) (bson.Timestamp, bool, error) {
+	ar, err := pitr.Open(dir, crypt.Unlock{})
+	if err != nil {
+		return bson.Timestamp{}, false, err
+	}
+	var oldest bson.Timestamp
+	found := false
+	for _, w := range ar.Windows() {
+		for _, b := range bases {
+			if w.Contains(b.ConsistentTo) && (!found || tsBefore(b.ConsistentTo, oldest)) {
+				oldest, found = b.ConsistentTo, true
+			}
+		}
+	}
+	return oldest, found, nil
+}
+
+// PruneSlices removes the slices of dir that end before `before` (the
+// oldest kept base's consistent_to: no restore to a time can need them),
+// never the newest (the archive resumes its chain from it), and returns
+// their names. The oldest slice left starts the chain Verify proves.
+func PruneSlices(dir string, before bson.Timestamp, dryRun bool) ([]string, error) {
+	ar, err := pitr.Open(dir, crypt.Unlock{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, s := range ar.Slices {
+		if i == len(ar.Slices)-1 || !tsBefore(s.Last, before) {
+			break
+		}
+		if !dryRun {
+			if err := os.Remove(s.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return out, fmt.Errorf("pitr: prune %s: %w", s.Name, err)
+			}
+		}
+		out = append(out, s.Name)
 	}
 	return out, nil
 }
