@@ -11,12 +11,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"filippo.io/age"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/api"
@@ -433,4 +435,120 @@ func waitCopied(t *testing.T, st remote.Store, dir string) []string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestBinaryPITRKilledMidSlice: the built a0agent with "pitr" is killed
+// (SIGKILL) while a writer runs and slices are open, twice; started again,
+// it resumes from its last durable slice and the archive holds every entry
+// of the server's oplog exactly once, in one window.
+func TestBinaryPITRKilledMidSlice(t *testing.T) {
+	bin := buildBinaries(t)
+	x, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	state, dev, home := filepath.Join(work, "node"), filepath.Join(work, "dev"), filepath.Join(work, "cli")
+	os.MkdirAll(dev, 0o700)
+	os.MkdirAll(state, 0o700)
+	cfgPath := filepath.Join(work, "agent.json")
+	b, _ := json.Marshal(map[string]any{"state_dir": state, "recipients": []string{x.Recipient().String()}, "pitr": map[string]string{"slice": "1s"}})
+	os.WriteFile(cfgPath, b, 0o600)
+	addr := quietAddr(t)
+	start := func() *proc { return startAgentCmd(t, bin, []string{"--config", cfgPath, "--listen", addr}, false) }
+	run := func(name string, args ...string) string {
+		t.Helper()
+		code, out, errs := sh(t, bin, work, home, nil, name, args...)
+		if code != 0 {
+			t.Fatalf("%s %v: exit %d\n%s%s", name, args, code, out, errs)
+		}
+		return out
+	}
+	p := start()
+	pub := run("a0cli", "create-key")
+	run("a0agent", "authorize", "--state-dir", state, "me", strings.TrimSpace(pub))
+	run("a0cli", "-t", addr, "set-as-backup", dev)
+	connect := func() *mongo.Client {
+		t.Helper()
+		uri, err := os.ReadFile(filepath.Join(state, "embedded.uri"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := mongo.Connect(options.Client().ApplyURI(strings.TrimSpace(string(uri))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	dir := ops.OplogDir(dev)
+	for round := range 2 {
+		c := connect()
+		w := startPITRWriter(c, round*1_000_000)
+		// Let slices close, then kill it with one open (the writer never
+		// pauses long enough for a slice to stay empty).
+		deadline := time.Now().Add(time.Minute)
+		for n0 := len(localSlices(t, dir)); len(localSlices(t, dir)) < n0+3; {
+			if time.Now().After(deadline) {
+				t.Fatalf("no slice:\n%s", p.log.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		p.signal(syscall.SIGKILL)
+		close(w.stop)
+		<-w.done // its last write may fail: the server is gone
+		c.Disconnect(context.Background())
+		p = start()
+	}
+	c := connect()
+	defer c.Disconnect(context.Background())
+	want := oplogEntries(t, c)
+	var newest bson.Timestamp
+	for ts := range want {
+		if ts.T > newest.T || ts.T == newest.T && ts.I > newest.I {
+			newest = ts
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		sl := localSlices(t, dir)
+		if len(sl) > 0 {
+			if _, last, _ := pitr.ParseSliceName(sl[len(sl)-1]); last == newest {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the archive did not reach %v:\n%s", newest, p.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	unlock := crypt.Unlock{Identities: []age.Identity{x}}
+	proof, err := pitr.Verify(context.Background(), dir, unlock)
+	if err != nil || len(proof.Windows) != 1 || len(proof.Gaps) != 0 {
+		t.Fatalf("proof %+v %v", proof, err)
+	}
+	ar, err := pitr.Open(dir, unlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[bson.Timestamp]int{}
+	if err := ar.Entries(context.Background(), proof.Windows[0].From, proof.Windows[0].To, func(raw bson.Raw) error {
+		t1, i1, _ := raw.Lookup("ts").TimestampOK()
+		ts := bson.Timestamp{T: t1, I: i1}
+		got[ts]++
+		if !bytes.Equal(raw, want[ts]) {
+			return fmt.Errorf("entry %v differs from the server's", ts)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for ts := range want {
+		if got[ts] != 1 {
+			t.Errorf("entry %d.%d archived %d times", ts.T, ts.I, got[ts])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("archive %d entries, server %d", len(got), len(want))
+	}
+	t.Logf("%d entries once across two kills, %d slices", len(got), proof.Slices)
 }
