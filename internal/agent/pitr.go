@@ -203,6 +203,10 @@ func (a *Agent) pitrReport(ctx context.Context) (api.PITRStatus, bool, error) {
 	local, remote := a.pitrBases(ctx, device)
 	bases := append(local, remote...)
 	out, err := ops.PITRStatus(ops.OplogDir(device), st.Status, bases, a.serverNewest(ctx))
+	if a.sliceCopier != nil {
+		cs := a.sliceCopier.State()
+		out.Remote = &api.PITRRemote{Location: cs.Location, Pending: cs.Pending, Error: cs.Error}
+	}
 	return out, st.Running, err
 }
 
@@ -260,7 +264,7 @@ func (a *Agent) prunePITR(ctx context.Context, dryRun bool) (*api.PITRPrune, err
 		return out, nil
 	}
 	local, remote := a.pitrBases(ctx, st.Device)
-	before, ok, err := ops.OldestBase(dir, append(local, remote...))
+	before, ok, err := ops.OldestBase(dir, append(local, remote...), a.serverNewest(ctx))
 	if err != nil {
 		return out, err
 	}

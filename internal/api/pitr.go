@@ -41,6 +41,17 @@ type PITRStatus struct {
 	// last failure (cleared by the next slice).
 	Dir   string `json:"dir,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Remote is the copy of the slices to the remote store, when there is
+	// one.
+	Remote *PITRRemote `json:"remote,omitempty"`
+}
+
+// PITRRemote is pitr-status's "remote": where the slices go, how many
+// wait on the device, and the last failure.
+type PITRRemote struct {
+	Location string `json:"location"`
+	Pending  int    `json:"pending"`
+	Error    string `json:"error,omitempty"`
 }
 
 // PITRWindow is a restorable window: from its base's consistent_to to the

@@ -84,6 +84,12 @@ func printPITRStatus(w io.Writer, message string, st api.PITRStatus) {
 		}
 		fmt.Fprintf(w, "GAP:        %s UTC .. %s: %s\n", g.From.UTC().Format(day), to, g.Reason)
 	}
+	if r := st.Remote; r != nil {
+		fmt.Fprintf(w, "remote:     %s, %d slices waiting on the device\n", r.Location, r.Pending)
+		if r.Error != "" {
+			fmt.Fprintf(w, "remote error: %s\n", r.Error)
+		}
+	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "error:      %s\n", st.Error)
 	}

@@ -118,22 +118,26 @@ func oplogEntries(t *testing.T, c *mongo.Client) map[bson.Timestamp]bson.Raw {
 // archived entry is the server's newest.
 func waitPITRCaughtUp(t *testing.T, op *operator, n *testNode) pitrReply {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(time.Minute)
+	var newest bson.Timestamp
+	var newestEntry bson.Raw
 	for {
 		st := pitrStatusOf(t, op, n)
 		if st.Arguments != nil && st.Arguments.LagSeconds == 0 && st.Arguments.Slices > 0 {
-			var newest bson.Timestamp
-			for ts := range oplogEntries(t, n.client()) {
+			for ts, e := range oplogEntries(t, n.client()) {
 				if ts.T > newest.T || ts.T == newest.T && ts.I > newest.I {
-					newest = ts
+					newest, newestEntry = ts, e
 				}
 			}
-			if len(st.Arguments.Windows) == 0 || st.Arguments.Windows[len(st.Arguments.Windows)-1].ToTS == (api.OplogPos{T: newest.T, I: newest.I}) {
+			if len(st.Arguments.Windows) == 0 {
+				return st
+			}
+			if to := st.Arguments.Windows[len(st.Arguments.Windows)-1].ToTS; to.T == newest.T && to.I == newest.I {
 				return st
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the archive did not catch up: %+v\nagent log:\n%s", st.Arguments, n.log.String())
+			t.Fatalf("the archive did not catch up: %+v\nserver newest %v: %v\nlog:\n%s", st.Arguments, newest, newestEntry, n.log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -315,6 +319,17 @@ func TestPITRRemoteCopy(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// pitr-status says they wait.
+	for {
+		st := pitrStatusOf(t, admin, n)
+		if r := st.Arguments.Remote; r != nil && r.Pending > 0 && r.Error != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pitr-status while the store is away: %+v", st.Arguments.Remote)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// And the agent restarts before the store is back.
 	w.halt(t)
 	addr := n.addr
@@ -326,6 +341,9 @@ func TestPITRRemoteCopy(t *testing.T) {
 	w.halt(t)
 	waitPITRCaughtUp(t, admin, n)
 	names := waitCopied(t, sub, dir)
+	if r := pitrStatusOf(t, admin, n).Arguments.Remote; r == nil || r.Location != sub.Location() {
+		t.Fatalf("pitr-status remote: %+v", r)
+	}
 
 	// The copies alone: downloaded, they verify as one window.
 	down := t.TempDir()
@@ -363,7 +381,10 @@ func TestPITRRemoteCopy(t *testing.T) {
 		t.Fatalf("pitr-status after the backup: %+v", st.Arguments)
 	}
 	base := st.Arguments.Windows[0].FromTS
-	for _, name := range localSlices(t, dir)[:1] {
+	// Every slice but the newest (the chain resumes from it) ends at or
+	// after the base.
+	kept := localSlices(t, dir)
+	for _, name := range kept[:len(kept)-1] {
 		if _, last, _ := pitr.ParseSliceName(name); last.T < base.T || last.T == base.T && last.I < base.I {
 			t.Fatalf("the device kept %s, older than the base at %d.%d", name, base.T, base.I)
 		}
@@ -380,9 +401,15 @@ func TestPITRRemoteCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var remoteNames []string
 	for _, o := range objs {
-		if _, last, ok := pitr.ParseSliceName(o.Name); ok && (last.T < base.T || last.T == base.T && last.I < base.I) {
-			t.Fatalf("the store kept %s, older than the base", o.Name)
+		if _, _, ok := pitr.ParseSliceName(o.Name); ok {
+			remoteNames = append(remoteNames, o.Name)
+		}
+	}
+	for _, name := range remoteNames[:len(remoteNames)-1] {
+		if _, last, _ := pitr.ParseSliceName(name); last.T < base.T || last.T == base.T && last.I < base.I {
+			t.Fatalf("the store kept %s, older than the base", name)
 		}
 	}
 	r := admin.mustOn(n, "backups")

@@ -199,16 +199,38 @@ func PITRStatus(dir string, st pitr.Status, bases []Base, newest bson.Timestamp)
 		out.Gaps = append(out.Gaps, pg)
 	}
 	sort.Slice(bases, func(i, j int) bool { return tsBefore(bases[i].ConsistentTo, bases[j].ConsistentTo) })
-	for _, w := range ar.Windows() {
+	ws, open := ar.Windows(), caughtUp(ar, newest)
+	for i, w := range ws {
 		for _, b := range bases {
-			if w.Contains(b.ConsistentTo) {
-				out.Windows = append(out.Windows, api.PITRWindow{From: tsTime(b.ConsistentTo), To: tsTime(w.To), Base: b.Name,
-					FromTS: api.OplogPos{T: b.ConsistentTo.T, I: b.ConsistentTo.I, Wall: tsTime(b.ConsistentTo)}, ToTS: api.OplogPos{T: w.To.T, I: w.To.I, Wall: tsTime(w.To)}})
+			if serves(w, open && i == len(ws)-1, b.ConsistentTo) {
+				to := w.To
+				if tsBefore(to, b.ConsistentTo) {
+					to = b.ConsistentTo
+				}
+				out.Windows = append(out.Windows, api.PITRWindow{From: tsTime(b.ConsistentTo), To: tsTime(to), Base: b.Name,
+					FromTS: api.OplogPos{T: b.ConsistentTo.T, I: b.ConsistentTo.I, Wall: tsTime(b.ConsistentTo)}, ToTS: api.OplogPos{T: to.T, I: to.I, Wall: tsTime(to)}})
 				break
 			}
 		}
 	}
 	return out, nil
+}
+
+// caughtUp reports whether the archive holds the server's newest entry
+// (newest; zero: unknown). Its last window then reaches on to now: no
+// entry lies after it, so a backup taken since (whose consistent_to, on
+// an idle embedded server, is a point after the newest entry) is a base
+// of that window: the state at its consistent_to is the state after the
+// window's last entry.
+func caughtUp(ar *pitr.Archive, newest bson.Timestamp) bool {
+	n := len(ar.Slices)
+	return n > 0 && !newest.IsZero() && !tsBefore(ar.Slices[n-1].Last, newest)
+}
+
+// serves reports whether a base at c starts in window w (open: the last
+// window of a caught-up archive, see caughtUp).
+func serves(w pitr.Window, open bool, c bson.Timestamp) bool {
+	return w.Contains(c) || open && !tsBefore(c, w.From)
 }
 
 func tsTime(ts bson.Timestamp) time.Time { return time.Unix(int64(ts.T), 0).UTC() }
@@ -237,19 +259,21 @@ func (c *Copier) RemoteBases(ctx context.Context) ([]Base, error) {
 }
 
 // OldestBase is the ConsistentTo of the oldest base that lies inside a
-// window of the archive in dir (ok false: none does, and nothing may be
+// window of the archive in dir (the last one reaching on to now when the
+// archive holds newest, the server's newest entry: caughtUp) (ok false: none does, and nothing may be
 // pruned: no restore to a time is possible yet, and a backup to come
 // needs what is there).
-func OldestBase(dir string, bases []Base) (bson.Timestamp, bool, error) {
+func OldestBase(dir string, bases []Base, newest bson.Timestamp) (bson.Timestamp, bool, error) {
 	ar, err := pitr.Open(dir, crypt.Unlock{})
 	if err != nil {
 		return bson.Timestamp{}, false, err
 	}
 	var oldest bson.Timestamp
 	found := false
-	for _, w := range ar.Windows() {
+	ws, open := ar.Windows(), caughtUp(ar, newest)
+	for i, w := range ws {
 		for _, b := range bases {
-			if w.Contains(b.ConsistentTo) && (!found || tsBefore(b.ConsistentTo, oldest)) {
+			if serves(w, open && i == len(ws)-1, b.ConsistentTo) && (!found || tsBefore(b.ConsistentTo, oldest)) {
 				oldest, found = b.ConsistentTo, true
 			}
 		}
