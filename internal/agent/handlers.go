@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -200,14 +201,23 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		}
 		fn = a.backupJob(b)
 	}
-	warning := ""
+	// The warning's KDF runs once the job is started (issue 25 point 11):
+	// parallel requests get their busy answer from the one-job rule
+	// before any of them spends a KDF. It reads a copy of the password,
+	// which the job clears when it ends, perhaps before the check is done.
+	var check []byte
 	if len(password) > 0 {
-		warning = a.samePasswordWarning(n, slot, password)
+		check = bytes.Clone(password)
+		defer clear(check)
 	}
 	if err := a.startKeyJob(r, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
 	started = true
+	warning := ""
+	if len(check) > 0 {
+		warning = a.samePasswordWarning(n, slot, check)
+	}
 	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey), "recipients", len(to), "password", len(password) > 0)
 	out := api.Message{Message: "Backup in progress."}
 	if args := (api.BackupStarted{Recipients: to, Warning: warning}); !args.Empty() {

@@ -158,7 +158,7 @@ func deriveMasterKey(password []byte, h *HeaderInfo, salt []byte) ([]byte, error
 }
 
 func deriveKeys(password []byte, h *HeaderInfo, salt []byte) (*keys, error) {
-	mk, err := deriveMaster(password, h, salt)
+	mk, err := boundedMaster(password, h, salt)
 	if err != nil {
 		return nil, err
 	}
