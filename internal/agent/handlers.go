@@ -36,6 +36,9 @@ func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {
 	if req.Device == "" || !filepath.IsAbs(req.Device) {
 		return api.Errorf(api.CodeDeviceInvalid, "device must be an absolute path on the node, got %q", req.Device)
 	}
+	if err := a.checkDevice(req.Device); err != nil {
+		return err
+	}
 	if kind, _, _ := a.jobs.Running(); kind != "" {
 		return &job.BusyError{Running: kind}
 	}
