@@ -141,7 +141,7 @@ func (b *Backup) Run(ctx context.Context, j *job.Job) (*store.Meta, error) {
 		format = FormatNameV2
 	}
 	host, _ := os.Hostname()
-	opts := dump.Options{SpoolDir: WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host}
+	opts := dump.Options{SpoolDir: WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name}
 	if b.AllowPrimary {
 		opts.ReadPreference = readpref.Primary()
 	}

@@ -188,6 +188,11 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 	if err != nil {
 		return nil, openError(err)
 	}
+	// Which backup this is, proven by its authenticated manifest, before
+	// the targets are looked at and long before the first write.
+	if err := src.checkName(plan.Manifest); err != nil {
+		return nil, err
+	}
 	stopPolling()
 	res := &api.RestoreResult{Phase: "planned", Plan: planSummary(plan)}
 	mu.Lock()
