@@ -61,9 +61,14 @@ func TestSetAsBackupRefusesSystemAndStatePaths(t *testing.T) {
 			".02-02-2026-03-04-05.tar.gz.enc.part": "not an a0 part either",
 			"sensitive-keys.enc":                   "someone's keys",
 		}
+		// A .work of theirs, beside a spool a0's backup left.
+		os.Mkdir(filepath.Join(folder, ".work"), 0o700)
+		theirs[".work/notes.txt"] = "their notes"
 		for name, body := range theirs {
 			os.WriteFile(filepath.Join(folder, name), []byte(body), 0o600)
 		}
+		spool := filepath.Join(folder, ".work", ".a0-spool-123.bson")
+		os.WriteFile(spool, []byte("a spool a killed backup left"), 0o600)
 		if r := do(c, "POST", n.url(api.PathSetAsBackup), strings.NewReader(`{"device":"`+dev+`","force":true}`), nil); r.status != 200 {
 			t.Fatalf("set-as-backup force: %d %s", r.status, r.body)
 		}
@@ -74,6 +79,9 @@ func TestSetAsBackupRefusesSystemAndStatePaths(t *testing.T) {
 			if got, err := os.ReadFile(filepath.Join(folder, name)); err != nil || string(got) != body {
 				t.Errorf("%s removed or changed by the restart: %v", name, err)
 			}
+		}
+		if _, err := os.Stat(spool); err == nil {
+			t.Error("the restart left the spool a0's backup left")
 		}
 		if strings.Contains(again.log.String(), "removed partial backup file") {
 			t.Errorf("the restart removed a file: %s", again.log.String())

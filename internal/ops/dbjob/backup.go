@@ -84,7 +84,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 		s.Abort()
 		return nil, err
 	}
-	defer os.RemoveAll(opts.SpoolDir)
+	defer ops.CleanWorkDir(b.Device)
 	b.Hold.At(ctx, ops.HoldBackup)
 	man, err := dump.Run(ctx, b.Client, s.Archive(), opts, prog)
 	if err == nil && b.BeforeSeal != nil {
