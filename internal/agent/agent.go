@@ -261,8 +261,10 @@ func (a *Agent) tlsConfig() *tls.Config {
 func (a *Agent) connect(ctx context.Context) error {
 	uri := a.cfg.MongoURI
 	if uri == "" {
+		// A Unix socket in a 0700 directory: the server has no
+		// authentication, so only the agent's user may reach it.
 		srv, err := embedded.Start(ctx, embedded.Config{Dir: a.state.DBDir(), Oplog: true,
-			Logger: slog.New(warnOnly{a.log.Handler()})})
+			SocketDir: a.state.EmbeddedSocketDir(), Logger: slog.New(warnOnly{a.log.Handler()})})
 		if err != nil {
 			return fmt.Errorf("embedded database: %w", err)
 		}
