@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/connlimit"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
@@ -59,6 +60,9 @@ type Config struct {
 	Logger           *slog.Logger
 	// Timeouts bound slow or stalled clients; zero fields take the defaults.
 	Timeouts Timeouts
+	// Connections bounds the connections held, in total and per source
+	// address (conns.go; zero fields take connlimit's defaults).
+	Connections connlimit.Limits
 	// UploadReserve is the free space uploads must leave on the state
 	// disk (0: 256 MiB).
 	UploadReserve int64
@@ -134,6 +138,9 @@ type Agent struct {
 	metrics     *metrics.Recorder
 	metricsSrv  *http.Server
 	metricsAddr string
+	// conns holds the HTTPS connections within their limits (conns.go).
+	conns     *connlimit.Listener
+	connDrops connDrops
 	// sched runs the schedule (nil without one); hook posts job ends.
 	sched *scheduler
 	hook  *webhook.Poster
@@ -236,6 +243,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		// answers it with the same 401 as every other refusal.
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		// The connection limits (conns.go).
+		ConnContext: connlimit.WithConn,
+		ConnState:   closeUnproven,
 	}
 	a.startSchedule()
 	return a, nil
@@ -378,7 +388,7 @@ func (a *Agent) keysInUse() *api.NodeKeys {
 func (a *Agent) Serve(ln net.Listener) error {
 	a.log.Info("a0agent listening", "addr", ln.Addr().String(), "database", a.dbName,
 		"certificate", a.Fingerprint())
-	err := a.srv.ServeTLS(ln, "", "")
+	err := a.srv.ServeTLS(a.limitConns(ln), "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

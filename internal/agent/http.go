@@ -69,6 +69,7 @@ func (a *Agent) routes() http.Handler {
 func (a *Agent) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := a.authenticate(r); err != nil {
+			refusedConn(w, r) // conns.go
 			start := time.Now()
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			http.NewResponseController(w).SetWriteDeadline(start.Add(a.cfg.Timeouts.withDefaults().Request))
@@ -79,6 +80,7 @@ func (a *Agent) gate(next http.Handler) http.Handler {
 				slog.Duration("took", time.Since(start)))
 			return
 		}
+		provenConn(r) // conns.go
 		next.ServeHTTP(w, r)
 	})
 }
