@@ -176,7 +176,6 @@ func TestUnauthenticatedConnectionClosedAfter401(t *testing.T) {
 	}
 }
 
-
 // TestUnauthenticatedHTTP2ConnectionClosedAfter401: over HTTP/2 the 401
 // makes the node send GOAWAY, so the next request needs a new connection.
 func TestUnauthenticatedHTTP2ConnectionClosedAfter401(t *testing.T) {
