@@ -141,6 +141,10 @@ type Agent struct {
 	// conns holds the HTTPS connections within their limits (conns.go).
 	conns     *connlimit.Listener
 	connDrops connDrops
+	// dbStats caches the database size for the metrics (dbstats.go).
+	dbStats dbStatsCache
+	// refusals summarizes the refused requests in the log (accesslog.go).
+	refusals refusalLog
 	// sched runs the schedule (nil without one); hook posts job ends.
 	sched *scheduler
 	hook  *webhook.Poster

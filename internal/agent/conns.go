@@ -21,6 +21,7 @@ func (a *Agent) limitConns(ln net.Listener) net.Listener {
 	l := connlimit.NewListener(ln, a.cfg.Connections)
 	l.OnDrop = a.droppedConn
 	a.conns = l
+	go a.runRefusalSummaries() // accesslog.go
 	return l
 }
 
