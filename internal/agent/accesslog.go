@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/a0backup/a0/internal/connlimit"
 )
 
 // The access log stays readable under load (issue 25.15): a refused (401)
@@ -64,6 +66,12 @@ func (l *refusalLog) take() (map[string]int64, int64) {
 // logRefusal logs a refused request: in full when it is its source's first
 // since the last summary, else only counted.
 func (a *Agent) logRefusal(r *http.Request, status int, took time.Duration) {
+	if c := connlimit.FromContext(r.Context()); c != nil && c.Closed() {
+		// A request the client sent before closeUnproven closed its
+		// connection, read from the server's buffer: no answer reaches the
+		// client, which sends it again on a new connection.
+		return
+	}
 	src := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(src); err == nil {
 		src = host

@@ -203,6 +203,14 @@ func (c *Conn) Proven() bool {
 	return !c.released && c.elem == nil
 }
 
+// Closed says whether the connection was closed (by the server or by the
+// limits).
+func (c *Conn) Closed() bool {
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	return c.released
+}
+
 // Source is the connection's source address.
 func (c *Conn) Source() string { return c.src }
 
