@@ -12,9 +12,10 @@ import (
 // the background (issue 25.15): dbStats on every database took 5 s on a
 // 333 MB database, and the metric silently went missing when the scrape's
 // 5 s ran out. A scrape starts a read when the last one started
-// dbStatsInterval ago or more, waits for it at most dbStatsWait, and
-// otherwise serves the last value with its age; a failed or slow read is
-// logged and raises a0_database_data_bytes_error.
+// dbStatsInterval ago or more, waits for it at most dbStatsWait (the first
+// read: as long as the scrape may), and otherwise serves the last value
+// with its age; a failed or slow read is logged and a failed one raises
+// a0_database_data_bytes_error.
 const (
 	dbStatsInterval = 30 * time.Second
 	dbStatsWait     = 2 * time.Second
@@ -43,10 +44,16 @@ func (c *dbStatsCache) get(ctx context.Context, a *Agent) (bytes int64, age time
 		c.reads++
 		go c.refresh(a, c.running)
 	}
-	running := c.running
+	running, none := c.running, c.read.IsZero()
 	c.mu.Unlock()
 	if running != nil {
-		t := time.NewTimer(dbStatsWait)
+		// With no value yet there is nothing to serve instead: wait as long
+		// as the scrape may.
+		wait := dbStatsWait
+		if none {
+			wait = dbStatsTimeout
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-running:
 		case <-t.C:
