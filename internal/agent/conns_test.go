@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/connlimit"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 )
 
 // startLimitedNode is startSecNode with connection limits.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
 )
 
 // The database size the metrics report (a0_database_data_bytes) is read in
