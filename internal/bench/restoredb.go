@@ -242,8 +242,14 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 // RestoreDB and print its DBResult as JSON, and adds the child's CPU time
 // and the peak RSS the child reports of itself.
 func ChildRestore(exe, file, uri, password string, parallel int) (DBResult, error) {
+	return childRestoreEnv(exe, file, uri, password, parallel, os.Environ())
+}
+
+// childRestoreEnv is ChildRestore with the child's environment (plus the
+// password).
+func childRestoreEnv(exe, file, uri, password string, parallel int, env []string) (DBResult, error) {
 	cmd := exec.Command(exe, RestoreChildArg, file, uri, fmt.Sprint(parallel))
-	cmd.Env = append(os.Environ(), PasswordEnv+"="+password)
+	cmd.Env = append(env, PasswordEnv+"="+password)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
