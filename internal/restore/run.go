@@ -261,6 +261,10 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
 	prog.setStep(StepData)
 	br := bufio.NewReaderSize(nil, 1<<20)
+	// Collections of different databases load at once (see loader);
+	// everything after the data waits for lo.wait.
+	lo := newLoader(ctx, rs, p)
+	defer lo.stop()
 	for {
 		e, err := ar.Next()
 		if errors.Is(err, io.EOF) {
@@ -271,6 +275,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 		if e.Name == p.prefix+oplogName && replay {
 			if !p.oplogEarly {
+				if err := lo.wait(); err != nil {
+					return nil, err
+				}
 				// Every collection is in (no data entry follows the
 				// oplog): replay now, build the indexes after.
 				br.Reset(ar)
@@ -306,9 +313,18 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		if e.Name == c.bsonFile {
 			data = ar
 		}
+		if data != nil && lo != nil {
+			if err := lo.load(c, data); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := rs.restoreCollection(ctx, c, data, br); err != nil {
 			return nil, err
 		}
+	}
+	if err := lo.wait(); err != nil {
+		return nil, err
 	}
 	for i := range p.Collections {
 		c := &p.Collections[i]
@@ -358,6 +374,9 @@ type runState struct {
 	skipped     map[string]int64
 	// runHook wraps the replay's commander (tests record commands).
 	runHook func(commander) commander
+	// mu guards rep, done and catalog while collections load at once
+	// (loader).
+	mu sync.Mutex
 }
 
 // command runs one command of the replay and returns the server's reply.
@@ -375,7 +394,9 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 		return err
 	}
 	cr := &CollectionReport{Namespace: ns, DocumentsDumped: c.Documents, IndexesExpected: len(c.Indexes) + idIndex(c)}
+	rs.mu.Lock()
 	rs.rep[ns] = cr
+	rs.mu.Unlock()
 	if data != nil {
 		br.Reset(data)
 		docs, n, err := rs.insertAll(ctx, db.Collection(dataCollection(c)), br, insertMode{
@@ -388,8 +409,10 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 				ErrInvalidArchive, ns, docs, n, c.Documents, c.Bytes)
 		}
 	}
+	rs.mu.Lock()
 	rs.done[ns] = true
 	rs.catalog.add(c)
+	rs.mu.Unlock()
 	return nil
 }
 
