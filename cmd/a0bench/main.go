@@ -733,7 +733,7 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 	if f.External {
 		label, server = "external", "external server, own process"
 	}
-	var a0b, accepted, first, reads, after, a0r, a0data, plan, data, rest []float64
+	var a0b, accepted, first, reads, after, a0r, a0data, plan, data, rest, idx, cnt []float64
 	for _, b := range f.A0Backup {
 		a0b, accepted, first, reads, after = append(a0b, b.Seconds), append(accepted, b.Accepted), append(first, b.FirstByte), append(reads, b.Reads), append(after, b.After)
 	}
@@ -744,6 +744,7 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 		}
 		a0r, a0data = append(a0r, w), append(a0data, r.DataDocsPerSec())
 		plan, data, rest = append(plan, r.PlanSeconds), append(data, r.DataSeconds), append(rest, r.Seconds-r.InsertSeconds)
+		idx, cnt = append(idx, r.IndexSeconds), append(cnt, r.ReportSeconds)
 	}
 	br, rr := bench.Median(f.BackupRatios), bench.Median(f.RestoreRatios)
 	stockDocs := float64(f.StockDocs) / bench.Median(f.StockRestore)
@@ -767,7 +768,7 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 			label, f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
 		fmt.Sprintf("%s: a0 backup phases (medians): POST answered (size check, totals) %.1f s; to the first byte (202, oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s",
 			label, bench.Median(accepted), bench.Median(first), bench.Median(reads), bench.Median(after)),
-		fmt.Sprintf("%s: a0 restore phases (medians): authentication pass %.1f s, data phase %.1f s, after the last document (indexes, oplog replay, count) %.1f s", label, bench.Median(plan), bench.Median(data), bench.Median(rest)),
+		fmt.Sprintf("%s: a0 restore phases (medians): authentication pass %.1f s, data phase %.1f s, after the last document (indexes, oplog replay, count) %.1f s, of which index builds %.1f s and the count check %.1f s", label, bench.Median(plan), bench.Median(data), bench.Median(rest), bench.Median(idx), bench.Median(cnt)),
 		fmt.Sprintf("%s: pair by pair (stock / a0): backup %s; restore %s; the restore replayed %d oplog entries", label, ratios(f.BackupRatios), ratios(f.RestoreRatios), f.OplogReplayed),
 	)
 }

@@ -85,3 +85,65 @@ func TestLoadDatabasesAtOnce(t *testing.T) {
 		t.Errorf("spool files left: %v", left)
 	}
 }
+
+// TestCountsAtOnce: the count check asks for collections' counts
+// Options.Parallel at a time: the first collStats is held until a second
+// one has started, which counting one collection after the other never
+// gets to. The counts are still each collection's own.
+func TestCountsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: filepath.Join(t.TempDir(), "db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var (
+		mu      sync.Mutex
+		started int
+		second  = make(chan struct{})
+		overlap = make(chan bool, 1)
+	)
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName != "collStats" {
+			return
+		}
+		mu.Lock()
+		started++
+		n := started
+		mu.Unlock()
+		switch n {
+		case 1:
+			select {
+			case <-second:
+				overlap <- true
+			case <-time.After(10 * time.Second):
+				overlap <- false
+			}
+		case 2:
+			close(second)
+		}
+	}}
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetMonitor(mon))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	d := dump{colls: []coll{
+		{db: "a", name: "one", docs: users(30)},
+		{db: "a", name: "two", docs: users(20)},
+		{db: "a", name: "three", docs: users(10)},
+	}}
+	rep, err := restore(t, client, d.archive(t), Options{Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !<-overlap {
+		t.Error("no second collStats while the first was under way: the counts ran one after the other")
+	}
+	want := map[string]int64{"a.one": 30, "a.two": 20, "a.three": 10}
+	for _, c := range rep.Collections {
+		if c.DocumentsFound != want[c.Namespace] || c.IndexesFound != 1 || !c.OK {
+			t.Errorf("%s: %d documents, %d indexes, ok %v; want %d, 1, true", c.Namespace, c.DocumentsFound, c.IndexesFound, c.OK, want[c.Namespace])
+		}
+	}
+}

@@ -718,10 +718,13 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			}
 		}
 	}
-	for _, c := range colls {
+	found, err := rs.countAll(ctx, colls)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range colls {
 		ns := c.Namespace()
 		cr := rs.rep[ns]
-		coll := rs.client.Database(c.DB).Collection(c.Name)
 		eff := rs.oplog[ns]
 		cr.DocumentsExpected = c.Documents
 		cr.CountCompared = c.Type != "view" && (eff == nil || !rs.viaApplyOp)
@@ -733,26 +736,7 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			cr.DocumentsExpected += eff.net
 		}
 		if c.Type != "view" {
-			var n int64
-			var err error
-			if rs.opts.Count != nil {
-				n, err = rs.opts.Count(ctx, c.DB, dataCollection(&c))
-			} else {
-				n, err = countDocuments(ctx, rs.client, c.DB, dataCollection(&c))
-			}
-			if err != nil {
-				return nil, fmt.Errorf("count %s: %w", ns, err)
-			}
-			cr.DocumentsFound = n
-			cur, err := coll.Indexes().List(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("list indexes of %s: %w", ns, err)
-			}
-			var idx []bson.Raw
-			if err := cur.All(ctx, &idx); err != nil {
-				return nil, fmt.Errorf("list indexes of %s: %w", ns, err)
-			}
-			cr.IndexesFound = len(idx)
+			cr.DocumentsFound, cr.IndexesFound = found[i].docs, found[i].indexes
 		}
 		cr.OK = len(cr.IndexErrors) == 0 && cr.DocumentsFailed == 0 && cr.IndexesFound >= cr.IndexesExpected &&
 			(!cr.CountCompared || cr.DocumentsFound == cr.DocumentsExpected)
@@ -761,6 +745,60 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 		rep.Collections = append(rep.Collections, *cr)
 	}
 	return rep, nil
+}
+
+// collCount is what the server holds of one collection.
+type collCount struct {
+	docs    int64
+	indexes int
+}
+
+// countAll asks the server for each collection's count and index list,
+// opts.Parallel collections at a time (each is a walk of its pages on
+// FerretDB, which the other core can do beside); views are skipped.
+func (rs *runState) countAll(ctx context.Context, colls []PlannedCollection) ([]collCount, error) {
+	out := make([]collCount, len(colls))
+	errs := make([]error, len(colls))
+	slots := make(chan struct{}, max(rs.opts.Parallel, 1))
+	var wg sync.WaitGroup
+	for i := range colls {
+		c := &colls[i]
+		if c.Type == "view" {
+			continue
+		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			out[i], errs[i] = rs.countOne(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (rs *runState) countOne(ctx context.Context, c *PlannedCollection) (collCount, error) {
+	ns := c.Namespace()
+	var n int64
+	var err error
+	if rs.opts.Count != nil {
+		n, err = rs.opts.Count(ctx, c.DB, dataCollection(c))
+	} else {
+		n, err = countDocuments(ctx, rs.client, c.DB, dataCollection(c))
+	}
+	if err != nil {
+		return collCount{}, fmt.Errorf("count %s: %w", ns, err)
+	}
+	cur, err := rs.client.Database(c.DB).Collection(c.Name).Indexes().List(ctx)
+	if err != nil {
+		return collCount{}, fmt.Errorf("list indexes of %s: %w", ns, err)
+	}
+	var idx []bson.Raw
+	if err := cur.All(ctx, &idx); err != nil {
+		return collCount{}, fmt.Errorf("list indexes of %s: %w", ns, err)
+	}
+	return collCount{n, len(idx)}, nil
 }
 
 func dryReport(p *PlanResult) *Report {
