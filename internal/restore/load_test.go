@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/embedded"
+	"github.com/a0backup/a0/internal/spool"
 )
 
 // TestLoadDatabasesAtOnce: the collections of different databases load at
@@ -145,5 +146,20 @@ func TestCountsAtOnce(t *testing.T) {
 		if c.DocumentsFound != want[c.Namespace] || c.IndexesFound != 1 || !c.OK {
 			t.Errorf("%s: %d documents, %d indexes, ok %v; want %d, 1, true", c.Namespace, c.DocumentsFound, c.IndexesFound, c.OK, want[c.Namespace])
 		}
+	}
+}
+
+// TestDataSpoolCleaned: what a killed restore leaves of its data spools is
+// removed by the clean the agent runs at start (with OplogSpoolPattern).
+func TestDataSpoolCleaned(t *testing.T) {
+	dir := t.TempDir()
+	f, err := spool.Create(dir, DataSpoolPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	removed, err := spool.Clean(dir, OplogSpoolPattern)
+	if err != nil || len(removed) != 1 || removed[0] != f.Name() {
+		t.Fatalf("clean removed %v (%v), want %s", removed, err, f.Name())
 	}
 }
