@@ -126,14 +126,16 @@ func startTailer(ctx context.Context, client *mongo.Client, rp *readpref.ReadPre
 // than needed is harmless: replay applies them in order, before the
 // later ones.
 func (t *tailer) startOnePass(ctx context.Context, client *mongo.Client, sp *spools) error {
-	// Counted before the start: an entry counted here is of a write
-	// already in the data the dump reads after this.
-	t.startCount = t.count(ctx)
 	first, ok, err := t.oldestEntry(ctx)
 	if err != nil || !ok {
 		return err
 	}
 	t.firstOldest = first
+	// Counted before the start: an entry counted here is of a write
+	// already in the data the dump reads after this. Counted after the
+	// oldest entry was read: a trim in between then shows as a new oldest
+	// entry at the end, never as a count that an insert made up for.
+	t.startCount = t.count(ctx)
 	var hello struct {
 		LocalTime time.Time `bson:"localTime"`
 	}
