@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -114,6 +115,13 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 			}
 		} else if pw, err = o.resolve(env, false); err != nil {
 			return err
+		} else if len(hdr) > 0 {
+			// A version 1 file: its header checks the password (issue 28.3).
+			// Checked here, before a file is uploaded or a copy downloaded
+			// to be refused at the end; a wrong one costs one derivation.
+			if err := checkPasswordLocally(hdr, pw); err != nil {
+				return err
+			}
 		}
 	}
 	if c == nil {
@@ -148,6 +156,17 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		return nil
 	}
 	return followRestore(ctx, env, c, o.JSON)
+}
+
+// checkPasswordLocally opens a version 1 header with pw on the workstation:
+// a wrong password is refused as the node would refuse it (exit 6), with
+// nothing sent.
+func checkPasswordLocally(hdr []byte, pw string) error {
+	_, err := crypt.NewReader(bytes.NewReader(hdr), []byte(pw))
+	if errors.Is(err, crypt.ErrWrongPassword) {
+		return fmt.Errorf("wrong password for this backup (checked on this workstation against the file's header; nothing was sent to the node): %w", err)
+	}
+	return err
 }
 
 // upload sends a file to the node, resuming what the node already holds.

@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/crypt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,6 +232,18 @@ func TestRestoreRoundTrip(t *testing.T) {
 			r := op.on(dst, "restore", file, "--password", "not-the-password")
 			if r.code != ExitIntegrity || !strings.Contains(r.stderr, "wrong password") {
 				t.Fatalf("%+v", r)
+			}
+			// Issue 28.3: a version 1 file's password is checked on the
+			// workstation: nothing uploaded, no "Restore in progress.".
+			if hdr, err := readLocalHeader(file); err != nil || crypt.Version(hdr) != 1 {
+				t.Fatalf("want a version 1 file: %v", err)
+			}
+			if !strings.Contains(r.stderr, "checked on this workstation") || strings.Contains(r.stdout, "Restore in progress") {
+				t.Fatalf("the password was not checked locally: %+v", r)
+			}
+			sum := sha256.Sum256(full)
+			if _, err := os.Stat(filepath.Join(dst.state, "uploads", hex.EncodeToString(sum[:])[:32]+".upload")); err == nil {
+				t.Fatal("the file was uploaded")
 			}
 			if got := userNamespaces(t, dst.client()); len(got) != 0 {
 				t.Fatalf("database touched: %v", got)
