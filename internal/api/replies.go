@@ -174,6 +174,10 @@ type RestorePlan struct {
 	// OplogOnly lists the namespaces only the oplog writes (created
 	// during the dump): restored from empty, dropped first with --drop.
 	OplogOnly []string `json:"oplog_only,omitempty"`
+	// NonEmpty (dry runs) lists the target collections that already hold
+	// documents: a restore refuses them without --drop, and --drop drops
+	// and replaces them.
+	NonEmpty []string `json:"non_empty,omitempty"`
 }
 
 // RestoreReport is what a restore found once it wrote (restore.Report).

@@ -148,14 +148,20 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		b, _ := json.Marshal(out)
 		env.Stdout.Write(append(b, '\n'))
 	case o.JSON:
-	default:
+	case o.Detach && o.DryRun:
+		fmt.Fprintln(env.Stdout, "Dry run in progress: nothing will be written.")
+	case o.Detach:
 		fmt.Fprintln(env.Stdout, out.Message)
 	}
 	if o.Detach {
 		fmt.Fprintln(env.Stderr, "a0cli: follow it with restore-status")
 		return nil
 	}
-	return followRestore(ctx, env, c, o.JSON)
+	// The node's "Restore in progress." is printed once the node writes
+	// (issue 28.7): a dry run never writes, and a refusal (wrong
+	// password, damaged file, non-empty targets) comes before the first
+	// write, after the whole file is authenticated.
+	return followRestoreAnnounced(ctx, env, c, o.JSON, !o.JSON)
 }
 
 // checkPasswordLocally opens a version 1 header with pw on the workstation:
@@ -264,8 +270,26 @@ func (p *progressReader) Read(b []byte) (int, error) {
 type restoreStatus = api.Reply[json.RawMessage]
 
 func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
+	return followRestoreAnnounced(ctx, env, c, asJSON, false)
+}
+
+// writingPhases are the result phases of a restore that wrote to the
+// database (api.RestoreResult.Phase).
+var writingPhases = map[string]bool{"done": true, "failed": true}
+
+// followRestoreAnnounced is followRestore that, with announce, prints
+// "Restore in progress." once the node starts writing to the database
+// (before the report when the restore ended between two polls).
+func followRestoreAnnounced(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
 	b := newBar(env, "restore")
 	defer func() { b.finish() }()
+	announced := !announce
+	say := func() {
+		if !announced {
+			announced = true
+			fmt.Fprintln(env.Stdout, "Restore in progress.")
+		}
+	}
 	phase := ""
 	var lastBytes, lastTotal int64
 	for {
@@ -299,6 +323,9 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 				}
 				continue
 			}
+			if p.Phase == "restoring" {
+				say()
+			}
 			lastBytes, lastTotal = p.Bytes, p.BytesTotal
 			label := p.Phase
 			switch p.Step {
@@ -323,6 +350,10 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 			b.update(max(lastBytes, lastTotal), max(lastBytes, lastTotal), "done")
 		}
 		b.finish()
+		var res api.RestoreResult
+		if json.Unmarshal(ended.Result, &res) == nil && writingPhases[res.Phase] {
+			say()
+		}
 		if asJSON {
 			env.Stdout.Write(append(compact(raw), '\n'))
 		} else {
@@ -336,8 +367,7 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		}
 		if !asJSON {
 			msg := st.Message
-			var res api.RestoreResult
-			if json.Unmarshal(ended.Result, &res) == nil && res.Phase == "dry-run" {
+			if res.Phase == "dry-run" {
 				msg = "Dry run finished: nothing was written"
 			}
 			fmt.Fprintln(env.Stdout, msg)
@@ -366,6 +396,11 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		}
 		// What else the restore writes, and what it leaves out: an
 		// operator deciding on --drop must see every target.
+		if len(p.NonEmpty) > 0 {
+			if res.Phase == "dry-run" {
+				fmt.Fprintf(w, "already hold documents (--drop drops and replaces them; without it the restore refuses them): %s\n", strings.Join(p.NonEmpty, ", "))
+			}
+		}
 		if len(p.OplogOnly) > 0 {
 			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))
 		}

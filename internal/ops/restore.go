@@ -196,14 +196,24 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 		bytesTotal += c.Bytes
 	}
 	mu.Unlock()
-	if err := restore.CheckTargets(ctx, r.Client, plan, opts); err != nil {
+	checkOpts := opts
+	if opts.DryRun {
+		// A dry run lists the targets that hold documents whether or not
+		// --drop is given (issue 28.7): they are what --drop replaces, and
+		// a plan without --drop that has them is shown, not refused.
+		checkOpts.Drop = false
+	}
+	if err := restore.CheckTargets(ctx, r.Client, plan, checkOpts); err != nil {
 		var ne *restore.NonEmptyError
-		if errors.As(err, &ne) {
+		if errors.As(err, &ne) && opts.DryRun {
+			res.Plan.NonEmpty = ne.Namespaces
+		} else if errors.As(err, &ne) {
 			return res, &Error{Kind: NonEmptyTarget,
 				Msg:     fmt.Sprintf("target collections already hold documents: %s; use --drop to replace them", strings.Join(ne.Namespaces, ", ")),
 				Details: map[string]any{"namespaces": ne.Namespaces}, Err: err}
+		} else {
+			return res, err
 		}
-		return res, err
 	}
 	if opts.DryRun {
 		res.Phase = "dry-run"
