@@ -16,6 +16,17 @@ type SetAsBackupReply struct {
 	Device string   `json:"device"`
 	Folder string   `json:"folder"`
 	Roles  []string `json:"roles"`
+	// LeftBehind lists the backups a forced switch left on the previous
+	// device: no longer managed by the node, still there.
+	LeftBehind []LeftBackup `json:"left_behind,omitempty"`
+}
+
+// LeftBackup is a stored backup set-as-backup left on the previous device.
+type LeftBackup struct {
+	Kind   string `json:"kind"` // "backup" or "sensitive"
+	Name   string `json:"name"`
+	Device string `json:"device"`
+	Path   string `json:"path"`
 }
 
 // BackupStarted is the "arguments" of "Backup in progress." (absent when
