@@ -134,13 +134,13 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {
-			return err
+			return interrupted(ctx, err, "the upload stopped before the restore started: nothing runs on the node and the database is unchanged; the same restore command resumes the upload")
 		}
 		req.UploadID, req.UploadSHA256 = id, sum
 	}
 	var out api.Message
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
-		return err
+		return interrupted(ctx, err, fmt.Sprintf("the restore may have started on the node: see `a0cli %s restore-status`, and stop it with `a0cli %s cancel`", env.targetArgs(), env.targetArgs()))
 	}
 	// With --json stdout holds one JSON document, nothing else.
 	switch {
@@ -162,6 +162,11 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	// password, damaged file, non-empty targets) comes before the first
 	// write, after the whole file is authenticated.
 	return followRestoreAnnounced(ctx, env, c, o.JSON, !o.JSON)
+}
+
+// restoreGoesOn is what an interrupted follower of a restore says.
+func restoreGoesOn(env *Env) string {
+	return jobGoesOn(env, "restore", "restore-status", " (a restore cancelled after its first write leaves the database partly restored, and says what it wrote)")
 }
 
 // checkPasswordLocally opens a version 1 header with pw on the workstation:
@@ -273,6 +278,10 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 	return followRestoreAnnounced(ctx, env, c, asJSON, false)
 }
 
+func followRestoreAnnounced(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
+	return interrupted(ctx, followRestoreLoop(ctx, env, c, asJSON, announce), restoreGoesOn(env))
+}
+
 // writingPhases are the result phases of a restore that wrote to the
 // database (api.RestoreResult.Phase).
 var writingPhases = map[string]bool{"done": true, "failed": true}
@@ -280,7 +289,7 @@ var writingPhases = map[string]bool{"done": true, "failed": true}
 // followRestoreAnnounced is followRestore that, with announce, prints
 // "Restore in progress." once the node starts writing to the database
 // (before the report when the restore ended between two polls).
-func followRestoreAnnounced(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
+func followRestoreLoop(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
 	b := newBar(env, "restore")
 	defer func() { b.finish() }()
 	announced := !announce
@@ -400,6 +409,13 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			if res.Phase == "dry-run" {
 				fmt.Fprintf(w, "already hold documents (--drop drops and replaces them; without it the restore refuses them): %s\n", strings.Join(p.NonEmpty, ", "))
 			}
+		}
+		if res.Phase == "cancelled" {
+			written := "none"
+			if len(res.Written) > 0 {
+				written = strings.Join(res.Written, ", ")
+			}
+			fmt.Fprintf(w, "cancelled part way, the database is partly restored; collections holding documents: %s\n", written)
 		}
 		if len(p.OplogOnly) > 0 {
 			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))

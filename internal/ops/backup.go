@@ -162,7 +162,7 @@ func (b *Backup) Run(ctx context.Context, j *job.Job) (*store.Meta, error) {
 	if err != nil {
 		s.Abort()
 		b.Log.Error("backup failed", "name", name, "err", err)
-		return nil, err
+		return nil, cancelled(ctx, err, "the backup's partial file was removed; the stored backup, if any, is unchanged")
 	}
 	for _, c := range man.ChangedDuringDump {
 		b.Log.Warn("collection changed during the backup", "db", c.DB, "collection", c.Name, "change", c.Change, "new_name", c.NewName)
@@ -176,7 +176,7 @@ func (b *Backup) Run(ctx context.Context, j *job.Job) (*store.Meta, error) {
 	}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
 	if err != nil {
 		b.Log.Error("backup failed", "name", name, "err", err)
-		return nil, err
+		return nil, cancelled(ctx, err, "the backup's partial file was removed while it was verified; the stored backup, if any, is unchanged")
 	}
 	if b.Replace {
 		if b.Replaced = s.Replaced(); b.Replaced != nil {

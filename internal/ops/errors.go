@@ -1,12 +1,14 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/dump"
+	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/restore"
 )
@@ -41,7 +43,19 @@ const (
 	Unsupported
 	// Remote: the remote store failed (unreachable, credentials, bucket).
 	Remote
+	// Cancelled: an operator cancelled the job (job.Runner.Cancel); the
+	// message says what it left.
+	Cancelled
 )
+
+// cancelled is the error of a job whose context an operator cancelled,
+// saying what it left (left), or err unchanged when it was not cancelled.
+func cancelled(ctx context.Context, err error, left string) error {
+	if err == nil || !errors.Is(context.Cause(ctx), job.ErrCancelled) {
+		return err
+	}
+	return &Error{Kind: Cancelled, Msg: job.ErrCancelled.Error() + ": " + left, Err: job.ErrCancelled}
+}
 
 // Error is a failure of a job or service an operator can act on.
 type Error struct {

@@ -186,7 +186,7 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 		err = src.checkHash()
 	}
 	if err != nil {
-		return nil, openError(err)
+		return nil, cancelled(ctx, openError(err), "it stopped while authenticating the file, before the first write: the database is unchanged")
 	}
 	stopPolling()
 	res := &api.RestoreResult{Phase: "planned", Plan: planSummary(plan)}
@@ -247,6 +247,9 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 	r.Hold.at(ctx, HoldRestore)
 	rep, err := restore.Run(ctx, r.Client, stream, plan, opts, prog)
 	res.Report, res.Phase = report(rep), "done"
+	if err != nil && errors.Is(context.Cause(ctx), job.ErrCancelled) {
+		return res, r.cancelledPartWay(ctx, res, plan)
+	}
 	if err != nil {
 		res.Phase = "failed"
 		// The marker stays, now saying why: the next restore and
@@ -270,6 +273,50 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 	}
 	r.Log.Info("restore done")
 	return res, nil
+}
+
+// cancelledPartWay ends a restore an operator cancelled after the marker
+// was written (issue 28.1): the marker stays, saying "cancelled" and what
+// the database holds now, and so do the result and the error, so that
+// nothing looks restored that is not.
+func (r *Restore) cancelledPartWay(ctx context.Context, res *api.RestoreResult, plan *restore.PlanResult) error {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	res.Phase = "cancelled"
+	res.Written = writtenCollections(bg, r.Client, plan)
+	what := "no target collection holds documents yet; some may have been created"
+	if len(res.Written) > 0 {
+		what = "written so far: " + strings.Join(res.Written, ", ")
+	}
+	msg := fmt.Sprintf("part way, after the restore began writing: the database is partly restored (%s); the restore marker stays (node-status: interrupted restore) until a restore succeeds: run restore again with --drop", what)
+	if err := setMarker(bg, r.Client, bson.D{{Key: "state", Value: "cancelled"}, {Key: "error", Value: job.ErrCancelled.Error() + " " + msg},
+		{Key: "written", Value: res.Written}, {Key: "finished", Value: time.Now().UTC()}}); err != nil {
+		r.Log.Warn("could not update the restore marker", "err", err)
+	}
+	r.Log.Warn("restore cancelled part way: the database is partly restored", "written", len(res.Written))
+	return &Error{Kind: Cancelled, Msg: job.ErrCancelled.Error() + " " + msg, Err: job.ErrCancelled}
+}
+
+// writtenCollections are the planned targets that hold documents now, as
+// "db.coll (N documents)" (the server's estimate: cheap, and a cancelled
+// restore's writes are settled).
+func writtenCollections(ctx context.Context, c *mongo.Client, plan *restore.PlanResult) []string {
+	names := make([]string, 0, len(plan.Collections)+len(plan.OplogOnly))
+	for _, pc := range plan.Collections {
+		if pc.Type != "view" {
+			names = append(names, pc.DB+"."+pc.Name)
+		}
+	}
+	names = append(names, plan.OplogOnly...)
+	var out []string
+	for _, ns := range names {
+		db, coll, _ := strings.Cut(ns, ".")
+		n, err := c.Database(db).Collection(coll).EstimatedDocumentCount(ctx)
+		if err == nil && n > 0 {
+			out = append(out, fmt.Sprintf("%s (%d documents)", ns, n))
+		}
+	}
+	return out
 }
 
 // The restore marker lives in the node's `local` database, which is never
