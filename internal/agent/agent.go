@@ -34,6 +34,11 @@ import (
 // Config of an agent.
 type Config struct {
 	StateDir string
+	// Jobs are the bodies of the jobs that read or write the database
+	// (dbjob.Runners()): the composition root (agentcmd, the benchmarks,
+	// the tests) hands them in, so that this package imports neither dump
+	// nor restore. New refuses a Config without them.
+	Jobs ops.Runners
 	// Listen is the HTTPS address, ":10121" by default.
 	Listen string
 	// MongoURI selects a real MongoDB; empty runs the embedded database.
@@ -157,6 +162,9 @@ type Agent struct {
 // New opens the state directory, starts or connects the database and
 // prepares the HTTPS server. Serve starts answering.
 func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if err := cfg.Jobs.Check(); err != nil {
+		return nil, fmt.Errorf("agent: Config.Jobs: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -325,7 +333,7 @@ func (a *Agent) cleanSlots() error {
 // cleanSpools removes the encrypted spools a killed restore left: their
 // key died with the process.
 func (a *Agent) cleanSpools() {
-	for _, r := range ops.CleanSpools(a.state.SpoolDir()) {
+	for _, r := range a.cfg.Jobs.CleanSpools(a.state.SpoolDir()) {
 		a.log.Warn("removed a spool file of an interrupted restore", "file", r)
 	}
 }
