@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"context"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -162,5 +166,95 @@ func TestBinaryCtrlCAndCancel(t *testing.T) {
 	}
 	if st, _ := run(0, "a0cli", "-t", agent2.addr, "node-status"); !strings.Contains(st, "did not finish") {
 		t.Fatalf("node-status after a cancelled restore: %s", st)
+	}
+}
+
+// stallProxy forwards TCP to a node and, on each connection, stops passing
+// the node's bytes after down of them without closing: a download that
+// hangs mid-file until the operator presses Ctrl-C.
+func stallProxy(t *testing.T, target string, down int64) (string, <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	stalled := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go io.Copy(s, c)
+			go func() {
+				if n, _ := io.CopyN(c, s, down); n == down {
+					// Nothing more: the connection stays open.
+					once.Do(func() { close(stalled) })
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), stalled
+}
+
+// Issue 28.1: Ctrl-C during backup-retrieve says that nothing runs on the
+// node, where the bytes are kept and that the same command resumes (exit
+// 130); the next run resumes from the partial file.
+func TestCtrlCDuringRetrieve(t *testing.T) {
+	n, op, _ := backupNode(t, 2000)
+	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-retrieve"
+	op.mustOn(n, "backup", "--wait")
+	st := decodeStatus(t, op.mustOn(n, "backup-status").stdout)
+	if st.Arguments.Size < 64<<10 {
+		t.Fatalf("backup of %d bytes: too small to stop half way", st.Arguments.Size)
+	}
+	// Headers, the status answer and half the file pass; then it stalls.
+	px, stalled := stallProxy(t, n.addr, st.Arguments.Size/2)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	done := make(chan result, 1)
+	go func() { done <- op.runCtx(ctx, "-t", px, "backup-retrieve") }()
+	select {
+	case <-stalled:
+	case r := <-done:
+		t.Fatalf("retrieve ended before the stall: %+v", r)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the download did not reach the stall")
+	}
+	// What a0cli's main does on Ctrl-C (SignalContext).
+	cancel(&Signalled{Signal: os.Interrupt})
+	r := <-done
+	if r.code != ExitInterrupted {
+		t.Fatalf("exit %d, want %d: %+v", r.code, ExitInterrupted, r)
+	}
+	for _, want := range []string{"a0cli: interrupted: the download stopped at byte ", "nothing runs there", "the same backup-retrieve command resumes the download"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if r := op.mustOn(n, "backup-retrieve"); !strings.Contains(r.stderr, "resuming download at byte") {
+		t.Fatalf("the next run did not resume: %+v", r)
+	}
+	if v := op.run("verify", "backup-retrieve.tar.gz.enc"); v.code != 0 {
+		t.Fatalf("verify: %+v", v)
 	}
 }
