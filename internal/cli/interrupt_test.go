@@ -220,11 +220,13 @@ func stallProxy(t *testing.T, target string, down int64) (string, <-chan struct{
 // node, where the bytes are kept and that the same command resumes (exit
 // 130); the next run resumes from the partial file.
 func TestCtrlCDuringRetrieve(t *testing.T) {
-	n, op, _ := backupNode(t, 2000)
+	// More than 2 MiB: the download writes its partial file in 1 MiB
+	// buffers, and half the file must be on disk when it stalls.
+	n, op, _ := backupNode(t, 15000)
 	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-retrieve"
 	op.mustOn(n, "backup", "--wait")
 	st := decodeStatus(t, op.mustOn(n, "backup-status").stdout)
-	if st.Arguments.Size < 64<<10 {
+	if st.Arguments.Size < 2<<20+64<<10 {
 		t.Fatalf("backup of %d bytes: too small to stop half way", st.Arguments.Size)
 	}
 	// Headers, the status answer and half the file pass; then it stalls.
@@ -239,6 +241,20 @@ func TestCtrlCDuringRetrieve(t *testing.T) {
 		t.Fatalf("retrieve ended before the stall: %+v", r)
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the download did not reach the stall")
+	}
+	// The stalled download has written its first buffer.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		parts, _ := filepath.Glob(filepath.Join(op.dir, ".backup-retrieve.tar.gz.enc.*.part"))
+		if len(parts) == 1 {
+			if fi, err := os.Stat(parts[0]); err == nil && fi.Size() > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing of the download reached the disk")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// What a0cli's main does on Ctrl-C (SignalContext).
 	cancel(&Signalled{Signal: os.Interrupt})

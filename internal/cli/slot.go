@@ -449,7 +449,7 @@ func retrieveTo(ctx context.Context, env *Env, c *client.Client, o RetrieveOptio
 func download(ctx context.Context, env *Env, c *client.Client, path, cmd string, f *os.File, have int64, want foundArgs, hmd5, hsha hash.Hash) error {
 	d, err := c.GetFile(ctx, path, have, want.SHA256)
 	if err != nil {
-		return err
+		return interrupted(ctx, err, downloadStopped(have, want.Size, cmd))
 	}
 	defer d.Body.Close()
 	if d.SHA256 != want.SHA256 {
@@ -481,12 +481,18 @@ func download(ctx context.Context, env *Env, c *client.Client, path, cmd string,
 		if ctx.Err() != nil {
 			// Ctrl-C: nothing runs on the node for a download; what
 			// arrived is kept for the next run to resume.
-			return interrupted(ctx, ctx.Err(), fmt.Sprintf("the download stopped at byte %d of %d (kept in a hidden .part file beside the output); the backup stays on the node, nothing runs there: the same %s command resumes the download",
-				pw.n, want.Size, cmd))
+			return interrupted(ctx, ctx.Err(), downloadStopped(pw.n, want.Size, cmd))
 		}
 		return &client.ConnError{Node: c.Node(), Err: fmt.Errorf("download interrupted at byte %d (run the command again to resume): %w", pw.n, err)}
 	}
 	return nil
+}
+
+// downloadStopped is what Ctrl-C during a download says: nothing runs on
+// the node for it, and what arrived is kept for the next run to resume.
+func downloadStopped(at, size int64, cmd string) string {
+	return fmt.Sprintf("the download stopped at byte %d of %d (kept in a hidden .part file beside the output); the backup stays on the node, nothing runs there: the same %s command resumes the download",
+		at, size, cmd)
 }
 
 // copyHashed copies r to w and to side (md5, the slowest hash) in three
