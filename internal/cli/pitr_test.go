@@ -257,7 +257,7 @@ func TestPITRAgent(t *testing.T) {
 	t.Logf("%d entries archived once in %d slices; window %+v; text:\n%s", len(got), proof.Slices, win, text)
 	// Another device: the archive moves.
 	dev2 := t.TempDir()
-	admin.mustOn(n, "set-as-backup", dev2)
+	admin.mustOn(n, "set-as-backup", dev2, "force") // the backup stays on the first device
 	if st := pitrStatusOf(t, admin, n); st.Arguments.Dir != ops.OplogDir(dev2) {
 		t.Fatalf("after set-as-backup %s: %+v", dev2, st.Arguments)
 	}
