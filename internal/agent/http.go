@@ -46,6 +46,8 @@ func (a *Agent) routes() http.Handler {
 	handle("POST "+api.PathRestore, a.startRestore)
 	handle("GET "+api.PathRestoreStatus, a.restoreStatus)
 	handle("POST "+api.PathRestoreSens, a.restoreSensitive)
+	// Point-in-time restore (pitrrestore.go).
+	handle("POST "+api.PathPITRPlan, a.pitrPlan)
 	// The remote store (remote.go).
 	handle("POST "+api.PathRemoteCopy, a.copyNow)
 	handle("GET "+api.PathBackups, a.listBackups)
@@ -199,6 +201,7 @@ var kindCodes = map[ops.Kind]api.Code{
 	ops.NonEmptyTarget: api.CodeNonEmptyTarget,
 	ops.Unsupported:    api.CodeUnsupported,
 	ops.Remote:         api.CodeRemote,
+	ops.NotRestorable:  api.CodeNotRestorable,
 }
 
 // opsError is the API error of an *ops.Error in err's chain, or nil.

@@ -243,6 +243,14 @@ type RestoreRequest struct {
 	UsersAndRoles bool `json:"users_and_roles,omitempty"`
 	// Remote names a copy in the node's remote store to restore (issue 16).
 	Remote string `json:"remote,omitempty"`
+	// ToTS restores to a point in time (issue 26): the stored backup
+	// Base, then the oplog archive's entries after its consistent_to up
+	// to ToTS inclusive (as POST /v1/pitr/plan chose them). SliceKeys are
+	// the slices' file keys by name, unwrapped by the CLI; FileKey opens
+	// the base.
+	ToTS      *OplogTS          `json:"to_ts,omitempty"`
+	Base      string            `json:"base,omitempty"`
+	SliceKeys map[string][]byte `json:"slice_keys,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.

@@ -33,7 +33,7 @@ var CommandList = []CommandSpec{
 	{"backup-sensitive-status", "backup-sensitive-status", "show the stored, running or failed sensitive backup", true},
 	{"backup-sensitive-retrieve", "backup-sensitive-retrieve [-o FILE] [--force]", "download it into backup-sensitive-retrieve.tar.gz.enc", true},
 	{"backup-sensitive-delete", "backup-sensitive-delete", "delete the stored sensitive backup", true},
-	{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME]", "restore a backup onto the node", true},
+	{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME] [--to-time T | --to-ts T,I]", "restore a backup onto the node (to a point in time with --to-time/--to-ts)", true},
 	{"restore-status", "restore-status [--wait]", "show the running or last restore", true},
 	{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", true},
 	{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", true},

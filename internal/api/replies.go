@@ -174,6 +174,12 @@ type RestorePlan struct {
 	// OplogOnly lists the namespaces only the oplog writes (created
 	// during the dump): restored from empty, dropped first with --drop.
 	OplogOnly []string `json:"oplog_only,omitempty"`
+	// ArchiveEntries counts the oplog archive's entries a point-in-time
+	// restore replays after the backup's own (issue 26), up to ToTS from
+	// the Slices slices of the archive.
+	ArchiveEntries int64    `json:"archive_entries,omitempty"`
+	ArchiveSlices  int      `json:"archive_slices,omitempty"`
+	ToTS           *OplogTS `json:"to_ts,omitempty"`
 }
 
 // RestoreReport is what a restore found once it wrote (restore.Report).

@@ -40,6 +40,9 @@ type RestoreOptions struct {
 	UsersAndRoles bool
 	// Remote names a copy in the node's remote store (remote.go).
 	Remote string
+	// ToTime and ToTS restore to a point in time (pitrrestore.go).
+	ToTime string
+	ToTS   string
 }
 
 func restoreFlags(fs *pflag.FlagSet) runFunc {
@@ -55,6 +58,8 @@ func restoreFlags(fs *pflag.FlagSet) runFunc {
 	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "stop at the first document the server refuses (default: count and report them, exit 6)")
 	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "also restore the dump's users and roles (admin.system.users, admin.system.roles)")
 	fs.StringVar(&o.Remote, "remote", "", "restore the copy `NAME` from the node's remote store (the node downloads and authenticates it first)")
+	fs.StringVar(&o.ToTime, "to-time", "", "restore to the point in time `T` (RFC 3339, e.g. 2026-12-06T10:15:00Z): the stored backup, then the oplog archive up to every entry of that second")
+	fs.StringVar(&o.ToTS, "to-ts", "", "restore to the exact oplog position `T,I` (inclusive), as oplog-find prints it")
 	return func(ctx context.Context, env *Env, pos []string) error { return runRestoreCmd(ctx, env, o, pos) }
 }
 
@@ -72,6 +77,9 @@ func runRestoreCmd(ctx context.Context, env *Env, o RestoreOptions, pos []string
 // RunRestore uploads FILE (or uses the node's stored backup), starts the
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
+	if o.ToTime != "" || o.ToTS != "" {
+		return runPITRRestore(ctx, env, o)
+	}
 	if o.Remote != "" && (o.File != "" || o.Plain) {
 		return usagef("restore --remote NAME takes no FILE and no --plain")
 	}

@@ -39,6 +39,9 @@ const (
 	Unsupported
 	// Remote: the remote store failed (unreachable, credentials, bucket).
 	Remote
+	// NotRestorable: no base and window of the oplog archive serve the
+	// point in time asked for (issue 26).
+	NotRestorable
 )
 
 // Error is a failure of a job or service an operator can act on.

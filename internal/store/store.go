@@ -56,6 +56,20 @@ type Meta struct {
 	// the checks a restore makes before its first write, at VerifiedAt.
 	Verified   bool       `json:"verified,omitempty"`
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	// ConsistentTo is the manifest's consistent_to (the oplog position
+	// the backup restores to), kept here because a node cannot read the
+	// manifest of a backup encrypted to keys: it chooses the base of a
+	// point-in-time restore by it. Not authenticated: the restore checks
+	// it against the manifest before the first write.
+	ConsistentTo *Position `json:"consistent_to,omitempty"`
+}
+
+// Position is an oplog position: its ts (T seconds, I increment) and the
+// entry's wall clock.
+type Position struct {
+	T    uint32    `json:"t"`
+	I    uint32    `json:"i"`
+	Wall time.Time `json:"wall,omitempty"`
 }
 
 // Slot is one backup slot in a device's backup folder.

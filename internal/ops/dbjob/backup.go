@@ -100,11 +100,15 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 	}
 	dumped := time.Since(start)
 	verifying.Store(true)
-	meta, err := s.FinishVerified(store.Meta{
+	sm := store.Meta{
 		Created: start.UTC(), Duration: dumped.Round(time.Millisecond).String(),
 		Documents: man.TotalDocuments(), Collections: len(man.Collections),
 		Format: format, Consistency: man.Consistency,
-	}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
+	}
+	if c := man.ConsistentTo; c != nil {
+		sm.ConsistentTo = &store.Position{T: c.T, I: c.I, Wall: c.Wall}
+	}
+	meta, err := s.FinishVerified(sm, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
 	if err != nil {
 		b.Log.Error("backup failed", "name", name, "err", err)
 		return nil, err
