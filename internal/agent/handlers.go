@@ -218,8 +218,13 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	m, err := slot.Stored()
 	if err == nil {
+		var ct *api.OplogTS
+		if m.ConsistentTo != nil {
+			ct = &api.OplogTS{T: m.ConsistentTo.T, I: m.ConsistentTo.I}
+		}
 		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup found", Arguments: api.BackupFound{
-			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
+			ConsistentTo: ct,
+			Name:         m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
 			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
 			Remote: a.slotRemoteStatus(slot, m.Name),

@@ -51,6 +51,7 @@ var statusOf = map[Code]int{
 	CodeTooLarge:          http.StatusRequestEntityTooLarge,
 	CodeUnsupported:       http.StatusUnprocessableEntity,
 	CodeInternal:          http.StatusInternalServerError,
+	CodeNotRestorable:     http.StatusConflict,
 }
 
 // Error is a failure with a code, carried as the JSON body of a non-2xx

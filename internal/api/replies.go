@@ -82,6 +82,9 @@ type BackupFound struct {
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
 	// Remote is the copy to the remote store, when there is one.
 	Remote *RemoteCopyStatus `json:"remote,omitempty"`
+	// ConsistentTo is the oplog position the backup restores to (a base
+	// of a restore to a point in time starts there).
+	ConsistentTo *OplogTS `json:"consistent_to,omitempty"`
 }
 
 // BackupFailed is the "arguments" of "Backup failed".
