@@ -34,6 +34,8 @@ type OfflineOptions struct {
 	Output string
 	Legacy bool
 	JSON   bool
+	// Oplog is verify --oplog DIR: downloaded oplog slices (oplogverify.go).
+	Oplog  string
 	warned bool
 	// fileKey is a version 2 file's key once unwrapped, so a second pass
 	// over the file does not ask again. RunVerify and RunDecrypt clear it.
@@ -143,7 +145,18 @@ func openA0(env *Env, o *OfflineOptions, f *os.File) (*backupfile.File, error) {
 func verifyFlags(fs *pflag.FlagSet) runFunc {
 	var o OfflineOptions
 	offlineFlags(fs, &o, false)
+	fs.StringVar(&o.Oplog, "oplog", "", "verify the oplog slices in `DIR` (downloaded from <device>/backup/oplog or <prefix>/oplog): every slice authentic, the chain unbroken, the windows it proves; with FILE, also the base backup and what it restores to")
 	return func(ctx context.Context, env *Env, pos []string) error {
+		if o.Oplog != "" {
+			if len(pos) > 1 {
+				return usagef("usage: verify --oplog DIR [FILE] [--identity FILE]")
+			}
+			if len(pos) == 1 {
+				o.File = pos[0]
+			}
+			o.EnvVars = []string{"A0_BACKUP_PASSWORD"}
+			return RunVerifyOplog(ctx, env, o)
+		}
 		if err := offlineArgs("verify", &o, pos); err != nil {
 			return err
 		}

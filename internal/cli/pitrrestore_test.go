@@ -443,4 +443,61 @@ func TestRestoreToPointInTime(t *testing.T) {
 		}
 		sameCollections(t, "after the dry run", before, current(t, n.client()))
 	})
+
+	t.Run("verify --oplog proves the downloaded archive and refuses a broken one, naming the slice", func(t *testing.T) {
+		op.mustOn(n, "backup-retrieve")
+		baseFile := filepath.Join(op.dir, "backup-retrieve.tar.gz.enc")
+		dl := filepath.Join(t.TempDir(), "oplog")
+		copyDir := func() {
+			os.RemoveAll(dl)
+			os.MkdirAll(dl, 0o700)
+			for _, name := range all {
+				b, err := os.ReadFile(filepath.Join(ops.OplogDir(dev), name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(filepath.Join(dl, name), b, 0o600)
+			}
+		}
+		copyDir()
+		r := op.run("verify", "--oplog", dl, baseFile, "--identity", ageKey)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("OK: %d oplog slices", len(all))) ||
+			!strings.Contains(r.stdout, "window: ") || !strings.Contains(r.stdout, "restorable: "+baseFile) {
+			t.Fatalf("%+v", r)
+		}
+		if r := op.run("verify", "--oplog", dl, "--identity", ageKey, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"authentic":true`) {
+			t.Fatalf("--json: %+v", r)
+		}
+		if r := op.run("verify", "--oplog", dl); r.code != ExitUsage && r.code != ExitIntegrity {
+			t.Fatalf("without the identity: %+v", r)
+		}
+		i := len(all) / 2
+		cases := []struct {
+			name   string
+			break_ func()
+			want   string
+		}{
+			{"tampered", func() {
+				p := filepath.Join(dl, all[i])
+				b, _ := os.ReadFile(p)
+				b[len(b)/2] ^= 0x10
+				os.WriteFile(p, b, 0o600)
+			}, all[i]},
+			{"missing", func() { os.Remove(filepath.Join(dl, all[i])) }, all[i+1]},
+			{"reordered", func() {
+				a, b := filepath.Join(dl, all[i]), filepath.Join(dl, all[i+1])
+				os.Rename(a, a+".x")
+				os.Rename(b, a)
+				os.Rename(a+".x", b)
+			}, all[i]},
+		}
+		for _, c := range cases {
+			copyDir()
+			c.break_()
+			r := op.run("verify", "--oplog", dl, "--identity", ageKey)
+			if r.code != ExitIntegrity || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("%s: want exit 6 naming %s: %+v", c.name, c.want, r)
+			}
+		}
+	})
 }
