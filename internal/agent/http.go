@@ -48,6 +48,8 @@ func (a *Agent) routes() http.Handler {
 	handle("POST "+api.PathRestoreSens, a.restoreSensitive)
 	// Point-in-time restore (pitrrestore.go).
 	handle("POST "+api.PathPITRPlan, a.pitrPlan)
+	handle("POST "+api.PathPITRSlices, a.pitrSlices)
+	handle("POST "+api.PathOplogFind, a.oplogFind)
 	// The remote store (remote.go).
 	handle("POST "+api.PathRemoteCopy, a.copyNow)
 	handle("GET "+api.PathBackups, a.listBackups)

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"os"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -80,4 +82,91 @@ func (a *Agent) pitrRestore(req api.RestoreRequest) (*ops.PITR, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// parseSince reads an RFC 3339 bound of a time range ("" is none).
+func parseBound(name, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return t, api.Errorf(api.CodeBadRequest, "%s %q: want RFC 3339, e.g. 2026-12-06T10:15:00Z", name, s)
+	}
+	return t, nil
+}
+
+// pitrSlices is POST /v1/pitr/slices: the slices of a time range with
+// their crypt headers (oplog-find's CLI unwraps their keys).
+func (a *Agent) pitrSlices(w http.ResponseWriter, r *http.Request) error {
+	var req api.PITRSlicesRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	since, err := parseBound("since", req.Since)
+	if err != nil {
+		return err
+	}
+	until, err := parseBound("until", req.Until)
+	if err != nil {
+		return err
+	}
+	n, err := a.state.LoadNode()
+	if err != nil {
+		return err
+	}
+	slices, err := ops.SlicesIn(n.Device, since, until)
+	if err != nil {
+		return err
+	}
+	out := api.PITRSlices{Slices: make([]api.PITRSlice, 0, len(slices))}
+	for _, s := range slices {
+		h, err := pitr.Header(s)
+		if err != nil {
+			return &ops.Error{Kind: ops.Integrity, Msg: "oplog archive refused: " + err.Error(), Details: map[string]any{"slice": s.Name}, Err: err}
+		}
+		out.Slices = append(out.Slices, api.PITRSlice{Name: s.Name, Header: h})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// oplogFind is POST /v1/oplog/find: the destructive operations of the
+// archive (read with the slices' file keys the CLI sent: each opens one
+// slice of this node's own oplog, never an identity) and of the live
+// oplog's tail.
+func (a *Agent) oplogFind(w http.ResponseWriter, r *http.Request) error {
+	var req api.OplogFindRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	defer func() {
+		for _, k := range req.SliceKeys {
+			clear(k)
+		}
+	}()
+	f := pitr.Filter{NS: req.NS, Ops: req.Ops}
+	var err error
+	if f.Since, err = parseBound("since", req.Since); err != nil {
+		return err
+	}
+	if f.Until, err = parseBound("until", req.Until); err != nil {
+		return err
+	}
+	// The filter's own checks (operation names, the pattern) first.
+	if _, err := pitr.Find(r.Context(), func(context.Context, func(bson.Raw) error) error { return nil }, f); err != nil {
+		return api.Errorf(api.CodeBadRequest, "%v", err)
+	}
+	n, err := a.state.LoadNode()
+	if err != nil {
+		return err
+	}
+	res, err := ops.Find(r.Context(), a.client, n.Device, f, req.SliceKeys)
+	if err != nil {
+		return err
+	}
+	out := api.OplogFindReply{Findings: res.Findings, Slices: res.Slices, Entries: res.Entries, Live: res.Live, Windows: []api.OplogWindow{}}
+	for _, w := range res.Windows {
+		out.Windows = append(out.Windows, api.OplogWindow{From: api.OplogTS{T: w.From.T, I: w.From.I}, To: api.OplogTS{T: w.To.T, I: w.To.I}})
+	}
+	return writeJSON(w, http.StatusOK, out)
 }

@@ -35,6 +35,7 @@ var CommandList = []CommandSpec{
 	{"backup-sensitive-delete", "backup-sensitive-delete", "delete the stored sensitive backup", true},
 	{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME] [--to-time T | --to-ts T,I]", "restore a backup onto the node (to a point in time with --to-time/--to-ts)", true},
 	{"restore-status", "restore-status [--wait]", "show the running or last restore", true},
+	{"oplog-find", "oplog-find [--since T] [--until T] [--ns PATTERN] [--op drop,dropDatabase,rename,delete] [--identity FILE] [--json]", "list the destructive operations in the oplog archive and the live oplog, with the --to-ts that restores to just before each", true},
 	{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", true},
 	{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", true},
 	{"verify", "verify FILE [password options] [--identity FILE] [--legacy] [--json] | verify --oplog DIR [FILE] [--identity FILE] [--json]", "check every byte of a backup file (or of downloaded oplog slices) offline and list what it holds", false},

@@ -68,3 +68,47 @@ type OplogFindRequest struct {
 	// SliceKeys open the archive's slices by name.
 	SliceKeys map[string][]byte `json:"slice_keys,omitempty"`
 }
+
+// PathPITRSlices (POST PITRSlicesRequest) lists the archive's slices in a
+// time range with their crypt headers, for oplog-find's keys.
+const PathPITRSlices = "/v1/pitr/slices"
+
+// PITRSlicesRequest is the body of POST /v1/pitr/slices.
+type PITRSlicesRequest struct {
+	Since string `json:"since,omitempty"`
+	Until string `json:"until,omitempty"`
+}
+
+// PITRSlices is the answer to POST /v1/pitr/slices.
+type PITRSlices struct {
+	Slices []PITRSlice `json:"slices"`
+}
+
+// OplogFinding is one destructive operation, or a burst of deletes
+// (pitr.Finding).
+type OplogFinding struct {
+	Op     string  `json:"op"`
+	NS     string  `json:"ns"`
+	To     string  `json:"to,omitempty"`
+	Time   string  `json:"time"`
+	TS     OplogTS `json:"ts"`
+	LastTS OplogTS `json:"last_ts"`
+	Count  int64   `json:"count"`
+	// ToTS is the restore --to-ts that restores to just before it.
+	ToTS OplogTS `json:"to_ts"`
+	// Source is "archive" or "oplog" (the live oplog's tail, newer than
+	// the archive).
+	Source string `json:"source"`
+}
+
+// OplogFindReply is the answer to POST /v1/oplog/find.
+type OplogFindReply struct {
+	Findings []OplogFinding `json:"findings"`
+	// Slices and Entries count what was read from the archive; Live the
+	// entries of the live oplog newer than it.
+	Slices  int   `json:"slices"`
+	Entries int64 `json:"entries"`
+	Live    int64 `json:"live"`
+	// Windows are the archive's (by its names and gaps).
+	Windows []OplogWindow `json:"windows"`
+}

@@ -137,6 +137,7 @@ var commandSetups = map[string]struct {
 	"backup-sensitive-delete":   {slotCmd(api.SlotSensitive, "delete"), argsNone},
 	"restore":                   {restoreFlags, argsFiles},
 	"restore-status":            {restoreStatusFlags, argsNone},
+	"oplog-find":                {oplogFindFlags, argsNone},
 	"restore-sensitive":         {restoreSensitiveFlags, argsFiles},
 	"recover":                   {recoverFlags, argsNone},
 	"verify":                    {verifyFlags, argsFiles},

@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
 )
@@ -500,4 +501,102 @@ func TestRestoreToPointInTime(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("oplog-find lists the destructive operations of the archive and the live oplog, with the --to-ts before each", func(t *testing.T) {
+		trash := n.client().Database("trash")
+		var docs []any
+		for i := range 50 {
+			docs = append(docs, bson.D{{Key: "_id", Value: i}})
+		}
+		if _, err := trash.Collection("burst").InsertMany(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := trash.Collection("junk").InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		arch2, err := pitr.New(pitr.Config{Source: src, Dir: ops.OplogDir(dev), Recipients: []age.Recipient{x.Recipient()},
+			SliceLength: time.Second, Node: "n1", Retry: 20 * time.Millisecond,
+			Clock: &stepClock{now: time.Unix(1_800_100_000, 0), step: 100 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- arch2.Run(actx) }()
+		defer func() { stop(); <-done }()
+		if _, err := trash.Collection("burst").DeleteMany(ctx, bson.D{}); err != nil {
+			t.Fatal(err)
+		}
+		last := newestEntry(t, n.client())
+		deadline := time.Now().Add(2 * time.Minute)
+		for arch2.Status().Newest.Before(last) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the archive did not reach %v: %+v", last, arch2.Status())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		stop()
+		<-done
+		done <- nil
+		// Newer than the archive: found in the live oplog. (FerretDB
+		// logs no drop or rename in its oplog: deletes only here; the
+		// other operations are pitr.Find's tests, on MongoDB's entries.)
+		if _, err := trash.Collection("junk").DeleteOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		r := op.mustOn(n, "oplog-find", "--identity", ageKey, "--ns", "trash.*", "--json")
+		var out api.OplogFindReply
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatalf("%v: %s", err, r.stdout)
+		}
+		got := map[string]api.OplogFinding{}
+		for _, f := range out.Findings {
+			got[f.Op+" "+f.NS+" "+f.Source] = f
+		}
+		del, ok := got["delete trash.burst archive"]
+		if !ok || del.Count != 50 {
+			t.Fatalf("no burst of 50 deletes from the archive: %+v", out)
+		}
+		if del.ToTS != (api.OplogTS{T: del.TS.T, I: del.TS.I - 1}) && del.TS.I > 0 {
+			t.Fatalf("to_ts %+v is not just before %+v", del.ToTS, del.TS)
+		}
+		if live, ok := got["delete trash.junk oplog"]; !ok || live.Count != 1 || out.Live == 0 {
+			t.Fatalf("no delete of trash.junk from the live oplog: %+v", out)
+		}
+		for _, f := range out.Findings {
+			if !strings.HasPrefix(f.NS, "trash.") {
+				t.Fatalf("--ns trash.* found %+v", f)
+			}
+		}
+		text := op.mustOn(n, "oplog-find", "--identity", ageKey, "--op", "delete", "--ns", "trash.burst")
+		want := "delete x50"
+		if !strings.Contains(text.stdout, want) || strings.Contains(text.stdout, "trash.junk") ||
+			!strings.Contains(text.stdout, fmt.Sprintf("restore to just before: --to-ts %d,%d", del.ToTS.T, del.ToTS.I)) {
+			t.Fatalf("text: %+v", text)
+		}
+		if r := op.mustOn(n, "oplog-find", "--identity", ageKey, "--op", "drop,rename", "--ns", "trash.*"); !strings.Contains(r.stdout, "no destructive operation found") {
+			t.Fatalf("--op drop,rename: %+v", r)
+		}
+		if r := op.on(n, "oplog-find", "--op", "truncate"); r.code != ExitUsage || !strings.Contains(r.stderr, "truncate") {
+			t.Fatalf("unknown op: %+v", r)
+		}
+	})
+}
+
+// newestEntry is the newest entry of the server's oplog.
+func newestEntry(t *testing.T, c *mongo.Client) bson.Timestamp {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := c.Database("local").Collection("oplog.rs").Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "ts", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close(ctx)
+	var newest bson.Timestamp
+	for cur.Next(ctx) {
+		if ts := tsOf(cur.Current); ts.After(newest) {
+			newest = ts
+		}
+	}
+	return newest
 }
