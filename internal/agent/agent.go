@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/connlimit"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
@@ -63,6 +64,9 @@ type Config struct {
 	Logger           *slog.Logger
 	// Timeouts bound slow or stalled clients; zero fields take the defaults.
 	Timeouts Timeouts
+	// Connections bounds the connections held, in total and per source
+	// address (conns.go; zero fields take connlimit's defaults).
+	Connections connlimit.Limits
 	// UploadReserve is the free space uploads must leave on the state
 	// disk (0: 256 MiB).
 	UploadReserve int64
@@ -138,6 +142,13 @@ type Agent struct {
 	metrics     *metrics.Recorder
 	metricsSrv  *http.Server
 	metricsAddr string
+	// conns holds the HTTPS connections within their limits (conns.go).
+	conns     *connlimit.Listener
+	connDrops connDrops
+	// dbStats caches the database size for the metrics (dbstats.go).
+	dbStats dbStatsCache
+	// refusals summarizes the refused requests in the log (accesslog.go).
+	refusals refusalLog
 	// The services beside the jobs (jobs.go): sched runs the schedule
 	// (nil without one; schedDone closes when its loop ends), copier the
 	// remote copy (nil without a remote store).
@@ -239,6 +250,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		// answers it with the same 401 as every other refusal.
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		// The connection limits (conns.go).
+		ConnContext: connlimit.WithConn,
+		ConnState:   closeUnproven,
 	}
 	return a, nil
 }
@@ -263,8 +277,10 @@ func (a *Agent) tlsConfig() *tls.Config {
 func (a *Agent) connect(ctx context.Context) error {
 	uri := a.cfg.MongoURI
 	if uri == "" {
+		// A Unix socket in a 0700 directory: the server has no
+		// authentication, so only the agent's user may reach it.
 		srv, err := embedded.Start(ctx, embedded.Config{Dir: a.state.DBDir(), Oplog: true,
-			Logger: slog.New(warnOnly{a.log.Handler()})})
+			SocketDir: a.state.EmbeddedSocketDir(), Logger: slog.New(warnOnly{a.log.Handler()})})
 		if err != nil {
 			return fmt.Errorf("embedded database: %w", err)
 		}
@@ -375,7 +391,7 @@ func (a *Agent) keysInUse() *api.NodeKeys {
 func (a *Agent) Serve(ln net.Listener) error {
 	a.log.Info("a0agent listening", "addr", ln.Addr().String(), "database", a.dbName,
 		"certificate", a.Fingerprint())
-	err := a.srv.ServeTLS(ln, "", "")
+	err := a.srv.ServeTLS(a.limitConns(ln), "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -131,8 +131,8 @@ func (a *Agent) liveMetrics(ctx context.Context) metrics.Live {
 	if a.client == nil {
 		return l
 	}
-	if size, err := a.cfg.Jobs.DataSize(ctx, a.client); err == nil {
-		l.DatabaseBytes = size
-	}
+	// Cached, read in the background (dbstats.go): a scrape no longer runs
+	// dbStats on every database, nor loses the metric when that is slow.
+	l.DatabaseBytes, l.DatabaseBytesAge, l.DatabaseBytesError = a.dbStats.get(ctx, a)
 	return l
 }

@@ -51,8 +51,14 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 
 func metricsAgent(t *testing.T, state string) *Agent {
 	t.Helper()
+	return metricsAgentLog(t, state, &lockedBuffer{})
+}
+
+// metricsAgentLog is metricsAgent logging to buf.
+func metricsAgentLog(t *testing.T, state string, buf *lockedBuffer) *Agent {
+	t.Helper()
 	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{}, nil))})
+		Logger: slog.New(slog.NewTextHandler(buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
