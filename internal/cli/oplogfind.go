@@ -81,6 +81,9 @@ func RunOplogFind(ctx context.Context, env *Env, o OplogFindOptions) error {
 		if err != nil {
 			return err
 		}
+		if err := checkKeysFit(len(sl.Slices)); err != nil {
+			return fmt.Errorf("%w (narrow oplog-find with --since and --until)", err)
+		}
 		if keys, err = sliceKeys(sl.Slices, ids); err != nil {
 			return err
 		}

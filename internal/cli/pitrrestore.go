@@ -95,6 +95,9 @@ func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 			return err
 		}
 	}
+	if err := checkKeysFit(len(plan.Slices)); err != nil {
+		return err
+	}
 	if keys, err = sliceKeys(plan.Slices, ids); err != nil {
 		return err
 	}
@@ -114,6 +117,21 @@ func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		return nil
 	}
 	return followRestore(ctx, env, c, o.JSON)
+}
+
+// sliceKeyBytes is what one slice's key takes in a request: its name, its
+// key in base64 and the JSON around them.
+const sliceKeyBytes = 40 + 44 + 8
+
+// checkKeysFit refuses, before anything is sent, a range whose keys a
+// request body (api.MaxBody) cannot carry: about 10,000 slices, 29 hours
+// of 10 s slices after the base.
+func checkKeysFit(n int) error {
+	if n*sliceKeyBytes > api.MaxBody-64<<10 {
+		return &RefusedError{Msg: fmt.Sprintf("the restore needs %d oplog slices after the base, more than one request carries (%d): make a newer backup to start from, or restore to an earlier point",
+			n, (api.MaxBody-64<<10)/sliceKeyBytes)}
+	}
+	return nil
 }
 
 // sliceKeys unwraps each slice's file key with the identities. Slices

@@ -600,3 +600,40 @@ func newestEntry(t *testing.T, c *mongo.Client) bson.Timestamp {
 	}
 	return newest
 }
+
+func TestParseToTS(t *testing.T) {
+	for _, tc := range []struct {
+		time, ts string
+		want     api.OplogTS
+		usage    bool
+	}{
+		{ts: "1796551103,3", want: api.OplogTS{T: 1796551103, I: 3}},
+		{ts: " 1796551103 , 0 ", want: api.OplogTS{T: 1796551103}},
+		{time: "2026-12-06T10:15:00Z", want: api.OplogTS{T: 1796552100, I: ^uint32(0)}},
+		{time: "2026-12-06T11:15:00+01:00", want: api.OplogTS{T: 1796552100, I: ^uint32(0)}},
+		{time: "2026-12-06 10:15", usage: true},
+		{ts: "1796551103", usage: true},
+		{ts: "0,1", usage: true},
+		{ts: "1796551103,-1", usage: true},
+		{ts: "99999999999,1", usage: true},
+		{time: "2026-12-06T10:15:00Z", ts: "1,1", usage: true},
+	} {
+		t.Run(tc.time+"|"+tc.ts, func(t *testing.T) {
+			got, err := parseToTS(tc.time, tc.ts)
+			var ue *UsageError
+			if tc.usage != errors.As(err, &ue) || (!tc.usage && got != tc.want) {
+				t.Fatalf("got %+v, %v; want %+v (usage error %v)", got, err, tc.want, tc.usage)
+			}
+		})
+	}
+}
+
+func TestCheckKeysFit(t *testing.T) {
+	if err := checkKeysFit(10_000); err != nil {
+		t.Fatalf("10,000 slices: %v", err)
+	}
+	var re *RefusedError
+	if err := checkKeysFit(20_000); !errors.As(err, &re) || !strings.Contains(err.Error(), "20000 oplog slices") {
+		t.Fatalf("20,000 slices: %v", err)
+	}
+}
