@@ -90,6 +90,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 			clear(src.FileKey)
 			return err
 		}
+		src.Path = pt.BasePath // the file the plan chose, whose name the CLI checked
 	}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJobPITR(src, opts, pt)); err != nil {
 		clear(src.FileKey)
