@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -22,6 +26,7 @@ import (
 
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
 )
@@ -351,6 +356,45 @@ func TestRestoreToPointInTime(t *testing.T) {
 			sameCollections(t, fmt.Sprint(arg), model.at(t, to), current(t, n.client()))
 		})
 	}
+
+	t.Run("no slice key in the agent's log, state directory or device", func(t *testing.T) {
+		des, _ := os.ReadDir(ops.OplogDir(dev))
+		var keys [][]byte
+		for _, de := range des {
+			f, err := os.Open(filepath.Join(ops.OplogDir(dev), de.Name()))
+			if err != nil || !strings.HasSuffix(de.Name(), pitr.SliceExt) {
+				continue
+			}
+			k, err := crypt.UnwrapFileKey(f, crypt.Unlock{Identities: []age.Identity{x}})
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, k)
+		}
+		log := n.log.String()
+		for _, k := range keys {
+			for _, form := range []string{base64.StdEncoding.EncodeToString(k), hex.EncodeToString(k)} {
+				if strings.Contains(log, form) {
+					t.Fatalf("a slice key is in the agent log")
+				}
+			}
+		}
+		for _, root := range []string{n.state, dev} {
+			filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return nil
+				}
+				b, _ := os.ReadFile(path)
+				for _, k := range keys {
+					if bytes.Contains(b, k) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(k))) {
+						t.Errorf("a slice key is in %s", path)
+					}
+				}
+				return nil
+			})
+		}
+	})
 
 	t.Run("a point no window serves is refused, naming the windows", func(t *testing.T) {
 		before := current(t, n.client())
