@@ -342,7 +342,7 @@ func (a *Agent) cleanSlots() error {
 			a.log.Warn("removed partial backup file", "file", r)
 		}
 	}
-	os.RemoveAll(ops.WorkDir(n.Device))
+	ops.CleanWorkDir(n.Device)
 	return nil
 }
 

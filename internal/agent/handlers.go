@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.Device == "" || !filepath.IsAbs(req.Device) {
 		return api.Errorf(api.CodeDeviceInvalid, "device must be an absolute path on the node, got %q", req.Device)
+	}
+	if err := a.checkDevice(req.Device); err != nil {
+		return err
 	}
 	if kind, _, _ := a.jobs.Running(); kind != "" {
 		return &job.BusyError{Running: kind}
@@ -194,11 +198,20 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		}
 		fn = a.backupJob(b)
 	}
-	warning := ops.SamePasswordWarning(n.Device, slot.Kind, password)
+	// The warning's KDF runs once the job is started (issue 25 point 11):
+	// parallel requests get their busy answer from the one-job rule
+	// before any of them spends a KDF. It reads a copy of the password,
+	// which the job clears when it ends, perhaps before the check is done.
+	var check []byte
+	if len(password) > 0 {
+		check = bytes.Clone(password)
+		defer clear(check)
+	}
 	if err := a.startKeyJob(r, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
 	started = true
+	warning := ops.SamePasswordWarning(n.Device, slot.Kind, check)
 	a.log.Info("backup started", "slot", slot.Kind, "key", r.Context().Value(keyNameKey), "recipients", len(to), "password", len(password) > 0)
 	out := api.Message{Message: "Backup in progress."}
 	if args := (api.BackupStarted{Recipients: to, Warning: warning}); !args.Empty() {

@@ -192,6 +192,9 @@ func (a *Agent) remoteSource(src *ops.Source, req api.RestoreRequest) error {
 	// A dot name is no upload id: no client can write to it.
 	src.Path = filepath.Join(a.state.UploadsDir(), ".remote-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".upload")
 	name, path := req.Remote, src.Path
+	// The record beside the copy is the bucket's word: the copy's
+	// authenticated manifest must prove it is NAME (issue 25 point 1).
+	src.Name = name
 	src.Fetch = func(ctx context.Context) error {
 		rb, err := a.copier.Fetch(ctx, name, path)
 		if err != nil {

@@ -37,7 +37,9 @@ func (a *Agent) restoreSource(req api.RestoreRequest, password []byte) (ops.Sour
 		if err != nil {
 			return src, api.Errorf(api.CodeNotFound, "No backup found on the node; give a FILE to upload")
 		}
-		src.Path = a.slot(n, api.SlotBackup).Path(m)
+		// The slot's metadata names the backup; the file's manifest
+		// must prove it (issue 25 point 1).
+		src.Path, src.Name = a.slot(n, api.SlotBackup).Path(m), m.Name
 	}
 	if !src.Plain && len(src.Password) == 0 && len(src.FileKey) == 0 {
 		return src, api.Errorf(api.CodeBadRequest, "a password is required to restore an encrypted backup")

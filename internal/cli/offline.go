@@ -34,6 +34,9 @@ type OfflineOptions struct {
 	Output string
 	Legacy bool
 	JSON   bool
+	// ExpectName (verify --expect-name) is the backup the file must be,
+	// by its authenticated manifest (issue 25 point 1).
+	ExpectName string
 	// Oplog is verify --oplog DIR: downloaded oplog slices (oplogverify.go).
 	Oplog  string
 	warned bool
@@ -145,6 +148,7 @@ func openA0(env *Env, o *OfflineOptions, f *os.File) (*backupfile.File, error) {
 func verifyFlags(fs *pflag.FlagSet) runFunc {
 	var o OfflineOptions
 	offlineFlags(fs, &o, false)
+	fs.StringVar(&o.ExpectName, "expect-name", "", "refuse (exit 6) unless the file's authenticated manifest proves it is backup `NAME` (a name as `a0cli backups` lists it)")
 	fs.StringVar(&o.Oplog, "oplog", "", "verify the oplog slices in `DIR` (downloaded from <device>/backup/oplog or <prefix>/oplog): every slice authentic, the chain unbroken, the windows it proves; with FILE, also the base backup and what it restores to")
 	return func(ctx context.Context, env *Env, pos []string) error {
 		if o.Oplog != "" {
@@ -207,6 +211,16 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 			printUnopened(env, o, res, err)
 		}
 		return err
+	}
+	if o.ExpectName != "" {
+		// Only the authenticated manifest proves which backup a file is:
+		// its file name, and the record of a remote copy, do not.
+		if res.Manifest == nil || !res.Authentic {
+			return &IntegrityError{Msg: fmt.Sprintf("%s has no authenticated manifest to prove it is backup %s", o.File, o.ExpectName)}
+		}
+		if err := res.Manifest.CheckName(o.ExpectName); err != nil {
+			return &IntegrityError{Msg: err.Error()}
+		}
 	}
 	if o.JSON {
 		return printCompact(env, res)
@@ -411,6 +425,11 @@ func printVerify(env *Env, r VerifyResult) {
 		fmt.Fprintf(w, "DECRYPTED (legacy, not authenticated): %s\n", r.File)
 	}
 	fmt.Fprintf(w, "kind:         %s (manifest v%d, %s)\n", m.Kind, m.FormatVersion, m.ToolVersion)
+	if m.Name != "" {
+		fmt.Fprintf(w, "name:         %s\n", m.Name)
+	} else {
+		fmt.Fprintf(w, "name:         not recorded (a backup made before a0 recorded names); its creation gives %s\n", m.BackupName())
+	}
 	fmt.Fprintf(w, "created:      %s, took %s\n", m.Started.Format("2006-01-02 15:04:05 UTC"), m.Finished.Sub(m.Started).Round(1e6))
 	src := m.Source.Node
 	if m.Source.ServerVersion != "" {

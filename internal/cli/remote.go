@@ -218,8 +218,17 @@ func RunRetrieveRemote(ctx context.Context, env *Env, o RetrieveOptions) error {
 	if rb.SHA256 == "" || rb.Name != o.Remote {
 		return &IntegrityError{Msg: fmt.Sprintf("the node's record of %s lacks checksums", o.Remote)}
 	}
-	return retrieveTo(ctx, env, c, o, foundArgs{Name: rb.Name, MD5: rb.MD5, SHA256: rb.SHA256, Size: rb.Size},
-		remoteBackupPath(o.Remote)+"/file", "backup-retrieve --remote "+o.Remote, "the remote copy's record")
+	if err := retrieveTo(ctx, env, c, o, foundArgs{Name: rb.Name, MD5: rb.MD5, SHA256: rb.SHA256, Size: rb.Size},
+		remoteBackupPath(o.Remote)+"/file", "backup-retrieve --remote "+o.Remote, "the remote copy's record"); err != nil {
+		return err
+	}
+	// The record is the bucket's word (issue 25 point 1): with the
+	// bucket's keys, another backup and a record to match it can be put
+	// under this name. Say what was checked, and how to prove the rest.
+	fmt.Fprintf(env.Stderr, "a0cli: the checksums are those of the copy's record, read from the bucket: they show the download is intact, not that it is backup %s; "+
+		"`a0cli verify %s --expect-name %s` proves it from the file's authenticated manifest (a restore --remote checks it itself)\n",
+		o.Remote, o.Output, o.Remote)
+	return nil
 }
 
 // readRemoteHeader reads the header of a remote copy (to unwrap a v2 file

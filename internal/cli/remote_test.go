@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/api"
+	aops "github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/s3gw"
 	"github.com/a0backup/a0/internal/statedir"
@@ -289,4 +291,128 @@ func TestRemoteCopyKilledAgentResumes(t *testing.T) {
 func startAgentProcArgs(t *testing.T, bin, state string, args []string, env ...string) *proc {
 	t.Helper()
 	return startAgentCmd(t, bin, append([]string{"--state-dir", state, "--listen", "127.0.0.1:0"}, args...), true, env...)
+}
+
+// TestRemoteSwappedCopyRefused (issue 25 point 1): with the bucket's keys,
+// the older backup's file is put under the newer backup's name and the
+// record rewritten to match. The record's checksums agree, so
+// backup-retrieve --remote downloads it, but says the record proves only
+// that the download is intact; `verify --expect-name` and
+// `restore --remote NAME` read the name from the authenticated manifest and
+// refuse it (exit 6, naming both) before the first write: the data stays
+// the newer backup's. The same swap of the stored backup on the device is
+// refused by a restore of the stored backup.
+func TestRemoteSwappedCopyRefused(t *testing.T) {
+	gw := s3gw.Start(t, s3gw.Options{TLS: true, Buckets: []string{cliBucket}})
+	n := startNodeWith(t, "", "", agent.Config{Remote: cliStore(t, gw), RemoteRetry: 100 * time.Millisecond})
+	n.seed(20)
+	op := newOperator(t).withKey(n)
+	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-swapped"
+	dev := t.TempDir()
+	op.mustOn(n, "set-as-backup", dev)
+	ctx := context.Background()
+	marker := n.client().Database("swap").Collection("marker")
+	setVersion := func(v int) {
+		if _, err := marker.ReplaceOne(ctx, map[string]any{"_id": "v"}, map[string]any{"_id": "v", "v": v}, options.Replace().SetUpsert(true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version := func() int {
+		var d struct{ V int }
+		if err := marker.FindOne(ctx, map[string]any{"_id": "v"}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d.V
+	}
+
+	setVersion(1)
+	op.mustOn(n, "backup", "--wait")
+	older := decodeStatus(t, op.mustOn(n, "backup-status").stdout).Arguments.Name
+	if r := op.waitRemote(n); r.State != "copied" {
+		t.Fatalf("first copy: %+v", r)
+	}
+	op.mustOn(n, "backup-delete")
+	// A backup's name is its start to the second: the next one needs
+	// another second.
+	for time.Now().UTC().Format("02-01-2006-15-04-05")+".tar.gz" == older {
+		time.Sleep(50 * time.Millisecond)
+	}
+	setVersion(2)
+	op.mustOn(n, "backup", "--wait")
+	newer := decodeStatus(t, op.mustOn(n, "backup-status").stdout).Arguments.Name
+	if r := op.waitRemote(n); r.State != "copied" || newer == older {
+		t.Fatalf("second copy %s (first %s): %+v", newer, older, r)
+	}
+
+	// The swap, with the bucket's keys only.
+	mc := gw.Client()
+	obj, err := mc.GetObject(ctx, cliBucket, "a0-1/"+older+".enc", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	olderBytes, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.PutObject(ctx, cliBucket, "a0-1/"+newer+".enc", bytes.NewReader(olderBytes), int64(len(olderBytes)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	obj, err = mc.GetObject(ctx, cliBucket, "a0-1/"+older+".json", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rb api.RemoteBackup
+	if b, err := io.ReadAll(obj); err != nil || json.Unmarshal(b, &rb) != nil {
+		t.Fatalf("read the older record: %v", err)
+	}
+	info, err := mc.StatObject(ctx, cliBucket, "a0-1/"+newer+".enc", minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.Name, rb.File, rb.ETag = newer, newer+".enc", strings.Trim(info.ETag, `"`)
+	nb, _ := json.Marshal(rb)
+	if _, err := mc.PutObject(ctx, cliBucket, "a0-1/"+newer+".json", bytes.NewReader(nb), int64(len(nb)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("retrieve says what the record proves", func(t *testing.T) {
+		r := op.mustOn(n, "backup-retrieve", "--remote", newer, "-o", "swapped.enc")
+		if !strings.Contains(r.stdout, "match the remote copy's record") ||
+			!strings.Contains(r.stderr, "not that it is backup "+newer) || !strings.Contains(r.stderr, "verify swapped.enc --expect-name "+newer) {
+			t.Fatalf("retrieve --remote of a swapped copy: %+v", r)
+		}
+		if r := op.mustOn(n, "verify", "swapped.enc"); !strings.Contains(r.stdout, "name:         "+older+"\n") {
+			t.Fatalf("verify does not name the backup from its manifest:\n%s", r.stdout)
+		}
+		r = op.on(n, "verify", "swapped.enc", "--expect-name", newer)
+		if r.code != ExitIntegrity || !strings.Contains(r.stderr, newer) || !strings.Contains(r.stderr, older) {
+			t.Fatalf("verify --expect-name %s of %s: %+v", newer, older, r)
+		}
+		op.mustOn(n, "verify", "swapped.enc", "--expect-name", older)
+	})
+	t.Run("restore --remote refuses it before the first write", func(t *testing.T) {
+		r := op.on(n, "restore", "--remote", newer, "--drop")
+		if r.code != ExitIntegrity || !strings.Contains(r.stderr, newer) || !strings.Contains(r.stderr, older) {
+			t.Fatalf("restore --remote %s of the swapped copy: %+v", newer, r)
+		}
+		if v := version(); v != 2 {
+			t.Fatalf("the database holds version %d after the refused restore, want 2 (the newer backup's)", v)
+		}
+		if m, _ := aops.Marker(ctx, n.client()); m != nil {
+			t.Fatalf("a restore marker was written: %v", m)
+		}
+	})
+	t.Run("restore of a swapped stored backup is refused", func(t *testing.T) {
+		stored := filepath.Join(dev, store.FolderName, newer+".enc")
+		if err := os.WriteFile(stored, olderBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := op.on(n, "restore", "--drop")
+		if r.code != ExitIntegrity || !strings.Contains(r.stderr, newer) || !strings.Contains(r.stderr, older) {
+			t.Fatalf("restore of the swapped stored backup: %+v", r)
+		}
+		if v := version(); v != 2 {
+			t.Fatalf("the database holds version %d after the refused restore, want 2", v)
+		}
+	})
 }

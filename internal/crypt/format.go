@@ -142,6 +142,14 @@ const (
 // first 8 bytes of the file).
 func IsA0(prefix []byte) bool { return bytes.HasPrefix(prefix, magic[:]) }
 
+// MagicLen is the length of the a0 magic, what IsA0 needs.
+const MagicLen = len(magic)
+
+// IsA0Start reports whether b, shorter than the magic, is how an a0 file
+// starts (an empty b included): what a file cut before its header reached
+// the disk holds.
+func IsA0Start(b []byte) bool { return len(b) < len(magic) && bytes.HasPrefix(magic[:], b) }
+
 type keys struct {
 	enc, mac []byte
 	check    [16]byte
@@ -162,7 +170,7 @@ func deriveMasterKey(password []byte, h *HeaderInfo, salt []byte) ([]byte, error
 }
 
 func deriveKeys(password []byte, h *HeaderInfo, salt []byte) (*keys, error) {
-	mk, err := deriveMaster(password, h, salt)
+	mk, err := boundedMaster(password, h, salt)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,9 @@
 package crypt
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // The password KDF's parameters: what a0 writes and the range it accepts
 // when reading. Both writers (NewWriter's header, NewSealedWriter's
@@ -76,4 +79,63 @@ func readKDF(kdf KDF, p1, p2, p3 uint32) (HeaderInfo, error) {
 		return h, fmt.Errorf("%w: kdf %d", ErrUnsupported, uint8(kdf))
 	}
 	return h, nil
+}
+
+// MaxKDFsAtOnce bounds the password KDFs running at once in the process
+// (issue 25 point 11): an argon2id run holds 64 MiB (up to 256 MiB for a
+// file a reader accepts), and parallel requests must not multiply that.
+// Two lets a backup's writer and the one-KDF password check beside it
+// (the agent's same-password warning) run side by side; more wait.
+const MaxKDFsAtOnce = 2
+
+// kdfGate is the process's one bound: a bound per caller would not bound
+// the process.
+var kdfGate = newGate(MaxKDFsAtOnce)
+
+// KDFStats is what the KDF bound has seen since the process started.
+type KDFStats struct {
+	// Running is the KDFs running now, Peak the most that ever ran at
+	// once (never above MaxKDFsAtOnce), Total how many ran.
+	Running, Peak int
+	Total         int64
+}
+
+// KDFCounts returns the KDF bound's counts: the agent's tests read them to
+// show that parallel requests did not run parallel KDFs.
+func KDFCounts() KDFStats {
+	kdfGate.mu.Lock()
+	defer kdfGate.mu.Unlock()
+	return kdfGate.stats
+}
+
+type gate struct {
+	slots chan struct{}
+	mu    sync.Mutex
+	stats KDFStats
+}
+
+func newGate(n int) *gate { return &gate{slots: make(chan struct{}, n)} }
+
+// run runs f once a slot is free.
+func (g *gate) run(f func()) {
+	g.slots <- struct{}{}
+	g.mu.Lock()
+	g.stats.Running++
+	g.stats.Total++
+	g.stats.Peak = max(g.stats.Peak, g.stats.Running)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.stats.Running--
+		g.mu.Unlock()
+		<-g.slots
+	}()
+	f()
+}
+
+// boundedMaster is deriveMaster under the process's KDF bound: every KDF
+// a0 runs (writers, readers, version 2 password stanzas) goes through it.
+func boundedMaster(password []byte, h *HeaderInfo, salt []byte) (mk []byte, err error) {
+	kdfGate.run(func() { mk, err = deriveMaster(password, h, salt) })
+	return mk, err
 }

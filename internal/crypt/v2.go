@@ -576,7 +576,7 @@ func unwrapPassword(s *age.Stanza, password []byte) ([]byte, error) {
 }
 
 func passwordAEAD(password []byte, h *HeaderInfo, salt []byte) (cipher.AEAD, error) {
-	mk, err := deriveMaster(password, h, salt)
+	mk, err := boundedMaster(password, h, salt)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,8 @@ type Options struct {
 	SpoolDir string
 	// ToolVersion and Node go into prelude.json and the manifest.
 	ToolVersion, Node string
+	// Name is the backup's name, recorded in the manifest (manifest.Name).
+	Name string
 	// ReadPreference for the collection reads. Nil means secondaryPreferred
 	// on a replica set (the primary keeps serving) and primary otherwise.
 	ReadPreference *readpref.ReadPref
@@ -266,6 +268,7 @@ func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 	m := &manifest.Manifest{
 		FormatVersion: manifest.FormatVersion,
 		Kind:          manifest.KindBackup,
+		Name:          opts.Name,
 		ToolVersion:   opts.ToolVersion,
 		Started:       time.Now().UTC(),
 		Consistency:   manifest.ConsistencyNone,

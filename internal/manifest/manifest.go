@@ -33,12 +33,18 @@ var ErrUnsupported = errors.New("unsupported manifest format version")
 
 // Manifest describes one backup archive.
 type Manifest struct {
-	FormatVersion int       `json:"format_version"`
-	Kind          string    `json:"kind"`
-	ToolVersion   string    `json:"tool_version"`
-	Source        Source    `json:"source"`
-	Started       time.Time `json:"started"`
-	Finished      time.Time `json:"finished"`
+	FormatVersion int    `json:"format_version"`
+	Kind          string `json:"kind"`
+	// Name is the backup's name as the node gave it (its file is
+	// Name+".enc" in the slot and in the remote store). Inside the
+	// authenticated archive, it proves which backup a file is where a
+	// file name or a record beside the file cannot (CheckName). Empty in
+	// backups made before a0 wrote it.
+	Name        string    `json:"name,omitempty"`
+	ToolVersion string    `json:"tool_version"`
+	Source      Source    `json:"source"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
 
 	// Consistency is ConsistencyPointInTime when oplog.bson holds every write
 	// between OplogStart and ConsistentTo, ConsistencyNone otherwise.

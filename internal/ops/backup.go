@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -50,6 +51,28 @@ func BackupName(t time.Time) string {
 // WorkDir is where a backup on device n spools what it cannot stream.
 func WorkDir(device string) string {
 	return filepath.Join(device, store.FolderName, ".work")
+}
+
+// WorkSpoolPattern names the dump's spools in WorkDir: dump.SpoolPattern,
+// which ops does not import (dbjob's TestWorkSpoolPattern keeps the two
+// equal).
+const WorkSpoolPattern = ".a0-spool-*.bson"
+
+// CleanWorkDir removes the dump spools a backup left in device's work
+// directory, then the directory if that left it empty, and returns what
+// it removed. Nothing else: a backup folder taken with set-as-backup force
+// may hold a .work a0 did not make (issue 25 point 9).
+func CleanWorkDir(device string) []string {
+	dir := WorkDir(device)
+	names, _ := filepath.Glob(filepath.Join(dir, WorkSpoolPattern))
+	var removed []string
+	for _, n := range names {
+		if st, err := os.Lstat(n); err == nil && st.Mode().IsRegular() && os.Remove(n) == nil {
+			removed = append(removed, n)
+		}
+	}
+	os.Remove(dir) // fails, and keeps it, unless empty
+	return removed
 }
 
 // Catalog answers what FerretDB answers slowly (the databases, a

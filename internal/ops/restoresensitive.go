@@ -221,6 +221,9 @@ func (r *RestoreSensitive) extract(ctx context.Context, src Source, dir string) 
 	if man.Kind != manifest.KindSensitive {
 		return nil, errorf(Invalid, "this is an ordinary backup, not a sensitive one: use restore")
 	}
+	if err := src.CheckBackupName(man); err != nil {
+		return nil, err
+	}
 	for _, f := range man.Files {
 		if clean, err := archive.CleanName(f.Path); err != nil || clean != f.Path {
 			return nil, errorf(Integrity, "unsafe path in sensitive backup: %q", f.Path)

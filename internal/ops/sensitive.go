@@ -64,7 +64,7 @@ func (b *SensitiveBackup) Run(ctx context.Context, j *job.Job) (*store.Meta, err
 		s.Abort()
 		return nil, err
 	}
-	man := &manifest.Manifest{FormatVersion: manifest.FormatVersion, Kind: manifest.KindSensitive,
+	man := &manifest.Manifest{FormatVersion: manifest.FormatVersion, Kind: manifest.KindSensitive, Name: name,
 		ToolVersion: "a0 " + version.Version, Source: manifest.Source{Node: host, Roles: node.Roles, Device: node.Device},
 		Started: start.UTC()}
 	for i, p := range paths {

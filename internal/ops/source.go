@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"hash"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/a0backup/a0/internal/backupfile"
 	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/manifest"
 )
 
 // Source is a file to restore from and how to read it.
@@ -29,6 +31,12 @@ type Source struct {
 	// CheckHash compares.
 	WantSHA256 string
 	hash       hash.Hash
+	// Name, when set, is the backup the restore was asked for (a remote
+	// copy's name, the stored backup's): the archive's authenticated
+	// manifest must prove it is that backup (CheckBackupName) before the first
+	// write. A name beside the file (the slot's metadata, a remote copy's
+	// record) is written by whoever can write the device or the bucket.
+	Name string
 	// Fetch, when set, first downloads a remote copy to Path
 	// (Copier.Fetch); the file is removed when the job ends.
 	Fetch func(ctx context.Context) error
@@ -43,6 +51,22 @@ func (s Source) CheckHash() error {
 	}
 	if got := hex.EncodeToString(s.hash.Sum(nil)); got != strings.ToLower(s.WantSHA256) {
 		return &Error{Kind: Integrity, Msg: "the upload on the node is not the file this client uploaded (sha256 " + got + "): upload it again"}
+	}
+	return nil
+}
+
+// CheckBackupName refuses a source that is not the backup it was asked for
+// (issue 25 point 1): m is the manifest of the authenticated archive.
+func (s Source) CheckBackupName(m *manifest.Manifest) error {
+	if s.Name == "" {
+		return nil
+	}
+	if m == nil {
+		return &Error{Kind: Integrity, Msg: "the file given as backup " + s.Name + " holds no manifest to prove which backup it is: refused"}
+	}
+	var ne *manifest.NameError
+	if err := m.CheckName(s.Name); errors.As(err, &ne) {
+		return &Error{Kind: Integrity, Msg: ne.Error(), Details: map[string]any{"name": ne.Want, "backup": ne.Got, "node": ne.Node}, Err: err}
 	}
 	return nil
 }

@@ -178,7 +178,9 @@ func (s Slot) Clean() ([]string, error) {
 	var removed []string
 	for _, e := range entries {
 		n := e.Name()
-		if !s.owns(n) || n == keep {
+		if !s.owns(n) || n == keep || !isOwnFile(s.Dir, n) {
+			// Its name alone does not make a file a0's (issue 25
+			// point 9): one a0 did not write stays.
 			continue
 		}
 		if err := os.Remove(filepath.Join(s.Dir, n)); err != nil {

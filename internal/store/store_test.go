@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -57,7 +58,7 @@ func TestCleanRemovesPartialsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	part, _ := b.Create("02-02-2026-03-04-05.tar.gz")
-	part.Write([]byte("partial"))
+	part.Write([]byte("\x89a0enc\r\npartial")) // a0 writes its magic first (Clean checks it)
 	removed, err := b.Clean()
 	if err != nil || len(removed) != 1 {
 		t.Fatalf("clean: %v %v", removed, err)
@@ -88,5 +89,87 @@ func TestMetadataWithoutFileIsNoBackup(t *testing.T) {
 	}
 	if _, err := s.Create("02-02-2026-03-04-05.tar.gz"); err != nil {
 		t.Fatalf("slot still blocked: %v", err)
+	}
+}
+
+// TestCleanKeepsFilesA0DidNotWrite (issue 25 point 9): a folder given to
+// set-as-backup with force may hold files named as a0 names its own; Clean
+// removes only those that are a0's by their bytes too (the magic, or a
+// part cut before it reached the disk), never a link.
+func TestCleanKeepsFilesA0DidNotWrite(t *testing.T) {
+	dir := t.TempDir()
+	b := Slot{Dir: dir, Kind: "backup"}
+	foreign := map[string][]byte{
+		"notes.enc":                            []byte("someone's encrypted notes"),
+		"01-02-2026-03-04-05.tar.gz.enc":       []byte("not an a0 file at all"),
+		".02-02-2026-03-04-05.tar.gz.enc.part": []byte("a0enc is not the magic"),
+		"x.enc.part":                           []byte("\x89a0"), // a prefix of the magic, but not a part name a0 gives
+	}
+	for n, body := range foreign {
+		if err := os.WriteFile(filepath.Join(dir, n), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "target")
+	os.WriteFile(target, []byte("\x89a0enc\r\nlinked"), 0o600)
+	os.Symlink(target, filepath.Join(dir, "linked.enc"))
+	own := map[string][]byte{
+		".03-02-2026-03-04-05.tar.gz.enc.part": nil,                               // created, nothing flushed
+		".04-02-2026-03-04-05.tar.gz.enc.part": []byte("\x89a0e"),                 // cut inside the magic
+		"05-02-2026-03-04-05.tar.gz.enc":       []byte("\x89a0enc\r\n an orphan"), // metadata gone
+	}
+	for n, body := range own {
+		if err := os.WriteFile(filepath.Join(dir, n), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := b.Clean()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != len(own) {
+		t.Errorf("removed %v, want the %d files a0 wrote", removed, len(own))
+	}
+	for n, body := range foreign {
+		if got, err := os.ReadFile(filepath.Join(dir, n)); err != nil || string(got) != string(body) {
+			t.Errorf("%s, which a0 did not write, removed or changed: %v", n, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "linked.enc")); err != nil {
+		t.Errorf("a link named as a backup removed: %v", err)
+	}
+}
+
+func TestCheckDevice(t *testing.T) {
+	state := t.TempDir()
+	os.MkdirAll(filepath.Join(state, "secrets"), 0o700)
+	link := filepath.Join(t.TempDir(), "etc")
+	os.Symlink("/etc", link)
+	ok := t.TempDir()
+	for _, tc := range []struct {
+		device string
+		ok     bool
+	}{
+		{"/", false}, {"/etc", false}, {"/etc/a0", false}, {"/dev/shm", false}, {"/proc/self", false},
+		{"/sys", false}, {"/run/user", false}, {"/boot", false}, {"/usr/local/backups", false},
+		{"/bin", false}, {"/sbin", false}, {"/lib", false}, {"/lib64/x", false}, {"/var/run", false},
+		{"/var", false}, {"/var/lib", false}, {"/tmp", false},
+		{state, false}, {filepath.Join(state, "secrets"), false}, {filepath.Join(state, "db", "new"), false},
+		{filepath.Dir(state), false}, {link, false}, {filepath.Join(link, "ssl"), false},
+		{ok, true}, {filepath.Join(ok, "not-yet"), true}, {"/mnt/backups", true}, {"/srv/a0", true}, {"/var/lib/a0-backups", true},
+		{"/library", true}, {"/etcetera", true},
+	} {
+		t.Run(tc.device, func(t *testing.T) {
+			err := CheckDevice(tc.device, state)
+			var de *DeviceError
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && !errors.As(err, &de):
+				t.Fatalf("accepted (%v)", err)
+			case !tc.ok && !strings.Contains(err.Error(), tc.device):
+				t.Fatalf("the error does not name the device: %v", err)
+			}
+		})
 	}
 }

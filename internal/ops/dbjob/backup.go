@@ -72,7 +72,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 		format = ops.FormatNameV2
 	}
 	host, _ := os.Hostname()
-	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host}
+	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name}
 	if b.AllowPrimary {
 		opts.ReadPreference = readpref.Primary()
 	}
@@ -84,7 +84,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 		s.Abort()
 		return nil, err
 	}
-	defer os.RemoveAll(opts.SpoolDir)
+	defer ops.CleanWorkDir(b.Device)
 	b.Hold.At(ctx, ops.HoldBackup)
 	man, err := dump.Run(ctx, b.Client, s.Archive(), opts, prog)
 	if err == nil && b.BeforeSeal != nil {

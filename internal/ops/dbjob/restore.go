@@ -157,6 +157,12 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	if err != nil {
 		return nil, openError(err)
 	}
+	// Which backup this is, proven by its authenticated manifest, before
+	// the targets are looked at and long before the first write (issue 25
+	// point 1).
+	if err := src.CheckBackupName(plan.Manifest); err != nil {
+		return nil, err
+	}
 	stopPolling()
 	res := &api.RestoreResult{Phase: "planned", Plan: planSummary(plan)}
 	if p := r.PITR; p != nil {
