@@ -92,7 +92,9 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 			clear(src.FileKey)
 			return err
 		}
-		src.Path = pt.BasePath // the file the plan chose, whose name the CLI checked
+		// The file the plan chose, whose name the CLI checked and its
+		// manifest must prove (CheckBackupName).
+		src.Path, src.Name = pt.BasePath, pt.Base.Name
 	}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJobPITR(src, opts, pt)); err != nil {
 		clear(src.FileKey)
