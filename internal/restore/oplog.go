@@ -256,6 +256,10 @@ func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanRes
 	if err != nil {
 		return fmt.Errorf("replay oplog: %w", err)
 	}
+	if rs.opts.Extra == nil {
+		// Nothing follows: what is still open stays so.
+		rs.endReplay()
+	}
 	return nil
 }
 
@@ -286,9 +290,10 @@ func (rs *runState) indexIDLookupsOnce(ctx context.Context, rp *replayer, p *Pla
 // commit) and hands its skip counts to the report.
 func (rs *runState) endReplay() {
 	rp := rs.rp
-	if rp == nil {
+	if rp == nil || rs.replayEnded {
 		return
 	}
+	rs.replayEnded = true
 	for _, op := range rp.txns.PendingOps() {
 		rp.skip(skipTxnOpen, op.NS, 1)
 	}

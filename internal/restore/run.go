@@ -395,6 +395,7 @@ type runState struct {
 	// Options.IndexIDLookups ran.
 	rp          *replayer
 	lookupsDone bool
+	replayEnded bool
 	viaApplyOp  bool
 	applied     int64
 	// authzLoaded says users or roles wait in admin.temp* for mergeAuthz.
