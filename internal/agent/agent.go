@@ -13,12 +13,14 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/dbsize"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
@@ -141,6 +143,10 @@ type Agent struct {
 	copier    *ops.Copier
 	// hook posts job ends.
 	hook *webhook.Poster
+	// sizes is the database size, read in the background (sizes.go);
+	// serverVersion is the server's, read with it.
+	sizes         *dbsize.Cache
+	serverVersion atomic.Value // string
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -213,6 +219,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.Close()
 		return nil, err
 	}
+	a.startSizes()
 	if err := a.serveMetrics(); err != nil {
 		a.Close()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
@@ -85,8 +86,19 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	if n.Device != "" {
 		out.DeviceFreeBytes, _ = ops.FreeBytes(n.Device)
 	}
-	out.DatabaseBytes, _ = ops.DataSize(r.Context(), a.client)
-	out.ServerVersion = a.serverVersion(r)
+	// From the cache, read in the background (sizes.go): never dbStats on
+	// the request's path.
+	size := a.sizes.Get(r.Context(), statusWait)
+	if !size.At.IsZero() {
+		at := size.At.UTC()
+		out.DatabaseBytes, out.DatabaseBytesRead = size.Bytes, &at
+		out.DatabaseBytesAgeSeconds = int64(time.Since(size.At).Seconds())
+	}
+	out.DatabaseBytesRefreshSeconds = int64(a.sizes.Period().Seconds())
+	if size.Err != nil {
+		out.DatabaseBytesError = redactURIError(size.Err).Error()
+	}
+	out.ServerVersion = a.cachedServerVersion()
 	out.Job, _, _ = a.jobs.Running()
 	out.Keys = a.keysInUse()
 	out.Schedule = a.scheduleStatus()
@@ -96,16 +108,6 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeJSON(w, http.StatusOK, out)
-}
-
-func (a *Agent) serverVersion(r *http.Request) string {
-	var bi struct {
-		Version string `bson:"version"`
-	}
-	if err := a.client.Database("admin").RunCommand(r.Context(), map[string]int{"buildInfo": 1}).Decode(&bi); err != nil {
-		return ""
-	}
-	return bi.Version
 }
 
 func jobKind(slot string) string {
