@@ -24,6 +24,7 @@ import (
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/logring"
 	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/remote"
@@ -143,6 +144,8 @@ type Agent struct {
 	copier    *ops.Copier
 	// hook posts job ends.
 	hook *webhook.Poster
+	// logRing keeps the agent's recent log for `a0cli logs` (logs.go).
+	logRing *logring.Ring
 	// sizes is the database size, read in the background (sizes.go);
 	// serverVersion is the server's, read with it.
 	sizes         *dbsize.Cache
@@ -177,7 +180,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, state: st, auth: keys.OpenAuthorized(st.AuthorizedKeysPath())}
+	a := &Agent{cfg: cfg, state: st, auth: keys.OpenAuthorized(st.AuthorizedKeysPath())}
+	a.openLog()
 	if a.recipients, err = parseRecipients(cfg.Recipients); err != nil {
 		return nil, err
 	}
