@@ -191,7 +191,9 @@ type ScheduledRun struct {
 	Code     string     `json:"code,omitempty"`
 	Name     string     `json:"name,omitempty"`
 	Replaced string     `json:"replaced,omitempty"`
-	// Missed counts runs due while the agent was down, run once as this one.
+	// Missed counts the runs that fell due and did not start at their time
+	// (the agent was down, or the previous run was going), this one's
+	// included: all made up for by this one run; 0 when it ran on time.
 	Missed int `json:"missed,omitempty"`
 }
 
