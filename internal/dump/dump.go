@@ -63,6 +63,11 @@ type Options struct {
 	SpoolDir string
 	// ToolVersion and Node go into prelude.json and the manifest.
 	ToolVersion, Node string
+	// Started is the backup's start, the manifest's "started" (zero: when
+	// the dump starts): the agent passes the instant its backup's name and
+	// "created" are taken from, so that every command shows one time for
+	// one backup (issue 28 point 9).
+	Started time.Time
 	// ReadPreference for the collection reads. Nil means secondaryPreferred
 	// on a replica set (the primary keeps serving) and primary otherwise.
 	ReadPreference *readpref.ReadPref
@@ -262,12 +267,15 @@ func Run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Options, prog *Progress, sp *spools) (*manifest.Manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
+	}
 
 	m := &manifest.Manifest{
 		FormatVersion: manifest.FormatVersion,
 		Kind:          manifest.KindBackup,
 		ToolVersion:   opts.ToolVersion,
-		Started:       time.Now().UTC(),
+		Started:       opts.Started.UTC(),
 		Consistency:   manifest.ConsistencyNone,
 	}
 	src, ferret, err := source(ctx, client, opts.Node)

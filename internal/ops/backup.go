@@ -141,7 +141,9 @@ func (b *Backup) Run(ctx context.Context, j *job.Job) (*store.Meta, error) {
 		format = FormatNameV2
 	}
 	host, _ := os.Hostname()
-	opts := dump.Options{SpoolDir: WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host}
+	// The manifest's start is the backup's: its name, "created" in
+	// backup-status, verify's and the restore plan's "created" are one time.
+	opts := dump.Options{SpoolDir: WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Started: start}
 	if b.AllowPrimary {
 		opts.ReadPreference = readpref.Primary()
 	}
