@@ -113,7 +113,7 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 		IndexIDLookups: r.Options.IndexIDLookups, Count: r.Options.Count,
 		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve}
 	var mu sync.Mutex
-	phase, docsTotal, bytesTotal := "authenticating", int64(0), int64(0)
+	phase, docsTotal, bytesTotal, oplogTotal := "authenticating", int64(0), int64(0), int64(0)
 	setPhase := func(p string) {
 		mu.Lock()
 		phase = p
@@ -137,7 +137,7 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 		s := prog.Snapshot()
 		mu.Lock()
 		defer mu.Unlock()
-		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal, OplogEntriesTotal: oplogTotal}
 		if phase == "authenticating" {
 			p.FileBytes, p.FileBytesTotal = fileRead.Load(), fileTotal
 		}
@@ -195,6 +195,7 @@ func (r *Restore) Run(ctx context.Context, j *job.Job) (*api.RestoreResult, erro
 		docsTotal += c.Documents
 		bytesTotal += c.Bytes
 	}
+	oplogTotal = plan.OplogEntries
 	mu.Unlock()
 	if err := restore.CheckTargets(ctx, r.Client, plan, opts); err != nil {
 		var ne *restore.NonEmptyError
