@@ -20,7 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
-	"github.com/a0backup/a0/internal/dbsize"
+	"github.com/a0backup/a0/internal/connlimit"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
@@ -37,6 +37,11 @@ import (
 // Config of an agent.
 type Config struct {
 	StateDir string
+	// Jobs are the bodies of the jobs that read or write the database
+	// (dbjob.Runners()): the composition root (agentcmd, the benchmarks,
+	// the tests) hands them in, so that this package imports neither dump
+	// nor restore. New refuses a Config without them.
+	Jobs ops.Runners
 	// Listen is the HTTPS address, ":10121" by default.
 	Listen string
 	// MongoURI selects a real MongoDB; empty runs the embedded database.
@@ -61,6 +66,9 @@ type Config struct {
 	Logger           *slog.Logger
 	// Timeouts bound slow or stalled clients; zero fields take the defaults.
 	Timeouts Timeouts
+	// Connections bounds the connections held, in total and per source
+	// address (conns.go; zero fields take connlimit's defaults).
+	Connections connlimit.Limits
 	// UploadReserve is the free space uploads must leave on the state
 	// disk (0: 256 MiB).
 	UploadReserve int64
@@ -136,6 +144,15 @@ type Agent struct {
 	metrics     *metrics.Recorder
 	metricsSrv  *http.Server
 	metricsAddr string
+	// conns holds the HTTPS connections within their limits (conns.go).
+	conns     *connlimit.Listener
+	connDrops connDrops
+	// dbStats caches the database size for the metrics and node-status
+	// (dbstats.go); serverVersion is the server's, read with it.
+	dbStats       dbStatsCache
+	serverVersion atomic.Value // string
+	// refusals summarizes the refused requests in the log (accesslog.go).
+	refusals refusalLog
 	// The services beside the jobs (jobs.go): sched runs the schedule
 	// (nil without one; schedDone closes when its loop ends), copier the
 	// remote copy (nil without a remote store).
@@ -146,10 +163,6 @@ type Agent struct {
 	hook *webhook.Poster
 	// logRing keeps the agent's recent log for `a0cli logs` (logs.go).
 	logRing *logring.Ring
-	// sizes is the database size, read in the background (sizes.go);
-	// serverVersion is the server's, read with it.
-	sizes         *dbsize.Cache
-	serverVersion atomic.Value // string
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -166,6 +179,9 @@ type Agent struct {
 // New opens the state directory, starts or connects the database and
 // prepares the HTTPS server. Serve starts answering.
 func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if err := cfg.Jobs.Check(); err != nil {
+		return nil, fmt.Errorf("agent: Config.Jobs: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -223,7 +239,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.Close()
 		return nil, err
 	}
-	a.startSizes()
 	if err := a.serveMetrics(); err != nil {
 		a.Close()
 		return nil, err
@@ -242,6 +257,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		// answers it with the same 401 as every other refusal.
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		// The connection limits (conns.go).
+		ConnContext: connlimit.WithConn,
+		ConnState:   closeUnproven,
 	}
 	return a, nil
 }
@@ -266,8 +284,10 @@ func (a *Agent) tlsConfig() *tls.Config {
 func (a *Agent) connect(ctx context.Context) error {
 	uri := a.cfg.MongoURI
 	if uri == "" {
+		// A Unix socket in a 0700 directory: the server has no
+		// authentication, so only the agent's user may reach it.
 		srv, err := embedded.Start(ctx, embedded.Config{Dir: a.state.DBDir(), Oplog: true,
-			Logger: slog.New(warnOnly{a.log.Handler()})})
+			SocketDir: a.state.EmbeddedSocketDir(), Logger: slog.New(warnOnly{a.log.Handler()})})
 		if err != nil {
 			return fmt.Errorf("embedded database: %w", err)
 		}
@@ -336,7 +356,7 @@ func (a *Agent) cleanSlots() error {
 // cleanSpools removes the encrypted spools a killed restore left: their
 // key died with the process.
 func (a *Agent) cleanSpools() {
-	for _, r := range ops.CleanSpools(a.state.SpoolDir()) {
+	for _, r := range a.cfg.Jobs.CleanSpools(a.state.SpoolDir()) {
 		a.log.Warn("removed a spool file of an interrupted restore", "file", r)
 	}
 }
@@ -378,7 +398,7 @@ func (a *Agent) keysInUse() *api.NodeKeys {
 func (a *Agent) Serve(ln net.Listener) error {
 	a.log.Info("a0agent listening", "addr", ln.Addr().String(), "database", a.dbName,
 		"certificate", a.Fingerprint())
-	err := a.srv.ServeTLS(ln, "", "")
+	err := a.srv.ServeTLS(a.limitConns(ln), "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
-	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/statedir"
@@ -86,17 +85,17 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	if n.Device != "" {
 		out.DeviceFreeBytes, _ = ops.FreeBytes(n.Device)
 	}
-	// From the cache, read in the background (sizes.go): never dbStats on
-	// the request's path.
-	size := a.sizes.Get(r.Context(), statusWait)
-	if !size.At.IsZero() {
-		at := size.At.UTC()
-		out.DatabaseBytes, out.DatabaseBytesRead = size.Bytes, &at
-		out.DatabaseBytesAgeSeconds = int64(time.Since(size.At).Seconds())
+	// From the cache the metrics use too, read in the background
+	// (dbstats.go, sizes.go): never dbStats on the request's path.
+	size := a.dbStats.peek(r.Context(), a, statusWait)
+	if !size.read.IsZero() {
+		at := size.read.UTC()
+		out.DatabaseBytes, out.DatabaseBytesRead = size.bytes, &at
+		out.DatabaseBytesAgeSeconds = int64(time.Since(size.read).Seconds())
 	}
-	out.DatabaseBytesRefreshSeconds = int64(a.sizes.Period().Seconds())
-	if size.Err != nil {
-		out.DatabaseBytesError = redactURIError(size.Err).Error()
+	out.DatabaseBytesRefreshSeconds = int64(dbStatsInterval.Seconds())
+	if size.err != nil {
+		out.DatabaseBytesError = size.err.Error()
 	}
 	out.ServerVersion = a.cachedServerVersion()
 	out.Job, _, _ = a.jobs.Running()
@@ -110,12 +109,7 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func jobKind(slot string) string {
-	if slot == api.SlotSensitive {
-		return kindBackupSensitive
-	}
-	return kindBackup
-}
+func jobKind(slot string) string { return ops.JobKind(slot) }
 
 // backupSlot resolves {slot} and checks the backup role.
 func (a *Agent) backupSlot(r *http.Request) (statedir.Node, store.Slot, error) {
@@ -191,21 +185,18 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 			return meta, err
 		}
 	} else {
-		if err := ops.CheckSpace(r.Context(), a.client, n.Device); err != nil {
+		if err := a.cfg.Jobs.CheckSpace(r.Context(), a.client, n.Device); err != nil {
 			return err
 		}
 		b := a.newBackup(n.Device, seal, req.AllowPrimary)
 		// The totals are measured before the job starts, so that the
 		// first backup-status already shows them.
-		if b.Collections, b.Bytes, err = ops.Totals(r.Context(), a.client, req.AllowPrimary, b.Catalog); err != nil {
+		if b.Collections, b.Bytes, err = a.cfg.Jobs.Totals(r.Context(), a.client, req.AllowPrimary, b.Catalog); err != nil {
 			a.log.Warn("could not measure the backup's totals before it starts", "err", err)
 		}
 		fn = a.backupJob(b)
 	}
-	warning := ""
-	if len(password) > 0 {
-		warning = a.samePasswordWarning(n, slot, password)
-	}
+	warning := ops.SamePasswordWarning(n.Device, slot.Kind, password)
 	if err := a.startKeyJob(r, jobKind(slot.Kind), fn); err != nil {
 		return err
 	}
@@ -216,25 +207,6 @@ func (a *Agent) startBackup(w http.ResponseWriter, r *http.Request) error {
 		out.Arguments = args
 	}
 	return writeJSON(w, http.StatusAccepted, out)
-}
-
-// samePasswordWarning says so when the password also opens the other slot's
-// stored backup: one leaked password should not open both the data and the
-// keys that protect it. The check costs one KDF run and stores nothing.
-func (a *Agent) samePasswordWarning(n statedir.Node, slot store.Slot, password []byte) string {
-	other := api.SlotSensitive
-	if slot.Kind == api.SlotSensitive {
-		other = api.SlotBackup
-	}
-	f, _, err := a.slot(n, other).Open()
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := crypt.NewReader(f, password); err != nil {
-		return ""
-	}
-	return "this password also protects the stored " + jobKind(other) + "; use a different password for the sensitive backup"
 }
 
 func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {

@@ -24,6 +24,7 @@ import (
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/keys"
 	aops "github.com/a0backup/a0/internal/ops"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -154,6 +155,7 @@ func startSecNodeCfg(t *testing.T, cfg Config) *secNode {
 		cfg.StateDir = t.TempDir()
 	}
 	cfg.Listen, cfg.Logger = ln.Addr().String(), slog.New(slog.NewTextHandler(buf, nil))
+	cfg.Jobs = dbjob.Runners()
 	a, err := New(context.Background(), cfg)
 	if err != nil {
 		ln.Close()

@@ -69,16 +69,15 @@ func (a *Agent) routes() http.Handler {
 func (a *Agent) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := a.authenticate(r); err != nil {
+			refusedConn(w, r) // conns.go
 			start := time.Now()
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			http.NewResponseController(w).SetWriteDeadline(start.Add(a.cfg.Timeouts.withDefaults().Request))
 			a.writeError(sw, r, err)
-			a.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", sw.status), slog.String("key", ""),
-				slog.Duration("took", time.Since(start)))
+			a.logRefusal(r, sw.status, time.Since(start)) // accesslog.go
 			return
 		}
+		provenConn(r) // conns.go
 		next.ServeHTTP(w, r)
 	})
 }
@@ -164,7 +163,7 @@ func (a *Agent) wrapWith(h handlerFunc, stream bool) http.Handler {
 			a.writeError(sw, r, err)
 		}
 		// Never log bodies or query strings: a body may hold a password.
-		a.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		a.log.LogAttrs(r.Context(), requestLevel(r, sw.status), "request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status), slog.String("key", name),
 			slog.Duration("took", time.Since(start)))

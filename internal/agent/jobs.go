@@ -38,9 +38,9 @@ var ErrScheduleNeedsRecipients = ops.ErrScheduleNeedsRecipients
 // Job kinds.
 const (
 	kindBackup           = ops.KindBackup
-	kindBackupSensitive  = "backup-sensitive"
-	kindRestore          = "restore"
-	kindRestoreSensitive = "restore-sensitive"
+	kindBackupSensitive  = ops.KindBackupSensitive
+	kindRestore          = ops.KindRestore
+	kindRestoreSensitive = ops.KindRestoreSensitive
 )
 
 func (a *Agent) slot(n statedir.Node, kind string) store.Slot { return ops.Slot(n.Device, kind) }
@@ -69,7 +69,7 @@ func (a *Agent) newBackup(device string, seal crypt.Seal, allowPrimary bool) *op
 // backupJob runs b and what follows every backup (backupEnded).
 func (a *Agent) backupJob(b *ops.Backup) job.Func {
 	return func(ctx context.Context, j *job.Job) (any, error) {
-		meta, err := b.Run(ctx, j)
+		meta, err := a.cfg.Jobs.Backup(ctx, j, b)
 		a.backupEnded(meta, err)
 		if meta == nil {
 			return nil, err
@@ -126,12 +126,13 @@ func (a *Agent) openServices() error {
 		}
 		a.sched = &ops.Scheduler{Schedule: a.cfg.Schedule, State: a.state, Replace: a.cfg.Replace,
 			Running:    func() string { kind, _, _ := a.jobs.Running(); return kind },
-			CheckSpace: func(ctx context.Context, device string) error { return ops.CheckSpace(ctx, a.client, device) },
+			CheckSpace: func(ctx context.Context, device string) error { return a.cfg.Jobs.CheckSpace(ctx, a.client, device) },
 			Seal: func() (crypt.Seal, int, error) {
 				seal, to, err := a.backupSeal(api.BackupRequest{}, nil, api.SlotBackup)
 				return seal, len(to), err
 			},
 			Backup: func(device string, seal crypt.Seal) *ops.Backup { return a.newBackup(device, seal, false) },
+			Jobs:   a.cfg.Jobs,
 			Start: func(kind string, fn job.Func) error {
 				return a.jobs.Start(a.ctx, kind, func(ctx context.Context, j *job.Job) (any, error) {
 					res, err := fn(ctx, j)

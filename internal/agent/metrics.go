@@ -93,7 +93,6 @@ func (a *Agent) recordBackup(m *store.Meta, err error) {
 // reasonClass names a backup failure's kind for a0_backup_last_failure_reason:
 // few, stable values that an alert can match on.
 func reasonClass(err error) string {
-	var rolled *ops.OplogRolledError
 	var pe *fs.PathError
 	switch {
 	case codeOf(err) != "":
@@ -102,7 +101,7 @@ func reasonClass(err error) string {
 		return "interrupted"
 	case errors.Is(err, syscall.ENOSPC):
 		return "no_space"
-	case errors.As(err, &rolled):
+	case errors.Is(err, ops.ErrOplogRolled):
 		return "oplog_rolled"
 	case errors.As(err, &pe):
 		return "device"
@@ -132,8 +131,8 @@ func (a *Agent) liveMetrics(ctx context.Context) metrics.Live {
 	if a.client == nil {
 		return l
 	}
-	if size, err := ops.DataSize(ctx, a.client); err == nil {
-		l.DatabaseBytes = size
-	}
+	// Cached, read in the background (dbstats.go): a scrape no longer runs
+	// dbStats on every database, nor loses the metric when that is slow.
+	l.DatabaseBytes, l.DatabaseBytesAge, l.DatabaseBytesError = a.dbStats.get(ctx, a)
 	return l
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/statedir"
 	"github.com/a0backup/a0/internal/store"
@@ -50,8 +51,14 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 
 func metricsAgent(t *testing.T, state string) *Agent {
 	t.Helper()
-	a, err := New(context.Background(), Config{StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{}, nil))})
+	return metricsAgentLog(t, state, &lockedBuffer{})
+}
+
+// metricsAgentLog is metricsAgent logging to buf.
+func metricsAgentLog(t *testing.T, state string, buf *lockedBuffer) *Agent {
+	t.Helper()
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +184,7 @@ func TestMetricsDuringAndAfterBackup(t *testing.T) {
 }
 
 func TestMetricsOnlyWhenConfigured(t *testing.T) {
-	a, err := New(context.Background(), Config{StateDir: t.TempDir(), Listen: "127.0.0.1:0",
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: t.TempDir(), Listen: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{}, nil))})
 	if err != nil {
 		t.Fatal(err)

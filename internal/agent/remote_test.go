@@ -19,6 +19,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/ops"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/s3gw"
 	"github.com/a0backup/a0/internal/sampledata"
@@ -51,7 +52,7 @@ func remoteAgent(t *testing.T, state string, cfg Config) *remoteNode {
 	t.Helper()
 	buf := &lockedBuffer{}
 	cfg.StateDir, cfg.Listen, cfg.MetricsListen = state, "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Logger = slog.New(slog.NewTextHandler(buf, nil))
+	cfg.Logger, cfg.Jobs = slog.New(slog.NewTextHandler(buf, nil)), dbjob.Runners()
 	if cfg.RemoteRetry == 0 {
 		cfg.RemoteRetry = 100 * time.Millisecond
 	}

@@ -92,7 +92,7 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 func (a *Agent) restoreJob(src ops.Source, opts ops.RestoreOptions) job.Func {
 	rj := &ops.Restore{Client: a.client, Source: src, Options: opts, LockUpload: a.lockUpload, Hold: a.cfg.Hold, Log: a.log}
 	return func(ctx context.Context, j *job.Job) (any, error) {
-		res, err := rj.Run(ctx, j)
+		res, err := a.cfg.Jobs.Restore(ctx, j, rj)
 		if res == nil {
 			return nil, jobError(err)
 		}

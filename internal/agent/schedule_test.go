@@ -30,6 +30,7 @@ import (
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/statedir"
@@ -137,7 +138,7 @@ func scheduledAgent(t *testing.T, replace bool, webhookURL, caFile string, role 
 		t.Fatal(err)
 	}
 	log := &lockedBuffer{}
-	a, err := New(context.Background(), Config{StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
 		Recipients: []string{id.Recipient().String()}, Schedule: sched, Replace: replace,
 		Webhook: webhookURL, WebhookCAFile: caFile, Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
@@ -378,7 +379,7 @@ func TestScheduleReplaces(t *testing.T) {
 
 func TestScheduleNeedsRecipients(t *testing.T) {
 	sched, _ := schedule.Parse(schedule.Spec{Every: "24h"})
-	_, err := New(context.Background(), Config{StateDir: t.TempDir(), Listen: "127.0.0.1:0", Schedule: sched,
+	_, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: t.TempDir(), Listen: "127.0.0.1:0", Schedule: sched,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if !errors.Is(err, ErrScheduleNeedsRecipients) {
 		t.Fatalf("a schedule without recipients: %v", err)
@@ -403,7 +404,7 @@ func TestWebhookDownNeverBlocksBackup(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			state, dev := t.TempDir(), t.TempDir()
 			log := &lockedBuffer{}
-			a, err := New(context.Background(), Config{StateDir: state, Listen: "127.0.0.1:0", Webhook: tc.url, WebhookCAFile: rcv.caFile,
+			a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", Webhook: tc.url, WebhookCAFile: rcv.caFile,
 				Logger: slog.New(slog.NewTextHandler(log, nil))})
 			if err != nil {
 				t.Fatal(err)

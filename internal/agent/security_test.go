@@ -35,6 +35,7 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/store"
 	"github.com/a0backup/a0/internal/version"
 )
@@ -70,7 +71,7 @@ func startSecNode(t *testing.T, to Timeouts) *secNode {
 		t.Fatal(err)
 	}
 	buf := &lockedBuffer{}
-	a, err := New(context.Background(), Config{StateDir: t.TempDir(), Listen: ln.Addr().String(),
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: t.TempDir(), Listen: ln.Addr().String(),
 		Logger: slog.New(slog.NewTextHandler(buf, nil)), Timeouts: to})
 	if err != nil {
 		ln.Close()

@@ -25,6 +25,7 @@ import (
 	"github.com/a0backup/a0/internal/cmdline"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/sampledata"
 	"github.com/a0backup/a0/internal/statedir"
@@ -305,7 +306,9 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 		h = slog.NewJSONHandler(logOut, nil)
 	}
 	log := slog.New(h)
-	cfg := agent.Config{StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
+	// The composition root: the agent gets the jobs' database bodies
+	// here, so that package agent imports neither dump nor restore.
+	cfg := agent.Config{Jobs: dbjob.Runners(), StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
 		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log,
 		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile}
 	if err := remoteConfig(&cfg, o.Remote); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/cli"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -43,7 +44,7 @@ func StartNode(ctx context.Context, work string) (*Node, error) {
 		return nil, fmt.Errorf("start node: %w", err)
 	}
 	n.Addr = ln.Addr().String()
-	n.a, err = agent.New(ctx, agent.Config{StateDir: n.State, Listen: n.Addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n.a, err = agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: n.State, Listen: n.Addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("start node: %w", err)

@@ -205,7 +205,9 @@ func (p *rsProxy) modes(coll string) map[string]int {
 func TestAllowPrimaryEndToEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir(), Oplog: true})
+	srv, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir(), Oplog: true,
+		// The replica-set proxy in front of it dials TCP.
+		Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

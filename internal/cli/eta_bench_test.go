@@ -16,6 +16,7 @@ import (
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/sampledata"
 )
 
@@ -35,7 +36,7 @@ func etaNode(b *testing.B) (cli func(args ...string) string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a, err := agent.New(ctx, agent.Config{StateDir: state, Listen: ln.Addr().String()})
+	a, err := agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: state, Listen: ln.Addr().String()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/sampledata"
 )
 
@@ -72,6 +73,7 @@ func startNodeWith(t *testing.T, state, addr string, cfg agent.Config) *testNode
 	}
 	buf := &syncBuffer{}
 	cfg.StateDir, cfg.Listen, cfg.Logger = state, ln.Addr().String(), slog.New(slog.NewTextHandler(buf, nil))
+	cfg.Jobs = dbjob.Runners()
 	a, err := agent.New(context.Background(), cfg)
 	if err != nil {
 		ln.Close()
@@ -298,7 +300,7 @@ func keysOpen(n *testNode) *keys.Authorized {
 
 // agentNew makes an agent on a database URI, logging to log.
 func agentNew(t *testing.T, uri string, log *syncBuffer) (*agent.Agent, error) {
-	a, err := agent.New(context.Background(), agent.Config{StateDir: t.TempDir(), Listen: "127.0.0.1:0", MongoURI: uri,
+	a, err := agent.New(context.Background(), agent.Config{Jobs: dbjob.Runners(), StateDir: t.TempDir(), Listen: "127.0.0.1:0", MongoURI: uri,
 		Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err == nil {
 		t.Cleanup(func() { a.Close() })

@@ -42,6 +42,10 @@ type Codec uint8
 // CodecTarGzip is a gzip-compressed tar archive (the backup archive).
 const CodecTarGzip Codec = 1
 
+// CodecOplogSlice is a point-in-time archive's oplog slice (package pitr
+// owns its layout: a header, zstd-compressed BSON entries, a trailer).
+const CodecOplogSlice Codec = 2
+
 // Chunk sizes: written by default and accepted when reading.
 const (
 	defaultChunkExp = 20 // 1 MiB

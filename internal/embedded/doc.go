@@ -5,7 +5,9 @@
 // sampledata.)
 //
 // It owns: Start/Server (the embedded server; Config.Oplog makes it log
-// its writes like a replica-set member), EnsureOplog/TrimOplog/
+// its writes like a replica-set member; it listens on a Unix socket in a
+// 0700 directory, never on TCP unless a test asks, because FerretDB has no
+// authentication: SocketDir, SocketURI), EnsureOplog/TrimOplog/
 // RunOplogTrimmer (local.oplog.rs and its budget), and at Start the setting
 // aside of database files a crash left without FerretDB's tables.
 //

@@ -23,8 +23,19 @@ import (
 type Config struct {
 	// Dir holds the SQLite files, one per database. Created 0700 if missing.
 	Dir string
-	// Listen is a TCP address; empty means 127.0.0.1:0 (a random loopback port).
+	// Listen is a TCP address to listen on instead of a Unix socket (tests
+	// that put a proxy in front of the server). A TCP port has no
+	// authentication: any local user could read and write every database,
+	// so nothing in production sets it (issue 25.4).
 	Listen string
+	// SocketDir is the directory that holds the server's Unix socket
+	// (SocketName) when Listen is empty: created 0700, or made 0700 when it
+	// exists, and refused unless this process's user owns it, so that only
+	// that user (and root) can connect. A socket left by a killed process is
+	// removed: one server per SocketDir (the agent's state directory lock).
+	// Empty means a fresh private directory under os.TempDir(), removed on
+	// Close. A path too long for a socket address takes that fallback too.
+	SocketDir string
 	// Logger receives FerretDB's logs; nil discards them.
 	Logger *slog.Logger
 	// Oplog makes the server behave like a replica-set member that logs its
@@ -40,6 +51,7 @@ type Config struct {
 type Server struct {
 	uri    string
 	dir    string // the SQLite files
+	tmpDir string // the private socket directory Start made, removed on Close
 	cancel context.CancelFunc
 	done   chan error
 
@@ -60,10 +72,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	listen := cfg.Listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
-	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -71,18 +79,35 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := setAsideOrphans(ctx, abs, logger); err != nil {
 		return nil, err
 	}
+	var listener ferretdb.ListenerConfig
+	var sock, tmpDir string
+	if cfg.Listen != "" {
+		listener.TCP = cfg.Listen
+	} else {
+		if sock, tmpDir, err = socketPath(cfg.SocketDir); err != nil {
+			return nil, err
+		}
+		listener.Unix = sock
+	}
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: listen},
+		Listener:  listener,
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: sqliteURL(abs),
 	})
 	if err != nil {
+		if tmpDir != "" {
+			os.RemoveAll(tmpDir)
+		}
 		return nil, fmt.Errorf("embedded: start ferretdb: %w", err)
+	}
+	uri := SocketURI(sock)
+	if sock == "" {
+		uri = f.MongoDBURI()
 	}
 	// The server outlives the ctx of Start: it stops on Close.
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{uri: f.MongoDBURI(), dir: abs, cancel: cancel, done: make(chan error, 1)}
+	s := &Server{uri: uri, dir: abs, tmpDir: tmpDir, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- f.Run(runCtx) }()
 
 	if err := s.waitReady(ctx); err != nil {
@@ -164,6 +189,9 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.closeErr = <-s.done
+		if s.tmpDir != "" {
+			os.RemoveAll(s.tmpDir)
+		}
 	})
 	return s.closeErr
 }

@@ -131,6 +131,14 @@ type Live struct {
 	Stored                      *Backup
 	DeviceFreeBytes, DeviceSize int64
 	DatabaseBytes               int64
+	// DatabaseBytesAge is how long ago DatabaseBytes was read: the agent
+	// reads it in the background (dbStats on every database may take
+	// seconds), not at each scrape.
+	DatabaseBytesAge time.Duration
+	// DatabaseBytesError says the last read of the database size failed or
+	// has not ended: DatabaseBytes is then the last good value, or unknown
+	// (negative), and the agent's log says why.
+	DatabaseBytesError bool
 }
 
 // Source reads the live values; ctx bounds the scrape.
@@ -163,6 +171,8 @@ var (
 	descDeviceFree    = prometheus.NewDesc("a0_device_free_bytes", "Free space on the backup device, for the agent's user.", nil, nil)
 	descDeviceSize    = prometheus.NewDesc("a0_device_size_bytes", "Size of the backup device's file system.", nil, nil)
 	descDataBytes     = prometheus.NewDesc("a0_database_data_bytes", "The database's data size (a backup needs twice this free on the device).", nil, nil)
+	descDataBytesAge  = prometheus.NewDesc("a0_database_data_bytes_age_seconds", "How long ago a0_database_data_bytes was read (in the background, not at scrape time).", nil, nil)
+	descDataBytesErr  = prometheus.NewDesc("a0_database_data_bytes_error", "1 when the last read of the database size failed or is still running (a0_database_data_bytes is then the last good value, or absent; the agent's log says why), else 0.", nil, nil)
 )
 
 // Describe sends nothing: an unchecked collector, whose metrics (present or
@@ -230,7 +240,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if live.DatabaseBytes >= 0 {
 		gauge(descDataBytes, float64(live.DatabaseBytes))
+		gauge(descDataBytesAge, live.DatabaseBytesAge.Seconds())
 	}
+	// Always there, so that a0_database_data_bytes never goes missing
+	// without a reason.
+	dbErr := 0.0
+	if live.DatabaseBytesError {
+		dbErr = 1
+	}
+	gauge(descDataBytesErr, dbErr)
 }
 
 // Handler serves the a0_* metrics (and Go's process metrics) in the

@@ -6,13 +6,11 @@ import (
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/crypt"
-	"github.com/a0backup/a0/internal/dump"
 	"github.com/a0backup/a0/internal/remote"
-	"github.com/a0backup/a0/internal/restore"
 )
 
 // Kind names what went wrong in terms an operator can act on. The agent
-// maps each to an API code (agent.apiError); add, never reuse.
+// maps each to an API code (agent/http.go's kindCodes); add, never reuse.
 type Kind int
 
 const (
@@ -61,21 +59,17 @@ func errorf(kind Kind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Errors and types of the packages below, named here so that the layer
-// above needs no import of dump or restore to tell them apart.
-var (
-	// ErrInvalidArchive: a backup's archive is not what a0 writes.
-	ErrInvalidArchive = restore.ErrInvalidArchive
-)
+// ErrOplogRolled is in the chain of a backup that failed because the oplog
+// lost the backup's start during the dump (dump.OplogRolledError): the
+// runners mark it so (package dbjob), and the layer above, which imports
+// neither dump nor restore, tells it by errors.Is.
+var ErrOplogRolled = errors.New("the oplog rolled over during the dump")
 
-type (
-	// OplogRolledError: the oplog lost the backup's start during the dump.
-	OplogRolledError = dump.OplogRolledError
-)
-
-// openError gives the failures of opening and reading a backup file their
-// kinds and the messages the operator sees.
-func openError(err error) error {
+// OpenError gives the failures of opening and reading a backup file their
+// kinds and the messages the operator sees: crypt's for the file, and
+// archive's refusal of an unsafe entry. The restore job adds restore's
+// refusals of the archive (dbjob).
+func OpenError(err error) error {
 	switch {
 	case errors.Is(err, crypt.ErrNoPassword):
 		return &Error{Kind: WrongKey, Msg: "this backup has no password: it is encrypted to public keys (restore it with --identity)", Err: err}
@@ -85,10 +79,8 @@ func openError(err error) error {
 		return &Error{Kind: WrongKey, Msg: "the file key sent does not open this backup", Err: err}
 	case errors.Is(err, crypt.ErrCorrupt), errors.Is(err, crypt.ErrNotA0), errors.Is(err, crypt.ErrUnsupported):
 		return &Error{Kind: Integrity, Msg: "backup file failed authentication: " + err.Error(), Err: err}
-	case errors.Is(err, restore.ErrInvalidArchive), errors.Is(err, archive.ErrUnsafe):
+	case errors.Is(err, archive.ErrUnsafe):
 		return &Error{Kind: Integrity, Msg: "backup archive refused: " + err.Error(), Err: err}
-	case errors.Is(err, restore.ErrNoMatch):
-		return &Error{Kind: Invalid, Msg: err.Error(), Err: err}
 	}
 	return err
 }

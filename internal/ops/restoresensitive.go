@@ -147,7 +147,7 @@ func (r *RestoreSensitive) Run(ctx context.Context) (api.Message, error) {
 	} else {
 		failed = append(failed, err.Error())
 	}
-	src.done()
+	src.Done()
 	r.Log.Info("sensitive configuration restored", "files", len(written), "skipped", len(skipped), "key", r.Key)
 	args := &api.SensitiveRestored{Files: plan, Skipped: skipped, RecoveryConsent: consentArgs, Reloaded: reloaded, Keys: r.KeysInUse()}
 	if len(failed) > 0 {
@@ -191,7 +191,7 @@ func (r *RestoreSensitive) extract(ctx context.Context, src Source, dir string) 
 		return nil, errorf(Busy, "a client is uploading this file right now")
 	}
 	defer unlock()
-	file, bf, err := src.openFile()
+	file, bf, err := src.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -204,9 +204,9 @@ func (r *RestoreSensitive) extract(ctx context.Context, src Source, dir string) 
 		defer ar.Close()
 		return archive.Extract(ctx, ar, dir)
 	}); err != nil {
-		return nil, openError(err)
+		return nil, OpenError(err)
 	}
-	if err := src.checkHash(); err != nil {
+	if err := src.CheckHash(); err != nil {
 		return nil, err
 	}
 	mf, err := os.Open(filepath.Join(dir, manifest.Name))

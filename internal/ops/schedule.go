@@ -50,8 +50,10 @@ type Scheduler struct {
 	// Seal says whom a scheduled backup is encrypted to and how many
 	// keys that is (none: ErrScheduleNeedsRecipients).
 	Seal func() (crypt.Seal, int, error)
-	// Backup prepares the backup job of a run onto device.
+	// Backup prepares the backup job of a run onto device; Jobs measures
+	// and runs it.
 	Backup func(device string, seal crypt.Seal) *Backup
+	Jobs   Runners
 	// Start runs fn as a job of kind on the job runner (a *job.BusyError
 	// when one runs).
 	Start func(kind string, fn job.Func) error
@@ -231,7 +233,7 @@ func (sc *Scheduler) runOnce(ctx context.Context, due time.Time, missed int) {
 	b := sc.Backup(n.Device, seal)
 	b.Replace = true
 	var terr error
-	if b.Collections, b.Bytes, terr = Totals(ctx, b.Client, false, b.Catalog); terr != nil {
+	if b.Collections, b.Bytes, terr = sc.Jobs.Totals(ctx, b.Client, false, b.Catalog); terr != nil {
 		sc.Log.Warn("could not measure the backup's totals before it starts", "err", terr)
 	}
 	type ended struct {
@@ -240,7 +242,7 @@ func (sc *Scheduler) runOnce(ctx context.Context, due time.Time, missed int) {
 	}
 	endc := make(chan ended, 1)
 	err = sc.Start(KindBackup, func(ctx context.Context, j *job.Job) (any, error) {
-		meta, err := b.Run(ctx, j)
+		meta, err := sc.Jobs.Backup(ctx, j, b)
 		sc.BackupEnded(meta, err)
 		endc <- ended{meta, err}
 		res := ScheduledResult{Meta: meta, Scheduled: true}

@@ -26,7 +26,7 @@ type Source struct {
 	Upload bool
 	// WantSHA256 is the hash the client gave of the file it uploaded
 	// (empty: not checked). The first pass hashes every byte it reads and
-	// checkHash compares.
+	// CheckHash compares.
 	WantSHA256 string
 	hash       hash.Hash
 	// Fetch, when set, first downloads a remote copy to Path
@@ -34,10 +34,10 @@ type Source struct {
 	Fetch func(ctx context.Context) error
 }
 
-// checkHash refuses a source whose first pass read other bytes than the
+// CheckHash refuses a source whose first pass read other bytes than the
 // client uploaded: another key holder may have planted or extended an
 // upload under the same id, which authentication cannot tell for --plain.
-func (s Source) checkHash() error {
+func (s Source) CheckHash() error {
 	if s.WantSHA256 == "" || s.hash == nil {
 		return nil
 	}
@@ -47,18 +47,19 @@ func (s Source) checkHash() error {
 	return nil
 }
 
-// done removes an upload that has served its purpose.
-func (s Source) done() {
+// Done removes an upload that has served its purpose.
+func (s Source) Done() {
 	if s.Upload {
 		os.Remove(s.Path)
 	}
 }
 
-// openFile opens the source once and starts its first pass: both passes
-// of a restore read the same open file (backupfile.File.Reopen), so the
-// file that was authenticated is the file that is restored, even if its
-// path is replaced or deleted in between, and the KDF runs once.
-func (s *Source) openFile() (*os.File, *backupfile.File, error) {
+// Open opens the source once and unlocks it for its first pass; the caller
+// closes the *os.File. Both passes of a restore read the same open file
+// (backupfile.File.Reopen), so the file that was authenticated is the file
+// that is restored, even if its path is replaced or deleted in between, and
+// the KDF runs once. The first pass feeds CheckHash.
+func (s *Source) Open() (*os.File, *backupfile.File, error) {
 	f, err := os.Open(s.Path)
 	if err != nil {
 		return nil, nil, err
@@ -73,7 +74,7 @@ func (s *Source) openFile() (*os.File, *backupfile.File, error) {
 	bf, err := backupfile.Open(f, backupfile.Options{Unlock: crypt.Unlock{Password: s.Password, FileKey: s.FileKey}, Plain: s.Plain, Tee: tee})
 	if err != nil {
 		f.Close()
-		return nil, nil, openError(err)
+		return nil, nil, OpenError(err)
 	}
 	return f, bf, nil
 }

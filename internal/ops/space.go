@@ -1,12 +1,9 @@
 package ops
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"syscall"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/a0backup/a0/internal/bytesize"
 	"github.com/a0backup/a0/internal/store"
@@ -38,13 +35,9 @@ func Slot(device, kind string) store.Slot {
 	return store.Slot{Dir: filepath.Join(device, store.FolderName), Kind: kind}
 }
 
-// CheckSpace refuses a backup onto device when its free space is less than
-// twice the database's data size.
-func CheckSpace(ctx context.Context, c *mongo.Client, device string) error {
-	size, err := DataSize(ctx, c)
-	if err != nil {
-		return fmt.Errorf("measure database size: %w", err)
-	}
+// checkSpace refuses a backup onto device when its free space is less than
+// twice size, the database's data size.
+func checkSpace(device string, size int64) error {
 	free, err := FreeBytes(device)
 	if err != nil {
 		return fmt.Errorf("measure free space: %w", err)

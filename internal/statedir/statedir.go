@@ -108,6 +108,10 @@ func (d *Dir) TLSCertPath() string { return d.join(tlsCertFile) }
 // SQLite files from a second process.
 func (d *Dir) EmbeddedURIPath() string { return d.join("embedded.uri") }
 
+// EmbeddedSocketDir holds the embedded database's Unix socket (0700): only
+// the agent's user (and root) can connect to it (issue 25.4).
+func (d *Dir) EmbeddedSocketDir() string { return d.join("run") }
+
 // SensitiveFiles lists the node's sensitive configuration, plus extra paths
 // the operator declared in the agent's config. Only files that exist are
 // returned, sorted.

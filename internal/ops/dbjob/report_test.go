@@ -1,4 +1,4 @@
-package ops
+package dbjob
 
 import (
 	"encoding/json"

@@ -1,0 +1,162 @@
+package dbjob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/dump"
+	"github.com/a0backup/a0/internal/job"
+	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/ops"
+	"github.com/a0backup/a0/internal/restore"
+	"github.com/a0backup/a0/internal/store"
+	"github.com/a0backup/a0/internal/version"
+)
+
+// Totals measures what a backup will read (collections, bytes) before it
+// starts, so that its first status shows them (ops.Runners.Totals).
+func Totals(ctx context.Context, c *mongo.Client, allowPrimary bool, cat ops.Catalog) (int64, int64, error) {
+	var rp *readpref.ReadPref
+	if allowPrimary {
+		rp = readpref.Primary()
+	}
+	// A nil ops.Catalog converts to a nil dump.Catalog (no fast path).
+	return dump.Totals(ctx, c, rp, cat)
+}
+
+// DataSize is the database's data size, as the free-space check uses it
+// (ops.Runners.DataSize).
+func DataSize(ctx context.Context, c *mongo.Client) (int64, error) { return dump.DataSize(ctx, c) }
+
+// RunBackup is the backup job of b (ops.Runners.Backup): the dump into the
+// slot's sealed file, then its read-back, before the backup is stored.
+func RunBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, error) {
+	meta, err := runBackup(ctx, j, b)
+	return meta, rolledError(err)
+}
+
+func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, error) {
+	defer clear(b.Seal.Password)
+	start := time.Now()
+	name := ops.BackupName(start)
+	prog := &dump.Progress{}
+	prog.CollectionsTotal.Store(b.Collections)
+	prog.EstimatedBytes.Store(b.Bytes)
+	var verifying atomic.Bool
+	j.SetProgress(func() any { return backupProgress(prog.Snapshot(), verifying.Load()) })
+	b.Log.Info("backup running", "name", name)
+
+	var s *store.Sealed
+	var err error
+	if b.Replace {
+		s, err = b.Slot.CreateSealedReplacing(name, b.Seal, archive.Options{})
+	} else {
+		s, err = b.Slot.CreateSealedTo(name, b.Seal, archive.Options{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start backup file: %w", err)
+	}
+	s.BeforeReadBack = b.BeforeReadBack
+	format := ops.FormatName
+	if len(b.Seal.Recipients) > 0 {
+		format = ops.FormatNameV2
+	}
+	host, _ := os.Hostname()
+	// The manifest's start is the backup's: its name, "created" in
+	// backup-status, verify's and the restore plan's "created" are one time.
+	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Started: start}
+	if b.AllowPrimary {
+		opts.ReadPreference = readpref.Primary()
+	}
+	opts.AfterOplogStart = func(ctx context.Context) { b.Hold.At(ctx, ops.HoldBackupOplog) }
+	opts.Pin = b.Pin
+	opts.Catalog = b.Catalog
+	opts.OplogTail = b.OplogTail
+	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
+		s.Abort()
+		return nil, err
+	}
+	defer os.RemoveAll(opts.SpoolDir)
+	b.Hold.At(ctx, ops.HoldBackup)
+	man, err := dump.Run(ctx, b.Client, s.Archive(), opts, prog)
+	if err == nil && b.BeforeSeal != nil {
+		err = b.BeforeSeal(ctx)
+	}
+	if err != nil {
+		s.Abort()
+		b.Log.Error("backup failed", "name", name, "err", err)
+		return nil, err
+	}
+	for _, c := range man.ChangedDuringDump {
+		b.Log.Warn("collection changed during the backup", "db", c.DB, "collection", c.Name, "change", c.Change, "new_name", c.NewName)
+	}
+	dumped := time.Since(start)
+	verifying.Store(true)
+	meta, err := s.FinishVerified(store.Meta{
+		Created: start.UTC(), Duration: dumped.Round(time.Millisecond).String(),
+		Documents: man.TotalDocuments(), Collections: len(man.Collections),
+		Format: format, Consistency: man.Consistency,
+	}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
+	if err != nil {
+		b.Log.Error("backup failed", "name", name, "err", err)
+		return nil, err
+	}
+	if b.Replace {
+		if b.Replaced = s.Replaced(); b.Replaced != nil {
+			b.Log.Info("backup replaced", "old", b.Replaced.Name, "new", meta.Name)
+		}
+	}
+	b.Log.Info("backup stored", "name", meta.Name, "bytes", meta.Size, "documents", meta.Documents, "took", meta.Duration,
+		"verified_in", (time.Since(start) - dumped).Round(time.Millisecond).String())
+	return meta, nil
+}
+
+// oplogRolled is a *dump.OplogRolledError that the layer above, which does
+// not import dump, tells by ops.ErrOplogRolled; its message and the dump's
+// error (errors.As) are unchanged.
+type oplogRolled struct{ err error }
+
+func (e *oplogRolled) Error() string   { return e.err.Error() }
+func (e *oplogRolled) Unwrap() []error { return []error{e.err, ops.ErrOplogRolled} }
+
+// rolledError marks a failure by the oplog's rollover (see oplogRolled).
+func rolledError(err error) error {
+	var rolled *dump.OplogRolledError
+	if err != nil && errors.As(err, &rolled) && !errors.Is(err, ops.ErrOplogRolled) {
+		return &oplogRolled{err: err}
+	}
+	return err
+}
+
+// backupProgress is a running backup's progress: the dump's counters, then
+// the read-back ("verifying") once the file is written.
+func backupProgress(s dump.ProgressSnapshot, verifying bool) api.BackupProgress {
+	return api.BackupProgress{CollectionsTotal: s.CollectionsTotal, CollectionsDone: s.CollectionsDone, Documents: s.Documents,
+		Bytes: s.Bytes, EstimatedBytes: s.EstimatedBytes, Verifying: verifying}
+}
+
+// verifyBackup runs over the finished file's plaintext the same validation a
+// restore runs before its first write (restore.Plan: every tar entry, name,
+// metadata.json, BSON document and the manifest's position and counts; the
+// MACs are checked by the reader underneath), and checks that the manifest
+// read back is the one the dump wrote.
+func verifyBackup(ctx context.Context, plain io.Reader, man *manifest.Manifest) error {
+	p, err := restore.Plan(ctx, plain, restore.Options{})
+	if err != nil {
+		return err
+	}
+	if p.Manifest == nil || p.Manifest.TotalDocuments() != man.TotalDocuments() || len(p.Manifest.Collections) != len(man.Collections) {
+		return fmt.Errorf("%w: the manifest read back differs from the one written", restore.ErrInvalidArchive)
+	}
+	return nil
+}
