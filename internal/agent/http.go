@@ -35,6 +35,7 @@ func (a *Agent) routes() http.Handler {
 	handle("GET "+api.PathCommands, a.commands)
 	handle("POST "+api.PathSetAsBackup, a.setAsBackup)
 	handle("GET "+api.PathNodeStatus, a.nodeStatus)
+	handle("GET "+api.PathLogs, a.logs)
 	handle("POST "+api.PathSlot+"{slot}", a.startBackup)
 	handle("GET "+api.PathSlot+"{slot}/status", a.slotStatus)
 	stream("GET "+api.PathSlot+"{slot}/file", a.download)

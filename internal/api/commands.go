@@ -23,6 +23,7 @@ var CommandList = []CommandSpec{
 	{"update-commands", "update-commands", "fetch and cache the commands the node accepts", true},
 	{"set-as-backup", "set-as-backup <device> [force]", "give the node the backup role and its backup device", true},
 	{"node-status", "node-status [--json]", "roles, device, free space, database size, agent version", true},
+	{"logs", "logs [--since D] [--level L] [--job ID] [--tail N] [-f] [--json]", "print the agent's recent log (why a job failed), -f to follow it", true},
 	{"backup", "backup [<password>] [--password P | --password-file F] [--to NAME]... [--to-all] [--no-password] [--wait]", "start a backup", true},
 	{"backup-status", "backup-status [--wait]", "show the stored, running or failed backup (one JSON line); --wait follows a running one", true},
 	{"backup-retrieve", "backup-retrieve [-o FILE] [--force] [--remote NAME]", "download the backup into backup-retrieve.tar.gz.enc", true},

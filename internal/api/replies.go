@@ -128,6 +128,9 @@ type RestoreProgress struct {
 	// of the first pass, before the plan's totals are known.
 	FileBytes      int64 `json:"file_bytes,omitempty"`
 	FileBytesTotal int64 `json:"file_bytes_total,omitempty"`
+	// OplogEntriesTotal is the backup's oplog entries (the plan's), which
+	// the oplog step replays: OplogApplied of it.
+	OplogEntriesTotal int64 `json:"oplog_entries_total,omitempty"`
 }
 
 // RestoreCounters are the restore's counters while it writes.

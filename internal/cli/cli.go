@@ -148,6 +148,7 @@ var commandSetups = map[string]struct {
 	"update-commands":           {noFlags(runUpdateCommandsCmd), argsNone},
 	"set-as-backup":             {setAsBackupFlags, argsNone},
 	"node-status":               {nodeStatusFlags, argsNone},
+	"logs":                      {logsFlags, argsNone},
 	"backup":                    {slotCmd(api.SlotBackup, "start"), argsNone},
 	"backup-status":             {slotCmd(api.SlotBackup, "status"), argsNone},
 	"backup-retrieve":           {slotCmd(api.SlotBackup, "retrieve"), argsNone},

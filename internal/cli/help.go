@@ -19,6 +19,7 @@ var examples = map[string][]string{
 	"update-commands":           {"a0cli -t a0-1 update-commands"},
 	"set-as-backup":             {"a0cli -t a0-1 set-as-backup /mnt/backup", "a0cli -t a0-1 set-as-backup /mnt/backup force"},
 	"node-status":               {"a0cli -t a0-1 node-status", "a0cli -t a0-1 node-status --json"},
+	"logs":                      {"a0cli -t a0-1 logs --job backup", "a0cli -t a0-1 logs --since 1h --level warn", "a0cli -t a0-1 logs -f"},
 	"backup":                    {"a0cli -t a0-1 backup --password-file ~/.a0-pass --wait", "A0_BACKUP_PASSWORD=... a0cli -t a0-1 backup"},
 	"backup-status":             {"a0cli -t a0-1 backup-status", "a0cli -t a0-1 backup-status --wait"},
 	"cancel":                    {"a0cli -t a0-1 cancel"},

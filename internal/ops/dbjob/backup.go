@@ -72,7 +72,9 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 		format = ops.FormatNameV2
 	}
 	host, _ := os.Hostname()
-	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name}
+	// The manifest's start is the backup's: its name, "created" in
+	// backup-status, verify's and the restore plan's "created" are one time.
+	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name, Started: start}
 	if b.AllowPrimary {
 		opts.ReadPreference = readpref.Primary()
 	}

@@ -77,7 +77,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		IndexIDLookups: r.Options.IndexIDLookups, Count: r.Options.Count,
 		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve}
 	var mu sync.Mutex
-	phase, docsTotal, bytesTotal := "authenticating", int64(0), int64(0)
+	phase, docsTotal, bytesTotal, oplogTotal := "authenticating", int64(0), int64(0), int64(0)
 	setPhase := func(p string) {
 		mu.Lock()
 		phase = p
@@ -101,7 +101,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		s := prog.Snapshot()
 		mu.Lock()
 		defer mu.Unlock()
-		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal, OplogEntriesTotal: oplogTotal}
 		if phase == "authenticating" {
 			p.FileBytes, p.FileBytesTotal = fileRead.Load(), fileTotal
 		}
@@ -165,6 +165,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		docsTotal += c.Documents
 		bytesTotal += c.Bytes
 	}
+	oplogTotal = plan.OplogEntries
 	mu.Unlock()
 	checkOpts := opts
 	if opts.DryRun {
