@@ -33,6 +33,9 @@ const (
 	// backup holds (time-series, views, users and roles on FerretDB).
 	CodeUnsupported Code = "unsupported"
 	CodeInternal    Code = "internal"
+	// CodeCancelled: an operator cancelled the job (a0cli cancel); a job
+	// record's code (job.CodeCancelled), not an answer to a request.
+	CodeCancelled Code = "cancelled"
 )
 
 var statusOf = map[Code]int{
@@ -51,6 +54,7 @@ var statusOf = map[Code]int{
 	CodeTooLarge:          http.StatusRequestEntityTooLarge,
 	CodeUnsupported:       http.StatusUnprocessableEntity,
 	CodeInternal:          http.StatusInternalServerError,
+	CodeCancelled:         http.StatusConflict,
 }
 
 // Error is a failure with a code, carried as the JSON body of a non-2xx
@@ -117,7 +121,17 @@ const (
 	PathRestore       = "/v1/restore"
 	PathRestoreStatus = "/v1/restore/status"
 	PathRestoreSens   = "/v1/restore-sensitive"
+	// PathCancel cancels the running job (CancelRequest, CancelReply).
+	PathCancel = "/v1/cancel"
 )
+
+// CancelRequest is the body of POST /v1/cancel.
+type CancelRequest struct {
+	// Kind, when set ("backup", "restore"), is the kind of job the
+	// operator means to cancel: another kind running is refused
+	// (job_running), so that backup-cancel never stops a restore.
+	Kind string `json:"kind,omitempty"`
+}
 
 // Command describes one command the node accepts (update-commands).
 type Command struct {

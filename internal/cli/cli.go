@@ -138,6 +138,9 @@ var commandSetups = map[string]struct {
 	"restore":                   {restoreFlags, argsFiles},
 	"restore-status":            {restoreStatusFlags, argsNone},
 	"restore-sensitive":         {restoreSensitiveFlags, argsFiles},
+	"cancel":                    {cancelFlags(""), argsNone},
+	"backup-cancel":             {cancelFlags("backup"), argsNone},
+	"restore-cancel":            {cancelFlags("restore"), argsNone},
 	"recover":                   {recoverFlags, argsNone},
 	"verify":                    {verifyFlags, argsFiles},
 	"decrypt":                   {decryptFlags, argsFiles},
@@ -170,7 +173,19 @@ func Main(ctx context.Context, args []string, env *Env) int {
 	}
 	root := newRoot(ctx, env)
 	root.SetArgs(normaliseArgs(root, args))
-	return report(env, root.ExecuteContext(ctx))
+	err := root.ExecuteContext(ctx)
+	if code, ok := interruptExit(ctx, err); ok {
+		// Ctrl-C: say what goes on on the node (an InterruptedError) or
+		// at least that a0cli was interrupted, never "context canceled".
+		var ie *InterruptedError
+		if errors.As(err, &ie) {
+			env.say("a0cli: " + ie.Error())
+		} else {
+			env.say("a0cli: interrupted")
+		}
+		return code
+	}
+	return report(env, err)
 }
 
 // exitStatus ends a run with a code and nothing more to say (the usage was

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -143,7 +144,23 @@ func runSetAsBackup(ctx context.Context, env *Env, device string, force bool) er
 	if err != nil {
 		return err
 	}
-	return printCompact(env, out)
+	if err := printCompact(env, out); err != nil {
+		return err
+	}
+	// A forced switch left stored backups on the previous device: say
+	// where, as the node no longer lists them (issue 28.8).
+	var reply api.SetAsBackupReply
+	if b, err := json.Marshal(out.Arguments); err == nil && json.Unmarshal(b, &reply) == nil {
+		for _, l := range reply.LeftBehind {
+			what := "backup"
+			if l.Kind != api.SlotBackup {
+				what = l.Kind + " backup"
+			}
+			fmt.Fprintf(env.Stderr, "a0cli: the stored %s %s stays on the previous device %s, at %s; the node no longer manages it (backup-status and retrieve see the new device only): copy it off the node to keep it, `a0cli restore FILE` restores it from a copy\n",
+				what, l.Name, l.Device, l.Path)
+		}
+	}
+	return nil
 }
 
 // NodeStatusOptions are the options of node-status.

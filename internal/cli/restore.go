@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -114,6 +115,13 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 			}
 		} else if pw, err = o.resolve(env, false); err != nil {
 			return err
+		} else if len(hdr) > 0 {
+			// A version 1 file: its header checks the password (issue 28.3).
+			// Checked here, before a file is uploaded or a copy downloaded
+			// to be refused at the end; a wrong one costs one derivation.
+			if err := checkPasswordLocally(hdr, pw); err != nil {
+				return err
+			}
 		}
 	}
 	if c == nil {
@@ -126,13 +134,13 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {
-			return err
+			return interrupted(ctx, err, "the upload stopped before the restore started: nothing runs on the node and the database is unchanged; the same restore command resumes the upload")
 		}
 		req.UploadID, req.UploadSHA256 = id, sum
 	}
 	var out api.Message
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
-		return err
+		return interrupted(ctx, err, fmt.Sprintf("the restore may have started on the node: see `a0cli %s restore-status`, and stop it with `a0cli %s cancel`", env.targetArgs(), env.targetArgs()))
 	}
 	// With --json stdout holds one JSON document, nothing else.
 	switch {
@@ -140,14 +148,36 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		b, _ := json.Marshal(out)
 		env.Stdout.Write(append(b, '\n'))
 	case o.JSON:
-	default:
+	case o.Detach && o.DryRun:
+		fmt.Fprintln(env.Stdout, "Dry run in progress: nothing will be written.")
+	case o.Detach:
 		fmt.Fprintln(env.Stdout, out.Message)
 	}
 	if o.Detach {
 		fmt.Fprintln(env.Stderr, "a0cli: follow it with restore-status")
 		return nil
 	}
-	return followRestore(ctx, env, c, o.JSON)
+	// The node's "Restore in progress." is printed once the node writes
+	// (issue 28.7): a dry run never writes, and a refusal (wrong
+	// password, damaged file, non-empty targets) comes before the first
+	// write, after the whole file is authenticated.
+	return followRestoreAnnounced(ctx, env, c, o.JSON, !o.JSON)
+}
+
+// restoreGoesOn is what an interrupted follower of a restore says.
+func restoreGoesOn(env *Env) string {
+	return jobGoesOn(env, "restore", "restore-status", " (a restore cancelled after its first write leaves the database partly restored, and says what it wrote)")
+}
+
+// checkPasswordLocally opens a version 1 header with pw on the workstation:
+// a wrong password is refused as the node would refuse it (exit 6), with
+// nothing sent.
+func checkPasswordLocally(hdr []byte, pw string) error {
+	_, err := crypt.NewReader(bytes.NewReader(hdr), []byte(pw))
+	if errors.Is(err, crypt.ErrWrongPassword) {
+		return fmt.Errorf("wrong password for this backup (checked on this workstation against the file's header; nothing was sent to the node): %w", err)
+	}
+	return err
 }
 
 // upload sends a file to the node, resuming what the node already holds.
@@ -245,8 +275,30 @@ func (p *progressReader) Read(b []byte) (int, error) {
 type restoreStatus = api.Reply[json.RawMessage]
 
 func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
+	return followRestoreAnnounced(ctx, env, c, asJSON, false)
+}
+
+func followRestoreAnnounced(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
+	return interrupted(ctx, followRestoreLoop(ctx, env, c, asJSON, announce), restoreGoesOn(env))
+}
+
+// writingPhases are the result phases of a restore that wrote to the
+// database (api.RestoreResult.Phase).
+var writingPhases = map[string]bool{"done": true, "failed": true}
+
+// followRestoreAnnounced is followRestore that, with announce, prints
+// "Restore in progress." once the node starts writing to the database
+// (before the report when the restore ended between two polls).
+func followRestoreLoop(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
 	b := newBar(env, "restore")
 	defer func() { b.finish() }()
+	announced := !announce
+	say := func() {
+		if !announced {
+			announced = true
+			fmt.Fprintln(env.Stdout, "Restore in progress.")
+		}
+	}
 	phase := ""
 	var lastBytes, lastTotal int64
 	for {
@@ -280,6 +332,9 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 				}
 				continue
 			}
+			if p.Phase == "restoring" {
+				say()
+			}
 			lastBytes, lastTotal = p.Bytes, p.BytesTotal
 			label := p.Phase
 			switch p.Step {
@@ -304,6 +359,10 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 			b.update(max(lastBytes, lastTotal), max(lastBytes, lastTotal), "done")
 		}
 		b.finish()
+		var res api.RestoreResult
+		if json.Unmarshal(ended.Result, &res) == nil && writingPhases[res.Phase] {
+			say()
+		}
 		if asJSON {
 			env.Stdout.Write(append(compact(raw), '\n'))
 		} else {
@@ -317,8 +376,7 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		}
 		if !asJSON {
 			msg := st.Message
-			var res api.RestoreResult
-			if json.Unmarshal(ended.Result, &res) == nil && res.Phase == "dry-run" {
+			if res.Phase == "dry-run" {
 				msg = "Dry run finished: nothing was written"
 			}
 			fmt.Fprintln(env.Stdout, msg)
@@ -347,6 +405,18 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		}
 		// What else the restore writes, and what it leaves out: an
 		// operator deciding on --drop must see every target.
+		if len(p.NonEmpty) > 0 {
+			if res.Phase == "dry-run" {
+				fmt.Fprintf(w, "already hold documents (--drop drops and replaces them; without it the restore refuses them): %s\n", strings.Join(p.NonEmpty, ", "))
+			}
+		}
+		if res.Phase == "cancelled" {
+			written := "none"
+			if len(res.Written) > 0 {
+				written = strings.Join(res.Written, ", ")
+			}
+			fmt.Fprintf(w, "cancelled part way, the database is partly restored; collections holding documents: %s\n", written)
+		}
 		if len(p.OplogOnly) > 0 {
 			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))
 		}

@@ -39,9 +39,13 @@ func slotCmd(slot, action string) func(*pflag.FlagSet) runFunc {
 		case "retrieve":
 			return retrieveFlags(fs, slot)
 		case "status":
+			wait := fs.Bool("wait", false, "follow a running backup with a progress bar to its end (then print the status line)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) > 0 {
 					return usagef("%s takes no arguments", cmdName(slot, "status"))
+				}
+				if *wait {
+					return RunBackupStatusWait(ctx, env, slot)
 				}
 				return RunBackupStatus(ctx, env, slot)
 			}
@@ -180,6 +184,11 @@ func getStatus(ctx context.Context, c *client.Client, slot string) (slotStatus, 
 }
 
 func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) error {
+	err := followBackup(ctx, env, c, slot)
+	return interrupted(ctx, err, jobGoesOn(env, cmdName(slot, ""), cmdName(slot, "status"), " (a cancelled backup removes its partial file)"))
+}
+
+func followBackup(ctx context.Context, env *Env, c *client.Client, slot string) error {
 	b := newBar(env, "backup")
 	defer b.finish()
 	var last progressArgs
@@ -254,6 +263,18 @@ func RunBackupStatus(ctx context.Context, env *Env, slot string) error {
 		fmt.Fprintln(env.Stderr, line)
 	}
 	return err
+}
+
+// RunBackupStatusWait is backup-status --wait: a running backup is followed
+// with a bar to its end, as backup --wait does, then the status line is
+// printed (a failed one exits 1 naming its error); without a running
+// backup it prints the status line at once.
+func RunBackupStatusWait(ctx context.Context, env *Env, slot string) error {
+	c, err := env.client(ctx)
+	if err != nil {
+		return err
+	}
+	return waitBackup(ctx, env, c, slot)
 }
 
 // RunBackupDelete deletes the slot's backup.
@@ -428,7 +449,7 @@ func retrieveTo(ctx context.Context, env *Env, c *client.Client, o RetrieveOptio
 func download(ctx context.Context, env *Env, c *client.Client, path, cmd string, f *os.File, have int64, want foundArgs, hmd5, hsha hash.Hash) error {
 	d, err := c.GetFile(ctx, path, have, want.SHA256)
 	if err != nil {
-		return err
+		return interrupted(ctx, err, downloadStopped(have, want.Size, cmd))
 	}
 	defer d.Body.Close()
 	if d.SHA256 != want.SHA256 {
@@ -458,11 +479,20 @@ func download(ctx context.Context, env *Env, c *client.Client, path, cmd string,
 	if err != nil {
 		f.Sync()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			// Ctrl-C: nothing runs on the node for a download; what
+			// arrived is kept for the next run to resume.
+			return interrupted(ctx, ctx.Err(), downloadStopped(pw.n, want.Size, cmd))
 		}
 		return &client.ConnError{Node: c.Node(), Err: fmt.Errorf("download interrupted at byte %d (run the command again to resume): %w", pw.n, err)}
 	}
 	return nil
+}
+
+// downloadStopped is what Ctrl-C during a download says: nothing runs on
+// the node for it, and what arrived is kept for the next run to resume.
+func downloadStopped(at, size int64, cmd string) string {
+	return fmt.Sprintf("the download stopped at byte %d of %d (kept in a hidden .part file beside the output); the backup stays on the node, nothing runs there: the same %s command resumes the download",
+		at, size, cmd)
 }
 
 // copyHashed copies r to w and to side (md5, the slowest hash) in three

@@ -93,7 +93,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 	if err != nil {
 		s.Abort()
 		b.Log.Error("backup failed", "name", name, "err", err)
-		return nil, err
+		return nil, ops.CancelledError(ctx, err, "the backup's partial file was removed; the stored backup, if any, is unchanged")
 	}
 	for _, c := range man.ChangedDuringDump {
 		b.Log.Warn("collection changed during the backup", "db", c.DB, "collection", c.Name, "change", c.Change, "new_name", c.NewName)
@@ -107,7 +107,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 	}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
 	if err != nil {
 		b.Log.Error("backup failed", "name", name, "err", err)
-		return nil, err
+		return nil, ops.CancelledError(ctx, err, "the backup's partial file was removed while it was verified; the stored backup, if any, is unchanged")
 	}
 	if b.Replace {
 		if b.Replaced = s.Replaced(); b.Replaced != nil {
