@@ -35,6 +35,7 @@ func (a *Agent) routes() http.Handler {
 	handle("GET "+api.PathCommands, a.commands)
 	handle("POST "+api.PathSetAsBackup, a.setAsBackup)
 	handle("GET "+api.PathNodeStatus, a.nodeStatus)
+	handle("GET "+api.PathLogs, a.logs)
 	handle("POST "+api.PathSlot+"{slot}", a.startBackup)
 	handle("GET "+api.PathSlot+"{slot}/status", a.slotStatus)
 	stream("GET "+api.PathSlot+"{slot}/file", a.download)
@@ -46,6 +47,7 @@ func (a *Agent) routes() http.Handler {
 	handle("POST "+api.PathRestore, a.startRestore)
 	handle("GET "+api.PathRestoreStatus, a.restoreStatus)
 	handle("POST "+api.PathRestoreSens, a.restoreSensitive)
+	handle("POST "+api.PathCancel, a.cancelJob)
 	// Point-in-time restore (pitrrestore.go).
 	handle("POST "+api.PathPITRPlan, a.pitrPlan)
 	handle("POST "+api.PathPITRSlices, a.pitrSlices)
@@ -202,6 +204,7 @@ var kindCodes = map[ops.Kind]api.Code{
 	ops.NonEmptyTarget: api.CodeNonEmptyTarget,
 	ops.Unsupported:    api.CodeUnsupported,
 	ops.Remote:         api.CodeRemote,
+	ops.Cancelled:      api.CodeCancelled,
 	ops.NotRestorable:  api.CodeNotRestorable,
 }
 
