@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/job"
@@ -131,8 +132,19 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	if n.Device != "" {
 		out.DeviceFreeBytes, _ = ops.FreeBytes(n.Device)
 	}
-	out.DatabaseBytes, _ = a.cfg.Jobs.DataSize(r.Context(), a.client)
-	out.ServerVersion = a.serverVersion(r)
+	// From the cache the metrics use too, read in the background
+	// (dbstats.go, sizes.go): never dbStats on the request's path.
+	size := a.dbStats.peek(r.Context(), a, statusWait)
+	if !size.read.IsZero() {
+		at := size.read.UTC()
+		out.DatabaseBytes, out.DatabaseBytesRead = size.bytes, &at
+		out.DatabaseBytesAgeSeconds = int64(time.Since(size.read).Seconds())
+	}
+	out.DatabaseBytesRefreshSeconds = int64(dbStatsInterval.Seconds())
+	if size.err != nil {
+		out.DatabaseBytesError = size.err.Error()
+	}
+	out.ServerVersion = a.cachedServerVersion()
 	out.Job, _, _ = a.jobs.Running()
 	out.Keys = a.keysInUse()
 	out.Schedule = a.scheduleStatus()
@@ -142,16 +154,6 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeJSON(w, http.StatusOK, out)
-}
-
-func (a *Agent) serverVersion(r *http.Request) string {
-	var bi struct {
-		Version string `bson:"version"`
-	}
-	if err := a.client.Database("admin").RunCommand(r.Context(), map[string]int{"buildInfo": 1}).Decode(&bi); err != nil {
-		return ""
-	}
-	return bi.Version
 }
 
 func jobKind(slot string) string { return ops.JobKind(slot) }
@@ -274,8 +276,13 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	m, err := slot.Stored()
 	if err == nil {
+		var ct *api.OplogTS
+		if m.ConsistentTo != nil {
+			ct = &api.OplogTS{T: m.ConsistentTo.T, I: m.ConsistentTo.I}
+		}
 		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup found", Arguments: api.BackupFound{
-			Name: m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
+			ConsistentTo: ct,
+			Name:         m.Name, MD5: m.MD5, Size: m.Size, SHA256: m.SHA256, Created: m.Created.Format("2006-01-02T15:04:05Z"),
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
 			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
 			Remote: a.slotRemoteStatus(slot, m.Name),

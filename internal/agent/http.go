@@ -36,6 +36,7 @@ func (a *Agent) routes() http.Handler {
 	handle("POST "+api.PathSetAsBackup, a.setAsBackup)
 	handle("GET "+api.PathNodeStatus, a.nodeStatus)
 	handle("GET "+api.PathPITRStatus, a.pitrStatus)
+	handle("GET "+api.PathLogs, a.logs)
 	handle("POST "+api.PathSlot+"{slot}", a.startBackup)
 	handle("GET "+api.PathSlot+"{slot}/status", a.slotStatus)
 	stream("GET "+api.PathSlot+"{slot}/file", a.download)
@@ -48,6 +49,10 @@ func (a *Agent) routes() http.Handler {
 	handle("GET "+api.PathRestoreStatus, a.restoreStatus)
 	handle("POST "+api.PathRestoreSens, a.restoreSensitive)
 	handle("POST "+api.PathCancel, a.cancelJob)
+	// Point-in-time restore (pitrrestore.go).
+	handle("POST "+api.PathPITRPlan, a.pitrPlan)
+	handle("POST "+api.PathPITRSlices, a.pitrSlices)
+	handle("POST "+api.PathOplogFind, a.oplogFind)
 	// The remote store (remote.go).
 	handle("POST "+api.PathRemoteCopy, a.copyNow)
 	handle("GET "+api.PathBackups, a.listBackups)
@@ -201,6 +206,7 @@ var kindCodes = map[ops.Kind]api.Code{
 	ops.Unsupported:    api.CodeUnsupported,
 	ops.Remote:         api.CodeRemote,
 	ops.Cancelled:      api.CodeCancelled,
+	ops.NotRestorable:  api.CodeNotRestorable,
 }
 
 // opsError is the API error of an *ops.Error in err's chain, or nil.

@@ -60,6 +60,9 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	defer func() {
 		if !started {
 			clear(req.Password)
+			for _, k := range req.SliceKeys {
+				clear(k)
+			}
 		}
 	}()
 	src, err := a.restoreSource(req.RestoreRequest, req.Password)
@@ -81,18 +84,41 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 		}
 		opts.Count = a.embed.Catalog().Count
 	}
-	if err := a.startKeyJob(r, kindRestore, a.restoreJob(src, opts)); err != nil {
+	var pt *ops.PITR
+	if req.ToTS != nil {
+		// A point in time: the base and slices chosen again, as the plan
+		// the CLI unwrapped the keys for chose them.
+		if pt, err = a.pitrRestore(req.RestoreRequest); err != nil {
+			clear(src.FileKey)
+			return err
+		}
+		// The file the plan chose, whose name the CLI checked and its
+		// manifest must prove (CheckBackupName).
+		src.Path, src.Name = pt.BasePath, pt.Base.Name
+	}
+	if err := a.startKeyJob(r, kindRestore, a.restoreJobPITR(src, opts, pt)); err != nil {
 		clear(src.FileKey)
+		pt.Clear()
 		return err
 	}
 	started = true
-	a.log.Info("restore started", "key", r.Context().Value(keyNameKey), "dry_run", req.DryRun, "drop", req.Drop)
+	if pt != nil {
+		a.log.Info("restore to a point in time started", "key", r.Context().Value(keyNameKey), "base", pt.Base.Name,
+			"to_ts", ops.TSText(pt.To), "slices", len(pt.Slices), "dry_run", req.DryRun, "drop", req.Drop)
+	} else {
+		a.log.Info("restore started", "key", r.Context().Value(keyNameKey), "dry_run", req.DryRun, "drop", req.Drop)
+	}
 	return writeJSON(w, http.StatusAccepted, api.Message{Message: "Restore in progress."})
 }
 
 // restoreJob is the restore job of src with the agent's database.
 func (a *Agent) restoreJob(src ops.Source, opts ops.RestoreOptions) job.Func {
-	rj := &ops.Restore{Client: a.client, Source: src, Options: opts, LockUpload: a.lockUpload, Hold: a.cfg.Hold, Log: a.log}
+	return a.restoreJobPITR(src, opts, nil)
+}
+
+// restoreJobPITR is restoreJob to a point in time when p is set.
+func (a *Agent) restoreJobPITR(src ops.Source, opts ops.RestoreOptions, p *ops.PITR) job.Func {
+	rj := &ops.Restore{Client: a.client, Source: src, Options: opts, LockUpload: a.lockUpload, Hold: a.cfg.Hold, Log: a.log, PITR: p}
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		res, err := a.cfg.Jobs.Restore(ctx, j, rj)
 		if res == nil {

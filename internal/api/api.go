@@ -55,6 +55,7 @@ var statusOf = map[Code]int{
 	CodeUnsupported:       http.StatusUnprocessableEntity,
 	CodeInternal:          http.StatusInternalServerError,
 	CodeCancelled:         http.StatusConflict,
+	CodeNotRestorable:     http.StatusConflict,
 }
 
 // Error is a failure with a code, carried as the JSON body of a non-2xx
@@ -153,16 +154,26 @@ type SetAsBackupRequest struct {
 
 // NodeStatus is the body of GET /v1/node-status.
 type NodeStatus struct {
-	Node               string         `json:"node"`
-	AgentVersion       string         `json:"agent_version"`
-	Roles              []string       `json:"roles"`
-	Device             string         `json:"device,omitempty"`
-	DeviceFreeBytes    int64          `json:"device_free_bytes,omitempty"`
-	DatabaseBytes      int64          `json:"database_bytes"`
-	Database           string         `json:"database"`
-	ServerVersion      string         `json:"server_version,omitempty"`
-	Job                string         `json:"job,omitempty"`
-	InterruptedRestore map[string]any `json:"interrupted_restore,omitempty"`
+	Node            string   `json:"node"`
+	AgentVersion    string   `json:"agent_version"`
+	Roles           []string `json:"roles"`
+	Device          string   `json:"device,omitempty"`
+	DeviceFreeBytes int64    `json:"device_free_bytes,omitempty"`
+	DatabaseBytes   int64    `json:"database_bytes"`
+	// DatabaseBytesRead is when DatabaseBytes was measured: the agent
+	// reads it in the background, not at each request (unset: not
+	// measured yet, DatabaseBytes is 0). DatabaseBytesAgeSeconds is its
+	// age by the agent's clock, DatabaseBytesRefreshSeconds the period
+	// after which a request starts a new read; DatabaseBytesError is why
+	// the last read failed (DatabaseBytes is then the last good value).
+	DatabaseBytesRead           *time.Time     `json:"database_bytes_read,omitempty"`
+	DatabaseBytesAgeSeconds     int64          `json:"database_bytes_age_seconds,omitempty"`
+	DatabaseBytesRefreshSeconds int64          `json:"database_bytes_refresh_seconds,omitempty"`
+	DatabaseBytesError          string         `json:"database_bytes_error,omitempty"`
+	Database                    string         `json:"database"`
+	ServerVersion               string         `json:"server_version,omitempty"`
+	Job                         string         `json:"job,omitempty"`
+	InterruptedRestore          map[string]any `json:"interrupted_restore,omitempty"`
 	// Keys identifies the keys the agent holds in memory now (not the files
 	// on disk), so that a restore of the sensitive configuration can be
 	// seen to have taken effect.
@@ -195,7 +206,9 @@ type ScheduledRun struct {
 	Code     string     `json:"code,omitempty"`
 	Name     string     `json:"name,omitempty"`
 	Replaced string     `json:"replaced,omitempty"`
-	// Missed counts runs due while the agent was down, run once as this one.
+	// Missed counts the runs that fell due and did not start at their time
+	// (the agent was down, or the previous run was going), this one's
+	// included: all made up for by this one run; 0 when it ran on time.
 	Missed int `json:"missed,omitempty"`
 }
 
@@ -257,6 +270,14 @@ type RestoreRequest struct {
 	UsersAndRoles bool `json:"users_and_roles,omitempty"`
 	// Remote names a copy in the node's remote store to restore (issue 16).
 	Remote string `json:"remote,omitempty"`
+	// ToTS restores to a point in time (issue 26): the stored backup
+	// Base, then the oplog archive's entries after its consistent_to up
+	// to ToTS inclusive (as POST /v1/pitr/plan chose them). SliceKeys are
+	// the slices' file keys by name, unwrapped by the CLI; FileKey opens
+	// the base.
+	ToTS      *OplogTS          `json:"to_ts,omitempty"`
+	Base      string            `json:"base,omitempty"`
+	SliceKeys map[string][]byte `json:"slice_keys,omitempty"`
 }
 
 // RestoreSensitiveRequest is the body of POST /v1/restore-sensitive.

@@ -93,6 +93,9 @@ type BackupFound struct {
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
 	// Remote is the copy to the remote store, when there is one.
 	Remote *RemoteCopyStatus `json:"remote,omitempty"`
+	// ConsistentTo is the oplog position the backup restores to (a base
+	// of a restore to a point in time starts there).
+	ConsistentTo *OplogTS `json:"consistent_to,omitempty"`
 }
 
 // BackupFailed is the "arguments" of "Backup failed".
@@ -128,6 +131,9 @@ type RestoreProgress struct {
 	// of the first pass, before the plan's totals are known.
 	FileBytes      int64 `json:"file_bytes,omitempty"`
 	FileBytesTotal int64 `json:"file_bytes_total,omitempty"`
+	// OplogEntriesTotal is the backup's oplog entries (the plan's), which
+	// the oplog step replays: OplogApplied of it.
+	OplogEntriesTotal int64 `json:"oplog_entries_total,omitempty"`
 }
 
 // RestoreCounters are the restore's counters while it writes.
@@ -194,6 +200,12 @@ type RestorePlan struct {
 	// documents: a restore refuses them without --drop, and --drop drops
 	// and replaces them.
 	NonEmpty []string `json:"non_empty,omitempty"`
+	// ArchiveEntries counts the oplog archive's entries a point-in-time
+	// restore replays after the backup's own (issue 26), up to ToTS from
+	// the Slices slices of the archive.
+	ArchiveEntries int64    `json:"archive_entries,omitempty"`
+	ArchiveSlices  int      `json:"archive_slices,omitempty"`
+	ToTS           *OplogTS `json:"to_ts,omitempty"`
 }
 
 // RestoreReport is what a restore found once it wrote (restore.Report).

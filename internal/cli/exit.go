@@ -84,7 +84,7 @@ func exitCode(err error) (int, string) {
 		case api.CodeUnauthorized:
 			return ExitAuth, "this CLI key is not authorized on the node: on the node run\n  a0agent authorize --state-dir DIR NAME \"$(a0cli show-key)\"\n(with the output of `a0cli show-key` from this workstation)"
 		case api.CodeNotBackupRole, api.CodeBackupExists, api.CodeJobRunning, api.CodeInsufficientSpace,
-			api.CodeDeviceExists, api.CodeDeviceInvalid, api.CodeNonEmptyTarget, api.CodeUnsupported:
+			api.CodeDeviceExists, api.CodeDeviceInvalid, api.CodeNonEmptyTarget, api.CodeUnsupported, api.CodeNotRestorable:
 			return ExitRefused, ""
 		case api.CodeNotFound:
 			return ExitNotFound, ""

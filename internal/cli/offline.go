@@ -37,7 +37,9 @@ type OfflineOptions struct {
 	// ExpectName (verify --expect-name) is the backup the file must be,
 	// by its authenticated manifest (issue 25 point 1).
 	ExpectName string
-	warned     bool
+	// Oplog is verify --oplog DIR: downloaded oplog slices (oplogverify.go).
+	Oplog  string
+	warned bool
 	// fileKey is a version 2 file's key once unwrapped, so a second pass
 	// over the file does not ask again. RunVerify and RunDecrypt clear it.
 	fileKey []byte
@@ -147,7 +149,18 @@ func verifyFlags(fs *pflag.FlagSet) runFunc {
 	var o OfflineOptions
 	offlineFlags(fs, &o, false)
 	fs.StringVar(&o.ExpectName, "expect-name", "", "refuse (exit 6) unless the file's authenticated manifest proves it is backup `NAME` (a name as `a0cli backups` lists it)")
+	fs.StringVar(&o.Oplog, "oplog", "", "verify the oplog slices in `DIR` (downloaded from <device>/backup/oplog or <prefix>/oplog): every slice authentic, the chain unbroken, the windows it proves; with FILE, also the base backup and what it restores to")
 	return func(ctx context.Context, env *Env, pos []string) error {
+		if o.Oplog != "" {
+			if len(pos) > 1 {
+				return usagef("usage: verify --oplog DIR [FILE] [--identity FILE]")
+			}
+			if len(pos) == 1 {
+				o.File = pos[0]
+			}
+			o.EnvVars = []string{"A0_BACKUP_PASSWORD"}
+			return RunVerifyOplog(ctx, env, o)
+		}
 		if err := offlineArgs("verify", &o, pos); err != nil {
 			return err
 		}

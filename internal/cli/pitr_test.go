@@ -44,16 +44,16 @@ func pitrStatusOf(t *testing.T, op *operator, n *testNode) pitrReply {
 	return out
 }
 
-// pitrWriter writes inserts, updates and deletes until stopped.
-type pitrWriter struct {
+// archiveWriter writes inserts, updates and deletes until stopped.
+type archiveWriter struct {
 	stop chan struct{}
 	done chan struct{}
 	n    atomic.Int64
 	err  error
 }
 
-func startPITRWriter(c *mongo.Client, from int) *pitrWriter {
-	w := &pitrWriter{stop: make(chan struct{}), done: make(chan struct{})}
+func startArchiveWriter(c *mongo.Client, from int) *archiveWriter {
+	w := &archiveWriter{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		ctx := context.Background()
@@ -85,7 +85,7 @@ func startPITRWriter(c *mongo.Client, from int) *pitrWriter {
 	return w
 }
 
-func (w *pitrWriter) halt(t *testing.T) {
+func (w *archiveWriter) halt(t *testing.T) {
 	t.Helper()
 	close(w.stop)
 	<-w.done
@@ -173,7 +173,7 @@ func TestPITRAgent(t *testing.T) {
 
 	dev := t.TempDir()
 	admin.mustOn(n, "set-as-backup", dev)
-	w := startPITRWriter(n.client(), 0)
+	w := startArchiveWriter(n.client(), 0)
 	waitPITRRunning(t, admin, n)
 
 	// A backup held mid-job: the archive goes on.
@@ -199,7 +199,7 @@ func TestPITRAgent(t *testing.T) {
 	addr := n.addr
 	n.stop()
 	n = startNodeWith(t, state, addr, cfg)
-	w = startPITRWriter(n.client(), 1_000_000)
+	w = startArchiveWriter(n.client(), 1_000_000)
 	time.Sleep(1500 * time.Millisecond) // writes while it runs again
 	w.halt(t)
 	st := waitPITRCaughtUp(t, admin, n)
@@ -305,7 +305,7 @@ func TestPITRRemoteCopy(t *testing.T) {
 	dir := ops.OplogDir(dev)
 	sub := cliStore(t, gw).(interface{ Sub(string) remote.Store }).Sub(ops.OplogDirName)
 
-	w := startPITRWriter(n.client(), 0)
+	w := startArchiveWriter(n.client(), 0)
 	waitPITRRunning(t, admin, n)
 	waitCopied(t, sub, dir)
 
@@ -336,7 +336,7 @@ func TestPITRRemoteCopy(t *testing.T) {
 	n.stop()
 	gw.Restart()
 	n = startNodeWith(t, state, addr, cfg)
-	w = startPITRWriter(n.client(), 1_000_000)
+	w = startArchiveWriter(n.client(), 1_000_000)
 	time.Sleep(1500 * time.Millisecond)
 	w.halt(t)
 	waitPITRCaughtUp(t, admin, n)
@@ -510,7 +510,7 @@ func TestBinaryPITRKilledMidSlice(t *testing.T) {
 	dir := ops.OplogDir(dev)
 	for round := range 2 {
 		c := connect()
-		w := startPITRWriter(c, round*1_000_000)
+		w := startArchiveWriter(c, round*1_000_000)
 		// Let slices close, then kill it with one open (the writer never
 		// pauses long enough for a slice to stay empty).
 		deadline := time.Now().Add(time.Minute)

@@ -22,6 +22,7 @@ import (
 	"github.com/a0backup/a0/internal/client"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/restore"
 )
 
 // RestoreOptions are the options of restore.
@@ -41,6 +42,9 @@ type RestoreOptions struct {
 	UsersAndRoles bool
 	// Remote names a copy in the node's remote store (remote.go).
 	Remote string
+	// ToTime and ToTS restore to a point in time (pitrrestore.go).
+	ToTime string
+	ToTS   string
 }
 
 func restoreFlags(fs *pflag.FlagSet) runFunc {
@@ -56,6 +60,8 @@ func restoreFlags(fs *pflag.FlagSet) runFunc {
 	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "stop at the first document the server refuses (default: count and report them, exit 6)")
 	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "also restore the dump's users and roles (admin.system.users, admin.system.roles)")
 	fs.StringVar(&o.Remote, "remote", "", "restore the copy `NAME` from the node's remote store (the node downloads and authenticates it first)")
+	fs.StringVar(&o.ToTime, "to-time", "", "restore to the point in time `T` (RFC 3339, e.g. 2026-12-06T10:15:00Z): the stored backup, then the oplog archive up to every entry of that second")
+	fs.StringVar(&o.ToTS, "to-ts", "", "restore to the exact oplog position `T,I` (inclusive), as oplog-find prints it")
 	return func(ctx context.Context, env *Env, pos []string) error { return runRestoreCmd(ctx, env, o, pos) }
 }
 
@@ -73,6 +79,9 @@ func runRestoreCmd(ctx context.Context, env *Env, o RestoreOptions, pos []string
 // RunRestore uploads FILE (or uses the node's stored backup), starts the
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
+	if o.ToTime != "" || o.ToTS != "" {
+		return runPITRRestore(ctx, env, o)
+	}
 	if o.Remote != "" && (o.File != "" || o.Plain) {
 		return usagef("restore --remote NAME takes no FILE and no --plain")
 	}
@@ -274,6 +283,42 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // restore's without code and error), by its message.
 type restoreStatus = api.Reply[json.RawMessage]
 
+// showRestore draws one poll of a running restore, in its phase, each
+// with its own figures: downloading (from the remote store),
+// authenticating (the file's bytes, before the first write), data (bytes
+// and documents of the plan), indexes (collections whose indexes are
+// built), oplog (entries replayed, of the backup's), checking (the counts
+// read back).
+func showRestore(ph *phases, p api.RestoreProgress) {
+	switch {
+	case p.Phase == "downloading":
+		ph.enter("downloading", "").status("the backup from the remote store")
+	case p.Phase == "authenticating" && p.FileBytesTotal > 0 && p.FileBytes < p.FileBytesTotal:
+		ph.enter("authenticating", "").update(p.FileBytes, p.FileBytesTotal, "every byte before the first write")
+	case p.Phase == "authenticating":
+		// Every byte read: the plan and the target's check.
+		b := ph.enter("authenticating", "")
+		if p.FileBytesTotal > 0 {
+			b.update(p.FileBytesTotal, p.FileBytesTotal, "every byte before the first write")
+		} else {
+			b.status("every byte before the first write")
+		}
+	case p.Step == restore.StepIndexes:
+		ph.enter("indexes", "collections").update(p.CollectionsDone, p.CollectionsTotal, "")
+	case p.Step == restore.StepOplog && p.OplogEntriesTotal > 0:
+		ph.enter("oplog", "entries").update(p.OplogApplied, p.OplogEntriesTotal, "replayed")
+	case p.Step == restore.StepOplog:
+		ph.enter("oplog", "").status(fmt.Sprintf("%d entries replayed", p.OplogApplied))
+	case p.Step == restore.StepReport:
+		ph.enter("checking", "").status("the counts read back")
+	default:
+		b := ph.enter("data", "")
+		b.setItems(p.Documents, p.DocumentsTotal)
+		b.doneExtra = fmt.Sprintf("%d/%d docs", p.DocumentsTotal, p.DocumentsTotal)
+		b.update(p.Bytes, p.BytesTotal, fmt.Sprintf("%d/%d docs", p.Documents, p.DocumentsTotal))
+	}
+}
+
 func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
 	return followRestoreAnnounced(ctx, env, c, asJSON, false)
 }
@@ -290,8 +335,8 @@ var writingPhases = map[string]bool{"done": true, "failed": true}
 // "Restore in progress." once the node starts writing to the database
 // (before the report when the restore ended between two polls).
 func followRestoreLoop(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
-	b := newBar(env, "restore")
-	defer func() { b.finish() }()
+	ph := newPhases(env, "restore")
+	defer ph.finish()
 	announced := !announce
 	say := func() {
 		if !announced {
@@ -299,8 +344,6 @@ func followRestoreLoop(ctx context.Context, env *Env, c *client.Client, asJSON, 
 			fmt.Fprintln(env.Stdout, "Restore in progress.")
 		}
 	}
-	phase := ""
-	var lastBytes, lastTotal int64
 	for {
 		var raw json.RawMessage
 		if err := c.JSON(ctx, http.MethodGet, api.PathRestoreStatus, nil, &raw); err != nil {
@@ -314,39 +357,10 @@ func followRestoreLoop(ctx context.Context, env *Env, c *client.Client, asJSON, 
 		if st.Message == "Restore in progress" {
 			var running api.JobRunning[api.RestoreProgress]
 			json.Unmarshal(st.Arguments, &running)
-			p := running.Progress
-			if p.Phase != phase {
-				// One bar per phase: each has its own total and rate.
-				if phase != "" {
-					b.finish()
-					b = newBar(env, "restore")
-				}
-				phase = p.Phase
-			}
-			if p.Phase == "authenticating" && p.FileBytesTotal > 0 {
-				b.update(p.FileBytes, p.FileBytesTotal, "authenticating every byte before the first write")
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(300 * time.Millisecond):
-				}
-				continue
-			}
-			if p.Phase == "restoring" {
+			if running.Progress.Phase == "restoring" {
 				say()
 			}
-			lastBytes, lastTotal = p.Bytes, p.BytesTotal
-			label := p.Phase
-			switch p.Step {
-			case "indexes":
-				label += " (building indexes)"
-			case "oplog":
-				label += " (replaying the oplog)"
-			case "report":
-				label += " (checking counts)"
-			}
-			b.setItems(p.Documents, p.DocumentsTotal)
-			b.update(p.Bytes, p.BytesTotal, fmt.Sprintf("%s %d docs, %d/%d collections", label, p.Documents, p.CollectionsDone, p.CollectionsTotal))
+			showRestore(ph, running.Progress)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -355,10 +369,10 @@ func followRestoreLoop(ctx context.Context, env *Env, c *client.Client, asJSON, 
 			continue
 		}
 		json.Unmarshal(st.Arguments, &ended)
-		if st.Message == "Restore finished" && lastTotal > 0 {
-			b.update(max(lastBytes, lastTotal), max(lastBytes, lastTotal), "done")
+		if st.Message == "Restore finished" {
+			ph.done()
 		}
-		b.finish()
+		ph.finish()
 		var res api.RestoreResult
 		if json.Unmarshal(ended.Result, &res) == nil && writingPhases[res.Phase] {
 			say()

@@ -65,6 +65,11 @@ type Options struct {
 	ToolVersion, Node string
 	// Name is the backup's name, recorded in the manifest (manifest.Name).
 	Name string
+	// Started is the backup's start, the manifest's "started" (zero: when
+	// the dump starts): the agent passes the instant its backup's name and
+	// "created" are taken from, so that every command shows one time for
+	// one backup (issue 28 point 9).
+	Started time.Time
 	// ReadPreference for the collection reads. Nil means secondaryPreferred
 	// on a replica set (the primary keeps serving) and primary otherwise.
 	ReadPreference *readpref.ReadPref
@@ -264,13 +269,16 @@ func Run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Options, prog *Progress, sp *spools) (*manifest.Manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
+	}
 
 	m := &manifest.Manifest{
 		FormatVersion: manifest.FormatVersion,
 		Kind:          manifest.KindBackup,
 		Name:          opts.Name,
 		ToolVersion:   opts.ToolVersion,
-		Started:       time.Now().UTC(),
+		Started:       opts.Started.UTC(),
 		Consistency:   manifest.ConsistencyNone,
 	}
 	src, ferret, err := source(ctx, client, opts.Node)

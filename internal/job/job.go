@@ -216,6 +216,17 @@ func (r *Runner) Running() (kind string, started time.Time, progress any) {
 	return j.kind, started, j.snapshot()
 }
 
+// Current returns the kind and start of the running job, or "", without
+// its progress (the agent's log asks at every record).
+func (r *Runner) Current() (kind string, started time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.current == nil {
+		return "", time.Time{}
+	}
+	return r.current.kind, r.started
+}
+
 // Wait blocks until no job runs or ctx ends.
 func (r *Runner) Wait(ctx context.Context) error {
 	r.mu.Lock()

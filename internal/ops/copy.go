@@ -18,7 +18,6 @@ import (
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/atomicfile"
-	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/remote"
 	"github.com/a0backup/a0/internal/retention"
 	"github.com/a0backup/a0/internal/statedir"
@@ -496,8 +495,8 @@ func (c *Copier) Fetch(ctx context.Context, name, path string) (*api.RemoteBacku
 	return rb, nil
 }
 
-// apiPos is a manifest position as the API says it.
-func apiPos(p *manifest.OplogPos) *api.OplogPos {
+// apiPos is a stored backup's position as the API says it.
+func apiPos(p *store.Position) *api.OplogPos {
 	if p == nil {
 		return nil
 	}

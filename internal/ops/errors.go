@@ -44,6 +44,9 @@ const (
 	// Cancelled: an operator cancelled the job (job.Runner.Cancel); the
 	// message says what it left.
 	Cancelled
+	// NotRestorable: no base and window of the oplog archive serve the
+	// point in time asked for (issue 26).
+	NotRestorable
 )
 
 // CancelledError is the error of a job whose context an operator cancelled,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -17,15 +16,10 @@ import (
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/pitr"
-	"github.com/a0backup/a0/internal/store"
 )
 
-// OplogDirName is the archive's folder in the device's backup folder:
+// OplogDirName and OplogDir (pitrrestore.go) name the archive's folder,
 // <device>/backup/oplog.
-const OplogDirName = "oplog"
-
-// OplogDir is the continuous archive's directory on device.
-func OplogDir(device string) string { return filepath.Join(device, store.FolderName, OplogDirName) }
 
 // Archive is the service that runs the continuous oplog archive (package
 // pitr) on the node's backup device, beside the jobs: a backup, a restore

@@ -45,6 +45,9 @@ type Restore struct {
 	LockUpload func(path string) (unlock func(), ok bool)
 	Hold       Hold
 	Log        *slog.Logger
+	// PITR, when set, restores to a point in time: Source is its base,
+	// then the oplog archive's entries are replayed to PITR.To.
+	PITR *PITR
 }
 
 // The restore marker lives in the node's `local` database, which is never

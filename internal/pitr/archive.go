@@ -42,7 +42,12 @@ type Archive struct {
 	Dir    string
 	Slices []Slice // oldest first
 	Gaps   []Gap
-	unlock crypt.Unlock
+	// FileKeys, when set, open each slice by its name with its own file
+	// key (crypt.Unlock.FileKey): a node reads slices with the keys the
+	// CLI unwrapped with its identity, which never leaves the workstation.
+	// A slice without a key is refused (*ChainError naming it).
+	FileKeys map[string][]byte
+	unlock   crypt.Unlock
 }
 
 // Open lists the slices and gaps in dir. unlock is what Entries opens
@@ -243,7 +248,15 @@ func (a *Archive) readSlice(ctx context.Context, s Slice, fn func(bson.Raw) erro
 	}
 	defer f.Close()
 	h := sha256.New()
-	r, err := openSlice(s.Name, io.TeeReader(f, h), a.unlock)
+	u := a.unlock
+	if a.FileKeys != nil {
+		k, ok := a.FileKeys[s.Name]
+		if !ok {
+			return Meta{}, sum, &SliceError{Name: s.Name, Err: ErrNoFileKey}
+		}
+		u = crypt.Unlock{FileKey: k}
+	}
+	r, err := openSlice(s.Name, io.TeeReader(f, h), u)
 	if err != nil {
 		return Meta{}, sum, err
 	}
@@ -277,6 +290,60 @@ func (a *Archive) readSlice(ctx context.Context, s Slice, fn func(bson.Raw) erro
 	}
 	copy(sum[:], h.Sum(nil))
 	return m, sum, nil
+}
+
+// ErrNoFileKey: Archive.FileKeys holds no key for a slice a read needs.
+var ErrNoFileKey = errors.New("no file key was given for this slice")
+
+// Needed returns the slices Entries(from, to) reads, oldest first.
+func (a *Archive) Needed(from, to bson.Timestamp) []Slice {
+	var out []Slice
+	for _, s := range a.Slices {
+		if tsLess(s.Last, from) {
+			continue
+		}
+		if tsLess(to, s.First) {
+			break
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Header returns the crypt header of slice s (not authenticated: it is
+// what the CLI unwraps the slice's file key from, and the key then
+// authenticates the whole slice).
+func Header(s Slice) ([]byte, error) {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return nil, fmt.Errorf("pitr: %w", err)
+	}
+	defer f.Close()
+	h, err := crypt.ReadHeader(f)
+	if err != nil {
+		return nil, &SliceError{Name: s.Name, Err: err}
+	}
+	return h, nil
+}
+
+// After returns the oplog position just after ts: one increment more.
+func After(ts bson.Timestamp) bson.Timestamp {
+	if ts.I < ^uint32(0) {
+		return bson.Timestamp{T: ts.T, I: ts.I + 1}
+	}
+	return bson.Timestamp{T: ts.T + 1}
+}
+
+// Serving returns the window that holds every entry from after to to
+// (after < to): a base consistent at after restores to to with it. ok is
+// false when no window serves.
+func Serving(windows []Window, after, to bson.Timestamp) (Window, bool) {
+	for _, w := range windows {
+		if !tsLess(after, w.From) && !tsLess(w.To, to) && !tsLess(to, after) {
+			return w, true
+		}
+	}
+	return Window{}, false
 }
 
 // GapError says a range of entries asked for crosses a gap.

@@ -78,6 +78,8 @@ type oplogScan struct {
 	// operations included) by kind.
 	kinds map[string]int64
 	after int64 // entries after consistent_to
+	// entries counts Options.Extra's entries (planExtra).
+	entries int64
 	// namespaces are the restorable collections the entries name (a
 	// time-series collection by its own name, not its buckets').
 	namespaces map[string]bool
@@ -240,13 +242,8 @@ type replayer struct {
 // sends it; on a server without applyOps (FerretDB) entries become
 // idempotent writes, consecutive ones on one collection batched.
 func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanResult, sel matcher) error {
-	rs.prog.setStep(StepOplog)
-	rs.oplog = map[string]*oplogEffect{}
-	if rs.catalog == nil {
-		rs.catalog = newIndexCatalog()
-	}
-	rp := rs.newReplayer(ctx, p, sel)
-	if err := rs.indexIDLookups(ctx, rp, p); err != nil {
+	rp := rs.replayer(ctx, p, sel)
+	if err := rs.indexIDLookupsOnce(ctx, rp, p); err != nil {
 		return fmt.Errorf("replay oplog: %w", err)
 	}
 	var buf []byte
@@ -259,11 +256,48 @@ func (rs *runState) replayOplog(ctx context.Context, r *bufio.Reader, p *PlanRes
 	if err != nil {
 		return fmt.Errorf("replay oplog: %w", err)
 	}
+	if rs.opts.Extra == nil {
+		// Nothing follows: what is still open stays so.
+		rs.endReplay()
+	}
+	return nil
+}
+
+// replayer returns the replay's one replayer, made at the first replay:
+// the backup's oplog and then Options.Extra go through the same one.
+func (rs *runState) replayer(ctx context.Context, p *PlanResult, sel matcher) *replayer {
+	if rs.rp == nil {
+		rs.prog.setStep(StepOplog)
+		rs.oplog = map[string]*oplogEffect{}
+		if rs.catalog == nil {
+			rs.catalog = newIndexCatalog()
+		}
+		rs.rp = rs.newReplayer(ctx, p, sel)
+	}
+	return rs.rp
+}
+
+// indexIDLookupsOnce is indexIDLookups, once per restore.
+func (rs *runState) indexIDLookupsOnce(ctx context.Context, rp *replayer, p *PlanResult) error {
+	if rs.lookupsDone {
+		return nil
+	}
+	rs.lookupsDone = true
+	return rs.indexIDLookups(ctx, rp, p)
+}
+
+// endReplay counts what the replay left open (transactions without a
+// commit) and hands its skip counts to the report.
+func (rs *runState) endReplay() {
+	rp := rs.rp
+	if rp == nil || rs.replayEnded {
+		return
+	}
+	rs.replayEnded = true
 	for _, op := range rp.txns.PendingOps() {
 		rp.skip(skipTxnOpen, op.NS, 1)
 	}
 	rs.skipped, rs.skippedNS = rp.skipped, rp.skippedNS
-	return nil
 }
 
 // indexIDLookups hands the restored collections the oplog names to
@@ -758,9 +792,16 @@ func (rp *replayer) addView(ns string) {
 	rp.views[db][ns] = true
 }
 
-// reset records that ns was emptied: its expected count starts from 0.
+// reset records that ns was emptied: its expected count starts from 0. A
+// time-series collection's buckets count on the collection (as count
+// does): a drop of system.buckets.<ts> resets <ts>.
 func (rp *replayer) reset(ns string) {
+	ns = logicalNS(ns, nil)
 	eff := rp.rs.oplog[ns]
+	if eff == nil {
+		eff = &oplogEffect{}
+		rp.rs.oplog[ns] = eff
+	}
 	eff.reset, eff.net = true, 0
 }
 

@@ -116,6 +116,21 @@ type Options struct {
 	// FerretDB's collStats also walks every page of the database file
 	// for its sizes (a second or more per collection on a live-sized one).
 	Count func(ctx context.Context, db, coll string) (int64, error)
+	// Extra, when set, is a second source of oplog entries replayed after
+	// the archive's own oplog (up to its consistent_to) by the same
+	// engine: the continuous archive's entries from just after the base's
+	// consistent_to to a point in time (issue 26, package pitr). Plan
+	// reads it once, after the archive, through the same checks as
+	// oplog.bson (every slice authenticated and its chain checked before
+	// the first write); Run reads it again to replay it. Entries after
+	// ExtraTo are not replayed.
+	Extra ExtraSource
+	// ExtraAfter is the position Extra starts after: Plan refuses an
+	// archive whose manifest's consistent_to is another (the base's
+	// position came from unauthenticated metadata).
+	ExtraAfter *Position
+	// ExtraTo is the last position replayed from Extra (inclusive).
+	ExtraTo *Position
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
@@ -192,6 +207,9 @@ type PlanResult struct {
 	// OplogKinds counts the operations of oplog.bson by entry kind
 	// (internal/oplog; applyOps and transactions by their operations).
 	OplogKinds map[string]int64
+	// ExtraEntries counts the entries of Options.Extra (the continuous
+	// archive's, replayed after oplog.bson).
+	ExtraEntries int64
 	// OplogOnly lists the selected namespaces that only the oplog names
 	// (created during the dump): the replay restores them from empty,
 	// and CheckTargets checks them like the planned collections.
@@ -326,13 +344,19 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			return nil, fmt.Errorf("%w: %q after manifest.json", ErrInvalidArchive, afterMan)
 		}
 	}
-	return assemble(files, oplog, man, sel, opts)
+	var extra *oplogScan
+	if opts.Extra != nil {
+		if extra, err = planExtra(ctx, man, sel, opts); err != nil {
+			return nil, err
+		}
+	}
+	return assemble(files, oplog, extra, man, sel, opts)
 }
 
 // assemble maps the entries onto collections once all names are known (a
 // plain dump's wrapper directory can only be told from the whole list) and
 // checks them against the manifest.
-func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel matcher, opts Options) (*PlanResult, error) {
+func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifest.Manifest, sel matcher, opts Options) (*PlanResult, error) {
 	p := &PlanResult{Manifest: man}
 	if opts.Plain {
 		p.prefix = wrapper(files, oplog)
@@ -403,6 +427,11 @@ func assemble(files []*fileStat, oplog *fileStat, man *manifest.Manifest, sel ma
 		if p.oplog != nil {
 			p.OplogKinds = p.oplog.kinds
 		}
+	}
+	if extra != nil {
+		p.ExtraEntries = extra.entries
+		p.oplog = mergeScan(p.oplog, extra)
+		p.OplogKinds = p.oplog.kinds
 	}
 	joinBuckets(byNS)
 	if man != nil {

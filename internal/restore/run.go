@@ -250,7 +250,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	defer ar.Close()
 	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{},
 		catalog: newIndexCatalog(), runHook: opts.testCommandHook}
-	if replay := !opts.NoOplogReplay && p.OplogEntries > 0; replay && opts.Drop {
+	if replay := !opts.NoOplogReplay && (p.OplogEntries > 0 || opts.Extra != nil); replay && opts.Drop {
 		for _, ns := range p.OplogOnly {
 			db, name, _ := strings.Cut(ns, ".")
 			if err := client.Database(db).Collection(name).Drop(ctx); err != nil {
@@ -371,8 +371,20 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			return nil, err
 		}
 	}
-	// Data, then the oplog up to consistent_to, then the indexes (the
-	// dumped ones and the oplog's), as mongorestore orders it.
+	if opts.Extra != nil && !opts.NoOplogReplay {
+		// The continuous archive's entries after consistent_to, up to
+		// the point in time, right after the backup's own.
+		if err := rs.mergeAuthz(ctx); err != nil {
+			return nil, err
+		}
+		if err := rs.replayExtra(ctx, p, sel); err != nil {
+			return nil, err
+		}
+	}
+	rs.endReplay()
+	// Data, then the oplog up to consistent_to (and the archive's to the
+	// point in time), then the indexes (the dumped ones and the oplog's),
+	// as mongorestore orders it.
 	if err := rs.buildIndexes(ctx); err != nil {
 		return nil, err
 	}
@@ -388,15 +400,20 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 // runState is what one Run accumulates across collections and the oplog.
 type runState struct {
 	// catalog holds the indexes to build once the oplog is replayed.
-	catalog    *indexCatalog
-	client     *mongo.Client
-	opts       Options
-	prog       *Progress
-	done       map[string]bool
-	rep        map[string]*CollectionReport
-	oplog      map[string]*oplogEffect
-	viaApplyOp bool
-	applied    int64
+	catalog *indexCatalog
+	client  *mongo.Client
+	opts    Options
+	prog    *Progress
+	done    map[string]bool
+	rep     map[string]*CollectionReport
+	oplog   map[string]*oplogEffect
+	// rp is the replay's one replayer (rs.replayer), lookupsDone whether
+	// Options.IndexIDLookups ran.
+	rp          *replayer
+	lookupsDone bool
+	replayEnded bool
+	viaApplyOp  bool
+	applied     int64
 	// authzLoaded says users or roles wait in admin.temp* for mergeAuthz.
 	authzLoaded bool
 	skipped     map[string]int64

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/a0backup/a0/internal/atomicfile"
-	"github.com/a0backup/a0/internal/manifest"
 	"hash"
 	"io/fs"
 	"os"
@@ -53,15 +52,24 @@ type Meta struct {
 	Files       int       `json:"files,omitempty"`
 	Format      string    `json:"format"`
 	Consistency string    `json:"consistency,omitempty"`
-	// ConsistentTo is the manifest's consistent_to (a node cannot read
-	// the manifest of a backup encrypted to public keys): where a replay
-	// of the continuous oplog archive starts from this backup (pitr-status's
-	// bases).
-	ConsistentTo *manifest.OplogPos `json:"consistent_to,omitempty"`
 	// Verified is true once the finished file was read back and passed
 	// the checks a restore makes before its first write, at VerifiedAt.
 	Verified   bool       `json:"verified,omitempty"`
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	// ConsistentTo is the manifest's consistent_to (the oplog position
+	// the backup restores to), kept here because a node cannot read the
+	// manifest of a backup encrypted to keys: it chooses the base of a
+	// point-in-time restore by it. Not authenticated: the restore checks
+	// it against the manifest before the first write.
+	ConsistentTo *Position `json:"consistent_to,omitempty"`
+}
+
+// Position is an oplog position: its ts (T seconds, I increment) and the
+// entry's wall clock.
+type Position struct {
+	T    uint32    `json:"t"`
+	I    uint32    `json:"i"`
+	Wall time.Time `json:"wall,omitempty"`
 }
 
 // Slot is one backup slot in a device's backup folder.

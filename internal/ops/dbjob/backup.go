@@ -72,7 +72,9 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 		format = ops.FormatNameV2
 	}
 	host, _ := os.Hostname()
-	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name}
+	// The manifest's start is the backup's: its name, "created" in
+	// backup-status, verify's and the restore plan's "created" are one time.
+	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name, Started: start}
 	if b.AllowPrimary {
 		opts.ReadPreference = readpref.Primary()
 	}
@@ -100,11 +102,15 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 	}
 	dumped := time.Since(start)
 	verifying.Store(true)
-	meta, err := s.FinishVerified(store.Meta{
+	sm := store.Meta{
 		Created: start.UTC(), Duration: dumped.Round(time.Millisecond).String(),
 		Documents: man.TotalDocuments(), Collections: len(man.Collections),
-		Format: format, Consistency: man.Consistency, ConsistentTo: man.ConsistentTo,
-	}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
+		Format: format, Consistency: man.Consistency,
+	}
+	if c := man.ConsistentTo; c != nil {
+		sm.ConsistentTo = &store.Position{T: c.T, I: c.I, Wall: c.Wall}
+	}
+	meta, err := s.FinishVerified(sm, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
 	if err != nil {
 		b.Log.Error("backup failed", "name", name, "err", err)
 		return nil, ops.CancelledError(ctx, err, "the backup's partial file was removed while it was verified; the stored backup, if any, is unchanged")

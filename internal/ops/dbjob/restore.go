@@ -76,8 +76,14 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		SpoolDir: r.Options.SpoolDir, StopOnError: r.Options.StopOnError, UsersAndRoles: r.Options.UsersAndRoles,
 		IndexIDLookups: r.Options.IndexIDLookups, Count: r.Options.Count,
 		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve}
+	if p := r.PITR; p != nil {
+		defer p.Clear()
+		opts.Extra = restore.ExtraSource(p.Source())
+		opts.ExtraAfter = &restore.Position{T: p.After.T, I: p.After.I}
+		opts.ExtraTo = &restore.Position{T: p.To.T, I: p.To.I}
+	}
 	var mu sync.Mutex
-	phase, docsTotal, bytesTotal := "authenticating", int64(0), int64(0)
+	phase, docsTotal, bytesTotal, oplogTotal := "authenticating", int64(0), int64(0), int64(0)
 	setPhase := func(p string) {
 		mu.Lock()
 		phase = p
@@ -101,7 +107,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		s := prog.Snapshot()
 		mu.Lock()
 		defer mu.Unlock()
-		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal, OplogEntriesTotal: oplogTotal}
 		if phase == "authenticating" {
 			p.FileBytes, p.FileBytesTotal = fileRead.Load(), fileTotal
 		}
@@ -160,11 +166,16 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	}
 	stopPolling()
 	res := &api.RestoreResult{Phase: "planned", Plan: planSummary(plan)}
+	if p := r.PITR; p != nil {
+		res.Plan.ArchiveEntries, res.Plan.ArchiveSlices = plan.ExtraEntries, len(p.Slices)
+		res.Plan.ToTS = &api.OplogTS{T: p.To.T, I: p.To.I}
+	}
 	mu.Lock()
 	for _, c := range plan.Collections {
 		docsTotal += c.Documents
 		bytesTotal += c.Bytes
 	}
+	oplogTotal = plan.OplogEntries
 	mu.Unlock()
 	checkOpts := opts
 	if opts.DryRun {
@@ -295,6 +306,9 @@ func writtenCollections(ctx context.Context, c *mongo.Client, plan *restore.Plan
 // kinds: those of the file itself first (ops.OpenError), then restore's
 // refusals of its archive.
 func openError(err error) error {
+	if pe := ops.PITRError(err); pe != nil {
+		return pe
+	}
 	var oe *ops.Error
 	if fe := ops.OpenError(err); err == nil || errors.As(fe, &oe) {
 		return fe
