@@ -216,6 +216,22 @@ func TestPITRAgent(t *testing.T) {
 		t.Fatalf("text form:\n%s\nwant it to start with\n%s", text, want)
 	}
 
+	// The agent's own archive serves a restore to a point (pitr-restore's
+	// restore --to-ts): to the window's end, after the writer stopped,
+	// every collection as it is now.
+	ageKey := filepath.Join(admin.dir, "age.key")
+	os.WriteFile(ageKey, []byte(x.String()+"\n"), 0o600)
+	docsBefore := countEvents(t, n.client())
+	r := admin.on(n, "restore", "--identity", ageKey, "--drop", "--to-ts", fmt.Sprintf("%d,%d", win.ToTS.T, win.ToTS.I))
+	if r.code != 0 {
+		t.Fatalf("restore --to-ts through the agent's archive: %+v", r)
+	}
+	if after := countEvents(t, n.client()); after != docsBefore {
+		t.Fatalf("after restore --to-ts the window's end: %d documents, %d before", after, docsBefore)
+	}
+	// The restore's own writes are oplog entries too: archived as well.
+	waitPITRCaughtUp(t, admin, n)
+
 	// Every entry once, byte for byte.
 	n.stop()
 	dir := ops.OplogDir(dev)
@@ -578,4 +594,13 @@ func TestBinaryPITRKilledMidSlice(t *testing.T) {
 		t.Fatalf("archive %d entries, server %d", len(got), len(want))
 	}
 	t.Logf("%d entries once across two kills, %d slices", len(got), proof.Slices)
+}
+
+func countEvents(t *testing.T, c *mongo.Client) int64 {
+	t.Helper()
+	n, err := c.Database("app").Collection("events").CountDocuments(context.Background(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
