@@ -373,16 +373,31 @@ func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if b, err := os.ReadFile(st.EmbeddedURIPath()); err == nil && reachable(ctx, strings.TrimSpace(string(b))) {
-			uri = strings.TrimSpace(string(b))
-			fmt.Fprintln(stdout, "seeding the running agent's embedded database")
-		} else {
+		// The agent's lock decides whose server runs on DIR/db: without an
+		// agent, seed holds the lock while its own server runs, so an
+		// agent started meanwhile refuses instead of running a second
+		// server on the same SQLite files (issue 25.6); with an agent,
+		// seed uses its server or refuses, never starts another.
+		lock, lerr := statedir.TakeLock(o.StateDir)
+		var held *statedir.LockedError
+		switch {
+		case lerr == nil:
+			defer lock.Release()
 			srv, err := embedded.Start(ctx, embedded.Config{Dir: st.DBDir()})
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
 			uri = srv.URI()
+		case errors.As(lerr, &held):
+			b, err := os.ReadFile(st.EmbeddedURIPath())
+			if err != nil || !reachable(ctx, strings.TrimSpace(string(b))) {
+				return fmt.Errorf("%w and its embedded database does not answer (seed it once it does, or give --mongodb-uri)", lerr)
+			}
+			uri = strings.TrimSpace(string(b))
+			fmt.Fprintln(stdout, "seeding the running agent's embedded database")
+		default:
+			return lerr
 		}
 	}
 	c, err := mongo.Connect(options.Client().ApplyURI(uri))
