@@ -502,7 +502,9 @@ func runAllowRecoveryCmd(stateDir string, dur time.Duration, pos []string, stdou
 	if dur <= 0 || dur > statedir.MaxRecoveryConsent {
 		return &usageError{fmt.Sprintf("--for %v: give a duration above 0 and at most %v", dur, statedir.MaxRecoveryConsent)}
 	}
-	st, err := statedir.Open(stateDir)
+	// A consent written into a mistyped directory would say "recovery
+	// allowed" for a node that never sees it (issue 25.14).
+	st, err := statedir.OpenExisting(stateDir)
 	if err != nil {
 		return err
 	}

@@ -15,11 +15,11 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// TestReadOnlyCommandsRefuseANonStateDir (issue 25.14): keys, fingerprint
-// and revoke on a mistyped --state-dir fail (exit 1) saying it is not a
+// TestReadOnlyCommandsRefuseANonStateDir (issue 25.14): keys, fingerprint,
+// revoke and allow-recovery (whose consent would go where no agent reads it) on a mistyped --state-dir fail (exit 1) saying it is not a
 // state directory, and create nothing there: no directory, no secrets.
 func TestReadOnlyCommandsRefuseANonStateDir(t *testing.T) {
-	for _, args := range [][]string{{"keys"}, {"fingerprint"}, {"revoke", "me"}} {
+	for _, args := range [][]string{{"keys"}, {"fingerprint"}, {"revoke", "me"}, {"allow-recovery"}} {
 		t.Run(args[0], func(t *testing.T) {
 			base := t.TempDir()
 			typo := filepath.Join(base, "stat-dir")
