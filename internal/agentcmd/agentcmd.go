@@ -277,6 +277,9 @@ func (o *RunOptions) fill() error {
 			return fmt.Errorf("mongodb uri file: %w", err)
 		}
 		o.MongoURI = strings.TrimSpace(string(b))
+		if err := uriFileModeProblem(o.MongoURIFile, o.MongoURI); err != nil {
+			return err
+		}
 	}
 	// The environment keeps a URI with a password out of the process listing.
 	o.MongoURI = first(o.MongoURI, os.Getenv("A0_MONGODB_URI"))

@@ -127,3 +127,51 @@ func TestConfigFileModes(t *testing.T) {
 		})
 	}
 }
+
+// TestMongoURIFileModes (issue 25.10): the agent refuses a --mongodb-uri-file
+// that group or others can write, or others read when it holds a password,
+// saying the chmod to run and quoting no password, before it touches the
+// state directory; a readable one without a password stays fine, and so
+// does the 0640 one docs/operations.md recommends (group the agent's).
+func TestMongoURIFileModes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		uri  string
+		mode os.FileMode
+		want string // "" for no mode problem
+	}{
+		{"0644 with a password", "mongodb://u:pa55@127.0.0.1:1/?directConnection=true", 0o644, "holds a password and is readable by others"},
+		{"0604 with a password", "mongodb://u:pa55@127.0.0.1:1/?directConnection=true", 0o604, "holds a password and is readable by others"},
+		{"0640 with a password (the documented group read)", "mongodb://u:pa55@127.0.0.1:1/?directConnection=true", 0o640, ""},
+		{"0666 without a password", "mongodb://127.0.0.1:1/?directConnection=true", 0o666, "is writable by group or others"},
+		{"0644 without a password", "mongodb://127.0.0.1:1/?directConnection=true", 0o644, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "state")
+			f := filepath.Join(t.TempDir(), "mongodb-uri")
+			if err := os.WriteFile(f, []byte(tc.uri+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(f, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			o := RunOptions{StateDir: state, MongoURIFile: f}
+			err := o.fill()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("fill: %v, want ok", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "chmod 600 "+f) {
+				t.Fatalf("fill: %v, want a refusal saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "pa55") {
+				t.Fatalf("the password is quoted: %v", err)
+			}
+			if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the state directory was made (%v)", err)
+			}
+		})
+	}
+}
