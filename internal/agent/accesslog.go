@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -86,8 +87,51 @@ func (a *Agent) logRefusal(r *http.Request, status int, took time.Duration) {
 		slog.String("note", "later refusals from this source are counted, logged once a minute"))
 }
 
+// handshakeErrorPrefix starts the line net/http logs for each connection
+// whose TLS handshake fails.
+const handshakeErrorPrefix = "http: TLS handshake error from "
+
+// serverErrorLog is the http.Server's ErrorLog, at WARN as before, but a
+// failed TLS handshake is treated as a refusal (issue 25.15): a flood of
+// connections that never finish their handshake (or are closed by the
+// connection limits before they do) wrote one WARN line each, tens of MB
+// a minute; now the first per source is logged in full and the others
+// are counted into the summary.
+type serverErrorLog struct{ a *Agent }
+
+func (w serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	if rest, ok := strings.CutPrefix(msg, handshakeErrorPrefix); ok {
+		src, _, _ := strings.Cut(rest, ": ")
+		if host, _, err := net.SplitHostPort(src); err == nil {
+			src = host
+		}
+		if !w.a.handshakes.first(src) {
+			return len(p), nil
+		}
+		w.a.log.Warn(msg, "note", "later failed handshakes from this source are counted, logged once a minute")
+		return len(p), nil
+	}
+	w.a.log.Warn(msg)
+	return len(p), nil
+}
+
+// newServerErrorLog is the *log.Logger for http.Server.ErrorLog.
+func (a *Agent) newServerErrorLog() *log.Logger {
+	return log.New(serverErrorLog{a}, "", 0)
+}
+
 // summarizeRefusals logs what was counted since the last summary.
 func (a *Agent) summarizeRefusals() {
+	if counted, others := a.handshakes.take(); len(counted) > 0 || others > 0 {
+		n := others
+		for _, c := range counted {
+			n += c
+		}
+		if n > 0 {
+			a.log.Warn("failed TLS handshakes", "count", n, "sources", len(counted), "since", refusalSummaryEvery)
+		}
+	}
 	counted, others := a.refusals.take()
 	sources := make([]string, 0, len(counted))
 	for s, n := range counted {

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -106,5 +108,35 @@ func TestMetricsDatabaseSizeCached(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "could not read the database size for the metrics") {
 		t.Fatalf("the failed read is not logged:\n%s", buf.String())
+	}
+}
+
+// TestFailedHandshakesSummarized (issue 25.15): connections that never
+// finish their TLS handshake (here: bytes that are not TLS) do not flood
+// the log: of twenty from one source the first is logged in full, the
+// others counted into the minute's summary. (net/http logged each one at
+// WARN: a flood of half-open handshakes wrote 55 MB in 40 s.)
+func TestFailedHandshakesSummarized(t *testing.T) {
+	n := startSecNode(t, Timeouts{})
+	addr := n.addr
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte{0x01, 0x02, 0x03, 0x04, 0x05, 0x06}); err != nil {
+			t.Fatal(err)
+		}
+		// The server logs the failed handshake before it closes the
+		// connection: reading to EOF orders the log line before the next.
+		io.Copy(io.Discard, c)
+		c.Close()
+	}
+	if got := strings.Count(n.log.String(), "TLS handshake error"); got != 1 {
+		t.Fatalf("%d failed handshakes logged in full, want 1:\n%s", got, n.log.String())
+	}
+	n.a.summarizeRefusals()
+	if !strings.Contains(n.log.String(), `msg="failed TLS handshakes" count=19 sources=1`) {
+		t.Fatalf("no summary of the 19 counted handshakes:\n%s", n.log.String())
 	}
 }
