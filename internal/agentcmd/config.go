@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,6 +108,13 @@ func (c Config) fileModeProblems(path string) []error {
 		case m&0o044 != 0 && c.holdsSecret():
 			out = append(out, fmt.Errorf("config file %s holds a secret (webhook URL or MongoDB password) and is readable by group or others (mode %#o): run `chmod 600 %s`", path, m, path))
 		}
+	}
+	// As for authorized_keys (issue 25.8): in a directory others can
+	// write (without the sticky bit), another user could rename a config
+	// of theirs over this one.
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		out = append(out, fmt.Errorf("config file %s is in a directory group or others can write (%s, mode %#o): another user could put a config of theirs in its place; run `chmod go-w %s`", path, dir, fi.Mode().Perm(), dir))
 	}
 	if c.Remote != nil && c.Remote.SecretAccessKeyFile != "" {
 		p := c.Remote.SecretAccessKeyFile

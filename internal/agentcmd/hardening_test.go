@@ -175,3 +175,45 @@ func TestMongoURIFileModes(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigDirectoryWritableByOthers (issue 25.10, as 25.8 for
+// authorized_keys): a 0600 config in a directory others can write (another
+// user could rename a config of theirs over it, choosing the recipients
+// and the remote store) is reported by check-config and refused at start;
+// in a sticky directory (/tmp's 1777) or a private one it is fine.
+func TestConfigDirectoryWritableByOthers(t *testing.T) {
+	state := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		want string
+	}{
+		{"0777 directory", 0o777, "in a directory group or others can write"},
+		{"0775 directory", 0o775, "in a directory group or others can write"},
+		{"1777 directory (sticky)", 0o777 | os.ModeSticky, ""},
+		{"0755 directory", 0o755, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeConfig(t, map[string]any{"state_dir": state})
+			if err := os.Chmod(filepath.Dir(cfg), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chmod(filepath.Dir(cfg), 0o700)
+			var out, errb bytes.Buffer
+			code := Main(context.Background(), []string{"check-config", "--config", cfg}, &out, &errb)
+			if tc.want == "" {
+				if code != 0 {
+					t.Fatalf("exit %d, want ok:\n%s%s", code, out.String(), errb.String())
+				}
+				return
+			}
+			if code == 0 || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("check-config: exit %d, want a problem saying %q:\n%s", code, tc.want, errb.String())
+			}
+			errb.Reset()
+			if code := Main(context.Background(), []string{"--config", cfg, "--listen", "127.0.0.1:0"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("agent start: exit %d, want a refusal saying %q:\n%s", code, tc.want, errb.String())
+			}
+		})
+	}
+}
