@@ -87,21 +87,32 @@ func (a *Agent) logRefusal(r *http.Request, status int, took time.Duration) {
 		slog.String("note", "later refusals from this source are counted, logged once a minute"))
 }
 
-// handshakeErrorPrefix starts the line net/http logs for each connection
-// whose TLS handshake fails.
-const handshakeErrorPrefix = "http: TLS handshake error from "
+// connErrorPrefixes start the lines net/http (and its HTTP/2 server) logs
+// for a connection that failed before any request: each is followed by
+// the client's address.
+var connErrorPrefixes = []string{
+	"http: TLS handshake error from ",
+	"http2: server: error reading preface from client ",
+	"http2: server connection error from ",
+	"http2: timeout waiting for SETTINGS frames from ",
+}
 
 // serverErrorLog is the http.Server's ErrorLog, at WARN as before, but a
-// failed TLS handshake is treated as a refusal (issue 25.15): a flood of
-// connections that never finish their handshake (or are closed by the
-// connection limits before they do) wrote one WARN line each, tens of MB
-// a minute; now the first per source is logged in full and the others
-// are counted into the summary.
+// connection that failed before any request (TLS handshake, HTTP/2
+// preface) is treated as a refusal (issue 25.15): a flood of connections
+// that never finish their handshake (or are closed by the connection
+// limits before they do), or that send no HTTP/2 preface, wrote one WARN
+// line each, tens of MB a minute; now the first per source is logged in
+// full and the others are counted into the summary.
 type serverErrorLog struct{ a *Agent }
 
 func (w serverErrorLog) Write(p []byte) (int, error) {
 	msg := strings.TrimSuffix(string(p), "\n")
-	if rest, ok := strings.CutPrefix(msg, handshakeErrorPrefix); ok {
+	for _, prefix := range connErrorPrefixes {
+		rest, ok := strings.CutPrefix(msg, prefix)
+		if !ok {
+			continue
+		}
 		src, _, _ := strings.Cut(rest, ": ")
 		if host, _, err := net.SplitHostPort(src); err == nil {
 			src = host
@@ -109,7 +120,7 @@ func (w serverErrorLog) Write(p []byte) (int, error) {
 		if !w.a.handshakes.first(src) {
 			return len(p), nil
 		}
-		w.a.log.Warn(msg, "note", "later failed handshakes from this source are counted, logged once a minute")
+		w.a.log.Warn(msg, "note", "later failed connections from this source are counted, logged once a minute")
 		return len(p), nil
 	}
 	w.a.log.Warn(msg)
@@ -129,7 +140,7 @@ func (a *Agent) summarizeRefusals() {
 			n += c
 		}
 		if n > 0 {
-			a.log.Warn("failed TLS handshakes", "count", n, "sources", len(counted), "since", refusalSummaryEvery)
+			a.log.Warn("connections failed before a request (TLS handshake, HTTP/2 preface)", "count", n, "sources", len(counted), "since", refusalSummaryEvery)
 		}
 	}
 	counted, others := a.refusals.take()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
@@ -111,32 +112,49 @@ func TestMetricsDatabaseSizeCached(t *testing.T) {
 	}
 }
 
-// TestFailedHandshakesSummarized (issue 25.15): connections that never
-// finish their TLS handshake (here: bytes that are not TLS) do not flood
-// the log: of twenty from one source the first is logged in full, the
-// others counted into the minute's summary. (net/http logged each one at
-// WARN: a flood of half-open handshakes wrote 55 MB in 40 s.)
+// TestFailedHandshakesSummarized (issue 25.15): connections that fail
+// before any request, whether their TLS handshake (bytes that are not
+// TLS) or their HTTP/2 preface (garbage after a handshake that chose h2),
+// do not flood the log: of twenty from one source the first is logged in
+// full, the others counted into the minute's summary. (net/http logged
+// each one at WARN: a flood of half-open handshakes wrote 55 MB in 40 s.)
 func TestFailedHandshakesSummarized(t *testing.T) {
 	n := startSecNode(t, Timeouts{})
-	addr := n.addr
-	for i := 0; i < 20; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Write([]byte{0x01, 0x02, 0x03, 0x04, 0x05, 0x06}); err != nil {
-			t.Fatal(err)
-		}
-		// The server logs the failed handshake before it closes the
-		// connection: reading to EOF orders the log line before the next.
-		io.Copy(io.Discard, c)
-		c.Close()
-	}
-	if got := strings.Count(n.log.String(), "TLS handshake error"); got != 1 {
-		t.Fatalf("%d failed handshakes logged in full, want 1:\n%s", got, n.log.String())
-	}
-	n.a.summarizeRefusals()
-	if !strings.Contains(n.log.String(), `msg="failed TLS handshakes" count=19 sources=1`) {
-		t.Fatalf("no summary of the 19 counted handshakes:\n%s", n.log.String())
+	for _, tc := range []struct {
+		name, logged string
+		dial         func() (net.Conn, error)
+	}{
+		{"not TLS", "TLS handshake error", func() (net.Conn, error) { return net.Dial("tcp", n.addr) }},
+		{"no HTTP/2 preface", "error reading preface", func() (net.Conn, error) {
+			return tls.Dial("tcp", n.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.a.summarizeRefusals() // a fresh minute
+			before := n.log.String()
+			for i := 0; i < 20; i++ {
+				c, err := tc.dial()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Write([]byte("\x01\x02\x03\x04\x05\x06 not what the server expects\r\n\r\n")); err != nil {
+					t.Fatal(err)
+				}
+				// The server logs the failure before it closes the
+				// connection: reading to EOF orders the log line before
+				// the next connection.
+				io.Copy(io.Discard, c)
+				c.Close()
+			}
+			log := strings.TrimPrefix(n.log.String(), before)
+			if got := strings.Count(log, tc.logged); got != 1 {
+				t.Fatalf("%d failures logged in full, want 1:\n%s", got, log)
+			}
+			n.a.summarizeRefusals()
+			log = strings.TrimPrefix(n.log.String(), before)
+			if !strings.Contains(log, `msg="connections failed before a request (TLS handshake, HTTP/2 preface)" count=19 sources=1`) {
+				t.Fatalf("no summary of the 19 counted failures:\n%s", log)
+			}
+		})
 	}
 }
