@@ -158,3 +158,21 @@ func TestFailedHandshakesSummarized(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalLogLineBounded (issue 25.15): the refusal logged in full
+// carries at most 256 bytes of the caller's path, saying how long it was:
+// a 60 KB path from each of a thousand sources wrote 60 MB of log a minute.
+func TestRefusalLogLineBounded(t *testing.T) {
+	n := startSecNode(t, Timeouts{})
+	long := "/v1/" + strings.Repeat("A", 60_000)
+	if r := do(httpClient(nil), "GET", n.url(long), nil, nil); r.status != 401 {
+		t.Fatalf("status %d %v", r.status, r.err)
+	}
+	log := n.log.String()
+	if !strings.Contains(log, "status=401") || !strings.Contains(log, "(60004 bytes)") {
+		t.Fatalf("the refusal is not logged with its path's length:\n%.2000s", log)
+	}
+	if len(log) > 4096 {
+		t.Fatalf("the log holds %d bytes for one refusal", len(log))
+	}
+}
