@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -39,6 +40,19 @@ func main() {
 			fmt.Fprintln(os.Stderr, "a0bench:", err)
 		}
 		os.Exit(code)
+	}
+	if len(os.Args) > 1 && os.Args[1] == bench.WireServerArg {
+		if len(os.Args) != 4 {
+			fmt.Fprintln(os.Stderr, "usage: a0bench wire-server DIR URIFILE")
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := bench.ServeWire(ctx, os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if len(os.Args) > 1 && (os.Args[1] == bench.ChildArg || os.Args[1] == bench.RestoreChildArg) {
 		f := child
@@ -184,6 +198,7 @@ type Report struct {
 	RestoreDB []*bench.RestoreDBFigures `json:"restore_db,omitempty"`
 	Load      *bench.LoadFigures        `json:"load,omitempty"`
 	Live      *bench.LiveFigures        `json:"live,omitempty"`
+	External  *bench.LiveFigures        `json:"external,omitempty"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -210,6 +225,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	live := fs.Bool("live", false, "also run the live comparison (issue 14): load a server so its oplog holds the load, then a0 backup and restore against mongodump | openssl and openssl -d | mongorestore on it")
 	liveUsers := fs.Int("live-users", 60000, "users seeded for --live (60000: about 50 MiB of BSON)")
 	liveRuns := fs.Int("live-runs", 3, "runs of each tool for --live, in turn (a0, stock, a0, stock...)")
+	external := fs.Bool("external", false, "also run the external-server comparison (issue 27): a FerretDB with local.oplog.rs as its own process, loaded through the wire, an agent given its URI (no embedded side channels), a0 backup and restore against mongodump | openssl and openssl -d | mongorestore on it, pair by pair")
+	externalUsers := fs.Int("external-users", 60000, "users seeded for --external (60000: about 50 MiB of BSON)")
+	externalRuns := fs.Int("external-runs", 3, "runs of each tool for --external, in turn (a0, stock, a0, stock...)")
 	tools := fs.String("tools", "../shared/tools/mongo-tools-100.18.0", "directory of the stock mongodump and mongorestore (--live)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -259,7 +277,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		pars = append(pars, p)
 	}
-	for _, tool := range []string{"bash", "tar", "openssl", "pigz", "sync"} {
+	needed := []string{"bash", "openssl", "sync"}
+	if !*skipPipeline {
+		// Only the pipeline's baselines pack with tar and pigz.
+		needed = append(needed, "tar", "pigz")
+	}
+	for _, tool := range needed {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found on PATH (apt-get install -y pigz): %w", tool, err)
 		}
@@ -317,7 +340,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		os.RemoveAll(filepath.Join(work, "live"))
 		rep.Live = f
-		fillLive(rep)
+		fillLive(rep, f)
+	}
+	if *external {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		f, err := bench.MeasureExternal(ctx, exe, mkdir(work, "external"), *tools, *externalUsers, *externalRuns, password, logf)
+		if err != nil {
+			return err
+		}
+		os.RemoveAll(filepath.Join(work, "external"))
+		rep.External = f
+		fillLive(rep, f)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -688,25 +724,37 @@ func fillLoad(rep *Report, d time.Duration) {
 		map[bool]string{true: "", false: "; first error: " + l.FirstError}[l.Errors == 0]))
 }
 
-func fillLive(rep *Report) {
+func fillLive(rep *Report, f *bench.LiveFigures) {
 	yes := func(b bool) *bool { return &b }
-	f := rep.Live
-	var a0b, first, reads, after, a0r, a0data []float64
-	for _, b := range f.A0Backup {
-		a0b, first, reads, after = append(a0b, b.Seconds), append(first, b.FirstByte), append(reads, b.Reads), append(after, b.After)
+	// live: the agent's embedded server (a0's SQLite side channels);
+	// external: a server of its own, over the wire only (issue 27).
+	label, server := "live", "embedded server"
+	backupGoal, backupMet := ">= 2x", 2.0
+	if f.External {
+		label, server = "external", "external server, own process"
 	}
-	for _, r := range f.A0Restore {
-		a0r, a0data = append(a0r, r.Seconds), append(a0data, r.DataDocsPerSec())
+	var a0b, accepted, first, reads, after, a0r, a0data, plan, data, rest, idx, cnt []float64
+	for _, b := range f.A0Backup {
+		a0b, accepted, first, reads, after = append(a0b, b.Seconds), append(accepted, b.Accepted), append(first, b.FirstByte), append(reads, b.Reads), append(after, b.After)
+	}
+	for i, r := range f.A0Restore {
+		w := r.Seconds
+		if i < len(f.A0RestoreWall) {
+			w = f.A0RestoreWall[i]
+		}
+		a0r, a0data = append(a0r, w), append(a0data, r.DataDocsPerSec())
+		plan, data, rest = append(plan, r.PlanSeconds), append(data, r.DataSeconds), append(rest, r.Seconds-r.InsertSeconds)
+		idx, cnt = append(idx, r.IndexSeconds), append(cnt, r.ReportSeconds)
 	}
 	br, rr := bench.Median(f.BackupRatios), bench.Median(f.RestoreRatios)
 	stockDocs := float64(f.StockDocs) / bench.Median(f.StockRestore)
 	rep.Rows = append(rep.Rows,
-		Row{Figure: fmt.Sprintf("live: backup speed-up over mongodump --archive --gzip | openssl (%d users, %.1f MB BSON, oplog %.1f MB)", f.Users, float64(f.DataBytes)/1e6, float64(f.OplogBytes)/1e6),
-			A0: br, Unit: "x", Goal: ">= 2x", Met: yes(br >= 2)},
-		Row{Figure: "  live: point-in-time backup, start to Backup found", A0: bench.Median(a0b), Baseline: bench.Median(f.StockBackup), BaseName: "mongodump | openssl enc, s", Unit: "s"},
-		Row{Figure: "live: whole restore speed-up over openssl -d | mongorestore --noIndexRestore", A0: rr, Unit: "x", Goal: ">= 1x (no slower)", Met: yes(rr >= 1)},
-		Row{Figure: "  live: whole restore (auth pass, data, indexes, oplog replay, count)", A0: bench.Median(a0r), Baseline: bench.Median(f.StockRestore), BaseName: "openssl -d | mongorestore, s", Unit: "s"},
-		Row{Figure: "  live: restore data phase", A0: bench.Median(a0data), Baseline: stockDocs, BaseName: "mongorestore, whole run", Unit: "docs/s"},
+		Row{Figure: fmt.Sprintf("%s: backup speed-up over mongodump --archive --gzip | openssl (%s, %d users, %.1f MB BSON, oplog %.1f MB)", label, server, f.Users, float64(f.DataBytes)/1e6, float64(f.OplogBytes)/1e6),
+			A0: br, Unit: "x", Goal: backupGoal, Met: yes(br >= backupMet)},
+		Row{Figure: fmt.Sprintf("  %s: point-in-time backup, start to Backup found", label), A0: bench.Median(a0b), Baseline: bench.Median(f.StockBackup), BaseName: "mongodump | openssl enc, s", Unit: "s"},
+		Row{Figure: fmt.Sprintf("%s: whole restore speed-up over openssl -d | mongorestore --noIndexRestore", label), A0: rr, Unit: "x", Goal: ">= 1x (no slower)", Met: yes(rr >= 1)},
+		Row{Figure: fmt.Sprintf("  %s: whole restore (auth pass, data, indexes, oplog replay, count)", label), A0: bench.Median(a0r), Baseline: bench.Median(f.StockRestore), BaseName: "openssl -d | mongorestore, s", Unit: "s"},
+		Row{Figure: fmt.Sprintf("  %s: restore data phase", label), A0: bench.Median(a0data), Baseline: stockDocs, BaseName: "mongorestore, whole run", Unit: "docs/s"},
 	)
 	ratios := func(xs []float64) string {
 		var s []string
@@ -716,9 +764,11 @@ func fillLive(rep *Report) {
 		return strings.Join(s, " ")
 	}
 	rep.Notes = append(rep.Notes,
-		fmt.Sprintf("live: %d docs seeded in %.0f s through FerretDB; the oplog holds %d entries, %.1f MB (%.2fx the data); a0 file %.1f MB, stock file %.1f MB",
-			f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
-		fmt.Sprintf("live: a0 backup phases (medians): to the first byte (oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s", bench.Median(first), bench.Median(reads), bench.Median(after)),
-		fmt.Sprintf("live: pair by pair (stock / a0): backup %s; restore %s; the restore replayed %d oplog entries", ratios(f.BackupRatios), ratios(f.RestoreRatios), f.OplogReplayed),
+		fmt.Sprintf("%s: %d docs seeded in %.0f s through FerretDB; the oplog holds %d entries, %.1f MB (%.2fx the data); a0 file %.1f MB, stock file %.1f MB",
+			label, f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
+		fmt.Sprintf("%s: a0 backup phases (medians): POST answered (size check, totals) %.1f s; to the first byte (202, oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s",
+			label, bench.Median(accepted), bench.Median(first), bench.Median(reads), bench.Median(after)),
+		fmt.Sprintf("%s: a0 restore phases (medians): authentication pass %.1f s, data phase %.1f s, after the last document (indexes, oplog replay, count) %.1f s, of which index builds %.1f s and the count check %.1f s", label, bench.Median(plan), bench.Median(data), bench.Median(rest), bench.Median(idx), bench.Median(cnt)),
+		fmt.Sprintf("%s: pair by pair (stock / a0): backup %s; restore %s; the restore replayed %d oplog entries", label, ratios(f.BackupRatios), ratios(f.RestoreRatios), f.OplogReplayed),
 	)
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/a0backup/a0/internal/cli"
 )
@@ -17,7 +15,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "a0cli: %v\n", err)
 		os.Exit(cli.ExitFailure)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext(context.Background())
 	code := cli.Main(ctx, os.Args[1:], env)
 	stop()
 	os.Exit(code)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/connlimit"
 )
 
@@ -194,9 +195,10 @@ func (a *Agent) runRefusalSummaries() {
 }
 
 // requestLevel is the access log's level for an answered request: DEBUG
-// for a successful status poll, INFO otherwise.
+// for a successful status poll or read of the log (`logs -f` polls each
+// second), INFO otherwise.
 func requestLevel(r *http.Request, status int) slog.Level {
-	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/status") && status < 400 {
+	if r.Method == http.MethodGet && (strings.HasSuffix(r.URL.Path, "/status") || r.URL.Path == api.PathLogs) && status < 400 {
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -23,6 +24,7 @@ import (
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/keys"
+	"github.com/a0backup/a0/internal/logring"
 	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/remote"
@@ -145,8 +147,10 @@ type Agent struct {
 	// conns holds the HTTPS connections within their limits (conns.go).
 	conns     *connlimit.Listener
 	connDrops connDrops
-	// dbStats caches the database size for the metrics (dbstats.go).
-	dbStats dbStatsCache
+	// dbStats caches the database size for the metrics and node-status
+	// (dbstats.go); serverVersion is the server's, read with it.
+	dbStats       dbStatsCache
+	serverVersion atomic.Value // string
 	// refusals summarizes the refused requests in the log (accesslog.go).
 	refusals refusalLog
 	// handshakes counts the failed TLS handshakes likewise.
@@ -159,6 +163,8 @@ type Agent struct {
 	copier    *ops.Copier
 	// hook posts job ends.
 	hook *webhook.Poster
+	// logRing keeps the agent's recent log for `a0cli logs` (logs.go).
+	logRing *logring.Ring
 
 	certMu sync.RWMutex
 	cert   tls.Certificate
@@ -192,7 +198,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, state: st, auth: keys.OpenAuthorized(st.AuthorizedKeysPath())}
+	a := &Agent{cfg: cfg, state: st, auth: keys.OpenAuthorized(st.AuthorizedKeysPath())}
+	a.openLog()
 	if a.recipients, err = parseRecipients(cfg.Recipients); err != nil {
 		return nil, err
 	}

@@ -47,6 +47,11 @@ func refusedConn(w http.ResponseWriter, r *http.Request) {
 // refused requests: close it. HTTP/2 connections go idle before their
 // first request; refusedConn handles them.
 func closeUnproven(c net.Conn, s http.ConnState) {
+	if lc := connlimit.Of(c); lc != nil {
+		// An idle proven connection may make room for a new one
+		// (connlimit): idle means between requests, never mid-answer.
+		lc.SetIdle(s == http.StateIdle)
+	}
 	if s != http.StateIdle {
 		return
 	}
@@ -64,7 +69,7 @@ type connDrops struct{ evicted, refused atomic.Int64 }
 // droppedConn hears of a connection the limits closed. Counted, not
 // logged one by one: a flood would flood the log.
 func (a *Agent) droppedConn(source string, why connlimit.Drop) {
-	if why == connlimit.Evicted {
+	if why != connlimit.Refused { // Evicted, or Idle: closed to make room
 		a.connDrops.evicted.Add(1)
 	} else {
 		a.connDrops.refused.Add(1)

@@ -26,6 +26,7 @@ type dbStatsCache struct {
 	bytes     int64 // the last good value; meaningful when read is set
 	read      time.Time
 	failed    bool          // the last finished read failed
+	lastErr   error         // why, when it failed (node-status shows it)
 	running   chan struct{} // closed when the running read ends; nil when none runs
 	lastStart time.Time
 	reads     int // reads started (tests)
@@ -36,12 +37,7 @@ type dbStatsCache struct {
 // is due and waiting for it at most dbStatsWait or ctx.
 func (c *dbStatsCache) get(ctx context.Context, a *Agent) (bytes int64, age time.Duration, inError bool) {
 	c.mu.Lock()
-	if c.running == nil && (c.lastStart.IsZero() || time.Since(c.lastStart) >= dbStatsInterval) {
-		c.running = make(chan struct{})
-		c.lastStart = time.Now()
-		c.reads++
-		go c.refresh(a, c.running)
-	}
+	c.startDue(a)
 	running, none := c.running, c.read.IsZero()
 	c.mu.Unlock()
 	if running != nil {
@@ -67,17 +63,28 @@ func (c *dbStatsCache) get(ctx context.Context, a *Agent) (bytes int64, age time
 	return c.bytes, time.Since(c.read), c.failed
 }
 
+// startDue starts a read when none runs and the last started
+// dbStatsInterval ago or more (c.mu held).
+func (c *dbStatsCache) startDue(a *Agent) {
+	if c.running == nil && (c.lastStart.IsZero() || time.Since(c.lastStart) >= dbStatsInterval) {
+		c.running = make(chan struct{})
+		c.lastStart = time.Now()
+		c.reads++
+		go c.refresh(a, c.running)
+	}
+}
+
 func (c *dbStatsCache) refresh(a *Agent, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(a.ctx, dbStatsTimeout)
 	defer cancel()
 	start := time.Now()
-	size, err := a.cfg.Jobs.DataSize(ctx, a.client)
+	size, err := a.readSize(ctx) // sizes.go: with the server's version
 	took := time.Since(start)
 	c.mu.Lock()
 	if err == nil {
-		c.bytes, c.read, c.failed = size, time.Now(), false
+		c.bytes, c.read, c.failed, c.lastErr = size, time.Now(), false, nil
 	} else {
-		c.failed = true
+		c.failed, c.lastErr = true, redactURIError(err)
 	}
 	c.running = nil
 	c.mu.Unlock()
@@ -86,7 +93,7 @@ func (c *dbStatsCache) refresh(a *Agent, done chan struct{}) {
 	case a.ctx.Err() != nil:
 		// The agent is stopping.
 	case err != nil:
-		a.log.Warn("could not read the database size for the metrics: a0_database_data_bytes keeps its last value, a0_database_data_bytes_error is 1",
+		a.log.Warn("could not read the database size for the metrics and node-status: a0_database_data_bytes keeps its last value, a0_database_data_bytes_error is 1",
 			"err", redactURIError(err), "took", took)
 	case took > dbStatsWait:
 		a.log.Info("reading the database size for the metrics took longer than a scrape waits: scrapes served the last value meanwhile",

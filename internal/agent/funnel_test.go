@@ -53,3 +53,18 @@ func TestFunnel(t *testing.T) {
 		t.Fatal("no error became one")
 	}
 }
+
+// A cancelled job's record code is the API's (issue 28.1): the job
+// runner's own, and the code of an ops job that says what it left.
+func TestCancelledCode(t *testing.T) {
+	if string(api.CodeCancelled) != job.CodeCancelled {
+		t.Fatalf("api.CodeCancelled %q, job.CodeCancelled %q", api.CodeCancelled, job.CodeCancelled)
+	}
+	if kindCodes[ops.Cancelled] != api.CodeCancelled {
+		t.Fatalf("ops.Cancelled maps to %q", kindCodes[ops.Cancelled])
+	}
+	err := jobError(&ops.Error{Kind: ops.Cancelled, Msg: "cancelled by an operator: left nothing", Err: job.ErrCancelled})
+	if codeOf(err) != api.CodeCancelled || !errors.Is(err, job.ErrCancelled) {
+		t.Fatalf("code %q, is ErrCancelled %v", codeOf(err), errors.Is(err, job.ErrCancelled))
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/job"
@@ -48,6 +50,10 @@ func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := syscall.Access(req.Device, 2 /* W_OK */); err != nil {
 		return api.Errorf(api.CodeDeviceInvalid, "device %s is not writable by the agent", req.Device)
 	}
+	left, err := a.storedElsewhere(req.Device, req.Force)
+	if err != nil {
+		return err
+	}
 	folder := filepath.Join(req.Device, store.FolderName)
 	if _, err := os.Stat(folder); err == nil && !req.Force {
 		return api.Errorf(api.CodeDeviceExists, "backup folder %s already exists; run `set-as-backup %s force` to use it anyway", folder, req.Device)
@@ -68,11 +74,48 @@ func (a *Agent) setAsBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := a.state.SaveNode(n); err != nil {
 		return err
 	}
+	for _, l := range left {
+		a.log.Warn("backup left on the previous device", "kind", l.Kind, "name", l.Name, "path", l.Path)
+	}
 	a.log.Info("node set as backup", "device", req.Device, "force", req.Force)
 	return writeJSON(w, http.StatusOK, api.Message{
 		Message:   "Node set as backup",
-		Arguments: api.SetAsBackupReply{Device: req.Device, Folder: folder, Roles: n.Roles},
+		Arguments: api.SetAsBackupReply{Device: req.Device, Folder: folder, Roles: n.Roles, LeftBehind: left},
 	})
+}
+
+// storedElsewhere (issue 28.8): the backups stored on the node's current
+// device, when set-as-backup moves it to another one. The node then no
+// longer sees them (backup-status would say "No backup found"), so the move
+// is refused, naming them and the ways on, unless force: then they stay
+// where they are and the reply says where.
+func (a *Agent) storedElsewhere(device string, force bool) ([]api.LeftBackup, error) {
+	n, err := a.state.LoadNode()
+	if err != nil {
+		return nil, err
+	}
+	if n.Device == "" || filepath.Clean(n.Device) == filepath.Clean(device) {
+		return nil, nil
+	}
+	var left []api.LeftBackup
+	var names []string
+	for _, kind := range []string{api.SlotBackup, api.SlotSensitive} {
+		slot := a.slot(n, kind)
+		m, err := slot.Stored()
+		if err != nil {
+			continue // none stored (or unreadable: nothing to keep reachable)
+		}
+		left = append(left, api.LeftBackup{Kind: kind, Name: m.Name, Device: n.Device, Path: slot.Path(m)})
+		names = append(names, fmt.Sprintf("%s backup %s (%s)", kind, m.Name, slot.Path(m)))
+	}
+	if len(left) == 0 || force {
+		return left, nil
+	}
+	return nil, api.Errorf(api.CodeBackupExists,
+		"the current backup device %s holds %s: set-as-backup %s would leave it behind (backup-status would no longer see it); "+
+			"first delete it (`a0cli backup-delete`, `backup-sensitive-delete`), or retrieve it (`a0cli backup-retrieve`) and then delete it, "+
+			"or run `set-as-backup %s force` to switch and keep it where it is",
+		n.Device, strings.Join(names, " and "), device, device)
 }
 
 func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
@@ -88,8 +131,19 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	if n.Device != "" {
 		out.DeviceFreeBytes, _ = ops.FreeBytes(n.Device)
 	}
-	out.DatabaseBytes, _ = a.cfg.Jobs.DataSize(r.Context(), a.client)
-	out.ServerVersion = a.serverVersion(r)
+	// From the cache the metrics use too, read in the background
+	// (dbstats.go, sizes.go): never dbStats on the request's path.
+	size := a.dbStats.peek(r.Context(), a, statusWait)
+	if !size.read.IsZero() {
+		at := size.read.UTC()
+		out.DatabaseBytes, out.DatabaseBytesRead = size.bytes, &at
+		out.DatabaseBytesAgeSeconds = int64(time.Since(size.read).Seconds())
+	}
+	out.DatabaseBytesRefreshSeconds = int64(dbStatsInterval.Seconds())
+	if size.err != nil {
+		out.DatabaseBytesError = size.err.Error()
+	}
+	out.ServerVersion = a.cachedServerVersion()
 	out.Job, _, _ = a.jobs.Running()
 	out.Keys = a.keysInUse()
 	out.Schedule = a.scheduleStatus()
@@ -99,16 +153,6 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeJSON(w, http.StatusOK, out)
-}
-
-func (a *Agent) serverVersion(r *http.Request) string {
-	var bi struct {
-		Version string `bson:"version"`
-	}
-	if err := a.client.Database("admin").RunCommand(r.Context(), map[string]int{"buildInfo": 1}).Decode(&bi); err != nil {
-		return ""
-	}
-	return bi.Version
 }
 
 func jobKind(slot string) string { return ops.JobKind(slot) }

@@ -35,6 +35,7 @@ func (a *Agent) routes() http.Handler {
 	handle("GET "+api.PathCommands, a.commands)
 	handle("POST "+api.PathSetAsBackup, a.setAsBackup)
 	handle("GET "+api.PathNodeStatus, a.nodeStatus)
+	handle("GET "+api.PathLogs, a.logs)
 	handle("POST "+api.PathSlot+"{slot}", a.startBackup)
 	handle("GET "+api.PathSlot+"{slot}/status", a.slotStatus)
 	stream("GET "+api.PathSlot+"{slot}/file", a.download)
@@ -46,6 +47,7 @@ func (a *Agent) routes() http.Handler {
 	handle("POST "+api.PathRestore, a.startRestore)
 	handle("GET "+api.PathRestoreStatus, a.restoreStatus)
 	handle("POST "+api.PathRestoreSens, a.restoreSensitive)
+	handle("POST "+api.PathCancel, a.cancelJob)
 	// The remote store (remote.go).
 	handle("POST "+api.PathRemoteCopy, a.copyNow)
 	handle("GET "+api.PathBackups, a.listBackups)
@@ -198,6 +200,7 @@ var kindCodes = map[ops.Kind]api.Code{
 	ops.NonEmptyTarget: api.CodeNonEmptyTarget,
 	ops.Unsupported:    api.CodeUnsupported,
 	ops.Remote:         api.CodeRemote,
+	ops.Cancelled:      api.CodeCancelled,
 }
 
 // opsError is the API error of an *ops.Error in err's chain, or nil.

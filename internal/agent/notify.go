@@ -15,6 +15,8 @@ func (a *Agent) openUnattended() error {
 	if err := a.openServices(); err != nil {
 		return err
 	}
+	// Every job's end is logged (logs.go), and posted with a webhook.
+	a.jobs.OnEnd(a.jobEnded)
 	if a.cfg.Webhook == "" {
 		return nil
 	}
@@ -23,13 +25,13 @@ func (a *Agent) openUnattended() error {
 		return err
 	}
 	a.hook = p
-	a.jobs.OnEnd(a.jobEnded)
 	a.log.Info("webhook on", "webhook", p.Where())
 	return nil
 }
 
-// jobEnded posts a job's end.
+// jobEnded logs a job's end and posts it.
 func (a *Agent) jobEnded(rec job.Record) {
+	a.logJobEnd(rec)
 	ev := webhook.Event{Event: "job_done", Kind: rec.Kind, State: rec.State, Started: rec.Started,
 		Finished: rec.Finished, Code: rec.Code}
 	if rec.State == job.StateFailed {

@@ -1,6 +1,7 @@
 package agentcmd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/a0backup/a0/internal/cmdline"
 	"github.com/a0backup/a0/internal/keys"
 	"github.com/a0backup/a0/internal/schedule"
 	"github.com/a0backup/a0/internal/webhook"
@@ -47,13 +50,27 @@ func decodeConfig(path string, b []byte) (Config, error) {
 }
 
 func parseConfig(path string, b []byte) (Config, error) {
-	var c Config
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+	c, problems := parseConfigAll(b)
+	if len(problems) > 0 {
+		return c, fmt.Errorf("config %s: %w", path, problems[0])
 	}
 	return c, nil
+}
+
+// parseConfigAll decodes a config leniently and names every decoding
+// problem: check-config goes on to check every key that decoded.
+func parseConfigAll(b []byte) (Config, []error) {
+	var c Config
+	// Syntax and trailing data first: then the file is one object.
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	var whole json.RawMessage
+	if err := dec.Decode(&whole); err != nil {
+		return c, []error{err}
+	}
+	if dec.More() {
+		return c, []error{errors.New("data after the top-level object")}
+	}
+	return c, decodeKeys("", whole, &c)
 }
 
 // holdsSecret tells whether the config itself holds a secret: a webhook
@@ -294,11 +311,8 @@ func RunCheckConfig(o CheckConfigOptions, now time.Time, stdout io.Writer) error
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	c, err := parseConfig(o.Config, b)
-	if err != nil {
-		return &ConfigError{Path: o.Config, Problems: []error{errors.Unwrap(err)}}
-	}
-	if p := append(c.fileModeProblems(o.Config), c.problems(o.Config)...); len(p) > 0 {
+	c, decodeProblems := parseConfigAll(b)
+	if p := append(append(decodeProblems, c.fileModeProblems(o.Config)...), c.problems(o.Config)...); len(p) > 0 {
 		return &ConfigError{Path: o.Config, Problems: p}
 	}
 	u, _ := c.unattended()
@@ -338,4 +352,136 @@ func webhookWhere(raw string) string {
 		rest = rest[:j]
 	}
 	return raw[:i+3] + rest + "/..."
+}
+
+// decodeKeys decodes a JSON object into the struct v points to key by key,
+// so that one run names every problem (issue 28.13): each unknown key
+// (with the names near it), each value of the wrong type, and, for a
+// nested object (remote), its own keys the same way. A key is matched to a
+// field as encoding/json does (its json tag, exact or else ignoring case).
+// Every key that decodes is set, so what is right is still checked.
+func decodeKeys(prefix string, raw []byte, v any) []error {
+	where := "json: "
+	if prefix != "" {
+		where = strings.TrimSuffix(prefix, ".") + ": "
+	}
+	keys, m, err := objectKeys(raw)
+	if err != nil {
+		return []error{fmt.Errorf("%s%w", where, err)}
+	}
+	rv := reflect.ValueOf(v).Elem()
+	rt := rv.Type()
+	var names []string
+	for i := 0; i < rt.NumField(); i++ {
+		if n := jsonName(rt.Field(i)); n != "" {
+			names = append(names, n)
+		}
+	}
+	var out []error
+	for _, k := range keys {
+		i := fieldIndex(rt, k)
+		if i < 0 {
+			out = append(out, fmt.Errorf("%sunknown field %q%s", where, k, cmdline.DidYouMean(quoteAll(cmdline.Near(k, names)))))
+			continue
+		}
+		f := rv.Field(i)
+		name := prefix + jsonName(rt.Field(i))
+		val := m[k]
+		target := f.Type()
+		if target.Kind() == reflect.Pointer && target.Elem().Kind() == reflect.Struct && string(val) != "null" {
+			p := reflect.New(target.Elem())
+			if errs := decodeKeys(name+".", val, p.Interface()); len(errs) > 0 {
+				out = append(out, errs...)
+				if isObject(val) {
+					f.Set(p) // what decoded is still checked
+				}
+				continue
+			}
+			f.Set(p)
+			continue
+		}
+		p := reflect.New(target)
+		if err := json.Unmarshal(val, p.Interface()); err != nil {
+			out = append(out, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		f.Set(p.Elem())
+	}
+	return out
+}
+
+// objectKeys are an object's keys in the file's order and their values
+// (a key given twice counts once, its last value wins, as encoding/json).
+func objectKeys(raw []byte) ([]string, map[string]json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return nil, m, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil {
+		return nil, nil, err
+	} else if t != json.Delim('{') {
+		return nil, nil, fmt.Errorf("want an object {...}, not %s", bytes.TrimSpace(raw))
+	}
+	var keys []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		k, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, err
+		}
+		if _, dup := m[k]; !dup {
+			keys = append(keys, k)
+		}
+		m[k] = v
+	}
+	return keys, m, nil
+}
+
+func isObject(raw json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(raw, &m) == nil
+}
+
+// jsonName is a field's key in JSON ("" for an unexported or "-" field).
+func jsonName(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	switch tag {
+	case "-":
+		return ""
+	case "":
+		return f.Name
+	}
+	return tag
+}
+
+// fieldIndex is the field key names, as encoding/json matches it: exactly,
+// or else ignoring case; -1 for none.
+func fieldIndex(t reflect.Type, key string) int {
+	fold := -1
+	for i := 0; i < t.NumField(); i++ {
+		n := jsonName(t.Field(i))
+		if n == key {
+			return i
+		}
+		if fold < 0 && n != "" && strings.EqualFold(n, key) {
+			fold = i
+		}
+	}
+	return fold
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = strconv.Quote(v)
+	}
+	return out
 }

@@ -193,3 +193,54 @@ func TestLogJSON(t *testing.T) {
 		t.Fatalf("no schedule line among %d:\n%s", len(lines), logs.String())
 	}
 }
+
+// Issue 28.13: an unknown key does not hide the rest. The file with
+// "schedul" and eight other problems reports all nine in one run, and an
+// unknown key inside "remote" and a value of the wrong type are named too.
+func TestCheckConfigEveryProblemAtOnce(t *testing.T) {
+	x, _ := age.GenerateX25519Identity()
+	state := t.TempDir()
+	cfg := writeConfig(t, map[string]any{"state_dir": filepath.Join(state, "missing"),
+		"schedul":        map[string]string{"every": "24h"},
+		"recipients":     []string{x.String()},
+		"schedule":       map[string]string{"cron": "30 25 * * *"},
+		"metrics_listen": "10122", "listen": ":99999",
+		"webhook":         "http://hooks.example/T0KEN-s3cr3t",
+		"sensitive_paths": []string{"/nonexistent/file"},
+		"mongodb_uri":     "localhost:27017"})
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"check-config", "--config", cfg}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, errb.String())
+	}
+	msg := errb.String()
+	for _, w := range []string{`9 problem(s)`, `unknown field "schedul"; did you mean "schedule"?`, "state_dir:", "recipients[0]",
+		"five fields", "metrics_listen", "listen \":99999\"", "webhook: want an https://", "sensitive_paths[0]", "mongodb_uri:"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, msg)
+		}
+	}
+	if n := strings.Count(msg, "\n  - "); n != 9 {
+		t.Errorf("%d problem lines, want 9:\n%s", n, msg)
+	}
+	if strings.Contains(msg, x.String()) || strings.Contains(msg, "s3cr3t") {
+		t.Errorf("a secret is echoed:\n%s", msg)
+	}
+
+	cfg = writeConfig(t, map[string]any{"state_dir": state, "replace": "yes", "listen": ":99999",
+		"remote": map[string]any{"endpoint": "https://h:1", "bucket": "b", "access_key_id": "AK", "secret_access_key": "x", "keep_last": -1}})
+	errb.Reset()
+	if code := Main(context.Background(), []string{"check-config", "--config", cfg}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, errb.String())
+	}
+	msg = errb.String()
+	for _, w := range []string{`replace: json: cannot unmarshal string`, `remote: unknown field "secret_access_key"; did you mean "secret_access_key_file"?`, `listen ":99999"`, "keep_last"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, msg)
+		}
+	}
+	// The agent itself still refuses to start, on the first one in the file.
+	errb.Reset()
+	if code := Main(context.Background(), []string{"--config", cfg}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `remote: unknown field "secret_access_key"`) {
+		t.Errorf("the agent: exit %d %s", code, errb.String())
+	}
+}

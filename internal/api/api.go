@@ -33,6 +33,9 @@ const (
 	// backup holds (time-series, views, users and roles on FerretDB).
 	CodeUnsupported Code = "unsupported"
 	CodeInternal    Code = "internal"
+	// CodeCancelled: an operator cancelled the job (a0cli cancel); a job
+	// record's code (job.CodeCancelled), not an answer to a request.
+	CodeCancelled Code = "cancelled"
 )
 
 var statusOf = map[Code]int{
@@ -51,6 +54,7 @@ var statusOf = map[Code]int{
 	CodeTooLarge:          http.StatusRequestEntityTooLarge,
 	CodeUnsupported:       http.StatusUnprocessableEntity,
 	CodeInternal:          http.StatusInternalServerError,
+	CodeCancelled:         http.StatusConflict,
 }
 
 // Error is a failure with a code, carried as the JSON body of a non-2xx
@@ -117,7 +121,17 @@ const (
 	PathRestore       = "/v1/restore"
 	PathRestoreStatus = "/v1/restore/status"
 	PathRestoreSens   = "/v1/restore-sensitive"
+	// PathCancel cancels the running job (CancelRequest, CancelReply).
+	PathCancel = "/v1/cancel"
 )
+
+// CancelRequest is the body of POST /v1/cancel.
+type CancelRequest struct {
+	// Kind, when set ("backup", "restore"), is the kind of job the
+	// operator means to cancel: another kind running is refused
+	// (job_running), so that backup-cancel never stops a restore.
+	Kind string `json:"kind,omitempty"`
+}
 
 // Command describes one command the node accepts (update-commands).
 type Command struct {
@@ -139,16 +153,26 @@ type SetAsBackupRequest struct {
 
 // NodeStatus is the body of GET /v1/node-status.
 type NodeStatus struct {
-	Node               string         `json:"node"`
-	AgentVersion       string         `json:"agent_version"`
-	Roles              []string       `json:"roles"`
-	Device             string         `json:"device,omitempty"`
-	DeviceFreeBytes    int64          `json:"device_free_bytes,omitempty"`
-	DatabaseBytes      int64          `json:"database_bytes"`
-	Database           string         `json:"database"`
-	ServerVersion      string         `json:"server_version,omitempty"`
-	Job                string         `json:"job,omitempty"`
-	InterruptedRestore map[string]any `json:"interrupted_restore,omitempty"`
+	Node            string   `json:"node"`
+	AgentVersion    string   `json:"agent_version"`
+	Roles           []string `json:"roles"`
+	Device          string   `json:"device,omitempty"`
+	DeviceFreeBytes int64    `json:"device_free_bytes,omitempty"`
+	DatabaseBytes   int64    `json:"database_bytes"`
+	// DatabaseBytesRead is when DatabaseBytes was measured: the agent
+	// reads it in the background, not at each request (unset: not
+	// measured yet, DatabaseBytes is 0). DatabaseBytesAgeSeconds is its
+	// age by the agent's clock, DatabaseBytesRefreshSeconds the period
+	// after which a request starts a new read; DatabaseBytesError is why
+	// the last read failed (DatabaseBytes is then the last good value).
+	DatabaseBytesRead           *time.Time     `json:"database_bytes_read,omitempty"`
+	DatabaseBytesAgeSeconds     int64          `json:"database_bytes_age_seconds,omitempty"`
+	DatabaseBytesRefreshSeconds int64          `json:"database_bytes_refresh_seconds,omitempty"`
+	DatabaseBytesError          string         `json:"database_bytes_error,omitempty"`
+	Database                    string         `json:"database"`
+	ServerVersion               string         `json:"server_version,omitempty"`
+	Job                         string         `json:"job,omitempty"`
+	InterruptedRestore          map[string]any `json:"interrupted_restore,omitempty"`
 	// Keys identifies the keys the agent holds in memory now (not the files
 	// on disk), so that a restore of the sensitive configuration can be
 	// seen to have taken effect.
@@ -181,7 +205,9 @@ type ScheduledRun struct {
 	Code     string     `json:"code,omitempty"`
 	Name     string     `json:"name,omitempty"`
 	Replaced string     `json:"replaced,omitempty"`
-	// Missed counts runs due while the agent was down, run once as this one.
+	// Missed counts the runs that fell due and did not start at their time
+	// (the agent was down, or the previous run was going), this one's
+	// included: all made up for by this one run; 0 when it ran on time.
 	Missed int `json:"missed,omitempty"`
 }
 

@@ -16,6 +16,17 @@ type SetAsBackupReply struct {
 	Device string   `json:"device"`
 	Folder string   `json:"folder"`
 	Roles  []string `json:"roles"`
+	// LeftBehind lists the backups a forced switch left on the previous
+	// device: no longer managed by the node, still there.
+	LeftBehind []LeftBackup `json:"left_behind,omitempty"`
+}
+
+// LeftBackup is a stored backup set-as-backup left on the previous device.
+type LeftBackup struct {
+	Kind   string `json:"kind"` // "backup" or "sensitive"
+	Name   string `json:"name"`
+	Device string `json:"device"`
+	Path   string `json:"path"`
 }
 
 // BackupStarted is the "arguments" of "Backup in progress." (absent when
@@ -117,6 +128,9 @@ type RestoreProgress struct {
 	// of the first pass, before the plan's totals are known.
 	FileBytes      int64 `json:"file_bytes,omitempty"`
 	FileBytesTotal int64 `json:"file_bytes_total,omitempty"`
+	// OplogEntriesTotal is the backup's oplog entries (the plan's), which
+	// the oplog step replays: OplogApplied of it.
+	OplogEntriesTotal int64 `json:"oplog_entries_total,omitempty"`
 }
 
 // RestoreCounters are the restore's counters while it writes.
@@ -150,12 +164,17 @@ type RestoreFailed struct {
 // RestoreResult is what restore-status shows after a restore (the job's
 // result).
 type RestoreResult struct {
-	// Phase is planned, dry-run, done or failed.
+	// Phase is planned, dry-run, done, failed or cancelled (stopped by
+	// an operator after it began writing).
 	Phase string `json:"phase"`
 	// Previous is the marker of an earlier restore that did not finish.
 	Previous map[string]any `json:"previous_unfinished,omitempty"`
 	Plan     *RestorePlan   `json:"plan,omitempty"`
 	Report   *RestoreReport `json:"report,omitempty"`
+	// Written (a restore cancelled part way, phase "cancelled") lists
+	// the target collections holding documents when it stopped, as
+	// "db.coll (N documents)": the database is partly restored.
+	Written []string `json:"written,omitempty"`
 }
 
 // RestorePlan summarizes what a restore reads from the backup.
@@ -174,6 +193,10 @@ type RestorePlan struct {
 	// OplogOnly lists the namespaces only the oplog writes (created
 	// during the dump): restored from empty, dropped first with --drop.
 	OplogOnly []string `json:"oplog_only,omitempty"`
+	// NonEmpty (dry runs) lists the target collections that already hold
+	// documents: a restore refuses them without --drop, and --drop drops
+	// and replaces them.
+	NonEmpty []string `json:"non_empty,omitempty"`
 }
 
 // RestoreReport is what a restore found once it wrote (restore.Report).
@@ -271,4 +294,21 @@ type SensitiveRestored struct {
 type Reply[A any] struct {
 	Message   string `json:"message"`
 	Arguments A      `json:"arguments"`
+}
+
+// CancelReply is the "arguments" of "Job cancelled" (POST /v1/cancel): the
+// job's record once it has ended, which says what it left.
+type CancelReply struct {
+	// Kind is the job cancelled: backup, backup-sensitive, restore.
+	Kind    string     `json:"kind"`
+	Started time.Time  `json:"started"`
+	Ended   *time.Time `json:"finished,omitempty"`
+	// State is the record's: "failed" with Code "cancelled" once the job
+	// stopped, "done" when it finished before the cancel reached it.
+	State string `json:"state"`
+	Code  string `json:"code,omitempty"`
+	// Error says what the cancelled job left: a backup removed its
+	// partial file; a restore says whether it wrote, and what.
+	Error  string          `json:"error,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
 }

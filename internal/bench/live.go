@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
@@ -24,6 +25,9 @@ import (
 // it (POST to "Backup found"), split into the phases the status shows.
 type LiveBackup struct {
 	Seconds float64 `json:"seconds"`
+	// Accepted is the start to the POST's answer (202): the size check
+	// for the free-space rule and the totals the first status shows.
+	Accepted float64 `json:"accepted_s,omitempty"`
 	// FirstByte is the start to the first BSON byte read: the oplog
 	// start, the listing and the size estimates.
 	FirstByte float64 `json:"first_byte_s"`
@@ -55,6 +59,15 @@ type LiveFigures struct {
 	StockDocs     int64      `json:"stock_restore_docs"`
 	RestoreRatios []float64  `json:"restore_ratios"` // stock / a0
 	OplogReplayed int64      `json:"oplog_replayed"`
+
+	// External says the server ran as its own process, reached over the
+	// wire by the agent, the restores and the stock tools alike
+	// (MeasureExternal); otherwise it was the agent's embedded server
+	// (MeasureLive), with a0's SQLite side channels.
+	External bool `json:"external,omitempty"`
+	// A0RestoreWall is each a0 restore's wall time as a whole process
+	// (start to exit), the figure the stock pipeline's is compared with.
+	A0RestoreWall []float64 `json:"a0_restore_wall_s,omitempty"`
 }
 
 // Median returns the median of xs (0 when empty).
@@ -190,7 +203,7 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 		s := time.Since(start).Seconds()
 		var docs int64
 		if err == nil {
-			docs, err = countAll(ctx, ssrv)
+			docs, err = countServer(ctx, ssrv)
 		}
 		ssrv.Close()
 		os.RemoveAll(dir)
@@ -205,13 +218,18 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 	return f, nil
 }
 
-// countAll counts the documents of every user collection.
-func countAll(ctx context.Context, srv *embedded.Server) (int64, error) {
+// countServer counts the documents of every user collection of srv.
+func countServer(ctx context.Context, srv *embedded.Server) (int64, error) {
 	c, err := srv.Connect(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Disconnect(ctx)
+	return countAll(ctx, c)
+}
+
+// countAll counts the documents of every user collection.
+func countAll(ctx context.Context, c *mongo.Client) (int64, error) {
 	dbs, err := c.ListDatabaseNames(ctx, bson.D{})
 	if err != nil {
 		return 0, err
@@ -248,6 +266,7 @@ func (n *Node) liveBackup(ctx context.Context, password string, keep bool) (Live
 	if err := c.JSON(ctx, "POST", path, api.BackupRequest{Password: password}, nil); err != nil {
 		return LiveBackup{}, fmt.Errorf("start backup: %w", err)
 	}
+	accepted := time.Since(start).Seconds()
 	var first, last time.Time
 	for {
 		var st struct {
@@ -283,7 +302,7 @@ func (n *Node) liveBackup(ctx context.Context, password string, keep bool) (Live
 			if last.IsZero() {
 				last = now
 			}
-			b := LiveBackup{Seconds: now.Sub(start).Seconds(), FirstByte: first.Sub(start).Seconds(),
+			b := LiveBackup{Seconds: now.Sub(start).Seconds(), Accepted: accepted, FirstByte: first.Sub(start).Seconds(),
 				Reads: last.Sub(first).Seconds(), After: now.Sub(last).Seconds()}
 			if !keep {
 				if err := c.JSON(ctx, "DELETE", path, nil, nil); err != nil {

@@ -55,6 +55,11 @@ type DBResult struct {
 	PeakRSS     int64   `json:"peak_rss,omitempty"`
 	// OplogApplied is the oplog entries the restore replayed.
 	OplogApplied int64 `json:"oplog_applied,omitempty"`
+	// IndexSeconds is the index builds (Run's indexes step) and
+	// ReportSeconds the count check (its report step), from the steps
+	// Progress showed every 20 ms.
+	IndexSeconds  float64 `json:"index_seconds,omitempty"`
+	ReportSeconds float64 `json:"report_seconds,omitempty"`
 }
 
 // DocsPerSec is documents written per second of wall time.
@@ -179,7 +184,7 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 	}
 	// Watch the progress to split insert time from index builds.
 	prog := &restore.Progress{}
-	var insertSecs float64
+	var insertSecs, indexAt, reportAt float64
 	stop := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
@@ -191,9 +196,16 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 			case <-stop:
 				return
 			case <-t.C:
-				if prog.Snapshot().Documents >= total {
-					insertSecs = time.Since(start).Seconds()
-					return
+				s := prog.Snapshot()
+				now := time.Since(start).Seconds()
+				if insertSecs == 0 && s.Documents >= total {
+					insertSecs = now
+				}
+				if indexAt == 0 && s.Step == restore.StepIndexes {
+					indexAt = now
+				}
+				if reportAt == 0 && s.Step == restore.StepReport {
+					reportAt = now
 				}
 			}
 		}
@@ -216,6 +228,9 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 		res.InsertSeconds = res.Seconds
 	}
 	res.DataSeconds = res.InsertSeconds - runStart
+	if indexAt > 0 && reportAt >= indexAt {
+		res.IndexSeconds, res.ReportSeconds = reportAt-indexAt, res.Seconds-reportAt
+	}
 	for _, c := range rep.Collections {
 		res.Documents += c.DocumentsFound
 		res.IndexErrors += len(c.IndexErrors)
@@ -230,8 +245,14 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 // RestoreDB and print its DBResult as JSON, and adds the child's CPU time
 // and the peak RSS the child reports of itself.
 func ChildRestore(exe, file, uri, password string, parallel int) (DBResult, error) {
+	return childRestoreEnv(exe, file, uri, password, parallel, os.Environ())
+}
+
+// childRestoreEnv is ChildRestore with the child's environment (plus the
+// password).
+func childRestoreEnv(exe, file, uri, password string, parallel int, env []string) (DBResult, error) {
 	cmd := exec.Command(exe, RestoreChildArg, file, uri, fmt.Sprint(parallel))
-	cmd.Env = append(os.Environ(), PasswordEnv+"="+password)
+	cmd.Env = append(env, PasswordEnv+"="+password)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

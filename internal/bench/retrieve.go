@@ -33,6 +33,22 @@ type Node struct {
 // StartNode starts an agent under work and makes it a backup node whose
 // device is work/device.
 func StartNode(ctx context.Context, work string) (*Node, error) {
+	return startNode(ctx, work, "")
+}
+
+// StartNodeURI is StartNode for an agent whose database is the server at
+// uri, as `a0agent --mongodb-uri-file FILE` runs: no embedded server, so
+// none of its side channels (the SQLite catalog, the oplog tail by
+// insertion key, the _id lookup index); the agent uses them only when it
+// runs the server itself.
+func StartNodeURI(ctx context.Context, work, uri string) (*Node, error) {
+	if uri == "" {
+		return nil, fmt.Errorf("start node: empty MongoDB URI")
+	}
+	return startNode(ctx, work, uri)
+}
+
+func startNode(ctx context.Context, work, uri string) (*Node, error) {
 	n := &Node{State: filepath.Join(work, "state"), Device: filepath.Join(work, "device"), CLIHome: filepath.Join(work, "cli"), done: make(chan error, 1)}
 	for _, d := range []string{n.State, n.Device} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -44,7 +60,7 @@ func StartNode(ctx context.Context, work string) (*Node, error) {
 		return nil, fmt.Errorf("start node: %w", err)
 	}
 	n.Addr = ln.Addr().String()
-	n.a, err = agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: n.State, Listen: n.Addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n.a, err = agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: n.State, Listen: n.Addr, MongoURI: uri, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("start node: %w", err)

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -39,6 +40,21 @@ type Env struct {
 	Interactive bool
 	// PromptPassword reads a password without echo; nil uses the terminal.
 	PromptPassword func(prompt string) (string, error)
+
+	// clients are the node clients made during the run, whose kept-alive
+	// connections Main closes at its end.
+	clientsMu sync.Mutex
+	clients   []*client.Client
+}
+
+// closeClients closes the kept-alive connections of the run's clients.
+func (e *Env) closeClients() {
+	e.clientsMu.Lock()
+	defer e.clientsMu.Unlock()
+	for _, c := range e.clients {
+		c.CloseIdle()
+	}
+	e.clients = nil
 }
 
 // node is the target as host:port.
@@ -62,7 +78,7 @@ func (e *Env) client(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(e.Home, node, func(node, fp string) error {
+	c, err := client.New(e.Home, node, func(node, fp string) error {
 		known := filepath.Join(e.Home, "known_nodes")
 		if !e.Interactive {
 			e.say(fmt.Sprintf("a0cli: first contact with %s: pinned its certificate %s in %s", node, fp, known))
@@ -79,6 +95,13 @@ func (e *Env) client(ctx context.Context) (*client.Client, error) {
 		e.say(fmt.Sprintf("a0cli: pinned the certificate of %s in %s", node, known))
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	e.clientsMu.Lock()
+	e.clients = append(e.clients, c)
+	e.clientsMu.Unlock()
+	return c, nil
 }
 
 // runFunc runs a command once its flags are parsed, with its positional
@@ -125,6 +148,7 @@ var commandSetups = map[string]struct {
 	"update-commands":           {noFlags(runUpdateCommandsCmd), argsNone},
 	"set-as-backup":             {setAsBackupFlags, argsNone},
 	"node-status":               {nodeStatusFlags, argsNone},
+	"logs":                      {logsFlags, argsNone},
 	"backup":                    {slotCmd(api.SlotBackup, "start"), argsNone},
 	"backup-status":             {slotCmd(api.SlotBackup, "status"), argsNone},
 	"backup-retrieve":           {slotCmd(api.SlotBackup, "retrieve"), argsNone},
@@ -138,6 +162,9 @@ var commandSetups = map[string]struct {
 	"restore":                   {restoreFlags, argsFiles},
 	"restore-status":            {restoreStatusFlags, argsNone},
 	"restore-sensitive":         {restoreSensitiveFlags, argsFiles},
+	"cancel":                    {cancelFlags(""), argsNone},
+	"backup-cancel":             {cancelFlags("backup"), argsNone},
+	"restore-cancel":            {cancelFlags("restore"), argsNone},
 	"recover":                   {recoverFlags, argsNone},
 	"verify":                    {verifyFlags, argsFiles},
 	"decrypt":                   {decryptFlags, argsFiles},
@@ -176,7 +203,20 @@ func Main(ctx context.Context, args []string, env *Env) int {
 	}
 	root := newRoot(ctx, env)
 	root.SetArgs(normaliseArgs(root, args))
-	return report(env, root.ExecuteContext(ctx))
+	err := root.ExecuteContext(ctx)
+	env.closeClients()
+	if code, ok := interruptExit(ctx, err); ok {
+		// Ctrl-C: say what goes on on the node (an InterruptedError) or
+		// at least that a0cli was interrupted, never "context canceled".
+		var ie *InterruptedError
+		if errors.As(err, &ie) {
+			env.say("a0cli: " + ie.Error())
+		} else {
+			env.say("a0cli: interrupted")
+		}
+		return code
+	}
+	return report(env, err)
 }
 
 // exitStatus ends a run with a code and nothing more to say (the usage was

@@ -75,6 +75,8 @@ func exitCode(err error) (int, string) {
 		return ExitNotFound, ""
 	case errors.As(err, &re):
 		return ExitRefused, ""
+	case errors.As(err, new(*InterruptedError)):
+		return ExitInterrupted, ""
 	case errors.Is(err, context.Canceled):
 		return ExitFailure, ""
 	case errors.As(err, &ae):

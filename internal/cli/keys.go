@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -143,7 +146,23 @@ func runSetAsBackup(ctx context.Context, env *Env, device string, force bool) er
 	if err != nil {
 		return err
 	}
-	return printCompact(env, out)
+	if err := printCompact(env, out); err != nil {
+		return err
+	}
+	// A forced switch left stored backups on the previous device: say
+	// where, as the node no longer lists them (issue 28.8).
+	var reply api.SetAsBackupReply
+	if b, err := json.Marshal(out.Arguments); err == nil && json.Unmarshal(b, &reply) == nil {
+		for _, l := range reply.LeftBehind {
+			what := "backup"
+			if l.Kind != api.SlotBackup {
+				what = l.Kind + " backup"
+			}
+			fmt.Fprintf(env.Stderr, "a0cli: the stored %s %s stays on the previous device %s, at %s; the node no longer manages it (backup-status and retrieve see the new device only): copy it off the node to keep it, `a0cli restore FILE` restores it from a copy\n",
+				what, l.Name, l.Device, l.Path)
+		}
+	}
+	return nil
 }
 
 // NodeStatusOptions are the options of node-status.
@@ -181,7 +200,7 @@ func runNodeStatus(ctx context.Context, env *Env, o NodeStatusOptions) error {
 	} else {
 		fmt.Fprintln(w, "backup device:  none (run set-as-backup)")
 	}
-	fmt.Fprintf(w, "database:       %s %s, %s of data\n", st.Database, st.ServerVersion, human(st.DatabaseBytes))
+	fmt.Fprintf(w, "database:       %s\n", databaseLine(st))
 	if st.Job != "" {
 		fmt.Fprintf(w, "running job:    %s\n", st.Job)
 	}
@@ -194,4 +213,26 @@ func runNodeStatus(ctx context.Context, env *Env, o NodeStatusOptions) error {
 		fmt.Fprintf(w, "WARNING:        a restore started %v did not finish (%s): the database is partly restored; run restore again (with --drop)\n", m["started"], why)
 	}
 	return nil
+}
+
+// databaseLine is node-status's database line. The size comes from the
+// agent's cache, read in the background: its age is shown when it is older
+// than the refresh period (a read is then running or failed), and "being
+// measured" when none was read yet.
+func databaseLine(st api.NodeStatus) string {
+	head := strings.TrimSpace(st.Database + " " + st.ServerVersion)
+	var size string
+	switch {
+	case st.DatabaseBytesRead == nil && st.DatabaseBytesRefreshSeconds > 0:
+		size = "data size being measured (ask again in a few seconds)"
+	default:
+		size = human(st.DatabaseBytes) + " of data"
+		if st.DatabaseBytesRefreshSeconds > 0 && st.DatabaseBytesAgeSeconds > st.DatabaseBytesRefreshSeconds {
+			size += fmt.Sprintf(" (measured %s ago)", time.Duration(st.DatabaseBytesAgeSeconds)*time.Second)
+		}
+	}
+	if st.DatabaseBytesError != "" {
+		size += "; the last measurement failed: " + st.DatabaseBytesError
+	}
+	return head + ", " + size
 }

@@ -72,6 +72,20 @@ type bar struct {
 	// setItems, give a second ETA beside the bytes' (see update);
 	// itemsBase is items at still.
 	items, itemsTotal, itemsBase int64
+	// unit, when set, makes a bar of counted items (files, collections,
+	// oplog entries), not bytes: "3/8 collections".
+	unit string
+	// The last drawing's figures (complete draws them full), or the
+	// status text of a bar without figures.
+	lastTotal int64
+	lastExtra string
+	text      string
+	// doneExtra, when set, replaces the extra text when the bar is drawn
+	// complete (the counts of the last poll are stale then).
+	doneExtra string
+	// completing: complete is drawing; the rate is then left out (the
+	// jump to the total is no rate) for the phase's time.
+	completing bool
 }
 
 // setItems gives the next update the documents done and their total.
@@ -82,11 +96,65 @@ func newBar(env *Env, label string) *bar {
 	return &bar{w: env.Stderr, on: env.Interactive, label: label, start: now, still: now}
 }
 
+// amount is n in the bar's unit: bytes, or a count.
+func (b *bar) amount(n int64) string {
+	if b.unit != "" {
+		return fmt.Sprint(n)
+	}
+	return human(n)
+}
+
+// status draws a phase without figures: its text and, after a second, the
+// time it has taken so far ("backup starting: ... 3s").
+func (b *bar) status(text string) { b.drawStatus(text, false) }
+
+func (b *bar) drawStatus(text string, done bool) {
+	if !b.on {
+		return
+	}
+	b.text, b.lastTotal = text, 0
+	now := time.Now()
+	if !done && b.drawn && now.Sub(b.last) < 200*time.Millisecond {
+		return
+	}
+	b.last, b.drawn = now, true
+	line := b.label + ": " + text
+	el := now.Sub(b.start).Round(time.Second)
+	switch {
+	case done && el >= time.Second:
+		line += ": done in " + el.String()
+	case done:
+		line += ": done"
+	case el >= time.Second:
+		line += " " + el.String()
+	}
+	fmt.Fprintf(b.w, "\r\033[K%s", line)
+}
+
+// complete draws the bar as its phase ended: full, or its status marked
+// done. The caller knows the phase is over (the next one started).
+func (b *bar) complete() {
+	switch {
+	case !b.on || !b.drawn:
+	case b.lastTotal > 0:
+		extra := b.lastExtra
+		if b.doneExtra != "" {
+			extra = b.doneExtra
+		}
+		b.completing = true
+		b.update(b.lastTotal, b.lastTotal, extra)
+		b.completing = false
+	case b.text != "":
+		b.drawStatus(b.text, true)
+	}
+}
+
 // update draws done of total bytes (total <= 0: unknown) with extra text.
 func (b *bar) update(done, total int64, extra string) {
 	if !b.on {
 		return
 	}
+	b.lastTotal, b.lastExtra, b.text = total, extra, ""
 	now := time.Now()
 	if !b.moving {
 		switch {
@@ -116,7 +184,7 @@ func (b *bar) update(done, total int64, extra string) {
 	if b.moving && el > 0 {
 		rate = float64(done-b.base) / el
 	}
-	line := fmt.Sprintf("%s %s", b.label, human(done))
+	line := fmt.Sprintf("%s %s", b.label, b.amount(done))
 	if total > 0 {
 		frac := float64(done) / float64(total)
 		if frac > 1 {
@@ -124,7 +192,10 @@ func (b *bar) update(done, total int64, extra string) {
 		}
 		const width = 24
 		fill := int(frac * width)
-		line = fmt.Sprintf("%s [%s%s] %3.0f%% %s/%s", b.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, human(done), human(total))
+		line = fmt.Sprintf("%s [%s%s] %3.0f%% %s/%s", b.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, b.amount(done), b.amount(total))
+		if b.unit != "" {
+			line += " " + b.unit
+		}
 		if rate > 0 && done < total {
 			left := float64(total-done) / rate
 			// With documents too, the ETA is the mean of the bytes' and
@@ -141,8 +212,15 @@ func (b *bar) update(done, total int64, extra string) {
 			line += fmt.Sprintf(" ETA %s", eta.Round(time.Second))
 		}
 	}
-	if rate > 0 {
+	switch {
+	case b.completing:
+		if el := now.Sub(b.start); el >= time.Second {
+			line += " in " + el.Round(time.Second).String()
+		}
+	case rate > 0 && b.unit == "":
 		line += fmt.Sprintf(" %s/s", human(int64(rate)))
+	case rate > 0:
+		line += fmt.Sprintf(" %.1f %s/s", rate, b.unit)
 	}
 	if extra != "" {
 		line += " " + extra
@@ -153,5 +231,53 @@ func (b *bar) update(done, total int64, extra string) {
 func (b *bar) finish() {
 	if b.on && b.drawn {
 		fmt.Fprintln(b.w)
+	}
+}
+
+// phases draws one bar line per phase of a job as it happens: when the job
+// enters a new phase, the last one's bar is drawn complete and ended, and
+// the new one starts with its own figures, unit and rate (issue 28 point
+// 6: a restore sat at "0/8 collections" for its whole run, then at 100%
+// while its indexes were built).
+type phases struct {
+	env   *Env
+	label string
+	name  string
+	b     *bar
+}
+
+func newPhases(env *Env, label string) *phases { return &phases{env: env, label: label} }
+
+// enter returns the bar of phase name (unit "" for bytes, else what is
+// counted), starting it unless it is the current one.
+func (p *phases) enter(name, unit string) *bar {
+	if p.b != nil && p.name == name {
+		return p.b
+	}
+	if p.b != nil {
+		p.b.complete()
+		p.b.finish()
+	}
+	p.name = name
+	p.b = newBar(p.env, p.label+" "+name)
+	p.b.unit = unit
+	return p.b
+}
+
+// done draws the current phase complete and ends its line: the job ended
+// well.
+func (p *phases) done() {
+	if p.b != nil {
+		p.b.complete()
+	}
+	p.finish()
+}
+
+// finish ends the current line as it stands (the job failed or the wait
+// was cut short).
+func (p *phases) finish() {
+	if p.b != nil {
+		p.b.finish()
+		p.b = nil
 	}
 }

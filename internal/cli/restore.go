@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"github.com/a0backup/a0/internal/client"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/restore"
 )
 
 // RestoreOptions are the options of restore.
@@ -114,6 +116,13 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 			}
 		} else if pw, err = o.resolve(env, false); err != nil {
 			return err
+		} else if len(hdr) > 0 {
+			// A version 1 file: its header checks the password (issue 28.3).
+			// Checked here, before a file is uploaded or a copy downloaded
+			// to be refused at the end; a wrong one costs one derivation.
+			if err := checkPasswordLocally(hdr, pw); err != nil {
+				return err
+			}
 		}
 	}
 	if c == nil {
@@ -126,13 +135,13 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
 		if err != nil {
-			return err
+			return interrupted(ctx, err, "the upload stopped before the restore started: nothing runs on the node and the database is unchanged; the same restore command resumes the upload")
 		}
 		req.UploadID, req.UploadSHA256 = id, sum
 	}
 	var out api.Message
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
-		return err
+		return interrupted(ctx, err, fmt.Sprintf("the restore may have started on the node: see `a0cli %s restore-status`, and stop it with `a0cli %s cancel`", env.targetArgs(), env.targetArgs()))
 	}
 	// With --json stdout holds one JSON document, nothing else.
 	switch {
@@ -140,14 +149,36 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		b, _ := json.Marshal(out)
 		env.Stdout.Write(append(b, '\n'))
 	case o.JSON:
-	default:
+	case o.Detach && o.DryRun:
+		fmt.Fprintln(env.Stdout, "Dry run in progress: nothing will be written.")
+	case o.Detach:
 		fmt.Fprintln(env.Stdout, out.Message)
 	}
 	if o.Detach {
 		fmt.Fprintln(env.Stderr, "a0cli: follow it with restore-status")
 		return nil
 	}
-	return followRestore(ctx, env, c, o.JSON)
+	// The node's "Restore in progress." is printed once the node writes
+	// (issue 28.7): a dry run never writes, and a refusal (wrong
+	// password, damaged file, non-empty targets) comes before the first
+	// write, after the whole file is authenticated.
+	return followRestoreAnnounced(ctx, env, c, o.JSON, !o.JSON)
+}
+
+// restoreGoesOn is what an interrupted follower of a restore says.
+func restoreGoesOn(env *Env) string {
+	return jobGoesOn(env, "restore", "restore-status", " (a restore cancelled after its first write leaves the database partly restored, and says what it wrote)")
+}
+
+// checkPasswordLocally opens a version 1 header with pw on the workstation:
+// a wrong password is refused as the node would refuse it (exit 6), with
+// nothing sent.
+func checkPasswordLocally(hdr []byte, pw string) error {
+	_, err := crypt.NewReader(bytes.NewReader(hdr), []byte(pw))
+	if errors.Is(err, crypt.ErrWrongPassword) {
+		return fmt.Errorf("wrong password for this backup (checked on this workstation against the file's header; nothing was sent to the node): %w", err)
+	}
+	return err
 }
 
 // upload sends a file to the node, resuming what the node already holds.
@@ -244,11 +275,67 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // restore's without code and error), by its message.
 type restoreStatus = api.Reply[json.RawMessage]
 
+// showRestore draws one poll of a running restore, in its phase, each
+// with its own figures: downloading (from the remote store),
+// authenticating (the file's bytes, before the first write), data (bytes
+// and documents of the plan), indexes (collections whose indexes are
+// built), oplog (entries replayed, of the backup's), checking (the counts
+// read back).
+func showRestore(ph *phases, p api.RestoreProgress) {
+	switch {
+	case p.Phase == "downloading":
+		ph.enter("downloading", "").status("the backup from the remote store")
+	case p.Phase == "authenticating" && p.FileBytesTotal > 0 && p.FileBytes < p.FileBytesTotal:
+		ph.enter("authenticating", "").update(p.FileBytes, p.FileBytesTotal, "every byte before the first write")
+	case p.Phase == "authenticating":
+		// Every byte read: the plan and the target's check.
+		b := ph.enter("authenticating", "")
+		if p.FileBytesTotal > 0 {
+			b.update(p.FileBytesTotal, p.FileBytesTotal, "every byte before the first write")
+		} else {
+			b.status("every byte before the first write")
+		}
+	case p.Step == restore.StepIndexes:
+		ph.enter("indexes", "collections").update(p.CollectionsDone, p.CollectionsTotal, "")
+	case p.Step == restore.StepOplog && p.OplogEntriesTotal > 0:
+		ph.enter("oplog", "entries").update(p.OplogApplied, p.OplogEntriesTotal, "replayed")
+	case p.Step == restore.StepOplog:
+		ph.enter("oplog", "").status(fmt.Sprintf("%d entries replayed", p.OplogApplied))
+	case p.Step == restore.StepReport:
+		ph.enter("checking", "").status("the counts read back")
+	default:
+		b := ph.enter("data", "")
+		b.setItems(p.Documents, p.DocumentsTotal)
+		b.doneExtra = fmt.Sprintf("%d/%d docs", p.DocumentsTotal, p.DocumentsTotal)
+		b.update(p.Bytes, p.BytesTotal, fmt.Sprintf("%d/%d docs", p.Documents, p.DocumentsTotal))
+	}
+}
+
 func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
-	b := newBar(env, "restore")
-	defer func() { b.finish() }()
-	phase := ""
-	var lastBytes, lastTotal int64
+	return followRestoreAnnounced(ctx, env, c, asJSON, false)
+}
+
+func followRestoreAnnounced(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
+	return interrupted(ctx, followRestoreLoop(ctx, env, c, asJSON, announce), restoreGoesOn(env))
+}
+
+// writingPhases are the result phases of a restore that wrote to the
+// database (api.RestoreResult.Phase).
+var writingPhases = map[string]bool{"done": true, "failed": true}
+
+// followRestoreAnnounced is followRestore that, with announce, prints
+// "Restore in progress." once the node starts writing to the database
+// (before the report when the restore ended between two polls).
+func followRestoreLoop(ctx context.Context, env *Env, c *client.Client, asJSON, announce bool) error {
+	ph := newPhases(env, "restore")
+	defer ph.finish()
+	announced := !announce
+	say := func() {
+		if !announced {
+			announced = true
+			fmt.Fprintln(env.Stdout, "Restore in progress.")
+		}
+	}
 	for {
 		var raw json.RawMessage
 		if err := c.JSON(ctx, http.MethodGet, api.PathRestoreStatus, nil, &raw); err != nil {
@@ -262,36 +349,10 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		if st.Message == "Restore in progress" {
 			var running api.JobRunning[api.RestoreProgress]
 			json.Unmarshal(st.Arguments, &running)
-			p := running.Progress
-			if p.Phase != phase {
-				// One bar per phase: each has its own total and rate.
-				if phase != "" {
-					b.finish()
-					b = newBar(env, "restore")
-				}
-				phase = p.Phase
+			if running.Progress.Phase == "restoring" {
+				say()
 			}
-			if p.Phase == "authenticating" && p.FileBytesTotal > 0 {
-				b.update(p.FileBytes, p.FileBytesTotal, "authenticating every byte before the first write")
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(300 * time.Millisecond):
-				}
-				continue
-			}
-			lastBytes, lastTotal = p.Bytes, p.BytesTotal
-			label := p.Phase
-			switch p.Step {
-			case "indexes":
-				label += " (building indexes)"
-			case "oplog":
-				label += " (replaying the oplog)"
-			case "report":
-				label += " (checking counts)"
-			}
-			b.setItems(p.Documents, p.DocumentsTotal)
-			b.update(p.Bytes, p.BytesTotal, fmt.Sprintf("%s %d docs, %d/%d collections", label, p.Documents, p.CollectionsDone, p.CollectionsTotal))
+			showRestore(ph, running.Progress)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -300,10 +361,14 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 			continue
 		}
 		json.Unmarshal(st.Arguments, &ended)
-		if st.Message == "Restore finished" && lastTotal > 0 {
-			b.update(max(lastBytes, lastTotal), max(lastBytes, lastTotal), "done")
+		if st.Message == "Restore finished" {
+			ph.done()
 		}
-		b.finish()
+		ph.finish()
+		var res api.RestoreResult
+		if json.Unmarshal(ended.Result, &res) == nil && writingPhases[res.Phase] {
+			say()
+		}
 		if asJSON {
 			env.Stdout.Write(append(compact(raw), '\n'))
 		} else {
@@ -317,8 +382,7 @@ func followRestore(ctx context.Context, env *Env, c *client.Client, asJSON bool)
 		}
 		if !asJSON {
 			msg := st.Message
-			var res api.RestoreResult
-			if json.Unmarshal(ended.Result, &res) == nil && res.Phase == "dry-run" {
+			if res.Phase == "dry-run" {
 				msg = "Dry run finished: nothing was written"
 			}
 			fmt.Fprintln(env.Stdout, msg)
@@ -347,6 +411,18 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		}
 		// What else the restore writes, and what it leaves out: an
 		// operator deciding on --drop must see every target.
+		if len(p.NonEmpty) > 0 {
+			if res.Phase == "dry-run" {
+				fmt.Fprintf(w, "already hold documents (--drop drops and replaces them; without it the restore refuses them): %s\n", strings.Join(p.NonEmpty, ", "))
+			}
+		}
+		if res.Phase == "cancelled" {
+			written := "none"
+			if len(res.Written) > 0 {
+				written = strings.Join(res.Written, ", ")
+			}
+			fmt.Fprintf(w, "cancelled part way, the database is partly restored; collections holding documents: %s\n", written)
+		}
 		if len(p.OplogOnly) > 0 {
 			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))
 		}

@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/a0backup/a0/internal/agent"
+	"github.com/a0backup/a0/internal/crypt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,6 +143,10 @@ func TestRestoreRoundTrip(t *testing.T) {
 		if !strings.Contains(r.stdout, "Restore finished") {
 			t.Fatalf("%+v", r)
 		}
+		// Issue 28.7: said once the node writes, before the report.
+		if i, j := strings.Index(r.stdout, "Restore in progress."), strings.Index(r.stdout, "collection "); i < 0 || j < i {
+			t.Fatalf("want \"Restore in progress.\" before the report:\n%s", r.stdout)
+		}
 		got := userNamespaces(t, dst.client())
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Fatalf("namespaces: %v, want %v", got, want)
@@ -152,6 +158,30 @@ func TestRestoreRoundTrip(t *testing.T) {
 			r := op.on(dst, "restore", file)
 			if r.code != ExitRefused || !strings.Contains(r.stderr, "auth0.users") {
 				t.Fatalf("%+v", r)
+			}
+			// Issue 28.7: a refusal is not announced as a restore.
+			if strings.Contains(r.stdout, "Restore in progress") {
+				t.Fatalf("a refused restore printed \"Restore in progress\":\n%s", r.stdout)
+			}
+			// A dry run shows the plan and what --drop replaces, exit 0,
+			// with or without --drop, and writes nothing.
+			before := countDocs(t, dst.client(), "auth0.users")
+			for _, args := range [][]string{{"--dry-run"}, {"--dry-run", "--drop"}} {
+				r := op.on(dst, append([]string{"restore", file}, args...)...)
+				if r.code != 0 || !strings.Contains(r.stdout, "would restore: ") ||
+					!strings.Contains(r.stdout, "already hold documents (--drop drops and replaces them; without it the restore refuses them): ") ||
+					!strings.Contains(r.stdout, "auth0.users") || !strings.Contains(r.stdout, "Dry run finished: nothing was written") {
+					t.Fatalf("restore %v: %+v", args, r)
+				}
+				if strings.Contains(r.stdout, "Restore in progress") {
+					t.Fatalf("restore %v printed \"Restore in progress\":\n%s", args, r.stdout)
+				}
+			}
+			if r := op.on(dst, "restore", file, "--dry-run", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"non_empty":[`) {
+				t.Fatalf("--json: %+v", r)
+			}
+			if after := countDocs(t, dst.client(), "auth0.users"); after != before {
+				t.Fatalf("the dry run changed auth0.users: %d -> %d documents", before, after)
 			}
 			op.mustOn(dst, "restore", file, "--drop")
 			sameCollection(t, src.client(), dst.client(), "auth0.users")
@@ -175,6 +205,9 @@ func TestRestoreRoundTrip(t *testing.T) {
 		r := op.mustOn(dst, "restore", file, "--dry-run")
 		if !strings.Contains(r.stdout, "would restore") || !strings.Contains(r.stdout, "Dry run finished: nothing was written") {
 			t.Fatalf("%+v", r)
+		}
+		if strings.Contains(r.stdout, "Restore in progress") || strings.Contains(r.stdout, "already hold documents") {
+			t.Fatalf("a dry run on an empty node: %+v", r)
 		}
 		// A --ns that names nothing is refused, not an empty success.
 		if r := op.on(dst, "restore", file, "--dry-run", "--ns", "nosuch.*"); r.code != ExitUsage || !strings.Contains(r.stderr, "--ns nosuch.* matches no collection of the backup") {
@@ -230,6 +263,18 @@ func TestRestoreRoundTrip(t *testing.T) {
 			r := op.on(dst, "restore", file, "--password", "not-the-password")
 			if r.code != ExitIntegrity || !strings.Contains(r.stderr, "wrong password") {
 				t.Fatalf("%+v", r)
+			}
+			// Issue 28.3: a version 1 file's password is checked on the
+			// workstation: nothing uploaded, no "Restore in progress.".
+			if hdr, err := readLocalHeader(file); err != nil || crypt.Version(hdr) != 1 {
+				t.Fatalf("want a version 1 file: %v", err)
+			}
+			if !strings.Contains(r.stderr, "checked on this workstation") || strings.Contains(r.stdout, "Restore in progress") {
+				t.Fatalf("the password was not checked locally: %+v", r)
+			}
+			sum := sha256.Sum256(full)
+			if _, err := os.Stat(filepath.Join(dst.state, "uploads", hex.EncodeToString(sum[:])[:32]+".upload")); err == nil {
+				t.Fatal("the file was uploaded")
 			}
 			if got := userNamespaces(t, dst.client()); len(got) != 0 {
 				t.Fatalf("database touched: %v", got)
@@ -489,4 +534,15 @@ func TestRestoreRefusesTamperingInTheLastRecord(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countDocs counts the documents of db.coll.
+func countDocs(t *testing.T, c *mongo.Client, ns string) int64 {
+	t.Helper()
+	db, coll, _ := strings.Cut(ns, ".")
+	n, err := c.Database(db).Collection(coll).CountDocuments(context.Background(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -115,8 +117,15 @@ func TestScheduleMissedRunAfterRestart(t *testing.T) {
 	if !strings.Contains(p.log.String(), "missed while the agent was down") {
 		t.Fatalf("the missed run is not logged:\n%s", p.log.String())
 	}
-	if text := run(0, "a0cli", "-t", p.addr, "node-status"); !strings.Contains(text, "running [") || !strings.Contains(text, "missed while the agent was down, run once]") {
+	text := run(0, "a0cli", "-t", p.addr, "node-status")
+	if !strings.Contains(text, "running [") || !strings.Contains(text, "missed while the agent was down, run once]") {
 		t.Fatalf("node-status during the missed run:\n%s", text)
+	}
+	// One count, one meaning: the log, the record and node-status agree
+	// (issue 28 point 9: the log said missed=2, node-status 1).
+	logged := regexp.MustCompile(`missed while the agent was down[^\n]* missed=(\d+)`).FindStringSubmatch(p.log.String())
+	if logged == nil || logged[1] != strconv.Itoa(r.Missed) || !strings.Contains(text, fmt.Sprintf("[%d run(s) missed", r.Missed)) {
+		t.Fatalf("missed runs: the log says %q, the record %d, node-status:\n%s", logged, r.Missed, text)
 	}
 	p.holdRelease(t, agent.HoldBackupOplog) // the next hold point, let through too
 	p.holdRelease(t, agent.HoldBackup)
@@ -133,7 +142,7 @@ func TestScheduleMissedRunAfterRestart(t *testing.T) {
 		t.Fatalf("after the replacement: %+v %v", now, err)
 	}
 
-	text := run(0, "a0cli", "-t", p.addr, "node-status")
+	text = run(0, "a0cli", "-t", p.addr, "node-status")
 	for _, want := range []string{"schedule:       every 2s, encrypted to 1 recipient(s); replaces the stored backup", "last run:       ", "next run:       "} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("node-status lacks %q:\n%s", want, text)

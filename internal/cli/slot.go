@@ -39,9 +39,13 @@ func slotCmd(slot, action string) func(*pflag.FlagSet) runFunc {
 		case "retrieve":
 			return retrieveFlags(fs, slot)
 		case "status":
+			wait := fs.Bool("wait", false, "follow a running backup with a progress bar to its end (then print the status line)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) > 0 {
 					return usagef("%s takes no arguments", cmdName(slot, "status"))
+				}
+				if *wait {
+					return RunBackupStatusWait(ctx, env, slot)
 				}
 				return RunBackupStatus(ctx, env, slot)
 			}
@@ -137,7 +141,18 @@ func RunBackup(ctx context.Context, env *Env, slot string, o BackupOptions) erro
 	}
 	var out api.Reply[api.BackupStarted]
 	req := api.BackupRequest{Password: pw, AllowPrimary: o.AllowPrimary, To: o.To, ToAll: o.ToAll}
-	if err := c.JSON(ctx, http.MethodPost, api.PathSlot+slot, req, &out); err != nil {
+	// The node measures the collections before it answers (seconds on a
+	// large database): say so rather than print nothing.
+	sizing := newBar(env, "backup sizing")
+	if o.Wait && slot == api.SlotBackup {
+		sizing.status("the collections and their sizes")
+	}
+	err = c.JSON(ctx, http.MethodPost, api.PathSlot+slot, req, &out)
+	if err == nil {
+		sizing.complete()
+	}
+	sizing.finish()
+	if err != nil {
 		return err
 	}
 	for _, r := range out.Arguments.Recipients {
@@ -179,10 +194,40 @@ func getStatus(ctx context.Context, c *client.Client, slot string) (slotStatus, 
 	return st, raw, nil
 }
 
+// showBackup draws one poll of a running backup, in its phase: starting
+// (the oplog's start and the list of collections: nothing read yet),
+// reading (bytes of the estimate, documents, collections), oplog (every
+// collection read: the oplog written meanwhile), verifying (the stored
+// file read back); a sensitive backup counts its files.
+func showBackup(ph *phases, pr api.SlotProgress) {
+	switch {
+	case pr.FilesTotal > 0:
+		ph.enter("files", "files").update(pr.FilesDone, pr.FilesTotal, "")
+	case pr.Verifying:
+		ph.enter("verifying", "").status(fmt.Sprintf("the written file (%d docs, %d collections)", pr.Documents, pr.CollectionsTotal))
+	case pr.Bytes == 0 && pr.Documents == 0 && pr.CollectionsDone == 0:
+		ph.enter("starting", "").status("the oplog's start and the list of collections")
+	case pr.CollectionsTotal > 0 && pr.CollectionsDone >= pr.CollectionsTotal:
+		ph.enter("oplog", "").status(fmt.Sprintf("every collection read (%d docs): reading the oplog written meanwhile", pr.Documents))
+	default:
+		b := ph.enter("reading", "")
+		b.doneExtra = fmt.Sprintf("%d/%d collections", pr.CollectionsTotal, pr.CollectionsTotal)
+		b.update(pr.Bytes, pr.EstimatedBytes, fmt.Sprintf("%d docs, %d/%d collections", pr.Documents, pr.CollectionsDone, pr.CollectionsTotal))
+	}
+}
+
 func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) error {
-	b := newBar(env, "backup")
-	defer b.finish()
-	var last progressArgs
+	err := followBackup(ctx, env, c, slot)
+	return interrupted(ctx, err, jobGoesOn(env, cmdName(slot, ""), cmdName(slot, "status"), " (a cancelled backup removes its partial file)"))
+}
+
+func followBackup(ctx context.Context, env *Env, c *client.Client, slot string) error {
+	label := "backup"
+	if slot == api.SlotSensitive {
+		label = "backup-sensitive"
+	}
+	ph := newPhases(env, label)
+	defer ph.finish()
 	for {
 		st, raw, err := getStatus(ctx, c, slot)
 		if err != nil {
@@ -192,32 +237,20 @@ func waitBackup(ctx context.Context, env *Env, c *client.Client, slot string) er
 		case "Backup in progress":
 			var p progressArgs
 			json.Unmarshal(st.Arguments, &p)
-			last = p
-			pr := p.Progress
-			if pr.FilesTotal > 0 {
-				b.update(pr.FilesDone, pr.FilesTotal, "files")
-			} else if pr.Verifying {
-				b.update(pr.Bytes, pr.EstimatedBytes, fmt.Sprintf("%d docs, %d collections, verifying the written file", pr.Documents, pr.CollectionsTotal))
-			} else {
-				b.update(pr.Bytes, pr.EstimatedBytes, fmt.Sprintf("%d docs, %d/%d collections", pr.Documents, pr.CollectionsDone, pr.CollectionsTotal))
-			}
+			showBackup(ph, p.Progress)
 		case "Backup found":
-			// Done: the bar ends full, whatever the last poll saw.
-			if pr := last.Progress; pr.FilesTotal > 0 {
-				b.update(pr.FilesTotal, pr.FilesTotal, "files")
-			} else if pr.EstimatedBytes > 0 {
-				b.update(max(pr.Bytes, pr.EstimatedBytes), max(pr.Bytes, pr.EstimatedBytes), fmt.Sprintf("%d/%d collections", pr.CollectionsTotal, pr.CollectionsTotal))
-			}
-			b.finish()
+			// Done: the last phase's bar ends complete, whatever the
+			// last poll saw.
+			ph.done()
 			env.Stdout.Write(append(compact(raw), '\n'))
 			return nil
 		case "Backup failed":
-			b.finish()
+			ph.finish()
 			var f api.BackupFailed
 			json.Unmarshal(st.Arguments, &f)
 			return fmt.Errorf("backup failed: %s", f.Error)
 		default:
-			b.finish()
+			ph.finish()
 			env.Stdout.Write(append(compact(raw), '\n'))
 			return nil
 		}
@@ -254,6 +287,18 @@ func RunBackupStatus(ctx context.Context, env *Env, slot string) error {
 		fmt.Fprintln(env.Stderr, line)
 	}
 	return err
+}
+
+// RunBackupStatusWait is backup-status --wait: a running backup is followed
+// with a bar to its end, as backup --wait does, then the status line is
+// printed (a failed one exits 1 naming its error); without a running
+// backup it prints the status line at once.
+func RunBackupStatusWait(ctx context.Context, env *Env, slot string) error {
+	c, err := env.client(ctx)
+	if err != nil {
+		return err
+	}
+	return waitBackup(ctx, env, c, slot)
 }
 
 // RunBackupDelete deletes the slot's backup.
@@ -428,7 +473,7 @@ func retrieveTo(ctx context.Context, env *Env, c *client.Client, o RetrieveOptio
 func download(ctx context.Context, env *Env, c *client.Client, path, cmd string, f *os.File, have int64, want foundArgs, hmd5, hsha hash.Hash) error {
 	d, err := c.GetFile(ctx, path, have, want.SHA256)
 	if err != nil {
-		return err
+		return interrupted(ctx, err, downloadStopped(have, want.Size, cmd))
 	}
 	defer d.Body.Close()
 	if d.SHA256 != want.SHA256 {
@@ -458,11 +503,20 @@ func download(ctx context.Context, env *Env, c *client.Client, path, cmd string,
 	if err != nil {
 		f.Sync()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			// Ctrl-C: nothing runs on the node for a download; what
+			// arrived is kept for the next run to resume.
+			return interrupted(ctx, ctx.Err(), downloadStopped(pw.n, want.Size, cmd))
 		}
 		return &client.ConnError{Node: c.Node(), Err: fmt.Errorf("download interrupted at byte %d (run the command again to resume): %w", pw.n, err)}
 	}
 	return nil
+}
+
+// downloadStopped is what Ctrl-C during a download says: nothing runs on
+// the node for it, and what arrived is kept for the next run to resume.
+func downloadStopped(at, size int64, cmd string) string {
+	return fmt.Sprintf("the download stopped at byte %d of %d (kept in a hidden .part file beside the output); the backup stays on the node, nothing runs there: the same %s command resumes the download",
+		at, size, cmd)
 }
 
 // copyHashed copies r to w and to side (md5, the slowest hash) in three

@@ -315,3 +315,8 @@ func Presented(ctx context.Context, node string) ([]byte, error) {
 	}
 	return certs[0].Raw, nil
 }
+
+// CloseIdle closes the connections the client keeps alive: a command ends
+// by letting the node free their places (its connection limits count
+// them) rather than leaving them to the node's idle timeout.
+func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }

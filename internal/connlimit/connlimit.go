@@ -44,8 +44,11 @@ const (
 	// Evicted: an unproven connection closed to make room for a new one.
 	Evicted Drop = iota
 	// Refused: a new connection closed at once, the limit being held by
-	// proven connections.
+	// proven connections that are busy.
 	Refused
+	// Idle: a proven connection closed while idle between requests to
+	// make room; its client dials again for its next request.
+	Idle
 )
 
 // Listener is a net.Listener that holds its connections within Limits.
@@ -60,11 +63,12 @@ type Listener struct {
 	total    int
 	bySource map[string]int
 	unproven *list.List // of *Conn, oldest first
+	all      *list.List // of *Conn, oldest first
 }
 
 // NewListener wraps ln.
 func NewListener(ln net.Listener, lim Limits) *Listener {
-	return &Listener{Listener: ln, lim: lim.withDefaults(), bySource: map[string]int{}, unproven: list.New()}
+	return &Listener{Listener: ln, lim: lim.withDefaults(), bySource: map[string]int{}, unproven: list.New(), all: list.New()}
 }
 
 // Accept returns the next connection within the limits, closing what it
@@ -90,19 +94,30 @@ func (l *Listener) Held() (total, unproven int) {
 
 func (l *Listener) admit(c net.Conn) *Conn {
 	src := source(c.RemoteAddr())
-	var victims []*Conn
+	type victim struct {
+		c   *Conn
+		why Drop
+	}
+	var victims []victim
 	l.mu.Lock()
-	if l.bySource[src] >= l.lim.PerSource {
+	// Room is made from the oldest unproven connection, else from the
+	// oldest proven one that sits idle between requests: a client that
+	// keeps connections alive (or a process that never closes them) must
+	// not fill the limits with connections doing nothing.
+	makeRoom := func(src string) {
 		if v := l.oldestUnproven(src); v != nil {
 			l.release(v)
-			victims = append(victims, v)
+			victims = append(victims, victim{v, Evicted})
+		} else if v := l.oldestIdle(src); v != nil {
+			l.release(v)
+			victims = append(victims, victim{v, Idle})
 		}
 	}
+	if l.bySource[src] >= l.lim.PerSource {
+		makeRoom(src)
+	}
 	if l.bySource[src] < l.lim.PerSource && l.total >= l.lim.Max {
-		if v := l.oldestUnproven(""); v != nil {
-			l.release(v)
-			victims = append(victims, v)
-		}
+		makeRoom("")
 	}
 	var lc *Conn
 	if l.bySource[src] < l.lim.PerSource && l.total < l.lim.Max {
@@ -110,11 +125,12 @@ func (l *Listener) admit(c net.Conn) *Conn {
 		l.total++
 		l.bySource[src]++
 		lc.elem = l.unproven.PushBack(lc)
+		lc.allElem = l.all.PushBack(lc)
 	}
 	l.mu.Unlock()
 	for _, v := range victims {
-		v.Conn.Close()
-		l.dropped(v.src, Evicted)
+		v.c.Conn.Close()
+		l.dropped(v.c.src, v.why)
 	}
 	if lc == nil {
 		c.Close()
@@ -140,6 +156,17 @@ func (l *Listener) oldestUnproven(src string) *Conn {
 	return nil
 }
 
+// oldestIdle is the oldest proven connection idle between requests, from
+// src or from any source when src is empty; nil if there is none.
+func (l *Listener) oldestIdle(src string) *Conn {
+	for e := l.all.Front(); e != nil; e = e.Next() {
+		if c := e.Value.(*Conn); c.elem == nil && c.idle && (src == "" || c.src == src) {
+			return c
+		}
+	}
+	return nil
+}
+
 // release forgets c; l.mu held. Idempotent.
 func (l *Listener) release(c *Conn) {
 	if c.released {
@@ -153,6 +180,10 @@ func (l *Listener) release(c *Conn) {
 	if c.elem != nil {
 		l.unproven.Remove(c.elem)
 		c.elem = nil
+	}
+	if c.allElem != nil {
+		l.all.Remove(c.allElem)
+		c.allElem = nil
 	}
 }
 
@@ -174,7 +205,9 @@ type Conn struct {
 	src string
 	// Under l.mu:
 	elem     *list.Element // in l.unproven while unproven
+	allElem  *list.Element // in l.all while held
 	released bool
+	idle     bool
 }
 
 // Close closes the connection and frees its place.
@@ -194,6 +227,15 @@ func (c *Conn) Prove() {
 		c.l.unproven.Remove(c.elem)
 		c.elem = nil
 	}
+}
+
+// SetIdle says whether the connection sits idle between requests (the
+// server's ConnState): an idle proven connection may be closed to make
+// room, a busy one never is.
+func (c *Conn) SetIdle(idle bool) {
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	c.idle = idle
 }
 
 // Proven says whether Prove was called.

@@ -108,6 +108,31 @@ func TestListener(t *testing.T) {
 			t.Fatalf("drops %v, want one Refused", s.drops)
 		}
 	})
+	t.Run("an idle proven connection makes room, a busy one never", func(t *testing.T) {
+		// A client that keeps connections alive (or never closes them)
+		// must not fill the limit with connections doing nothing.
+		s := newServer(t, Limits{Max: 2, PerSource: 2})
+		c1, a1 := s.dial(t, "127.0.0.1")
+		c2, a2 := s.dial(t, "127.0.0.1")
+		a1.Prove()
+		a2.Prove()
+		a1.SetIdle(true)
+		c3, a3 := s.dial(t, "127.0.0.1")
+		if a3 == nil || !closed(c1) || !open(c2) || !open(c3) {
+			t.Fatalf("accepted %v; c1 closed %v, c2 open %v", a3 != nil, !open(c1), open(c2))
+		}
+		a3.Prove()
+		// Both proven and busy: the next one is refused.
+		c4, a4 := s.dial(t, "127.0.0.1")
+		if a4 != nil || !closed(c4) {
+			t.Fatal("a connection admitted over two busy proven ones")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.drops) != 2 || s.drops[0] != Idle || s.drops[1] != Refused {
+			t.Fatalf("drops %v, want Idle then Refused", s.drops)
+		}
+	})
 	t.Run("a source over its limit churns its own connections, not another's", func(t *testing.T) {
 		s := newServer(t, Limits{Max: 10, PerSource: 2})
 		other, _ := s.dial(t, "127.0.0.2")

@@ -65,6 +65,11 @@ type Options struct {
 	ToolVersion, Node string
 	// Name is the backup's name, recorded in the manifest (manifest.Name).
 	Name string
+	// Started is the backup's start, the manifest's "started" (zero: when
+	// the dump starts): the agent passes the instant its backup's name and
+	// "created" are taken from, so that every command shows one time for
+	// one backup (issue 28 point 9).
+	Started time.Time
 	// ReadPreference for the collection reads. Nil means secondaryPreferred
 	// on a replica set (the primary keeps serving) and primary otherwise.
 	ReadPreference *readpref.ReadPref
@@ -264,13 +269,16 @@ func Run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Opt
 func run(ctx context.Context, client *mongo.Client, aw *archive.Writer, opts Options, prog *Progress, sp *spools) (*manifest.Manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
+	}
 
 	m := &manifest.Manifest{
 		FormatVersion: manifest.FormatVersion,
 		Kind:          manifest.KindBackup,
 		Name:          opts.Name,
 		ToolVersion:   opts.ToolVersion,
-		Started:       time.Now().UTC(),
+		Started:       opts.Started.UTC(),
 		Consistency:   manifest.ConsistencyNone,
 	}
 	src, ferret, err := source(ctx, client, opts.Node)
@@ -575,7 +583,23 @@ func databases(ctx context.Context, client *mongo.Client) ([]string, error) {
 
 // DataSize is the sum of dbStats dataSize over the databases Run dumps: the
 // spool needs about this much room on the backup device, the archive less.
+// On FerretDB it is the sum of the collections' collStats size (the same
+// figure: FerretDB's dbStats dataSize sums its collections' sizes), and the
+// listing it measured is kept for the Totals asked right after (see
+// sharedListing).
 func DataSize(ctx context.Context, client *mongo.Client) (int64, error) {
+	if _, ferret, err := source(ctx, client, ""); err == nil && ferret {
+		intents, err := listIntents(ctx, client, nil, nil, true)
+		if err != nil {
+			return 0, err
+		}
+		var total int64
+		for _, in := range intents {
+			total += in.estimate
+		}
+		shared.put(client, intents)
+		return total, nil
+	}
 	dbs, err := databases(ctx, client)
 	if err != nil {
 		return 0, err
@@ -589,6 +613,45 @@ func DataSize(ctx context.Context, client *mongo.Client) (int64, error) {
 		total += number(st.Lookup("dataSize"))
 	}
 	return total, nil
+}
+
+// sharedListing hands the listing DataSize measured on FerretDB to the
+// Totals of the same backup request (the agent sizes the data for its
+// free-space rule, then counts the totals the first status shows): FerretDB
+// v1.24.2 answers every listDatabases, nameOnly or not, by walking the
+// SQLite pages of every database file, the oplog's too, so each listing
+// saved is the largest part of the time before the backup is accepted. A
+// listing is taken at most once and only while young: sizes are estimates
+// either way, and the dump lists again for what it reads.
+type sharedListing struct {
+	mu      sync.Mutex
+	client  *mongo.Client
+	at      time.Time
+	intents []intent
+}
+
+// sharedListingAge bounds how old a listing Totals takes may be.
+const sharedListingAge = 10 * time.Second
+
+var shared sharedListing
+
+func (s *sharedListing) put(client *mongo.Client, intents []intent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.client, s.at, s.intents = client, time.Now(), intents
+}
+
+// take returns the listing measured on client, if young, and forgets it.
+func (s *sharedListing) take(client *mongo.Client) []intent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.intents
+	ok := s.client == client && time.Since(s.at) < sharedListingAge
+	s.client, s.intents = nil, nil
+	if !ok {
+		return nil
+	}
+	return in
 }
 
 // number reads a BSON number of any width (servers differ).
@@ -886,9 +949,14 @@ func Totals(ctx context.Context, client *mongo.Client, rpref *readpref.ReadPref,
 		cat = nil
 	}
 	rp := readPreference(rpref, src.ReplicaSet)
-	intents, err := listIntents(ctx, client, rp, cat, true)
-	if err != nil {
-		return 0, 0, err
+	var intents []intent
+	if ferret {
+		intents = shared.take(client)
+	}
+	if intents == nil {
+		if intents, err = listIntents(ctx, client, rp, cat, true); err != nil {
+			return 0, 0, err
+		}
 	}
 	if ferret {
 		refineEstimates(ctx, client, rp, intents)

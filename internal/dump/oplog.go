@@ -72,6 +72,11 @@ type tailer struct {
 	// identity (ts and _id): an oplog dropped and recreated within the same
 	// second can start with an entry of the same ts.
 	firstOldest entryID
+	// startCount is the oplog's entry count (collStats) taken before a
+	// one-pass capture's start, or -1: with the same count and the same
+	// oldest entry at the end, no entry was written in between, and
+	// readOnce skips its read of the whole oplog (see quiet).
+	startCount int64
 	// copyTail, when set, copies the oplog's tail for readOnce
 	// (Options.OplogTail).
 	copyTail func(ctx context.Context, since time.Time) (string, func(context.Context) error, error)
@@ -135,6 +140,11 @@ func (t *tailer) startOnePass(ctx context.Context, client *mongo.Client, sp *spo
 		return err
 	}
 	t.firstOldest = first
+	// Counted before the start: an entry counted here is of a write
+	// already in the data the dump reads after this. Counted after the
+	// oldest entry was read: a trim in between then shows as a new oldest
+	// entry at the end, never as a count that an insert made up for.
+	t.startCount = t.count(ctx)
 	var hello struct {
 		LocalTime time.Time `bson:"localTime"`
 	}
@@ -325,6 +335,11 @@ func (t *tailer) readOnce(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if t.quiet(ctx) {
+		// No write since the start: the backup is the state at the start.
+		t.last, t.lastWall = t.start, t.startWall
+		return t.flush()
+	}
 	coll := t.coll
 	if t.copyTail != nil {
 		// One statement copies the tail by the capped table's insertion
@@ -387,6 +402,41 @@ func (t *tailer) readOnce(ctx context.Context) error {
 		t.last, t.lastWall = t.start, t.startWall
 	}
 	return t.flush()
+}
+
+// count is the oplog's entry count from collStats, or -1. On FerretDB
+// collStats counts the rows of the oplog's SQLite table from its b-tree
+// pages (no document decoded): about 65x cheaper than the find readOnce
+// makes, which decodes every entry because no filter on ts is pushed down
+// (FerretDB v1.24.2 pushes down only an _id equality; a {$natural: -1}
+// sort and a tailable cursor's getMore decode the whole oplog too).
+func (t *tailer) count(ctx context.Context) int64 {
+	var st bson.Raw
+	if err := t.coll.Database().RunCommand(ctx, bson.D{{Key: "collStats", Value: t.coll.Name()}}).Decode(&st); err != nil {
+		return -1
+	}
+	v := st.Lookup("count")
+	if v.Type != bson.TypeInt32 && v.Type != bson.TypeInt64 && v.Type != bson.TypeDouble {
+		return -1
+	}
+	return number(v)
+}
+
+// quiet reports whether no oplog entry was written since the one-pass
+// capture's start: the same entry count, and the same oldest entry (an
+// oplog is appended to and trimmed from its oldest end, so a write
+// trimmed away in between would change the oldest entry). Then the capture
+// is empty, at the cost of a count, however large the oplog. Any doubt
+// (no count, an error) answers false: the full read decides.
+func (t *tailer) quiet(ctx context.Context) bool {
+	if t.startCount < 0 || t.firstOldest == (entryID{}) {
+		return false
+	}
+	if t.count(ctx) != t.startCount {
+		return false
+	}
+	oldest, ok, err := t.oldestEntry(ctx)
+	return err == nil && ok && oldest == t.firstOldest
 }
 
 // restart throws away what readOnce copied, for a new read from the start.

@@ -24,6 +24,19 @@ const (
 // because it stopped.
 var ErrInterrupted = errors.New("interrupted: the agent stopped while the job ran")
 
+// ErrCancelled is the cause of a job an operator cancelled (Runner.Cancel):
+// its record's error starts with it and its code is CodeCancelled, unless
+// the job named its own code for it.
+var ErrCancelled error = cancelledError{}
+
+// CodeCancelled is the record's code of a cancelled job (api.CodeCancelled).
+const CodeCancelled = "cancelled"
+
+type cancelledError struct{}
+
+func (cancelledError) Error() string     { return "cancelled by an operator" }
+func (cancelledError) ErrorCode() string { return CodeCancelled }
+
 // BusyError is returned when another job is running.
 type BusyError struct{ Running string }
 
@@ -73,7 +86,7 @@ type Runner struct {
 	mu      sync.Mutex
 	current *Job
 	started time.Time
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc
 	done    chan struct{}
 	wg      sync.WaitGroup
 	// onEnd, when set, hears of every job's end (OnEnd).
@@ -131,7 +144,7 @@ func (r *Runner) Start(ctx context.Context, kind string, fn Func) error {
 	if err := r.save(rec); err != nil {
 		return err
 	}
-	jctx, cancel := context.WithCancel(ctx)
+	jctx, cancel := context.WithCancelCause(ctx)
 	r.current, r.started, r.cancel, r.done = j, rec.Started, cancel, make(chan struct{})
 	r.wg.Add(1)
 	go r.run(jctx, j, rec, fn)
@@ -144,9 +157,17 @@ func (r *Runner) run(ctx context.Context, j *Job, rec *Record, fn Func) {
 	now := time.Now().UTC()
 	rec.Finished = &now
 	rec.Progress = j.snapshot()
-	if err != nil && ctx.Err() != nil {
-		// Only Shutdown (the agent stopping) cancels a job: say so, as the
-		// next start says of a job a crash cut short.
+	switch {
+	case err == nil || ctx.Err() == nil:
+	case errors.Is(context.Cause(ctx), ErrCancelled):
+		// An operator cancelled it (Cancel): the record says so, whatever
+		// the job made of its context's end.
+		if !errors.Is(err, ErrCancelled) {
+			err = fmt.Errorf("%w: %w", ErrCancelled, err)
+		}
+	default:
+		// Shutdown (the agent stopping): say so, as the next start says
+		// of a job a crash cut short.
 		err = fmt.Errorf("%w (%w)", ErrInterrupted, err)
 	}
 	if err != nil {
@@ -195,6 +216,17 @@ func (r *Runner) Running() (kind string, started time.Time, progress any) {
 	return j.kind, started, j.snapshot()
 }
 
+// Current returns the kind and start of the running job, or "", without
+// its progress (the agent's log asks at every record).
+func (r *Runner) Current() (kind string, started time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.current == nil {
+		return "", time.Time{}
+	}
+	return r.current.kind, r.started
+}
+
 // Wait blocks until no job runs or ctx ends.
 func (r *Runner) Wait(ctx context.Context) error {
 	r.mu.Lock()
@@ -212,11 +244,24 @@ func (r *Runner) Wait(ctx context.Context) error {
 	}
 }
 
+// Cancel cancels the running job with the cause ErrCancelled and returns
+// its kind ("" when none runs); Wait then waits for it to record its end.
+// The job sees its context end: what it leaves is its own to clean.
+func (r *Runner) Cancel() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.current == nil {
+		return ""
+	}
+	r.cancel(ErrCancelled)
+	return r.current.kind
+}
+
 // Shutdown cancels the running job and waits for it to record its end.
 func (r *Runner) Shutdown() {
 	r.mu.Lock()
 	if r.cancel != nil {
-		r.cancel()
+		r.cancel(nil)
 	}
 	r.mu.Unlock()
 	r.wg.Wait()

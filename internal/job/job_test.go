@@ -2,7 +2,9 @@ package job
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,5 +85,55 @@ func TestFailureRecorded(t *testing.T) {
 	rec, _ := r.Last("backup")
 	if rec.State != StateFailed || rec.Error != "disk full" {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// Cancel ends the running job through its context; the record says it was
+// cancelled (error and code), not interrupted by a stop, and a job that
+// names its own cancelled error is not wrapped twice.
+func TestCancel(t *testing.T) {
+	r, _, err := NewRunner(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kind := r.Cancel(); kind != "" {
+		t.Fatalf("nothing runs, yet Cancel says %q", kind)
+	}
+	for _, tc := range []struct {
+		name    string
+		jobErr  func(ctx context.Context) error
+		wantErr string
+	}{
+		{"plain context error", func(ctx context.Context) error { return ctx.Err() }, "cancelled by an operator: context canceled"},
+		{"the job's own", func(ctx context.Context) error {
+			return fmt.Errorf("restore stopped part way: %w", context.Cause(ctx))
+		}, "restore stopped part way: cancelled by an operator"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			started := make(chan struct{})
+			if err := r.Start(context.Background(), "restore", func(ctx context.Context, j *Job) (any, error) {
+				close(started)
+				<-ctx.Done()
+				return map[string]int{"written": 3}, tc.jobErr(ctx)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			if kind := r.Cancel(); kind != "restore" {
+				t.Fatalf("Cancel: %q", kind)
+			}
+			if err := r.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := r.Last("restore")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res map[string]int
+			json.Unmarshal(rec.Result, &res)
+			if rec.State != StateFailed || rec.Code != CodeCancelled || rec.Error != tc.wantErr || res["written"] != 3 {
+				t.Fatalf("record %+v", rec)
+			}
+		})
 	}
 }

@@ -1,11 +1,13 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/remote"
 )
 
@@ -39,7 +41,19 @@ const (
 	Unsupported
 	// Remote: the remote store failed (unreachable, credentials, bucket).
 	Remote
+	// Cancelled: an operator cancelled the job (job.Runner.Cancel); the
+	// message says what it left.
+	Cancelled
 )
+
+// CancelledError is the error of a job whose context an operator cancelled,
+// saying what it left (left), or err unchanged when it was not cancelled.
+func CancelledError(ctx context.Context, err error, left string) error {
+	if err == nil || !errors.Is(context.Cause(ctx), job.ErrCancelled) {
+		return err
+	}
+	return &Error{Kind: Cancelled, Msg: job.ErrCancelled.Error() + ": " + left, Err: job.ErrCancelled}
+}
 
 // Error is a failure of a job or service an operator can act on.
 type Error struct {

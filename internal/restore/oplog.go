@@ -758,9 +758,16 @@ func (rp *replayer) addView(ns string) {
 	rp.views[db][ns] = true
 }
 
-// reset records that ns was emptied: its expected count starts from 0.
+// reset records that ns was emptied: its expected count starts from 0. A
+// time-series collection's buckets count on the collection (as count
+// does): a drop of system.buckets.<ts> resets <ts>.
 func (rp *replayer) reset(ns string) {
+	ns = logicalNS(ns, nil)
 	eff := rp.rs.oplog[ns]
+	if eff == nil {
+		eff = &oplogEffect{}
+		rp.rs.oplog[ns] = eff
+	}
 	eff.reset, eff.net = true, 0
 }
 

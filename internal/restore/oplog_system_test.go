@@ -467,3 +467,48 @@ func TestReplayKeptConfig(t *testing.T) {
 		t.Fatalf("skipped %v", rs.skippedNS)
 	}
 }
+
+// TestReplayTimeseriesDrop: a time-series collection dropped during the
+// dump (5.0+: its view's definition deleted, then a drop of its buckets),
+// and a 5.0+ dropDatabase (each collection dropped, system.views
+// included, then the entry) replay on the MongoDB path: the drop of the
+// buckets resets the time-series collection's count (it crashed the
+// replay: the buckets' namespace has no count of its own).
+func TestReplayTimeseriesDrop(t *testing.T) {
+	ctx := context.Background()
+	l := &serverLog{t: t}
+	tsOpts := bson.D{{Key: "timeField", Value: "ts"}, {Key: "granularity", Value: "seconds"}, {Key: "bucketMaxSpanSeconds", Value: int32(3600)}}
+	l.create("app", "system.buckets.m", uuidTmp, bson.E{Key: "clusteredIndex", Value: true}, bson.E{Key: "timeseries", Value: tsOpts})
+	l.add("i", "app.system.views", uuidTmp2, bson.D{{Key: "_id", Value: "app.m"}, {Key: "viewOn", Value: "system.buckets.m"},
+		{Key: "pipeline", Value: bson.A{bson.D{{Key: "$_internalUnpackBucket", Value: bson.D{{Key: "timeField", Value: "ts"}, {Key: "bucketMaxSpanSeconds", Value: int32(3600)}}}}}}}, nil)
+	l.add("i", "app.system.buckets.m", uuidTmp, bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "control", Value: bson.D{{Key: "version", Value: int32(1)}}}}, nil)
+	l.add("d", "app.system.views", uuidTmp2, bson.D{{Key: "_id", Value: "app.m"}}, nil)
+	l.drop("app.system.buckets.m", uuidTmp, 1)
+	l.drop("app.c", uuidC, 1)
+	l.drop("app.system.views", uuidTmp2, 0)
+	l.add("c", "app.$cmd", uuidC, bson.D{{Key: "dropDatabase", Value: 1}}, nil)
+	var all []byte
+	for _, e := range l.entries {
+		all = append(all, e...)
+	}
+	data := oplogDump([]coll{{db: "app", name: "c", docs: users(1), uuid: uuidC}}, l.entries).archive(t)
+	p, err := Plan(ctx, bytes.NewReader(data), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, rs := replayApplyOps(t, p, Options{}, all)
+	var got []string
+	for _, o := range sentOps(t, cmds) {
+		got = append(got, field(o, "op").(string)+" "+field(o, "ns").(string))
+	}
+	want := []string{"c app.$cmd", "i app.system.views", "i app.system.buckets.m", "d app.system.views", "c app.$cmd", "c app.$cmd", "c app.$cmd"}
+	if !reflect.DeepEqual(got, want) || len(rs.skipped) != 0 {
+		t.Fatalf("sent %v, skipped %v", got, rs.skippedNS)
+	}
+	if eff := rs.oplog["app.m"]; eff == nil || !eff.reset || eff.net != 0 || eff.entries < 5 {
+		t.Fatalf("app.m: %+v", eff)
+	}
+	if _, ok := rs.oplog["app.system.buckets.m"]; ok {
+		t.Fatal("the buckets counted apart from their collection")
+	}
+}

@@ -267,6 +267,10 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
 	prog.setStep(StepData)
 	br := bufio.NewReaderSize(nil, 1<<20)
+	// Collections of different databases load at once (see loader);
+	// everything after the data waits for lo.wait.
+	lo := newLoader(ctx, rs, p)
+	defer lo.stop()
 	for {
 		e, err := ar.Next()
 		if errors.Is(err, io.EOF) {
@@ -277,6 +281,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 		if e.Name == p.prefix+oplogName && replay {
 			if !p.oplogEarly {
+				if err := lo.wait(); err != nil {
+					return nil, err
+				}
 				// Every collection is in (no data entry follows the
 				// oplog): replay now, build the indexes after.
 				br.Reset(ar)
@@ -330,9 +337,18 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		if e.Name == c.bsonFile {
 			data = ar
 		}
+		if data != nil && lo != nil {
+			if err := lo.load(c, data); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := rs.restoreCollection(ctx, c, data, br); err != nil {
 			return nil, err
 		}
+	}
+	if err := lo.wait(); err != nil {
+		return nil, err
 	}
 	for i := range p.Collections {
 		c := &p.Collections[i]
@@ -387,6 +403,9 @@ type runState struct {
 	skippedNS   map[string]map[string]int64
 	// runHook wraps the replay's commander (tests record commands).
 	runHook func(commander) commander
+	// mu guards rep, done and catalog while collections load at once
+	// (loader).
+	mu sync.Mutex
 }
 
 // command runs one command of the replay and returns the server's reply.
@@ -404,7 +423,9 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 		return err
 	}
 	cr := &CollectionReport{Namespace: ns, DocumentsDumped: c.Documents, IndexesExpected: len(c.Indexes) + idIndex(c)}
+	rs.mu.Lock()
 	rs.rep[ns] = cr
+	rs.mu.Unlock()
 	if data != nil {
 		br.Reset(data)
 		docs, n, err := rs.insertAll(ctx, db.Collection(dataCollection(c)), br, insertMode{
@@ -417,8 +438,10 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 				ErrInvalidArchive, ns, docs, n, c.Documents, c.Bytes)
 		}
 	}
+	rs.mu.Lock()
 	rs.done[ns] = true
 	rs.catalog.add(c)
+	rs.mu.Unlock()
 	return nil
 }
 
@@ -728,10 +751,13 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			}
 		}
 	}
-	for _, c := range colls {
+	found, err := rs.countAll(ctx, colls)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range colls {
 		ns := c.Namespace()
 		cr := rs.rep[ns]
-		coll := rs.client.Database(c.DB).Collection(c.Name)
 		eff := rs.oplog[ns]
 		cr.DocumentsExpected = c.Documents
 		cr.CountCompared = c.Type != "view" && (eff == nil || !rs.viaApplyOp)
@@ -743,26 +769,7 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 			cr.DocumentsExpected += eff.net
 		}
 		if c.Type != "view" {
-			var n int64
-			var err error
-			if rs.opts.Count != nil {
-				n, err = rs.opts.Count(ctx, c.DB, dataCollection(&c))
-			} else {
-				n, err = countDocuments(ctx, rs.client, c.DB, dataCollection(&c))
-			}
-			if err != nil {
-				return nil, fmt.Errorf("count %s: %w", ns, err)
-			}
-			cr.DocumentsFound = n
-			cur, err := coll.Indexes().List(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("list indexes of %s: %w", ns, err)
-			}
-			var idx []bson.Raw
-			if err := cur.All(ctx, &idx); err != nil {
-				return nil, fmt.Errorf("list indexes of %s: %w", ns, err)
-			}
-			cr.IndexesFound = len(idx)
+			cr.DocumentsFound, cr.IndexesFound = found[i].docs, found[i].indexes
 		}
 		cr.OK = len(cr.IndexErrors) == 0 && cr.DocumentsFailed == 0 && cr.IndexesFound >= cr.IndexesExpected &&
 			(!cr.CountCompared || cr.DocumentsFound == cr.DocumentsExpected)
@@ -771,6 +778,60 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 		rep.Collections = append(rep.Collections, *cr)
 	}
 	return rep, nil
+}
+
+// collCount is what the server holds of one collection.
+type collCount struct {
+	docs    int64
+	indexes int
+}
+
+// countAll asks the server for each collection's count and index list,
+// opts.Parallel collections at a time (each is a walk of its pages on
+// FerretDB, which the other core can do beside); views are skipped.
+func (rs *runState) countAll(ctx context.Context, colls []PlannedCollection) ([]collCount, error) {
+	out := make([]collCount, len(colls))
+	errs := make([]error, len(colls))
+	slots := make(chan struct{}, max(rs.opts.Parallel, 1))
+	var wg sync.WaitGroup
+	for i := range colls {
+		c := &colls[i]
+		if c.Type == "view" {
+			continue
+		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			out[i], errs[i] = rs.countOne(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (rs *runState) countOne(ctx context.Context, c *PlannedCollection) (collCount, error) {
+	ns := c.Namespace()
+	var n int64
+	var err error
+	if rs.opts.Count != nil {
+		n, err = rs.opts.Count(ctx, c.DB, dataCollection(c))
+	} else {
+		n, err = countDocuments(ctx, rs.client, c.DB, dataCollection(c))
+	}
+	if err != nil {
+		return collCount{}, fmt.Errorf("count %s: %w", ns, err)
+	}
+	cur, err := rs.client.Database(c.DB).Collection(c.Name).Indexes().List(ctx)
+	if err != nil {
+		return collCount{}, fmt.Errorf("list indexes of %s: %w", ns, err)
+	}
+	var idx []bson.Raw
+	if err := cur.All(ctx, &idx); err != nil {
+		return collCount{}, fmt.Errorf("list indexes of %s: %w", ns, err)
+	}
+	return collCount{n, len(idx)}, nil
 }
 
 func dryReport(p *PlanResult) *Report {

@@ -34,8 +34,10 @@ type Run struct {
 	Name string `json:"name,omitempty"`
 	// Replaced is the name of the backup the run replaced.
 	Replaced string `json:"replaced,omitempty"`
-	// Missed counts the runs due before this one that never ran (the agent
-	// was down); they were run once, as this one.
+	// Missed counts the runs that fell due and did not start at their
+	// time (the agent was down, or the previous run was going), this
+	// one's own due time included: this one run made up for all of them.
+	// 0: the run started on time. The log's missed= is the same count.
 	Missed int `json:"missed,omitempty"`
 }
 

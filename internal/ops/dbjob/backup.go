@@ -72,7 +72,9 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 		format = ops.FormatNameV2
 	}
 	host, _ := os.Hostname()
-	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name}
+	// The manifest's start is the backup's: its name, "created" in
+	// backup-status, verify's and the restore plan's "created" are one time.
+	opts := dump.Options{SpoolDir: ops.WorkDir(b.Device), ToolVersion: "a0 " + version.Version, Node: host, Name: name, Started: start}
 	if b.AllowPrimary {
 		opts.ReadPreference = readpref.Primary()
 	}
@@ -93,7 +95,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 	if err != nil {
 		s.Abort()
 		b.Log.Error("backup failed", "name", name, "err", err)
-		return nil, err
+		return nil, ops.CancelledError(ctx, err, "the backup's partial file was removed; the stored backup, if any, is unchanged")
 	}
 	for _, c := range man.ChangedDuringDump {
 		b.Log.Warn("collection changed during the backup", "db", c.DB, "collection", c.Name, "change", c.Change, "new_name", c.NewName)
@@ -107,7 +109,7 @@ func runBackup(ctx context.Context, j *job.Job, b *ops.Backup) (*store.Meta, err
 	}, func(plain io.Reader) error { return verifyBackup(ctx, plain, man) })
 	if err != nil {
 		b.Log.Error("backup failed", "name", name, "err", err)
-		return nil, err
+		return nil, ops.CancelledError(ctx, err, "the backup's partial file was removed while it was verified; the stored backup, if any, is unchanged")
 	}
 	if b.Replace {
 		if b.Replaced = s.Replaced(); b.Replaced != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/job"
@@ -76,7 +77,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		IndexIDLookups: r.Options.IndexIDLookups, Count: r.Options.Count,
 		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve}
 	var mu sync.Mutex
-	phase, docsTotal, bytesTotal := "authenticating", int64(0), int64(0)
+	phase, docsTotal, bytesTotal, oplogTotal := "authenticating", int64(0), int64(0), int64(0)
 	setPhase := func(p string) {
 		mu.Lock()
 		phase = p
@@ -100,7 +101,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		s := prog.Snapshot()
 		mu.Lock()
 		defer mu.Unlock()
-		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal}
+		p := api.RestoreProgress{Phase: phase, RestoreCounters: counters(s), DocumentsTotal: docsTotal, BytesTotal: bytesTotal, OplogEntriesTotal: oplogTotal}
 		if phase == "authenticating" {
 			p.FileBytes, p.FileBytesTotal = fileRead.Load(), fileTotal
 		}
@@ -149,7 +150,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		err = src.CheckHash()
 	}
 	if err != nil {
-		return nil, openError(err)
+		return nil, ops.CancelledError(ctx, openError(err), "it stopped while authenticating the file, before the first write: the database is unchanged")
 	}
 	// Which backup this is, proven by its authenticated manifest, before
 	// the targets are looked at and long before the first write (issue 25
@@ -164,15 +165,27 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		docsTotal += c.Documents
 		bytesTotal += c.Bytes
 	}
+	oplogTotal = plan.OplogEntries
 	mu.Unlock()
-	if err := restore.CheckTargets(ctx, r.Client, plan, opts); err != nil {
+	checkOpts := opts
+	if opts.DryRun {
+		// A dry run lists the targets that hold documents whether or not
+		// --drop is given (issue 28.7): they are what --drop replaces, and
+		// a plan without --drop that has them is shown, not refused.
+		checkOpts.Drop = false
+	}
+	if err := restore.CheckTargets(ctx, r.Client, plan, checkOpts); err != nil {
 		var ne *restore.NonEmptyError
-		if errors.As(err, &ne) {
+		switch {
+		case errors.As(err, &ne) && opts.DryRun:
+			res.Plan.NonEmpty = ne.Namespaces
+		case errors.As(err, &ne):
 			return res, &ops.Error{Kind: ops.NonEmptyTarget,
 				Msg:     fmt.Sprintf("target collections already hold documents: %s; use --drop to replace them", strings.Join(ne.Namespaces, ", ")),
 				Details: map[string]any{"namespaces": ne.Namespaces}, Err: err}
+		default:
+			return res, err
 		}
-		return res, err
 	}
 	if opts.DryRun {
 		res.Phase = "dry-run"
@@ -206,6 +219,9 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	r.Hold.At(ctx, ops.HoldRestore)
 	rep, err := restore.Run(ctx, r.Client, stream, plan, opts, prog)
 	res.Report, res.Phase = report(rep), "done"
+	if err != nil && errors.Is(context.Cause(ctx), job.ErrCancelled) {
+		return res, cancelledPartWay(ctx, r, res, plan)
+	}
 	if err != nil {
 		res.Phase = "failed"
 		// The marker stays, now saying why: the next restore and
@@ -229,6 +245,51 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	}
 	r.Log.Info("restore done")
 	return res, nil
+}
+
+// cancelledPartWay ends a restore an operator cancelled after the marker
+// was written (issue 28.1): the marker stays, saying "cancelled" and what
+// the database holds now, and so do the result and the error, so that
+// nothing looks restored that is not.
+func cancelledPartWay(ctx context.Context, r *ops.Restore, res *api.RestoreResult, plan *restore.PlanResult) error {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	res.Phase = "cancelled"
+	res.Written = writtenCollections(bg, r.Client, plan)
+	what := "no target collection holds documents yet; some may have been created"
+	if len(res.Written) > 0 {
+		what = "written so far: " + strings.Join(res.Written, ", ")
+	}
+	msg := job.ErrCancelled.Error() + " part way, after the restore began writing: the database is partly restored (" + what +
+		"); the restore marker stays (node-status: interrupted restore) until a restore succeeds: run restore again with --drop"
+	if err := ops.SetMarker(bg, r.Client, bson.D{{Key: "state", Value: "cancelled"}, {Key: "error", Value: msg},
+		{Key: "written", Value: res.Written}, {Key: "finished", Value: time.Now().UTC()}}); err != nil {
+		r.Log.Warn("could not update the restore marker", "err", err)
+	}
+	r.Log.Warn("restore cancelled part way: the database is partly restored", "written", len(res.Written))
+	return &ops.Error{Kind: ops.Cancelled, Msg: msg, Err: job.ErrCancelled}
+}
+
+// writtenCollections are the planned targets that hold documents now, as
+// "db.coll (N documents)" (the server's estimate: cheap, and a cancelled
+// restore's writes are settled).
+func writtenCollections(ctx context.Context, c *mongo.Client, plan *restore.PlanResult) []string {
+	names := make([]string, 0, len(plan.Collections)+len(plan.OplogOnly))
+	for _, pc := range plan.Collections {
+		if pc.Type != "view" {
+			names = append(names, pc.DB+"."+pc.Name)
+		}
+	}
+	names = append(names, plan.OplogOnly...)
+	var out []string
+	for _, ns := range names {
+		db, coll, _ := strings.Cut(ns, ".")
+		n, err := c.Database(db).Collection(coll).EstimatedDocumentCount(ctx)
+		if err == nil && n > 0 {
+			out = append(out, fmt.Sprintf("%s (%d documents)", ns, n))
+		}
+	}
+	return out
 }
 
 // openError gives the failures of reading a backup file for a restore their
