@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -81,14 +83,81 @@ func (a *Agent) logRefusal(r *http.Request, status int, took time.Duration) {
 		return
 	}
 	a.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.String("method", clip(r.Method)), slog.String("path", clip(r.URL.Path)),
 		slog.Int("status", status), slog.String("key", ""),
 		slog.Duration("took", took), slog.String("source", src),
 		slog.String("note", "later refusals from this source are counted, logged once a minute"))
 }
 
+// connErrorPrefixes start the lines net/http (and its HTTP/2 server) logs
+// for a connection that failed before any request: each is followed by
+// the client's address.
+var connErrorPrefixes = []string{
+	"http: TLS handshake error from ",
+	"http2: server: error reading preface from client ",
+	"http2: server connection error from ",
+	"http2: timeout waiting for SETTINGS frames from ",
+}
+
+// serverErrorLog is the http.Server's ErrorLog, at WARN as before, but a
+// connection that failed before any request (TLS handshake, HTTP/2
+// preface) is treated as a refusal (issue 25.15): a flood of connections
+// that never finish their handshake (or are closed by the connection
+// limits before they do), or that send no HTTP/2 preface, wrote one WARN
+// line each, tens of MB a minute; now the first per source is logged in
+// full and the others are counted into the summary.
+type serverErrorLog struct{ a *Agent }
+
+func (w serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	for _, prefix := range connErrorPrefixes {
+		rest, ok := strings.CutPrefix(msg, prefix)
+		if !ok {
+			continue
+		}
+		src, _, _ := strings.Cut(rest, ": ")
+		if host, _, err := net.SplitHostPort(src); err == nil {
+			src = host
+		}
+		if !w.a.handshakes.first(src) {
+			return len(p), nil
+		}
+		w.a.log.Warn(msg, "note", "later failed connections from this source are counted, logged once a minute")
+		return len(p), nil
+	}
+	w.a.log.Warn(msg)
+	return len(p), nil
+}
+
+// newServerErrorLog is the *log.Logger for http.Server.ErrorLog.
+func (a *Agent) newServerErrorLog() *log.Logger {
+	return log.New(serverErrorLog{a}, "", 0)
+}
+
+// maxLoggedField bounds a refused request's method and path in the log:
+// they are the caller's, up to the 64 KiB of headers, and the first
+// refusal of each of a thousand sources a minute wrote 60 MB a minute.
+const maxLoggedField = 256
+
+// clip cuts s to maxLoggedField bytes, saying how long it was.
+func clip(s string) string {
+	if len(s) <= maxLoggedField {
+		return s
+	}
+	return fmt.Sprintf("%s...(%d bytes)", strings.ToValidUTF8(s[:maxLoggedField], ""), len(s))
+}
+
 // summarizeRefusals logs what was counted since the last summary.
 func (a *Agent) summarizeRefusals() {
+	if counted, others := a.handshakes.take(); len(counted) > 0 || others > 0 {
+		n := others
+		for _, c := range counted {
+			n += c
+		}
+		if n > 0 {
+			a.log.Warn("connections failed before a request (TLS handshake, HTTP/2 preface)", "count", n, "sources", len(counted), "since", refusalSummaryEvery)
+		}
+	}
 	counted, others := a.refusals.take()
 	sources := make([]string, 0, len(counted))
 	for s, n := range counted {

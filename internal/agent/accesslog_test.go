@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -106,5 +109,70 @@ func TestMetricsDatabaseSizeCached(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "could not read the database size for the metrics") {
 		t.Fatalf("the failed read is not logged:\n%s", buf.String())
+	}
+}
+
+// TestFailedHandshakesSummarized (issue 25.15): connections that fail
+// before any request, whether their TLS handshake (bytes that are not
+// TLS) or their HTTP/2 preface (garbage after a handshake that chose h2),
+// do not flood the log: of twenty from one source the first is logged in
+// full, the others counted into the minute's summary. (net/http logged
+// each one at WARN: a flood of half-open handshakes wrote 55 MB in 40 s.)
+func TestFailedHandshakesSummarized(t *testing.T) {
+	n := startSecNode(t, Timeouts{})
+	for _, tc := range []struct {
+		name, logged string
+		dial         func() (net.Conn, error)
+	}{
+		{"not TLS", "TLS handshake error", func() (net.Conn, error) { return net.Dial("tcp", n.addr) }},
+		{"no HTTP/2 preface", "error reading preface", func() (net.Conn, error) {
+			return tls.Dial("tcp", n.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.a.summarizeRefusals() // a fresh minute
+			before := n.log.String()
+			for i := 0; i < 20; i++ {
+				c, err := tc.dial()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Write([]byte("\x01\x02\x03\x04\x05\x06 not what the server expects\r\n\r\n")); err != nil {
+					t.Fatal(err)
+				}
+				// The server logs the failure before it closes the
+				// connection: reading to EOF orders the log line before
+				// the next connection.
+				io.Copy(io.Discard, c)
+				c.Close()
+			}
+			log := strings.TrimPrefix(n.log.String(), before)
+			if got := strings.Count(log, tc.logged); got != 1 {
+				t.Fatalf("%d failures logged in full, want 1:\n%s", got, log)
+			}
+			n.a.summarizeRefusals()
+			log = strings.TrimPrefix(n.log.String(), before)
+			if !strings.Contains(log, `msg="connections failed before a request (TLS handshake, HTTP/2 preface)" count=19 sources=1`) {
+				t.Fatalf("no summary of the 19 counted failures:\n%s", log)
+			}
+		})
+	}
+}
+
+// TestRefusalLogLineBounded (issue 25.15): the refusal logged in full
+// carries at most 256 bytes of the caller's path, saying how long it was:
+// a 60 KB path from each of a thousand sources wrote 60 MB of log a minute.
+func TestRefusalLogLineBounded(t *testing.T) {
+	n := startSecNode(t, Timeouts{})
+	long := "/v1/" + strings.Repeat("A", 60_000)
+	if r := do(httpClient(nil), "GET", n.url(long), nil, nil); r.status != 401 {
+		t.Fatalf("status %d %v", r.status, r.err)
+	}
+	log := n.log.String()
+	if !strings.Contains(log, "status=401") || !strings.Contains(log, "(60004 bytes)") {
+		t.Fatalf("the refusal is not logged with its path's length:\n%.2000s", log)
+	}
+	if len(log) > 4096 {
+		t.Fatalf("the log holds %d bytes for one refusal", len(log))
 	}
 }

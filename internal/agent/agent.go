@@ -166,6 +166,8 @@ type Agent struct {
 	serverVersion atomic.Value // string
 	// refusals summarizes the refused requests in the log (accesslog.go).
 	refusals refusalLog
+	// handshakes counts the failed TLS handshakes likewise.
+	handshakes refusalLog
 	// The services beside the jobs (jobs.go): sched runs the schedule
 	// (nil without one; schedDone closes when its loop ends), copier the
 	// remote copy (nil without a remote store).
@@ -276,7 +278,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		// "OPTIONS *" would get a 200 before any authentication: gate
 		// answers it with the same 401 as every other refusal.
 		DisableGeneralOptionsHandler: true,
-		ErrorLog:                     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		ErrorLog:                     a.newServerErrorLog(),
 		// The connection limits (conns.go).
 		ConnContext: connlimit.WithConn,
 		ConnState:   closeUnproven,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/connlimit"
 	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/metrics"
 	"github.com/a0backup/a0/internal/ops"
@@ -46,6 +47,10 @@ func (a *Agent) openMetrics(interrupted []string) error {
 }
 
 // serveMetrics starts the metrics server when the config sets metrics_listen.
+// metricsConnLimits caps the metrics listener: a scraper needs one or two
+// connections.
+var metricsConnLimits = connlimit.Limits{Max: 64, PerSource: 16}
+
 func (a *Agent) serveMetrics() error {
 	if a.cfg.MetricsListen == "" {
 		return nil
@@ -55,6 +60,12 @@ func (a *Agent) serveMetrics() error {
 	if err != nil {
 		return fmt.Errorf("metrics_listen: %w", err)
 	}
+	// The listener is unauthenticated and meant for loopback, where any
+	// local user can reach it: without a cap, a flood of idle connections
+	// took every descriptor of the agent (accept errors on the HTTPS
+	// port, no file a job could open). A flood now churns its own
+	// connections only (issue 25.5).
+	ln = connlimit.NewListener(ln, metricsConnLimits)
 	a.metricsSrv = &http.Server{
 		Handler:           metrics.Handler(rec, a.liveMetrics, version.Version),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -205,5 +207,40 @@ func TestReasonClass(t *testing.T) {
 		if got := reasonClass(err); got != want {
 			t.Errorf("%v: %s, want %s", err, got, want)
 		}
+	}
+}
+
+// TestMetricsListenerCapped (issue 25.5): the metrics listener, plain HTTP
+// that any local user can reach, holds at most metricsConnLimits: of many
+// idle connections from one source the oldest are closed as new ones come,
+// and a scrape still succeeds. (It had no cap: a flood of idle
+// connections took every descriptor of the agent, and the HTTPS port
+// could not accept.)
+func TestMetricsListenerCapped(t *testing.T) {
+	a := metricsAgent(t, t.TempDir())
+	const flood = 100
+	conns := make([]net.Conn, 0, flood)
+	for i := 0; i < flood; i++ {
+		c, err := net.Dial("tcp", a.MetricsAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// The scrape's connection is accepted after all of the flood's: by the
+	// time it is answered, what the cap closed is closed.
+	scrape(t, a.MetricsAddr())
+	closed := 0
+	for _, c := range conns {
+		// A connection the server closed reads EOF at once; one it holds
+		// would block (the deadline only ends that wait).
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); errors.Is(err, io.EOF) {
+			closed++
+		}
+	}
+	if want := flood + 1 - metricsConnLimits.PerSource; closed < want {
+		t.Fatalf("%d of %d idle connections closed, want at least %d (at most %d held from one source)", closed, flood, want, metricsConnLimits.PerSource)
 	}
 }

@@ -272,6 +272,23 @@ func TestRemoteCopyAfterBackup(t *testing.T) {
 	if _, err := os.Stat(dst); !os.IsNotExist(err) {
 		t.Fatalf("the refused download stayed: %v", err)
 	}
+	// The object grows between the check of its size and the download (a
+	// bucket changed at that moment, or a store that sends more than it
+	// says): refused, having read no more than the record's size and one
+	// byte (the free-space check counted only the record's size).
+	os.WriteFile(filepath.Join(gw.Root, testBucket, key), local, 0o644)
+	grown := &growOnGet{Store: n.copier.Remote, name: m.File, path: filepath.Join(gw.Root, testBucket, key), data: append(bytes.Clone(local), make([]byte, 8<<20)...)}
+	n.copier.Remote = grown
+	if _, err := n.copier.Fetch(ctx, m.Name, dst); apiCode(err) != api.CodeIntegrity {
+		t.Fatalf("grown after its check: %v, want an integrity error", err)
+	}
+	if grown.read > int64(len(local))+1 {
+		t.Fatalf("the download read %d bytes of a copy recorded with %d", grown.read, len(local))
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Fatalf("the refused download stayed: %v", err)
+	}
+	n.copier.Remote = grown.Store
 	if _, err := gw.Client().PutObject(ctx, testBucket, key, bytes.NewReader(flipped), int64(len(flipped)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -285,4 +302,40 @@ func apiCode(err error) api.Code {
 		return ae.Code
 	}
 	return ""
+}
+
+// growOnGet is the real store whose object grows (data written in the
+// gateway's directory) between the copier's Stat and its Get, and which
+// counts what the caller reads of that Get.
+type growOnGet struct {
+	remote.Store
+	name string // the object that grows (its record is read as stored)
+	path string
+	data []byte
+	read int64
+}
+
+func (g *growOnGet) Get(ctx context.Context, name string, off int64) (io.ReadCloser, error) {
+	if name != g.name {
+		return g.Store.Get(ctx, name, off)
+	}
+	if err := os.WriteFile(g.path, g.data, 0o644); err != nil {
+		return nil, err
+	}
+	rc, err := g.Store.Get(ctx, name, off)
+	if err != nil {
+		return nil, err
+	}
+	return &countingReadCloser{rc, &g.read}, nil
+}
+
+type countingReadCloser struct {
+	io.ReadCloser
+	n *int64
+}
+
+func (c *countingReadCloser) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	*c.n += int64(n)
+	return n, err
 }

@@ -284,6 +284,9 @@ func (o *RunOptions) fill() error {
 			return fmt.Errorf("mongodb uri file: %w", err)
 		}
 		o.MongoURI = strings.TrimSpace(string(b))
+		if err := uriFileModeProblem(o.MongoURIFile, o.MongoURI); err != nil {
+			return err
+		}
 	}
 	// The environment keeps a URI with a password out of the process listing.
 	o.MongoURI = first(o.MongoURI, os.Getenv("A0_MONGODB_URI"))
@@ -380,16 +383,31 @@ func RunSeed(ctx context.Context, o SeedOptions, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if b, err := os.ReadFile(st.EmbeddedURIPath()); err == nil && reachable(ctx, strings.TrimSpace(string(b))) {
-			uri = strings.TrimSpace(string(b))
-			fmt.Fprintln(stdout, "seeding the running agent's embedded database")
-		} else {
+		// The agent's lock decides whose server runs on DIR/db: without an
+		// agent, seed holds the lock while its own server runs, so an
+		// agent started meanwhile refuses instead of running a second
+		// server on the same SQLite files (issue 25.6); with an agent,
+		// seed uses its server or refuses, never starts another.
+		lock, lerr := statedir.TakeLock(o.StateDir)
+		var held *statedir.LockedError
+		switch {
+		case lerr == nil:
+			defer lock.Release()
 			srv, err := embedded.Start(ctx, embedded.Config{Dir: st.DBDir()})
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
 			uri = srv.URI()
+		case errors.As(lerr, &held):
+			b, err := os.ReadFile(st.EmbeddedURIPath())
+			if err != nil || !reachable(ctx, strings.TrimSpace(string(b))) {
+				return fmt.Errorf("%w and its embedded database does not answer (seed it once it does, or give --mongodb-uri)", lerr)
+			}
+			uri = strings.TrimSpace(string(b))
+			fmt.Fprintln(stdout, "seeding the running agent's embedded database")
+		default:
+			return lerr
 		}
 	}
 	c, err := mongo.Connect(options.Client().ApplyURI(uri))
@@ -494,7 +512,9 @@ func runAllowRecoveryCmd(stateDir string, dur time.Duration, pos []string, stdou
 	if dur <= 0 || dur > statedir.MaxRecoveryConsent {
 		return &usageError{fmt.Sprintf("--for %v: give a duration above 0 and at most %v", dur, statedir.MaxRecoveryConsent)}
 	}
-	st, err := statedir.Open(stateDir)
+	// A consent written into a mistyped directory would say "recovery
+	// allowed" for a node that never sees it (issue 25.14).
+	st, err := statedir.OpenExisting(stateDir)
 	if err != nil {
 		return err
 	}

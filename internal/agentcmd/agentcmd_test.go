@@ -3,10 +3,13 @@ package agentcmd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/a0backup/a0/internal/statedir"
 )
 
 func TestSeedBeforeStart(t *testing.T) {
@@ -59,5 +62,27 @@ func TestConfigFileFlagsWin(t *testing.T) {
 	os.WriteFile(cfg, []byte(`{"state_dir":"x","bogus":1}`), 0o600)
 	if err := (&RunOptions{Config: cfg}).fill(); err == nil {
 		t.Fatal("unknown config field accepted")
+	}
+}
+
+// TestSeedNeverRunsASecondServer (issue 25.6): seed on a state directory
+// whose lock another process holds (a running agent) and whose embedded
+// database does not answer refuses, naming the holder, and starts no
+// server of its own on the agent's SQLite files.
+func TestSeedNeverRunsASecondServer(t *testing.T) {
+	state := t.TempDir()
+	lock, err := statedir.TakeLock(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	var out bytes.Buffer
+	err = RunSeed(context.Background(), SeedOptions{StateDir: state, Users: 5}, &out)
+	var held *statedir.LockedError
+	if !errors.As(err, &held) || held.PID != os.Getpid() {
+		t.Fatalf("seed with the state directory held: %v, want a LockedError naming pid %d", err, os.Getpid())
+	}
+	if ents, _ := os.ReadDir(filepath.Join(state, "db")); len(ents) > 0 {
+		t.Fatalf("seed wrote the database files %v while another process held the state directory", ents)
 	}
 }

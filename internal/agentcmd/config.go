@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,14 +78,37 @@ func parseConfigAll(b []byte) (Config, []error) {
 // holdsSecret tells whether the config itself holds a secret: a webhook
 // URL (its path or query may be a token) or a MongoDB URI with a password.
 func (c Config) holdsSecret() bool {
-	if c.Webhook != "" {
-		return true
-	}
-	if i := strings.Index(c.MongoDBURI, "://"); i >= 0 {
-		host, _, _ := strings.Cut(c.MongoDBURI[i+3:], "/")
+	return c.Webhook != "" || uriHasCredentials(c.MongoDBURI)
+}
+
+// uriHasCredentials tells whether a MongoDB URI carries a user part (and
+// so, as a rule, a password).
+func uriHasCredentials(uri string) bool {
+	if i := strings.Index(uri, "://"); i >= 0 {
+		host, _, _ := strings.Cut(uri[i+3:], "/")
 		return strings.Contains(host, "@")
 	}
 	return false
+}
+
+// uriFileModeProblem applies the config file's rule to --mongodb-uri-file
+// (issue 25.10): whoever can write it chooses the database the node backs
+// up and restores into, and whoever can read it learns the password it
+// holds. Unlike the config, a group-readable one is fine: docs/operations.md
+// has the unit read a root-owned 0640 file through the agent's group. Nil when the mode is fine or the file cannot be stat'ed (reading
+// it reports that).
+func uriFileModeProblem(path, uri string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	switch m := fi.Mode().Perm(); {
+	case m&0o022 != 0:
+		return fmt.Errorf("mongodb uri file %s is writable by group or others (mode %#o): run `chmod 600 %s`", path, m, path)
+	case m&0o004 != 0 && uriHasCredentials(uri):
+		return fmt.Errorf("mongodb uri file %s holds a password and is readable by others (mode %#o): run `chmod 600 %s` (or 640, group the agent's)", path, m, path)
+	}
+	return nil
 }
 
 // fileModeProblems (issue 25.10): the config file must not be writable by
@@ -102,6 +127,13 @@ func (c Config) fileModeProblems(path string) []error {
 		case m&0o044 != 0 && c.holdsSecret():
 			out = append(out, fmt.Errorf("config file %s holds a secret (webhook URL or MongoDB password) and is readable by group or others (mode %#o): run `chmod 600 %s`", path, m, path))
 		}
+	}
+	// As for authorized_keys (issue 25.8): in a directory others can
+	// write (without the sticky bit), another user could rename a config
+	// of theirs over this one.
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		out = append(out, fmt.Errorf("config file %s is in a directory group or others can write (%s, mode %#o): another user could put a config of theirs in its place; run `chmod go-w %s`", path, dir, fi.Mode().Perm(), dir))
 	}
 	if c.Remote != nil && c.Remote.SecretAccessKeyFile != "" {
 		p := c.Remote.SecretAccessKeyFile

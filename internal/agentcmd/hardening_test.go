@@ -15,11 +15,11 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// TestReadOnlyCommandsRefuseANonStateDir (issue 25.14): keys, fingerprint
-// and revoke on a mistyped --state-dir fail (exit 1) saying it is not a
+// TestReadOnlyCommandsRefuseANonStateDir (issue 25.14): keys, fingerprint,
+// revoke and allow-recovery (whose consent would go where no agent reads it) on a mistyped --state-dir fail (exit 1) saying it is not a
 // state directory, and create nothing there: no directory, no secrets.
 func TestReadOnlyCommandsRefuseANonStateDir(t *testing.T) {
-	for _, args := range [][]string{{"keys"}, {"fingerprint"}, {"revoke", "me"}} {
+	for _, args := range [][]string{{"keys"}, {"fingerprint"}, {"revoke", "me"}, {"allow-recovery"}} {
 		t.Run(args[0], func(t *testing.T) {
 			base := t.TempDir()
 			typo := filepath.Join(base, "stat-dir")
@@ -122,6 +122,96 @@ func TestConfigFileModes(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if code := Main(ctx, []string{"--config", cfg, "--listen", "127.0.0.1:0"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("agent start: exit %d, want a refusal saying %q:\n%s", code, tc.want, errb.String())
+			}
+		})
+	}
+}
+
+// TestMongoURIFileModes (issue 25.10): the agent refuses a --mongodb-uri-file
+// that group or others can write, or others read when it holds a password,
+// saying the chmod to run and quoting no password, before it touches the
+// state directory; a readable one without a password stays fine, and so
+// does the 0640 one docs/operations.md recommends (group the agent's).
+func TestMongoURIFileModes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		uri  string
+		mode os.FileMode
+		want string // "" for no mode problem
+	}{
+		{"0644 with a password", "mongodb://u:pa55@127.0.0.1:1/?directConnection=true", 0o644, "holds a password and is readable by others"},
+		{"0604 with a password", "mongodb://u:pa55@127.0.0.1:1/?directConnection=true", 0o604, "holds a password and is readable by others"},
+		{"0640 with a password (the documented group read)", "mongodb://u:pa55@127.0.0.1:1/?directConnection=true", 0o640, ""},
+		{"0666 without a password", "mongodb://127.0.0.1:1/?directConnection=true", 0o666, "is writable by group or others"},
+		{"0644 without a password", "mongodb://127.0.0.1:1/?directConnection=true", 0o644, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "state")
+			f := filepath.Join(t.TempDir(), "mongodb-uri")
+			if err := os.WriteFile(f, []byte(tc.uri+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(f, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			o := RunOptions{StateDir: state, MongoURIFile: f}
+			err := o.fill()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("fill: %v, want ok", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "chmod 600 "+f) {
+				t.Fatalf("fill: %v, want a refusal saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "pa55") {
+				t.Fatalf("the password is quoted: %v", err)
+			}
+			if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the state directory was made (%v)", err)
+			}
+		})
+	}
+}
+
+// TestConfigDirectoryWritableByOthers (issue 25.10, as 25.8 for
+// authorized_keys): a 0600 config in a directory others can write (another
+// user could rename a config of theirs over it, choosing the recipients
+// and the remote store) is reported by check-config and refused at start;
+// in a sticky directory (/tmp's 1777) or a private one it is fine.
+func TestConfigDirectoryWritableByOthers(t *testing.T) {
+	state := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		want string
+	}{
+		{"0777 directory", 0o777, "in a directory group or others can write"},
+		{"0775 directory", 0o775, "in a directory group or others can write"},
+		{"1777 directory (sticky)", 0o777 | os.ModeSticky, ""},
+		{"0755 directory", 0o755, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeConfig(t, map[string]any{"state_dir": state})
+			if err := os.Chmod(filepath.Dir(cfg), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chmod(filepath.Dir(cfg), 0o700)
+			var out, errb bytes.Buffer
+			code := Main(context.Background(), []string{"check-config", "--config", cfg}, &out, &errb)
+			if tc.want == "" {
+				if code != 0 {
+					t.Fatalf("exit %d, want ok:\n%s%s", code, out.String(), errb.String())
+				}
+				return
+			}
+			if code == 0 || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("check-config: exit %d, want a problem saying %q:\n%s", code, tc.want, errb.String())
+			}
+			errb.Reset()
+			if code := Main(context.Background(), []string{"--config", cfg, "--listen", "127.0.0.1:0"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), tc.want) {
 				t.Fatalf("agent start: exit %d, want a refusal saying %q:\n%s", code, tc.want, errb.String())
 			}
 		})

@@ -197,6 +197,12 @@ func Main(ctx context.Context, args []string, env *Env) int {
 	if _, ok := env.Stderr.(*lineWriter); !ok && env.Stderr != nil {
 		env.Stderr = &lineWriter{w: env.Stderr}
 	}
+	// A private key pasted as an argument (`--to "$(cat id_a0)"`) is
+	// refused before anything quotes it: the flag parser's errors and the
+	// node's "cannot encrypt to %q" printed all of it (issue 25.16).
+	if err := keys.RefusePrivateKeyArgs(args); err != nil {
+		return report(env, usagef("%v", err))
+	}
 	root := newRoot(ctx, env)
 	root.SetArgs(normaliseArgs(root, args))
 	err := root.ExecuteContext(ctx)

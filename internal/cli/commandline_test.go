@@ -229,3 +229,44 @@ func TestOneCommandList(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateKeyArgumentNotEchoed (issue 25.16): a private key pasted as an
+// argument of a0cli (`--to "$(cat id_a0)"`, or where a flag's value or a
+// file goes) is refused (exit 2) naming the mistake, before any parser or
+// node quotes it: nothing is sent, no line of it is printed.
+func TestPrivateKeyArgumentNotEchoed(t *testing.T) {
+	ctx := context.Background()
+	home := t.TempDir()
+	env, out, errb := helpEnv(t)
+	env.Home = home
+	if code := Main(ctx, []string{"create-key"}, env); code != ExitOK {
+		t.Fatalf("create-key: exit %d: %s", code, errb)
+	}
+	priv, err := os.ReadFile(filepath.Join(home, "id_a0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := string(priv)
+	for _, args := range [][]string{
+		{"-t", "127.0.0.1:1", "backup", "--to", key},
+		{"-t", "127.0.0.1:1", "backup", "--to=" + key},
+		{"-t", "127.0.0.1:1", "backup", "--tp", key},
+		{"verify", key},
+	} {
+		t.Run(strings.Join(args[:len(args)-1], " "), func(t *testing.T) {
+			out.Reset()
+			errb.Reset()
+			if code := Main(ctx, args, env); code != ExitUsage {
+				t.Fatalf("exit %d, want %d: %s", code, ExitUsage, errb)
+			}
+			if !strings.Contains(errb.String(), "this is a private key") {
+				t.Fatalf("stderr does not name the mistake: %s", errb)
+			}
+			for _, l := range strings.Split(key, "\n") {
+				if len(l) > 8 && !strings.HasPrefix(l, "-----") && strings.Contains(out.String()+errb.String(), l) {
+					t.Fatalf("the output quotes the key:\n%s%s", out, errb)
+				}
+			}
+		})
+	}
+}

@@ -111,7 +111,15 @@ func (a *Authorized) Recipients(names []string, all bool) ([]Recipient, error) {
 		out = append(out, r)
 	}
 	for _, n := range names {
-		if want[n] {
+		switch {
+		case !want[n]:
+		case IsPrivateKey(n):
+			// Never echo key material (issue 25.16).
+			return nil, fmt.Errorf("a private key (not quoted; give the key's name, as a0agent keys lists it), not a key name: %w", ErrUnknownName)
+		case !nameRE.MatchString(n):
+			// Not a key name: it may be a line of one; not quoted.
+			return nil, fmt.Errorf("a name that is not a key name (not quoted; %v): %w", ErrInvalidName, ErrUnknownName)
+		default:
 			return nil, fmt.Errorf("%q: %w", n, ErrUnknownName)
 		}
 	}

@@ -156,3 +156,40 @@ func TestParseRecipientAndAgeIdentity(t *testing.T) {
 		t.Fatalf("ssh line: %+v %v", r, err)
 	}
 }
+
+// TestRecipientsNeverQuoteKeyMaterial (issue 25.16): a --to value that is
+// a private key (pasted by mistake), or a line of one, is refused as an
+// unknown name without being quoted; a mistyped name still is.
+func TestRecipientsNeverQuoteKeyMaterial(t *testing.T) {
+	dir := t.TempDir()
+	line, err := Create(filepath.Join(dir, "alice"), Ed25519, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := OpenAuthorized(filepath.Join(dir, "authorized_keys"))
+	if err := a.Add("alice", line); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := os.ReadFile(filepath.Join(dir, "alice", "id_a0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(priv)), "\n")
+	for _, tc := range []struct{ name, to, says string }{
+		{"the private key", string(priv), "a private key"},
+		{"a line of it", lines[2], "not a key name"},
+		{"a mistyped name", "alcie", `"alcie"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.Recipients([]string{tc.to}, false)
+			if !errors.Is(err, ErrUnknownName) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("err = %v, want ErrUnknownName saying %q", err, tc.says)
+			}
+			for _, l := range lines {
+				if len(l) > 8 && !strings.HasPrefix(l, "-----") && strings.Contains(err.Error(), l) {
+					t.Fatalf("the error quotes the key: %v", err)
+				}
+			}
+		})
+	}
+}

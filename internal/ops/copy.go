@@ -475,7 +475,10 @@ func (c *Copier) Fetch(ctx context.Context, name, path string) (*api.RemoteBacku
 		return nil, err
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), rc, make([]byte, 1<<20))
+	// No more than the record's size and one byte: the object may have
+	// grown since its Stat (or the store may send more than it says), and
+	// the free-space check above counted only the record's size.
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(rc, rb.Size+1), make([]byte, 1<<20))
 	if err == nil {
 		err = f.Sync()
 	}
