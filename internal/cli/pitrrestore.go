@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -106,27 +105,7 @@ func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		tsText(plan.ToTS), plan.Base, tsText(plan.ConsistentTo), len(plan.Slices))
 	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun,
 		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles, ToTS: &to, Base: plan.Base, SliceKeys: keys}
-	var out api.Message
-	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
-		return interrupted(ctx, err, fmt.Sprintf("the restore may have started on the node: see `a0cli %s restore-status`, and stop it with `a0cli %s cancel`", env.targetArgs(), env.targetArgs()))
-	}
-	// As restore: with --json stdout holds one JSON document, and the
-	// node's "Restore in progress." is printed once the node writes.
-	switch {
-	case o.JSON && o.Detach:
-		b, _ := json.Marshal(out)
-		env.Stdout.Write(append(b, '\n'))
-	case o.JSON:
-	case o.Detach && o.DryRun:
-		fmt.Fprintln(env.Stdout, "Dry run in progress: nothing will be written.")
-	case o.Detach:
-		fmt.Fprintln(env.Stdout, out.Message)
-	}
-	if o.Detach {
-		fmt.Fprintln(env.Stderr, "a0cli: follow it with restore-status")
-		return nil
-	}
-	return followRestoreAnnounced(ctx, env, c, o.JSON, !o.JSON)
+	return startRestore(ctx, env, c, o, req)
 }
 
 // sliceKeyBytes is what one slice's key takes in a request: its name, its

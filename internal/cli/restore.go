@@ -147,6 +147,12 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		}
 		req.UploadID, req.UploadSHA256 = id, sum
 	}
+	return startRestore(ctx, env, c, o, req)
+}
+
+// startRestore asks the node for the restore req and follows it (restore,
+// restore --to-ts): one way to start, announce and follow a restore.
+func startRestore(ctx context.Context, env *Env, c *client.Client, o RestoreOptions, req api.RestoreRequest) error {
 	var out api.Message
 	if err := c.JSON(ctx, http.MethodPost, api.PathRestore, req, &out); err != nil {
 		return interrupted(ctx, err, fmt.Sprintf("the restore may have started on the node: see `a0cli %s restore-status`, and stop it with `a0cli %s cancel`", env.targetArgs(), env.targetArgs()))
