@@ -165,15 +165,10 @@ func MeasureExternal(ctx context.Context, exe, work, tools string, users, runs i
 		}
 		f.A0Backup = append(f.A0Backup, b)
 		logf("external: backup run %d/%d: a0 %.1f s (202 at %.1f, first byte %.1f, reads %.1f, after %.1f); stock", i+1, runs, b.Seconds, b.Accepted, b.FirstByte, b.Reads, b.After)
-		start := time.Now()
-		cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c",
-			`"$1" --uri "$2" --archive --gzip --quiet | openssl enc -aes-256-ctr -pbkdf2 -iter 600000 -pass env:`+PasswordEnv+` > "$3" && sync "$3"`,
-			"stock", mongodump, srv.URI, stockFile)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
+		s, out, err := runStock(ctx, env, stockBackupPipe, mongodump, srv.URI, stockFile)
+		if err != nil {
 			return nil, fmt.Errorf("external: mongodump | openssl: %w: %s", err, out)
 		}
-		s := time.Since(start).Seconds()
 		f.StockBackup = append(f.StockBackup, s)
 		f.BackupRatios = append(f.BackupRatios, s/b.Seconds)
 		logf("external: backup run %d/%d: stock %.1f s", i+1, runs, s)
@@ -226,13 +221,7 @@ func MeasureExternal(ctx context.Context, exe, work, tools string, users, runs i
 		if err != nil {
 			return nil, err
 		}
-		start = time.Now()
-		cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c",
-			`openssl enc -d -aes-256-ctr -pbkdf2 -iter 600000 -pass env:`+PasswordEnv+` < "$3" | "$1" --uri "$2" --archive --gzip --noIndexRestore --quiet`,
-			"stock", mongorestore, ssrv.URI, stockFile)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		s := time.Since(start).Seconds()
+		s, out, err := runStock(ctx, env, stockRestorePipe, mongorestore, ssrv.URI, stockFile)
 		var docs int64
 		if err == nil {
 			var sc *mongo.Client
