@@ -97,6 +97,10 @@ type Config struct {
 	// PITR, when set, runs the continuous oplog archive (package pitr) on
 	// the backup device, encrypted to Recipients (jobs.go openArchive).
 	PITR *PITR
+
+	// Drill, when set, runs restore drills of the stored backup by its
+	// schedule (drill.go, issue 29).
+	Drill *Drill
 }
 
 // PITR is the continuous archive's config ("pitr" in the config file).
@@ -179,6 +183,10 @@ type Agent struct {
 	// sliceCopier copies the archive's slices to the remote store (nil
 	// without one).
 	sliceCopier *ops.SliceCopier
+	// driller runs the restore drills (nil without "drill"); drillDone
+	// closes when its loop ends.
+	driller   *ops.Driller
+	drillDone chan struct{}
 	// pitrMetricsDone closes when the archive's metrics loop ends.
 	pitrMetricsDone chan struct{}
 	// hook posts job ends.

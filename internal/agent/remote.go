@@ -93,6 +93,9 @@ func (a *Agent) listBackups(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sort.SliceStable(out.Backups, func(i, j int) bool { return out.Backups[i].Created.After(out.Backups[j].Created) })
+	for i := range out.Backups {
+		out.Backups[i].RestorePrediction = a.restorePrediction(out.Backups[i].Size)
+	}
 	if a.archive != nil {
 		if st, _, err := a.pitrReport(r.Context()); err == nil {
 			out.PITRWindows = st.Windows

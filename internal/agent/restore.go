@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/job"
@@ -120,7 +121,18 @@ func (a *Agent) restoreJob(src ops.Source, opts ops.RestoreOptions) job.Func {
 func (a *Agent) restoreJobPITR(src ops.Source, opts ops.RestoreOptions, p *ops.PITR) job.Func {
 	rj := &ops.Restore{Client: a.client, Source: src, Options: opts, LockUpload: a.lockUpload, Hold: a.cfg.Hold, Log: a.log, PITR: p}
 	return func(ctx context.Context, j *job.Job) (any, error) {
+		// The node's measured restore rate (`backups` predicts from it):
+		// a whole restore of a file already on the node, not one that
+		// downloads it first or replays oplog slices after it.
+		var size int64
+		if fi, err := os.Stat(src.Path); err == nil && src.Fetch == nil && p == nil && !opts.DryRun {
+			size = fi.Size()
+		}
+		began := time.Now()
 		res, err := a.cfg.Jobs.Restore(ctx, j, rj)
+		if err == nil && size > 0 {
+			a.recordRestoreRate(src.Name, size, time.Since(began))
+		}
 		if res == nil {
 			return nil, jobError(err)
 		}

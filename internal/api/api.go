@@ -181,6 +181,9 @@ type NodeStatus struct {
 	// Schedule is the config's schedule, its last and next run (unset
 	// without a schedule).
 	Schedule *ScheduleStatus `json:"schedule,omitempty"`
+	// Drill is the restore drills' schedule and last drill (unset
+	// without "drill" in the agent config).
+	Drill *DrillStatus `json:"drill,omitempty"`
 }
 
 // ScheduleStatus is node-status's "schedule".

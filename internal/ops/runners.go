@@ -37,6 +37,15 @@ type Runners struct {
 	// CleanSpools removes the encrypted spools a killed restore left in
 	// dir (their key died with the process) and returns what it removed.
 	CleanSpools func(dir string) []string
+	// Drill restores a stored backup into a throwaway embedded server in
+	// a temporary directory under d.Parent, compares every collection
+	// with what the dump wrote, and removes the directory (issue 29).
+	// Differences are in the result, not an error; an error is a drill
+	// that could not run to its comparison.
+	Drill func(ctx context.Context, d *Drill) (*DrillResult, error)
+	// CleanDrills removes the directories killed drills left under
+	// parent and returns what it removed.
+	CleanDrills func(parent string) []string
 }
 
 // ErrNoRunners: a Runners lacks a body (see Runners.Check).
@@ -52,6 +61,7 @@ func (r Runners) Check() error {
 	}{
 		{"Backup", r.Backup != nil}, {"Restore", r.Restore != nil}, {"Totals", r.Totals != nil},
 		{"DataSize", r.DataSize != nil}, {"CleanSpools", r.CleanSpools != nil},
+		{"Drill", r.Drill != nil}, {"CleanDrills", r.CleanDrills != nil},
 	} {
 		if !f.set {
 			missing = append(missing, f.name)
