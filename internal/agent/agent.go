@@ -380,6 +380,11 @@ func (a *Agent) cleanSlots() error {
 		}
 	}
 	ops.CleanWorkDir(n.Device)
+	// Restore drills a killed agent left (their throwaway server's files),
+	// whether or not drills are still configured.
+	for _, r := range a.cfg.Jobs.CleanDrills(ops.DrillDir(n.Device)) {
+		a.log.Warn("removed the directory of an interrupted restore drill", "dir", r)
+	}
 	return nil
 }
 

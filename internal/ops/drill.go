@@ -169,8 +169,9 @@ type Driller struct {
 }
 
 // Open loads drill.json (a drill left running ended with the previous
-// process: failed, interrupted) and removes the directories of drills a
-// killed agent left (Runners.CleanDrills).
+// process: failed, interrupted). The agent removes the directories of
+// drills a killed agent left at its start (Runners.CleanDrills), with or
+// without a Driller.
 func (d *Driller) Open() error {
 	d.path = filepath.Join(d.State.Path, DrillStateFile)
 	d.trigger = make(chan struct{}, 1)
@@ -190,15 +191,7 @@ func (d *Driller) Open() error {
 		st.Failures++
 	}
 	d.st = st
-	if err := d.save(); err != nil {
-		return err
-	}
-	if n, err := d.State.LoadNode(); err == nil && n.Device != "" {
-		for _, r := range d.Jobs.CleanDrills(DrillDir(n.Device)) {
-			d.Log.Warn("removed the directory of an interrupted drill", "dir", r)
-		}
-	}
-	return nil
+	return d.save()
 }
 
 // LoadDrillState reads path (none yet: the zero state). A damaged file is
