@@ -131,6 +131,11 @@ type Options struct {
 	ExtraAfter *Position
 	// ExtraTo is the last position replayed from Extra (inclusive).
 	ExtraTo *Position
+	// AfterData, when set, is called once by Run when every collection's
+	// documents are in, before the oplog replay, the users and roles, and
+	// the index builds: a restore test (package drill) compares the data
+	// as dumped there, which the replay then changes. Its error stops Run.
+	AfterData func(ctx context.Context) error
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.

@@ -265,6 +265,14 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 	}()
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
+	dataIn := false
+	afterData := func() error {
+		if dataIn || opts.AfterData == nil {
+			return nil
+		}
+		dataIn = true
+		return opts.AfterData(ctx)
+	}
 	prog.setStep(StepData)
 	br := bufio.NewReaderSize(nil, 1<<20)
 	// Collections of different databases load at once (see loader);
@@ -286,6 +294,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 				}
 				// Every collection is in (no data entry follows the
 				// oplog): replay now, build the indexes after.
+				if err := afterData(); err != nil {
+					return nil, err
+				}
 				br.Reset(ar)
 				// Users and roles before the replay, which may change
 				// them (mongorestore orders it so).
@@ -357,6 +368,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 				return nil, err
 			}
 		}
+	}
+	if err := afterData(); err != nil {
+		return nil, err
 	}
 	if replay && oplogSpool != nil {
 		sr, err := oplogSpool.Reader()
