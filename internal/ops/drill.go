@@ -191,6 +191,9 @@ func (d *Driller) Open() error {
 		st.Failures++
 	}
 	d.st = st
+	if run, _, next := d.Schedule.Due(st.base(), time.Now()); !run {
+		d.next = next
+	}
 	return d.save()
 }
 
