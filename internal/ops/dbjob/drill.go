@@ -104,4 +104,3 @@ func CleanDrills(parent string) []string {
 	removed, _ := drill.CleanStale(parent)
 	return removed
 }
-
