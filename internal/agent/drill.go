@@ -56,6 +56,7 @@ func (a *Agent) openDrill() error {
 		Ended:      func(_ ops.DrillRun, st ops.DrillState) { a.metrics.SetDrill(drillMetrics(st)) },
 		Notify:     a.notify,
 		CodeOf:     func(err error) string { return string(codeOf(err)) },
+		Hold:       a.cfg.Hold,
 		Log:        a.log.With("service", ops.KindDrill),
 	}
 	if err := a.driller.Open(); err != nil {

@@ -77,6 +77,7 @@ type Drill struct {
 	// Parent is where the throwaway server's temporary directory goes
 	// (DrillDir of the device).
 	Parent string
+	Hold   Hold
 	Log    *slog.Logger
 }
 
@@ -159,6 +160,8 @@ type Driller struct {
 	// Poll is how often a running drill looks for a job that preempts it
 	// (0: 1 s), and how often a due drill looks for the slot to be free.
 	Poll time.Duration
+	// Hold is the tests' hold point (HoldDrill).
+	Hold Hold
 	Log  *slog.Logger
 
 	path    string
@@ -189,6 +192,8 @@ func (d *Driller) Open() error {
 	if r := st.Last; r != nil && r.Outcome == DrillRunning {
 		r.Outcome, r.Reason, r.Finished = DrillFailed, "interrupted: the agent stopped during the drill", &now
 		st.Failures++
+		started := r.Started
+		st.Attempted = &started
 	}
 	d.st = st
 	if run, _, next := d.Schedule.Due(st.base(), time.Now()); !run {
@@ -384,7 +389,7 @@ func (d *Driller) RunOnce(ctx context.Context, due time.Time) DrillRun {
 			}
 		}
 	}()
-	res, err := d.Jobs.Drill(dctx, &Drill{Path: slot.Path(m), Meta: m, Identities: ids, Parent: DrillDir(n.Device), Log: d.Log})
+	res, err := d.Jobs.Drill(dctx, &Drill{Path: slot.Path(m), Meta: m, Identities: ids, Parent: DrillDir(n.Device), Hold: d.Hold, Log: d.Log})
 	cancel(nil)
 	<-watchDone
 	if cause := context.Cause(dctx); err != nil && errors.Is(cause, ErrDrillPreempted) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -43,8 +44,17 @@ func RunDrill(ctx context.Context, d *ops.Drill) (*ops.DrillResult, error) {
 	if _, err := bf.Authenticate(ctx, nil); err != nil {
 		return nil, ops.CancelledError(ctx, drillOpenError(err), "the drill stopped while authenticating the file")
 	}
+	first := true
 	rep, err := drill.Run(ctx, drill.Options{
-		Open:   bf.Reopen,
+		Open: func() (io.Reader, error) {
+			if first {
+				// drill.Run opens the file once its directory and
+				// server exist: the tests' point to kill the agent.
+				first = false
+				d.Hold.At(ctx, ops.HoldDrill)
+			}
+			return bf.Reopen()
+		},
 		Parent: d.Parent, InputSize: fi.Size(), SpoolReserve: drillSpoolReserve, Logger: d.Log,
 	})
 	if err != nil {
