@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/drill"
 	"github.com/a0backup/a0/internal/drill/drilltest"
+	"github.com/a0backup/a0/internal/job"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/ops/dbjob"
 	"github.com/a0backup/a0/internal/sampledata"
@@ -60,7 +62,7 @@ func drillNode(t *testing.T) (state, dev, identity string, id *age.X25519Identit
 
 // drillAgent starts an agent with drills every `every` on a seeded
 // embedded database.
-func drillAgent(t *testing.T, state, dev, identity string, id *age.X25519Identity, every string, hook *receiver) *drillTest {
+func drillAgent(t *testing.T, state, dev, identity string, id *age.X25519Identity, every string, hook *receiver, set ...func(*Config)) *drillTest {
 	t.Helper()
 	sched, err := schedule.Parse(schedule.Spec{Every: every})
 	if err != nil {
@@ -72,6 +74,9 @@ func drillAgent(t *testing.T, state, dev, identity string, id *age.X25519Identit
 		Drill: &Drill{Schedule: sched, Identity: identity, Poll: 20 * time.Millisecond}}
 	if hook != nil {
 		cfg.Webhook, cfg.WebhookCAFile = hook.url, hook.caFile
+	}
+	for _, f := range set {
+		f(&cfg)
 	}
 	a, err := New(context.Background(), cfg)
 	if err != nil {
@@ -294,5 +299,62 @@ func TestDrillLeftoversAtStart(t *testing.T) {
 	}
 	if mt := scrape(t, d.a.MetricsAddr()); mt["a0_restore_drill_failures_total"] != 1 || mt["a0_restore_drill_last_success_timestamp_seconds"] != 0 {
 		t.Fatalf("metrics: %v", mt)
+	}
+}
+
+// A drill never holds up a job: a job that starts while a drill runs (held
+// here once its throwaway server exists) preempts it: the drill is
+// cancelled, reported "skipped" (to be retried, no failure counted), its
+// directory removed; it does not start again while the job runs, and
+// runs, and passes, once the job has ended.
+func TestDrillGivesWayToAJob(t *testing.T) {
+	state, dev, identity, id := drillNode(t)
+	reached := make(chan struct{}, 10)
+	var held atomic.Bool
+	hold := func(ctx context.Context, point string) {
+		if point != HoldDrill || held.Swap(true) {
+			return // only the first drill is held
+		}
+		reached <- struct{}{}
+		<-ctx.Done()
+	}
+	d := drillAgent(t, state, dev, identity, id, "1h", nil, func(c *Config) { c.Hold = hold })
+	if _, err := sampledata.Seed(context.Background(), d.a.client, sampledata.Options{Users: 20}); err != nil {
+		t.Fatal(err)
+	}
+	m := d.backup(t)
+	d.a.driller.Trigger()
+	<-reached
+	if left, _ := filepath.Glob(filepath.Join(ops.DrillDir(dev), drill.DirPattern)); len(left) != 1 {
+		t.Fatalf("the held drill's directory: %v", left)
+	}
+	// A job starts: the one-job slot is free, the drill gives way.
+	release := make(chan struct{})
+	if err := d.a.jobs.Start(d.a.ctx, kindRestore, func(ctx context.Context, j *job.Job) (any, error) {
+		<-release
+		return nil, nil
+	}); err != nil {
+		t.Fatalf("a job while a drill runs: %v", err)
+	}
+	st := d.waitDrill(t, "skipped", func(r *api.DrillRun) bool { return r.Outcome == ops.DrillSkipped })
+	if !strings.Contains(st.Last.Reason, "gave way") || !strings.Contains(st.Last.Reason, "restore") || st.Failures != 0 ||
+		st.Last.Backup != m.Name {
+		t.Fatalf("the preempted drill: %+v (status %+v)", st.Last, st)
+	}
+	if left, _ := filepath.Glob(filepath.Join(ops.DrillDir(dev), drill.DirPattern)); len(left) != 0 {
+		t.Fatalf("the preempted drill left %v", left)
+	}
+	// Still running: no drill starts beside it.
+	if kind, _, _ := d.a.jobs.Running(); kind != kindRestore {
+		t.Fatalf("the job: %q", kind)
+	}
+	if st := d.a.drillStatus(); st.Last.Outcome != ops.DrillSkipped {
+		t.Fatalf("a drill started beside the job: %+v", st.Last)
+	}
+	close(release)
+	d.a.jobs.Wait(context.Background())
+	st = d.waitDrill(t, "ok after the job", func(r *api.DrillRun) bool { return r.Outcome == ops.DrillOK })
+	if st.Failures != 0 || st.Last.Backup != m.Name {
+		t.Fatalf("the drill after the job: %+v", st)
 	}
 }

@@ -264,11 +264,16 @@ func (d *Driller) record(r DrillRun) DrillState {
 
 // Run runs the drills until ctx ends.
 func (d *Driller) Run(ctx context.Context) {
+	var retry *DrillRun
 	for {
 		st, _ := d.Snapshot()
 		run, _, next := d.Schedule.Due(st.base(), time.Now())
 		due := next
-		if run {
+		if retry != nil {
+			// A job preempted the last drill (scheduled or asked for):
+			// it runs again once the job has ended.
+			due = retry.Due
+		} else if run {
 			due = d.Schedule.Next(st.base())
 		} else {
 			d.mu.Lock()
@@ -297,7 +302,11 @@ func (d *Driller) Run(ctx context.Context) {
 		d.mu.Lock()
 		d.next = time.Time{}
 		d.mu.Unlock()
-		d.RunOnce(ctx, due.UTC())
+		r := d.RunOnce(ctx, due.UTC())
+		retry = nil
+		if r.Retry {
+			retry = &r
+		}
 		if ctx.Err() != nil {
 			return
 		}
