@@ -20,7 +20,7 @@ import (
 // the agent is killed (SIGKILL) there: the directory stays; the next start
 // removes it, reports the drill as failed (interrupted), and the next
 // drill passes: node-status shows `drill: ok at ...`, `backups` predicts
-// the restore time from it.
+// the restore time from it, and, after a restore, from the restore.
 func TestDrillKilledAndNextStart(t *testing.T) {
 	bin := buildBinaries(t)
 	work := t.TempDir()
@@ -114,6 +114,20 @@ func TestDrillKilledAndNextStart(t *testing.T) {
 	}
 	if text := run(0, "a0cli", "-t", p.addr, "backups"); !strings.Contains(text, "restore ≈ ") || !strings.Contains(text, "predicted from the drill of "+d.Last.Backup) {
 		t.Fatalf("backups:\n%s", text)
+	}
+	// A restore of the stored backup (the operator's key opens it; the
+	// drills give way to it) measures the rate the next prediction uses.
+	run(0, "a0cli", "-t", p.addr, "restore", "--drop")
+	if text := run(0, "a0cli", "-t", p.addr, "backups"); !strings.Contains(text, "predicted from the restore of "+d.Last.Backup) {
+		t.Fatalf("backups after a restore:\n%s", text)
+	}
+	var list api.Backups
+	if err := json.Unmarshal([]byte(run(0, "a0cli", "-t", p.addr, "backups", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Backups) != 1 || list.Backups[0].RestorePrediction == nil || list.Backups[0].RestorePrediction.From != "restore" ||
+		list.Backups[0].RestorePrediction.Seconds <= 0 {
+		t.Fatalf("backups --json: %+v", list.Backups)
 	}
 	if dirs, _ := filepath.Glob(filepath.Join(dev, "backup", ".drill", "a0-drill-*")); len(dirs) > 1 {
 		t.Fatalf("drill directories left: %v", dirs)
