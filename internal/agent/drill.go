@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"filippo.io/age"
@@ -112,7 +113,7 @@ func apiDrillRun(r *ops.DrillRun) *api.DrillRun {
 	}
 	return &api.DrillRun{Due: r.Due, Started: r.Started, Finished: r.Finished, Outcome: r.Outcome, Reason: r.Reason,
 		Code: r.Code, Backup: r.Backup, Seconds: r.Seconds, Bytes: r.Bytes, Collections: r.Collections,
-		Documents: r.Documents, Note: r.Note}
+		Documents: r.Documents, Note: r.Note, Retry: r.Retry}
 }
 
 // restorePrediction is `backups`' predicted restore time of a backup file
@@ -149,4 +150,15 @@ func (a *Agent) slotDrillStatus(slot string) *api.DrillStatus {
 		return nil
 	}
 	return a.drillStatus()
+}
+
+// drillNow is POST /v1/drill (a0cli drill): a drill now, under the drills'
+// rules (after any running job, preempted by any job that starts).
+func (a *Agent) drillNow(w http.ResponseWriter, r *http.Request) error {
+	if a.driller == nil {
+		return api.Errorf(api.CodeUnsupported, `this node runs no restore drills: set "drill" (a schedule and an identity) in its agent config (docs/operations.md)`)
+	}
+	out := api.DrillRequested{AlreadyRequested: !a.driller.Trigger()}
+	a.log.Info("restore drill requested", "key", r.Context().Value(keyNameKey), "already_requested", out.AlreadyRequested)
+	return writeJSON(w, http.StatusAccepted, api.Message{Message: "Drill requested.", Arguments: out})
 }

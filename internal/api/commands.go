@@ -30,6 +30,7 @@ var CommandList = []CommandSpec{
 	{"backup-delete", "backup-delete", "delete the stored backup", true},
 	{"backup-copy", "backup-copy [--wait]", "copy the stored backup to the node's remote store now", true},
 	{"backups", "backups [--json] | backups prune [--dry-run] [--json]", "list the local and remote backups; prune applies the retention policy", true},
+	{"drill", "drill [--wait]", "run a restore drill of the stored backup now, into a throwaway server on the node (agent config \"drill\")", true},
 	{"pitr-status", "pitr-status [--json]", "show the continuous oplog archive: what can be restored to a time, lag, gaps", true},
 	{"backup-sensitive", "backup-sensitive [--password P | --password-file F] [--wait]", "back up the node's sensitive configuration", true},
 	{"backup-sensitive-status", "backup-sensitive-status", "show the stored, running or failed sensitive backup", true},

@@ -2,6 +2,17 @@ package api
 
 import "time"
 
+// PathDrill is POST: run a restore drill of the stored backup now
+// (a0cli drill), on a node with "drill" in its agent config.
+const PathDrill = "/v1/drill"
+
+// DrillRequested is the "arguments" of "Drill requested.".
+type DrillRequested struct {
+	// AlreadyRequested: a drill was already asked for and has not
+	// started; this request adds nothing.
+	AlreadyRequested bool `json:"already_requested,omitempty"`
+}
+
 // DrillStatus is node-status's and backup-status's "drill": the restore
 // drills' schedule, the last drill and the last successful one (issue 29).
 // Unset on a node without "drill" in its config.
@@ -37,6 +48,9 @@ type DrillRun struct {
 	// Note says what the comparison could not cover (no content digests
 	// in an older backup, a collection the embedded server cannot hold).
 	Note string `json:"note,omitempty"`
+	// Retry: a job preempted this drill (outcome "skipped"); it runs
+	// again once the job has ended.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // RestorePrediction is `backups`' predicted restore time of one backup:

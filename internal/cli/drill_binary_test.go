@@ -115,6 +115,10 @@ func TestDrillKilledAndNextStart(t *testing.T) {
 	if text := run(0, "a0cli", "-t", p.addr, "backups"); !strings.Contains(text, "restore ≈ ") || !strings.Contains(text, "predicted from the drill of "+d.Last.Backup) {
 		t.Fatalf("backups:\n%s", text)
 	}
+	// A drill asked for now, followed to its end.
+	if out := run(0, "a0cli", "-t", p.addr, "drill", "--wait"); !strings.HasPrefix(out, "drill:          ok at ") {
+		t.Fatalf("drill --wait: %q", out)
+	}
 	// A restore of the stored backup (the operator's key opens it; the
 	// drills give way to it) measures the rate the next prediction uses.
 	run(0, "a0cli", "-t", p.addr, "restore", "--drop")
