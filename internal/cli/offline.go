@@ -46,7 +46,7 @@ type OfflineOptions struct {
 	// manifest (restoretest.go).
 	RestoreTest    bool
 	RestoreTestDir string
-	warned bool
+	warned         bool
 	// fileKey is a version 2 file's key once unwrapped, so a second pass
 	// over the file does not ask again. RunVerify and RunDecrypt clear it.
 	fileKey []byte

@@ -108,4 +108,3 @@ func printRestoreTest(env *Env, rep *drill.Report) {
 		fmt.Fprintln(w, line)
 	}
 }
-
