@@ -23,8 +23,9 @@ import (
 )
 
 // dumpOf seeds a fresh embedded server (with its oplog) and dumps it into
-// a tar.gz as a backup does.
-func dumpOf(t *testing.T) ([]byte, *manifest.Manifest) {
+// a tar.gz as a backup does; with writes, the dump's oplog holds an update,
+// an insert and a delete in auth0.users made after its data was read.
+func dumpOf(t *testing.T, writes ...bool) ([]byte, *manifest.Manifest) {
 	t.Helper()
 	ctx := context.Background()
 	client := embeddedtest.Client(t, embedded.Config{Oplog: true})
@@ -51,7 +52,22 @@ func dumpOf(t *testing.T) ([]byte, *manifest.Manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := dump.Run(ctx, client, aw, dump.Options{SpoolDir: t.TempDir()}, nil)
+	opts := dump.Options{SpoolDir: t.TempDir()}
+	if len(writes) > 0 && writes[0] {
+		opts.BeforeOplogEnd = func(ctx context.Context) {
+			users := client.Database("auth0").Collection("users")
+			if _, err := users.UpdateOne(ctx, bson.D{{Key: "_id", Value: 7}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: int64(-7)}}}}); err != nil {
+				t.Error(err)
+			}
+			if _, err := users.InsertOne(ctx, bson.D{{Key: "_id", Value: 1000}, {Key: "email", Value: "late@example.com"}, {Key: "n", Value: int64(1000)}}); err != nil {
+				t.Error(err)
+			}
+			if _, err := users.DeleteOne(ctx, bson.D{{Key: "_id", Value: 8}}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	m, err := dump.Run(ctx, client, aw, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +154,31 @@ func TestRun(t *testing.T) {
 		})
 	}
 	_ = entry
+}
+
+// TestRunComparesBeforeReplay: the digests are of the data as dumped; the
+// oplog captured beside the dump (writes after the data was read) changes
+// it. The drill compares before the replay, then replays, which must apply
+// the entries; comparing after the replay would find auth0.users changed.
+func TestRunComparesBeforeReplay(t *testing.T) {
+	tgz, man := dumpOf(t, true)
+	if man.OplogEntries < 3 {
+		t.Fatalf("the dump's oplog holds %d entries, want the 3 writes", man.OplogEntries)
+	}
+	parent := t.TempDir()
+	rep, err := drill.Run(context.Background(), drill.Options{Open: opener(tgz), Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := leftIn(t, parent); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	if !rep.OK || rep.Same != len(man.Collections) {
+		t.Fatalf("%+v", rep)
+	}
+	if rep.OplogEntries != man.OplogEntries || rep.OplogApplied < 3 {
+		t.Fatalf("oplog: %d entries, %d applied, skipped %v", rep.OplogEntries, rep.OplogApplied, rep.OplogSkipped)
+	}
 }
 
 // stripDigests repacks tgz with a manifest without digests: a backup made
