@@ -3,10 +3,12 @@ package drill_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -98,7 +100,7 @@ func TestRun(t *testing.T) {
 			t.Fatalf("the dump wrote no digest for %s", c.Namespace())
 		}
 	}
-	altered, entry, err := drilltest.Alter(tgz, []byte("user00042@"), []byte("user00042!"))
+	altered, _, err := drilltest.Alter(tgz, []byte("user00042@"), []byte("user00042!"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +155,6 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
-	_ = entry
 }
 
 // TestRunComparesBeforeReplay: the digests are of the data as dumped; the
@@ -185,47 +186,22 @@ func TestRunComparesBeforeReplay(t *testing.T) {
 // before the dump wrote them.
 func stripDigests(t *testing.T, tgz []byte) []byte {
 	t.Helper()
-	ar, err := archive.NewReader(bytes.NewReader(tgz), archive.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	aw, err := archive.NewWriter(&out, archive.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		e, err := ar.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	return repack(t, tgz, func(name string, data []byte) []byte {
+		if name != manifest.Name {
+			return data
 		}
+		m, err := manifest.Decode(bytes.NewReader(data))
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, err := io.ReadAll(ar)
-		if err != nil {
+		for i := range m.Collections {
+			m.Collections[i].Digest = ""
+		}
+		if data, err = m.Encode(); err != nil {
 			t.Fatal(err)
 		}
-		if e.Name == manifest.Name {
-			m, err := manifest.Decode(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range m.Collections {
-				m.Collections[i].Digest = ""
-			}
-			if data, err = m.Encode(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := aw.AddBytes(e.Name, e.Mode, e.ModTime, data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := aw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
+		return data
+	})
 }
 
 // TestRunCancelled: a cancelled drill removes its directory too.
@@ -247,4 +223,73 @@ func TestRunCancelled(t *testing.T) {
 	if left := leftIn(t, parent); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
 	}
+}
+
+// TestRunNotHeld: a collection the embedded server cannot hold (here a
+// validator, which FerretDB lacks) is left out, named and counted with
+// the server's reason; the others are still restored and compared.
+func TestRunNotHeld(t *testing.T) {
+	tgz, man := dumpOf(t)
+	const meta = "other/things.metadata.json"
+	withValidator := repack(t, tgz, func(name string, data []byte) []byte {
+		if name != meta {
+			return data
+		}
+		var md map[string]any
+		if err := json.Unmarshal(data, &md); err != nil {
+			t.Fatal(err)
+		}
+		md["options"] = map[string]any{"validator": map[string]any{"i": map[string]any{"$gte": map[string]any{"$numberInt": "0"}}}}
+		b, err := json.Marshal(md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+	rep, err := drill.Run(context.Background(), drill.Options{Open: opener(withValidator), Parent: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK || rep.NotHeld != 1 || rep.Same != len(man.Collections)-1 {
+		t.Fatalf("%+v", rep)
+	}
+	for _, c := range rep.Collections {
+		if c.Namespace == "other.things" && (c.Status != drill.StatusNotHeld || !strings.Contains(c.Reason, "validator")) {
+			t.Fatalf("%+v", c)
+		}
+	}
+}
+
+// repack rewrites tgz entry by entry through edit.
+func repack(t *testing.T, tgz []byte, edit func(name string, data []byte) []byte) []byte {
+	t.Helper()
+	ar, err := archive.NewReader(bytes.NewReader(tgz), archive.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	aw, err := archive.NewWriter(&out, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e, err := ar.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(ar)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := aw.AddBytes(e.Name, e.Mode, e.ModTime, edit(e.Name, data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
