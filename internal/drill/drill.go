@@ -110,7 +110,7 @@ type Report struct {
 
 	Collections []Collection `json:"collections"`
 	// Counts by status.
-	Same        int `json:"ok"`
+	Same        int `json:"same"`
 	Differs     int `json:"differs"`
 	NotHeld     int `json:"not_held"`
 	NoDigest    int `json:"no_digest"`
@@ -121,7 +121,7 @@ type Report struct {
 	OplogEntries int64            `json:"oplog_entries"`
 	OplogApplied int64            `json:"oplog_applied"`
 	OplogSkipped map[string]int64 `json:"oplog_skipped,omitempty"`
-	OK           bool             `json:"ok_all"`
+	OK           bool             `json:"ok"`
 }
 
 // RestoreError is a backup that did not restore into the drill's server:
