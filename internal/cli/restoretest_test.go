@@ -123,6 +123,20 @@ func TestVerifyRestoreTest(t *testing.T) {
 		assertNoDrillDir(t, parent)
 	})
 
+	t.Run("v2 file, opened with the CLI key", func(t *testing.T) {
+		alice := newKeyedOperator(t, "ed25519")
+		src.authorize("alice", alice.home)
+		op.mustOn(src, "backup-delete")
+		op.mustOn(src, "backup", "--to", "alice")
+		waitFound(t, op, src)
+		op.mustOn(src, "backup-retrieve", "-o", "v2.enc")
+		r := alice.run("verify", "--restore-test", "--restore-test-dir", parent, filepath.Join(op.dir, "v2.enc"))
+		if r.code != 0 || !strings.Contains(r.stdout, "a0enc v2") || !strings.Contains(r.stdout, "restore test: OK") {
+			t.Fatalf("%+v", r)
+		}
+		assertNoDrillDir(t, parent)
+	})
+
 	t.Run("usage", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"verify", "--restore-test", "--legacy", good},
