@@ -395,7 +395,7 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 		if man.Kind != manifest.KindBackup {
 			return res, usagef("verify --restore-test: %s is a %s backup, which holds no database to restore", o.File, man.Kind)
 		}
-		rt, err := restoreTest(ctx, env, o, bf)
+		rt, err := restoreTest(ctx, env, o, bf, man.TotalBytes())
 		if err != nil {
 			return res, err
 		}

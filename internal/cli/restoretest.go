@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/a0backup/a0/internal/backupfile"
 	"github.com/a0backup/a0/internal/drill"
+	"github.com/a0backup/a0/internal/restore"
 )
 
 // restoreTest is verify --restore-test (issue 29): the authenticated file
@@ -16,7 +19,7 @@ import (
 // restore is an *IntegrityError (exit 6), as a difference is (reported
 // by restoreTestFailed once the report is printed); Ctrl-C stops it, its
 // temporary directory removed, with exit 130.
-func restoreTest(ctx context.Context, env *Env, o *OfflineOptions, bf *backupfile.File) (*drill.Report, error) {
+func restoreTest(ctx context.Context, env *Env, o *OfflineOptions, bf *backupfile.File, bsonBytes int64) (*drill.Report, error) {
 	var size int64
 	if st, err := os.Stat(o.File); err == nil {
 		size = st.Size()
@@ -29,11 +32,15 @@ func restoreTest(ctx context.Context, env *Env, o *OfflineOptions, bf *backupfil
 	if !o.JSON {
 		fmt.Fprintln(env.Stderr, "a0cli: restore test: restoring into a throwaway embedded server...")
 	}
+	prog := &restore.Progress{}
+	stop := drawRestoreTest(env, prog, bsonBytes)
 	rep, err := drill.Run(ctx, drill.Options{
 		Open:      bf.Reopen,
 		Parent:    o.RestoreTestDir,
 		InputSize: size,
+		Progress:  prog,
 	})
+	stop()
 	var re *drill.RestoreError
 	switch {
 	case err == nil:
@@ -44,6 +51,38 @@ func restoreTest(ctx context.Context, env *Env, o *OfflineOptions, bf *backupfil
 		return nil, &IntegrityError{Msg: "restore test FAILED: " + err.Error()}
 	}
 	return nil, fmt.Errorf("restore test: %w", err)
+}
+
+// drawRestoreTest draws the restore's progress on a terminal (the BSON
+// loaded of the manifest's total, then the step) until the returned
+// function is called; elsewhere it draws nothing.
+func drawRestoreTest(env *Env, prog *restore.Progress, total int64) func() {
+	b := newBar(env, "restore test")
+	if !b.on {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s := prog.Snapshot()
+				b.update(s.Bytes, total, fmt.Sprintf("%s, %d documents", s.Step, s.Documents))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		b.finish()
+	}
 }
 
 // restoreTestFailed is the exit-6 error of a restore test that found a

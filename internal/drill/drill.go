@@ -415,7 +415,9 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 			}
 			r, ok := restored[ns]
 			if ok {
-				c.IndexesFound = r.IndexesFound
+				// The restore's expectation: the dump's indexes and those
+				// the oplog's entries built.
+				c.IndexesExpected, c.IndexesFound = r.IndexesExpected, r.IndexesFound
 				if r.IndexesFound != r.IndexesExpected {
 					why = append(why, fmt.Sprintf("%d indexes built, %d dumped", r.IndexesFound, r.IndexesExpected))
 				}
