@@ -218,7 +218,7 @@ func run(ctx context.Context, o Options, srv *embedded.Server, client *mongo.Cli
 	if man == nil {
 		return nil, &RestoreError{Step: "plan", Err: errors.New("the archive has no manifest.json: nothing to compare with")}
 	}
-	rep.Name, rep.Documents, rep.Bytes, rep.OplogEntries = man.Name, man.TotalDocuments(), man.TotalBytes(), plan.OplogEntries
+	rep.Name, rep.Documents, rep.Bytes, rep.OplogEntries = man.Name, man.TotalDocuments(), man.TotalBytes(), man.OplogEntries
 	if len(notHeld) > 0 {
 		ropts.NS = heldNamespaces(plan)
 	}
@@ -298,9 +298,9 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 			}
 		}
 		if len(ropts.NS) == 0 {
-			// Nothing left to restore: an empty plan, not "everything"
-			// (restore's empty NS).
-			return &restore.PlanResult{Manifest: plan.Manifest, OplogEntries: plan.OplogEntries}, notHeld, nil
+			// Nothing left to restore: an empty plan (restore's empty
+			// NS would mean everything), which Run does not restore.
+			return &restore.PlanResult{Manifest: plan.Manifest}, notHeld, nil
 		}
 	}
 }

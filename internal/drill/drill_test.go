@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -227,36 +228,61 @@ func TestRunCancelled(t *testing.T) {
 
 // TestRunNotHeld: a collection the embedded server cannot hold (here a
 // validator, which FerretDB lacks) is left out, named and counted with
-// the server's reason; the others are still restored and compared.
+// the server's reason; the others are still restored and compared. When
+// none is held, nothing is restored (not everything, as an empty
+// selection would).
 func TestRunNotHeld(t *testing.T) {
-	tgz, man := dumpOf(t)
-	const meta = "other/things.metadata.json"
-	withValidator := repack(t, tgz, func(name string, data []byte) []byte {
-		if name != meta {
-			return data
-		}
-		var md map[string]any
-		if err := json.Unmarshal(data, &md); err != nil {
-			t.Fatal(err)
-		}
-		md["options"] = map[string]any{"validator": map[string]any{"i": map[string]any{"$gte": map[string]any{"$numberInt": "0"}}}}
-		b, err := json.Marshal(md)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	})
-	rep, err := drill.Run(context.Background(), drill.Options{Open: opener(withValidator), Parent: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	tgz, man := dumpOf(t, true) // with an oplog naming auth0.users
+	withValidator := func(metas ...string) []byte {
+		return repack(t, tgz, func(name string, data []byte) []byte {
+			if !slices.Contains(metas, name) {
+				return data
+			}
+			var md map[string]any
+			if err := json.Unmarshal(data, &md); err != nil {
+				t.Fatal(err)
+			}
+			md["options"] = map[string]any{"validator": map[string]any{"i": map[string]any{"$exists": true}}}
+			b, err := json.Marshal(md)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		})
 	}
-	if !rep.OK || rep.NotHeld != 1 || rep.Same != len(man.Collections)-1 {
-		t.Fatalf("%+v", rep)
+	all := []string{"auth0/users.metadata.json", "auth0/clients.metadata.json", "other/things.metadata.json"}
+	tests := []struct {
+		name    string
+		archive []byte
+		notHeld []string
+	}{
+		{"one", withValidator("other/things.metadata.json"), []string{"other.things"}},
+		{"all", withValidator(all...), []string{"auth0.users", "auth0.clients", "other.things"}},
 	}
-	for _, c := range rep.Collections {
-		if c.Namespace == "other.things" && (c.Status != drill.StatusNotHeld || !strings.Contains(c.Reason, "validator")) {
-			t.Fatalf("%+v", c)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := drill.Run(context.Background(), drill.Options{Open: opener(tc.archive), Parent: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK || rep.NotHeld != len(tc.notHeld) || rep.Same != len(man.Collections)-len(tc.notHeld) {
+				t.Fatalf("%+v", rep)
+			}
+			if len(tc.notHeld) == len(man.Collections) && (rep.OplogApplied != 0 || man.OplogEntries == 0) {
+				// The oplog names only collections not held: replaying it
+				// would restore them after all.
+				t.Errorf("nothing held, yet %d of %d oplog entries applied", rep.OplogApplied, man.OplogEntries)
+			}
+			for _, c := range rep.Collections {
+				held := !slices.Contains(tc.notHeld, c.Namespace)
+				if !held && (c.Status != drill.StatusNotHeld || !strings.Contains(c.Reason, "validator") || c.DocumentsFound != 0) {
+					t.Errorf("%+v", c)
+				}
+				if held && c.Status != drill.StatusOK {
+					t.Errorf("%+v", c)
+				}
+			}
+		})
 	}
 }
 
