@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -214,6 +215,13 @@ func TestRunCancelled(t *testing.T) {
 	_, err := drill.Run(ctx, drill.Options{Parent: parent, Open: func() (io.Reader, error) {
 		n++
 		if n == 2 { // the restore's pass: cancel as it starts
+			// The decrypted data go in there: only this user may read it.
+			dirs := leftIn(t, parent)
+			if len(dirs) != 1 {
+				t.Errorf("drill directories %v", dirs)
+			} else if st, err := os.Stat(dirs[0]); err != nil || st.Mode().Perm() != 0o700 {
+				t.Errorf("drill directory %v: %v", st.Mode(), err)
+			}
 			cancel()
 		}
 		return bytes.NewReader(tgz), nil
