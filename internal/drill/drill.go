@@ -110,7 +110,7 @@ type Report struct {
 
 	Collections []Collection `json:"collections"`
 	// Counts by status.
-	Same        int `json:"ok"`
+	Same        int `json:"same"`
 	Differs     int `json:"differs"`
 	NotHeld     int `json:"not_held"`
 	NoDigest    int `json:"no_digest"`
@@ -121,7 +121,7 @@ type Report struct {
 	OplogEntries int64            `json:"oplog_entries"`
 	OplogApplied int64            `json:"oplog_applied"`
 	OplogSkipped map[string]int64 `json:"oplog_skipped,omitempty"`
-	OK           bool             `json:"ok_all"`
+	OK           bool             `json:"ok"`
 }
 
 // RestoreError is a backup that did not restore into the drill's server:
@@ -218,7 +218,7 @@ func run(ctx context.Context, o Options, srv *embedded.Server, client *mongo.Cli
 	if man == nil {
 		return nil, &RestoreError{Step: "plan", Err: errors.New("the archive has no manifest.json: nothing to compare with")}
 	}
-	rep.Name, rep.Documents, rep.Bytes, rep.OplogEntries = man.Name, man.TotalDocuments(), man.TotalBytes(), plan.OplogEntries
+	rep.Name, rep.Documents, rep.Bytes, rep.OplogEntries = man.Name, man.TotalDocuments(), man.TotalBytes(), man.OplogEntries
 	if len(notHeld) > 0 {
 		ropts.NS = heldNamespaces(plan)
 	}
@@ -298,9 +298,9 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 			}
 		}
 		if len(ropts.NS) == 0 {
-			// Nothing left to restore: an empty plan, not "everything"
-			// (restore's empty NS).
-			return &restore.PlanResult{Manifest: plan.Manifest, OplogEntries: plan.OplogEntries}, notHeld, nil
+			// Nothing left to restore: an empty plan (restore's empty
+			// NS would mean everything), which Run does not restore.
+			return &restore.PlanResult{Manifest: plan.Manifest}, notHeld, nil
 		}
 	}
 }
@@ -415,7 +415,9 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 			}
 			r, ok := restored[ns]
 			if ok {
-				c.IndexesFound = r.IndexesFound
+				// The restore's expectation: the dump's indexes and those
+				// the oplog's entries built.
+				c.IndexesExpected, c.IndexesFound = r.IndexesExpected, r.IndexesFound
 				if r.IndexesFound != r.IndexesExpected {
 					why = append(why, fmt.Sprintf("%d indexes built, %d dumped", r.IndexesFound, r.IndexesExpected))
 				}
