@@ -204,5 +204,14 @@ func TestRestoreRenamed(t *testing.T) {
 		if got := collectionNames(t, dst, "auth0"); len(got) != 0 {
 			t.Fatalf("stock mongorestore wrote auth0: %v", got)
 		}
+
+		// restore --plain of the same dump renames the same way.
+		plain := startNode(t, "", "")
+		plain.authorize("ops", op.home)
+		op.mustOn(plain, "restore", "--plain", tgz, "--ns-from", "auth0.*", "--ns-to", "auth0_check.*")
+		sameSnapshot(t, "restore --plain's auth0_check", docsOnly(snapshotDB(t, dst, "auth0_check")), docsOnly(snapshotDB(t, plain.client(), "auth0_check")))
+		if got := collectionNames(t, plain.client(), "auth0"); len(got) != 0 {
+			t.Fatalf("restore --plain wrote auth0: %v", got)
+		}
 	})
 }

@@ -294,3 +294,54 @@ func TestRenameReplay(t *testing.T) {
 		t.Errorf("no rename of the new names in %v", applied)
 	}
 }
+
+// TestRenameExtraReplay: a point-in-time restore's archived entries
+// (Options.Extra) are renamed as the backup's own oplog is: they land on
+// the new names, the old ones are not written.
+func TestRenameExtraReplay(t *testing.T) {
+	client := start(t)
+	ctx := context.Background()
+	id := func(v any) bson.D { return bson.D{{Key: "_id", Value: v}} }
+	d := dump{
+		colls: []coll{{db: "app", name: "c", docs: []bson.D{{{Key: "_id", Value: 1}, {Key: "v", Value: "a"}}, {{Key: "_id", Value: 2}}}}},
+		oplog: []bson.D{opEntry(10, "i", "app.c", bson.D{{Key: "_id", Value: 3}}, nil)},
+		consTo: &manifest.OplogPos{T: 16, I: 1},
+	}
+	data := d.archive(t)
+	archived := []bson.D{
+		opEntry(17, "d", "app.c", id(3), nil),
+		opEntry(18, "u", "app.c", bson.D{{Key: "$v", Value: 1}, {Key: "$set", Value: bson.D{{Key: "_id", Value: 1}, {Key: "v", Value: "A"}}}}, id(1)),
+		opEntry(19, "i", "app.new", bson.D{{Key: "_id", Value: 9}}, nil),
+		opEntry(21, "d", "app.c", id(1), nil), // after ExtraTo
+	}
+	after, to := Position{T: 16, I: 1}, Position{T: 20, I: 1}
+	if _, err := client.Database("app").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "live"}}); err != nil {
+		t.Fatal(err)
+	}
+	reads := 0
+	opts := Options{NSFrom: []string{"app.*"}, NSTo: []string{"pit.*"}, Extra: extraSource(t, archived, &reads), ExtraAfter: &after, ExtraTo: &to}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p.OplogOnly, []string{"pit.new"}) {
+		t.Fatalf("oplog only %v", p.OplogOnly)
+	}
+	rep, err := Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+	if err != nil || !rep.OK {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	for ns, want := range map[string][]string{
+		"pit.c":   {`{"_id":1,"v":"A"}`, `{"_id":2}`},
+		"pit.new": {`{"_id":9}`},
+		"app.c":   {`{"_id":"live"}`},
+	} {
+		db, name, _ := strings.Cut(ns, ".")
+		if got := normalizeRelaxed(t, readAll(t, client.Database(db).Collection(name))); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %v, want %v", ns, got, want)
+		}
+	}
+	if n, _ := client.Database("app").Collection("new").CountDocuments(ctx, bson.D{}); n != 0 {
+		t.Errorf("app.new was written")
+	}
+}
