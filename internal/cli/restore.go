@@ -464,7 +464,9 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		if len(p.OplogOnly) > 0 {
 			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))
 		}
-		if len(p.Skipped) > 0 {
+		if len(p.Skipped) > 0 && len(p.Renamed) > 0 {
+			fmt.Fprintf(w, "not restored (system collections, local, config, outside --ns, not renamed by --ns-from): %s\n", strings.Join(p.Skipped, ", "))
+		} else if len(p.Skipped) > 0 {
 			fmt.Fprintf(w, "not restored (system collections, local, config, users and roles without --users-and-roles, outside --ns): %s\n", strings.Join(p.Skipped, ", "))
 		}
 	}

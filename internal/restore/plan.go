@@ -571,7 +571,7 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 		for ns := range p.oplog.namespaces {
 			// Renamed, the oplog's namespaces are new names: one the
 			// archive holds too is not restored (no pair renames it).
-			if !planned[ns] && (byNS[ns] == nil || opts.NSFrom != nil) {
+			if !planned[ns] && (byNS[ns] == nil || len(opts.NSFrom) > 0) {
 				p.OplogOnly = append(p.OplogOnly, ns)
 			}
 		}

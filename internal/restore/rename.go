@@ -83,18 +83,6 @@ func (r *Renamer) Map(ns string) (string, bool) {
 	return ns, false
 }
 
-// Pairs returns the pairs as given, "from -> to".
-func (r *Renamer) Pairs() []string {
-	if r == nil {
-		return nil
-	}
-	out := make([]string, 0, len(r.rules))
-	for i := len(r.rules) - 1; i >= 0; i-- {
-		out = append(out, r.rules[i].from+" -> "+r.rules[i].to)
-	}
-	return out
-}
-
 // starsToVars turns each unescaped "*" of p into "$<n>$" (n counting from
 // 1) and unescapes "\*" and "\\", for a pair without "$".
 func starsToVars(p string) (string, int) {

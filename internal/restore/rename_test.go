@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/manifest"
+	"github.com/a0backup/a0/internal/oplog"
 )
 
 // TestRenamer: mongorestore's --nsFrom/--nsTo syntax (mongo-tools
@@ -190,7 +191,7 @@ func TestRenameReplay(t *testing.T) {
 		return bson.D{{Key: "op", Value: op}, {Key: "ns", Value: ns}, {Key: "o", Value: o}}
 	}
 	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: make([]byte, 16)}}}
-	oplog := []bson.D{
+	entries := []bson.D{
 		opEntry(10, "i", "app.c", bson.D{{Key: "_id", Value: 4}, {Key: "v", Value: "d"}}, nil),
 		opEntry(11, "u", "app.c", bson.D{{Key: "$v", Value: 2}, {Key: "diff", Value: bson.D{{Key: "u", Value: bson.D{{Key: "v", Value: "A"}}}}}}, id(1)),
 		opEntry(12, "d", "app.c", id(3), nil),
@@ -213,12 +214,12 @@ func TestRenameReplay(t *testing.T) {
 		opEntry(22, "i", "other.c", bson.D{{Key: "_id", Value: 2}}, nil),
 	}
 	// The transaction's update names its document in o2.
-	oplog[4][3].Value.(bson.D)[0].Value.(bson.A)[0] = append(oplog[4][3].Value.(bson.D)[0].Value.(bson.A)[0].(bson.D), bson.E{Key: "o2", Value: id(2)})
+	entries[4][3].Value.(bson.D)[0].Value.(bson.A)[0] = append(entries[4][3].Value.(bson.D)[0].Value.(bson.A)[0].(bson.D), bson.E{Key: "o2", Value: id(2)})
 	d := dump{colls: []coll{
 		{db: "app", name: "c", uuid: ui, docs: []bson.D{{{Key: "_id", Value: 1}, {Key: "v", Value: "a"}}, {{Key: "_id", Value: 2}}, {{Key: "_id", Value: 3}}}},
 		{db: "gone", name: "g", docs: []bson.D{{{Key: "_id", Value: 1}}}},
 		{db: "other", name: "c"},
-	}, oplog: oplog, consTo: &manifest.OplogPos{T: 22, I: 1}}
+	}, oplog: entries, consTo: &manifest.OplogPos{T: 22, I: 1}}
 	data := d.archive(t)
 	// What the server holds under the old names stays as it is.
 	for _, ns := range []string{"app.c", "gone.g", "other.c"} {
@@ -343,5 +344,129 @@ func TestRenameExtraReplay(t *testing.T) {
 	}
 	if n, _ := client.Database("app").Collection("new").CountDocuments(ctx, bson.D{}); n != 0 {
 		t.Errorf("app.new was written")
+	}
+}
+
+// TestRenameView: a renamed view keeps reading its collection: viewOn
+// follows it when it is renamed into the view's new database, and stays
+// as it is otherwise.
+func TestRenameView(t *testing.T) {
+	viewMeta := []byte(`{"options":{"viewOn":"c","pipeline":[]},"indexes":[],"collectionName":"v","type":"view"}`)
+	data := dump{
+		colls:   []coll{{db: "app", name: "c", docs: users(2)}, {db: "app", name: "v"}},
+		replace: map[string][]byte{"app/v.metadata.json": viewMeta},
+		tweak:   func(m *manifest.Manifest) { m.Collections[1].Type, m.Collections[1].Indexes = "view", 0 },
+	}.archive(t)
+	for _, tc := range []struct {
+		name     string
+		from, to []string
+		viewNS   string
+		viewOn   string
+	}{
+		{"same database", []string{"app.$c$"}, []string{"copy.$c$_old"}, "copy.v_old", "c_old"},
+		{"view moved alone", []string{"app.v", "app.c"}, []string{"other.v", "copy.c"}, "other.v", "c"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Plan(context.Background(), bytes.NewReader(data), Options{NSFrom: tc.from, NSTo: tc.to})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range p.Collections {
+				if c.Type != "view" {
+					continue
+				}
+				var on any
+				for _, o := range c.Options {
+					if o.Key == "viewOn" {
+						on = o.Value
+					}
+				}
+				if c.Namespace() != tc.viewNS || on != tc.viewOn {
+					t.Fatalf("view %s on %v, want %s on %s", c.Namespace(), on, tc.viewNS, tc.viewOn)
+				}
+				return
+			}
+			t.Fatalf("no view planned: %+v", p.Collections)
+		})
+	}
+}
+
+// TestRenameEntry: each operation form the replay meets, rewritten under
+// the new names (ns, a command's collection, a view definition's _id and
+// viewOn, a time-series collection's buckets, a rename's two names, a
+// dropDatabase as drops), skipped when it names no renamed namespace, and
+// refused when a rename crosses the renamed set.
+func TestRenameEntry(t *testing.T) {
+	r, err := NewRenamer([]string{"app.*"}, []string{"copy.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		e    bson.D
+		want []string // the rewritten entries' ns and o (and o2), "" parts left out
+		skip string
+		err  string
+	}{
+		{name: "insert", e: opEntry(1, "i", "app.c", bson.D{{Key: "_id", Value: 1}}, nil),
+			want: []string{`copy.c {"_id":1}`}},
+		{name: "update keeps o2", e: opEntry(1, "u", "app.c", bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}, bson.D{{Key: "_id", Value: 1}}),
+			want: []string{`copy.c {"$set":{"x":1}} {"_id":1}`}},
+		{name: "other namespace", e: opEntry(1, "d", "other.c", bson.D{{Key: "_id", Value: 1}}, nil), skip: "other.c"},
+		{name: "server namespace", e: opEntry(1, "i", "admin.system.users", bson.D{{Key: "_id", Value: "app.u"}}, nil), skip: "admin.system.users"},
+		{name: "view definition", e: opEntry(1, "i", "app.system.views", bson.D{{Key: "_id", Value: "app.v"}, {Key: "viewOn", Value: "c"}, {Key: "pipeline", Value: bson.A{}}}, nil),
+			want: []string{`copy.system.views {"_id":"copy.v","viewOn":"c","pipeline":[]}`}},
+		{name: "view update", e: opEntry(1, "u", "app.system.views", bson.D{{Key: "$set", Value: bson.D{{Key: "pipeline", Value: bson.A{}}}}}, bson.D{{Key: "_id", Value: "app.v"}}),
+			want: []string{`copy.system.views {"$set":{"pipeline":[]}} {"_id":"copy.v"}`}},
+		{name: "time-series buckets", e: opEntry(1, "i", "app.system.buckets.ts", bson.D{{Key: "_id", Value: 1}}, nil),
+			want: []string{`copy.system.buckets.ts {"_id":1}`}},
+		{name: "create view", e: opEntry(1, "c", "app.$cmd", bson.D{{Key: "create", Value: "v"}, {Key: "viewOn", Value: "c"}, {Key: "pipeline", Value: bson.A{}}}, nil),
+			want: []string{`copy.$cmd {"create":"v","viewOn":"c","pipeline":[]}`}},
+		{name: "createIndexes", e: opEntry(1, "c", "app.$cmd", bson.D{{Key: "createIndexes", Value: "c"}, {Key: "v", Value: 2}, {Key: "key", Value: bson.D{{Key: "x", Value: 1}}}, {Key: "name", Value: "x_1"}}, nil),
+			want: []string{`copy.$cmd {"createIndexes":"c","v":2,"key":{"x":1},"name":"x_1"}`}},
+		{name: "rename within", e: opEntry(1, "c", "app.$cmd", bson.D{{Key: "renameCollection", Value: "app.a"}, {Key: "to", Value: "app.b"}}, nil),
+			want: []string{`copy.$cmd {"renameCollection":"copy.a","to":"copy.b"}`}},
+		{name: "rename outside", e: opEntry(1, "c", "other.$cmd", bson.D{{Key: "renameCollection", Value: "other.a"}, {Key: "to", Value: "other.b"}}, nil),
+			skip: "other.a to other.b"},
+		{name: "rename across", e: opEntry(1, "c", "app.$cmd", bson.D{{Key: "renameCollection", Value: "app.a"}, {Key: "to", Value: "other.b"}}, nil),
+			err: "one name is renamed and the other is not"},
+		{name: "dropDatabase", e: opEntry(1, "c", "app.$cmd", bson.D{{Key: "dropDatabase", Value: 1}}, nil),
+			want: []string{`copy.$cmd {"drop":"a"}`, `copy.$cmd {"drop":"b"}`, `copy.$cmd {"drop":"c"}`}},
+		{name: "dropDatabase outside", e: opEntry(1, "c", "other.$cmd", bson.D{{Key: "dropDatabase", Value: 1}}, nil), skip: "other"},
+		{name: "refused kind inside", e: opEntry(1, "c", "app.$cmd", bson.D{{Key: "importCollection", Value: "app.i"}}, nil),
+			err: "importCollection"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The namespaces the plan renamed (dropDatabase drops them).
+			n := newNSRename(r, nil, map[string]string{"app.a": "copy.a", "app.b": "copy.b", "app.c": "copy.c"})
+			e, err := oplog.Parse(mustRaw(t, tc.e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, skip, err := n.entry(e, oplog.Decide(e))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || skip != tc.skip {
+				t.Fatalf("skip %q err %v, want skip %q", skip, err, tc.skip)
+			}
+			var got []string
+			for _, o := range out {
+				s := o.NS + " " + extJSON(t, o.O)
+				if o.O2 != nil {
+					s += " " + extJSON(t, o.O2)
+				}
+				got = append(got, s)
+				if o.TS != e.TS {
+					t.Errorf("position %v, want %v", o.TS, e.TS)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
