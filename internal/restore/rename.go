@@ -198,8 +198,12 @@ func checkTarget(src, dst string) error {
 	switch {
 	case db == "admin" || db == "local" || db == "config":
 		return fmt.Errorf("%w: %s would be renamed %s, into the server's own database %s", ErrBadRename, src, dst, db)
-	case nsClassOf(dst) != nsPlain:
+	case nsClassOf(dst) != nsPlain,
+		// system.js (stored JavaScript) only from a system.js.
+		strings.HasPrefix(coll, "system.") && !strings.HasSuffix(src, ".system.js"):
 		return fmt.Errorf("%w: %s would be renamed %s, a system namespace", ErrBadRename, src, dst)
+	case src == dst:
+		return fmt.Errorf("%w: %s would keep its name (the old names are never written: give it a new one)", ErrBadRename, src)
 	}
 	return nil
 }

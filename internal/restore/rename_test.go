@@ -92,6 +92,8 @@ func TestPlanRefusesBadRenames(t *testing.T) {
 		{"into local", Options{NSFrom: []string{"a.*"}, NSTo: []string{"local.*"}}, false, "into the server's own database local"},
 		{"into config", Options{NSFrom: []string{"a.*"}, NSTo: []string{"config.*"}}, false, "into the server's own database config"},
 		{"system namespace", Options{NSFrom: []string{"a.*"}, NSTo: []string{"c.system.*"}}, false, "a system namespace"},
+		{"stored javascript", Options{NSFrom: []string{"a.$c$"}, NSTo: []string{"c.system.js"}}, false, "a system namespace"},
+		{"same name", Options{NSFrom: []string{"a.x", "b.x"}, NSTo: []string{"a.x", "c.x"}}, false, "a.x would keep its name"},
 		{"not db.coll", Options{NSFrom: []string{"a.$c$"}, NSTo: []string{"$c$"}}, false, `not "db.collection"`},
 		{"bad database name", Options{NSFrom: []string{"a.*"}, NSTo: []string{"c d.*"}}, false, "bad database name"},
 		{"onto a renamed one", Options{NSFrom: []string{"a.x", "a.y"}, NSTo: []string{"a.y", "a.z"}}, false, "a.x would be renamed a.y, which is renamed too"},
