@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -356,5 +357,20 @@ func TestDrillGivesWayToAJob(t *testing.T) {
 	st = d.waitDrill(t, "ok after the job", func(r *api.DrillRun) bool { return r.Outcome == ops.DrillOK })
 	if st.Failures != 0 || st.Last.Backup != m.Name {
 		t.Fatalf("the drill after the job: %+v", st)
+	}
+}
+
+// An agent whose Config.Jobs lacks the drill's bodies refuses to start,
+// naming them, as for the jobs' bodies (TestNewNeedsJobs).
+func TestNewNeedsDrillRunners(t *testing.T) {
+	jobs := dbjob.Runners()
+	jobs.Drill, jobs.CleanDrills = nil, nil
+	a, err := New(context.Background(), Config{StateDir: t.TempDir(), Listen: "127.0.0.1:0", Jobs: jobs})
+	if err == nil {
+		a.Close()
+		t.Fatal("New started an agent without the drill's bodies")
+	}
+	if !errors.Is(err, ops.ErrNoRunners) || !strings.Contains(err.Error(), "Drill, CleanDrills missing") || strings.Contains(err.Error(), "Backup") {
+		t.Fatalf("New: %v", err)
 	}
 }

@@ -54,21 +54,29 @@ var ErrNoRunners = errors.New("the job runners are not set")
 // Check says which bodies r lacks: an agent started without them would
 // fail only at its first backup, so it refuses to start instead.
 func (r Runners) Check() error {
-	var missing []string
-	for _, f := range []struct {
+	// Two groups, each named in one clause: the jobs', then the restore
+	// drills' (added later; the first clause reads as it always did).
+	var clauses []string
+	for _, group := range [][]struct {
 		name string
 		set  bool
 	}{
-		{"Backup", r.Backup != nil}, {"Restore", r.Restore != nil}, {"Totals", r.Totals != nil},
-		{"DataSize", r.DataSize != nil}, {"CleanSpools", r.CleanSpools != nil},
-		{"Drill", r.Drill != nil}, {"CleanDrills", r.CleanDrills != nil},
+		{{"Backup", r.Backup != nil}, {"Restore", r.Restore != nil}, {"Totals", r.Totals != nil},
+			{"DataSize", r.DataSize != nil}, {"CleanSpools", r.CleanSpools != nil}},
+		{{"Drill", r.Drill != nil}, {"CleanDrills", r.CleanDrills != nil}},
 	} {
-		if !f.set {
-			missing = append(missing, f.name)
+		var missing []string
+		for _, f := range group {
+			if !f.set {
+				missing = append(missing, f.name)
+			}
+		}
+		if len(missing) > 0 {
+			clauses = append(clauses, strings.Join(missing, ", ")+" missing")
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s missing (give dbjob.Runners())", ErrNoRunners, strings.Join(missing, ", "))
+	if len(clauses) > 0 {
+		return fmt.Errorf("%w: %s (give dbjob.Runners())", ErrNoRunners, strings.Join(clauses, "; "))
 	}
 	return nil
 }
