@@ -325,15 +325,17 @@ func (d *Driller) RunOnce(ctx context.Context, due time.Time) DrillRun {
 		if err != nil {
 			run.Reason, run.Code = err.Error(), d.CodeOf(err)
 		}
+		if outcome == DrillOK && res != nil && res.Duration > 0 {
+			// Before the drill is recorded: whoever sees it ok sees the
+			// rate `backups` predicts from.
+			if err := SaveRate(d.State, Rate{Source: KindDrill, Backup: run.Backup, At: now, Bytes: res.Bytes, Seconds: res.Duration.Seconds()}); err != nil {
+				d.Log.Warn("could not save the measured restore rate", "err", err)
+			}
+		}
 		st := d.record(run)
 		switch outcome {
 		case DrillOK:
 			d.Log.Info("restore drill ok", "backup", run.Backup, "seconds", run.Seconds, "collections", run.Collections, "documents", run.Documents)
-			if res != nil && res.Duration > 0 {
-				if err := SaveRate(d.State, Rate{Source: KindDrill, Backup: run.Backup, At: now, Bytes: res.Bytes, Seconds: res.Duration.Seconds()}); err != nil {
-					d.Log.Warn("could not save the measured restore rate", "err", err)
-				}
-			}
 		case DrillFailed:
 			d.Log.Error("restore drill FAILED", "backup", run.Backup, "err", err)
 		default:
