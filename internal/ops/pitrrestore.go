@@ -326,7 +326,11 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 				p := newPITR(ar, r, b, to)
 				p.Base, p.Remote = &store.Meta{Name: b.Name}, s.Remote
 				if !remoteOnly {
-					p.Note = "the node's device lacks what this point needs (" + strings.Join(why, "; ") + "): restoring from the remote store " + s.Remote.Copier.Remote.Location()
+					lack := "this node has no backup device"
+					if len(why) > 0 {
+						lack = "the node's device lacks what this point needs (" + strings.Join(why, "; ") + ")"
+					}
+					p.Note = lack + ": restoring from the remote store " + s.Remote.Copier.Remote.Location() + " by itself (its copy and oplog slices)"
 				}
 				return p, nil
 			}
