@@ -41,10 +41,11 @@ func (a *Agent) pitrPlan(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, s := range p.Slices {
 		h, err := p.SliceHeader(r.Context(), s)
+		var oe *ops.Error
+		if errors.As(err, &oe) {
+			return err // the store's failure (remoteError)
+		}
 		if err != nil {
-			if oe := (*ops.Error)(nil); errors.As(err, &oe) {
-				return err
-			}
 			return &ops.Error{Kind: ops.Integrity, Msg: "oplog archive refused: " + err.Error(), Details: map[string]any{"slice": s.Name}, Err: err}
 		}
 		out.Slices = append(out.Slices, api.PITRSlice{Name: s.Name, Header: h})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -240,7 +241,7 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 			sameCollections(t, fmt.Sprint(arg), model.at(t, to), current(t, b.client()))
 		})
 	}
-	if left, _ := filepath.Glob(filepath.Join(b.state, "*", ".remote-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(b.state, "uploads", ".remote-*")); len(left) != 0 {
 		t.Fatalf("downloads left on B: %v", left)
 	}
 
@@ -316,6 +317,53 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 		sameCollections(t, "after the refusal", before, current(t, b.client()))
+	})
+
+	t.Run("a copy's record lying about its consistent_to: exit 6, nothing written", func(t *testing.T) {
+		before := current(t, b.client())
+		rec := "a0-1/" + found.Arguments.Name + ".json"
+		o, err := gw.Client().GetObject(ctx, cliBucket, rec, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, err := io.ReadAll(o)
+		o.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rb map[string]any
+		if err := json.Unmarshal(orig, &rb); err != nil {
+			t.Fatal(err)
+		}
+		// One position later: the replay would skip an entry.
+		rb["consistent_to"].(map[string]any)["i"] = float64(consistent.I + 1)
+		lie, _ := json.Marshal(rb)
+		putRec := func(b []byte) {
+			if _, err := gw.Client().PutObject(ctx, cliBucket, rec, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		putRec(lie)
+		defer putRec(orig)
+		r := restoreB("--to-ts", toNewest, "--remote")
+		if r.code != ExitIntegrity {
+			t.Fatalf("%+v", r)
+		}
+		sameCollections(t, "after the refusal", before, current(t, b.client()))
+	})
+
+	t.Run("slices a killed restore downloaded are removed at the agent's start", func(t *testing.T) {
+		left := filepath.Join(b.state, "uploads", ".remote-oplog-killed")
+		if err := os.MkdirAll(left, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(left, victim), orig, 0o600)
+		addr := b.addr
+		b.stop()
+		b = startNodeWith(t, b.state, addr, agent.Config{Remote: cliStore(t, gw), RemoteRetry: 100 * time.Millisecond})
+		if _, err := os.Stat(left); !os.IsNotExist(err) {
+			t.Fatalf("%s stayed: %v", left, err)
+		}
 	})
 }
 
