@@ -379,3 +379,42 @@ func sameWindows(a, b []api.PITRWindow) bool {
 	}
 	return true
 }
+
+// TestRestoreRemoteFlagForms: --remote NAME keeps restoring the copy NAME
+// (the word after it is its value, as before the value became optional);
+// --remote alone chooses the copy with --to-time/--to-ts and is refused
+// without them; a copy NAME with --to-time is refused.
+func TestRestoreRemoteFlagForms(t *testing.T) {
+	ctx := context.Background()
+	home := t.TempDir()
+	env, _, errb := helpEnv(t)
+	env.Home = home
+	if code := Main(ctx, []string{"create-key"}, env); code != ExitOK {
+		t.Fatalf("create-key: exit %d: %s", code, errb)
+	}
+	const nowhere = "127.0.0.1:1"
+	const name = "06-12-2026-08-00-00.tar.gz"
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		// The node is asked for the copy's header (no file is opened).
+		{"--remote NAME", []string{"-t", nowhere, "restore", "--remote", name, "--drop"}, ExitConn, ""},
+		{"--remote=NAME", []string{"-t", nowhere, "restore", "--remote=" + name}, ExitConn, ""},
+		{"--remote alone", []string{"-t", nowhere, "restore", "--remote", "--drop"}, ExitUsage, "give the copy's name"},
+		{"--remote NAME and a FILE", []string{"-t", nowhere, "restore", "--remote", name, "file.enc"}, ExitUsage, ""},
+		{"--to-ts with --remote", []string{"-t", nowhere, "restore", "--to-ts", "1796551103,3", "--remote"}, ExitConn, ""},
+		{"--remote before --to-time", []string{"-t", nowhere, "restore", "--remote", "--to-time", "2026-12-06T10:15:00Z"}, ExitConn, ""},
+		{"--to-ts with a copy NAME", []string{"-t", nowhere, "restore", "--to-ts", "1796551103,3", "--remote", name}, ExitUsage, "no FILE, copy NAME"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, out, errb := helpEnv(t)
+			env.Home = home
+			if code := Main(ctx, tc.args, env); code != tc.code || !strings.Contains(errb.String(), tc.stderr) {
+				t.Fatalf("a0cli %v: exit %d, want %d (%q)\nstdout: %s\nstderr: %s", tc.args, code, tc.code, tc.stderr, out, errb)
+			}
+		})
+	}
+}
