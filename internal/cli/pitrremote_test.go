@@ -319,6 +319,31 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 		sameCollections(t, "after the refusal", before, current(t, b.client()))
 	})
 
+	t.Run("two slices swapped in the bucket: exit 6, nothing written", func(t *testing.T) {
+		before := current(t, b.client())
+		next := ""
+		for i, name := range names {
+			if name == victim && i+1 < len(names) {
+				next = names[i+1]
+			}
+		}
+		nextKey := "a0-1/" + ops.OplogDirName + "/" + next
+		nextOrig := readFile(t, filepath.Join(ops.OplogDir(devA), next))
+		put(nextOrig)
+		if _, err := gw.Client().PutObject(ctx, cliBucket, nextKey, bytes.NewReader(orig), int64(len(orig)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			put(orig)
+			gw.Client().PutObject(ctx, cliBucket, nextKey, bytes.NewReader(nextOrig), int64(len(nextOrig)), minio.PutObjectOptions{})
+		}()
+		r := restoreB("--to-ts", toNewest, "--remote")
+		if r.code != ExitIntegrity || !strings.Contains(r.stderr, "broken at") {
+			t.Fatalf("%+v", r)
+		}
+		sameCollections(t, "after the refusal", before, current(t, b.client()))
+	})
+
 	t.Run("a copy's record lying about its consistent_to: exit 6, nothing written", func(t *testing.T) {
 		before := current(t, b.client())
 		rec := "a0-1/" + found.Arguments.Name + ".json"
