@@ -201,6 +201,9 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 			t.Fatalf("no remote window: %+v", wins)
 		}
 		checkWindowsAccepted(t, opA, a, ageKey, wins)
+		if r := opA.mustOn(a, "pitr-status"); !strings.Contains(r.stdout, "(base remote copy ") {
+			t.Fatalf("pitr-status text does not mark the remote window:\n%s", r.stdout)
+		}
 		var list api.Backups
 		if err := json.Unmarshal([]byte(opA.mustOn(a, "backups", "--json").stdout), &list); err != nil || !sameWindows(list.PITRWindows, wins) {
 			t.Fatalf("backups --json windows %+v, pitr-status %+v (%v)", list.PITRWindows, wins, err)
