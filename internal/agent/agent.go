@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -393,6 +394,14 @@ func (a *Agent) cleanSlots() error {
 func (a *Agent) cleanSpools() {
 	for _, r := range a.cfg.Jobs.CleanSpools(a.state.SpoolDir()) {
 		a.log.Warn("removed a spool file of an interrupted restore", "file", r)
+	}
+	// The oplog slices a killed restore to a time downloaded from the
+	// remote store (ops.PITR.FetchSlices): no job reads them any more.
+	left, _ := filepath.Glob(filepath.Join(a.state.UploadsDir(), ops.RemoteSlicesPattern))
+	for _, d := range left {
+		if err := os.RemoveAll(d); err == nil {
+			a.log.Warn("removed the oplog slices an interrupted restore downloaded", "dir", d)
+		}
 	}
 }
 

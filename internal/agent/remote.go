@@ -100,6 +100,12 @@ func (a *Agent) listBackups(w http.ResponseWriter, r *http.Request) error {
 		if st, _, err := a.pitrReport(r.Context()); err == nil {
 			out.PITRWindows = st.Windows
 		}
+	} else if a.copier != nil {
+		// No archive here, but the store's may serve a restore to a time
+		// (restore --to-time --remote): its windows.
+		if wins, _, err := a.pitrWindows(r.Context()); err == nil && len(wins.All()) > 0 {
+			out.PITRWindows = ops.APIWindows(wins.All())
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

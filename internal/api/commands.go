@@ -36,7 +36,7 @@ var CommandList = []CommandSpec{
 	{"backup-sensitive-status", "backup-sensitive-status", "show the stored, running or failed sensitive backup", true},
 	{"backup-sensitive-retrieve", "backup-sensitive-retrieve [-o FILE] [--force]", "download it into backup-sensitive-retrieve.tar.gz.enc", true},
 	{"backup-sensitive-delete", "backup-sensitive-delete", "delete the stored sensitive backup", true},
-	{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME] [--to-time T | --to-ts T,I]", "restore a backup onto the node (to a point in time with --to-time/--to-ts)", true},
+	{"restore", "restore [FILE] [password options] [--identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles] [--remote NAME] [--to-time T | --to-ts T,I [--remote]]", "restore a backup onto the node (to a point in time with --to-time/--to-ts)", true},
 	{"restore-status", "restore-status [--wait]", "show the running or last restore", true},
 	{"cancel", "cancel [--json]", "cancel the job running on the node (backup, sensitive backup or restore) and say what it left", true},
 	{"backup-cancel", "backup-cancel [--json]", "cancel the running backup (as cancel, refused when another job runs)", true},

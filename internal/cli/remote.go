@@ -153,7 +153,11 @@ func RunBackups(ctx context.Context, env *Env, o BackupsOptions) error {
 			}
 		}
 		for _, w := range out.PITRWindows {
-			fmt.Fprintf(env.Stdout, "pitr window: %s (base %s) .. %s UTC\n", w.From.UTC().Format("2006-01-02 15:04:05"), w.Base, w.To.UTC().Format("2006-01-02 15:04:05"))
+			base := w.Base
+			if w.Remote {
+				base = "remote copy " + base
+			}
+			fmt.Fprintf(env.Stdout, "pitr window: %s (base %s) .. %s UTC\n", w.From.UTC().Format("2006-01-02 15:04:05"), base, w.To.UTC().Format("2006-01-02 15:04:05"))
 		}
 	}
 	if out.RemoteError != "" {
