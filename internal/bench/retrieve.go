@@ -78,7 +78,7 @@ func startNodeOpts(ctx context.Context, work, uri string, o NodeOptions) (*Node,
 		return nil, fmt.Errorf("start node: %w", err)
 	}
 	n.Addr = ln.Addr().String()
-	n.a, err = agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: n.State, Listen: n.Addr, MongoURI: uri, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	n.a, err = agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: n.State, Listen: n.Addr, MongoURI: uri, Logger: agentLogger(),
 		PITR: o.PITR, Recipients: o.Recipients})
 	if err != nil {
 		ln.Close()
@@ -166,4 +166,14 @@ func (n *Node) Retrieve(ctx context.Context, out string) (Result, error) {
 	}
 	os.Remove(out)
 	return Result{Seconds: el, InBytes: st.Size(), OutBytes: st.Size()}, nil
+}
+
+// AgentLogEnv, set to anything, sends the agents' logs to stderr.
+const AgentLogEnv = "A0BENCH_AGENT_LOG"
+
+func agentLogger() *slog.Logger {
+	if os.Getenv(AgentLogEnv) != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
