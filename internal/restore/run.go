@@ -227,6 +227,10 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err != nil {
 		return nil, err
 	}
+	ren, err := opts.renaming(sel, p.Renamed)
+	if err != nil {
+		return nil, err
+	}
 	byFile := map[string]*PlannedCollection{}
 	for i := range p.Collections {
 		c := &p.Collections[i]
@@ -249,7 +253,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	}
 	defer ar.Close()
 	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{},
-		catalog: newIndexCatalog(), runHook: opts.testCommandHook}
+		catalog: newIndexCatalog(), runHook: opts.testCommandHook, ren: ren}
 	if replay := !opts.NoOplogReplay && (p.OplogEntries > 0 || opts.Extra != nil); replay && opts.Drop {
 		for _, ns := range p.OplogOnly {
 			db, name, _ := strings.Cut(ns, ".")
@@ -265,6 +269,14 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 	}()
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
+	dataIn := false
+	afterData := func() error {
+		if dataIn || opts.AfterData == nil {
+			return nil
+		}
+		dataIn = true
+		return opts.AfterData(ctx)
+	}
 	prog.setStep(StepData)
 	br := bufio.NewReaderSize(nil, 1<<20)
 	// Collections of different databases load at once (see loader);
@@ -286,6 +298,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 				}
 				// Every collection is in (no data entry follows the
 				// oplog): replay now, build the indexes after.
+				if err := afterData(); err != nil {
+					return nil, err
+				}
 				br.Reset(ar)
 				// Users and roles before the replay, which may change
 				// them (mongorestore orders it so).
@@ -358,6 +373,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			}
 		}
 	}
+	if err := afterData(); err != nil {
+		return nil, err
+	}
 	if replay && oplogSpool != nil {
 		sr, err := oplogSpool.Reader()
 		if err != nil {
@@ -420,6 +438,8 @@ type runState struct {
 	skippedNS   map[string]map[string]int64
 	// runHook wraps the replay's commander (tests record commands).
 	runHook func(commander) commander
+	// ren is the restore's renaming, nil when it renames nothing.
+	ren *nsRename
 	// mu guards rep, done and catalog while collections load at once
 	// (loader).
 	mu sync.Mutex
