@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"syscall"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/a0backup/a0/internal/archive"
