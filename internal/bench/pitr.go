@@ -26,6 +26,7 @@ import (
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
 )
 
@@ -68,7 +69,10 @@ func RunArchiverChild(ctx context.Context, uri, dir, recipient string, slice tim
 type PITRFigures struct {
 	// Mode is where the archive's source ran: "external" (a wire-server
 	// process, the archiver a process of its own tailing it over the
-	// wire, as the agent does for an external server).
+	// wire, as the agent does for an external server) or "embedded" (a
+	// real agent's archive on its embedded server; the Archiver* figures
+	// are then the whole process's RSS, server and writer included, and
+	// no CPU figure).
 	Mode         string  `json:"mode"`
 	Seconds      float64 `json:"seconds"`
 	SliceSeconds float64 `json:"slice_seconds"`
@@ -248,54 +252,76 @@ func percentile(sorted []float64, p float64) float64 {
 // wire-server as the source, exe's pitr-archiver tailing it into
 // work/archive with slices of slice, a writer at rate writes/s for d; the
 // lag sampled once a second; then the archive verified and read.
-func MeasurePITR(ctx context.Context, exe, work string, d, slice time.Duration, rate int, logf func(string, ...any)) (*PITRFigures, error) {
+func MeasurePITR(ctx context.Context, exe, work string, d, slice time.Duration, rate int, embeddedMode bool, logf func(string, ...any)) (*PITRFigures, error) {
 	f := &PITRFigures{Mode: "external", SliceSeconds: slice.Seconds(), TargetRate: rate, LoadStart: loadavg()}
-	srv, err := StartWireServer(ctx, exe, filepath.Join(work, "server"))
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Close()
-	c, err := mongo.Connect(options.Client().ApplyURI(srv.URI))
-	if err != nil {
-		return nil, err
-	}
-	defer c.Disconnect(context.WithoutCancel(ctx))
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(work, "archive")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	// A first write, so that the archive starts at the run.
-	if _, err := c.Database("pitrbench").Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: -1}}); err != nil {
-		return nil, err
-	}
+	var c *mongo.Client
+	var dir string
+	var cmd *exec.Cmd
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(exe, ArchiverChildArg, srv.URI, dir, id.Recipient().String(), slice.String())
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	childDone := make(chan error, 1)
-	go func() { childDone <- cmd.Wait() }()
-	stopChild := func() error {
-		if cmd.Process == nil {
+	stopChild := func() error { return nil }
+	pid := os.Getpid()
+	if embeddedMode {
+		// The agent's own archive on its embedded server (pitr.KeySource),
+		// in this process: its CPU and memory are not told from the
+		// server's and the writer's, and are not reported.
+		f.Mode = "embedded"
+		n, err := StartNodeWith(ctx, filepath.Join(work, "node"), "", NodeOptions{PITR: &agent.PITR{Slice: slice},
+			Recipients: []string{id.Recipient().String()}})
+		if err != nil {
+			return nil, err
+		}
+		defer n.Close()
+		c, dir = n.a.Client(), ops.OplogDir(n.Device)
+		if _, err := c.Database("pitrbench").Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: -1}}); err != nil {
+			return nil, err
+		}
+	} else {
+		srv, err := StartWireServer(ctx, exe, filepath.Join(work, "server"))
+		if err != nil {
+			return nil, err
+		}
+		defer srv.Close()
+		if c, err = mongo.Connect(options.Client().ApplyURI(srv.URI)); err != nil {
+			return nil, err
+		}
+		defer c.Disconnect(context.WithoutCancel(ctx))
+		dir = filepath.Join(work, "archive")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		// A first write, so that the archive starts at the run.
+		if _, err := c.Database("pitrbench").Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: -1}}); err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(exe, ArchiverChildArg, srv.URI, dir, id.Recipient().String(), slice.String())
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		pid = cmd.Process.Pid
+		childDone := make(chan error, 1)
+		go func() { childDone <- cmd.Wait() }()
+		stopChild = func() error {
+			if cmd.Process == nil {
+				return nil
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			err := <-childDone
+			cmd.Process = nil
+			if err != nil {
+				return fmt.Errorf("pitr-archiver: %w: %s", err, stderr.String())
+			}
 			return nil
 		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		err := <-childDone
-		cmd.Process = nil
-		if err != nil {
-			return fmt.Errorf("pitr-archiver: %w: %s", err, stderr.String())
-		}
-		return nil
+		defer stopChild()
 	}
-	defer stopChild()
 	started := time.Now()
 
-	logf("pitr: writer at %d writes/s for %v, slices of %v, archiver pid %d", rate, d, slice, cmd.Process.Pid)
+	logf("pitr (%s): writer at %d writes/s for %v, slices of %v", f.Mode, rate, d, slice)
 	stop := make(chan struct{})
 	timer := time.AfterFunc(d, func() { close(stop) })
 	defer timer.Stop()
@@ -317,7 +343,7 @@ sample:
 		case <-tick.C:
 		}
 		if !early && time.Since(wstart) > d/10 {
-			f.ArchiverRSSEarly, early = rssOf(cmd.Process.Pid), true
+			f.ArchiverRSSEarly, early = rssOf(pid), true
 		}
 		srvTS, err := serverNewest(ctx, c)
 		if err != nil {
@@ -355,19 +381,21 @@ sample:
 			break
 		}
 	}
-	f.ArchiverRSSLate = rssOf(cmd.Process.Pid)
+	f.ArchiverRSSLate = rssOf(pid)
 	wall := time.Since(started).Seconds()
 	if err := stopChild(); err != nil {
 		return nil, err
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		f.ArchiverCPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9 / wall
-	}
-	var child struct {
-		PeakRSS int64 `json:"peak_rss"`
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &child); err == nil {
-		f.ArchiverPeakRSS = child.PeakRSS
+	if cmd != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			f.ArchiverCPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9 / wall
+		}
+		var child struct {
+			PeakRSS int64 `json:"peak_rss"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &child); err == nil {
+			f.ArchiverPeakRSS = child.PeakRSS
+		}
 	}
 	sort.Float64s(lags)
 	f.LagSamples, f.LagP50, f.LagP99 = len(lags), percentile(lags, 0.50), percentile(lags, 0.99)
