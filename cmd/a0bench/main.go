@@ -4,6 +4,7 @@
 //
 //	go run ./cmd/a0bench                 # 1 GiB, 3 runs per figure
 //	go run ./cmd/a0bench --size 64MB --runs 1 --json
+//	go run ./cmd/a0bench pitr --duration 10m   # issue 26: RPO, archive, replay
 //
 // It needs bash, tar, openssl and pigz on PATH (apt-get install -y pigz).
 package main
@@ -49,6 +50,33 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := bench.ServeWire(ctx, os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == bench.ArchiverChildArg {
+		if len(os.Args) != 6 {
+			fmt.Fprintln(os.Stderr, "usage: a0bench pitr-archiver URI DIR RECIPIENT SLICE")
+			os.Exit(2)
+		}
+		slice, err := time.ParseDuration(os.Args[5])
+		if err == nil {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			err = bench.RunArchiverChild(ctx, os.Args[2], os.Args[3], os.Args[4], slice)
+			stop()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "pitr" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		err := runPITR(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "a0bench:", err)
 			os.Exit(1)
 		}

@@ -2,9 +2,12 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/a0backup/a0/internal/archive"
@@ -37,6 +40,19 @@ func dataset(b *testing.B) *Dataset {
 }
 
 func TestMain(m *testing.M) {
+	// The test binary is also `a0bench wire-server DIR URIFILE`, so that a
+	// test starts the server as a process of its own (StartWireServer
+	// with os.Args[0]) without building a0bench.
+	if len(os.Args) == 4 && os.Args[1] == WireServerArg {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err := ServeWire(ctx, os.Args[2], os.Args[3])
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if benchDir != "" {
 		os.RemoveAll(benchDir)

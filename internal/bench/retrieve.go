@@ -48,7 +48,25 @@ func StartNodeURI(ctx context.Context, work, uri string) (*Node, error) {
 	return startNode(ctx, work, uri)
 }
 
+// NodeOptions are what StartNodeWith adds to a node's agent config.
+type NodeOptions struct {
+	// PITR turns the continuous oplog archive on; its slices are
+	// encrypted to Recipients.
+	PITR       *agent.PITR
+	Recipients []string
+}
+
+// StartNodeWith is StartNode (uri "") or StartNodeURI with o in the agent's
+// config.
+func StartNodeWith(ctx context.Context, work, uri string, o NodeOptions) (*Node, error) {
+	return startNodeOpts(ctx, work, uri, o)
+}
+
 func startNode(ctx context.Context, work, uri string) (*Node, error) {
+	return startNodeOpts(ctx, work, uri, NodeOptions{})
+}
+
+func startNodeOpts(ctx context.Context, work, uri string, o NodeOptions) (*Node, error) {
 	n := &Node{State: filepath.Join(work, "state"), Device: filepath.Join(work, "device"), CLIHome: filepath.Join(work, "cli"), done: make(chan error, 1)}
 	for _, d := range []string{n.State, n.Device} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -60,7 +78,8 @@ func startNode(ctx context.Context, work, uri string) (*Node, error) {
 		return nil, fmt.Errorf("start node: %w", err)
 	}
 	n.Addr = ln.Addr().String()
-	n.a, err = agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: n.State, Listen: n.Addr, MongoURI: uri, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n.a, err = agent.New(ctx, agent.Config{Jobs: dbjob.Runners(), StateDir: n.State, Listen: n.Addr, MongoURI: uri, Logger: agentLogger(),
+		PITR: o.PITR, Recipients: o.Recipients})
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("start node: %w", err)
@@ -147,4 +166,14 @@ func (n *Node) Retrieve(ctx context.Context, out string) (Result, error) {
 	}
 	os.Remove(out)
 	return Result{Seconds: el, InBytes: st.Size(), OutBytes: st.Size()}, nil
+}
+
+// AgentLogEnv, set to anything, sends the agents' logs to stderr.
+const AgentLogEnv = "A0BENCH_AGENT_LOG"
+
+func agentLogger() *slog.Logger {
+	if os.Getenv(AgentLogEnv) != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -12,8 +12,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -29,12 +27,8 @@ import (
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
+	"github.com/a0backup/a0/internal/pitr/pitrtest"
 )
-
-// pitrDB holds the writer's collections.
-const pitrDB = "shop"
-
-var pitrColls = []string{"orders", "users", "events"}
 
 // stepClock advances by step at every reading: the archiver cuts slices by
 // how often it looks at the clock, so a test gets many slices quickly.
@@ -51,170 +45,14 @@ func (c *stepClock) Now() time.Time {
 	return c.now
 }
 
-// pitrWriter inserts, updates and deletes documents across pitrColls,
-// one operation at a time, until stopped.
-type pitrWriter struct {
-	client *mongo.Client
-	rng    *rand.Rand
-	ids    map[string][]int
-	next   int
-	ops    int
-}
-
-func (w *pitrWriter) step(ctx context.Context) error {
-	coll := pitrColls[w.rng.IntN(len(pitrColls))]
-	c := w.client.Database(pitrDB).Collection(coll)
-	ids := w.ids[coll]
-	w.ops++
-	switch r := w.rng.IntN(10); {
-	case r < 5 || len(ids) < 5:
-		w.next++
-		_, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: w.next}, {Key: "v", Value: w.rng.IntN(1000)},
-			{Key: "s", Value: fmt.Sprintf("doc-%d", w.next)}, {Key: "tags", Value: bson.A{"a", int32(w.next % 7)}}})
-		w.ids[coll] = append(ids, w.next)
-		return err
-	case r < 8:
-		id := ids[w.rng.IntN(len(ids))]
-		upd := bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: w.rng.IntN(1000)}}}, {Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}}
-		if w.rng.IntN(4) == 0 {
-			upd = append(upd, bson.E{Key: "$unset", Value: bson.D{{Key: "s", Value: ""}}})
-		}
-		_, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, upd)
-		return err
-	default:
-		i := w.rng.IntN(len(ids))
-		_, err := c.DeleteOne(ctx, bson.D{{Key: "_id", Value: ids[i]}})
-		w.ids[coll] = append(ids[:i], ids[i+1:]...)
-		return err
-	}
-}
-
-// oplogModel is the test's own reading of the source's oplog: each
-// collection as it was at a position, computed from the entries alone
-// (inserts, FerretDB's whole-document updates, deletes), not by restore's
-// replay.
-type oplogModel struct {
-	entries []bson.Raw // the writer's database's, in ts order
-}
-
-func readOplogModel(t *testing.T, c *mongo.Client) *oplogModel {
-	t.Helper()
-	ctx := context.Background()
-	cur, err := c.Database("local").Collection("oplog.rs").Find(ctx, bson.D{{Key: "ns", Value: bson.D{{Key: "$regex", Value: "^" + pitrDB + `\.`}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cur.Close(ctx)
-	m := &oplogModel{}
-	for cur.Next(ctx) {
-		m.entries = append(m.entries, append(bson.Raw(nil), cur.Current...))
-	}
-	if err := cur.Err(); err != nil {
-		t.Fatal(err)
-	}
-	sort.SliceStable(m.entries, func(i, j int) bool { return tsOf(m.entries[i]).Compare(tsOf(m.entries[j])) < 0 })
-	return m
-}
-
-func tsOf(raw bson.Raw) bson.Timestamp {
-	t, i, _ := raw.Lookup("ts").TimestampOK()
-	return bson.Timestamp{T: t, I: i}
-}
-
-// at returns every collection at position to (inclusive): collection to
-// _id (as extended JSON) to the document.
-func (m *oplogModel) at(t *testing.T, to bson.Timestamp) map[string]map[string]bson.M {
-	t.Helper()
-	out := map[string]map[string]bson.M{}
-	for _, c := range pitrColls {
-		out[c] = map[string]bson.M{}
-	}
-	for _, raw := range m.entries {
-		if tsOf(raw).After(to) {
-			break
-		}
-		op := raw.Lookup("op").StringValue()
-		ns := raw.Lookup("ns").StringValue()
-		_, coll, _ := strings.Cut(ns, ".")
-		docs := out[coll]
-		if docs == nil {
-			continue
-		}
-		o := raw.Lookup("o").Document()
-		switch op {
-		case "i":
-			docs[idOf(t, o.Lookup("_id"))] = decodeM(t, o)
-		case "d":
-			delete(docs, idOf(t, o.Lookup("_id")))
-		case "u":
-			// FerretDB logs the whole new document: {$v: 1, $set: doc}.
-			set, ok := o.Lookup("$set").DocumentOK()
-			if !ok {
-				t.Fatalf("update entry of a shape this model does not read: %s", o)
-			}
-			docs[idOf(t, set.Lookup("_id"))] = decodeM(t, set)
-		case "c", "n":
-		default:
-			t.Fatalf("entry op %q", op)
-		}
-	}
-	return out
-}
-
-func idOf(t *testing.T, v bson.RawValue) string {
-	t.Helper()
-	b, err := bson.MarshalExtJSON(bson.D{{Key: "_id", Value: v}}, true, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func decodeM(t *testing.T, raw bson.Raw) bson.M {
-	t.Helper()
-	var m bson.M
-	if err := bson.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// current reads the collections as they are on the server.
-func current(t *testing.T, c *mongo.Client) map[string]map[string]bson.M {
-	t.Helper()
-	ctx := context.Background()
-	out := map[string]map[string]bson.M{}
-	for _, coll := range pitrColls {
-		out[coll] = map[string]bson.M{}
-		cur, err := c.Database(pitrDB).Collection(coll).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for cur.Next(ctx) {
-			out[coll][idOf(t, cur.Current.Lookup("_id"))] = decodeM(t, cur.Current)
-		}
-		if err := cur.Err(); err != nil {
-			t.Fatal(err)
-		}
-		cur.Close(ctx)
-	}
-	return out
-}
-
-func sameCollections(t *testing.T, what string, want, got map[string]map[string]bson.M) {
-	t.Helper()
-	for _, coll := range pitrColls {
-		w, g := want[coll], got[coll]
-		if len(w) != len(g) {
-			t.Errorf("%s: %s holds %d documents, the oplog says %d", what, coll, len(g), len(w))
-		}
-		for id, doc := range w {
-			if !reflect.DeepEqual(doc, g[id]) {
-				t.Errorf("%s: %s %s is %v, the oplog says %v", what, coll, id, g[id], doc)
-			}
-		}
-	}
-}
+// The writer and the independent oplog model are pitrtest's (the external
+// server's proof, in internal/bench, runs the same).
+var (
+	readOplogModel  = pitrtest.ReadModel
+	tsOf            = pitrtest.TS
+	current         = pitrtest.Current
+	sameCollections = pitrtest.Same
+)
 
 // A restore to three random points in time, under a writer of inserts,
 // updates and deletes across three collections, equals document for
@@ -238,9 +76,9 @@ func TestRestoreToPointInTime(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 26))
-	w := &pitrWriter{client: n.client(), rng: rng, ids: map[string][]int{}}
+	w := pitrtest.NewWriter(n.client(), rng)
 	for range 150 {
-		if err := w.step(ctx); err != nil {
+		if err := w.Step(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -264,11 +102,11 @@ func TestRestoreToPointInTime(t *testing.T) {
 	writerDone := make(chan error, 1)
 	go func() {
 		for wctx.Err() == nil {
-			if err := w.step(ctx); err != nil {
+			if err := w.Step(ctx); err != nil {
 				writerDone <- err
 				return
 			}
-			if w.ops%25 == 0 {
+			if w.Ops%25 == 0 {
 				time.Sleep(20 * time.Millisecond) // let the clock of the slices turn
 			}
 		}
@@ -279,8 +117,8 @@ func TestRestoreToPointInTime(t *testing.T) {
 	waitFound(t, op, n)
 	// Enough writes after the backup, over several seconds (an oplog
 	// ts counts seconds: --to-time needs more than one).
-	base, since := w.ops, time.Now()
-	for w.ops < base+300 || time.Since(since) < 4*time.Second {
+	base, since := w.Ops, time.Now()
+	for w.Ops < base+300 || time.Since(since) < 4*time.Second {
 		time.Sleep(20 * time.Millisecond)
 	}
 	stopWriter()
@@ -289,7 +127,7 @@ func TestRestoreToPointInTime(t *testing.T) {
 	}
 
 	model := readOplogModel(t, n.client())
-	newest := tsOf(model.entries[len(model.entries)-1])
+	newest := tsOf(model.Entries[len(model.Entries)-1])
 	deadline := time.Now().Add(2 * time.Minute)
 	for arch.Status().Newest.Before(newest) {
 		if time.Now().After(deadline) {
@@ -317,7 +155,7 @@ func TestRestoreToPointInTime(t *testing.T) {
 	}
 	consistent := bson.Timestamp{T: st.Arguments.ConsistentTo.T, I: st.Arguments.ConsistentTo.I}
 	var after []bson.Timestamp
-	for _, e := range model.entries {
+	for _, e := range model.Entries {
 		if tsOf(e).After(consistent) {
 			after = append(after, tsOf(e))
 		}
@@ -326,7 +164,7 @@ func TestRestoreToPointInTime(t *testing.T) {
 		t.Fatalf("only %d entries after the backup's consistent_to", len(after))
 	}
 	slices, _ := os.ReadDir(ops.OplogDir(dev))
-	t.Logf("%d oplog entries, %d after consistent_to %v, %d files in the archive", len(model.entries), len(after), consistent, len(slices))
+	t.Logf("%d oplog entries, %d after consistent_to %v, %d files in the archive", len(model.Entries), len(after), consistent, len(slices))
 
 	restoreTo := func(t *testing.T, args ...string) result {
 		t.Helper()
@@ -353,7 +191,7 @@ func TestRestoreToPointInTime(t *testing.T) {
 			if !strings.Contains(r.stderr, "oplog slices") || !strings.Contains(r.stdout, "Restore finished") {
 				t.Fatalf("restore %v: %+v", arg, r)
 			}
-			sameCollections(t, fmt.Sprint(arg), model.at(t, to), current(t, n.client()))
+			sameCollections(t, fmt.Sprint(arg), model.At(t, to), current(t, n.client()))
 		})
 	}
 

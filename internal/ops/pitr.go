@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -186,7 +187,12 @@ func PITRStatus(dir string, st pitr.Status, wins []Restorable, newest bson.Times
 			}
 		}
 	}
-	for _, g := range ar.Gaps {
+	gaps := ar.Gaps
+	if g := st.Gap; g != nil && !slices.ContainsFunc(gaps, func(r pitr.Gap) bool { return r.From == g.From && r.Reason == g.Reason }) {
+		// Detected but not in gaps.json: the device refused that write.
+		gaps = append(append([]pitr.Gap(nil), gaps...), *g)
+	}
+	for _, g := range gaps {
 		pg := api.PITRGap{From: tsTime(g.From), Reason: g.Reason}
 		if !g.To.IsZero() {
 			to := tsTime(g.To)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"filippo.io/age"
@@ -92,6 +93,10 @@ type Status struct {
 	Slices   int
 	Bytes    int64
 	Gaps     int
+	// Gap is the gap detected and not yet followed by a slice (nil: none).
+	// It is in gaps.json too unless the device refused that write (full):
+	// pitr-status shows it from here then.
+	Gap *Gap
 	// Err is the last failure, cleared by the next durable slice.
 	Err string
 }
@@ -205,8 +210,13 @@ func (a *Archiver) load() error {
 			return err
 		}
 	}
+	var pending *Gap
+	if a.pending != nil {
+		g := *a.pending
+		pending = &g
+	}
 	a.setStatus(func(s *Status) {
-		s.Newest, s.Slices, s.Bytes, s.Gaps = a.last, len(slices), bytes, len(gaps)
+		s.Newest, s.Slices, s.Bytes, s.Gaps, s.Gap = a.last, len(slices), bytes, len(gaps), pending
 	})
 	return nil
 }
@@ -267,12 +277,16 @@ func (a *Archiver) recordGap(g Gap) error {
 	}
 	gaps := append(append([]Gap(nil), a.gaps...), g)
 	if err := writeGaps(a.cfg.Dir, gaps); err != nil {
-		return err
+		// A full device refuses gaps.json too: the gap is kept in memory
+		// (status, alert) and goes into the next slice's header and
+		// gaps.json once a slice can be written.
+		a.log.Warn("pitr: the gap is not in gaps.json yet", "err", err)
 	}
 	a.gaps = gaps
 	a.pending = &a.gaps[len(a.gaps)-1]
 	a.log.Error("pitr: gap in the oplog archive", "from", fmt.Sprintf("%d.%d", g.From.T, g.From.I), "reason", g.Reason)
-	a.setStatus(func(s *Status) { s.Gaps = len(a.gaps) })
+	pending := *a.pending
+	a.setStatus(func(s *Status) { s.Gaps, s.Gap = len(a.gaps), &pending })
 	if a.cfg.OnGap != nil {
 		a.cfg.OnGap(g)
 	}
@@ -344,14 +358,12 @@ func (a *Archiver) stream(ctx context.Context) error {
 						h.Prev = append([]byte(nil), a.prev[:]...)
 					}
 					if sw, err = createSlice(a.cfg.Dir, a.cfg.Recipients, h); err != nil {
-						a.failure = err.Error()
-						return err
+						return a.writeFailed(err)
 					}
 					deadline = a.cfg.Clock.Now().Add(a.cfg.SliceLength)
 				}
 				if err := sw.add(raw, ts); err != nil {
-					a.failure = err.Error()
-					return err
+					return a.writeFailed(err)
 				}
 			}
 		}
@@ -359,14 +371,41 @@ func (a *Archiver) stream(ctx context.Context) error {
 			s, err := sw.finish(before)
 			sw = nil
 			if err != nil {
-				a.failure = err.Error()
-				return err
+				return a.writeFailed(err)
 			}
 			if err := a.closed(s); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// ErrDeviceFull is what a write refused for lack of space (ENOSPC, or
+// EDQUOT: a quota) matches.
+var ErrDeviceFull = errors.New("device full")
+
+// IsDeviceFull reports whether err is a write refused for lack of space.
+func IsDeviceFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, ErrDeviceFull)
+}
+
+// writeFailed notes a failed slice write (its .part is removed; Run
+// retries from the last durable slice). A device full records a gap at
+// once (ReasonDeviceFull, alerted through OnGap): the archive cannot hold
+// what the server writes until space returns, and the operator must act
+// before the oplog rolls past it. The gap ends the window even when the
+// oplog still holds every entry when space returns (those entries are
+// archived after it): a restore to a time after it needs a base taken
+// after it.
+func (a *Archiver) writeFailed(err error) error {
+	a.failure = err.Error()
+	if IsDeviceFull(err) {
+		reason := fmt.Sprintf("%s: a slice write failed: %v", ReasonDeviceFull, err)
+		if gerr := a.recordGap(Gap{From: a.last, Reason: reason, Detected: a.cfg.Clock.Now().UTC()}); gerr != nil {
+			a.log.Warn("pitr: record the device-full gap", "err", gerr)
+		}
+	}
+	return err
 }
 
 // closed moves the position to a slice that is now durable.
@@ -382,7 +421,7 @@ func (a *Archiver) closed(s Slice) error {
 		}
 	}
 	a.setStatus(func(st *Status) {
-		st.Newest, st.NewestAt, st.Err = s.Last, a.cfg.Clock.Now().UTC(), ""
+		st.Newest, st.NewestAt, st.Err, st.Gap = s.Last, a.cfg.Clock.Now().UTC(), "", nil
 		st.Slices++
 		st.Bytes += s.Size
 	})

@@ -140,6 +140,8 @@ type Gap struct {
 const (
 	ReasonRolledOff = "oplog rolled past the archive"
 	ReasonRollback  = "rollback removed archived entries"
+	// ReasonDeviceFull: a slice write was refused for lack of space.
+	ReasonDeviceFull = "device full"
 )
 
 // sliceWriter streams one slice to a hidden .part file in dir: entries
