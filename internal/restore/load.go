@@ -215,3 +215,77 @@ func (l *loader) wait() error {
 	defer l.mu.Unlock()
 	return l.err
 }
+
+// earlyBuilds builds each collection's indexes as soon as its data is in,
+// while other collections still load (issue 27c): the builds of the first
+// collections no longer wait for the last one's data. It is used only when
+// no oplog replay follows the data (a replay may drop, rename or write
+// what a unique index would refuse halfway, so its indexes wait for it, as
+// mongorestore orders it), and at most Options.Parallel builds run at
+// once, beside the inserts. On MongoDB the builds overlap the loads; on
+// FerretDB v1.24.2 a build holds the catalog lock every insert also takes,
+// so there they take turns with the loads rather than overlap.
+type earlyBuilds struct {
+	rs     *runState
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan struct{}
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	started map[string]bool
+}
+
+func newEarlyBuilds(ctx context.Context, rs *runState) *earlyBuilds {
+	e := &earlyBuilds{rs: rs, slots: make(chan struct{}, max(rs.opts.Parallel, 1)), started: map[string]bool{}}
+	e.ctx, e.cancel = context.WithCancel(ctx)
+	return e
+}
+
+// start builds ce's indexes, whose collection's data is all in, reporting
+// into cr.
+func (e *earlyBuilds) start(ce *catalogEntry, cr *CollectionReport) {
+	e.mu.Lock()
+	e.started[ce.db+"."+ce.name] = true
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case e.slots <- struct{}{}:
+		case <-e.ctx.Done():
+			return
+		}
+		defer func() { <-e.slots }()
+		e.rs.buildCollectionIndexes(e.ctx, ce, cr)
+		e.rs.prog.collectionDone()
+	}()
+}
+
+// wait returns once every started build has ended; with a nil e it
+// returns at once.
+func (e *earlyBuilds) wait() {
+	if e != nil {
+		e.wg.Wait()
+	}
+}
+
+// isStarted says whether ns's build was started early (buildIndexes skips
+// it).
+func (e *earlyBuilds) isStarted(ns string) bool {
+	if e == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.started[ns]
+}
+
+// stop ends the builds not yet begun and waits for the running ones (a
+// failed restore returns only once none uses the client).
+func (e *earlyBuilds) stop() {
+	if e != nil {
+		e.cancel()
+		e.wg.Wait()
+	}
+}
