@@ -70,7 +70,10 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	src.WantSHA256 = req.UploadSHA256
-	opts := ops.RestoreOptions{Drop: req.Drop, NS: req.NS, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir(),
+	if len(req.NSFrom) != len(req.NSTo) {
+		return api.Errorf(api.CodeBadRequest, "bad namespace renaming: %d ns_from and %d ns_to: give them in pairs", len(req.NSFrom), len(req.NSTo))
+	}
+	opts := ops.RestoreOptions{Drop: req.Drop, NS: req.NS, NSFrom: req.NSFrom, NSTo: req.NSTo, DryRun: req.DryRun, Plain: req.Plain, SpoolDir: a.state.SpoolDir(),
 		StopOnError: req.StopOnError, UsersAndRoles: req.UsersAndRoles}
 	if fi, err := os.Stat(src.Path); err == nil { // issue 25.2: spools bounded by the upload's size
 		opts.InputSize, opts.SpoolReserve = fi.Size(), a.uploadReserve()

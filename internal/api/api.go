@@ -257,6 +257,10 @@ type RestoreRequest struct {
 	Drop     bool     `json:"drop,omitempty"`
 	NS       []string `json:"ns,omitempty"`
 	DryRun   bool     `json:"dry_run,omitempty"`
+	// NSFrom and NSTo rename what NS selects (restore --ns-from/--ns-to,
+	// mongorestore's --nsFrom/--nsTo pairs, in order).
+	NSFrom []string `json:"ns_from,omitempty"`
+	NSTo   []string `json:"ns_to,omitempty"`
 	// UploadSHA256, when set, is the sha256 of the file the client
 	// uploaded: the node refuses an upload whose bytes differ.
 	UploadSHA256 string `json:"upload_sha256,omitempty"`

@@ -43,7 +43,7 @@ var CommandList = []CommandSpec{
 	{"oplog-find", "oplog-find [--since T] [--until T] [--ns PATTERN] [--op drop,dropDatabase,rename,delete] [--identity FILE] [--json]", "list the destructive operations in the oplog archive and the live oplog, with the --to-ts that restores to just before each", true},
 	{"restore-sensitive", "restore-sensitive FILE [password options] [--yes]", "put the sensitive configuration back on the node", true},
 	{"recover", "recover --sensitive FILE --backup FILE [password options] [--yes] [--max-age-gap DURATION]", "recover a lost node from its two backups (keys, certificate pin, data, role)", true},
-	{"verify", "verify FILE [password options] [--identity FILE] [--legacy] [--json] | verify --oplog DIR [FILE] [--identity FILE] [--json]", "check every byte of a backup file (or of downloaded oplog slices) offline and list what it holds", false},
+	{"verify", "verify FILE [password options] [--identity FILE] [--legacy] [--json] [--restore-test [--restore-test-dir DIR]] | verify --oplog DIR [FILE] [--identity FILE] [--json]", "check every byte of a backup file (or of downloaded oplog slices) offline and list what it holds", false},
 	{"decrypt", "decrypt FILE [-o OUT] [password options] [--identity FILE] [--legacy]", "write the plain .tar.gz of a backup file", false},
 	{"completion", "completion bash|zsh|fish", "print a shell completion script", false},
 	{"version", "version", "print the version (as -V does)", false},

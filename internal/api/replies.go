@@ -196,6 +196,10 @@ type RestorePlan struct {
 	// OplogOnly lists the namespaces only the oplog writes (created
 	// during the dump): restored from empty, dropped first with --drop.
 	OplogOnly []string `json:"oplog_only,omitempty"`
+	// Renamed maps each namespace of the backup restored under a new name
+	// (--ns-from/--ns-to) to it; Collections and OplogOnly are the new
+	// names.
+	Renamed map[string]string `json:"renamed,omitempty"`
 	// NonEmpty (dry runs) lists the target collections that already hold
 	// documents: a restore refuses them without --drop, and --drop drops
 	// and replaces them.

@@ -21,6 +21,7 @@ import (
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/backupfile"
 	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/drill"
 	"github.com/a0backup/a0/internal/manifest"
 	"github.com/a0backup/a0/internal/oplog"
 	"github.com/a0backup/a0/internal/restore"
@@ -38,8 +39,14 @@ type OfflineOptions struct {
 	// by its authenticated manifest (issue 25 point 1).
 	ExpectName string
 	// Oplog is verify --oplog DIR: downloaded oplog slices (oplogverify.go).
-	Oplog  string
-	warned bool
+	Oplog string
+	// RestoreTest (verify --restore-test) restores the file into a
+	// throwaway embedded server in a temporary directory under
+	// RestoreTestDir (os.TempDir() when empty) and compares it with its
+	// manifest (restoretest.go).
+	RestoreTest    bool
+	RestoreTestDir string
+	warned         bool
 	// fileKey is a version 2 file's key once unwrapped, so a second pass
 	// over the file does not ask again. RunVerify and RunDecrypt clear it.
 	fileKey []byte
@@ -150,7 +157,15 @@ func verifyFlags(fs *pflag.FlagSet) runFunc {
 	offlineFlags(fs, &o, false)
 	fs.StringVar(&o.ExpectName, "expect-name", "", "refuse (exit 6) unless the file's authenticated manifest proves it is backup `NAME` (a name as `a0cli backups` lists it)")
 	fs.StringVar(&o.Oplog, "oplog", "", "verify the oplog slices in `DIR` (downloaded from <device>/backup/oplog or <prefix>/oplog): every slice authentic, the chain unbroken, the windows it proves; with FILE, also the base backup and what it restores to")
+	fs.BoolVar(&o.RestoreTest, "restore-test", false, "also restore the backup into a throwaway embedded server (a temporary directory, removed afterwards) and compare every collection with what the dump wrote: document count, content digest, indexes; prints the restore time; exit 6 on any difference")
+	fs.StringVar(&o.RestoreTestDir, "restore-test-dir", "", "make the restore test's temporary directory in `DIR` (default: the system's temporary directory); it needs about the data's size free")
 	return func(ctx context.Context, env *Env, pos []string) error {
+		if o.RestoreTest && (o.Oplog != "" || o.Legacy) {
+			return usagef("verify --restore-test takes an a0 backup file: not with --oplog or --legacy")
+		}
+		if o.RestoreTestDir != "" && !o.RestoreTest {
+			return usagef("--restore-test-dir goes with --restore-test")
+		}
 		if o.Oplog != "" {
 			if len(pos) > 1 {
 				return usagef("usage: verify --oplog DIR [FILE] [--identity FILE]")
@@ -193,6 +208,8 @@ type VerifyResult struct {
 	// OplogKinds counts oplog.bson's operations by entry kind, as the
 	// restore's decision table names them (docs/consistency.md).
 	OplogKinds map[string]int64 `json:"oplog_kinds,omitempty"`
+	// RestoreTest is verify --restore-test's result (package drill).
+	RestoreTest *drill.Report `json:"restore_test,omitempty"`
 }
 
 // VerifiedCollection is a collection as found in the archive.
@@ -223,14 +240,20 @@ func RunVerify(ctx context.Context, env *Env, o OfflineOptions) error {
 		}
 	}
 	if o.JSON {
-		return printCompact(env, res)
+		if err := printCompact(env, res); err != nil {
+			return err
+		}
+		return restoreTestFailed(res.RestoreTest)
 	}
 	if res.Manifest == nil {
 		printLegacy(env, res)
 		return nil
 	}
 	printVerify(env, res)
-	return nil
+	if res.RestoreTest != nil {
+		printRestoreTest(env, res.RestoreTest)
+	}
+	return restoreTestFailed(res.RestoreTest)
 }
 
 // printUnopened lists whom a file that none of the keys given opens is
@@ -367,6 +390,16 @@ func verifyStream(ctx context.Context, env *Env, o *OfflineOptions, capture map[
 			}
 		}
 		res.Files = man.Files
+	}
+	if o.RestoreTest {
+		if man.Kind != manifest.KindBackup {
+			return res, usagef("verify --restore-test: %s is a %s backup, which holds no database to restore", o.File, man.Kind)
+		}
+		rt, err := restoreTest(ctx, env, o, bf, man.TotalBytes())
+		if err != nil {
+			return res, err
+		}
+		res.RestoreTest = rt
 	}
 	res.Authentic = !o.Legacy
 	return res, nil

@@ -103,7 +103,7 @@ func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	}
 	fmt.Fprintf(env.Stderr, "a0cli: restoring to %s: base %s (consistent to %s), then %d oplog slices\n",
 		tsText(plan.ToTS), plan.Base, tsText(plan.ConsistentTo), len(plan.Slices))
-	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun,
+	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Drop: o.Drop, NS: o.NS, NSFrom: o.NSFrom, NSTo: o.NSTo, DryRun: o.DryRun,
 		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles, ToTS: &to, Base: plan.Base, SliceKeys: keys}
 	return startRestore(ctx, env, c, o, req)
 }

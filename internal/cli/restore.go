@@ -29,13 +29,16 @@ import (
 type RestoreOptions struct {
 	PasswordOptions
 	IdentityOptions
-	File   string
-	Drop   bool
-	NS     stringList
-	DryRun bool
-	Plain  bool
-	Detach bool
-	JSON   bool
+	File string
+	Drop bool
+	NS   stringList
+	// NSFrom and NSTo rename what NS selects (mongorestore's
+	// --nsFrom/--nsTo pairs).
+	NSFrom, NSTo stringList
+	DryRun       bool
+	Plain        bool
+	Detach       bool
+	JSON         bool
 	// StopOnError and UsersAndRoles are mongorestore's --stopOnError and
 	// --restoreDbUsersAndRoles.
 	StopOnError   bool
@@ -53,6 +56,8 @@ func restoreFlags(fs *pflag.FlagSet) runFunc {
 	o.identityFlags(fs)
 	fs.BoolVar(&o.Drop, "drop", false, "drop target collections that hold documents before restoring them")
 	fs.Var(&o.NS, "ns", "restore only `DB.COLL` ('*' wildcards; repeat for more)")
+	fs.Var(&o.NSFrom, "ns-from", "restore the namespaces matching `PATTERN` under the name the next --ns-to gives them ('*' or $var$ captures, as mongorestore's --nsFrom; repeat in pairs); the old names are not touched")
+	fs.Var(&o.NSTo, "ns-to", "the new name `PATTERN` of the --ns-from before it (as mongorestore's --nsTo)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan, write nothing")
 	fs.BoolVar(&o.Plain, "plain", false, "FILE is a plain mongodump directory packed as .tar.gz (not encrypted)")
 	fs.BoolVar(&o.Detach, "detach", false, "start the restore and return; follow it with restore-status")
@@ -67,7 +72,7 @@ func restoreFlags(fs *pflag.FlagSet) runFunc {
 
 func runRestoreCmd(ctx context.Context, env *Env, o RestoreOptions, pos []string) error {
 	if len(pos) > 1 {
-		return usagef("usage: restore [FILE] [password options | --identity FILE] [--drop] [--ns DB.COLL]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]")
+		return usagef("usage: restore [FILE] [password options | --identity FILE] [--drop] [--ns DB.COLL]... [--ns-from PATTERN --ns-to PATTERN]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]")
 	}
 	if len(pos) == 1 {
 		o.File = pos[0]
@@ -79,6 +84,13 @@ func runRestoreCmd(ctx context.Context, env *Env, o RestoreOptions, pos []string
 // RunRestore uploads FILE (or uses the node's stored backup), starts the
 // restore and, unless Detach, follows it to its report.
 func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
+	// A renaming that cannot parse is refused before anything is sent.
+	if _, err := restore.NewRenamer(o.NSFrom, o.NSTo); err != nil {
+		return usagef("%v", err)
+	}
+	if len(o.NSFrom) > 0 && o.UsersAndRoles {
+		return usagef("--users-and-roles cannot go with --ns-from: users and roles live in admin, which a renaming cannot write")
+	}
 	if o.ToTime != "" || o.ToTS != "" {
 		return runPITRRestore(ctx, env, o)
 	}
@@ -138,7 +150,7 @@ func RunRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 			return err
 		}
 	}
-	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Plain: o.Plain, Drop: o.Drop, NS: o.NS, DryRun: o.DryRun,
+	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Plain: o.Plain, Drop: o.Drop, NS: o.NS, NSFrom: o.NSFrom, NSTo: o.NSTo, DryRun: o.DryRun,
 		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles, Remote: o.Remote}
 	if o.File != "" {
 		id, sum, err := uploadFile(ctx, env, c, o.File)
@@ -423,6 +435,18 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		if res.Phase == "dry-run" || res.Phase == "planned" {
 			fmt.Fprintf(w, "would restore: %s\n", strings.Join(p.Collections, ", "))
 		}
+		if len(p.Renamed) > 0 {
+			// The mapping, old name first, in the old names' order.
+			from := make([]string, 0, len(p.Renamed))
+			for ns := range p.Renamed {
+				from = append(from, ns)
+			}
+			sort.Strings(from)
+			fmt.Fprintln(w, "renamed (the old names are not touched):")
+			for _, ns := range from {
+				fmt.Fprintf(w, "  %s -> %s\n", ns, p.Renamed[ns])
+			}
+		}
 		// What else the restore writes, and what it leaves out: an
 		// operator deciding on --drop must see every target.
 		if len(p.NonEmpty) > 0 {
@@ -440,7 +464,9 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 		if len(p.OplogOnly) > 0 {
 			fmt.Fprintf(w, "also written by the oplog (created during the dump; dropped first with --drop): %s\n", strings.Join(p.OplogOnly, ", "))
 		}
-		if len(p.Skipped) > 0 {
+		if len(p.Skipped) > 0 && len(p.Renamed) > 0 {
+			fmt.Fprintf(w, "not restored (system collections, local, config, outside --ns, not renamed by --ns-from): %s\n", strings.Join(p.Skipped, ", "))
+		} else if len(p.Skipped) > 0 {
 			fmt.Fprintf(w, "not restored (system collections, local, config, users and roles without --users-and-roles, outside --ns): %s\n", strings.Join(p.Skipped, ", "))
 		}
 	}

@@ -220,6 +220,7 @@ type result struct {
 	spool    string // "" for views
 	docs     int64
 	size     int64
+	digest   string // manifest.Digest of the documents spooled
 	finished time.Time
 	// change is set when the collection was dropped, renamed or
 	// recreated while the dump ran; gone then means nothing of it is
@@ -812,7 +813,7 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 	}
 	b := newBatcher(meanSize(in))
 	for {
-		r.spool, r.docs, r.size, err = spoolDocs(ctx, coll, in, sp, prog, b)
+		r.spool, r.docs, r.size, r.digest, err = spoolDocs(ctx, coll, in, sp, prog, b)
 		if err == nil {
 			break
 		}
@@ -835,18 +836,20 @@ func readOne(ctx context.Context, client *mongo.Client, rp *readpref.ReadPref, i
 
 // spoolDocs copies the documents of coll into a new spool, with batches
 // sized by b. On failure the spool is removed and the progress it counted
-// taken back, so that the read can start again.
-func spoolDocs(ctx context.Context, coll *mongo.Collection, in intent, sp *spools, prog *Progress, b *batcher) (name string, docs, size int64, err error) {
+// taken back, so that the read can start again. The content digest
+// (manifest.Digest) is summed from the same bytes as they are spooled: no
+// second read.
+func spoolDocs(ctx context.Context, coll *mongo.Collection, in intent, sp *spools, prog *Progress, b *batcher) (name string, docs, size int64, digest string, err error) {
 	f, err := sp.create()
 	if err != nil {
-		return "", 0, 0, err
+		return "", 0, 0, "", err
 	}
-	fail := func(err error) (string, int64, int64, error) {
+	fail := func(err error) (string, int64, int64, string, error) {
 		f.Close()
 		sp.remove(f.Name())
 		prog.Documents.Add(-docs)
 		prog.Bytes.Add(-size)
-		return "", 0, 0, err
+		return "", 0, 0, "", err
 	}
 	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetBatchSize(b.next()))
 	if err != nil {
@@ -854,7 +857,9 @@ func spoolDocs(ctx context.Context, coll *mongo.Collection, in intent, sp *spool
 	}
 	defer cur.Close(context.WithoutCancel(ctx))
 	bw := bufio.NewWriterSize(f, 1<<20)
+	var sum manifest.Digest
 	for cur.Next(ctx) {
+		sum.Add(cur.Current)
 		n, err := bw.Write(cur.Current)
 		if err != nil {
 			return fail(fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err))
@@ -877,9 +882,9 @@ func spoolDocs(ctx context.Context, coll *mongo.Collection, in intent, sp *spool
 		sp.remove(f.Name())
 		prog.Documents.Add(-docs)
 		prog.Bytes.Add(-size)
-		return "", 0, 0, fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err)
+		return "", 0, 0, "", fmt.Errorf("dump: spool %s.%s: %w", in.db, in.name, err)
 	}
-	return f.Name(), docs, size, nil
+	return f.Name(), docs, size, sum.String(), nil
 }
 
 // meanSize is the mean BSON size of in's documents as estimated before
@@ -1075,6 +1080,7 @@ func pack(ctx context.Context, aw *archive.Writer, r result, sp *spools) (manife
 		return c, nil
 	}
 	c.BSONFile = r.in.base + ".bson"
+	c.Digest = r.digest
 	if r.in.dataBase != "" {
 		c.BSONFile = r.in.dataBase + ".bson"
 	}

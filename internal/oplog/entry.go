@@ -241,3 +241,17 @@ func (e Entry) Copy() (Entry, error) {
 	c.NS = e.NS // the replay may have moved it to where its collection is
 	return c, nil
 }
+
+// WithRaw returns the entry parsed from raw, a rewrite of e's document
+// (a restore under other namespace names): an operation of an applyOps
+// keeps its place (inner) and the position of the entry it came from.
+func (e Entry) WithRaw(raw bson.Raw) (Entry, error) {
+	c, err := parse(raw, e.inner)
+	if err != nil {
+		return c, err
+	}
+	if e.inner {
+		c.TS = e.TS
+	}
+	return c, nil
+}

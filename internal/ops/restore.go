@@ -13,8 +13,10 @@ import (
 // RestoreOptions are what an operator chooses of a restore (the request's
 // flags) and the embedded server's fast paths.
 type RestoreOptions struct {
-	Drop          bool
-	NS            []string
+	Drop bool
+	NS   []string
+	// NSFrom and NSTo rename (see restore.Options).
+	NSFrom, NSTo  []string
 	DryRun        bool
 	Plain         bool
 	StopOnError   bool

@@ -26,7 +26,7 @@ var ErrBaseMismatch = errors.New("the backup's consistent_to is not the one its 
 // known then. Each entry is validated and checked as oplog.bson's are;
 // transactions are chained by the replay (an archive's range may begin
 // inside one the backup's oplog opened).
-func planExtra(ctx context.Context, man *manifest.Manifest, sel matcher, opts Options) (*oplogScan, error) {
+func planExtra(ctx context.Context, man *manifest.Manifest, sel matcher, ren *nsRename, opts Options) (*oplogScan, error) {
 	if opts.ExtraAfter != nil {
 		if man == nil || man.ConsistentTo == nil {
 			return nil, fmt.Errorf("%w: %w: it has no consistent_to, so no oplog can be replayed after it", ErrInvalidArchive, ErrBaseMismatch)
@@ -36,6 +36,7 @@ func planExtra(ctx context.Context, man *manifest.Manifest, sel matcher, opts Op
 		}
 	}
 	s := newOplogScan(opts.UsersAndRoles)
+	s.ren = ren
 	s.haveFirst = true // no transaction chain checks here: see above
 	err := opts.Extra(ctx, func(raw bson.Raw) error {
 		if err := ValidateDocument(raw, maxDocSize, maxOplogDepth); err != nil {

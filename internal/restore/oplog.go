@@ -96,6 +96,9 @@ type oplogScan struct {
 	// txns checks, in Plan, that every transaction's entries chain, so a
 	// broken chain is refused before the first write, not after the data.
 	txns *oplog.Txns
+	// ren, when the restore renames, maps every entry to the new names
+	// before it is checked: namespaces are then the new names.
+	ren *nsRename
 }
 
 func newOplogScan(usersAndRoles bool) *oplogScan {
@@ -160,6 +163,25 @@ func (s *oplogScan) checkOp(e oplog.Entry, sel matcher, depth int) error {
 		}
 		return nil
 	}
+	if s.ren != nil && d.Action != oplog.Skip {
+		// Renamed first (--ns applied there), then checked under the
+		// new names, which are all selected.
+		out, skip, err := s.ren.entry(e, d)
+		if err != nil || skip != "" {
+			return err
+		}
+		for _, r := range out {
+			if err := s.checkLeaf(r, oplog.Decide(r), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return s.checkLeaf(e, d, sel)
+}
+
+// checkLeaf is checkOp for an operation that is not a container.
+func (s *oplogScan) checkLeaf(e oplog.Entry, d oplog.Decision, sel matcher) error {
 	t, err := oplog.TargetsOf(e)
 	if err != nil {
 		if d.Action == oplog.Skip {
@@ -231,6 +253,10 @@ type replayer struct {
 	nsUUID map[string]string
 	// dumped are the planned collections' document counts.
 	dumped map[string]int64
+	// ren, when the restore renames, maps every operation to the new
+	// names before it is applied (sel is then everything: the renaming
+	// applied --ns).
+	ren *nsRename
 }
 
 // replayOplog applies the entries of r up to the manifest's ConsistentTo.
@@ -327,7 +353,10 @@ func (rs *runState) indexIDLookups(ctx context.Context, rp *replayer, p *PlanRes
 }
 
 func (rs *runState) newReplayer(ctx context.Context, p *PlanResult, sel matcher) *replayer {
-	rp := &replayer{rs: rs, run: rs.command, sel: sel, byDB: map[string][]string{}, skipped: map[string]int64{},
+	if rs.ren != nil {
+		sel = nil
+	}
+	rp := &replayer{rs: rs, run: rs.command, sel: sel, ren: rs.ren, byDB: map[string][]string{}, skipped: map[string]int64{},
 		skippedNS: map[string]map[string]int64{}, views: map[string]map[string]bool{},
 		uuidAt: map[string]string{}, nsUUID: map[string]string{}, dumped: map[string]int64{}}
 	for _, c := range p.Collections {
@@ -434,6 +463,14 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 	case oplog.Refuse:
 		// Plan refuses these for restored namespaces; here they can only
 		// name namespaces outside the restore.
+		if rp.ren != nil {
+			_, skip, err := rp.ren.entry(e, d)
+			if err != nil {
+				return err
+			}
+			rp.skip(skipNotRestored, skip, 1)
+			return nil
+		}
 		t, _ := oplog.TargetsOf(e)
 		for _, ns := range t.Namespaces {
 			if rp.allowed(ns) {
@@ -473,6 +510,28 @@ func (rp *replayer) op(ctx context.Context, e oplog.Entry) error {
 		}
 		return nil
 	}
+	if rp.ren != nil {
+		out, skip, err := rp.ren.entry(e, d)
+		if err != nil {
+			return err
+		}
+		if skip != "" {
+			rp.skip(skipNotRestored, skip, 1)
+			return nil
+		}
+		for _, r := range out {
+			if err := rp.leaf(ctx, r, oplog.Decide(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return rp.leaf(ctx, e, d)
+}
+
+// leaf applies one operation that is not a container, under the names
+// the target has.
+func (rp *replayer) leaf(ctx context.Context, e oplog.Entry, d oplog.Decision) error {
 	// Only a collection's writes follow its UUID: views, buckets and
 	// users live in the server's catalog collections.
 	if e.UI != "" && (e.Op == "i" || e.Op == "u" || e.Op == "d") && nsClassOf(e.NS) == nsPlain {

@@ -67,6 +67,13 @@ type Options struct {
 	// NS selects namespaces: "db.coll" patterns with "*" wildcards, or "db"
 	// for a whole database. Empty means everything.
 	NS []string
+	// NSFrom and NSTo rename (mongorestore's --nsFrom/--nsTo, pairs in
+	// order, see Renamer): the namespaces NS selects are restored under
+	// the new names NSTo gives them, with their indexes, options and the
+	// oplog's writes; those no pair renames are not restored, and the old
+	// names are never written. Drop and the non-empty check apply to the
+	// new names.
+	NSFrom, NSTo []string
 	// DryRun makes Run return the plan's report without writing.
 	DryRun bool
 	// Parallel is the number of insert workers (default: one per core, 2 to 8).
@@ -138,6 +145,11 @@ type Options struct {
 	ExtraAfter *Position
 	// ExtraTo is the last position replayed from Extra (inclusive).
 	ExtraTo *Position
+	// AfterData, when set, is called once by Run when every collection's
+	// documents are in, before the oplog replay, the users and roles, and
+	// the index builds: a restore test (package drill) compares the data
+	// as dumped there, which the replay then changes. Its error stops Run.
+	AfterData func(ctx context.Context) error
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
@@ -227,6 +239,9 @@ type PlanResult struct {
 	// Users and Roles count the documents of admin.system.users and
 	// admin.system.roles: restored only with Options.UsersAndRoles.
 	Users, Roles int64
+	// Renamed maps each namespace restored under a new name (Options.NSFrom)
+	// to it; Collections and OplogOnly hold the new names.
+	Renamed map[string]string
 
 	authz       []PlannedCollection // admin.system.users and .roles
 	preflighted bool
@@ -251,6 +266,10 @@ type fileStat struct {
 // manifest.json is missing, not last, or disagrees with what was counted.
 func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error) {
 	sel, err := newMatcher(opts.NS)
+	if err != nil {
+		return nil, err
+	}
+	ren, err := opts.renaming(sel, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -323,6 +342,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			check := func(doc []byte) error { return ValidateDocument(doc, maxUserDocSize, maxDepth) }
 			if base == oplogName {
 				fs.scan = newOplogScan(opts.UsersAndRoles)
+				fs.scan.ren = ren
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxDocSize, maxOplogDepth); err != nil {
 						return err
@@ -353,11 +373,88 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 	}
 	var extra *oplogScan
 	if opts.Extra != nil {
-		if extra, err = planExtra(ctx, man, sel, opts); err != nil {
+		if extra, err = planExtra(ctx, man, sel, ren, opts); err != nil {
 			return nil, err
 		}
 	}
-	return assemble(files, oplog, extra, man, sel, opts)
+	p, err := assemble(files, oplog, extra, man, sel, opts)
+	if err != nil || ren == nil {
+		return p, err
+	}
+	return p, renamePlan(p, ren)
+}
+
+// renaming is the restore's renaming, nil when it renames nothing; known
+// are the renames a plan made.
+func (o Options) renaming(sel matcher, known map[string]string) (*nsRename, error) {
+	r, err := NewRenamer(o.NSFrom, o.NSTo)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	if o.UsersAndRoles {
+		return nil, fmt.Errorf("%w: users and roles live in admin, which a renaming cannot write: restore them without --ns-from", ErrBadRename)
+	}
+	return newNSRename(r, sel, known), nil
+}
+
+// renamePlan gives the planned collections their new names: those no
+// pair renames join Skipped. The oplog's namespaces have theirs already
+// (the scan renamed every entry). It refuses collisions and a new name
+// that is renamed too, and a --ns-from that matches nothing.
+func renamePlan(p *PlanResult, ren *nsRename) error {
+	kept := p.Collections[:0:0]
+	var renamedFrom []string
+	for _, c := range p.Collections {
+		ns := c.Namespace()
+		t, ok, err := ren.mapNS(ns)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			p.Skipped = append(p.Skipped, ns)
+			continue
+		}
+		renamedFrom = append(renamedFrom, ns)
+		tdb, tname, _ := strings.Cut(t, ".")
+		if c.Type == "view" {
+			c.Options = ren.renameViewOn(c.Options, c.DB, tdb)
+		}
+		c.DB, c.Name = tdb, tname
+		kept = append(kept, c)
+	}
+	p.Collections = kept
+	sort.Strings(p.Skipped)
+	planned := map[string]bool{}
+	for _, c := range kept {
+		planned[c.Namespace()] = true
+	}
+	only := p.OplogOnly[:0:0]
+	for _, ns := range p.OplogOnly {
+		if !planned[ns] {
+			only = append(only, ns)
+		}
+	}
+	p.OplogOnly = only
+	if err := ren.check(); err != nil {
+		return err
+	}
+	for s := range ren.src {
+		renamedFrom = append(renamedFrom, s)
+	}
+	for _, rule := range ren.r.rules {
+		hit := false
+		for _, ns := range renamedFrom {
+			hit = hit || rule.re.MatchString(ns)
+		}
+		if !hit {
+			return fmt.Errorf("%w: --ns-from %s matches no collection of the backup that --ns selects", ErrNoMatch, rule.from)
+		}
+	}
+	p.Renamed = make(map[string]string, len(ren.src))
+	for s, d := range ren.src {
+		p.Renamed[s] = d
+	}
+	return nil
 }
 
 // assemble maps the entries onto collections once all names are known (a
@@ -484,7 +581,9 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 			planned[c.Namespace()] = true
 		}
 		for ns := range p.oplog.namespaces {
-			if !planned[ns] && byNS[ns] == nil {
+			// Renamed, the oplog's namespaces are new names: one the
+			// archive holds too is not restored (no pair renames it).
+			if !planned[ns] && (byNS[ns] == nil || len(opts.NSFrom) > 0) {
 				p.OplogOnly = append(p.OplogOnly, ns)
 			}
 		}

@@ -228,6 +228,10 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	if err != nil {
 		return nil, err
 	}
+	ren, err := opts.renaming(sel, p.Renamed)
+	if err != nil {
+		return nil, err
+	}
 	byFile := map[string]*PlannedCollection{}
 	for i := range p.Collections {
 		c := &p.Collections[i]
@@ -250,7 +254,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	}
 	defer ar.Close()
 	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{},
-		catalog: newIndexCatalog(), runHook: opts.testCommandHook}
+		catalog: newIndexCatalog(), runHook: opts.testCommandHook, ren: ren}
 	if replay := !opts.NoOplogReplay && (p.OplogEntries > 0 || opts.Extra != nil); replay && opts.Drop {
 		for _, ns := range p.OplogOnly {
 			db, name, _ := strings.Cut(ns, ".")
@@ -271,6 +275,14 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		// built once its data is in (earlyBuilds).
 		rs.early = newEarlyBuilds(ctx, rs)
 		defer rs.early.stop()
+	}
+	dataIn := false
+	afterData := func() error {
+		if dataIn || opts.AfterData == nil {
+			return nil
+		}
+		dataIn = true
+		return opts.AfterData(ctx)
 	}
 	prog.setStep(StepData)
 	br := bufio.NewReaderSize(nil, 1<<20)
@@ -293,6 +305,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 				}
 				// Every collection is in (no data entry follows the
 				// oplog): replay now, build the indexes after.
+				if err := afterData(); err != nil {
+					return nil, err
+				}
 				br.Reset(ar)
 				// Users and roles before the replay, which may change
 				// them (mongorestore orders it so).
@@ -365,6 +380,9 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 			}
 		}
 	}
+	if err := afterData(); err != nil {
+		return nil, err
+	}
 	if replay && oplogSpool != nil {
 		sr, err := oplogSpool.Reader()
 		if err != nil {
@@ -432,6 +450,8 @@ type runState struct {
 	// server acknowledged (the count check's figure, see countOne).
 	early   *earlyBuilds
 	written map[string]int64
+	// ren is the restore's renaming, nil when it renames nothing.
+	ren *nsRename
 	// mu guards rep, done and catalog while collections load at once
 	// (loader).
 	mu sync.Mutex

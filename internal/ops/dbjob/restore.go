@@ -33,7 +33,8 @@ func CleanSpools(dir string) []string {
 }
 
 func planSummary(p *restore.PlanResult) *api.RestorePlan {
-	s := &api.RestorePlan{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped, OplogOnly: p.OplogOnly}
+	s := &api.RestorePlan{OplogEntries: p.OplogEntries, Collections: []string{}, Users: p.Users, Roles: p.Roles, Skipped: p.Skipped, OplogOnly: p.OplogOnly,
+		Renamed: p.Renamed}
 	if p.Manifest != nil {
 		s.Created = p.Manifest.Started.Format("2006-01-02T15:04:05Z")
 		s.Consistency = p.Manifest.Consistency
@@ -72,7 +73,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	src := r.Source
 	defer clear(src.Password)
 	defer clear(src.FileKey)
-	opts := restore.Options{Drop: r.Options.Drop, NS: r.Options.NS, DryRun: r.Options.DryRun, Plain: r.Options.Plain,
+	opts := restore.Options{Drop: r.Options.Drop, NS: r.Options.NS, NSFrom: r.Options.NSFrom, NSTo: r.Options.NSTo, DryRun: r.Options.DryRun, Plain: r.Options.Plain,
 		SpoolDir: r.Options.SpoolDir, StopOnError: r.Options.StopOnError, UsersAndRoles: r.Options.UsersAndRoles,
 		IndexIDLookups: r.Options.IndexIDLookups, Count: r.Options.Count,
 		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve}
@@ -316,7 +317,7 @@ func openError(err error) error {
 	switch {
 	case errors.Is(err, restore.ErrInvalidArchive):
 		return &ops.Error{Kind: ops.Integrity, Msg: "backup archive refused: " + err.Error(), Err: err}
-	case errors.Is(err, restore.ErrNoMatch):
+	case errors.Is(err, restore.ErrNoMatch), errors.Is(err, restore.ErrBadRename):
 		return &ops.Error{Kind: ops.Invalid, Msg: err.Error(), Err: err}
 	}
 	return err

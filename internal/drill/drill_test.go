@@ -1,0 +1,329 @@
+package drill_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/a0backup/a0/internal/archive"
+	"github.com/a0backup/a0/internal/drill"
+	"github.com/a0backup/a0/internal/drill/drilltest"
+	"github.com/a0backup/a0/internal/dump"
+	"github.com/a0backup/a0/internal/embedded"
+	"github.com/a0backup/a0/internal/embedded/embeddedtest"
+	"github.com/a0backup/a0/internal/manifest"
+)
+
+// dumpOf seeds a fresh embedded server (with its oplog) and dumps it into
+// a tar.gz as a backup does; with writes, the dump's oplog holds an update,
+// an insert and a delete in auth0.users made after its data was read.
+func dumpOf(t *testing.T, writes ...bool) ([]byte, *manifest.Manifest) {
+	t.Helper()
+	ctx := context.Background()
+	client := embeddedtest.Client(t, embedded.Config{Oplog: true})
+	insert := func(db, coll string, n int, mk func(i int) bson.D) {
+		docs := make([]any, 0, n)
+		for i := range n {
+			docs = append(docs, mk(i))
+		}
+		if _, err := client.Database(db).Collection(coll).InsertMany(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("auth0", "users", 300, func(i int) bson.D {
+		return bson.D{{Key: "_id", Value: i}, {Key: "email", Value: fmt.Sprintf("user%05d@example.com", i)}, {Key: "n", Value: int64(i)}}
+	})
+	insert("auth0", "clients", 20, func(i int) bson.D { return bson.D{{Key: "client_id", Value: fmt.Sprintf("c%03d", i)}} })
+	insert("other", "things", 3, func(i int) bson.D { return bson.D{{Key: "i", Value: i}} })
+	if _, err := client.Database("auth0").Collection("users").Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true).SetName("email_1")}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	aw, err := archive.NewWriter(&buf, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := dump.Options{SpoolDir: t.TempDir()}
+	if len(writes) > 0 && writes[0] {
+		opts.BeforeOplogEnd = func(ctx context.Context) {
+			users := client.Database("auth0").Collection("users")
+			if _, err := users.UpdateOne(ctx, bson.D{{Key: "_id", Value: 7}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: int64(-7)}}}}); err != nil {
+				t.Error(err)
+			}
+			if _, err := users.InsertOne(ctx, bson.D{{Key: "_id", Value: 1000}, {Key: "email", Value: "late@example.com"}, {Key: "n", Value: int64(1000)}}); err != nil {
+				t.Error(err)
+			}
+			if _, err := users.DeleteOne(ctx, bson.D{{Key: "_id", Value: 8}}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	m, err := dump.Run(ctx, client, aw, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), m
+}
+
+func opener(b []byte) func() (io.Reader, error) {
+	return func() (io.Reader, error) { return bytes.NewReader(b), nil }
+}
+
+// leftIn lists what a drill left in parent.
+func leftIn(t *testing.T, parent string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(parent, drill.DirPattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestRun(t *testing.T) {
+	tgz, man := dumpOf(t)
+	for _, c := range man.Collections {
+		if c.Digest == "" {
+			t.Fatalf("the dump wrote no digest for %s", c.Namespace())
+		}
+	}
+	altered, _, err := drilltest.Alter(tgz, []byte("user00042@"), []byte("user00042!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped := stripDigests(t, tgz)
+	tests := []struct {
+		name    string
+		archive []byte
+		ok      bool
+		status  map[string]string // namespace -> status (the others ok)
+		digests bool
+	}{
+		{"intact", tgz, true, nil, true},
+		{"altered after the dump", altered, false, map[string]string{"auth0.users": drill.StatusDiffers}, true},
+		{"made before digests", stripped, true, map[string]string{"auth0.users": drill.StatusNoDigest, "auth0.clients": drill.StatusNoDigest, "other.things": drill.StatusNoDigest}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			rep, err := drill.Run(context.Background(), drill.Options{Open: opener(tc.archive), Parent: parent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left := leftIn(t, parent); len(left) > 0 {
+				t.Fatalf("left behind: %v", left)
+			}
+			if rep.OK != tc.ok || rep.Digests != tc.digests {
+				t.Fatalf("OK %v digests %v, want %v %v: %+v", rep.OK, rep.Digests, tc.ok, tc.digests, rep)
+			}
+			if len(rep.Collections) != len(man.Collections) {
+				t.Fatalf("%d collections reported, %d dumped", len(rep.Collections), len(man.Collections))
+			}
+			for _, c := range rep.Collections {
+				want := tc.status[c.Namespace]
+				if want == "" {
+					want = drill.StatusOK
+				}
+				if c.Status != want {
+					t.Errorf("%s: %s (%s), want %s", c.Namespace, c.Status, c.Reason, want)
+				}
+				if c.DocumentsFound != c.DocumentsExpected {
+					t.Errorf("%s: %d documents found, %d expected", c.Namespace, c.DocumentsFound, c.DocumentsExpected)
+				}
+				if c.IndexesFound != c.IndexesExpected {
+					t.Errorf("%s: %d indexes found, %d expected", c.Namespace, c.IndexesFound, c.IndexesExpected)
+				}
+				if c.Status == drill.StatusDiffers && (c.DigestFound == c.DigestExpected || c.Reason == "") {
+					t.Errorf("%s differs without a reason or a digest difference: %+v", c.Namespace, c)
+				}
+			}
+			if rep.RestoreTime <= 0 {
+				t.Errorf("restore time %v", rep.RestoreTime)
+			}
+		})
+	}
+}
+
+// TestRunComparesBeforeReplay: the digests are of the data as dumped; the
+// oplog captured beside the dump (writes after the data was read) changes
+// it. The drill compares before the replay, then replays, which must apply
+// the entries; comparing after the replay would find auth0.users changed.
+func TestRunComparesBeforeReplay(t *testing.T) {
+	tgz, man := dumpOf(t, true)
+	if man.OplogEntries < 3 {
+		t.Fatalf("the dump's oplog holds %d entries, want the 3 writes", man.OplogEntries)
+	}
+	parent := t.TempDir()
+	rep, err := drill.Run(context.Background(), drill.Options{Open: opener(tgz), Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := leftIn(t, parent); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	if !rep.OK || rep.Same != len(man.Collections) {
+		t.Fatalf("%+v", rep)
+	}
+	if rep.OplogEntries != man.OplogEntries || rep.OplogApplied < 3 {
+		t.Fatalf("oplog: %d entries, %d applied, skipped %v", rep.OplogEntries, rep.OplogApplied, rep.OplogSkipped)
+	}
+}
+
+// stripDigests repacks tgz with a manifest without digests: a backup made
+// before the dump wrote them.
+func stripDigests(t *testing.T, tgz []byte) []byte {
+	t.Helper()
+	return repack(t, tgz, func(name string, data []byte) []byte {
+		if name != manifest.Name {
+			return data
+		}
+		m, err := manifest.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range m.Collections {
+			m.Collections[i].Digest = ""
+		}
+		if data, err = m.Encode(); err != nil {
+			t.Fatal(err)
+		}
+		return data
+	})
+}
+
+// TestRunCancelled: a cancelled drill removes its directory too.
+func TestRunCancelled(t *testing.T) {
+	tgz, _ := dumpOf(t)
+	parent := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_, err := drill.Run(ctx, drill.Options{Parent: parent, Open: func() (io.Reader, error) {
+		n++
+		if n == 2 { // the restore's pass: cancel as it starts
+			// The decrypted data go in there: only this user may read it.
+			dirs := leftIn(t, parent)
+			if len(dirs) != 1 {
+				t.Errorf("drill directories %v", dirs)
+			} else if st, err := os.Stat(dirs[0]); err != nil || st.Mode().Perm() != 0o700 {
+				t.Errorf("drill directory %v: %v", st.Mode(), err)
+			}
+			cancel()
+		}
+		return bytes.NewReader(tgz), nil
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if left := leftIn(t, parent); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// TestRunNotHeld: a collection the embedded server cannot hold (here a
+// validator, which FerretDB lacks) is left out, named and counted with
+// the server's reason; the others are still restored and compared. When
+// none is held, nothing is restored (not everything, as an empty
+// selection would).
+func TestRunNotHeld(t *testing.T) {
+	tgz, man := dumpOf(t, true) // with an oplog naming auth0.users
+	withValidator := func(metas ...string) []byte {
+		return repack(t, tgz, func(name string, data []byte) []byte {
+			if !slices.Contains(metas, name) {
+				return data
+			}
+			var md map[string]any
+			if err := json.Unmarshal(data, &md); err != nil {
+				t.Fatal(err)
+			}
+			md["options"] = map[string]any{"validator": map[string]any{"i": map[string]any{"$exists": true}}}
+			b, err := json.Marshal(md)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		})
+	}
+	all := []string{"auth0/users.metadata.json", "auth0/clients.metadata.json", "other/things.metadata.json"}
+	tests := []struct {
+		name    string
+		archive []byte
+		notHeld []string
+	}{
+		{"one", withValidator("other/things.metadata.json"), []string{"other.things"}},
+		{"all", withValidator(all...), []string{"auth0.users", "auth0.clients", "other.things"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := drill.Run(context.Background(), drill.Options{Open: opener(tc.archive), Parent: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK || rep.NotHeld != len(tc.notHeld) || rep.Same != len(man.Collections)-len(tc.notHeld) {
+				t.Fatalf("%+v", rep)
+			}
+			if len(tc.notHeld) == len(man.Collections) && (rep.OplogApplied != 0 || man.OplogEntries == 0) {
+				// The oplog names only collections not held: replaying it
+				// would restore them after all.
+				t.Errorf("nothing held, yet %d of %d oplog entries applied", rep.OplogApplied, man.OplogEntries)
+			}
+			for _, c := range rep.Collections {
+				held := !slices.Contains(tc.notHeld, c.Namespace)
+				if !held && (c.Status != drill.StatusNotHeld || !strings.Contains(c.Reason, "validator") || c.DocumentsFound != 0) {
+					t.Errorf("%+v", c)
+				}
+				if held && c.Status != drill.StatusOK {
+					t.Errorf("%+v", c)
+				}
+			}
+		})
+	}
+}
+
+// repack rewrites tgz entry by entry through edit.
+func repack(t *testing.T, tgz []byte, edit func(name string, data []byte) []byte) []byte {
+	t.Helper()
+	ar, err := archive.NewReader(bytes.NewReader(tgz), archive.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	aw, err := archive.NewWriter(&out, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e, err := ar.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(ar)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := aw.AddBytes(e.Name, e.Mode, e.ModTime, edit(e.Name, data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
