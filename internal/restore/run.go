@@ -514,6 +514,8 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 // that the longest build does not start last. (FerretDB serialises index
 // builds behind one lock whatever we do; MongoDB runs them side by side.)
 func (rs *runState) buildIndexes(ctx context.Context) error {
+	// The step says indexes while the last early builds end too.
+	rs.prog.setStep(StepIndexes)
 	rs.early.wait()
 	var todo []*catalogEntry
 	for _, c := range rs.catalog.sorted() {
@@ -528,7 +530,6 @@ func (rs *runState) buildIndexes(ctx context.Context) error {
 			rs.rep[ns] = &CollectionReport{Namespace: ns}
 		}
 	}
-	rs.prog.setStep(StepIndexes)
 	slots := make(chan struct{}, rs.opts.Parallel)
 	var wg sync.WaitGroup
 	for _, c := range todo {
