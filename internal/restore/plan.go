@@ -154,7 +154,11 @@ type Options struct {
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
 	testCommandHook func(commander) commander
-	testMode        replayMode
+	// testEarlyIndexes builds indexes beside the loads on FerretDB too,
+	// the only server the tests have (production does so on MongoDB
+	// alone: see earlyBuilds).
+	testEarlyIndexes bool
+	testMode         replayMode
 }
 
 // SpoolRatio bounds a pass's spools to this many times the input's size

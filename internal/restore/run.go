@@ -270,7 +270,7 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 	}()
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
-	if !replay && (opts.Extra == nil || opts.NoOplogReplay) {
+	if !replay && (opts.Extra == nil || opts.NoOplogReplay) && (opts.testEarlyIndexes || !isFerretDB(ctx, client)) {
 		// No replay follows the data: each collection's indexes are
 		// built once its data is in (earlyBuilds).
 		rs.early = newEarlyBuilds(ctx, rs)
