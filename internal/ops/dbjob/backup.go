@@ -169,8 +169,11 @@ func measure(ctx context.Context, b *ops.Backup, free int64, freeErr error, prog
 			}
 		}
 		if err != nil {
-			b.Log.Error("backup stopped by the free-space check", "err", err, "data_bytes", size, "free_bytes", free)
-			stop(err)
+			if ctx.Err() == nil {
+				// Not the dump ending first (its failure cancels ctx).
+				b.Log.Error("backup stopped by the free-space check", "err", err, "data_bytes", size, "free_bytes", free)
+				stop(err)
+			}
 			out <- err
 			return
 		}
