@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -97,6 +98,10 @@ type Config struct {
 	// PITR, when set, runs the continuous oplog archive (package pitr) on
 	// the backup device, encrypted to Recipients (jobs.go openArchive).
 	PITR *PITR
+
+	// Drill, when set, runs restore drills of the stored backup by its
+	// schedule (drill.go, issue 29).
+	Drill *Drill
 }
 
 // PITR is the continuous archive's config ("pitr" in the config file).
@@ -179,6 +184,10 @@ type Agent struct {
 	// sliceCopier copies the archive's slices to the remote store (nil
 	// without one).
 	sliceCopier *ops.SliceCopier
+	// driller runs the restore drills (nil without "drill"); drillDone
+	// closes when its loop ends.
+	driller   *ops.Driller
+	drillDone chan struct{}
 	// pitrMetricsDone closes when the archive's metrics loop ends.
 	pitrMetricsDone chan struct{}
 	// hook posts job ends.
@@ -372,6 +381,11 @@ func (a *Agent) cleanSlots() error {
 		}
 	}
 	ops.CleanWorkDir(n.Device)
+	// Restore drills a killed agent left (their throwaway server's files),
+	// whether or not drills are still configured.
+	for _, r := range a.cfg.Jobs.CleanDrills(ops.DrillDir(n.Device)) {
+		a.log.Warn("removed the directory of an interrupted restore drill", "dir", r)
+	}
 	return nil
 }
 
@@ -380,6 +394,14 @@ func (a *Agent) cleanSlots() error {
 func (a *Agent) cleanSpools() {
 	for _, r := range a.cfg.Jobs.CleanSpools(a.state.SpoolDir()) {
 		a.log.Warn("removed a spool file of an interrupted restore", "file", r)
+	}
+	// The oplog slices a killed restore to a time downloaded from the
+	// remote store (ops.PITR.FetchSlices): no job reads them any more.
+	left, _ := filepath.Glob(filepath.Join(a.state.UploadsDir(), ops.RemoteSlicesPattern))
+	for _, d := range left {
+		if err := os.RemoveAll(d); err == nil {
+			a.log.Warn("removed the oplog slices an interrupted restore downloaded", "dir", d)
+		}
 	}
 }
 

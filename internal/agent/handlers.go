@@ -148,6 +148,7 @@ func (a *Agent) nodeStatus(w http.ResponseWriter, r *http.Request) error {
 	out.Job, _, _ = a.jobs.Running()
 	out.Keys = a.keysInUse()
 	out.Schedule = a.scheduleStatus()
+	out.Drill = a.drillStatus()
 	if running, _, _ := a.jobs.Running(); running != kindRestore {
 		if m, _ := ops.Marker(r.Context(), a.client); m != nil {
 			out.InterruptedRestore = m
@@ -285,6 +286,7 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 			Duration: m.Duration, Documents: m.Documents, Collections: m.Collections, Files: m.Files,
 			Format: m.Format, Consistency: m.Consistency, Verified: m.Verified, VerifiedAt: m.VerifiedAt,
 			Remote: a.slotRemoteStatus(slot, m.Name),
+			Drill:  a.slotDrillStatus(slot.Kind),
 		}})
 	}
 	if !errors.Is(err, store.ErrNoBackup) {

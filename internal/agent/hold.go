@@ -25,6 +25,9 @@ const (
 	// HoldRestore: every byte is authenticated and the restore marker is
 	// written, before the first collection is written.
 	HoldRestore = ops.HoldRestore
+	// HoldDrill: a restore drill's directory and throwaway server exist,
+	// before its first pass reads the stored backup.
+	HoldDrill = ops.HoldDrill
 )
 
 // holdDirEnv names the directory of a built agent's hold points (tests only).

@@ -56,6 +56,7 @@ func (a *Agent) routes() http.Handler {
 	// The remote store (remote.go).
 	handle("POST "+api.PathRemoteCopy, a.copyNow)
 	handle("GET "+api.PathBackups, a.listBackups)
+	handle("POST "+api.PathDrill, a.drillNow)
 	handle("POST "+api.PathBackupsPrune, a.prunePost)
 	handle("GET "+api.PathRemoteBackup+"{name}", a.remoteBackup)
 	stream("GET "+api.PathRemoteBackup+"{name}/file", a.remoteFile)

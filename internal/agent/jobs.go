@@ -129,6 +129,9 @@ func (a *Agent) openServices() error {
 	if err := a.openArchive(); err != nil {
 		return err
 	}
+	if err := a.openDrill(); err != nil {
+		return err
+	}
 	if a.cfg.Schedule != nil {
 		if len(a.recipients) == 0 {
 			return ErrScheduleNeedsRecipients
@@ -183,6 +186,7 @@ func (a *Agent) startServices() error {
 			a.sched.Run(a.ctx)
 		}()
 	}
+	a.startDrill()
 	return nil
 }
 
@@ -199,6 +203,9 @@ func (a *Agent) stopServices() {
 	}
 	if a.schedDone != nil {
 		<-a.schedDone
+	}
+	if a.drillDone != nil {
+		<-a.drillDone
 	}
 	if a.copier != nil {
 		a.copier.Wait()

@@ -200,14 +200,35 @@ func (a *Agent) pitrReport(ctx context.Context) (api.PITRStatus, bool, error) {
 	if device == "" {
 		return api.PITRStatus{LagSeconds: -1, Windows: []api.PITRWindow{}, Gaps: []api.PITRGap{}, Error: "no backup device: run set-as-backup"}, false, nil
 	}
-	local, remote := a.pitrBases(ctx, device)
-	bases := append(local, remote...)
-	out, err := ops.PITRStatus(ops.OplogDir(device), st.Status, bases, a.serverNewest(ctx))
+	wins, newest, err := a.pitrWindows(ctx)
+	if err != nil {
+		return api.PITRStatus{LagSeconds: -1, Windows: []api.PITRWindow{}, Gaps: []api.PITRGap{}}, st.Running, err
+	}
+	out, err := ops.PITRStatus(ops.OplogDir(device), st.Status, wins.All(), newest)
 	if a.sliceCopier != nil {
 		cs := a.sliceCopier.State()
 		out.Remote = &api.PITRRemote{Location: cs.Location, Pending: cs.Pending, Error: cs.Error}
 	}
 	return out, st.Running, err
+}
+
+// pitrWindows are the windows a restore to a time accepts, by the rules
+// its plan follows (ops.PITRSources), and the server's newest entry.
+func (a *Agent) pitrWindows(ctx context.Context) (ops.PITRWindows, bson.Timestamp, error) {
+	src, err := a.pitrSources(ctx)
+	if err != nil {
+		return ops.PITRWindows{}, bson.Timestamp{}, err
+	}
+	if src.Remote != nil {
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		ctx = rctx
+	}
+	wins, err := src.Windows(ctx)
+	if wins.RemoteErr != nil {
+		a.log.Warn("pitr: list the remote store's archive and copies", "err", wins.RemoteErr)
+	}
+	return wins, src.Newest, err
 }
 
 // serverNewest is the ts of the server's newest oplog entry that the

@@ -13,6 +13,7 @@ import (
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/ops"
 	"github.com/a0backup/a0/internal/pitr"
+	"github.com/a0backup/a0/internal/remote"
 )
 
 // pitrPlan is POST /v1/pitr/plan: the base and the slices a restore to a
@@ -23,18 +24,27 @@ func (a *Agent) pitrPlan(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	p, err := a.planPITR(req.ToTS)
+	p, err := a.planPITR(r.Context(), req.ToTS, req.Remote)
 	if err != nil {
 		return err
 	}
 	out := api.PITRPlan{Base: p.Base.Name, ConsistentTo: api.OplogTS{T: p.After.T, I: p.After.I}, ToTS: req.ToTS,
 		Window: api.OplogWindow{From: api.OplogTS{T: p.Window.From.T, I: p.Window.From.I}, To: api.OplogTS{T: p.Window.To.T, I: p.Window.To.I}},
-		Slices: make([]api.PITRSlice, 0, len(p.Slices))}
-	if out.BaseHeader, err = readHeader(p.BasePath); err != nil {
+		Slices: make([]api.PITRSlice, 0, len(p.Slices)), Remote: p.Remote != nil, Note: p.Note}
+	if p.Remote != nil {
+		out.BaseHeader, err = a.remoteHeader(r.Context(), p.Base.Name)
+	} else {
+		out.BaseHeader, err = readHeader(p.BasePath)
+	}
+	if err != nil {
 		return err
 	}
 	for _, s := range p.Slices {
-		h, err := pitr.Header(s)
+		h, err := p.SliceHeader(r.Context(), s)
+		var oe *ops.Error
+		if errors.As(err, &oe) {
+			return err // the store's failure (remoteError)
+		}
 		if err != nil {
 			return &ops.Error{Kind: ops.Integrity, Msg: "oplog archive refused: " + err.Error(), Details: map[string]any{"slice": s.Name}, Err: err}
 		}
@@ -43,12 +53,57 @@ func (a *Agent) pitrPlan(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (a *Agent) planPITR(ts api.OplogTS) (*ops.PITR, error) {
-	n, err := a.state.LoadNode()
+// planPITR plans a restore to ts by the rules pitr-status lists windows
+// with (pitrSources): the device first, else the remote store by itself;
+// remoteOnly (restore --remote) plans from the store alone.
+func (a *Agent) planPITR(ctx context.Context, ts api.OplogTS, remoteOnly bool) (*ops.PITR, error) {
+	src, err := a.pitrSources(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return ops.PlanPITR(n.Device, bson.Timestamp{T: ts.T, I: ts.I})
+	return src.Plan(ctx, bson.Timestamp{T: ts.T, I: ts.I}, remoteOnly)
+}
+
+// pitrSources are what a restore to a time can start from on this node:
+// the device (its stored backup and archive; the server's newest entry
+// says whether the archive is caught up) and the remote store's copies
+// and archive.
+func (a *Agent) pitrSources(ctx context.Context) (ops.PITRSources, error) {
+	n, err := a.state.LoadNode()
+	if err != nil {
+		return ops.PITRSources{}, err
+	}
+	src := ops.PITRSources{Device: n.Device}
+	if n.Device != "" {
+		src.Newest = a.serverNewest(ctx)
+	}
+	if a.copier != nil {
+		if sub, ok := a.cfg.Remote.(interface{ Sub(string) remote.Store }); ok {
+			src.Remote = &ops.RemoteArchive{Copier: a.copier, Oplog: sub.Sub(ops.OplogDirName), Reserve: a.uploadReserve(),
+				Dir: a.state.UploadsDir()}
+		}
+	}
+	return src, nil
+}
+
+// remoteHeader is the crypt header of the remote copy name, its record
+// checked first (not authenticated: the key the CLI unwraps from it
+// authenticates the copy in the restore's first pass).
+func (a *Agent) remoteHeader(ctx context.Context, name string) ([]byte, error) {
+	rb, err := a.copier.Checked(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := a.copier.OpenFile(ctx, rb, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h, err := crypt.ReadHeader(rc)
+	if errors.Is(err, crypt.ErrNotA0) || errors.Is(err, crypt.ErrCorrupt) {
+		return nil, &ops.Error{Kind: ops.Integrity, Msg: "remote copy " + name + " is not an a0 file: " + err.Error(), Err: err}
+	}
+	return h, err
 }
 
 func readHeader(path string) ([]byte, error) {
@@ -67,16 +122,19 @@ func readHeader(path string) ([]byte, error) {
 // pitrRestore checks a restore request to a point in time and returns
 // what its job reads: the plan made again (the base must be the one the
 // CLI unwrapped a key for) with the slices' keys.
-func (a *Agent) pitrRestore(req api.RestoreRequest) (*ops.PITR, error) {
-	if req.Remote != "" || req.UploadID != "" || req.Plain {
-		return nil, api.Errorf(api.CodeBadRequest, "a restore to a point in time starts from the stored backup: no FILE, --remote or --plain")
+func (a *Agent) pitrRestore(ctx context.Context, req api.RestoreRequest) (*ops.PITR, error) {
+	if req.UploadID != "" || req.Plain {
+		return nil, api.Errorf(api.CodeBadRequest, "a restore to a point in time starts from the stored backup or a remote copy: no FILE or --plain")
 	}
-	p, err := a.planPITR(*req.ToTS)
+	if req.Remote != "" && req.Remote != req.Base {
+		return nil, api.Errorf(api.CodeBadRequest, "a restore to a point in time from the remote store names its base copy as remote and base (%q, %q)", req.Remote, req.Base)
+	}
+	p, err := a.planPITR(ctx, *req.ToTS, req.Remote != "")
 	if err != nil {
 		return nil, err
 	}
 	if req.Base != p.Base.Name {
-		return nil, api.Errorf(api.CodeBadRequest, "the stored backup is %s, not %q as planned: run the restore again", p.Base.Name, req.Base)
+		return nil, api.Errorf(api.CodeBadRequest, "the base is %s, not %q as planned: run the restore again", p.Base.Name, req.Base)
 	}
 	if err := p.SetKeys(req.SliceKeys); err != nil {
 		return nil, err

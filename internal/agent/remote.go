@@ -93,9 +93,18 @@ func (a *Agent) listBackups(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sort.SliceStable(out.Backups, func(i, j int) bool { return out.Backups[i].Created.After(out.Backups[j].Created) })
+	for i := range out.Backups {
+		out.Backups[i].RestorePrediction = a.restorePrediction(out.Backups[i].Size)
+	}
 	if a.archive != nil {
 		if st, _, err := a.pitrReport(r.Context()); err == nil {
 			out.PITRWindows = st.Windows
+		}
+	} else if a.copier != nil {
+		// No archive here, but the store's may serve a restore to a time
+		// (restore --to-time --remote): its windows.
+		if wins, _, err := a.pitrWindows(r.Context()); err == nil && len(wins.All()) > 0 {
+			out.PITRWindows = ops.APIWindows(wins.All())
 		}
 	}
 	return writeJSON(w, http.StatusOK, out)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/job"
@@ -91,13 +92,33 @@ func (a *Agent) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if req.ToTS != nil {
 		// A point in time: the base and slices chosen again, as the plan
 		// the CLI unwrapped the keys for chose them.
-		if pt, err = a.pitrRestore(req.RestoreRequest); err != nil {
+		if pt, err = a.pitrRestore(r.Context(), req.RestoreRequest); err != nil {
 			clear(src.FileKey)
 			return err
 		}
 		// The file the plan chose, whose name the CLI checked and its
 		// manifest must prove (CheckBackupName).
-		src.Path, src.Name = pt.BasePath, pt.Base.Name
+		src.Name = pt.Base.Name
+		if pt.Remote == nil {
+			src.Path = pt.BasePath
+		} else {
+			// The copy (remoteSource's Fetch) and the slices are
+			// downloaded when the job starts; every slice is
+			// authenticated and chained in the first pass, before the
+			// first write.
+			fetchBase, p := src.Fetch, pt
+			src.Fetch = func(ctx context.Context) error {
+				rb, err := a.copier.Checked(ctx, p.Base.Name)
+				if err != nil {
+					return err
+				}
+				if err := p.FetchSlices(ctx, rb.Size); err != nil {
+					return err
+				}
+				a.log.Info("oplog slices downloaded from the remote store for the restore", "slices", len(p.Slices))
+				return fetchBase(ctx)
+			}
+		}
 	}
 	if err := a.startKeyJob(r, kindRestore, a.restoreJobPITR(src, opts, pt)); err != nil {
 		clear(src.FileKey)
@@ -123,7 +144,18 @@ func (a *Agent) restoreJob(src ops.Source, opts ops.RestoreOptions) job.Func {
 func (a *Agent) restoreJobPITR(src ops.Source, opts ops.RestoreOptions, p *ops.PITR) job.Func {
 	rj := &ops.Restore{Client: a.client, Source: src, Options: opts, LockUpload: a.lockUpload, Hold: a.cfg.Hold, Log: a.log, PITR: p}
 	return func(ctx context.Context, j *job.Job) (any, error) {
+		// The node's measured restore rate (`backups` predicts from it):
+		// a whole restore of a file already on the node, not one that
+		// downloads it first or replays oplog slices after it.
+		var size int64
+		if fi, err := os.Stat(src.Path); err == nil && src.Fetch == nil && p == nil && !opts.DryRun {
+			size = fi.Size()
+		}
+		began := time.Now()
 		res, err := a.cfg.Jobs.Restore(ctx, j, rj)
+		if err == nil && size > 0 {
+			a.recordRestoreRate(src.Name, size, time.Since(began))
+		}
 		if res == nil {
 			return nil, jobError(err)
 		}

@@ -75,6 +75,8 @@ type Config struct {
 	Remote *remote.Config `json:"remote,omitempty"`
 	// PITR turns the continuous oplog archive on (config.go).
 	PITR *PITRConfig `json:"pitr,omitempty"`
+	// Drill runs restore drills of the stored backup (config.go, issue 29).
+	Drill *DrillConfig `json:"drill,omitempty"`
 }
 
 type usageError struct{ msg string }
@@ -204,6 +206,8 @@ type RunOptions struct {
 	Remote *remote.Config
 	// PITR is the config's "pitr", checked.
 	PITR *agent.PITR
+	// Drill is the config's "drill", checked.
+	Drill *agent.Drill
 }
 
 // runAgentFlags declares the agent's own flags (a0agent --state-dir DIR ...).
@@ -277,6 +281,9 @@ func (o *RunOptions) fill() error {
 		if o.PITR, err = c.pitr(); err != nil {
 			return fmt.Errorf("config %s: %w", o.Config, err)
 		}
+		if o.Drill, err = c.drill(); err != nil {
+			return fmt.Errorf("config %s: %w", o.Config, err)
+		}
 	}
 	if o.MongoURIFile != "" {
 		b, err := os.ReadFile(o.MongoURIFile)
@@ -320,7 +327,8 @@ func RunAgent(ctx context.Context, o RunOptions, logOut io.Writer) error {
 	// here, so that package agent imports neither dump nor restore.
 	cfg := agent.Config{Jobs: dbjob.Runners(), StateDir: o.StateDir, Listen: o.Listen, MongoURI: o.MongoURI,
 		SensitivePaths: o.SensitivePaths, Recipients: o.Recipients, MetricsListen: o.MetricsListen, Logger: log,
-		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile, PITR: o.PITR}
+		Schedule: o.Schedule, Replace: o.Replace, Webhook: o.Webhook, WebhookCAFile: o.WebhookCAFile, PITR: o.PITR,
+		Drill: o.Drill}
 	if err := remoteConfig(&cfg, o.Remote); err != nil {
 		return err
 	}

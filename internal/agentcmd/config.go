@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"filippo.io/age"
 	"github.com/spf13/pflag"
 
 	"github.com/a0backup/a0/internal/agent"
@@ -247,6 +248,8 @@ func (c Config) problems(path string) []error {
 	out = append(out, up...)
 	_, pp := c.pitrProblems()
 	out = append(out, pp...)
+	_, dp := c.drillProblems()
+	out = append(out, dp...)
 	var kept []error
 	for _, e := range out {
 		if e != nil {
@@ -338,6 +341,11 @@ func RunCheckConfig(o CheckConfigOptions, now time.Time, stdout io.Writer) error
 	}
 	if p, _ := c.pitr(); p != nil {
 		fmt.Fprintf(stdout, "  pitr:        slices of %s under <device>/backup/oplog, encrypted to the recipients\n", p.Slice)
+	}
+	if d, _ := c.drill(); d != nil {
+		// The identity's path, never its content.
+		fmt.Fprintf(stdout, "  drill:       %s (first from now: %s), restored under <device>/backup/.drill, opened with %s\n",
+			d.Schedule, d.Schedule.Next(now).UTC().Format(time.RFC3339), d.Identity)
 	}
 	if c.MetricsListen != "" {
 		fmt.Fprintf(stdout, "  metrics:     http://%s/metrics\n", c.MetricsListen)
@@ -530,4 +538,80 @@ func quoteAll(s []string) []string {
 		out[i] = strconv.Quote(v)
 	}
 	return out
+}
+
+// DrillConfig is the config's "drill": {"every": "168h"} or {"cron":
+// "0 3 * * 0"} runs restore drills of the stored backup (issue 29), and
+// "identity" is the key file they open backups encrypted to public keys
+// with: the node's own key, one of the "recipients", mode 0600.
+type DrillConfig struct {
+	Every    string `json:"every,omitempty"`
+	Cron     string `json:"cron,omitempty"`
+	Identity string `json:"identity,omitempty"`
+}
+
+// drill checks and parses "drill"; the first problem is the error.
+func (c Config) drill() (*agent.Drill, error) {
+	d, problems := c.drillProblems()
+	if len(problems) > 0 {
+		return nil, problems[0]
+	}
+	return d, nil
+}
+
+func (c Config) drillProblems() (*agent.Drill, []error) {
+	if c.Drill == nil {
+		return nil, nil
+	}
+	var problems []error
+	d := &agent.Drill{Identity: c.Drill.Identity}
+	s, err := schedule.Parse(schedule.Spec{Every: c.Drill.Every, Cron: c.Drill.Cron})
+	if err != nil {
+		problems = append(problems, fmt.Errorf("drill: %w", err))
+	}
+	d.Schedule = s
+	switch {
+	case c.Drill.Identity == "":
+		problems = append(problems, errors.New(`drill: needs "identity": the path of a key file (mode 0600) that opens the backups, its public key among "recipients" (make one with `+"`a0cli create-key`"+` on the node under its own A0CLI_HOME, or age-keygen)`))
+	default:
+		ids, err := keys.LoadIdentities(c.Drill.Identity)
+		var pe *keys.PermissionError
+		switch {
+		case errors.As(err, &pe):
+			problems = append(problems, fmt.Errorf("drill: identity %s is accessible by group or others (mode %#o): run `chmod 600 %s`", c.Drill.Identity, pe.Mode, c.Drill.Identity))
+		case err != nil:
+			problems = append(problems, fmt.Errorf("drill: identity: %w", err))
+		case len(c.Recipients) > 0 && !identityAmong(ids, c.Recipients):
+			problems = append(problems, fmt.Errorf(`drill: identity %s: its public key is not among "recipients": the drills could not open the scheduled backups (add its public key to "recipients")`, c.Drill.Identity))
+		}
+	}
+	if len(c.Recipients) == 0 {
+		problems = append(problems, errors.New(`drill: needs "recipients", the identity's public key among them: the node holds no password, so it drills backups encrypted to public keys`))
+	}
+	return d, problems
+}
+
+// identityAmong tells whether ids open what is encrypted to one of the
+// recipients: a message sealed to each recipient alone, opened with ids
+// (works for every key type age and its ssh plugin-free forms know).
+func identityAmong(ids []age.Identity, recipients []string) bool {
+	for _, line := range recipients {
+		r, err := keys.ParseRecipient(line)
+		if err != nil {
+			continue
+		}
+		var buf bytes.Buffer
+		w, err := age.Encrypt(&buf, r.Recipient)
+		if err != nil {
+			continue
+		}
+		w.Write([]byte("drill"))
+		if w.Close() != nil {
+			continue
+		}
+		if _, err := age.Decrypt(&buf, ids...); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -181,6 +181,9 @@ type NodeStatus struct {
 	// Schedule is the config's schedule, its last and next run (unset
 	// without a schedule).
 	Schedule *ScheduleStatus `json:"schedule,omitempty"`
+	// Drill is the restore drills' schedule and last drill (unset
+	// without "drill" in the agent config).
+	Drill *DrillStatus `json:"drill,omitempty"`
 }
 
 // ScheduleStatus is node-status's "schedule".
@@ -278,7 +281,8 @@ type RestoreRequest struct {
 	// Base, then the oplog archive's entries after its consistent_to up
 	// to ToTS inclusive (as POST /v1/pitr/plan chose them). SliceKeys are
 	// the slices' file keys by name, unwrapped by the CLI; FileKey opens
-	// the base.
+	// the base. With Remote (= Base) the base is that remote copy and the
+	// slices the store's (a plan with PITRPlan.Remote).
 	ToTS      *OplogTS          `json:"to_ts,omitempty"`
 	Base      string            `json:"base,omitempty"`
 	SliceKeys map[string][]byte `json:"slice_keys,omitempty"`

@@ -64,6 +64,10 @@ type PITRWindow struct {
 	Base   string   `json:"base"`
 	FromTS OplogPos `json:"from_ts"`
 	ToTS   OplogPos `json:"to_ts"`
+	// Remote: the base is a remote copy and the window the remote
+	// store's archive (<prefix>/oplog/): restore --to-time serves it from
+	// the store.
+	Remote bool `json:"remote,omitempty"`
 }
 
 // PITRGap is a stretch of the oplog the archive lacks, and why.

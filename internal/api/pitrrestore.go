@@ -35,6 +35,9 @@ type OplogWindow struct {
 type PITRPlanRequest struct {
 	// ToTS is the last position to replay (inclusive).
 	ToTS OplogTS `json:"to_ts"`
+	// Remote plans from the remote store alone (restore --to-time
+	// --remote): a remote copy as the base, the store's slices.
+	Remote bool `json:"remote,omitempty"`
 }
 
 // PITRSlice is one slice a point-in-time restore reads.
@@ -54,6 +57,11 @@ type PITRPlan struct {
 	ToTS         OplogTS     `json:"to_ts"`
 	Window       OplogWindow `json:"window"`
 	Slices       []PITRSlice `json:"slices"`
+	// Remote: the base is the remote copy Base and the slices the
+	// store's; the restore request names it (RestoreRequest.Remote).
+	// Note says why the store was chosen without --remote.
+	Remote bool   `json:"remote,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // OplogFindRequest is the body of POST /v1/oplog/find: the filter of

@@ -70,6 +70,9 @@ type BackupEntry struct {
 	// Problem says why a remote copy cannot be used (no .json, size
 	// differs); empty when it can.
 	Problem string `json:"problem,omitempty"`
+	// RestorePrediction is the restore time predicted from the node's
+	// last measured restore rate (unset before any restore or drill).
+	RestorePrediction *RestorePrediction `json:"restore_prediction,omitempty"`
 }
 
 // Backups is the body of GET /v1/backups.

@@ -96,6 +96,9 @@ type BackupFound struct {
 	// ConsistentTo is the oplog position the backup restores to (a base
 	// of a restore to a point in time starts there).
 	ConsistentTo *OplogTS `json:"consistent_to,omitempty"`
+	// Drill is the node's last restore drill (unset without "drill" in
+	// the agent config); its backup may be an older one than this.
+	Drill *DrillStatus `json:"drill,omitempty"`
 }
 
 // BackupFailed is the "arguments" of "Backup failed".

@@ -149,6 +149,7 @@ var commandSetups = map[string]struct {
 	"set-as-backup":             {setAsBackupFlags, argsNone},
 	"node-status":               {nodeStatusFlags, argsNone},
 	"pitr-status":               {pitrStatusFlags, argsNone},
+	"drill":                     {drillFlags, argsNone},
 	"logs":                      {logsFlags, argsNone},
 	"backup":                    {slotCmd(api.SlotBackup, "start"), argsNone},
 	"backup-status":             {slotCmd(api.SlotBackup, "status"), argsNone},

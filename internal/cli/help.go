@@ -29,6 +29,7 @@ var examples = map[string][]string{
 	"backup-retrieve":           {"a0cli -t a0-1 backup-retrieve", "a0cli -t a0-1 backup-retrieve -o /srv/a0/a0-1.tar.gz.enc"},
 	"backup-delete":             {"a0cli -t a0-1 backup-delete"},
 	"backup-copy":               {"a0cli -t a0-1 backup-copy --wait"},
+	"drill":                     {"a0cli -t a0-1 drill --wait"},
 	"backups":                   {"a0cli -t a0-1 backups", "a0cli -t a0-1 backups prune --dry-run"},
 	"backup-sensitive":          {"a0cli -t a0-1 backup-sensitive --password-file ~/.a0-sensitive-pass --wait"},
 	"backup-sensitive-status":   {"a0cli -t a0-1 backup-sensitive-status"},

@@ -205,6 +205,9 @@ func runNodeStatus(ctx context.Context, env *Env, o NodeStatusOptions) error {
 		fmt.Fprintf(w, "running job:    %s\n", st.Job)
 	}
 	printSchedule(w, st.Schedule)
+	if st.Drill != nil {
+		printDrill(w, st.Drill)
+	}
 	if m := st.InterruptedRestore; m != nil {
 		why := "the agent stopped while it ran"
 		if e, ok := m["error"].(string); ok && e != "" {

@@ -67,7 +67,11 @@ func printPITRStatus(w io.Writer, message string, st api.PITRStatus) {
 	}
 	const day = "2006-01-02 15:04:05"
 	for _, win := range st.Windows {
-		fmt.Fprintf(w, "restorable: %s (base %s) .. %s UTC, lag %s\n", win.From.UTC().Format(day), win.Base, win.To.UTC().Format(day), lag)
+		base := win.Base
+		if win.Remote {
+			base = "remote copy " + base // restore --to-time serves it from the store
+		}
+		fmt.Fprintf(w, "restorable: %s (base %s) .. %s UTC, lag %s\n", win.From.UTC().Format(day), base, win.To.UTC().Format(day), lag)
 	}
 	if st.Since != nil && st.Newest != nil {
 		fmt.Fprintf(w, "archive:    %d slices, %s, %s .. %s UTC\n", st.Slices, human(st.Bytes), st.Since.UTC().Format(day), st.Newest.UTC().Format(day))

@@ -57,8 +57,8 @@ func tsText(ts api.OplogTS) string {
 // key with its identity, and the node restores the base and replays the
 // archive with those keys. No identity leaves the workstation.
 func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
-	if o.File != "" || o.Remote != "" || o.Plain {
-		return usagef("restore --to-time/--to-ts starts from the node's stored backup: no FILE, --remote or --plain")
+	if o.File != "" || o.Plain || o.Remote != "" && o.Remote != remoteAny {
+		return usagef("restore --to-time/--to-ts starts from the node's stored backup, or with --remote (no NAME) from the remote store's copies: no FILE, copy NAME or --plain")
 	}
 	to, err := parseToTS(o.ToTime, o.ToTS)
 	if err != nil {
@@ -69,7 +69,7 @@ func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 		return err
 	}
 	var plan api.PITRPlan
-	if err := c.JSON(ctx, http.MethodPost, api.PathPITRPlan, api.PITRPlanRequest{ToTS: to}, &plan); err != nil {
+	if err := c.JSON(ctx, http.MethodPost, api.PathPITRPlan, api.PITRPlanRequest{ToTS: to, Remote: o.Remote == remoteAny}, &plan); err != nil {
 		return err
 	}
 	ids, err := o.load(env)
@@ -101,10 +101,21 @@ func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if keys, err = sliceKeys(plan.Slices, ids); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stderr, "a0cli: restoring to %s: base %s (consistent to %s), then %d oplog slices\n",
-		tsText(plan.ToTS), plan.Base, tsText(plan.ConsistentTo), len(plan.Slices))
+	if plan.Note != "" {
+		fmt.Fprintf(env.Stderr, "a0cli: %s\n", plan.Note)
+	}
+	where := ""
+	if plan.Remote {
+		where = "remote copy "
+	}
+	fmt.Fprintf(env.Stderr, "a0cli: restoring to %s: base %s%s (consistent to %s), then %d oplog slices\n",
+		tsText(plan.ToTS), where, plan.Base, tsText(plan.ConsistentTo), len(plan.Slices))
 	req := api.RestoreRequest{Password: pw, FileKey: fileKey, Drop: o.Drop, NS: o.NS, NSFrom: o.NSFrom, NSTo: o.NSTo, DryRun: o.DryRun,
 		StopOnError: o.StopOnError, UsersAndRoles: o.UsersAndRoles, ToTS: &to, Base: plan.Base, SliceKeys: keys}
+	if plan.Remote {
+		// The copy the plan chose; the node downloads it and the slices.
+		req.Remote = plan.Base
+	}
 	return startRestore(ctx, env, c, o, req)
 }
 

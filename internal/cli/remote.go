@@ -147,8 +147,17 @@ func RunBackups(ctx context.Context, env *Env, o BackupsOptions) error {
 		} else {
 			fmt.Fprintln(env.Stdout, "remote store: none configured on this node")
 		}
+		for _, b := range out.Backups {
+			if p := b.RestorePrediction; p != nil {
+				fmt.Fprintf(env.Stdout, "%s: %s\n", b.Name, predictionText(p))
+			}
+		}
 		for _, w := range out.PITRWindows {
-			fmt.Fprintf(env.Stdout, "pitr window: %s (base %s) .. %s UTC\n", w.From.UTC().Format("2006-01-02 15:04:05"), w.Base, w.To.UTC().Format("2006-01-02 15:04:05"))
+			base := w.Base
+			if w.Remote {
+				base = "remote copy " + base
+			}
+			fmt.Fprintf(env.Stdout, "pitr window: %s (base %s) .. %s UTC\n", w.From.UTC().Format("2006-01-02 15:04:05"), base, w.To.UTC().Format("2006-01-02 15:04:05"))
 		}
 	}
 	if out.RemoteError != "" {

@@ -25,6 +25,10 @@ import (
 	"github.com/a0backup/a0/internal/restore"
 )
 
+// remoteAny is --remote given without a NAME (restore --to-time T
+// --remote): the node chooses the copy.
+const remoteAny = "*"
+
 // RestoreOptions are the options of restore.
 type RestoreOptions struct {
 	PasswordOptions
@@ -64,7 +68,11 @@ func restoreFlags(fs *pflag.FlagSet) runFunc {
 	fs.BoolVar(&o.JSON, "json", false, "print JSON for scripts")
 	fs.BoolVar(&o.StopOnError, "stop-on-error", false, "stop at the first document the server refuses (default: count and report them, exit 6)")
 	fs.BoolVar(&o.UsersAndRoles, "users-and-roles", false, "also restore the dump's users and roles (admin.system.users, admin.system.roles)")
-	fs.StringVar(&o.Remote, "remote", "", "restore the copy `NAME` from the node's remote store (the node downloads and authenticates it first)")
+	fs.StringVar(&o.Remote, "remote", "", "restore the copy `NAME` from the node's remote store (the node downloads and authenticates it first); with --to-time/--to-ts and no NAME: from the remote store alone (its newest fitting copy and its oplog slices)")
+	// --remote alone (restore --to-time T --remote) chooses the copy:
+	// pflag then leaves "--remote NAME" 's NAME as the positional word,
+	// which runRestoreCmd gives back to --remote.
+	fs.Lookup("remote").NoOptDefVal = remoteAny
 	fs.StringVar(&o.ToTime, "to-time", "", "restore to the point in time `T` (RFC 3339, e.g. 2026-12-06T10:15:00Z): the stored backup, then the oplog archive up to every entry of that second")
 	fs.StringVar(&o.ToTS, "to-ts", "", "restore to the exact oplog position `T,I` (inclusive), as oplog-find prints it")
 	return func(ctx context.Context, env *Env, pos []string) error { return runRestoreCmd(ctx, env, o, pos) }
@@ -73,6 +81,13 @@ func restoreFlags(fs *pflag.FlagSet) runFunc {
 func runRestoreCmd(ctx context.Context, env *Env, o RestoreOptions, pos []string) error {
 	if len(pos) > 1 {
 		return usagef("usage: restore [FILE] [password options | --identity FILE] [--drop] [--ns DB.COLL]... [--ns-from PATTERN --ns-to PATTERN]... [--dry-run] [--plain] [--detach] [--stop-on-error] [--users-and-roles]")
+	}
+	if o.Remote == remoteAny && o.ToTime == "" && o.ToTS == "" {
+		// restore --remote NAME, as before the flag's value was optional.
+		if len(pos) != 1 {
+			return usagef("restore --remote NAME: give the copy's name (as `a0cli backups` lists it), or --to-time/--to-ts to choose one")
+		}
+		o.Remote, pos = pos[0], nil
 	}
 	if len(pos) == 1 {
 		o.File = pos[0]

@@ -51,6 +51,8 @@ type Recorder struct {
 	remote remoteState
 	// pitr is the continuous oplog archive's (pitr.go).
 	pitr *PITR
+	// drill is the restore drills' (drill.go).
+	drill *Drill
 }
 
 // OpenRecorder reads path if it exists. A damaged file is reported, not
@@ -207,6 +209,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.collectRemote(gauge)
 	c.collectPITR(gauge)
+	c.collectDrill(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	live := c.src(ctx)

@@ -30,6 +30,10 @@ const (
 	// HoldRestore: every byte is authenticated and the restore marker is
 	// written, before the first collection is written.
 	HoldRestore = "restore"
+	// HoldDrill: a restore drill's temporary directory and throwaway
+	// server exist and the file is authenticated, before the drill's
+	// first pass reads it.
+	HoldDrill = "drill"
 )
 
 // Hold is called at a job's hold points and may block until the test that

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -148,6 +147,9 @@ func (s *Archive) State() ArchiveState {
 type Base struct {
 	Name         string
 	ConsistentTo bson.Timestamp
+	// Remote: a copy in the remote store (its window is the store's
+	// archive's).
+	Remote bool
 }
 
 // LocalBase is the stored backup of device as a Base (ok false: none, or
@@ -161,10 +163,10 @@ func LocalBase(device string) (Base, bool) {
 }
 
 // PITRStatus is pitr-status's arguments for the archive in dir: its
-// slices and gaps as listed, its windows each starting at the oldest base
-// inside it, and the lag behind newest, the server's newest entry (zero:
-// unknown).
-func PITRStatus(dir string, st pitr.Status, bases []Base, newest bson.Timestamp) (api.PITRStatus, error) {
+// slices and gaps as listed, the windows a restore accepts (wins, from
+// PITRSources.Windows: the rules a restore's plan follows) and the lag
+// behind newest, the server's newest entry (zero: unknown).
+func PITRStatus(dir string, st pitr.Status, wins []Restorable, newest bson.Timestamp) (api.PITRStatus, error) {
 	out := api.PITRStatus{Dir: dir, Error: st.Err, LagSeconds: -1, Windows: []api.PITRWindow{}, Gaps: []api.PITRGap{}}
 	ar, err := pitr.Open(dir, crypt.Unlock{})
 	if err != nil {
@@ -192,22 +194,18 @@ func PITRStatus(dir string, st pitr.Status, bases []Base, newest bson.Timestamp)
 		}
 		out.Gaps = append(out.Gaps, pg)
 	}
-	sort.Slice(bases, func(i, j int) bool { return tsBefore(bases[i].ConsistentTo, bases[j].ConsistentTo) })
-	ws, open := ar.Windows(), caughtUp(ar, newest)
-	for i, w := range ws {
-		for _, b := range bases {
-			if serves(w, open && i == len(ws)-1, b.ConsistentTo) {
-				to := w.To
-				if tsBefore(to, b.ConsistentTo) {
-					to = b.ConsistentTo
-				}
-				out.Windows = append(out.Windows, api.PITRWindow{From: tsTime(b.ConsistentTo), To: tsTime(to), Base: b.Name,
-					FromTS: api.OplogPos{T: b.ConsistentTo.T, I: b.ConsistentTo.I, Wall: tsTime(b.ConsistentTo)}, ToTS: api.OplogPos{T: to.T, I: to.I, Wall: tsTime(to)}})
-				break
-			}
-		}
-	}
+	out.Windows = APIWindows(wins)
 	return out, nil
+}
+
+// APIWindows are windows as pitr-status and backups show them.
+func APIWindows(wins []Restorable) []api.PITRWindow {
+	out := make([]api.PITRWindow, 0, len(wins))
+	for _, r := range wins {
+		out = append(out, api.PITRWindow{From: tsTime(r.From), To: tsTime(r.To), Base: r.Base.Name, Remote: r.Base.Remote,
+			FromTS: api.OplogPos{T: r.From.T, I: r.From.I, Wall: tsTime(r.From)}, ToTS: api.OplogPos{T: r.To.T, I: r.To.I, Wall: tsTime(r.To)}})
+	}
+	return out
 }
 
 // caughtUp reports whether the archive holds the server's newest entry

@@ -37,6 +37,15 @@ type Runners struct {
 	// CleanSpools removes the encrypted spools a killed restore left in
 	// dir (their key died with the process) and returns what it removed.
 	CleanSpools func(dir string) []string
+	// Drill restores a stored backup into a throwaway embedded server in
+	// a temporary directory under d.Parent, compares every collection
+	// with what the dump wrote, and removes the directory (issue 29).
+	// Differences are in the result, not an error; an error is a drill
+	// that could not run to its comparison.
+	Drill func(ctx context.Context, d *Drill) (*DrillResult, error)
+	// CleanDrills removes the directories killed drills left under
+	// parent and returns what it removed.
+	CleanDrills func(parent string) []string
 }
 
 // ErrNoRunners: a Runners lacks a body (see Runners.Check).
@@ -45,20 +54,29 @@ var ErrNoRunners = errors.New("the job runners are not set")
 // Check says which bodies r lacks: an agent started without them would
 // fail only at its first backup, so it refuses to start instead.
 func (r Runners) Check() error {
-	var missing []string
-	for _, f := range []struct {
+	// Two groups, each named in one clause: the jobs', then the restore
+	// drills' (added later; the first clause reads as it always did).
+	var clauses []string
+	for _, group := range [][]struct {
 		name string
 		set  bool
 	}{
-		{"Backup", r.Backup != nil}, {"Restore", r.Restore != nil}, {"Totals", r.Totals != nil},
-		{"DataSize", r.DataSize != nil}, {"CleanSpools", r.CleanSpools != nil},
+		{{"Backup", r.Backup != nil}, {"Restore", r.Restore != nil}, {"Totals", r.Totals != nil},
+			{"DataSize", r.DataSize != nil}, {"CleanSpools", r.CleanSpools != nil}},
+		{{"Drill", r.Drill != nil}, {"CleanDrills", r.CleanDrills != nil}},
 	} {
-		if !f.set {
-			missing = append(missing, f.name)
+		var missing []string
+		for _, f := range group {
+			if !f.set {
+				missing = append(missing, f.name)
+			}
+		}
+		if len(missing) > 0 {
+			clauses = append(clauses, strings.Join(missing, ", ")+" missing")
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s missing (give dbjob.Runners())", ErrNoRunners, strings.Join(missing, ", "))
+	if len(clauses) > 0 {
+		return fmt.Errorf("%w: %s (give dbjob.Runners())", ErrNoRunners, strings.Join(clauses, "; "))
 	}
 	return nil
 }

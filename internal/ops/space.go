@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"github.com/a0backup/a0/internal/bytesize"
+	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/pitr"
 	"github.com/a0backup/a0/internal/store"
 )
 
@@ -36,7 +38,11 @@ func Slot(device, kind string) store.Slot {
 }
 
 // checkSpace refuses a backup onto device when its free space is less than
-// twice size, the database's data size.
+// twice size, the database's data size, plus the oplog archive's size on
+// the device: the archive keeps growing beside the backup, and until the
+// next prune it holds the slices back to the oldest kept base, about as
+// much again as it holds now (the slices already there are used space:
+// they count as the room the archive needs for the next stretch).
 func checkSpace(device string, size int64) error {
 	free, err := FreeBytes(device)
 	if err != nil {
@@ -46,17 +52,40 @@ func checkSpace(device string, size int64) error {
 }
 
 // SpaceError is the free-space rule's refusal of a backup onto device that
-// has free bytes free for a database of size bytes (less than twice size),
-// nil when it fits. The agent applies it twice to one backup (issue 27):
-// before the 202 to an estimate that costs no scan (the size the agent last
-// read), then, while the dump runs, to the size measured anew against the
-// space that was free when the job started (Backup.CheckSpace).
+// has free bytes free for a database of size bytes (see checkSpace), nil
+// when it fits. The agent applies it twice to one backup (issue 27): before
+// the 202 to an estimate that costs no scan (the size the agent last read),
+// then, while the dump runs, to the size measured anew against the space
+// that was free when the job started (Backup.Measure).
 func SpaceError(device string, free, size int64) error {
-	if free < 2*size {
+	archive, err := ArchiveBytes(device)
+	if err != nil {
+		return fmt.Errorf("measure the oplog archive: %w", err)
+	}
+	need := 2*size + archive
+	if free < need {
+		why := fmt.Sprintf("twice the database's data size of %s", FmtBytes(size))
+		if archive > 0 {
+			why += fmt.Sprintf(", plus the oplog archive's %s for its growth", FmtBytes(archive))
+		}
 		return &Error{Kind: NoSpace,
-			Msg: fmt.Sprintf("not enough free space on %s: %s free, %s needed (twice the database's data size of %s)",
-				device, FmtBytes(free), FmtBytes(2*size), FmtBytes(size)),
-			Details: map[string]any{"free_bytes": free, "needed_bytes": 2 * size, "data_bytes": size}}
+			Msg: fmt.Sprintf("not enough free space on %s: %s free, %s needed (%s)",
+				device, FmtBytes(free), FmtBytes(need), why),
+			Details: map[string]any{"free_bytes": free, "needed_bytes": need, "data_bytes": size, "archive_bytes": archive}}
 	}
 	return nil
+}
+
+// ArchiveBytes is the size of the oplog archive's slices on device (0
+// without an archive).
+func ArchiveBytes(device string) (int64, error) {
+	ar, err := pitr.Open(OplogDir(device), crypt.Unlock{})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, s := range ar.Slices {
+		n += s.Size
+	}
+	return n, nil
 }

@@ -306,8 +306,8 @@ func TestRenameExtraReplay(t *testing.T) {
 	ctx := context.Background()
 	id := func(v any) bson.D { return bson.D{{Key: "_id", Value: v}} }
 	d := dump{
-		colls: []coll{{db: "app", name: "c", docs: []bson.D{{{Key: "_id", Value: 1}, {Key: "v", Value: "a"}}, {{Key: "_id", Value: 2}}}}},
-		oplog: []bson.D{opEntry(10, "i", "app.c", bson.D{{Key: "_id", Value: 3}}, nil)},
+		colls:  []coll{{db: "app", name: "c", docs: []bson.D{{{Key: "_id", Value: 1}, {Key: "v", Value: "a"}}, {{Key: "_id", Value: 2}}}}},
+		oplog:  []bson.D{opEntry(10, "i", "app.c", bson.D{{Key: "_id", Value: 3}}, nil)},
 		consTo: &manifest.OplogPos{T: 16, I: 1},
 	}
 	data := d.archive(t)

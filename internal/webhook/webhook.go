@@ -19,9 +19,11 @@ import (
 
 // Event is one line posted.
 type Event struct {
-	// Event is "job_done", "job_failed", "schedule_skipped" or
+	// Event is "job_done", "job_failed", "schedule_skipped",
 	// "pitr_gap" (the continuous oplog archive lost a stretch: Gap says
-	// which, Kind is "pitr", State "gap").
+	// which, Kind is "pitr", State "gap") or "restore_drill" (a restore
+	// drill ended: Kind "drill", State "ok", "failed" or "skipped",
+	// Drill what it restored).
 	Event string `json:"event"`
 	Node  string `json:"node"`
 	// Kind is the job's kind: "backup", "backup-sensitive", "restore"...
@@ -37,7 +39,9 @@ type Event struct {
 	// Backup is what a backup job stored.
 	Backup *Backup `json:"backup,omitempty"`
 	// Gap is the archive's gap a "pitr_gap" event reports.
-	Gap          *Gap   `json:"gap,omitempty"`
+	Gap *Gap `json:"gap,omitempty"`
+	// Drill is what a "restore_drill" event's drill restored.
+	Drill        *Drill `json:"drill,omitempty"`
 	AgentVersion string `json:"agent_version"`
 }
 
@@ -47,6 +51,15 @@ type Gap struct {
 	From     string    `json:"from"`
 	FromTime time.Time `json:"from_time"`
 	Reason   string    `json:"reason"`
+}
+
+// Drill is a restore drill's measure: how long it took and what it
+// restored and compared.
+type Drill struct {
+	Seconds     float64 `json:"seconds"`
+	Collections int     `json:"collections,omitempty"`
+	Documents   int64   `json:"documents,omitempty"`
+	Note        string  `json:"note,omitempty"`
 }
 
 // Backup is the stored backup an event reports (nothing secret: the file's

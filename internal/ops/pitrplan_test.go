@@ -1,0 +1,96 @@
+package ops
+
+import (
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/a0backup/a0/internal/pitr"
+)
+
+func ts(t, i uint32) bson.Timestamp { return bson.Timestamp{T: t, I: i} }
+
+// TestRestorableIsWhatChooseAccepts: for every position around the
+// archive, a restore's plan (choose) accepts it exactly when a listed
+// window (restorable, what pitr-status shows) holds it, and starts from
+// the newest base at or before it.
+func TestRestorableIsWhatChooseAccepts(t *testing.T) {
+	slice := func(f, l bson.Timestamp) pitr.Slice { return pitr.Slice{Name: pitr.SliceName(f, l), First: f, Last: l} }
+	// Two windows: 100.1..110.5, a gap, 120.1..130.2.
+	ar := &pitr.Archive{Slices: []pitr.Slice{
+		slice(ts(100, 1), ts(105, 3)), slice(ts(105, 4), ts(110, 5)),
+		slice(ts(120, 1), ts(125, 1)), slice(ts(125, 2), ts(130, 2)),
+	}, Gaps: []pitr.Gap{{From: ts(110, 5), To: ts(120, 1), Reason: "test"}}}
+	cases := []struct {
+		name  string
+		bases []Base
+		open  bool
+		want  [][2]bson.Timestamp // windows listed
+	}{
+		{"no base", nil, false, nil},
+		{"a base before the archive", []Base{{Name: "b0", ConsistentTo: ts(90, 1)}}, false, nil},
+		{"one base in the first window", []Base{{Name: "b1", ConsistentTo: ts(103, 2)}}, false, [][2]bson.Timestamp{{ts(103, 2), ts(110, 5)}}},
+		{"bases in both windows", []Base{{Name: "b2", ConsistentTo: ts(122, 0)}, {Name: "b1", ConsistentTo: ts(103, 2)}, {Name: "b3", ConsistentTo: ts(126, 0)}}, false,
+			[][2]bson.Timestamp{{ts(103, 2), ts(110, 5)}, {ts(122, 0), ts(130, 2)}}},
+		{"a base in the gap", []Base{{Name: "g", ConsistentTo: ts(115, 0)}}, false, nil},
+		{"a base after the end, not caught up", []Base{{Name: "late", ConsistentTo: ts(140, 0)}}, false, nil},
+		{"a base after the end, caught up", []Base{{Name: "b2", ConsistentTo: ts(122, 0)}, {Name: "late", ConsistentTo: ts(140, 0)}}, true,
+			[][2]bson.Timestamp{{ts(122, 0), ts(140, 0)}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rs := restorable(ar, c.bases, c.open)
+			if len(rs) != len(c.want) {
+				t.Fatalf("windows %+v, want %v", rs, c.want)
+			}
+			for i, r := range rs {
+				if r.From != c.want[i][0] || r.To != c.want[i][1] {
+					t.Fatalf("window %d: %v..%v, want %v", i, r.From, r.To, c.want[i])
+				}
+			}
+			for sec := uint32(85); sec <= 145; sec++ {
+				for _, inc := range []uint32{0, 1, 2, 3, 5, 6, ^uint32(0)} {
+					to := ts(sec, inc)
+					listed := false
+					for _, r := range rs {
+						listed = listed || !tsLess(to, r.From) && !tsLess(r.To, to)
+					}
+					r, b, ok := choose(rs, to)
+					if ok != listed {
+						t.Fatalf("restore to %v: accepted %v, listed %v", to, ok, listed)
+					}
+					if !ok {
+						continue
+					}
+					// The newest base at or before `to` that starts its window.
+					for _, o := range c.bases {
+						if !tsLess(to, o.ConsistentTo) && tsLess(b.ConsistentTo, o.ConsistentTo) && (r.Window.Contains(o.ConsistentTo) || c.open) {
+							t.Fatalf("restore to %v starts from %s, not the newer %s", to, b.Name, o.Name)
+						}
+					}
+					if _, serves := pitr.Serving([]pitr.Window{r.Window}, b.ConsistentTo, to); !serves && !c.open {
+						t.Fatalf("restore to %v from %s: its window %v does not hold every entry", to, b.Name, r.Window)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestPlanRefusalNamesBothWindows: a point neither the device nor the store
+// serves is refused naming the windows of each.
+func TestPlanRefusalNamesBothWindows(t *testing.T) {
+	l := []Restorable{{From: ts(100, 1), To: ts(110, 1)}}
+	r := []Restorable{{From: ts(90, 1), To: ts(95, 1)}}
+	err := refusePITR(ts(200, 0), []string{"why"}, l, r, true, true)
+	oe, ok := err.(*Error)
+	if !ok || oe.Kind != NotRestorable {
+		t.Fatalf("%v", err)
+	}
+	for _, want := range []string{"the archive's windows: " + TSText(ts(100, 1)), "the remote store's windows: " + TSText(ts(90, 1)), "why"} {
+		if !strings.Contains(oe.Msg, want) {
+			t.Fatalf("%q lacks %q", oe.Msg, want)
+		}
+	}
+}

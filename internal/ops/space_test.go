@@ -1,0 +1,52 @@
+package ops
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/a0backup/a0/internal/pitr"
+)
+
+// TestCheckSpaceCountsArchive: the free-space rule for a backup counts the
+// oplog archive's slices on the device (their size again, for the growth
+// until the next prune). A sparse slice larger than the free space takes
+// no room on the disk, so only the rule can refuse.
+func TestCheckSpaceCountsArchive(t *testing.T) {
+	dev := t.TempDir()
+	if err := checkSpace(dev, 1<<20); err != nil {
+		t.Fatalf("an empty device refused: %v", err)
+	}
+	free, err := FreeBytes(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := OplogDir(dev)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	name := pitr.SliceName(bson.Timestamp{T: 1_800_000_000, I: 1}, bson.Timestamp{T: 1_800_000_010, I: 3})
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the free space by far: other processes on the disk may free
+	// some meanwhile.
+	size := 2*free + 1<<30
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if n, err := ArchiveBytes(dev); err != nil || n != size {
+		t.Fatalf("ArchiveBytes = %d, %v; want %d", n, err, size)
+	}
+	err = checkSpace(dev, 1<<20)
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Kind != NoSpace || oe.Details["archive_bytes"] != size {
+		t.Fatalf("a device whose archive needs its free space: %v", err)
+	}
+	t.Log(err)
+}
