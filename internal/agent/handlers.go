@@ -293,7 +293,7 @@ func (a *Agent) slotStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if rec, err := a.jobs.Last(kind); err == nil && rec != nil && rec.State == job.StateFailed {
-		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup failed", Arguments: api.BackupFailed{Error: rec.Error, Started: rec.Started, Finished: rec.Finished}})
+		return writeJSON(w, http.StatusOK, api.Message{Message: "Backup failed", Arguments: api.BackupFailed{Error: rec.Error, Code: rec.Code, Started: rec.Started, Finished: rec.Finished}})
 	}
 	return writeJSON(w, http.StatusOK, api.Message{Message: "No backup found"})
 }

@@ -58,8 +58,12 @@ func TestFaultSpaceUnderestimate(t *testing.T) {
 	defer os.Remove(filepath.Join(dev, "filler"))
 
 	op.env["A0_BACKUP_PASSWORD"] = "Passw0rd-underestimate"
-	if r := op.on(n, "backup"); r.code != 0 {
-		t.Fatalf("the estimate fits, the POST must answer 202: %+v", r)
+	// --wait follows the job: the POST answered 202 (the refusal before it
+	// prints no "backup failed:"), then the job failed by the rule, with
+	// the refusal's exit code.
+	r := op.on(n, "backup", "--wait")
+	if r.code != ExitRefused || !strings.Contains(r.stderr, "backup failed: not enough free space") {
+		t.Fatalf("want the job stopped by the free-space rule, exit %d: %+v", ExitRefused, r)
 	}
 	st := decodeStatus(t, op.waitStatus(n, "backup-status"))
 	if st.Message != "Backup failed" || !strings.Contains(st.Arguments.Error, "not enough free space") ||
