@@ -101,6 +101,14 @@ func (c *dbStatsCache) refresh(a *Agent, done chan struct{}) {
 	}
 }
 
+// set records size, read by a backup job beside its dump
+// (ops.Backup.Measured), as the last good read.
+func (c *dbStatsCache) set(size int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bytes, c.read, c.failed, c.lastErr = size, time.Now(), false, nil
+}
+
 // waitDBStats waits for the running read of the database size, if any
 // (tests).
 func (c *dbStatsCache) waitDBStats() {

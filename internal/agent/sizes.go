@@ -2,7 +2,10 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/a0backup/a0/internal/ops"
 )
 
 // HoldDatabaseSize: a background read of the database size, before it asks
@@ -72,4 +75,32 @@ func (a *Agent) readSize(ctx context.Context) (int64, error) {
 func (a *Agent) cachedServerVersion() string {
 	v, _ := a.serverVersion.Load().(string)
 	return v
+}
+
+// checkSpaceEstimate is the free-space rule before a backup's 202, on the
+// database size the agent last read (node-status and the metrics read it
+// in the background): no scan on the request's path (issue 27: sizing the
+// data over the wire took 0.7-1 s on an external FerretDB, where every
+// listDatabases walks every database file's pages). A device that estimate
+// proves too small is refused here, with the rule's code and message; the
+// job measures the size anew beside the dump and stops it if the estimate
+// was short (ops.Backup.Measure). With no size read yet, the first read is
+// started and waited for at most statusWait; without it by then, only the
+// job's check applies.
+func (a *Agent) checkSpaceEstimate(ctx context.Context, device string) error {
+	a.dbStats.mu.Lock()
+	size, ok := a.dbStats.bytes, !a.dbStats.read.IsZero()
+	a.dbStats.mu.Unlock()
+	if !ok {
+		r := a.dbStats.peek(ctx, a, statusWait)
+		if size, ok = r.bytes, !r.read.IsZero(); !ok {
+			a.log.Info("no database size read yet: the backup's free-space check runs beside the dump")
+			return nil
+		}
+	}
+	free, err := ops.FreeBytes(device)
+	if err != nil {
+		return fmt.Errorf("measure free space: %w", err)
+	}
+	return ops.SpaceError(device, free, size)
 }

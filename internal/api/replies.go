@@ -103,7 +103,10 @@ type BackupFound struct {
 
 // BackupFailed is the "arguments" of "Backup failed".
 type BackupFailed struct {
-	Error    string     `json:"error"`
+	Error string `json:"error"`
+	// Code is the failure's kind when it has one (e.g.
+	// insufficient_space: the job's own free-space check stopped it).
+	Code     string     `json:"code,omitempty"`
 	Started  time.Time  `json:"started"`
 	Finished *time.Time `json:"finished,omitempty"`
 }

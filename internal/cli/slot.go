@@ -248,6 +248,11 @@ func followBackup(ctx context.Context, env *Env, c *client.Client, slot string) 
 			ph.finish()
 			var f api.BackupFailed
 			json.Unmarshal(st.Arguments, &f)
+			if f.Code == string(api.CodeInsufficientSpace) {
+				// The job's own free-space check (the 202 answered on an
+				// estimate): the exit code of the refusal before a 202.
+				return codeForJobError(f.Code, "backup failed: "+f.Error)
+			}
 			return fmt.Errorf("backup failed: %s", f.Error)
 		default:
 			ph.finish()

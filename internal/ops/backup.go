@@ -104,6 +104,17 @@ type Backup struct {
 	// Collections and Bytes are the totals measured before the job
 	// started (Runners.Totals), shown from its first status.
 	Collections, Bytes int64
+	// Measure, when set, makes the job measure what the request did not
+	// before its 202 (issue 27: the 202 answers on an estimate): the
+	// database's data size (Runners.DataSize) beside the dump, against the
+	// free-space rule with the space free when the job started, stopping
+	// the dump with the rule's NoSpace error if the device lacks it; and
+	// the totals (Runners.Totals) for the status, unless the dump has
+	// listed first.
+	Measure bool
+	// Measured, when set, hears the data size Measure read (the agent
+	// keeps it as its last read, the next POST's estimate).
+	Measured func(size int64)
 	// Replace makes the backup replace the stored one once it is verified
 	// (a scheduled run with "replace"); Replaced then names it.
 	Replace bool

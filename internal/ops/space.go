@@ -48,6 +48,16 @@ func checkSpace(device string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("measure free space: %w", err)
 	}
+	return SpaceError(device, free, size)
+}
+
+// SpaceError is the free-space rule's refusal of a backup onto device that
+// has free bytes free for a database of size bytes (see checkSpace), nil
+// when it fits. The agent applies it twice to one backup (issue 27): before
+// the 202 to an estimate that costs no scan (the size the agent last read),
+// then, while the dump runs, to the size measured anew against the space
+// that was free when the job started (Backup.Measure).
+func SpaceError(device string, free, size int64) error {
 	archive, err := ArchiveBytes(device)
 	if err != nil {
 		return fmt.Errorf("measure the oplog archive: %w", err)

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"syscall"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/a0backup/a0/internal/archive"
 	"github.com/a0backup/a0/internal/spool"
 )
@@ -214,4 +217,91 @@ func (l *loader) wait() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+// earlyBuilds builds each collection's indexes as soon as its data is in,
+// while other collections still load (issue 27c): the builds of the first
+// collections no longer wait for the last one's data. It is used only when
+// no oplog replay follows the data (a replay may drop, rename or write
+// what a unique index would refuse halfway, so its indexes wait for it, as
+// mongorestore orders it), and at most Options.Parallel builds run at
+// once, beside the inserts, and not on FerretDB (isFerretDB): there a
+// build holds the catalog lock every insert also takes, so the builds stop
+// the loads rather than overlap them; measured on v1.24.2 (3 pairs, the
+// same 53 MB backup into fresh external servers), a restore with early
+// builds took 1.38x the time of one that built after the data (pairs
+// 1.70, 0.95, 1.38).
+type earlyBuilds struct {
+	rs     *runState
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan struct{}
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	started map[string]bool
+}
+
+func newEarlyBuilds(ctx context.Context, rs *runState) *earlyBuilds {
+	e := &earlyBuilds{rs: rs, slots: make(chan struct{}, max(rs.opts.Parallel, 1)), started: map[string]bool{}}
+	e.ctx, e.cancel = context.WithCancel(ctx)
+	return e
+}
+
+// start builds ce's indexes, whose collection's data is all in, reporting
+// into cr.
+func (e *earlyBuilds) start(ce *catalogEntry, cr *CollectionReport) {
+	e.mu.Lock()
+	e.started[ce.db+"."+ce.name] = true
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case e.slots <- struct{}{}:
+		case <-e.ctx.Done():
+			return
+		}
+		defer func() { <-e.slots }()
+		e.rs.buildCollectionIndexes(e.ctx, ce, cr)
+		e.rs.prog.collectionDone()
+	}()
+}
+
+// wait returns once every started build has ended; with a nil e it
+// returns at once.
+func (e *earlyBuilds) wait() {
+	if e != nil {
+		e.wg.Wait()
+	}
+}
+
+// isStarted says whether ns's build was started early (buildIndexes skips
+// it).
+func (e *earlyBuilds) isStarted(ns string) bool {
+	if e == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.started[ns]
+}
+
+// stop ends the builds not yet begun and waits for the running ones (a
+// failed restore returns only once none uses the client).
+func (e *earlyBuilds) stop() {
+	if e != nil {
+		e.cancel()
+		e.wg.Wait()
+	}
+}
+
+// isFerretDB says whether the server is FerretDB (its buildInfo names its
+// version); an unanswered buildInfo counts as not.
+func isFerretDB(ctx context.Context, client *mongo.Client) bool {
+	var bi struct {
+		FerretDBVersion string `bson:"ferretdbVersion"`
+	}
+	err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&bi)
+	return err == nil && bi.FerretDBVersion != ""
 }

@@ -90,6 +90,13 @@ type Options struct {
 	// collection and in the report, the restore goes on, and the report
 	// is not OK.
 	StopOnError bool
+	// Recount makes the count check ask the server for every collection's
+	// count, Parallel at a time, as it did before issue 27c: a proof of
+	// what the server holds rather than of what it acknowledged (a
+	// restore drill's choice). Without it the counts come from the
+	// inserts, and the server is asked only where that proves something
+	// (see countOne).
+	Recount bool
 	// UsersAndRoles restores the users and roles of the backup
 	// (admin.system.users, admin.system.roles), as mongorestore's
 	// --restoreDbUsersAndRoles; without it they are skipped and listed.
@@ -147,7 +154,11 @@ type Options struct {
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
 	testCommandHook func(commander) commander
-	testMode        replayMode
+	// testEarlyIndexes builds indexes beside the loads on FerretDB too,
+	// the only server the tests have (production does so on MongoDB
+	// alone: see earlyBuilds).
+	testEarlyIndexes bool
+	testMode         replayMode
 }
 
 // SpoolRatio bounds a pass's spools to this many times the input's size

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -269,6 +270,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 		}
 	}()
 	replay := !opts.NoOplogReplay && p.OplogEntries > 0
+	if !replay && (opts.Extra == nil || opts.NoOplogReplay) && (opts.testEarlyIndexes || !isFerretDB(ctx, client)) {
+		// No replay follows the data: each collection's indexes are
+		// built once its data is in (earlyBuilds).
+		rs.early = newEarlyBuilds(ctx, rs)
+		defer rs.early.stop()
+	}
 	dataIn := false
 	afterData := func() error {
 		if dataIn || opts.AfterData == nil {
@@ -438,6 +445,11 @@ type runState struct {
 	skippedNS   map[string]map[string]int64
 	// runHook wraps the replay's commander (tests record commands).
 	runHook func(commander) commander
+	// early builds indexes while other collections load (nil when a
+	// replay follows); written counts each collection's documents the
+	// server acknowledged (the count check's figure, see countOne).
+	early   *earlyBuilds
+	written map[string]int64
 	// ren is the restore's renaming, nil when it renames nothing.
 	ren *nsRename
 	// mu guards rep, done and catalog while collections load at once
@@ -463,10 +475,11 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 	rs.mu.Lock()
 	rs.rep[ns] = cr
 	rs.mu.Unlock()
+	var written atomic.Int64
 	if data != nil {
 		br.Reset(data)
 		docs, n, err := rs.insertAll(ctx, db.Collection(dataCollection(c)), br, insertMode{
-			ns: ns, ordered: isCapped(c.Options), refused: &refusals{cr: cr}})
+			ns: ns, ordered: isCapped(c.Options), refused: &refusals{cr: cr}, written: &written})
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", ns, err)
 		}
@@ -478,7 +491,17 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 	rs.mu.Lock()
 	rs.done[ns] = true
 	rs.catalog.add(c)
+	if data != nil {
+		if rs.written == nil {
+			rs.written = map[string]int64{}
+		}
+		rs.written[ns] = written.Load()
+	}
+	ce := rs.catalog.colls[ns]
 	rs.mu.Unlock()
+	if rs.early != nil {
+		rs.early.start(ce, cr)
+	}
 	return nil
 }
 
@@ -491,7 +514,15 @@ func (rs *runState) restoreCollection(ctx context.Context, c *PlannedCollection,
 // that the longest build does not start last. (FerretDB serialises index
 // builds behind one lock whatever we do; MongoDB runs them side by side.)
 func (rs *runState) buildIndexes(ctx context.Context) error {
-	todo := rs.catalog.sorted()
+	// The step says indexes while the last early builds end too.
+	rs.prog.setStep(StepIndexes)
+	rs.early.wait()
+	var todo []*catalogEntry
+	for _, c := range rs.catalog.sorted() {
+		if !rs.early.isStarted(c.db + "." + c.name) {
+			todo = append(todo, c)
+		}
+	}
 	for _, c := range todo {
 		// A collection the oplog alone created has no report yet: give
 		// it one now, so that the indexes it refuses are named in it.
@@ -499,7 +530,6 @@ func (rs *runState) buildIndexes(ctx context.Context) error {
 			rs.rep[ns] = &CollectionReport{Namespace: ns}
 		}
 	}
-	rs.prog.setStep(StepIndexes)
 	slots := make(chan struct{}, rs.opts.Parallel)
 	var wg sync.WaitGroup
 	for _, c := range todo {
@@ -602,6 +632,8 @@ type insertMode struct {
 	// content (mongorestore restores them with one insertion worker too).
 	ordered bool
 	refused *refusals
+	// written counts the documents the server acknowledged.
+	written *atomic.Int64
 }
 
 // isCapped reports whether collection options make a capped collection.
@@ -721,8 +753,11 @@ func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, fir
 			return fmt.Errorf("insert: %w", err)
 		}
 	}
-	_, err := coll.InsertMany(ctx, docs, opts)
+	res, err := coll.InsertMany(ctx, docs, opts)
 	if err == nil {
+		if mode.written != nil {
+			mode.written.Add(int64(len(res.InsertedIDs)))
+		}
 		return nil
 	}
 	var bwe mongo.BulkWriteException
@@ -735,6 +770,10 @@ func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, fir
 	}
 	for _, we := range bwe.WriteErrors {
 		mode.refused.add(we.Code, fmt.Sprintf("document %d: %s", first+int64(we.Index), we.Message))
+	}
+	// An unordered batch writes every document it does not refuse.
+	if mode.written != nil {
+		mode.written.Add(int64(len(docs) - len(bwe.WriteErrors)))
 	}
 	return nil
 }
@@ -848,11 +887,23 @@ func (rs *runState) countAll(ctx context.Context, colls []PlannedCollection) ([]
 	return out, errors.Join(errs...)
 }
 
+// countOne is c's document count and index count. The documents are
+// counted from what the inserts wrote (the server's acknowledgements, issue
+// 27c: on FerretDB each count is a walk of the collection's pages) unless a
+// rescan is what proves something: after an oplog replay wrote to c (the
+// count checks that the replay did what its entries say), for a capped
+// collection (the server may have trimmed what it acknowledged), when
+// Options.Count is given (the caller's own count, e.g. the embedded
+// server's rows), and for a collection not loaded by this run. The indexes
+// are always listed: that is what shows they were built.
 func (rs *runState) countOne(ctx context.Context, c *PlannedCollection) (collCount, error) {
 	ns := c.Namespace()
 	var n int64
 	var err error
-	if rs.opts.Count != nil {
+	written, loaded := rs.written[ns]
+	if _, replayed := rs.oplog[ns]; loaded && !replayed && !isCapped(c.Options) && rs.opts.Count == nil && !rs.opts.Recount {
+		n = written
+	} else if rs.opts.Count != nil {
 		n, err = rs.opts.Count(ctx, c.DB, dataCollection(c))
 	} else {
 		n, err = countDocuments(ctx, rs.client, c.DB, dataCollection(c))
