@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/a0backup/a0/internal/pitr/pitrtest"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -103,9 +104,9 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2626))
-	w := &pitrWriter{client: a.client(), rng: rng, ids: map[string][]int{}}
+	w := pitrtest.NewWriter(a.client(), rng)
 	for range 100 {
-		if err := w.step(ctx); err != nil {
+		if err := w.Step(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +115,7 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 	writerDone := make(chan error, 1)
 	go func() {
 		for wctx.Err() == nil {
-			if err := w.step(ctx); err != nil {
+			if err := w.Step(ctx); err != nil {
 				writerDone <- err
 				return
 			}
@@ -127,8 +128,8 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 	if r := opA.waitRemote(a); r.State != "copied" {
 		t.Fatalf("remote copy of the base: %+v", r)
 	}
-	base, since := w.ops, time.Now()
-	for w.ops < base+300 || time.Since(since) < 4*time.Second {
+	base, since := w.Ops, time.Now()
+	for w.Ops < base+300 || time.Since(since) < 4*time.Second {
 		time.Sleep(20 * time.Millisecond)
 	}
 	stopWriter()
@@ -139,7 +140,7 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 	sub := cliStore(t, gw).(interface{ Sub(string) remote.Store }).Sub(ops.OplogDirName)
 	names := waitCopied(t, sub, ops.OplogDir(devA))
 	model := readOplogModel(t, a.client())
-	newest := tsOf(model.entries[len(model.entries)-1])
+	newest := tsOf(model.Entries[len(model.Entries)-1])
 
 	var st struct {
 		Arguments struct {
@@ -151,7 +152,7 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 	}
 	consistent := bson.Timestamp{T: st.Arguments.ConsistentTo.T, I: st.Arguments.ConsistentTo.I}
 	var after []bson.Timestamp
-	for _, e := range model.entries {
+	for _, e := range model.Entries {
 		if tsOf(e).After(consistent) {
 			after = append(after, tsOf(e))
 		}
@@ -159,7 +160,7 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 	if len(after) < 100 || len(names) < 4 {
 		t.Fatalf("%d entries after consistent_to %v, %d slices: the test needs more", len(after), consistent, len(names))
 	}
-	t.Logf("%d entries, %d after consistent_to %v, %d slices in the store", len(model.entries), len(after), consistent, len(names))
+	t.Logf("%d entries, %d after consistent_to %v, %d slices in the store", len(model.Entries), len(after), consistent, len(names))
 
 	t.Run("on A, the windows listed are what restore accepts", func(t *testing.T) {
 		wins := pitrStatusOf(t, opA, a).Arguments.Windows
@@ -241,7 +242,7 @@ func TestRestoreToPointInTimeFromRemote(t *testing.T) {
 			if !strings.Contains(strings.Join(arg, " "), "--remote") && !strings.Contains(r.stderr, "restoring from the remote store") {
 				t.Fatalf("the CLI does not say the store serves it: %s", r.stderr)
 			}
-			sameCollections(t, fmt.Sprint(arg), model.at(t, to), current(t, b.client()))
+			sameCollections(t, fmt.Sprint(arg), model.At(t, to), current(t, b.client()))
 		})
 	}
 	if left, _ := filepath.Glob(filepath.Join(b.state, "uploads", ".remote-*")); len(left) != 0 {
