@@ -374,3 +374,59 @@ func TestNewNeedsDrillRunners(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 }
+
+// The rate `backups` predicts restore times from is a whole restore's: a
+// restore of some namespaces (--ns) or under other names (--ns-from)
+// writes part of the backup, and its rate (the whole file's bytes per
+// second) would predict any backup to restore in a fraction of its time.
+func TestRestoreRateFromWholeRestoresOnly(t *testing.T) {
+	ctx := context.Background()
+	state, dev, identity, id := drillNode(t)
+	d := drillAgent(t, state, dev, identity, id, "1h", nil)
+	if _, err := sampledata.Seed(ctx, d.a.client, sampledata.Options{Users: 20}); err != nil {
+		t.Fatal(err)
+	}
+	pw := []byte("Passw0rd-rate")
+	seal := crypt.Seal{Password: bytes.Clone(pw), Recipients: []age.Recipient{id.Recipient()}}
+	if err := d.a.jobs.Start(d.a.ctx, kindBackup, d.a.backupJob(d.a.newBackup(dev, seal, false))); err != nil {
+		t.Fatal(err)
+	}
+	d.a.jobs.Wait(ctx)
+	m, err := ops.Slot(dev, api.SlotBackup).Stored()
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, d.log.String())
+	}
+	restore := func(what string, opts ops.RestoreOptions) {
+		t.Helper()
+		src, err := d.a.restoreSource(api.RestoreRequest{}, bytes.Clone(pw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.SpoolDir = d.a.state.SpoolDir()
+		if err := d.a.jobs.Start(d.a.ctx, kindRestore, d.a.restoreJob(src, opts)); err != nil {
+			t.Fatal(err)
+		}
+		d.a.jobs.Wait(ctx)
+		if rec, _ := d.a.jobs.Last(kindRestore); rec == nil || rec.State != "done" {
+			t.Fatalf("restore %s: %+v\nlog:\n%s", what, rec, d.log.String())
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		opts ops.RestoreOptions
+	}{
+		{"--ns", ops.RestoreOptions{NS: []string{"auth0.tenants"}, Drop: true}},
+		{"--ns-from", ops.RestoreOptions{NSFrom: []string{"auth0.*"}, NSTo: []string{"auth0_check.*"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			restore(tc.name, tc.opts)
+			if r, err := ops.LoadRate(d.a.state); err != nil || r != nil {
+				t.Fatalf("a partial restore measured the rate: %+v (%v)", r, err)
+			}
+		})
+	}
+	restore("whole", ops.RestoreOptions{Drop: true})
+	if r, err := ops.LoadRate(d.a.state); err != nil || r == nil || r.Source != ops.KindRestore || r.Backup != m.Name {
+		t.Fatalf("the whole restore's rate: %+v (%v)", r, err)
+	}
+}
