@@ -430,3 +430,51 @@ func TestRestoreRateFromWholeRestoresOnly(t *testing.T) {
 		t.Fatalf("the whole restore's rate: %+v (%v)", r, err)
 	}
 }
+
+// An agent stopped cleanly (SIGTERM: systemctl restart, an upgrade) during
+// a drill has not found a bad backup: the drill is reported skipped, to run
+// again, no failure counted (a0_restore_drill_failures_total alerts), its
+// directory removed. (A killed agent cannot say so: TestDrillLeftoversAtStart.)
+func TestDrillAgentStopped(t *testing.T) {
+	state, dev, identity, id := drillNode(t)
+	reached := make(chan struct{}, 1)
+	hold := func(ctx context.Context, point string) {
+		if point != HoldDrill {
+			return
+		}
+		reached <- struct{}{}
+		<-ctx.Done()
+	}
+	sched, err := schedule.Parse(schedule.Spec{Every: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &lockedBuffer{}
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0",
+		Recipients: []string{id.Recipient().String()}, Logger: slog.New(slog.NewTextHandler(log, nil)), Hold: hold,
+		Drill: &Drill{Schedule: sched, Identity: identity, Poll: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sampledata.Seed(context.Background(), a.client, sampledata.Options{Users: 20}); err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	first := &drillTest{a: a, id: id, log: log, state: state, dev: dev}
+	first.backup(t)
+	a.driller.Trigger()
+	<-reached
+	a.Close()
+	if left, _ := filepath.Glob(filepath.Join(ops.DrillDir(dev), drill.DirPattern)); len(left) != 0 {
+		t.Fatalf("the stopped drill left %v", left)
+	}
+
+	d := drillAgent(t, state, dev, identity, id, "1h", nil)
+	st := d.a.drillStatus()
+	if st.Last == nil || st.Last.Outcome != ops.DrillSkipped || !st.Last.Retry || st.Failures != 0 {
+		t.Fatalf("drill status after a clean stop during a drill: %+v (last %+v)", st, st.Last)
+	}
+	if mt := scrape(t, d.a.MetricsAddr()); mt["a0_restore_drill_failures_total"] != 0 {
+		t.Fatalf("metrics: %v", mt)
+	}
+}
