@@ -374,3 +374,107 @@ func TestNewNeedsDrillRunners(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 }
+
+// The rate `backups` predicts restore times from is a whole restore's: a
+// restore of some namespaces (--ns) or under other names (--ns-from)
+// writes part of the backup, and its rate (the whole file's bytes per
+// second) would predict any backup to restore in a fraction of its time.
+func TestRestoreRateFromWholeRestoresOnly(t *testing.T) {
+	ctx := context.Background()
+	state, dev, identity, id := drillNode(t)
+	d := drillAgent(t, state, dev, identity, id, "1h", nil)
+	if _, err := sampledata.Seed(ctx, d.a.client, sampledata.Options{Users: 20}); err != nil {
+		t.Fatal(err)
+	}
+	pw := []byte("Passw0rd-rate")
+	seal := crypt.Seal{Password: bytes.Clone(pw), Recipients: []age.Recipient{id.Recipient()}}
+	if err := d.a.jobs.Start(d.a.ctx, kindBackup, d.a.backupJob(d.a.newBackup(dev, seal, false))); err != nil {
+		t.Fatal(err)
+	}
+	d.a.jobs.Wait(ctx)
+	m, err := ops.Slot(dev, api.SlotBackup).Stored()
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, d.log.String())
+	}
+	restore := func(what string, opts ops.RestoreOptions) {
+		t.Helper()
+		src, err := d.a.restoreSource(api.RestoreRequest{}, bytes.Clone(pw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.SpoolDir = d.a.state.SpoolDir()
+		if err := d.a.jobs.Start(d.a.ctx, kindRestore, d.a.restoreJob(src, opts)); err != nil {
+			t.Fatal(err)
+		}
+		d.a.jobs.Wait(ctx)
+		if rec, _ := d.a.jobs.Last(kindRestore); rec == nil || rec.State != "done" {
+			t.Fatalf("restore %s: %+v\nlog:\n%s", what, rec, d.log.String())
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		opts ops.RestoreOptions
+	}{
+		{"--ns", ops.RestoreOptions{NS: []string{"auth0.tenants"}, Drop: true}},
+		{"--ns-from", ops.RestoreOptions{NSFrom: []string{"auth0.*"}, NSTo: []string{"auth0_check.*"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			restore(tc.name, tc.opts)
+			if r, err := ops.LoadRate(d.a.state); err != nil || r != nil {
+				t.Fatalf("a partial restore measured the rate: %+v (%v)", r, err)
+			}
+		})
+	}
+	restore("whole", ops.RestoreOptions{Drop: true})
+	if r, err := ops.LoadRate(d.a.state); err != nil || r == nil || r.Source != ops.KindRestore || r.Backup != m.Name {
+		t.Fatalf("the whole restore's rate: %+v (%v)", r, err)
+	}
+}
+
+// An agent stopped cleanly (SIGTERM: systemctl restart, an upgrade) during
+// a drill has not found a bad backup: the drill is reported skipped, to run
+// again, no failure counted (a0_restore_drill_failures_total alerts), its
+// directory removed. (A killed agent cannot say so: TestDrillLeftoversAtStart.)
+func TestDrillAgentStopped(t *testing.T) {
+	state, dev, identity, id := drillNode(t)
+	reached := make(chan struct{}, 1)
+	hold := func(ctx context.Context, point string) {
+		if point != HoldDrill {
+			return
+		}
+		reached <- struct{}{}
+		<-ctx.Done()
+	}
+	sched, err := schedule.Parse(schedule.Spec{Every: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &lockedBuffer{}
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0",
+		Recipients: []string{id.Recipient().String()}, Logger: slog.New(slog.NewTextHandler(log, nil)), Hold: hold,
+		Drill: &Drill{Schedule: sched, Identity: identity, Poll: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sampledata.Seed(context.Background(), a.client, sampledata.Options{Users: 20}); err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	first := &drillTest{a: a, id: id, log: log, state: state, dev: dev}
+	first.backup(t)
+	a.driller.Trigger()
+	<-reached
+	a.Close()
+	if left, _ := filepath.Glob(filepath.Join(ops.DrillDir(dev), drill.DirPattern)); len(left) != 0 {
+		t.Fatalf("the stopped drill left %v", left)
+	}
+
+	d := drillAgent(t, state, dev, identity, id, "1h", nil)
+	st := d.a.drillStatus()
+	if st.Last == nil || st.Last.Outcome != ops.DrillSkipped || !st.Last.Retry || st.Failures != 0 {
+		t.Fatalf("drill status after a clean stop during a drill: %+v (last %+v)", st, st.Last)
+	}
+	if mt := scrape(t, d.a.MetricsAddr()); mt["a0_restore_drill_failures_total"] != 0 {
+		t.Fatalf("metrics: %v", mt)
+	}
+}

@@ -146,9 +146,12 @@ func (a *Agent) restoreJobPITR(src ops.Source, opts ops.RestoreOptions, p *ops.P
 	return func(ctx context.Context, j *job.Job) (any, error) {
 		// The node's measured restore rate (`backups` predicts from it):
 		// a whole restore of a file already on the node, not one that
-		// downloads it first or replays oplog slices after it.
+		// downloads it first or replays oplog slices after it, nor one
+		// that writes part of it (--ns, --ns-from): the whole file's
+		// bytes over a part's time would predict any backup too fast.
 		var size int64
-		if fi, err := os.Stat(src.Path); err == nil && src.Fetch == nil && p == nil && !opts.DryRun {
+		whole := len(opts.NS) == 0 && len(opts.NSFrom) == 0
+		if fi, err := os.Stat(src.Path); err == nil && src.Fetch == nil && p == nil && !opts.DryRun && whole {
 			size = fi.Size()
 		}
 		began := time.Now()

@@ -68,10 +68,16 @@ func seconds(s float64) string {
 	return fmt.Sprintf("%d h %d min", n/3600, n%3600/60)
 }
 
-// predictionText is `backups`' restore prediction, labelled as one.
+// predictionText is `backups`' restore prediction, labelled as one. A
+// restore takes a second at least (never "≈ 0 s"); a restore of an
+// uploaded file has no name on the node.
 func predictionText(p *api.RestorePrediction) string {
-	return fmt.Sprintf("restore ≈ %s (predicted from the %s of %s at %s, %s/s)", seconds(p.Seconds), p.From,
-		p.Backup, p.At.UTC().Format(time.RFC3339), human(int64(p.BytesPerSecond)))
+	of := p.Backup
+	if of == "" {
+		of = "an uploaded file"
+	}
+	return fmt.Sprintf("restore ≈ %s (predicted from the %s of %s at %s, %s/s)", seconds(max(p.Seconds, 1)), p.From,
+		of, p.At.UTC().Format(time.RFC3339), human(int64(p.BytesPerSecond)))
 }
 
 // DrillOptions are the options of drill.

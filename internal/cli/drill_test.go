@@ -49,8 +49,23 @@ func TestDrillLines(t *testing.T) {
 			}
 		})
 	}
-	p := &api.RestorePrediction{Seconds: 423.4, From: "drill", At: at, Backup: "06-12-2026-02-30-00.tar.gz", BytesPerSecond: 12e6}
-	if got, want := predictionText(p), "restore ≈ 7 min 3 s (predicted from the drill of 06-12-2026-02-30-00.tar.gz at 2026-12-06T04:00:42Z, 12.0 MB/s)"; got != want {
-		t.Errorf("prediction:\n got %s\nwant %s", got, want)
+	for _, tc := range []struct {
+		name string
+		p    api.RestorePrediction
+		want string
+	}{
+		{"drill", api.RestorePrediction{Seconds: 423.4, From: "drill", At: at, Backup: "06-12-2026-02-30-00.tar.gz", BytesPerSecond: 12e6},
+			"restore ≈ 7 min 3 s (predicted from the drill of 06-12-2026-02-30-00.tar.gz at 2026-12-06T04:00:42Z, 12.0 MB/s)"},
+		// A restore of an uploaded file: the node knows no name for it.
+		{"uploaded file", api.RestorePrediction{Seconds: 12, From: "restore", At: at, BytesPerSecond: 12e6},
+			"restore ≈ 12 s (predicted from the restore of an uploaded file at 2026-12-06T04:00:42Z, 12.0 MB/s)"},
+		{"under a second", api.RestorePrediction{Seconds: 0.2, From: "drill", At: at, Backup: "b.tar.gz", BytesPerSecond: 12e6},
+			"restore ≈ 1 s (predicted from the drill of b.tar.gz at 2026-12-06T04:00:42Z, 12.0 MB/s)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := predictionText(&tc.p); got != tc.want {
+				t.Errorf("prediction:\n got %s\nwant %s", got, tc.want)
+			}
+		})
 	}
 }

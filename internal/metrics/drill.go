@@ -21,7 +21,7 @@ type Drill struct {
 
 var (
 	descDrillSuccess  = prometheus.NewDesc("a0_restore_drill_last_success_timestamp_seconds", "When the last successful restore drill finished (Unix time); 0 if none yet. Absent without \"drill\" in the agent config.", nil, nil)
-	descDrillDuration = prometheus.NewDesc("a0_restore_drill_duration_seconds", "How long the last restore drill took to restore and compare the stored backup.", nil, nil)
+	descDrillDuration = prometheus.NewDesc("a0_restore_drill_duration_seconds", "How long the last restore drill that reached a verdict took to restore the stored backup (its restore time, which backups predicts from: without the server's start and the comparison's reads).", nil, nil)
 	descDrillFailures = prometheus.NewDesc("a0_restore_drill_failures_total", "Restore drills that failed (a difference, a backup that did not restore, no room, no key), since drills were configured.", nil, nil)
 )
 

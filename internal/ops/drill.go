@@ -56,6 +56,10 @@ const (
 	DrillRunning = "running"
 )
 
+// ErrDrillAgentStopped is the reason of a drill the agent's clean stop
+// cancelled.
+var ErrDrillAgentStopped = errors.New("the agent stopped during the drill: it runs again when due")
+
 // ErrDrillPreempted is the cause of a drill cancelled because a job
 // started: the job comes first.
 var ErrDrillPreempted = errors.New("a job started: the drill gave way and runs again after it")
@@ -408,8 +412,13 @@ func (d *Driller) RunOnce(ctx context.Context, due time.Time) DrillRun {
 		return end(DrillSkipped, nil, cause)
 	}
 	if err != nil && ctx.Err() != nil {
-		// The agent stops: recorded as interrupted at the next start.
-		return run
+		// The agent stops cleanly (SIGTERM: a restart, an upgrade): the
+		// backup was not found bad, so no failure (which alerts); not the
+		// schedule's run either, so a due drill runs again at the next
+		// start. A killed agent leaves it running: Open reports it
+		// failed, interrupted.
+		run.Retry = true
+		return end(DrillSkipped, nil, ErrDrillAgentStopped)
 	}
 	if err == nil && res != nil && len(res.Differences) > 0 {
 		err = errorf(Integrity, "the restored data differs from the backup's manifest: %s", joinMax(res.Differences, 5))

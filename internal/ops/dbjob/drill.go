@@ -100,12 +100,20 @@ func RunDrill(ctx context.Context, d *ops.Drill) (*ops.DrillResult, error) {
 	return res, nil
 }
 
+// drillOpenError gives a file the drill cannot open its kind. A key that
+// does not open it is the drill's own (its "identity"): restore's words
+// (a file key sent, a password) would name what a drill never has.
 func drillOpenError(err error) error {
 	var oe *ops.Error
-	if fe := ops.OpenError(err); errors.As(fe, &oe) {
-		return fe
+	fe := ops.OpenError(err)
+	if !errors.As(fe, &oe) {
+		return err
 	}
-	return err
+	if oe.Kind == ops.WrongKey {
+		return &ops.Error{Kind: ops.WrongKey, Err: err, Msg: `the drill's key (its "identity") does not open this backup: ` +
+			`it was not encrypted to the drill key's public key (a backup made with a password is not encrypted to "recipients")`}
+	}
+	return fe
 }
 
 // CleanDrills removes the directories of drills a killed agent left under
