@@ -119,6 +119,11 @@ func (a *Authorized) Recipients(names []string, all bool) ([]Recipient, error) {
 		case !nameRE.MatchString(n):
 			// Not a key name: it may be a line of one; not quoted.
 			return nil, fmt.Errorf("a name that is not a key name (not quoted; %v): %w", ErrInvalidName, ErrUnknownName)
+		case looksLikeKeyLine(n):
+			// A line of base64 without '+' or '/' (about one line in
+			// eight of a key file) also matches nameRE: no authorized
+			// key has such a name, and it is not quoted either.
+			return nil, fmt.Errorf("a name that looks like a line of key material (not quoted), not a key name: %w", ErrUnknownName)
 		default:
 			return nil, fmt.Errorf("%q: %w", n, ErrUnknownName)
 		}
@@ -204,4 +209,27 @@ func signerIdentity(k any) (age.Identity, error) {
 		return agessh.NewRSAIdentity(k)
 	}
 	return nil, fmt.Errorf("%T: %w", k, ErrInvalidIdentity)
+}
+
+// looksLikeKeyLine says whether n, a string nameRE accepts, is long and
+// made only of letters and digits of both cases, as a base64 line of a
+// key file can be; names people give keys are short or have separators.
+func looksLikeKeyLine(n string) bool {
+	if len(n) < 40 {
+		return false
+	}
+	var upper, lower, digit bool
+	for _, c := range n {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c >= '0' && c <= '9':
+			digit = true
+		default:
+			return false
+		}
+	}
+	return upper && lower && digit
 }
