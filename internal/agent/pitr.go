@@ -109,7 +109,8 @@ func (a *Agent) runPITRMetrics() {
 
 // oplogSource is the archive's oplog: the embedded server's read by its
 // insertion key (pitr.KeySource: FerretDB's tailable cursor loses
-// entries), a MongoDB member's with a tailable cursor.
+// entries), a MongoDB member's with a tailable cursor, an external
+// FerretDB's by polls (pitr.MongoSource finds out which).
 func (a *Agent) oplogSource(ctx context.Context) (pitr.Source, func(), error) {
 	ms := pitr.NewMongoSource(a.client)
 	if a.embed == nil {

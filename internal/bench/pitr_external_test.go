@@ -24,8 +24,8 @@ import (
 // TestPITRExternalServer (issue 26, the proof against an external
 // server): the source is a MongoDB-wire server run as a process of its
 // own (wire-server: FerretDB with local.oplog.rs), the agent is given its
-// URI only (so its archive tails the oplog over the wire with a tailable
-// cursor, pitr.MongoSource, none of the embedded side channels), a writer
+// URI only (so its archive reads the oplog over the wire, pitr.MongoSource
+// polling a FerretDB server, none of the embedded side channels), a writer
 // inserts, updates and deletes across three collections through a backup
 // and after it, and a restore through the agent to three random points
 // (two exact positions, one second by --to-time) equals, document for

@@ -33,7 +33,8 @@
 // # Archiver
 //
 // Archiver.Run tails the oplog (Source; MongoSource reads local.oplog.rs
-// with a tailable awaitData cursor) and cuts a slice SliceLength after its
+// with a tailable awaitData cursor on MongoDB, by polls on a FerretDB
+// server: see MongoSource.Poll) and cuts a slice SliceLength after its
 // first entry (or at MaxEntries). An idle oplog writes nothing: a slice is
 // only opened by an entry, so the archive's newest point is the newest
 // write (a MongoDB primary writes a no-op every 10 s when idle, so its
