@@ -58,8 +58,10 @@ type MongoSource struct {
 	// no entry decoded) and its oldest entry (a limit pushed down) are
 	// compared with those taken before the last poll, and an unchanged
 	// oplog is not read at all; and after a poll that found entries the
-	// next waits as long as that poll took, so that the archive reads the
-	// server's oplog at most half the time.
+	// next waits as long as that poll took, up to Await: the archive
+	// reads the server's oplog at most half the time while a poll takes
+	// less than Await, and never polls an unchanged oplog more than once
+	// per Await.
 	Poll bool
 
 	detected bool // Tail asked the server whether it is FerretDB
@@ -345,8 +347,9 @@ func (t *mongoTail) nextPolled(ctx context.Context) (bson.Raw, error) {
 			t.count = -1 // read it again whatever the count says
 			return nil, fmt.Errorf("pitr: read oplog: %w", err)
 		}
-		// At most half the time reading: a poll that found entries is
-		// followed by a pause as long as it took; one that found none
+		// At most half the time reading (while polls take less than
+		// Await): a poll that found entries is followed by a pause as long
+		// as it took, up to Await; one that found none
 		// (the count moved for entries already taken, or for local.*)
 		// by Await.
 		pause := t.src.Await
