@@ -327,3 +327,85 @@ func repack(t *testing.T, tgz []byte, edit func(name string, data []byte) []byte
 	}
 	return out.Bytes()
 }
+
+// TestRunDocumentsNotHeld: documents a real mongod stores and the
+// embedded server cannot hold (field names with '.' or a leading '$',
+// Decimal128, on which it drops the connection) in an intact backup: each
+// collection holding some is not restored, named and counted, with the
+// documents it could not hold, and the drill passes for the rest; a real
+// difference in another collection still fails it.
+func TestRunDocumentsNotHeld(t *testing.T) {
+	tgz, man := dumpOf(t, true) // with an oplog naming auth0.users
+	raw := func(d bson.D) []byte {
+		b, err := bson.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	dec, err := bson.ParseDecimal128("19.99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	injected, err := drilltest.Inject(tgz, "other/things.bson", "other.things",
+		raw(bson.D{{Key: "_id", Value: 100}, {Key: "hosts", Value: bson.D{{Key: "db1.example.com", Value: 1}}}}),
+		raw(bson.D{{Key: "_id", Value: 101}, {Key: "owner", Value: bson.D{{Key: "$ref", Value: "users"}, {Key: "$id", Value: 7}}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	injected, err = drilltest.Inject(injected, "auth0/clients.bson", "auth0.clients",
+		raw(bson.D{{Key: "_id", Value: "priced"}, {Key: "price", Value: dec}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered, _, err := drilltest.Alter(injected, []byte("user00042@"), []byte("user00042!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notHeld := map[string]struct {
+		docs int64
+		why  string
+	}{"other.things": {2, "containing '.'"}, "auth0.clients": {1, "Decimal128"}}
+	tests := []struct {
+		name    string
+		archive []byte
+		ok      bool
+		users   string // auth0.users' status
+	}{
+		{"intact", injected, true, drill.StatusOK},
+		{"another collection altered", altered, false, drill.StatusDiffers},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			rep, err := drill.Run(context.Background(), drill.Options{Open: opener(tc.archive), Parent: parent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left := leftIn(t, parent); len(left) > 0 {
+				t.Fatalf("left behind: %v", left)
+			}
+			if rep.OK != tc.ok || rep.NotHeld != 2 || rep.DocumentsNotHeld != 3 || len(rep.Collections) != len(man.Collections) {
+				t.Fatalf("OK %v, %d not held (%d documents), want %v, 2 (3): %+v", rep.OK, rep.NotHeld, rep.DocumentsNotHeld, tc.ok, rep)
+			}
+			if rep.OplogApplied < 3 {
+				t.Errorf("the oplog of auth0.users was not replayed: %d applied", rep.OplogApplied)
+			}
+			for _, c := range rep.Collections {
+				want, isNotHeld := notHeld[c.Namespace]
+				switch {
+				case isNotHeld:
+					if c.Status != drill.StatusNotHeld || c.DocumentsNotHeld != want.docs || !strings.Contains(c.Reason, want.why) {
+						t.Errorf("%+v, want not-held, %d documents, %q", c, want.docs, want.why)
+					}
+				case c.Namespace == "auth0.users":
+					if c.Status != tc.users {
+						t.Errorf("%+v, want %s", c, tc.users)
+					}
+				default:
+					t.Errorf("unexpected collection %+v", c)
+				}
+			}
+		})
+	}
+}
