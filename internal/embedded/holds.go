@@ -68,11 +68,13 @@ func holds(doc bsoncore.Document, prefix string, names bool, depth int) error {
 	if err != nil {
 		return &NotHeldError{Path: prefix, Why: fmt.Sprintf("not valid BSON: %v", err)}
 	}
+	// Duplicate names: compared pairwise in a small document (no map per
+	// document: Holds runs on every document of a drill's backup).
 	var seen map[string]bool
-	if names && len(elems) > 1 {
+	if names && len(elems) > 16 {
 		seen = make(map[string]bool, len(elems))
 	}
-	for _, e := range elems {
+	for i, e := range elems {
 		key := e.Key()
 		path := key
 		if prefix != "" {
@@ -86,7 +88,7 @@ func holds(doc bsoncore.Document, prefix string, names bool, depth int) error {
 				return &NotHeldError{Path: path, Why: "a field name containing '.'"}
 			case !utf8.ValidString(key):
 				return &NotHeldError{Path: path, Why: "a field name that is not valid UTF-8"}
-			case seen != nil && seen[key]:
+			case seen != nil && seen[key], seen == nil && twice(elems[:i], key):
 				return &NotHeldError{Path: path, Why: "a field name twice in one document"}
 			}
 			if seen != nil {
@@ -150,4 +152,14 @@ func holdsValue(v bsoncore.Value, path string, names, inArray bool, depth int) e
 		}
 	}
 	return nil
+}
+
+// twice says whether one of before is named key.
+func twice(before []bsoncore.Element, key string) bool {
+	for _, e := range before {
+		if e.Key() == key {
+			return true
+		}
+	}
+	return false
 }

@@ -41,6 +41,8 @@ func TestHolds(t *testing.T) {
 		{"negative zero", bson.D{{Key: "f", Value: math.Copysign(0, -1)}}, "f"},
 		{"nested array", bson.D{{Key: "m", Value: bson.A{bson.A{1, 2}}}}, "m.0"},
 		{"duplicate field name", bson.D{{Key: "a", Value: 1}, {Key: "a", Value: 2}}, "a"},
+		{"duplicate field name in a large document", append(many(20), bson.E{Key: "f3", Value: 0}), "f3"},
+		{"a large document", many(20), ""},
 		{"NUL in a string (held on SQLite)", bson.D{{Key: "s", Value: "a\x00b"}}, ""},
 		{"invalid UTF-8 in a string", bson.D{{Key: "s", Value: "a\xffb"}}, "s"},
 	}
@@ -89,4 +91,13 @@ func TestHolds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// many is a document of n fields f0, f1...
+func many(n int) bson.D {
+	d := make(bson.D, n)
+	for i := range d {
+		d[i] = bson.E{Key: fmt.Sprintf("f%d", i), Value: i}
+	}
+	return d
 }
