@@ -5,6 +5,7 @@
 //	go run ./cmd/a0bench                 # 1 GiB, 3 runs per figure
 //	go run ./cmd/a0bench --size 64MB --runs 1 --json
 //	go run ./cmd/a0bench pitr --duration 10m   # issue 26: RPO, archive, replay
+//	go run ./cmd/a0bench drill --size 500MiB   # issue 29: a restore drill's cost
 //
 // It needs bash, tar, openssl and pigz on PATH (apt-get install -y pigz).
 package main
@@ -67,6 +68,23 @@ func main() {
 			stop()
 		}
 		if err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == bench.DrillChildArg {
+		if err := drillChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "drill" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		err := runDrill(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "a0bench:", err)
 			os.Exit(1)
 		}

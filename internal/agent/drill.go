@@ -111,9 +111,9 @@ func apiDrillRun(r *ops.DrillRun) *api.DrillRun {
 	if r == nil {
 		return nil
 	}
-	return &api.DrillRun{Due: r.Due, Started: r.Started, Finished: r.Finished, Outcome: r.Outcome, Reason: r.Reason,
-		Code: r.Code, Backup: r.Backup, Seconds: r.Seconds, Bytes: r.Bytes, Collections: r.Collections,
-		Documents: r.Documents, Note: r.Note, Retry: r.Retry}
+	// ops.DrillRun is api.DrillRun: a copy, not the service's own.
+	c := *r
+	return &c
 }
 
 // restorePrediction is `backups`' predicted restore time of a backup file

@@ -164,6 +164,11 @@ func TestDrillOnTheNode(t *testing.T) {
 	if r.Seconds <= 0 || r.Collections == 0 || r.Documents == 0 || st.LastSuccess == nil || st.Failures != 0 {
 		t.Fatalf("drill ok: %+v (status %+v)", r, st)
 	}
+	// The restore's time (seconds) and the comparison's are reported
+	// apart, with the whole drill's, which holds both.
+	if r.CompareSeconds <= 0 || r.TotalSeconds < r.Seconds+r.CompareSeconds || r.CollectionsNotHeld != 0 {
+		t.Fatalf("drill times: restore %v s, compare %v s, in all %v s; %d not held", r.Seconds, r.CompareSeconds, r.TotalSeconds, r.CollectionsNotHeld)
+	}
 	if left, _ := filepath.Glob(filepath.Join(ops.DrillDir(dev), drill.DirPattern)); len(left) != 0 {
 		t.Fatalf("the drill left %v", left)
 	}

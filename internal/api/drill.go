@@ -40,11 +40,24 @@ type DrillRun struct {
 	Code     string     `json:"code,omitempty"`
 	// Backup is the name of the backup the drill restored.
 	Backup string `json:"backup,omitempty"`
-	// Seconds is the restore's duration (the drill's measure).
-	Seconds     float64 `json:"seconds,omitempty"`
-	Bytes       int64   `json:"bytes,omitempty"`
-	Collections int     `json:"collections,omitempty"`
-	Documents   int64   `json:"documents,omitempty"`
+	// Seconds is the restore's duration (the drill's measure, the one
+	// `backups` predicts restore times from): the plan, data, oplog
+	// replay and indexes, without the comparison's reads.
+	Seconds float64 `json:"seconds,omitempty"`
+	// CompareSeconds is the comparison's (every collection read back and
+	// summed), TotalSeconds the whole drill's (the file authenticated,
+	// the throwaway server started, restore, comparison, removal).
+	CompareSeconds float64 `json:"compare_seconds,omitempty"`
+	TotalSeconds   float64 `json:"total_seconds,omitempty"`
+	Bytes          int64   `json:"bytes,omitempty"`
+	Collections    int     `json:"collections,omitempty"`
+	Documents      int64   `json:"documents,omitempty"`
+	// CollectionsNotHeld counts the collections the embedded server
+	// cannot hold (not restored, not compared: the drill passes without
+	// them), DocumentsNotHeld the documents in them it refuses (a field
+	// name with '.' or a leading '$', a Decimal128...).
+	CollectionsNotHeld int   `json:"collections_not_held,omitempty"`
+	DocumentsNotHeld   int64 `json:"documents_not_held,omitempty"`
 	// Note says what the comparison could not cover (no content digests
 	// in an older backup, a collection the embedded server cannot hold).
 	Note string `json:"note,omitempty"`

@@ -51,7 +51,7 @@ func SealedPipeline(ds *Dataset, slotDir string, password []byte, opts archive.O
 	if err != nil {
 		return Result{}, nil, fmt.Errorf("sealed pipeline: %w", err)
 	}
-	m, err := writeDump(s.Archive(), ds, start)
+	m, err := writeDump(s.Archive(), ds, start, false)
 	if err != nil {
 		s.Abort()
 		return Result{}, nil, fmt.Errorf("sealed pipeline: %w", err)
@@ -65,8 +65,11 @@ func SealedPipeline(ds *Dataset, slotDir string, password []byte, opts archive.O
 }
 
 // writeDump packs the data set in the order and layout dump.Run uses, so the
-// result passes restore.Plan's manifest checks.
-func writeDump(aw *archive.Writer, ds *Dataset, start time.Time) (*manifest.Manifest, error) {
+// result passes restore.Plan's manifest checks. With digests the manifest
+// carries each collection's content digest as dump.Run computes it (a
+// read of each file before it is packed; the pipeline's figures leave it
+// out, as they always have).
+func writeDump(aw *archive.Writer, ds *Dataset, start time.Time, digests bool) (*manifest.Manifest, error) {
 	m := &manifest.Manifest{
 		FormatVersion: manifest.FormatVersion, Kind: manifest.KindBackup, ToolVersion: "a0bench",
 		Started: start.UTC(), Consistency: manifest.ConsistencyNone,
@@ -81,6 +84,11 @@ func writeDump(aw *archive.Writer, ds *Dataset, start time.Time) (*manifest.Mani
 		}
 		mc := manifest.Collection{DB: c.DB, Name: c.Name, Type: "collection", Documents: c.Documents, Bytes: c.Bytes,
 			Indexes: c.Indexes, BSONFile: c.DB + "/" + c.Name + ".bson", MetadataFile: c.DB + "/" + c.Name + ".metadata.json"}
+		if digests {
+			if mc.Digest, err = fileDigest(c.BSONPath(ds.DumpDir())); err != nil {
+				return nil, err
+			}
+		}
 		if err := aw.AddBytes(mc.MetadataFile, fileMode, start, meta); err != nil {
 			return nil, err
 		}

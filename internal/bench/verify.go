@@ -22,7 +22,7 @@ func SealedPipelineVerified(ds *Dataset, slotDir string, password []byte, opts a
 	if err != nil {
 		return Result{}, 0, fmt.Errorf("sealed pipeline: %w", err)
 	}
-	m, err := writeDump(s.Archive(), ds, start)
+	m, err := writeDump(s.Archive(), ds, start, false)
 	if err != nil {
 		s.Abort()
 		return Result{}, 0, fmt.Errorf("sealed pipeline: %w", err)

@@ -43,6 +43,11 @@ func drillLine(r *api.DrillRun, schedule string) string {
 	switch r.Outcome {
 	case "ok":
 		line = fmt.Sprintf("ok at %s, %s (%s)", at, seconds(r.Seconds), r.Backup)
+		if r.CompareSeconds > 0 || r.TotalSeconds > 0 {
+			// The first figure is the restore's alone (what `backups`
+			// predicts from): say what the rest of the drill took.
+			line += fmt.Sprintf("; restore %s, compare %s, %s in all", seconds(r.Seconds), seconds(r.CompareSeconds), seconds(r.TotalSeconds))
+		}
 		if r.Note != "" {
 			line += "; " + r.Note
 		}

@@ -15,6 +15,9 @@ func TestDrillLines(t *testing.T) {
 	at := time.Date(2026, 12, 6, 4, 0, 42, 0, time.UTC)
 	next := at.Add(168 * time.Hour)
 	ok := &api.DrillRun{Started: at.Add(-42 * time.Second), Finished: &at, Outcome: "ok", Backup: "06-12-2026-02-30-00.tar.gz", Seconds: 41.6}
+	timed := &api.DrillRun{Started: at.Add(-60 * time.Second), Finished: &at, Outcome: "ok", Backup: "06-12-2026-02-30-00.tar.gz", Seconds: 41.6,
+		CompareSeconds: 9.2, TotalSeconds: 60, CollectionsNotHeld: 1, DocumentsNotHeld: 3,
+		Note: "1 collection(s) the embedded server cannot hold, not compared (3 documents it refuses: a field name with '.' or a leading '$', a Decimal128...): shop.orders"}
 	failed := &api.DrillRun{Started: at, Finished: &at, Outcome: "failed", Reason: "the restored data differs from the backup's manifest: auth0.users: content digest differs"}
 	for _, tc := range []struct {
 		name string
@@ -26,6 +29,10 @@ func TestDrillLines(t *testing.T) {
 			[]string{"drill:          none yet (every 168h0m0s)", "next drill:     2026-12-13T04:00:42Z"}, []string{"last ok drill"}},
 		{"ok", api.DrillStatus{Schedule: "every 168h0m0s", Last: ok, LastSuccess: ok},
 			[]string{"drill:          ok at 2026-12-06T04:00:42Z, 42 s (06-12-2026-02-30-00.tar.gz)"}, []string{"last ok drill", "FAILED"}},
+		// The restore's time first (the drill's measure), then the rest.
+		{"ok, timed, a collection not held", api.DrillStatus{Schedule: "every 168h0m0s", Last: timed, LastSuccess: timed},
+			[]string{"drill:          ok at 2026-12-06T04:00:42Z, 42 s (06-12-2026-02-30-00.tar.gz); restore 42 s, compare 9 s, 1 min 0 s in all; 1 collection(s) the embedded server cannot hold",
+				"(3 documents it refuses", "shop.orders"}, nil},
 		{"failed after ok", api.DrillStatus{Schedule: "every 168h0m0s", Last: failed, LastSuccess: ok, Failures: 1},
 			[]string{"drill:          FAILED at 2026-12-06T04:00:42Z: the restored data differs", "auth0.users: content digest differs",
 				"last ok drill:  ok at 2026-12-06T04:00:42Z, 42 s"}, nil},

@@ -126,6 +126,10 @@ func printRestoreTest(env *Env, rep *drill.Report) {
 		verdict, rep.Same, rep.Differs, rep.NotHeld, rep.NoDigest, rep.NotRestored)
 	fmt.Fprintf(w, "restore time: %s (%d documents, %s of BSON; reading back to compare took %s more)\n",
 		rep.RestoreTime.Round(1e6), rep.Documents, human(rep.Bytes), rep.CompareTime.Round(1e6))
+	if rep.NotHeld > 0 {
+		fmt.Fprintf(w, "not checked:  %d collection(s) the embedded server (FerretDB) cannot hold, %d of their documents refused by it: not restored, not compared (a MongoDB server holds them; listed below)\n",
+			rep.NotHeld, rep.DocumentsNotHeld)
+	}
 	if rep.OplogEntries > 0 {
 		var skipped int64
 		for _, n := range rep.OplogSkipped {
@@ -138,6 +142,9 @@ func printRestoreTest(env *Env, rep *drill.Report) {
 	}
 	for _, c := range rep.Collections {
 		line := fmt.Sprintf("  %-40s %-12s %10d docs %3d indexes", c.Namespace, c.Status, c.DocumentsFound, c.IndexesFound)
+		if c.DocumentsNotHeld > 0 {
+			line += fmt.Sprintf(" (%d of %d documents not held)", c.DocumentsNotHeld, c.DocumentsExpected)
+		}
 		if c.Status == drill.StatusDiffers || c.Status == drill.StatusNotHeld || c.Status == drill.StatusNotRestored {
 			line += ": " + c.Reason
 		}

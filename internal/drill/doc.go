@@ -15,7 +15,8 @@
 //	Report{Started, RestoreTime, CompareTime, Collections, counts by
 //	    status, Digests, OplogEntries, OplogApplied, OplogSkipped, OK}
 //	Collection{Namespace, Status, DocumentsExpected, DocumentsFound,
-//	    DigestExpected, DigestFound, IndexesExpected, IndexesFound, Reason}
+//	    DigestExpected, DigestFound, IndexesExpected, IndexesFound, Reason,
+//	    DocumentsNotHeld}
 //	Status*: StatusOK, StatusDiffers, StatusNotHeld, StatusNoDigest,
 //	    StatusNotRestored
 //	*RestoreError{Step, Err}: the backup did not restore (the data, the
@@ -37,9 +38,13 @@
 // dump's. The directory is removed when Run returns, whatever the outcome,
 // also when ctx is cancelled.
 //
-// A collection the embedded server cannot hold (restore.Preflight's
-// *UnsupportedError: a collection option FerretDB lacks) is left out of
-// the restore and reported as StatusNotHeld, named and counted; the rest
-// is restored. A backup made before the dump wrote digests is compared by
+// A collection the embedded server cannot hold is left out of the
+// restore and reported as StatusNotHeld, named and counted; the rest is
+// restored. Two ways: documents FerretDB cannot store (embedded.Holds:
+// field names with '.' or a leading '$', Decimal128...), which a real
+// mongod's backup holds, found from the bytes in the plan's pass before
+// anything is sent (restore.Options.Holds), with the documents counted
+// (Collection.DocumentsNotHeld); and restore.Preflight's
+// *UnsupportedError, a collection option FerretDB lacks. A backup made before the dump wrote digests is compared by
 // counts and indexes only, each such collection StatusNoDigest.
 package drill

@@ -88,6 +88,11 @@ type Collection struct {
 	IndexesFound      int    `json:"indexes_found"`
 	// Reason says why a collection is not StatusOK.
 	Reason string `json:"reason,omitempty"`
+	// DocumentsNotHeld counts, for StatusNotHeld, the documents the
+	// embedded server cannot hold (embedded.Holds): a field name with '.'
+	// or a leading '$', a Decimal128... (0 when a collection option is
+	// what it lacks).
+	DocumentsNotHeld int64 `json:"documents_not_held,omitempty"`
 }
 
 // Report is a drill's result. OK is true only when no collection differs;
@@ -115,6 +120,8 @@ type Report struct {
 	NotHeld     int `json:"not_held"`
 	NoDigest    int `json:"no_digest"`
 	NotRestored int `json:"not_restored"`
+	// DocumentsNotHeld sums the not-held collections' DocumentsNotHeld.
+	DocumentsNotHeld int64 `json:"documents_not_held"`
 	// Digests says whether the backup carries content digests.
 	Digests bool `json:"digests"`
 
@@ -265,8 +272,12 @@ func run(ctx context.Context, o Options, srv *embedded.Server, client *mongo.Cli
 // is left out (restore's NS selection) and the plan made again, so that
 // the rest is still tested. It returns the plan and the collections left
 // out, with the server's reason.
-func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restore.Options) (*restore.PlanResult, map[string]string, error) {
-	notHeld := map[string]string{}
+func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restore.Options) (*restore.PlanResult, map[string]notHeldWhy, error) {
+	notHeld := map[string]notHeldWhy{}
+	// Every document is asked about in the plan's pass, before anything
+	// is sent: the server answers some (Decimal128) by closing the
+	// connection, which would end the whole drill.
+	ropts.Holds = holds
 	for {
 		stream, err := o.Open()
 		if err != nil {
@@ -279,21 +290,31 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 			}
 			return nil, nil, &RestoreError{Step: "plan", Err: err}
 		}
-		err = restore.Preflight(ctx, client, plan, ropts)
-		var ue *restore.UnsupportedError
-		if err == nil {
-			return plan, notHeld, nil
+		found := documentsNotHeld(plan)
+		if len(found) == 0 {
+			err = restore.Preflight(ctx, client, plan, ropts)
+			var ue *restore.UnsupportedError
+			if err == nil {
+				return plan, notHeld, nil
+			}
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			if !errors.As(err, &ue) || !planned(plan, ue.Namespace) {
+				return nil, nil, &RestoreError{Step: "plan", Err: err}
+			}
+			found[ue.Namespace] = notHeldWhy{reason: fmt.Sprintf("the embedded server cannot hold its %s: %v", ue.Feature, ue.Err)}
 		}
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
+		for ns, why := range found {
+			if _, again := notHeld[ns]; again {
+				// Left out, yet still in the plan: never loop.
+				return nil, nil, &RestoreError{Step: "plan", Err: fmt.Errorf("%s: %s", ns, why.reason)}
+			}
+			notHeld[ns] = why
 		}
-		if !errors.As(err, &ue) || !planned(plan, ue.Namespace) || notHeld[ue.Namespace] != "" {
-			return nil, nil, &RestoreError{Step: "plan", Err: err}
-		}
-		notHeld[ue.Namespace] = fmt.Sprintf("the embedded server cannot hold its %s: %v", ue.Feature, ue.Err)
 		ropts.NS = nil
 		for _, ns := range heldNamespaces(plan) {
-			if notHeld[ns] == "" {
+			if _, out := notHeld[ns]; !out {
 				ropts.NS = append(ropts.NS, ns)
 			}
 		}
@@ -303,6 +324,47 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 			return &restore.PlanResult{Manifest: plan.Manifest}, notHeld, nil
 		}
 	}
+}
+
+// notHeldWhy is why the drill left a collection out: the reason, and the
+// documents (and oplog entries) the embedded server cannot hold.
+type notHeldWhy struct {
+	reason    string
+	documents int64
+}
+
+// holds is restore.Options.Holds for the embedded server.
+func holds(doc []byte, update bool) error {
+	if update {
+		return embedded.HoldsValues(doc)
+	}
+	return embedded.Holds(doc)
+}
+
+// documentsNotHeld lists the planned collections holding documents, or
+// named by oplog entries writing documents, that the embedded server
+// cannot hold (restore.Options.Holds' answers).
+func documentsNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
+	out := map[string]notHeldWhy{}
+	for _, c := range plan.Collections {
+		if n := c.NotHeld; n.Count > 0 {
+			out[c.Namespace()] = notHeldWhy{documents: n.Count, reason: fmt.Sprintf(
+				"the embedded server (FerretDB) cannot hold %d of its %d documents (the first: %s): not restored, not compared",
+				n.Count, c.Documents, n.Why)}
+		}
+	}
+	for ns, n := range plan.OplogNotHeld {
+		if !planned(plan, ns) {
+			continue
+		}
+		why := out[ns]
+		if why.reason != "" {
+			why.reason += "; "
+		}
+		why.reason += fmt.Sprintf("the embedded server (FerretDB) cannot hold what %d oplog entries write (the first: %s): not restored, not compared", n.Count, n.Why)
+		out[ns] = why
+	}
+	return out
 }
 
 // planned says whether ns is a collection plan restores (or one only its
@@ -374,7 +436,7 @@ func batchSize(c restore.PlannedCollection) int32 {
 
 // compareAll fills rep.Collections: every collection of the manifest, in
 // its order, with its status.
-func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, notHeld map[string]string, found map[string]*Collection, rrep *restore.Report) {
+func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, notHeld map[string]notHeldWhy, found map[string]*Collection, rrep *restore.Report) {
 	restored := map[string]restore.CollectionReport{}
 	if rrep != nil {
 		for _, c := range rrep.Collections {
@@ -392,8 +454,9 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 			rep.Digests = true
 		}
 		switch {
-		case notHeld[ns] != "":
-			c.Status, c.Reason = StatusNotHeld, notHeld[ns]
+		case notHeld[ns].reason != "":
+			c.Status, c.Reason, c.DocumentsNotHeld = StatusNotHeld, notHeld[ns].reason, notHeld[ns].documents
+			rep.DocumentsNotHeld += c.DocumentsNotHeld
 		case !inPlan[ns]:
 			c.Status, c.Reason = StatusNotRestored, notRestoredReason(ns)
 		default:

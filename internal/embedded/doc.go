@@ -12,7 +12,9 @@
 // aside of database files a crash left without FerretDB's tables.
 //
 // FerretDB is not MongoDB: see ../shared/notes/ferretdb.md for what it
-// rejects. Everything here goes through the official Go driver, so the same
+// rejects. Holds and HoldsValues say, from a document's bytes, whether it
+// can store one (a restore drill asks before it sends anything: some
+// documents make it drop the connection). Everything here goes through the official Go driver, so the same
 // code paths serve a production MongoDB replica set, except where FerretDB
 // is slow in ways no query avoids and its SQLite files answer directly
 // (issue 14): IndexIDLookups (an index on the expression its _id pushdown

@@ -13,6 +13,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/atomicfile"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/schedule"
@@ -88,36 +89,30 @@ type Drill struct {
 // DrillResult is what a drill found. Differences name each collection that
 // did not match (count or digest) or could not be restored.
 type DrillResult struct {
-	Backup      string        `json:"backup"`
+	Backup string `json:"backup"`
+	// Duration is the restore's (without the comparison), Compare the
+	// comparison's.
 	Duration    time.Duration `json:"duration"`
+	Compare     time.Duration `json:"compare"`
 	Bytes       int64         `json:"bytes"`
 	Collections int           `json:"collections"`
 	Documents   int64         `json:"documents"`
-	Differences []string      `json:"differences,omitempty"`
+	// NotHeld counts the collections the embedded server cannot hold,
+	// DocumentsNotHeld the documents in them it refuses.
+	NotHeld          int      `json:"not_held,omitempty"`
+	DocumentsNotHeld int64    `json:"documents_not_held,omitempty"`
+	Differences      []string `json:"differences,omitempty"`
 	// Note says what the comparison could not cover (a backup without
 	// content digests is compared by counts and indexes only).
 	Note string `json:"note,omitempty"`
 }
 
-// DrillRun is one drill as node-status reports it and drill.json keeps it.
-type DrillRun struct {
-	Due      time.Time  `json:"due"`
-	Started  time.Time  `json:"started"`
-	Finished *time.Time `json:"finished,omitempty"`
-	Outcome  string     `json:"outcome"`
-	Reason   string     `json:"reason,omitempty"`
-	Code     string     `json:"code,omitempty"`
-	// Backup is the name of the backup drilled.
-	Backup      string  `json:"backup,omitempty"`
-	Seconds     float64 `json:"seconds,omitempty"`
-	Bytes       int64   `json:"bytes,omitempty"`
-	Collections int     `json:"collections,omitempty"`
-	Documents   int64   `json:"documents,omitempty"`
-	Note        string  `json:"note,omitempty"`
-	// Retry marks a drill a job preempted: it does not count as the
-	// schedule's run, the drill runs again once the job has ended.
-	Retry bool `json:"retry,omitempty"`
-}
+// DrillRun is one drill as node-status reports it and drill.json keeps it:
+// the wire type itself (api.DrillRun, the contract), so that drill.json
+// and the reply cannot drift apart. Retry marks a drill a job preempted:
+// it does not count as the schedule's run, the drill runs again once the
+// job has ended.
+type DrillRun = api.DrillRun
 
 // DrillState is drill.json: the schedule's base, the last drill, the last
 // successful one, and the failures counted (a0_restore_drill_failures_total
@@ -325,6 +320,10 @@ func (d *Driller) RunOnce(ctx context.Context, due time.Time) DrillRun {
 		run.Finished, run.Outcome = &now, outcome
 		if res != nil {
 			run.Seconds, run.Bytes, run.Collections, run.Documents, run.Note = res.Duration.Seconds(), res.Bytes, res.Collections, res.Documents, res.Note
+			run.CompareSeconds, run.CollectionsNotHeld, run.DocumentsNotHeld = res.Compare.Seconds(), res.NotHeld, res.DocumentsNotHeld
+		}
+		if outcome != DrillSkipped {
+			run.TotalSeconds = now.Sub(run.Started).Seconds()
 		}
 		if err != nil {
 			run.Reason, run.Code = err.Error(), d.CodeOf(err)
@@ -339,7 +338,8 @@ func (d *Driller) RunOnce(ctx context.Context, due time.Time) DrillRun {
 		st := d.record(run)
 		switch outcome {
 		case DrillOK:
-			d.Log.Info("restore drill ok", "backup", run.Backup, "seconds", run.Seconds, "collections", run.Collections, "documents", run.Documents)
+			d.Log.Info("restore drill ok", "backup", run.Backup, "seconds", run.Seconds, "compare_seconds", run.CompareSeconds,
+				"collections", run.Collections, "documents", run.Documents, "collections_not_held", run.CollectionsNotHeld)
 		case DrillFailed:
 			d.Log.Error("restore drill FAILED", "backup", run.Backup, "err", err)
 		default:
@@ -354,7 +354,8 @@ func (d *Driller) RunOnce(ctx context.Context, due time.Time) DrillRun {
 			ev.Backup = &webhook.Backup{Name: run.Backup}
 		}
 		if outcome != DrillSkipped {
-			ev.Drill = &webhook.Drill{Seconds: run.Seconds, Collections: run.Collections, Documents: run.Documents, Note: run.Note}
+			ev.Drill = &webhook.Drill{Seconds: run.Seconds, CompareSeconds: run.CompareSeconds, Collections: run.Collections,
+				Documents: run.Documents, CollectionsNotHeld: run.CollectionsNotHeld, Note: run.Note}
 		}
 		d.Notify(ev)
 		return run

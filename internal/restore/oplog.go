@@ -99,6 +99,10 @@ type oplogScan struct {
 	// ren, when the restore renames, maps every entry to the new names
 	// before it is checked: namespaces are then the new names.
 	ren *nsRename
+	// holds is Options.Holds; notHeld counts by namespace the entries
+	// whose documents it refused.
+	holds   func(doc []byte, update bool) error
+	notHeld map[string]NotHeld
 }
 
 func newOplogScan(usersAndRoles bool) *oplogScan {
@@ -207,6 +211,16 @@ func (s *oplogScan) checkLeaf(e oplog.Entry, d oplog.Decision, sel matcher) erro
 		}
 		// A namespace only skipped entries name (startIndexBuild,
 		// abortIndexBuild...) is not written: not "created during the dump".
+		if s.holds != nil && d.Action != oplog.Skip {
+			if err := holdsEntry(e, s.holds); err != nil {
+				if s.notHeld == nil {
+					s.notHeld = map[string]NotHeld{}
+				}
+				n := s.notHeld[logical]
+				n.add(fmt.Errorf("oplog entry at %s: %w", e.TS, err))
+				s.notHeld[logical] = n
+			}
+		}
 		if (c == nsPlain || c == nsBuckets) && d.Action != oplog.Skip && !s.namespaces[logical] {
 			if len(s.namespaces) >= maxOplogNamespace {
 				return fmt.Errorf("oplog names more than %d namespaces", maxOplogNamespace)
@@ -223,6 +237,27 @@ func (s *oplogScan) checkLeaf(e oplog.Entry, d oplog.Decision, sel matcher) erro
 	}
 	if d.Action == oplog.Refuse && (touches || (t.Database != "" && sel.match(t.Database+".x"))) {
 		return fmt.Errorf("%w: %s of %s at %s: %s", ErrOplogEntry, d.Kind, strings.Join(t.Namespaces, " to "), e.TS, d.Why)
+	}
+	return nil
+}
+
+// holdsEntry asks holds (Options.Holds) about the documents a CRUD entry
+// writes: an insert's document, an update's operand (its names are
+// paths and operators unless it replaces the document) and its query, a
+// delete's query. Commands are not asked.
+func holdsEntry(e oplog.Entry, holds func(doc []byte, update bool) error) error {
+	switch e.Op {
+	case "i", "d":
+		return holds(e.O, false)
+	case "u":
+		first, err := e.O.IndexErr(0)
+		update := err == nil && strings.HasPrefix(first.Key(), "$")
+		if err := holds(e.O, update); err != nil {
+			return err
+		}
+		if e.O2 != nil {
+			return holds(e.O2, false)
+		}
 	}
 	return nil
 }

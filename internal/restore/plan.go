@@ -150,6 +150,17 @@ type Options struct {
 	// the index builds: a restore test (package drill) compares the data
 	// as dumped there, which the replay then changes. Its error stops Run.
 	AfterData func(ctx context.Context) error
+	// Holds, when set, is asked by Plan whether the target can hold each
+	// document: every collection's documents (update false), and what
+	// every selected oplog insert, update and delete writes (update true
+	// for an update's operand, whose field names are operators and
+	// paths). Plan counts the documents it refuses per collection
+	// (PlannedCollection.NotHeld) and the entries per namespace
+	// (PlanResult.OplogNotHeld), and refuses nothing itself: a restore
+	// test (package drill, with embedded.Holds) leaves those collections
+	// out rather than send a document its throwaway server would refuse
+	// or drop the connection on. Run does not ask it.
+	Holds func(doc []byte, update bool) error
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
@@ -203,6 +214,9 @@ type PlannedCollection struct {
 	Indexes   []bson.D
 	Documents int64
 	Bytes     int64
+	// NotHeld counts the documents Options.Holds refused (none without
+	// it), with the first one's reason.
+	NotHeld NotHeld
 
 	bsonFile string // raw entry names in the archive
 	metaFile string
@@ -216,6 +230,20 @@ type PlannedCollection struct {
 	// hex): the replay finds by it where a renamed collection's entries
 	// belong.
 	uuid string
+}
+
+// NotHeld is what Options.Holds refused in one namespace: how many
+// documents (or oplog entries), and why the first one was.
+type NotHeld struct {
+	Count int64
+	Why   string
+}
+
+func (n *NotHeld) add(err error) {
+	if n.Count == 0 {
+		n.Why = err.Error()
+	}
+	n.Count++
 }
 
 // Namespace is "db.name".
@@ -246,6 +274,9 @@ type PlanResult struct {
 	// Renamed maps each namespace restored under a new name (Options.NSFrom)
 	// to it; Collections and OplogOnly hold the new names.
 	Renamed map[string]string
+	// OplogNotHeld counts, by namespace, the oplog entries whose
+	// documents Options.Holds refused (nil without it).
+	OplogNotHeld map[string]NotHeld
 
 	authz       []PlannedCollection // admin.system.users and .roles
 	preflighted bool
@@ -262,6 +293,8 @@ type fileStat struct {
 	bytes int64
 	meta  *metadata
 	scan  *oplogScan
+	// notHeld: the documents Options.Holds refused.
+	notHeld NotHeld
 }
 
 // Plan reads the whole archive tgz and writes nothing. It returns an error
@@ -347,11 +380,22 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			if base == oplogName {
 				fs.scan = newOplogScan(opts.UsersAndRoles)
 				fs.scan.ren = ren
+				fs.scan.holds = opts.Holds
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxDocSize, maxOplogDepth); err != nil {
 						return err
 					}
 					return fs.scan.check(doc, nil, sel)
+				}
+			} else if opts.Holds != nil {
+				check = func(doc []byte) error {
+					if err := ValidateDocument(doc, maxUserDocSize, maxDepth); err != nil {
+						return err
+					}
+					if err := opts.Holds(doc, false); err != nil {
+						fs.notHeld.add(err)
+					}
+					return nil
 				}
 			}
 			fs.docs, fs.bytes, err = scanBSON(br, &buf, check)
@@ -507,7 +551,7 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 			if c.bsonFile != "" {
 				return nil, fmt.Errorf("%w: two data files for %s", ErrInvalidArchive, key)
 			}
-			c.bsonFile, c.Documents, c.Bytes = f.raw, f.docs, f.bytes
+			c.bsonFile, c.Documents, c.Bytes, c.NotHeld = f.raw, f.docs, f.bytes, f.notHeld
 			lastData = max(lastData, f.order)
 		} else {
 			if c.metaFile != "" {
@@ -534,6 +578,7 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 		p.oplog = oplog.scan
 		if p.oplog != nil {
 			p.OplogKinds = p.oplog.kinds
+			p.OplogNotHeld = p.oplog.notHeld
 		}
 	}
 	if extra != nil {
@@ -646,7 +691,7 @@ func joinBuckets(byNS map[string]*PlannedCollection) {
 		if b == nil || b.metaFile != "" || c.bsonFile != "" {
 			continue
 		}
-		c.bsonFile, c.Documents, c.Bytes = b.bsonFile, b.Documents, b.Bytes
+		c.bsonFile, c.Documents, c.Bytes, c.NotHeld = b.bsonFile, b.Documents, b.Bytes, b.NotHeld
 		delete(byNS, bns)
 	}
 }

@@ -56,10 +56,15 @@ type Gap struct {
 // Drill is a restore drill's measure: how long it took and what it
 // restored and compared.
 type Drill struct {
-	Seconds     float64 `json:"seconds"`
-	Collections int     `json:"collections,omitempty"`
-	Documents   int64   `json:"documents,omitempty"`
-	Note        string  `json:"note,omitempty"`
+	// Seconds is the restore's, CompareSeconds the comparison's.
+	Seconds        float64 `json:"seconds"`
+	CompareSeconds float64 `json:"compare_seconds,omitempty"`
+	Collections    int     `json:"collections,omitempty"`
+	Documents      int64   `json:"documents,omitempty"`
+	// CollectionsNotHeld: collections the embedded server cannot hold,
+	// not compared.
+	CollectionsNotHeld int    `json:"collections_not_held,omitempty"`
+	Note               string `json:"note,omitempty"`
 }
 
 // Backup is the stored backup an event reports (nothing secret: the file's

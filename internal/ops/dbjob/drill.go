@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/a0backup/a0/internal/backupfile"
@@ -64,8 +65,8 @@ func RunDrill(ctx context.Context, d *ops.Drill) (*ops.DrillResult, error) {
 		}
 		return nil, err
 	}
-	res := &ops.DrillResult{Backup: d.Meta.Name, Duration: rep.RestoreTime, Bytes: fi.Size(),
-		Collections: len(rep.Collections), Documents: rep.Documents}
+	res := &ops.DrillResult{Backup: d.Meta.Name, Duration: rep.RestoreTime, Compare: rep.CompareTime, Bytes: fi.Size(),
+		Collections: len(rep.Collections), Documents: rep.Documents, NotHeld: rep.NotHeld, DocumentsNotHeld: rep.DocumentsNotHeld}
 	// Which backup this is, by its authenticated manifest (as a restore
 	// proves it): a file put in the slot's place is not the one drilled.
 	if rep.Name != "" && rep.Name != d.Meta.Name {
@@ -83,7 +84,18 @@ func RunDrill(ctx context.Context, d *ops.Drill) (*ops.DrillResult, error) {
 		res.Differences = append(res.Differences, "the drill's comparison failed")
 	}
 	if rep.NotHeld > 0 {
-		notes = append(notes, fmt.Sprintf("%d collection(s) the embedded server cannot hold, not compared", rep.NotHeld))
+		// The same words as before, the documents after them.
+		note := fmt.Sprintf("%d collection(s) the embedded server cannot hold, not compared", rep.NotHeld)
+		var names []string
+		for _, c := range rep.Collections {
+			if c.Status == drill.StatusNotHeld {
+				names = append(names, c.Namespace)
+			}
+		}
+		if rep.DocumentsNotHeld > 0 {
+			note += fmt.Sprintf(" (%d documents it refuses: a field name with '.' or a leading '$', a Decimal128...)", rep.DocumentsNotHeld)
+		}
+		notes = append(notes, note+": "+strings.Join(names, ", "))
 	}
 	if rep.NoDigest > 0 {
 		notes = append(notes, fmt.Sprintf("%d collection(s) without content digests (an older backup): counts and indexes only", rep.NoDigest))
