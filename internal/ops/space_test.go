@@ -1,14 +1,17 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/a0backup/a0/internal/pitr"
+	"github.com/a0backup/a0/internal/store"
 )
 
 // TestCheckSpaceCountsArchive: the free-space rule for a backup counts the
@@ -49,4 +52,42 @@ func TestCheckSpaceCountsArchive(t *testing.T) {
 		t.Fatalf("a device whose archive needs its free space: %v", err)
 	}
 	t.Log(err)
+}
+
+// TestDrillCheckSpace: a drill needs drillSpaceFactor times the data size
+// free, not the backup's twice: a device with room for a backup (between
+// 2x and 5x free) refuses the drill, naming what it needs.
+func TestDrillCheckSpace(t *testing.T) {
+	dev := t.TempDir()
+	free, err := FreeBytes(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &store.Meta{Name: "b.tar.gz", Size: 1}
+	for _, tc := range []struct {
+		name string
+		size int64
+		ok   bool
+	}{
+		{"a sixth of the free space", free / 6, true},
+		{"a third: enough for a backup, not a drill", free / 3, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Driller{DataSize: func(context.Context) (int64, error) { return tc.size, nil }}
+			err := d.checkSpace(context.Background(), dev, m)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("checkSpace: %v", err)
+				}
+				return
+			}
+			var oe *Error
+			if !errors.As(err, &oe) || oe.Kind != NoSpace {
+				t.Fatalf("checkSpace = %v, want NoSpace", err)
+			}
+			if !strings.Contains(oe.Msg, "5 times the data size") {
+				t.Errorf("message %q does not say what the drill needs", oe.Msg)
+			}
+		})
+	}
 }
