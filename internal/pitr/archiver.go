@@ -151,7 +151,7 @@ func (a *Archiver) Status() Status {
 // Run archives until ctx is done and returns ctx's error. A failure (the
 // server unreachable, a write refused) is logged and retried after
 // Config.Retry from the last durable slice; only a broken archive
-// directory (a gaps.json it cannot read) ends Run early. A slice open when
+// directory (a gaps.json or owner.json it cannot read) ends Run early. A slice open when
 // ctx ends is abandoned, as a kill would: the next Run takes its entries
 // again from the oplog.
 func (a *Archiver) Run(ctx context.Context) error {
@@ -191,6 +191,11 @@ func (a *Archiver) load() error {
 	}
 	gaps, err := readGaps(a.cfg.Dir)
 	if err != nil {
+		return err
+	}
+	// A record that cannot be read says nothing of the set: stop rather
+	// than resume past a change nobody can see.
+	if _, _, err := ReadOwner(a.cfg.Dir); err != nil {
 		return err
 	}
 	a.gaps = gaps

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/a0backup/a0/internal/embedded"
 )
 
@@ -126,5 +128,25 @@ func TestMongoSourceReplicaSet(t *testing.T) {
 	}
 	if len(r.gaps) != 0 {
 		t.Fatalf("gaps %+v", r.gaps)
+	}
+}
+
+// TestArchiverRefusesUnreadableOwnerRecord: a record that cannot be read
+// ends Run with an error naming it (as an unreadable gaps.json does); it
+// is not taken for a missing one, which would be rewritten with no gap.
+func TestArchiverRefusesUnreadableOwnerRecord(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, OwnerFile), []byte(`{"replica_set":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Source: &MongoSource{}, Dir: dir, Recipients: []age.Recipient{testKey(t).Recipient()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), OwnerFile) {
+		t.Fatalf("Run: %v, want an error naming %s", err, OwnerFile)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, OwnerFile)); string(b) != `{"replica_set":` {
+		t.Fatalf("the record was rewritten: %s", b)
 	}
 }
