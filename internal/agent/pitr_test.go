@@ -132,3 +132,80 @@ func scrapePITR(t *testing.T, addr string) map[string]float64 {
 	}
 	return out
 }
+
+// TestPITRReplicaSetChangedGap: a device whose archive's owner record
+// names another replica set (set as backup on a node of another set, or
+// the set re-initiated) gets a gap at the agent's start, although this
+// member's oplog still holds the newest archived entry: the webhook's
+// pitr_gap event and pitr-status say "replica set changed", the gap
+// metric counts it, and the record then names this member's set.
+func TestPITRReplicaSetChangedGap(t *testing.T) {
+	state, dev := t.TempDir(), t.TempDir()
+	st, err := statedir.Open(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dev, store.FolderName), 0o700)
+	if err := st.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := age.GenerateX25519Identity()
+	rcv := newReceiver(t, nil)
+	start := func() *Agent {
+		a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
+			Recipients: []string{id.Recipient().String()}, PITR: &PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
+			Webhook: rcv.url, WebhookCAFile: rcv.caFile, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	ctx := context.Background()
+	a := start()
+	coll := a.client.Database("app").Collection("c")
+	for i := range 20 {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitArchived(t, a)
+	dir := a.archive.State().Dir
+	a.Close()
+	mine, ok, err := pitr.ReadOwner(dir)
+	if err != nil || !ok {
+		t.Fatalf("owner record: %v %v", ok, err)
+	}
+	// What the archiver of set rsOld's member writes: the device comes
+	// from there.
+	if err := os.WriteFile(filepath.Join(dir, pitr.OwnerFile), []byte(`{"replica_set":"rsOld","node":"old-node","since":"2026-12-01T00:00:00Z"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	a = start()
+	ev := rcv.waitEvent(t, "pitr_gap", func(ev webhook.Event) bool { return ev.Event == "pitr_gap" })
+	if ev.Gap == nil || !strings.HasPrefix(ev.Gap.Reason, pitr.ReasonSetChanged+": rsOld -> ") {
+		t.Fatalf("gap event %+v", ev)
+	}
+	if _, err := a.client.Database("app").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: 100}}); err != nil {
+		t.Fatal(err)
+	}
+	waitArchived(t, a)
+	rep, _, err := a.pitrReport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Gaps) != 1 || rep.Gaps[0].Reason != ev.Gap.Reason || rep.Gaps[0].To == nil {
+		t.Fatalf("pitr-status gaps %+v, want the set change", rep.Gaps)
+	}
+	if got, ok, err := pitr.ReadOwner(dir); err != nil || !ok || got.ReplicaSet != mine.ReplicaSet {
+		t.Fatalf("owner record %+v %v %v, want %+v", got, ok, err, mine.ReplicaSet)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for scrapePITR(t, a.MetricsAddr())["a0_pitr_gaps_total"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a0_pitr_gaps_total %v", scrapePITR(t, a.MetricsAddr())["a0_pitr_gaps_total"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

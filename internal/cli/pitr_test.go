@@ -360,6 +360,20 @@ func TestPITRRemoteCopy(t *testing.T) {
 	if r := pitrStatusOf(t, admin, n).Arguments.Remote; r == nil || r.Location != sub.Location() {
 		t.Fatalf("pitr-status remote: %+v", r)
 	}
+	// The owner record (the replica set, in clear text) goes with them.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		rc, err := sub.Get(context.Background(), pitr.OwnerFile, 0)
+		if err == nil {
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			if bytes.Equal(b, readFile(t, filepath.Join(dir, pitr.OwnerFile))) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not copied to the store: %v", pitr.OwnerFile, err)
+		}
+	}
 
 	// The copies alone: downloaded, they verify as one window.
 	down := t.TempDir()

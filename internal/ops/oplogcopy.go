@@ -20,7 +20,8 @@ import (
 )
 
 // SliceCopier copies the archive's slices to the remote store as they
-// close (Copied after each), and gaps.json when it changes. A slice the
+// close (Copied after each), and gaps.json and owner.json (the replica
+// set the slices come from, in clear text) when they change. A slice the
 // store does not take waits on the device and goes at the next attempt
 // (RetryWait, doubled up to a minute): none is ever dropped. At start it
 // lists the store once and copies every local slice missing there (a
@@ -37,7 +38,7 @@ type SliceCopier struct {
 	mu      sync.Mutex
 	remote  map[string]int64 // name -> size, what the store holds
 	listed  bool
-	gaps    []byte // gaps.json as last put
+	records map[string][]byte // gaps.json and owner.json as last put
 	pending int
 	lastErr string
 	wake    chan struct{}
@@ -128,7 +129,7 @@ func (c *SliceCopier) run(ctx context.Context) {
 }
 
 // sync puts every local slice the store lacks, oldest first, then
-// gaps.json when it changed.
+// gaps.json and owner.json when they changed.
 func (c *SliceCopier) sync(ctx context.Context) error {
 	dir := c.Dir()
 	if dir == "" {
@@ -168,19 +169,34 @@ func (c *SliceCopier) sync(ctx context.Context) error {
 		c.pending--
 		c.mu.Unlock()
 	}
-	b, err := os.ReadFile(filepath.Join(dir, pitr.GapsFile))
+	for _, name := range []string{pitr.GapsFile, pitr.OwnerFile} {
+		if err := c.putRecord(ctx, dir, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putRecord puts the archive's record name (gaps.json, owner.json) when
+// it changed since the last put.
+func (c *SliceCopier) putRecord(ctx context.Context, dir, name string) error {
+	b, err := os.ReadFile(filepath.Join(dir, name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(b, c.gaps) {
-		if _, err := c.Remote.Put(ctx, pitr.GapsFile, bytes.NewReader(b), int64(len(b))); err != nil {
-			return fmt.Errorf("copy %s: %w", pitr.GapsFile, err)
-		}
-		c.gaps = b
+	if c.records != nil && bytes.Equal(b, c.records[name]) {
+		return nil
 	}
+	if _, err := c.Remote.Put(ctx, name, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("copy %s: %w", name, err)
+	}
+	if c.records == nil {
+		c.records = map[string][]byte{}
+	}
+	c.records[name] = b
 	return nil
 }
 

@@ -52,7 +52,9 @@ type Config struct {
 	// MaxEntries cuts a slice at this many entries; zero means
 	// DefaultMaxEntries.
 	MaxEntries int64
-	// Node and ReplSet go into every slice's header.
+	// Node and ReplSet go into every slice's header. ReplSet is the
+	// member's replica set when the Source is not a SetReporter, or
+	// reports no name.
 	Node, ReplSet string
 	// Retry is the pause after a failure; zero means DefaultRetry.
 	Retry  time.Duration
@@ -82,6 +84,8 @@ type Archiver struct {
 	// pos is the source's position after the newest durable slice (a
 	// Resumer's); nil: resume by ts.
 	pos, nextPos []byte
+	// set is the member's replica set, asked at each resume.
+	set ReplicaSet
 }
 
 // Status is what the archiver reports to pitr-status and the metrics.
@@ -134,7 +138,7 @@ func New(cfg Config) (*Archiver, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Archiver{cfg: cfg, log: log}, nil
+	return &Archiver{cfg: cfg, log: log, set: ReplicaSet{Name: cfg.ReplSet}}, nil
 }
 
 // Status returns a snapshot of the archiver's state.
@@ -147,7 +151,7 @@ func (a *Archiver) Status() Status {
 // Run archives until ctx is done and returns ctx's error. A failure (the
 // server unreachable, a write refused) is logged and retried after
 // Config.Retry from the last durable slice; only a broken archive
-// directory (a gaps.json it cannot read) ends Run early. A slice open when
+// directory (a gaps.json or owner.json it cannot read) ends Run early. A slice open when
 // ctx ends is abandoned, as a kill would: the next Run takes its entries
 // again from the oplog.
 func (a *Archiver) Run(ctx context.Context) error {
@@ -187,6 +191,11 @@ func (a *Archiver) load() error {
 	}
 	gaps, err := readGaps(a.cfg.Dir)
 	if err != nil {
+		return err
+	}
+	// A record that cannot be read says nothing of the set: stop rather
+	// than resume past a change nobody can see.
+	if _, _, err := ReadOwner(a.cfg.Dir); err != nil {
 		return err
 	}
 	a.gaps = gaps
@@ -240,7 +249,14 @@ func fileHash(path string) ([32]byte, error) {
 // and returns where to tail from. When it does not, the entries between
 // are lost to the archive: a gap is recorded, and the tail starts after
 // the archived position anyway (every entry the oplog still has past it).
+//
+// The replica set is checked first (checkOwner): an oplog of another set
+// may well hold an entry with the same ts, and Contains would take it for
+// the archived one.
 func (a *Archiver) resumePoint(ctx context.Context) (bson.Timestamp, error) {
+	if changed, err := a.checkOwner(ctx); err != nil || changed {
+		return a.last, err
+	}
 	if a.last.IsZero() {
 		return bson.Timestamp{}, nil // a new archive starts at the oplog's oldest entry
 	}
@@ -267,6 +283,78 @@ func (a *Archiver) resumePoint(ctx context.Context) (bson.Timestamp, error) {
 		return a.last, err
 	}
 	return a.last, nil
+}
+
+// memberSet is the member's replica set: the Source's (a SetReporter),
+// else Config.ReplSet.
+func (a *Archiver) memberSet(ctx context.Context) (ReplicaSet, error) {
+	r, ok := a.cfg.Source.(SetReporter)
+	if !ok {
+		return ReplicaSet{Name: a.cfg.ReplSet}, nil
+	}
+	set, err := r.ReplicaSet(ctx)
+	if err != nil {
+		return ReplicaSet{}, fmt.Errorf("pitr: the member's replica set: %w", err)
+	}
+	if set.Name == "" {
+		set.Name = a.cfg.ReplSet
+	}
+	return set, nil
+}
+
+// checkOwner compares the archive's owner record (OwnerFile) with the
+// member's replica set. Another set records a gap (ReasonSetChanged: the
+// archive's windows end there, whatever the new oplog holds) when the
+// archive holds slices, then the record names the new set. A missing
+// record (an archive from before it existed, or a new one) is written,
+// with no gap: nothing says the slices came from another set. The gap is
+// durable before the record moves, so that a crash between the two finds
+// the change again (and the gap already pending).
+func (a *Archiver) checkOwner(ctx context.Context) (changed bool, err error) {
+	set, err := a.memberSet(ctx)
+	if err != nil {
+		return false, err
+	}
+	a.set = set
+	old, ok, err := ReadOwner(a.cfg.Dir)
+	if err != nil {
+		return false, err
+	}
+	if ok && old.Same(set) {
+		if old.ReplicaSet == set {
+			return false, nil
+		}
+		// The same set, its id learned now: the record keeps it.
+		if set.ID == "" {
+			set.ID = old.ID
+		}
+		a.set = set
+		return false, writeOwner(a.cfg.Dir, Owner{ReplicaSet: set, Node: a.cfg.Node, Since: old.Since})
+	}
+	if ok && !a.last.IsZero() {
+		reason := fmt.Sprintf("%s: %s -> %s (the archive's slices come from %s; the member %s reads the oplog of %s)",
+			ReasonSetChanged, old.ReplicaSet, set, old.ReplicaSet, a.cfg.Node, set)
+		if a.pending != nil {
+			// One gap covers everything until the next slice: it says
+			// both why and that the set changed.
+			if !strings.Contains(a.pending.Reason, ReasonSetChanged) {
+				a.pending.Reason += "; " + reason
+				g := *a.pending
+				a.setStatus(func(s *Status) { s.Gap = &g })
+				a.log.Error("pitr: gap in the oplog archive", "from", fmt.Sprintf("%d.%d", g.From.T, g.From.I), "reason", g.Reason)
+			}
+		} else if err := a.recordGap(Gap{From: a.last, Reason: reason, Detected: a.cfg.Clock.Now().UTC()}); err != nil {
+			return false, err
+		}
+		if err := writeGaps(a.cfg.Dir, a.gaps); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	if err := writeOwner(a.cfg.Dir, Owner{ReplicaSet: set, Node: a.cfg.Node, Since: a.cfg.Clock.Now().UTC()}); err != nil {
+		return false, err
+	}
+	return changed, nil
 }
 
 // recordGap persists a new gap (unless one is already pending: one gap
@@ -352,7 +440,7 @@ func (a *Archiver) stream(ctx context.Context) error {
 							first = bson.Timestamp{T: a.last.T + 1}
 						}
 					}
-					h := header{Version: FormatVersion, Node: a.cfg.Node, ReplSet: a.cfg.ReplSet, First: first,
+					h := header{Version: FormatVersion, Node: a.cfg.Node, ReplSet: a.set.Name, First: first,
 						Created: a.cfg.Clock.Now().UTC(), Gap: a.pending}
 					if a.prev != ([32]byte{}) {
 						h.Prev = append([]byte(nil), a.prev[:]...)

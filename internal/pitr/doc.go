@@ -56,6 +56,13 @@
 // and a gap, marked as following the write failure, when it does not.
 // A gap ends every window that crosses it.
 //
+// First, though, it checks that the member belongs to the replica set the
+// archive's owner record (OwnerFile, clear text) names: another set's
+// oplog is another history, which may hold an entry with the archived ts
+// all the same, so another set is a gap (ReasonSetChanged) whatever the
+// oplog holds, and the record then names the new set. An archive without
+// the record (written before it existed) gets one, with no gap.
+//
 // Limits: the embedded FerretDB inserts the oplog entries of concurrent
 // writers out of ts order, and a resume by ts may then miss an entry
 // that landed after a newer one just before a kill; a MongoDB oplog has

@@ -91,6 +91,36 @@ func (s *MongoSource) polls(ctx context.Context) (bool, error) {
 	return s.ferret, nil
 }
 
+// ReplicaSet is the member's replica set: hello's setName and, when the
+// server answers replSetGetConfig (a MongoDB replica set, a user allowed
+// to ask), its settings.replicaSetId, which a re-initiation renews even
+// under the same name. A server that does not answer replSetGetConfig
+// (FerretDB, a user without clusterMonitor) gives the name alone.
+func (s *MongoSource) ReplicaSet(ctx context.Context) (ReplicaSet, error) {
+	admin := s.coll.Database().Client().Database("admin")
+	var hello struct {
+		SetName string `bson:"setName"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+		return ReplicaSet{}, fmt.Errorf("pitr: hello: %w", err)
+	}
+	set := ReplicaSet{Name: hello.SetName}
+	if set.Name == "" {
+		return set, nil
+	}
+	var cfg struct {
+		Config struct {
+			Settings struct {
+				ReplicaSetID bson.ObjectID `bson:"replicaSetId"`
+			} `bson:"settings"`
+		} `bson:"config"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "replSetGetConfig", Value: 1}}).Decode(&cfg); err == nil && !cfg.Config.Settings.ReplicaSetID.IsZero() {
+		set.ID = cfg.Config.Settings.ReplicaSetID.Hex()
+	}
+	return set, nil
+}
+
 // Oldest is the first entry in natural order (no sort: FerretDB answers it
 // without a scan).
 func (s *MongoSource) Oldest(ctx context.Context) (bson.Timestamp, bool, error) {
