@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,6 +136,21 @@ func restoreChild(args []string) error {
 	if err != nil {
 		return err
 	}
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		// Where the restore's own CPU goes (issue 27: on a small node it
+		// shares the cores with the server).
+		pf, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}()
+	}
 	opts := restore.Options{Parallel: par}
 	if dir := os.Getenv(freshDirEnv); dir != "" {
 		// The target is an embedded server on dir (fresh-server): the
@@ -152,6 +168,10 @@ func restoreChild(args []string) error {
 	r.PeakRSS = bench.SelfPeakRSS()
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
+
+// cpuProfileEnv names the file restore-child writes its CPU profile to
+// (go tool pprof), when set.
+const cpuProfileEnv = "A0BENCH_CPUPROFILE"
 
 // freshDirEnv and freshURIEnv tell the command fresh-server runs where its
 // server keeps its files and listens.
@@ -256,6 +276,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	external := fs.Bool("external", false, "also run the external-server comparison (issue 27): a FerretDB with local.oplog.rs as its own process, loaded through the wire, an agent given its URI (no embedded side channels), a0 backup and restore against mongodump | openssl and openssl -d | mongorestore on it, pair by pair")
 	externalUsers := fs.Int("external-users", 60000, "users seeded for --external (60000: about 50 MiB of BSON)")
 	externalRuns := fs.Int("external-runs", 3, "runs of each tool for --external, in turn (a0, stock, a0, stock...)")
+	externalFiles := fs.String("external-files", "", "directory keeping --external's two backup files: when it holds them, only the restore pairs run, on them (no seeding, no backups); otherwise the run's files are kept there")
 	tools := fs.String("tools", "../shared/tools/mongo-tools-100.18.0", "directory of the stock mongodump and mongorestore (--live)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -375,7 +396,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		f, err := bench.MeasureExternal(ctx, exe, mkdir(work, "external"), *tools, *externalUsers, *externalRuns, password, logf)
+		f, err := bench.MeasureExternal(ctx, exe, mkdir(work, "external"), *tools, *externalFiles, *externalUsers, *externalRuns, password, logf)
 		if err != nil {
 			return err
 		}
