@@ -820,4 +820,17 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 		fmt.Sprintf("%s: a0 restore phases (medians): authentication pass %.1f s, data phase %.1f s, after the last document (indexes, oplog replay, count) %.1f s, of which index builds %.1f s and the count check %.1f s", label, bench.Median(plan), bench.Median(data), bench.Median(rest), bench.Median(idx), bench.Median(cnt)),
 		fmt.Sprintf("%s: pair by pair (stock / a0): backup %s; restore %s; the restore replayed %d oplog entries", label, ratios(f.BackupRatios), ratios(f.RestoreRatios), f.OplogReplayed),
 	)
+	if len(f.StockServerCPU) > 0 {
+		// The server's CPU per restore does not move with the machine's
+		// other load as the wall times do.
+		var a0cpu, cpuRatios []float64
+		for i, r := range f.A0Restore {
+			a0cpu = append(a0cpu, r.ServerCPUSeconds)
+			if i < len(f.StockServerCPU) && r.ServerCPUSeconds > 0 {
+				cpuRatios = append(cpuRatios, f.StockServerCPU[i]/r.ServerCPUSeconds)
+			}
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: the server process's CPU per restore (medians): a0 %.1f s, stock %.1f s; pair by pair (stock / a0) %s",
+			label, bench.Median(a0cpu), bench.Median(f.StockServerCPU), ratios(cpuRatios)))
+	}
 }

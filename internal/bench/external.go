@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -91,6 +93,41 @@ func StartWireServer(ctx context.Context, exe, dir string) (*WireServer, error) 
 			return nil, errors.New("wire server: no URI after 2 minutes")
 		}
 	}
+}
+
+// CPUSeconds is the CPU time (user and system) the server's process has
+// used so far, from /proc (0 where it cannot be read).
+func (w *WireServer) CPUSeconds() float64 {
+	if w.cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	return statCPUSeconds(b)
+}
+
+// statCPUSeconds reads utime + stime from a /proc/PID/stat line, in
+// seconds (0 for a line it cannot read). The command name (field 2) may
+// hold spaces and parentheses: the fields are counted from after its last
+// closing parenthesis; utime and stime are fields 14 and 15, in clock
+// ticks of 1/100 s (USER_HZ).
+func statCPUSeconds(b []byte) float64 {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (ut + st) / 100
 }
 
 // Close stops the server (SIGTERM) and waits for the process to end.
@@ -206,9 +243,12 @@ func externalA0Restore(exe, a0File, password string) func(ctx context.Context, d
 			return DBResult{}, 0, err
 		}
 		defer tsrv.Close()
+		cpu0 := tsrv.CPUSeconds()
 		start := time.Now()
 		r, err := childRestoreEnv(exe, a0File, tsrv.URI, password, 0, childEnv)
-		return r, time.Since(start).Seconds(), err
+		wall := time.Since(start).Seconds()
+		r.ServerCPUSeconds = tsrv.CPUSeconds() - cpu0
+		return r, wall, err
 	}
 }
 
@@ -227,7 +267,7 @@ func externalTarget(exe string) func(ctx context.Context, dir string) (*target, 
 			defer sc.Disconnect(ctx)
 			return countAll(ctx, sc)
 		}
-		return &target{uri: ssrv.URI, count: count, close: ssrv.Close}, nil
+		return &target{uri: ssrv.URI, count: count, close: ssrv.Close, cpu: ssrv.CPUSeconds}, nil
 	}
 }
 

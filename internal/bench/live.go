@@ -64,6 +64,12 @@ type LiveFigures struct {
 	// A0RestoreWall is each a0 restore's wall time as a whole process
 	// (start to exit), the figure the stock pipeline's is compared with.
 	A0RestoreWall []float64 `json:"a0_restore_wall_s,omitempty"`
+	// StockServerCPU is the wire server's CPU time during each stock
+	// restore (the a0 side's is in A0Restore's ServerCPUSeconds). On a
+	// shared machine the server's CPU share swings with the other load,
+	// and the wall times with it; the CPU each tool made the server
+	// spend does not.
+	StockServerCPU []float64 `json:"stock_server_cpu_s,omitempty"`
 }
 
 // Median returns the median of xs (0 when empty).

@@ -68,6 +68,8 @@ type target struct {
 	// count counts the documents of every user collection.
 	count func(context.Context) (int64, error)
 	close func()
+	// cpu, when set, is the server process's CPU time so far.
+	cpu func() float64
 }
 
 // restores times, pair by pair, the a0 restore of a0File (a0, given a
@@ -106,7 +108,14 @@ func (p *pairs) restores(ctx context.Context, f *LiveFigures, work, a0File, stoc
 		if err != nil {
 			return err
 		}
+		var cpu0 float64
+		if t.cpu != nil {
+			cpu0 = t.cpu()
+		}
 		s, out, err := runStock(ctx, p.env(), stockRestorePipe, p.mongorestore, t.uri, stockFile)
+		if t.cpu != nil {
+			f.StockServerCPU = append(f.StockServerCPU, t.cpu()-cpu0)
+		}
 		var docs int64
 		if err == nil {
 			docs, err = t.count(ctx)

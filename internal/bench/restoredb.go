@@ -60,6 +60,10 @@ type DBResult struct {
 	// Progress showed every 20 ms.
 	IndexSeconds  float64 `json:"index_seconds,omitempty"`
 	ReportSeconds float64 `json:"report_seconds,omitempty"`
+	// ServerCPUSeconds is the CPU time the target server's process spent
+	// during the restore (external runs: the wire server is a process of
+	// its own).
+	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
 }
 
 // DocsPerSec is documents written per second of wall time.
