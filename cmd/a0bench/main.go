@@ -797,10 +797,14 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 	}
 	br, rr := bench.Median(f.BackupRatios), bench.Median(f.RestoreRatios)
 	stockDocs := float64(f.StockDocs) / bench.Median(f.StockRestore)
+	if len(f.A0Backup) > 0 {
+		rep.Rows = append(rep.Rows,
+			Row{Figure: fmt.Sprintf("%s: backup speed-up over mongodump --archive --gzip | openssl (%s, %d users, %.1f MB BSON, oplog %.1f MB)", label, server, f.Users, float64(f.DataBytes)/1e6, float64(f.OplogBytes)/1e6),
+				A0: br, Unit: "x", Goal: backupGoal, Met: yes(br >= backupMet)},
+			Row{Figure: fmt.Sprintf("  %s: point-in-time backup, start to Backup found", label), A0: bench.Median(a0b), Baseline: bench.Median(f.StockBackup), BaseName: "mongodump | openssl enc, s", Unit: "s"},
+		)
+	}
 	rep.Rows = append(rep.Rows,
-		Row{Figure: fmt.Sprintf("%s: backup speed-up over mongodump --archive --gzip | openssl (%s, %d users, %.1f MB BSON, oplog %.1f MB)", label, server, f.Users, float64(f.DataBytes)/1e6, float64(f.OplogBytes)/1e6),
-			A0: br, Unit: "x", Goal: backupGoal, Met: yes(br >= backupMet)},
-		Row{Figure: fmt.Sprintf("  %s: point-in-time backup, start to Backup found", label), A0: bench.Median(a0b), Baseline: bench.Median(f.StockBackup), BaseName: "mongodump | openssl enc, s", Unit: "s"},
 		Row{Figure: fmt.Sprintf("%s: whole restore speed-up over openssl -d | mongorestore --noIndexRestore", label), A0: rr, Unit: "x", Goal: ">= 1x (no slower)", Met: yes(rr >= 1)},
 		Row{Figure: fmt.Sprintf("  %s: whole restore (auth pass, data, indexes, oplog replay, count)", label), A0: bench.Median(a0r), Baseline: bench.Median(f.StockRestore), BaseName: "openssl -d | mongorestore, s", Unit: "s"},
 		Row{Figure: fmt.Sprintf("  %s: restore data phase", label), A0: bench.Median(a0data), Baseline: stockDocs, BaseName: "mongorestore, whole run", Unit: "docs/s"},
@@ -812,11 +816,18 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 		}
 		return strings.Join(s, " ")
 	}
+	if len(f.A0Backup) > 0 {
+		rep.Notes = append(rep.Notes,
+			fmt.Sprintf("%s: %d docs seeded in %.0f s through FerretDB; the oplog holds %d entries, %.1f MB (%.2fx the data); a0 file %.1f MB, stock file %.1f MB",
+				label, f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
+			fmt.Sprintf("%s: a0 backup phases (medians): POST answered (size check, totals) %.1f s; to the first byte (202, oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s",
+				label, bench.Median(accepted), bench.Median(first), bench.Median(reads), bench.Median(after)),
+		)
+	} else {
+		// --external-files: the restores of kept files, no backup run.
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: restores only, of kept files: a0 file %.1f MB, stock file %.1f MB", label, float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6))
+	}
 	rep.Notes = append(rep.Notes,
-		fmt.Sprintf("%s: %d docs seeded in %.0f s through FerretDB; the oplog holds %d entries, %.1f MB (%.2fx the data); a0 file %.1f MB, stock file %.1f MB",
-			label, f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
-		fmt.Sprintf("%s: a0 backup phases (medians): POST answered (size check, totals) %.1f s; to the first byte (202, oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s",
-			label, bench.Median(accepted), bench.Median(first), bench.Median(reads), bench.Median(after)),
 		fmt.Sprintf("%s: a0 restore phases (medians): authentication pass %.1f s, data phase %.1f s, after the last document (indexes, oplog replay, count) %.1f s, of which index builds %.1f s and the count check %.1f s", label, bench.Median(plan), bench.Median(data), bench.Median(rest), bench.Median(idx), bench.Median(cnt)),
 		fmt.Sprintf("%s: pair by pair (stock / a0): backup %s; restore %s; the restore replayed %d oplog entries", label, ratios(f.BackupRatios), ratios(f.RestoreRatios), f.OplogReplayed),
 	)

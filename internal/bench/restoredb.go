@@ -232,6 +232,12 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 		res.InsertSeconds = res.Seconds
 	}
 	res.DataSeconds = res.InsertSeconds - runStart
+	if indexAt > 0 && reportAt == 0 {
+		// The report step ended between two looks (it takes under a
+		// millisecond when the counts come from the writes): the index
+		// step lasted until the end, within 20 ms.
+		reportAt = res.Seconds
+	}
 	if indexAt > 0 && reportAt >= indexAt {
 		res.IndexSeconds, res.ReportSeconds = reportAt-indexAt, res.Seconds-reportAt
 	}
