@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,6 +154,21 @@ func restoreChild(args []string) error {
 	if err != nil {
 		return err
 	}
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		// Where the restore's own CPU goes (issue 27: on a small node it
+		// shares the cores with the server).
+		pf, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}()
+	}
 	opts := restore.Options{Parallel: par}
 	if dir := os.Getenv(freshDirEnv); dir != "" {
 		// The target is an embedded server on dir (fresh-server): the
@@ -170,6 +186,10 @@ func restoreChild(args []string) error {
 	r.PeakRSS = bench.SelfPeakRSS()
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
+
+// cpuProfileEnv names the file restore-child writes its CPU profile to
+// (go tool pprof), when set.
+const cpuProfileEnv = "A0BENCH_CPUPROFILE"
 
 // freshDirEnv and freshURIEnv tell the command fresh-server runs where its
 // server keeps its files and listens.
@@ -274,6 +294,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	external := fs.Bool("external", false, "also run the external-server comparison (issue 27): a FerretDB with local.oplog.rs as its own process, loaded through the wire, an agent given its URI (no embedded side channels), a0 backup and restore against mongodump | openssl and openssl -d | mongorestore on it, pair by pair")
 	externalUsers := fs.Int("external-users", 60000, "users seeded for --external (60000: about 50 MiB of BSON)")
 	externalRuns := fs.Int("external-runs", 3, "runs of each tool for --external, in turn (a0, stock, a0, stock...)")
+	externalFiles := fs.String("external-files", "", "directory keeping --external's two backup files: when it holds them, only the restore pairs run, on them (no seeding, no backups); otherwise the run's files are kept there")
 	tools := fs.String("tools", "../shared/tools/mongo-tools-100.18.0", "directory of the stock mongodump and mongorestore (--live)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -393,7 +414,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		f, err := bench.MeasureExternal(ctx, exe, mkdir(work, "external"), *tools, *externalUsers, *externalRuns, password, logf)
+		f, err := bench.MeasureExternal(ctx, exe, mkdir(work, "external"), *tools, *externalFiles, *externalUsers, *externalRuns, password, logf)
 		if err != nil {
 			return err
 		}
@@ -794,10 +815,14 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 	}
 	br, rr := bench.Median(f.BackupRatios), bench.Median(f.RestoreRatios)
 	stockDocs := float64(f.StockDocs) / bench.Median(f.StockRestore)
+	if len(f.A0Backup) > 0 {
+		rep.Rows = append(rep.Rows,
+			Row{Figure: fmt.Sprintf("%s: backup speed-up over mongodump --archive --gzip | openssl (%s, %d users, %.1f MB BSON, oplog %.1f MB)", label, server, f.Users, float64(f.DataBytes)/1e6, float64(f.OplogBytes)/1e6),
+				A0: br, Unit: "x", Goal: backupGoal, Met: yes(br >= backupMet)},
+			Row{Figure: fmt.Sprintf("  %s: point-in-time backup, start to Backup found", label), A0: bench.Median(a0b), Baseline: bench.Median(f.StockBackup), BaseName: "mongodump | openssl enc, s", Unit: "s"},
+		)
+	}
 	rep.Rows = append(rep.Rows,
-		Row{Figure: fmt.Sprintf("%s: backup speed-up over mongodump --archive --gzip | openssl (%s, %d users, %.1f MB BSON, oplog %.1f MB)", label, server, f.Users, float64(f.DataBytes)/1e6, float64(f.OplogBytes)/1e6),
-			A0: br, Unit: "x", Goal: backupGoal, Met: yes(br >= backupMet)},
-		Row{Figure: fmt.Sprintf("  %s: point-in-time backup, start to Backup found", label), A0: bench.Median(a0b), Baseline: bench.Median(f.StockBackup), BaseName: "mongodump | openssl enc, s", Unit: "s"},
 		Row{Figure: fmt.Sprintf("%s: whole restore speed-up over openssl -d | mongorestore --noIndexRestore", label), A0: rr, Unit: "x", Goal: ">= 1x (no slower)", Met: yes(rr >= 1)},
 		Row{Figure: fmt.Sprintf("  %s: whole restore (auth pass, data, indexes, oplog replay, count)", label), A0: bench.Median(a0r), Baseline: bench.Median(f.StockRestore), BaseName: "openssl -d | mongorestore, s", Unit: "s"},
 		Row{Figure: fmt.Sprintf("  %s: restore data phase", label), A0: bench.Median(a0data), Baseline: stockDocs, BaseName: "mongorestore, whole run", Unit: "docs/s"},
@@ -809,12 +834,32 @@ func fillLive(rep *Report, f *bench.LiveFigures) {
 		}
 		return strings.Join(s, " ")
 	}
+	if len(f.A0Backup) > 0 {
+		rep.Notes = append(rep.Notes,
+			fmt.Sprintf("%s: %d docs seeded in %.0f s through FerretDB; the oplog holds %d entries, %.1f MB (%.2fx the data); a0 file %.1f MB, stock file %.1f MB",
+				label, f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
+			fmt.Sprintf("%s: a0 backup phases (medians): POST answered (size check, totals) %.1f s; to the first byte (202, oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s",
+				label, bench.Median(accepted), bench.Median(first), bench.Median(reads), bench.Median(after)),
+		)
+	} else {
+		// --external-files: the restores of kept files, no backup run.
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: restores only, of kept files: a0 file %.1f MB, stock file %.1f MB", label, float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6))
+	}
 	rep.Notes = append(rep.Notes,
-		fmt.Sprintf("%s: %d docs seeded in %.0f s through FerretDB; the oplog holds %d entries, %.1f MB (%.2fx the data); a0 file %.1f MB, stock file %.1f MB",
-			label, f.DataDocs, f.SeedSeconds, f.OplogEntries, float64(f.OplogBytes)/1e6, float64(f.OplogBytes)/float64(f.DataBytes), float64(f.A0FileBytes)/1e6, float64(f.StockFileBytes)/1e6),
-		fmt.Sprintf("%s: a0 backup phases (medians): POST answered (size check, totals) %.1f s; to the first byte (202, oplog start, listing, estimates) %.1f s, reads %.1f s, after the last read (oplog tail and end, packing, seal, read-back) %.1f s",
-			label, bench.Median(accepted), bench.Median(first), bench.Median(reads), bench.Median(after)),
 		fmt.Sprintf("%s: a0 restore phases (medians): authentication pass %.1f s, data phase %.1f s, after the last document (indexes, oplog replay, count) %.1f s, of which index builds %.1f s and the count check %.1f s", label, bench.Median(plan), bench.Median(data), bench.Median(rest), bench.Median(idx), bench.Median(cnt)),
 		fmt.Sprintf("%s: pair by pair (stock / a0): backup %s; restore %s; the restore replayed %d oplog entries", label, ratios(f.BackupRatios), ratios(f.RestoreRatios), f.OplogReplayed),
 	)
+	if len(f.StockServerCPU) > 0 {
+		// The server's CPU per restore does not move with the machine's
+		// other load as the wall times do.
+		var a0cpu, cpuRatios []float64
+		for i, r := range f.A0Restore {
+			a0cpu = append(a0cpu, r.ServerCPUSeconds)
+			if i < len(f.StockServerCPU) && r.ServerCPUSeconds > 0 {
+				cpuRatios = append(cpuRatios, f.StockServerCPU[i]/r.ServerCPUSeconds)
+			}
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: the server process's CPU per restore (medians): a0 %.1f s, stock %.1f s; pair by pair (stock / a0) %s",
+			label, bench.Median(a0cpu), bench.Median(f.StockServerCPU), ratios(cpuRatios)))
+	}
 }

@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -93,6 +95,41 @@ func StartWireServer(ctx context.Context, exe, dir string) (*WireServer, error) 
 	}
 }
 
+// CPUSeconds is the CPU time (user and system) the server's process has
+// used so far, from /proc (0 where it cannot be read).
+func (w *WireServer) CPUSeconds() float64 {
+	if w.cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	return statCPUSeconds(b)
+}
+
+// statCPUSeconds reads utime + stime from a /proc/PID/stat line, in
+// seconds (0 for a line it cannot read). The command name (field 2) may
+// hold spaces and parentheses: the fields are counted from after its last
+// closing parenthesis; utime and stime are fields 14 and 15, in clock
+// ticks of 1/100 s (USER_HZ).
+func statCPUSeconds(b []byte) float64 {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (ut + st) / 100
+}
+
 // Close stops the server (SIGTERM) and waits for the process to end.
 func (w *WireServer) Close() {
 	if w.cmd.Process == nil {
@@ -120,11 +157,30 @@ func (w *WireServer) Close() {
 // indexes, oplog replay, count check) against `openssl enc -d |
 // mongorestore --archive --gzip --noIndexRestore` of the stock file, each
 // into a fresh wire server. tools is the mongo-tools directory.
-func MeasureExternal(ctx context.Context, exe, work, tools string, users, runs int, password string, logf func(string, ...any)) (*LiveFigures, error) {
-	mongodump, mongorestore := filepath.Join(tools, "mongodump"), filepath.Join(tools, "mongorestore")
-	for _, t := range []string{mongodump, mongorestore} {
-		if _, err := os.Stat(t); err != nil {
-			return nil, fmt.Errorf("external: stock tool: %w (see --tools)", err)
+//
+// files, when not empty, is a directory that keeps the two backup files
+// (a0.backup, stock.archive.gz.enc): when it already holds both, the
+// seeding and the backups are skipped and only the restore pairs run on
+// them (a restore-only run, to compare restore code in minutes); otherwise
+// the files of this run are copied there.
+func MeasureExternal(ctx context.Context, exe, work, tools, files string, users, runs int, password string, logf func(string, ...any)) (*LiveFigures, error) {
+	p, err := newPairs("external", tools, runs, password, logf)
+	if err != nil {
+		return nil, err
+	}
+	f := &LiveFigures{Users: users, External: true}
+	a0File, stockFile := filepath.Join(work, externalA0File), filepath.Join(work, externalStockFile)
+	if files != "" {
+		_, err1 := os.Stat(filepath.Join(files, externalA0File))
+		_, err2 := os.Stat(filepath.Join(files, externalStockFile))
+		if err1 == nil && err2 == nil {
+			logf("external: restores only, of the files kept in %s", files)
+			f.Users = 0
+			a0File, stockFile = filepath.Join(files, externalA0File), filepath.Join(files, externalStockFile)
+			if err := p.restores(ctx, f, work, a0File, stockFile, externalA0Restore(exe, a0File, password), externalTarget(exe)); err != nil {
+				return nil, err
+			}
+			return f, nil
 		}
 	}
 	srv, err := StartWireServer(ctx, exe, filepath.Join(work, "server"))
@@ -137,7 +193,6 @@ func MeasureExternal(ctx context.Context, exe, work, tools string, users, runs i
 		return nil, err
 	}
 	defer c.Disconnect(context.WithoutCancel(ctx))
-	f := &LiveFigures{Users: users, External: true}
 	logf("external: seeding %d users through the wire into a FerretDB process of its own (its oplog logs every write)", users)
 	st, err := sampledata.Seed(ctx, c, sampledata.Options{Users: users})
 	if err != nil {
@@ -154,37 +209,26 @@ func MeasureExternal(ctx context.Context, exe, work, tools string, users, runs i
 		return nil, err
 	}
 	defer n.Close()
-	env := append(os.Environ(), PasswordEnv+"="+password)
-	stockFile := filepath.Join(work, "stock.archive.gz.enc")
-	a0File := filepath.Join(work, "a0.backup")
-	for i := range runs {
-		logf("external: backup run %d/%d: a0", i+1, runs)
-		b, err := n.liveBackup(ctx, password, i == runs-1)
-		if err != nil {
-			return nil, err
-		}
-		f.A0Backup = append(f.A0Backup, b)
-		logf("external: backup run %d/%d: a0 %.1f s (202 at %.1f, first byte %.1f, reads %.1f, after %.1f); stock", i+1, runs, b.Seconds, b.Accepted, b.FirstByte, b.Reads, b.After)
-		s, out, err := runStock(ctx, env, stockBackupPipe, mongodump, srv.URI, stockFile)
-		if err != nil {
-			return nil, fmt.Errorf("external: mongodump | openssl: %w: %s", err, out)
-		}
-		f.StockBackup = append(f.StockBackup, s)
-		f.BackupRatios = append(f.BackupRatios, s/b.Seconds)
-		logf("external: backup run %d/%d: stock %.1f s", i+1, runs, s)
-	}
-	if _, err := n.CLI(ctx, "-t", n.Addr, "backup-retrieve", "-o", a0File); err != nil {
+	if err := p.backups(ctx, f, n, srv.URI, a0File, stockFile); err != nil {
 		return nil, err
-	}
-	if fi, err := os.Stat(a0File); err == nil {
-		f.A0FileBytes = fi.Size()
-	}
-	if fi, err := os.Stat(stockFile); err == nil {
-		f.StockFileBytes = fi.Size()
 	}
 	n.Close() // the restores have the machine to themselves
 	srv.Close()
+	if files != "" {
+		if err := keepFiles(files, a0File, stockFile); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.restores(ctx, f, work, a0File, stockFile, externalA0Restore(exe, a0File, password), externalTarget(exe)); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
 
+// externalA0Restore is the a0 side of an external restore pair: exe's
+// restore-child (a process of its own, no side channel) into a fresh wire
+// server, timed as a whole process.
+func externalA0Restore(exe, a0File, password string) func(ctx context.Context, dir string) (DBResult, float64, error) {
 	// restore-child must not be told of the server's files (that is what
 	// turns the side channels on in it).
 	var childEnv []string
@@ -193,54 +237,62 @@ func MeasureExternal(ctx context.Context, exe, work, tools string, users, runs i
 			childEnv = append(childEnv, e)
 		}
 	}
-	for i := range runs {
-		dir := filepath.Join(work, fmt.Sprintf("restore-a0-%d", i))
+	return func(ctx context.Context, dir string) (DBResult, float64, error) {
 		tsrv, err := StartWireServer(ctx, exe, dir)
 		if err != nil {
-			return nil, err
+			return DBResult{}, 0, err
 		}
+		defer tsrv.Close()
+		cpu0 := tsrv.CPUSeconds()
 		start := time.Now()
 		r, err := childRestoreEnv(exe, a0File, tsrv.URI, password, 0, childEnv)
 		wall := time.Since(start).Seconds()
-		tsrv.Close()
-		os.RemoveAll(dir)
-		if err != nil {
-			return nil, fmt.Errorf("external: a0 restore: %w", err)
-		}
-		if !r.OK {
-			return nil, errors.New("external: a0 restore: the report is not OK")
-		}
-		f.A0Restore = append(f.A0Restore, r)
-		f.A0RestoreWall = append(f.A0RestoreWall, wall)
-		f.OplogReplayed = r.OplogApplied
-		logf("external: restore run %d/%d: a0 %.1f s (auth pass %.1f s, data phase %.1f s, indexes+replay+count %.1f s, %d docs, oplog %d entries); stock",
-			i+1, runs, wall, r.PlanSeconds, r.DataSeconds, r.Seconds-r.InsertSeconds, r.Documents, r.OplogApplied)
+		r.ServerCPUSeconds = tsrv.CPUSeconds() - cpu0
+		return r, wall, err
+	}
+}
 
-		dir = filepath.Join(work, fmt.Sprintf("restore-stock-%d", i))
+// externalTarget starts a fresh wire server (exe's) for a stock restore.
+func externalTarget(exe string) func(ctx context.Context, dir string) (*target, error) {
+	return func(ctx context.Context, dir string) (*target, error) {
 		ssrv, err := StartWireServer(ctx, exe, dir)
 		if err != nil {
 			return nil, err
 		}
-		s, out, err := runStock(ctx, env, stockRestorePipe, mongorestore, ssrv.URI, stockFile)
-		var docs int64
-		if err == nil {
-			var sc *mongo.Client
-			if sc, err = mongo.Connect(options.Client().ApplyURI(ssrv.URI)); err == nil {
-				docs, err = countAll(ctx, sc)
-				sc.Disconnect(ctx)
+		count := func(ctx context.Context) (int64, error) {
+			sc, err := mongo.Connect(options.Client().ApplyURI(ssrv.URI))
+			if err != nil {
+				return 0, err
 			}
+			defer sc.Disconnect(ctx)
+			return countAll(ctx, sc)
 		}
-		ssrv.Close()
-		os.RemoveAll(dir)
-		if err != nil {
-			return nil, fmt.Errorf("external: openssl -d | mongorestore: %w: %s", err, out)
-		}
-		f.StockRestore = append(f.StockRestore, s)
-		f.StockDocs = docs
-		f.RestoreRatios = append(f.RestoreRatios, s/wall)
-		logf("external: restore run %d/%d: stock %.1f s (%d docs)", i+1, runs, s, docs)
+		return &target{uri: ssrv.URI, count: count, close: ssrv.Close, cpu: ssrv.CPUSeconds}, nil
 	}
-	return f, nil
+}
+
+// The backup files of an external run, in its work directory and in the
+// directory --external-files keeps them in.
+const (
+	externalA0File    = "a0.backup"
+	externalStockFile = "stock.archive.gz.enc"
+)
+
+// keepFiles copies the run's two backup files into dir.
+func keepFiles(dir string, paths ...string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("external: keep files: %w", err)
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("external: keep files: %w", err)
+		}
+	}
+	return nil
 }
 
 // scanOplog counts the oplog's entries and BSON bytes.

@@ -55,3 +55,24 @@ func TestStartNodeURIHasNoSideChannels(t *testing.T) {
 		t.Error("StartNodeURI with an empty URI: no error")
 	}
 }
+
+// TestStatCPUSeconds: the server's CPU figure is read from /proc/PID/stat,
+// whose command name may hold spaces and parentheses.
+func TestStatCPUSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stat string
+		want float64
+	}{
+		{"plain", "1234 (a0bench) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 125 0 0 20 0 9 0 100 0 0", 3.75},
+		{"name with spaces and parens", "1234 (a (b) c) R 1 1234 1234 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 9 0 100 0 0", 0.10},
+		{"cut short", "1234 (a0bench) S 1 1234", 0},
+		{"no name", "garbage", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := statCPUSeconds([]byte(tc.stat)); got < tc.want-1e-9 || got > tc.want+1e-9 {
+				t.Errorf("statCPUSeconds = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -2,16 +2,13 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/client"
@@ -67,6 +64,12 @@ type LiveFigures struct {
 	// A0RestoreWall is each a0 restore's wall time as a whole process
 	// (start to exit), the figure the stock pipeline's is compared with.
 	A0RestoreWall []float64 `json:"a0_restore_wall_s,omitempty"`
+	// StockServerCPU is the wire server's CPU time during each stock
+	// restore (the a0 side's is in A0Restore's ServerCPUSeconds). On a
+	// shared machine the server's CPU share swings with the other load,
+	// and the wall times with it; the CPU each tool made the server
+	// spend does not.
+	StockServerCPU []float64 `json:"stock_server_cpu_s,omitempty"`
 }
 
 // Median returns the median of xs (0 when empty).
@@ -92,11 +95,9 @@ func Median(xs []float64) float64 {
 // `openssl enc -d | mongorestore --archive --gzip --noIndexRestore` of the
 // stock file into a fresh server. tools is the mongo-tools directory.
 func MeasureLive(ctx context.Context, work, tools string, users, runs int, password string, logf func(string, ...any)) (*LiveFigures, error) {
-	mongodump, mongorestore := filepath.Join(tools, "mongodump"), filepath.Join(tools, "mongorestore")
-	for _, t := range []string{mongodump, mongorestore} {
-		if _, err := os.Stat(t); err != nil {
-			return nil, fmt.Errorf("live: stock tool: %w (see --tools)", err)
-		}
+	p, err := newPairs("live", tools, runs, password, logf)
+	if err != nil {
+		return nil, err
 	}
 	n, err := StartNode(ctx, filepath.Join(work, "node"))
 	if err != nil {
@@ -116,92 +117,44 @@ func MeasureLive(ctx context.Context, work, tools string, users, runs int, passw
 		return nil, fmt.Errorf("live: seed: %w", err)
 	}
 	f.DataBytes, f.DataDocs, f.SeedSeconds = st.Bytes, st.TotalDocs, st.Duration.Seconds()
-	cur, err := c.Database(embedded.OplogDB).Collection(embedded.OplogColl).Find(ctx, bson.D{}, options.Find().SetBatchSize(10000))
-	if err != nil {
-		return nil, fmt.Errorf("live: measure the oplog: %w", err)
-	}
-	for cur.Next(ctx) {
-		f.OplogBytes += int64(len(cur.Current))
-		f.OplogEntries++
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("live: measure the oplog: %w", err)
-	}
-	cur.Close(ctx)
-	logf("live: %d docs, %.1f MB of BSON; the oplog holds %d entries, %.1f MB", f.DataDocs, float64(f.DataBytes)/1e6, f.OplogEntries, float64(f.OplogBytes)/1e6)
-
-	env := append(os.Environ(), PasswordEnv+"="+password)
-	stockFile := filepath.Join(work, "stock.archive.gz.enc")
-	a0File := filepath.Join(work, "a0.backup")
-	for i := range runs {
-		logf("live: backup run %d/%d: a0", i+1, runs)
-		b, err := n.liveBackup(ctx, password, i == runs-1)
-		if err != nil {
-			return nil, err
-		}
-		f.A0Backup = append(f.A0Backup, b)
-		logf("live: backup run %d/%d: a0 %.1f s (first byte %.1f, reads %.1f, after %.1f); stock", i+1, runs, b.Seconds, b.FirstByte, b.Reads, b.After)
-		s, out, err := runStock(ctx, env, stockBackupPipe, mongodump, srv.URI(), stockFile)
-		if err != nil {
-			return nil, fmt.Errorf("live: mongodump | openssl: %w: %s", err, out)
-		}
-		f.StockBackup = append(f.StockBackup, s)
-		f.BackupRatios = append(f.BackupRatios, s/b.Seconds)
-		logf("live: backup run %d/%d: stock %.1f s", i+1, runs, s)
-	}
-	if _, err := n.CLI(ctx, "-t", n.Addr, "backup-retrieve", "-o", a0File); err != nil {
+	if f.OplogEntries, f.OplogBytes, err = scanOplog(ctx, c); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(a0File); err == nil {
-		f.A0FileBytes = fi.Size()
-	}
-	if fi, err := os.Stat(stockFile); err == nil {
-		f.StockFileBytes = fi.Size()
+	logf("live: %d docs, %.1f MB of BSON; the oplog holds %d entries, %.1f MB", f.DataDocs, float64(f.DataBytes)/1e6, f.OplogEntries, float64(f.OplogBytes)/1e6)
+
+	stockFile := filepath.Join(work, "stock.archive.gz.enc")
+	a0File := filepath.Join(work, "a0.backup")
+	if err := p.backups(ctx, f, n, srv.URI(), a0File, stockFile); err != nil {
+		return nil, err
 	}
 	n.Close() // the restores have the machine to themselves
 
-	for i := range runs {
-		dir := filepath.Join(work, fmt.Sprintf("restore-a0-%d", i))
+	// a0 restores in this process into a fresh embedded server, with the
+	// side channels the agent gives it there (the _id lookups, the count
+	// from the catalog).
+	a0 := func(ctx context.Context, dir string) (DBResult, float64, error) {
 		tsrv, err := embedded.Start(ctx, embedded.Config{Dir: dir})
 		if err != nil {
-			return nil, err
+			return DBResult{}, 0, err
 		}
+		defer tsrv.Close()
 		opts := restore.Options{IndexIDLookups: func(ctx context.Context, db string, colls []string) error {
 			_, err := tsrv.IndexIDLookups(ctx, db, colls)
 			return err
 		}, Count: tsrv.Catalog().Count}
 		r, err := RestoreDB(ctx, a0File, tsrv.URI(), []byte(password), opts)
-		tsrv.Close()
-		os.RemoveAll(dir)
-		if err != nil {
-			return nil, fmt.Errorf("live: a0 restore: %w", err)
-		}
-		if !r.OK {
-			return nil, errors.New("live: a0 restore: the report is not OK")
-		}
-		f.A0Restore = append(f.A0Restore, r)
-		f.OplogReplayed = r.OplogApplied
-		logf("live: restore run %d/%d: a0 %.1f s (data phase %.1f s, %d docs, oplog %d entries); stock", i+1, runs, r.Seconds, r.DataSeconds, r.Documents, r.OplogApplied)
-
-		dir = filepath.Join(work, fmt.Sprintf("restore-stock-%d", i))
+		return r, r.Seconds, err
+	}
+	start := func(ctx context.Context, dir string) (*target, error) {
 		ssrv, err := embedded.Start(ctx, embedded.Config{Dir: dir})
 		if err != nil {
 			return nil, err
 		}
-		s, out, err := runStock(ctx, env, stockRestorePipe, mongorestore, ssrv.URI(), stockFile)
-		var docs int64
-		if err == nil {
-			docs, err = countServer(ctx, ssrv)
-		}
-		ssrv.Close()
-		os.RemoveAll(dir)
-		if err != nil {
-			return nil, fmt.Errorf("live: openssl -d | mongorestore: %w: %s", err, out)
-		}
-		f.StockRestore = append(f.StockRestore, s)
-		f.StockDocs = docs
-		f.RestoreRatios = append(f.RestoreRatios, s/r.Seconds)
-		logf("live: restore run %d/%d: stock %.1f s (%d docs)", i+1, runs, s, docs)
+		count := func(ctx context.Context) (int64, error) { return countServer(ctx, ssrv) }
+		return &target{uri: ssrv.URI(), count: count, close: func() { ssrv.Close() }}, nil
+	}
+	if err := p.restores(ctx, f, work, a0File, stockFile, a0, start); err != nil {
+		return nil, err
 	}
 	return f, nil
 }

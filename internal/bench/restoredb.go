@@ -60,6 +60,10 @@ type DBResult struct {
 	// Progress showed every 20 ms.
 	IndexSeconds  float64 `json:"index_seconds,omitempty"`
 	ReportSeconds float64 `json:"report_seconds,omitempty"`
+	// ServerCPUSeconds is the CPU time the target server's process spent
+	// during the restore (external runs: the wire server is a process of
+	// its own).
+	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
 }
 
 // DocsPerSec is documents written per second of wall time.
@@ -228,6 +232,12 @@ func RestoreDB(ctx context.Context, file, uri string, password []byte, opts rest
 		res.InsertSeconds = res.Seconds
 	}
 	res.DataSeconds = res.InsertSeconds - runStart
+	if indexAt > 0 && reportAt == 0 {
+		// The report step ended between two looks (it takes under a
+		// millisecond when the counts come from the writes): the index
+		// step lasted until the end, within 20 ms.
+		reportAt = res.Seconds
+	}
 	if indexAt > 0 && reportAt >= indexAt {
 		res.IndexSeconds, res.ReportSeconds = reportAt-indexAt, res.Seconds-reportAt
 	}
