@@ -18,11 +18,12 @@ import (
 
 // TestRestoreRenamedUnderPITR (issue 29): `restore --ns-from auth0.users
 // --ns-to rem.users --drop` of 10,000 users on a node whose PITR archive
-// runs ends (the old agent never did: every 5 s the archive's lag read made
-// FerretDB decode and sort the whole oplog, each read outliving its
-// timeout, until the process held gigabytes), the agent's heap stays far
-// below that, rem.users equals the backup, and the archive goes on: it
-// catches up with the server and holds every insert the restore wrote.
+// runs ends, as does the backup before it (the old agent's did not: every
+// 5 s the archive's lag read made FerretDB decode and sort the whole
+// oplog, each read outliving its timeout, until the process held
+// gigabytes), the agent's heap stays far below that, rem.users equals
+// the backup, and the archive goes on: it catches up with the server and
+// holds every insert the restore wrote.
 func TestRestoreRenamedUnderPITR(t *testing.T) {
 	x, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -37,13 +38,12 @@ func TestRestoreRenamedUnderPITR(t *testing.T) {
 	op.mustOn(n, "set-as-backup", dev)
 	waitPITRRunning(t, op, n)
 	atBackup := snapshotDB(t, n.client(), "auth0")
-	op.mustOn(n, "backup", "--wait")
-	waitFound(t, op, n)
 
 	// The agent runs in this process: its heap is the process's. 10,000
-	// users are about 10 MiB of BSON; the old agent passed 4 GiB. A heap
-	// past the bound stops the restore at once; the deadline bounds a
-	// hang, not a speed (the restore takes seconds).
+	// users are about 10 MiB of BSON; the old agent passed 4 GiB (and its
+	// backup never ended either). A heap past the bound stops the command
+	// at once; the deadline bounds a hang, not a speed (each takes
+	// seconds).
 	const bound = 1 << 30
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -67,14 +67,24 @@ func TestRestoreRenamedUnderPITR(t *testing.T) {
 			}
 		}
 	}()
-	r := op.runCtx(ctx, "-t", n.addr, "restore", "--drop", "--ns-from", "auth0.users", "--ns-to", "rem.users")
+	overBound := func(what string, r result) {
+		t.Helper()
+		if peak.Load() > bound {
+			t.Fatalf("the heap reached %d MiB during the %s (bound %d MiB): %+v", peak.Load()>>20, what, bound>>20, r)
+		}
+	}
+	r := op.runCtx(ctx, "-t", n.addr, "backup", "--wait")
+	overBound("backup", r)
+	if r.code != 0 {
+		t.Fatalf("backup under PITR: %+v\nagent log:\n%s", r, n.log.String())
+	}
+	waitFound(t, op, n)
+	r = op.runCtx(ctx, "-t", n.addr, "restore", "--drop", "--ns-from", "auth0.users", "--ns-to", "rem.users")
 	cancel()
 	close(stop)
 	<-sampled
-	t.Logf("peak heap in use during the restore: %d MiB", peak.Load()>>20)
-	if peak.Load() > bound {
-		t.Fatalf("the heap reached %d MiB during the restore (bound %d MiB); restore: %+v", peak.Load()>>20, bound>>20, r)
-	}
+	t.Logf("peak heap in use during the backup and the restore: %d MiB", peak.Load()>>20)
+	overBound("restore", r)
 	if r.code != 0 {
 		t.Fatalf("restore under PITR: %+v\nagent log:\n%s", r, n.log.String())
 	}
