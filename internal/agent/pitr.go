@@ -232,14 +232,38 @@ func (a *Agent) pitrWindows(ctx context.Context) (ops.PITRWindows, bson.Timestam
 	return wins, src.Newest, err
 }
 
+// serverNewestEntries is how many of the newest entries serverNewest reads.
+const serverNewestEntries = 100
+
 // serverNewest is the ts of the server's newest oplog entry that the
-// archive takes (not local.*), zero when unknown. The newest entries in
-// natural order: an index read on MongoDB and on FerretDB's SQLite.
+// archive takes (not local.*), zero when unknown: the greatest of the 100
+// newest entries in natural order (FerretDB logs its own oplog's trims in
+// local). On MongoDB a {$natural: -1} find with a limit reads only those
+// (a capped collection scanned backwards); the embedded server's are read
+// from its SQLite table by key instead (embedded.Catalog.NewestOplog),
+// because FerretDB answers that find by decoding and sorting the whole
+// oplog in memory, and keeps doing so after the timeout below: every
+// metrics tick during a large restore left one more such read behind
+// (issue 29: 24 GB).
 func (a *Agent) serverNewest(ctx context.Context) bson.Timestamp {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if a.embed != nil {
+		heads, err := a.embed.Catalog().NewestOplog(ctx, serverNewestEntries)
+		if err != nil {
+			a.log.Warn("pitr: read the server's newest oplog entry", "err", err)
+			return bson.Timestamp{}
+		}
+		var newest bson.Timestamp
+		for _, h := range heads {
+			if !strings.HasPrefix(h.NS, "local.") && (h.TS.T > newest.T || h.TS.T == newest.T && h.TS.I > newest.I) {
+				newest = h.TS
+			}
+		}
+		return newest
+	}
 	cur, err := a.client.Database("local").Collection("oplog.rs").Find(ctx, bson.D{},
-		options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetLimit(100).SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "ns", Value: 1}}))
+		options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetLimit(serverNewestEntries).SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "ns", Value: 1}}))
 	if err != nil {
 		return bson.Timestamp{}
 	}

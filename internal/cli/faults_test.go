@@ -19,7 +19,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -601,22 +600,11 @@ func fill(t *testing.T, dir string, leave int64) {
 }
 
 func TestFaultDeviceFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		skipOutsideCI(t, "not root: cannot mount a small tmpfs as the backup device")
-	}
+	dev := tmpfsDevice(t, "8m")
 	h := newHolds(agent.HoldBackup)
 	n := startNodeWith(t, "", "", agent.Config{Hold: h.hook})
 	n.seed(400)
 	op := newOperator(t).withKey(n)
-	dev := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dev).CombinedOutput(); err != nil {
-		skipOutsideCI(t, "mount tmpfs failed (%v: %s)", err, bytes.TrimSpace(out))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dev).CombinedOutput(); err != nil {
-			t.Logf("umount %s: %v %s", dev, err, out)
-		}
-	})
 	op.mustOn(n, "set-as-backup", dev)
 	var ns struct {
 		DatabaseBytes int64 `json:"database_bytes"`

@@ -15,21 +15,17 @@ import (
 	"github.com/a0backup/a0/internal/agent"
 )
 
-// TestFaultSpaceUnderestimate (issue 27): the POST answers its 202 on the
-// database size the agent last read, with no scan; data written since
-// makes that an underestimate, which the job's own measurement beside the
-// dump catches: the backup stops with the free-space rule's error and
-// leaves nothing that looks valid. The estimate that proves the device too
-// small is still refused before the 202 (TestFaultDeviceFull).
-func TestFaultSpaceUnderestimate(t *testing.T) {
+// tmpfsDevice mounts a tmpfs of size (mount's size= option) on a new
+// temporary directory, a small backup device that fills for real, and
+// unmounts it when the test ends. It needs root: the test skips without
+// it (outside CI; under CI it fails).
+func tmpfsDevice(t *testing.T, size string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		skipOutsideCI(t, "not root: cannot mount a small tmpfs as the backup device")
 	}
-	n := startNodeWith(t, "", "", agent.Config{})
-	n.seed(200)
-	op := newOperator(t).withKey(n)
 	dev := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", dev).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dev).CombinedOutput(); err != nil {
 		skipOutsideCI(t, "mount tmpfs failed (%v: %s)", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() {
@@ -37,6 +33,20 @@ func TestFaultSpaceUnderestimate(t *testing.T) {
 			t.Logf("umount %s: %v %s", dev, err, out)
 		}
 	})
+	return dev
+}
+
+// TestFaultSpaceUnderestimate (issue 27): the POST answers its 202 on the
+// database size the agent last read, with no scan; data written since
+// makes that an underestimate, which the job's own measurement beside the
+// dump catches: the backup stops with the free-space rule's error and
+// leaves nothing that looks valid. The estimate that proves the device too
+// small is still refused before the 202 (TestFaultDeviceFull).
+func TestFaultSpaceUnderestimate(t *testing.T) {
+	dev := tmpfsDevice(t, "48m")
+	n := startNodeWith(t, "", "", agent.Config{})
+	n.seed(200)
+	op := newOperator(t).withKey(n)
 	op.mustOn(n, "set-as-backup", dev)
 	var ns struct {
 		DatabaseBytes int64 `json:"database_bytes"`
