@@ -11,7 +11,7 @@ import (
 
 	"filippo.io/age"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/a0backup/a0/internal/api"
 	"github.com/a0backup/a0/internal/metrics"
@@ -262,8 +262,31 @@ func (a *Agent) serverNewest(ctx context.Context) bson.Timestamp {
 		}
 		return newest
 	}
-	cur, err := a.client.Database("local").Collection("oplog.rs").Find(ctx, bson.D{},
-		options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetLimit(serverNewestEntries).SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "ns", Value: 1}}))
+	return newestByFind(ctx, a.client.Database("local"))
+}
+
+// newestMaxTime bounds a newest-entry read on the server itself. The
+// driver sends no maxTimeMS on a find (a context deadline only ends the
+// client's wait), and a FerretDB server answers a {$natural: -1} find by
+// decoding its whole oplog and goes on after the client gave up: on an
+// external FerretDB, every metrics tick would leave one more such read
+// behind, as on the embedded server before (issue 29). With maxTimeMS the
+// server stops it.
+const newestMaxTime = 8 * time.Second
+
+// newestByFind is serverNewest on a server a0 reaches only by the wire: a
+// {$natural: -1} find with a limit (on MongoDB the capped oplog read
+// backwards, 100 entries), sent as a command so that it carries maxTimeMS.
+func newestByFind(ctx context.Context, local *mongo.Database) bson.Timestamp {
+	cur, err := local.RunCommandCursor(ctx, bson.D{
+		{Key: "find", Value: "oplog.rs"},
+		{Key: "filter", Value: bson.D{}},
+		{Key: "sort", Value: bson.D{{Key: "$natural", Value: -1}}},
+		{Key: "limit", Value: serverNewestEntries},
+		{Key: "batchSize", Value: serverNewestEntries},
+		{Key: "projection", Value: bson.D{{Key: "ts", Value: 1}, {Key: "ns", Value: 1}}},
+		{Key: "maxTimeMS", Value: newestMaxTime.Milliseconds()},
+	})
 	if err != nil {
 		return bson.Timestamp{}
 	}

@@ -6,9 +6,13 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/a0backup/a0/internal/ops/dbjob"
 )
@@ -83,5 +87,52 @@ func TestServerNewestBounded(t *testing.T) {
 	t.Logf("oplog: %d entries, %d MiB; one read allocated %d KiB", entries, entryBytes>>20, perRead>>10)
 	if limit := uint64(entryBytes) / 4; perRead > limit {
 		t.Fatalf("one read of the newest entry allocated %d MiB; the oplog holds %d MiB", perRead>>20, entryBytes>>20)
+	}
+}
+
+// TestNewestByFindBoundsTheServer: on a server a0 reaches only by the wire
+// (an external FerretDB decodes its whole oplog for this read and goes on
+// after the client gives up), the newest-entry read carries maxTimeMS, so
+// the server stops it; and it names the oplog's newest entry outside
+// local.*.
+func TestNewestByFindBoundsTheServer(t *testing.T) {
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: t.TempDir(), Listen: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	ctx := context.Background()
+	var mu sync.Mutex
+	var finds []bson.Raw
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName == "find" {
+			mu.Lock()
+			finds = append(finds, append(bson.Raw(nil), e.Command...))
+			mu.Unlock()
+		}
+	}}
+	c, err := mongo.Connect(options.Client().ApplyURI(a.embed.URI()).SetMonitor(mon))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Disconnect(context.Background()) })
+	if _, err := c.Database("app").Collection("c").InsertOne(ctx, bson.D{{Key: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	want := a.serverNewest(ctx) // the embedded read by key
+	if want.IsZero() {
+		t.Fatal("the embedded server's newest entry is unknown")
+	}
+	if got := newestByFind(ctx, c.Database("local")); got != want {
+		t.Errorf("newestByFind = %d.%d, the oplog's newest entry is %d.%d", got.T, got.I, want.T, want.I)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(finds) != 1 {
+		t.Fatalf("%d finds sent, want 1", len(finds))
+	}
+	if ms, ok := finds[0].Lookup("maxTimeMS").AsInt64OK(); !ok || ms <= 0 || ms > newestMaxTime.Milliseconds() {
+		t.Errorf("the find carries maxTimeMS %v (ok %v): the server would go on after the client gave up", finds[0].Lookup("maxTimeMS"), ok)
 	}
 }
