@@ -195,6 +195,21 @@ func TestRestoreToPointInTime(t *testing.T) {
 		})
 	}
 
+	// pitr-status shows a window ending at its last entry's second: a
+	// --to-time of that second restores every entry of it the archive
+	// holds (it was refused, exit 4, as ending inside the second).
+	t.Run("--to-time at the window's last second", func(t *testing.T) {
+		arg := time.Unix(int64(newest.T), 0).UTC().Format(time.RFC3339)
+		r := restoreTo(t, "--to-time", arg)
+		if r.code != 0 {
+			t.Fatalf("restore --to-time %s: exit %d\n%s\n%s", arg, r.code, r.stdout, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "the archive ends inside") || !strings.Contains(r.stderr, fmt.Sprintf("restoring to %s", tsText(api.OplogTS{T: newest.T, I: newest.I}))) {
+			t.Fatalf("restore --to-time %s does not say it restores to the window's end %v: %s", arg, newest, r.stderr)
+		}
+		sameCollections(t, "--to-time "+arg, model.At(t, newest), current(t, n.client()))
+	})
+
 	t.Run("no slice key in the agent's log, state directory or device", func(t *testing.T) {
 		des, _ := os.ReadDir(ops.OplogDir(dev))
 		var keys [][]byte
