@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,28 +59,9 @@ var (
 // a point no window serves, and a tampered or missing slice, are refused
 // before the first write.
 func TestRestoreToPointInTime(t *testing.T) {
-	x, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNodeWith(t, "", "", agent.Config{Recipients: []string{x.Recipient().String()}})
-	op := newOperator(t).withKey(n)
-	dev := t.TempDir()
-	op.mustOn(n, "set-as-backup", dev)
-	ageKey := filepath.Join(op.dir, "age.key")
-	if err := os.WriteFile(ageKey, []byte(x.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s := newPITRSetup(t, agent.Config{}, 26, 150)
+	x, n, op, dev, ageKey, rng, w := s.x, s.n, s.op, s.dev, s.ageKey, s.rng, s.w
 	ctx := context.Background()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 26))
-	w := pitrtest.NewWriter(n.client(), rng)
-	for range 150 {
-		if err := w.Step(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	// The archiver, as the agent runs it, on the node's device.
 	src := pitr.NewMongoSource(n.client())
