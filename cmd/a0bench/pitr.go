@@ -67,16 +67,16 @@ func runPITR(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if *docs > 0 {
-		uri := ""
+		uri, dbDir := "", ""
 		if *replayExternal {
 			srv, err := bench.StartWireServer(ctx, exe, work+"/replay-server")
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
-			uri = srv.URI
+			uri, dbDir = srv.URI, srv.Dir
 		}
-		if out.Replay, err = bench.MeasureReplay(ctx, work, uri, *docs, *entries, logf); err != nil {
+		if out.Replay, err = bench.MeasureReplay(ctx, work, uri, dbDir, *docs, *entries, logf); err != nil {
 			return err
 		}
 	}

@@ -28,7 +28,7 @@ func (a *Agent) pitrPlan(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := api.PITRPlan{Base: p.Base.Name, ConsistentTo: api.OplogTS{T: p.After.T, I: p.After.I}, ToTS: req.ToTS,
+	out := api.PITRPlan{Base: p.Base.Name, ConsistentTo: api.OplogTS{T: p.After.T, I: p.After.I}, ToTS: api.OplogTS{T: p.To.T, I: p.To.I},
 		Window: api.OplogWindow{From: api.OplogTS{T: p.Window.From.T, I: p.Window.From.I}, To: api.OplogTS{T: p.Window.To.T, I: p.Window.To.I}},
 		Slices: make([]api.PITRSlice, 0, len(p.Slices)), Remote: p.Remote != nil, Note: p.Note}
 	if p.Remote != nil {

@@ -51,12 +51,15 @@ type PITRSlice struct {
 // PITRPlan is the answer to POST /v1/pitr/plan.
 type PITRPlan struct {
 	// Base is the stored backup's name, BaseHeader its crypt header.
-	Base         string      `json:"base"`
-	BaseHeader   []byte      `json:"base_header"`
-	ConsistentTo OplogTS     `json:"consistent_to"`
-	ToTS         OplogTS     `json:"to_ts"`
-	Window       OplogWindow `json:"window"`
-	Slices       []PITRSlice `json:"slices"`
+	Base         string  `json:"base"`
+	BaseHeader   []byte  `json:"base_header"`
+	ConsistentTo OplogTS `json:"consistent_to"`
+	// ToTS is the point planned: the request's, or for a whole second
+	// (I 4294967295, restore --to-time) the window's last entry when the
+	// window ends inside that second (Note says so).
+	ToTS   OplogTS     `json:"to_ts"`
+	Window OplogWindow `json:"window"`
+	Slices []PITRSlice `json:"slices"`
 	// Remote: the base is the remote copy Base and the slices the
 	// store's; the restore request names it (RestoreRequest.Remote).
 	// Note says why the store was chosen without --remote.

@@ -5,16 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/a0backup/a0/internal/pitr/pitrtest"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"github.com/minio/minio-go/v7"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -85,31 +82,11 @@ func checkWindowsAccepted(t *testing.T, op *operator, n *testNode, ageKey string
 // caught up included) and on B. A slice tampered with or missing in the
 // bucket: exit 6 before the first write, B's database untouched.
 func TestRestoreToPointInTimeFromRemote(t *testing.T) {
-	x, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	gw := s3gw.Start(t, s3gw.Options{Buckets: []string{cliBucket}})
-	a := startNodeWith(t, "", "", agent.Config{Recipients: []string{x.Recipient().String()},
-		PITR:   &agent.PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
-		Remote: cliStore(t, gw), RemoteRetry: 100 * time.Millisecond})
-	opA := newOperator(t).withKey(a)
-	devA := t.TempDir()
-	opA.mustOn(a, "set-as-backup", devA)
-	ageKey := filepath.Join(opA.dir, "age.key")
-	if err := os.WriteFile(ageKey, []byte(x.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s := newPITRSetup(t, agent.Config{PITR: &agent.PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
+		Remote: cliStore(t, gw), RemoteRetry: 100 * time.Millisecond}, 2626, 100)
+	a, opA, devA, ageKey, rng, w := s.n, s.op, s.dev, s.ageKey, s.rng, s.w
 	ctx := context.Background()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 2626))
-	w := pitrtest.NewWriter(a.client(), rng)
-	for range 100 {
-		if err := w.Step(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 	waitPITRRunning(t, opA, a)
 	wctx, stopWriter := context.WithCancel(ctx)
 	writerDone := make(chan error, 1)

@@ -104,6 +104,12 @@ func runPITRRestore(ctx context.Context, env *Env, o RestoreOptions) error {
 	if plan.Note != "" {
 		fmt.Fprintf(env.Stderr, "a0cli: %s\n", plan.Note)
 	}
+	if plan.ToTS.T == to.T && plan.ToTS.I < to.I {
+		// --to-time S where the archive ends inside S: the node planned
+		// to its last entry of S (ops.chooseAsOf); the restore goes to
+		// that very point, even if the archive grows meanwhile.
+		to = plan.ToTS
+	}
 	where := ""
 	if plan.Remote {
 		where = "remote copy "

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,28 +59,9 @@ var (
 // a point no window serves, and a tampered or missing slice, are refused
 // before the first write.
 func TestRestoreToPointInTime(t *testing.T) {
-	x, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNodeWith(t, "", "", agent.Config{Recipients: []string{x.Recipient().String()}})
-	op := newOperator(t).withKey(n)
-	dev := t.TempDir()
-	op.mustOn(n, "set-as-backup", dev)
-	ageKey := filepath.Join(op.dir, "age.key")
-	if err := os.WriteFile(ageKey, []byte(x.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s := newPITRSetup(t, agent.Config{}, 26, 150)
+	x, n, op, dev, ageKey, rng, w := s.x, s.n, s.op, s.dev, s.ageKey, s.rng, s.w
 	ctx := context.Background()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 26))
-	w := pitrtest.NewWriter(n.client(), rng)
-	for range 150 {
-		if err := w.Step(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	// The archiver, as the agent runs it, on the node's device.
 	src := pitr.NewMongoSource(n.client())
@@ -194,6 +174,21 @@ func TestRestoreToPointInTime(t *testing.T) {
 			sameCollections(t, fmt.Sprint(arg), model.At(t, to), current(t, n.client()))
 		})
 	}
+
+	// pitr-status shows a window ending at its last entry's second: a
+	// --to-time of that second restores every entry of it the archive
+	// holds (it was refused, exit 4, as ending inside the second).
+	t.Run("--to-time at the window's last second", func(t *testing.T) {
+		arg := time.Unix(int64(newest.T), 0).UTC().Format(time.RFC3339)
+		r := restoreTo(t, "--to-time", arg)
+		if r.code != 0 {
+			t.Fatalf("restore --to-time %s: exit %d\n%s\n%s", arg, r.code, r.stdout, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "the archive ends inside") || !strings.Contains(r.stderr, fmt.Sprintf("restoring to %s", tsText(api.OplogTS{T: newest.T, I: newest.I}))) {
+			t.Fatalf("restore --to-time %s does not say it restores to the window's end %v: %s", arg, newest, r.stderr)
+		}
+		sameCollections(t, "--to-time "+arg, model.At(t, newest), current(t, n.client()))
+	})
 
 	t.Run("no slice key in the agent's log, state directory or device", func(t *testing.T) {
 		des, _ := os.ReadDir(ops.OplogDir(dev))

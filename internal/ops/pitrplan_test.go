@@ -94,3 +94,37 @@ func TestPlanRefusalNamesBothWindows(t *testing.T) {
 		}
 	}
 }
+
+// TestChooseAsOfWholeSecond: a whole second S (restore --to-time S) that
+// a window ends inside is served up to the window's last entry, the
+// second pitr-status shows as the window's end; an exact position after
+// the window's end, and a second after it, are still refused.
+func TestChooseAsOfWholeSecond(t *testing.T) {
+	slice := func(f, l bson.Timestamp) pitr.Slice { return pitr.Slice{Name: pitr.SliceName(f, l), First: f, Last: l} }
+	ar := &pitr.Archive{Slices: []pitr.Slice{slice(ts(100, 1), ts(105, 3)), slice(ts(105, 4), ts(110, 5)),
+		slice(ts(120, 1), ts(130, 2))}, Gaps: []pitr.Gap{{From: ts(110, 5), To: ts(120, 1), Reason: "test"}}}
+	rs := restorable(ar, []Base{{Name: "b1", ConsistentTo: ts(103, 2)}, {Name: "b2", ConsistentTo: ts(122, 0)}}, false)
+	for _, c := range []struct {
+		to, want bson.Timestamp
+		ok       bool
+		base     string
+	}{
+		{ts(110, WholeSecond), ts(110, 5), true, "b1"}, // the first window's last second
+		{ts(130, WholeSecond), ts(130, 2), true, "b2"}, // the archive's last second
+		{ts(109, WholeSecond), ts(109, WholeSecond), true, "b1"},
+		{ts(110, 6), ts(110, 6), false, ""},                     // an exact position is exact
+		{ts(131, WholeSecond), ts(131, WholeSecond), false, ""}, // after the end
+		{ts(115, WholeSecond), ts(115, WholeSecond), false, ""}, // in the gap
+	} {
+		r, b, at, ok := chooseAsOf(rs, c.to)
+		if ok != c.ok || at != c.want || (ok && b.Name != c.base) {
+			t.Errorf("chooseAsOf(%v) = %v, base %q, %v; want %v, base %q, %v", c.to, at, b.Name, ok, c.want, c.base, c.ok)
+		}
+		if ok && (tsLess(at, r.From) || tsLess(r.To, at)) {
+			t.Errorf("chooseAsOf(%v) = %v outside its window %v..%v", c.to, at, r.From, r.To)
+		}
+		if note := asOfNote(c.to, at); ok && (note != "") != (at != c.to) {
+			t.Errorf("note for %v -> %v: %q", c.to, at, note)
+		}
+	}
+}

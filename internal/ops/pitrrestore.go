@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -193,6 +194,42 @@ func choose(rs []Restorable, to bson.Timestamp) (Restorable, Base, bool) {
 	return Restorable{}, Base{}, false
 }
 
+// WholeSecond is the increment of a point that means every entry of its
+// second (restore --to-time sends it: an oplog ts counts seconds).
+const WholeSecond = math.MaxUint32
+
+// chooseAsOf is choose, and for a point that means a whole second S (I
+// WholeSecond) that no window holds entirely, the window whose last
+// entry lies inside S: restored to that entry, every entry of S the
+// archive holds (pitr-status shows such a window ending at S, and
+// --to-time S asks for the data as of S). at is the point restored to.
+func chooseAsOf(rs []Restorable, to bson.Timestamp) (Restorable, Base, bson.Timestamp, bool) {
+	if r, b, ok := choose(rs, to); ok {
+		return r, b, to, true
+	}
+	if to.I != WholeSecond {
+		return Restorable{}, Base{}, to, false
+	}
+	for _, w := range rs {
+		if w.To.T == to.T {
+			if r, b, ok := choose(rs, w.To); ok {
+				return r, b, w.To, true
+			}
+		}
+	}
+	return Restorable{}, Base{}, to, false
+}
+
+// asOfNote tells the operator that a restore to the whole second of
+// `to` stops at the window's end inside it, at.
+func asOfNote(to, at bson.Timestamp) string {
+	if to == at {
+		return ""
+	}
+	return fmt.Sprintf("the archive ends inside %s at %s: restoring to that entry, the last of that second the archive holds (a later entry of that second, if the server has one, is not archived yet: pitr-status shows the lag)",
+		time.Unix(int64(to.T), 0).UTC().Format("2006-01-02 15:04:05 UTC"), TSText(at))
+}
+
 // open reports whether the device's archive is caught up and nothing
 // after its last slice is recorded as missing: its last window then
 // reaches on to the newest base (caughtUp).
@@ -295,9 +332,10 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 		default:
 			base := Base{Name: m.Name, ConsistentTo: bson.Timestamp{T: m.ConsistentTo.T, I: m.ConsistentTo.I}}
 			localWins = restorable(ar, []Base{base}, s.open(ar))
-			if r, _, ok := choose(localWins, to); ok {
-				p := newPITR(ar, r, base, to)
+			if r, _, at, ok := chooseAsOf(localWins, to); ok {
+				p := newPITR(ar, r, base, at)
 				p.Base, p.BasePath = m, Slot(s.Device, api.SlotBackup).Path(m)
+				p.Note = asOfNote(to, at)
 				return p, nil
 			}
 			if tsLess(to, base.ConsistentTo) {
@@ -322,8 +360,8 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 			why = append(why, "the remote store cannot be read: "+err.Error())
 		} else {
 			remoteWins = restorable(ar, bases, false)
-			if r, b, ok := choose(remoteWins, to); ok {
-				p := newPITR(ar, r, b, to)
+			if r, b, at, ok := chooseAsOf(remoteWins, to); ok {
+				p := newPITR(ar, r, b, at)
 				p.Base, p.Remote = &store.Meta{Name: b.Name}, s.Remote
 				if !remoteOnly {
 					lack := "this node has no backup device"
@@ -331,6 +369,9 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 						lack = "the node's device lacks what this point needs (" + strings.Join(why, "; ") + ")"
 					}
 					p.Note = lack + ": restoring from the remote store " + s.Remote.Copier.Remote.Location() + " by itself (its copy and oplog slices)"
+				}
+				if n := asOfNote(to, at); n != "" {
+					p.Note = strings.TrimPrefix(p.Note+"; "+n, "; ")
 				}
 				return p, nil
 			}

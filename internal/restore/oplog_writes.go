@@ -49,10 +49,13 @@ type writeBatch struct {
 	ns      string
 	ids     map[string]bool
 	deletes bson.A
-	inserts bson.A
-	updates bson.A
-	bytes   int
-	n       int
+	// scanDeletes are the _ids of deletes whose lookup the server cannot
+	// search an index for (see indexedLookup): sent as one statement.
+	scanDeletes bson.A
+	inserts     bson.A
+	updates     bson.A
+	bytes       int
+	n           int
 }
 
 // idKey identifies a document's _id for the batch. The server takes equal
@@ -139,7 +142,11 @@ func (rp *replayer) write(ctx context.Context, e oplog.Entry) error {
 		}
 		b.inserts = append(b.inserts, e.O)
 	case "d":
-		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: filter}, {Key: "limit", Value: 1}})
+		if rp.indexedLookup(id) {
+			b.deletes = append(b.deletes, bson.D{{Key: "q", Value: filter}, {Key: "limit", Value: 1}})
+		} else {
+			b.scanDeletes = append(b.scanDeletes, id)
+		}
 	case "u":
 		var o bson.D
 		if err := bson.Unmarshal(e.O, &o); err != nil {
@@ -172,6 +179,19 @@ func (rp *replayer) write(ctx context.Context, e oplog.Entry) error {
 	b.n++
 	b.bytes += len(e.Raw)
 	return nil
+}
+
+// indexedLookup says whether the server finds a document by this _id
+// through an index. FerretDB v1.24.2 on SQLite pushes only a string or
+// ObjectId _id down to SQL, and searches an index for it only once
+// Options.IndexIDLookups made one (the embedded server); any other _id
+// (a number, a document...) and any _id on a server a0 cannot index that
+// way is found by reading the whole collection: 1.9 s per statement at
+// 100,000 documents (docs/BENCHMARKS.md). Such deletes go as one
+// statement per batch ($in: one read of the collection for all of them).
+// On a server with a real _id index $in is an index search too.
+func (rp *replayer) indexedLookup(id bson.RawValue) bool {
+	return rp.rs.opts.IndexIDLookups != nil && (id.Type == bson.TypeString || id.Type == bson.TypeObjectID)
 }
 
 func isOperatorUpdate(u bson.D) bool { return len(u) > 0 && strings.HasPrefix(u[0].Key, "$") }
@@ -273,6 +293,17 @@ func (rp *replayer) flush(ctx context.Context) error {
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(replayParallel)
+	switch {
+	case len(b.scanDeletes) == 1:
+		// One read of the collection either way: the plain statement.
+		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: b.scanDeletes[0]}}}, {Key: "limit", Value: 1}})
+	case len(b.scanDeletes) > 1:
+		// The batch's _ids are distinct (idKey), and an _id is unique:
+		// $in deletes exactly the documents the statements one by one
+		// would, in one read. Its elements are compared as values (an
+		// _id document with $ keys is not taken for an operator).
+		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: b.scanDeletes}}}}}, {Key: "limit", Value: 0}})
+	}
 	if len(b.deletes) > 0 {
 		g.Go(func() error {
 			res, err := rp.writeCmd(gctx, db, bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: b.deletes}, {Key: "ordered", Value: false}})
