@@ -179,9 +179,21 @@ func CheckTargets(ctx context.Context, client *mongo.Client, p *PlanResult, opts
 
 // nameError is the refusal of a namespace the server cannot hold (FerretDB
 // holds collection names of at most 235 bytes, MongoDB namespaces of 255).
+// A short collection name is not the cause (FerretDB also refuses database
+// names outside [a-zA-Z0-9_-], which --ns-to can ask for): the error then
+// names the namespace, not the collection name's length.
 func nameError(c PlannedCollection, err error) error {
-	return &UnsupportedError{Namespace: c.Namespace(), Feature: fmt.Sprintf("collection name (%d bytes) of", len(c.Name)), Err: err}
+	what := "name of"
+	if len(c.Name) >= longName {
+		what = fmt.Sprintf("collection name (%d bytes) of", len(c.Name))
+	}
+	return &UnsupportedError{Namespace: c.Namespace(), Feature: what, Err: err}
 }
+
+// longName is the collection name length from which a server may refuse a
+// name for its length alone: probeNames asks about such names before
+// anything is written.
+const longName = 200
 
 // probeNames asks the server about each long name before anything is
 // written: a name it cannot hold is refused then, not after a drop.
@@ -192,7 +204,7 @@ func probeNames(ctx context.Context, client *mongo.Client, p *PlanResult) error 
 		targets = append(targets, PlannedCollection{DB: db, Name: name, Type: "collection"})
 	}
 	for _, c := range targets {
-		if len(c.Name) < 200 {
+		if len(c.Name) < longName {
 			continue // every server holds it
 		}
 		err := client.Database(c.DB).Collection(c.Name).FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
