@@ -86,8 +86,16 @@ func drillMetrics(st ops.DrillState) *metrics.Drill {
 	if s := st.LastSuccess; s != nil && s.Finished != nil {
 		m.LastSuccess = *s.Finished
 	}
-	if l := st.Last; l != nil && (l.Outcome == ops.DrillOK || l.Outcome == ops.DrillFailed) && l.Seconds > 0 {
-		m.Duration = time.Duration(l.Seconds * float64(time.Second))
+	// The last drill that measured a restore: a drill skipped (given way
+	// to a job, the agent stopped) or failed before it restored (no key,
+	// no room, a file that does not authenticate) measured nothing, and
+	// the gauge then keeps the last successful drill's figure instead of
+	// vanishing from the scrape.
+	for _, r := range []*ops.DrillRun{st.Last, st.LastSuccess} {
+		if r != nil && (r.Outcome == ops.DrillOK || r.Outcome == ops.DrillFailed) && r.Seconds > 0 {
+			m.Duration = time.Duration(r.Seconds * float64(time.Second))
+			break
+		}
 	}
 	return m
 }

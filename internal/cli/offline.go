@@ -158,7 +158,7 @@ func verifyFlags(fs *pflag.FlagSet) runFunc {
 	fs.StringVar(&o.ExpectName, "expect-name", "", "refuse (exit 6) unless the file's authenticated manifest proves it is backup `NAME` (a name as `a0cli backups` lists it)")
 	fs.StringVar(&o.Oplog, "oplog", "", "verify the oplog slices in `DIR` (downloaded from <device>/backup/oplog or <prefix>/oplog): every slice authentic, the chain unbroken, the windows it proves; with FILE, also the base backup and what it restores to")
 	fs.BoolVar(&o.RestoreTest, "restore-test", false, "also restore the backup into a throwaway embedded server (a temporary directory, removed afterwards) and compare every collection with what the dump wrote: document count, content digest, indexes; prints the restore time; exit 6 on any difference")
-	fs.StringVar(&o.RestoreTestDir, "restore-test-dir", "", "make the restore test's temporary directory in `DIR` (default: the system's temporary directory); it needs about the data's size free")
+	fs.StringVar(&o.RestoreTestDir, "restore-test-dir", "", "make the restore test's temporary directory in `DIR` (default: the system's temporary directory); it needs five times the backup's BSON size free")
 	return func(ctx context.Context, env *Env, pos []string) error {
 		if o.RestoreTest && (o.Oplog != "" || o.Legacy) {
 			return usagef("verify --restore-test takes an a0 backup file: not with --oplog or --legacy")

@@ -29,6 +29,16 @@ func restoreTest(ctx context.Context, env *Env, o *OfflineOptions, bf *backupfil
 	if removed, err := drill.CleanStale(o.RestoreTestDir); err == nil && len(removed) > 0 {
 		fmt.Fprintf(env.Stderr, "a0cli: restore test: removed %d temporary director(ies) a killed restore test left\n", len(removed))
 	}
+	// A disk that fills part way fails the restore, which would read as a
+	// backup that does not restore (exit 6): too little room is refused
+	// before the test starts, exit 4.
+	if err := drill.CheckRoom(o.RestoreTestDir, bsonBytes); err != nil {
+		var nr *drill.NoRoomError
+		if errors.As(err, &nr) {
+			return nil, &RefusedError{Msg: "restore test: " + err.Error()}
+		}
+		return nil, fmt.Errorf("restore test: %w", err)
+	}
 	if !o.JSON {
 		fmt.Fprintln(env.Stderr, "a0cli: restore test: restoring into a throwaway embedded server...")
 	}

@@ -63,8 +63,8 @@ type Options struct {
 	Open func() (io.Reader, error)
 	// Parent holds the drill's temporary directory (the embedded server's
 	// files and the restore's spools): os.TempDir() when empty. It needs
-	// about the restored data's size free (FerretDB's SQLite files are a
-	// few times the BSON).
+	// RoomFactor times the restored BSON free (CheckRoom): FerretDB's SQLite
+	// files are a few times the BSON.
 	Parent string
 	// InputSize and SpoolReserve bound the restore's spools as in
 	// restore.Options (the size of the file read; the free space to leave).

@@ -142,3 +142,30 @@ func TestPlanLinuxDatabaseNames(t *testing.T) {
 		})
 	}
 }
+
+// TestNameErrorSaysWhat: a namespace refused for its database name (a
+// --ns-to onto "üni2", which FerretDB refuses) must not be blamed on its
+// collection name's length, which is what a long name gets.
+func TestNameErrorSaysWhat(t *testing.T) {
+	refused := errors.New("(InvalidNamespace) Invalid namespace specified")
+	for _, tc := range []struct {
+		name, db, coll string
+		want, notWant  string
+	}{
+		{"short name, odd database", "üni2", "big", "cannot hold the name of üni2.big", "bytes"},
+		{"long name", "db", strings.Repeat("c", 240), "collection name (240 bytes) of db.", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := nameError(PlannedCollection{DB: tc.db, Name: tc.coll}, refused).Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not say %q", msg, tc.want)
+			}
+			if tc.notWant != "" && strings.Contains(msg, tc.notWant) {
+				t.Errorf("error %q says %q", msg, tc.notWant)
+			}
+			if !strings.Contains(msg, "Invalid namespace") {
+				t.Errorf("error %q lost the server's reason", msg)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
@@ -468,6 +469,35 @@ func TestRenameEntry(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRenameOntoDatabaseNotHeld: --ns-to onto a database name the server
+// refuses (FerretDB takes [a-zA-Z0-9_-] only) is refused before the first
+// write, with --drop too, as an *UnsupportedError naming the namespace; it
+// was found at the first drop, as a restore that failed part way (the node
+// then set its restore marker: "partly restored" where nothing was written).
+func TestRenameOntoDatabaseNotHeld(t *testing.T) {
+	d := dump{colls: []coll{{db: "a", name: "x", docs: users(3)}, {db: "a", name: "y", docs: users(2)}}}
+	data := d.archive(t)
+	ctx := context.Background()
+	client := start(t)
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
+			opts := Options{Drop: drop, NSFrom: []string{"a.$c$"}, NSTo: []string{"üni.$c$"}}
+			p, err := Plan(ctx, bytes.NewReader(data), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = CheckTargets(ctx, client, p, opts)
+			if err == nil {
+				_, err = Run(ctx, client, bytes.NewReader(data), p, opts, nil)
+			}
+			var ue *UnsupportedError
+			if !errors.As(err, &ue) || !strings.HasPrefix(ue.Namespace, "üni.") {
+				t.Fatalf("restore onto üni.*: %v, want an UnsupportedError naming the namespace, before any write", err)
 			}
 		})
 	}

@@ -179,22 +179,40 @@ func CheckTargets(ctx context.Context, client *mongo.Client, p *PlanResult, opts
 
 // nameError is the refusal of a namespace the server cannot hold (FerretDB
 // holds collection names of at most 235 bytes, MongoDB namespaces of 255).
+// A short collection name is not the cause (FerretDB also refuses database
+// names outside [a-zA-Z0-9_-], which --ns-to can ask for): the error then
+// names the namespace, not the collection name's length.
 func nameError(c PlannedCollection, err error) error {
-	return &UnsupportedError{Namespace: c.Namespace(), Feature: fmt.Sprintf("collection name (%d bytes) of", len(c.Name)), Err: err}
+	what := "name of"
+	if len(c.Name) >= longName {
+		what = fmt.Sprintf("collection name (%d bytes) of", len(c.Name))
+	}
+	return &UnsupportedError{Namespace: c.Namespace(), Feature: what, Err: err}
 }
 
-// probeNames asks the server about each long name before anything is
-// written: a name it cannot hold is refused then, not after a drop.
+// longName is the collection name length from which a server may refuse a
+// name for its length alone: probeNames asks about such names before
+// anything is written.
+const longName = 200
+
+// probeNames asks the server about each long name, and about one name in
+// each target database, before anything is written: a name it cannot hold
+// is refused then, not after a drop. A database name is a server's too:
+// FerretDB refuses one outside [a-zA-Z0-9_-], which a backup of a real
+// MongoDB or a --ns-to may hold; found at the first drop under --drop, it
+// left a restore marker and "partly restored" where nothing was written.
 func probeNames(ctx context.Context, client *mongo.Client, p *PlanResult) error {
 	targets := append([]PlannedCollection(nil), p.Collections...)
 	for _, ns := range p.OplogOnly {
 		db, name, _ := strings.Cut(ns, ".")
 		targets = append(targets, PlannedCollection{DB: db, Name: name, Type: "collection"})
 	}
+	dbs := map[string]bool{}
 	for _, c := range targets {
-		if len(c.Name) < 200 {
-			continue // every server holds it
+		if len(c.Name) < longName && dbs[c.DB] {
+			continue // every server holds it, in a database already asked about
 		}
+		dbs[c.DB] = true
 		err := client.Database(c.DB).Collection(c.Name).FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
 		if isCode(err, codeInvalidNamespace) {
 			return nameError(c, err)

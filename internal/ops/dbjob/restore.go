@@ -68,6 +68,26 @@ func counters(s restore.Snapshot) api.RestoreCounters {
 		Bytes: s.Bytes, OplogApplied: s.OplogApplied, Step: s.Step}
 }
 
+// refusal types the refusals found before the first write: targets that
+// hold documents (non_empty_target) and what the server cannot hold
+// (unsupported, exit 4). CheckTargets finds a namespace the server refuses
+// (a --ns-to onto a database name FerretDB does not take) as Preflight
+// finds a time-series collection: both are the same refusal.
+func refusal(err error) error {
+	var ne *restore.NonEmptyError
+	var ue *restore.UnsupportedError
+	switch {
+	case errors.As(err, &ne):
+		return &ops.Error{Kind: ops.NonEmptyTarget,
+			Msg:     fmt.Sprintf("target collections already hold documents: %s; use --drop to replace them", strings.Join(ne.Namespaces, ", ")),
+			Details: map[string]any{"namespaces": ne.Namespaces}, Err: err}
+	case errors.As(err, &ue):
+		return &ops.Error{Kind: ops.Unsupported, Msg: ue.Error(),
+			Details: map[string]any{"namespace": ue.Namespace, "feature": ue.Feature}, Err: err}
+	}
+	return err
+}
+
 // RunRestore is the restore job of r (ops.Runners.Restore).
 func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreResult, error) {
 	src := r.Source
@@ -190,12 +210,8 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		switch {
 		case errors.As(err, &ne) && opts.DryRun:
 			res.Plan.NonEmpty = ne.Namespaces
-		case errors.As(err, &ne):
-			return res, &ops.Error{Kind: ops.NonEmptyTarget,
-				Msg:     fmt.Sprintf("target collections already hold documents: %s; use --drop to replace them", strings.Join(ne.Namespaces, ", ")),
-				Details: map[string]any{"namespaces": ne.Namespaces}, Err: err}
 		default:
-			return res, err
+			return res, refusal(err)
 		}
 	}
 	if opts.DryRun {
@@ -205,12 +221,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	// Whether the server can hold everything (time-series, views,
 	// users and roles...) is known before the first document goes in.
 	if err := restore.Preflight(ctx, r.Client, plan, opts); err != nil {
-		var ue *restore.UnsupportedError
-		if errors.As(err, &ue) {
-			return res, &ops.Error{Kind: ops.Unsupported, Msg: ue.Error(),
-				Details: map[string]any{"namespace": ue.Namespace, "feature": ue.Feature}, Err: err}
-		}
-		return res, err
+		return res, refusal(err)
 	}
 	stream, err := bf.Reopen()
 	if err != nil {
