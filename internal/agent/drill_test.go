@@ -365,6 +365,43 @@ func TestDrillGivesWayToAJob(t *testing.T) {
 	}
 }
 
+// A backup deleted while its drill runs (backup-delete takes no job slot)
+// stops the drill: it read an open file and would have reported "ok" for
+// a backup no longer there. The drill is skipped, no failure counted, its
+// directory removed.
+func TestDrillStopsWhenTheBackupIsDeleted(t *testing.T) {
+	state, dev, identity, id := drillNode(t)
+	reached := make(chan struct{}, 10)
+	var held atomic.Bool
+	hold := func(ctx context.Context, point string) {
+		if point != HoldDrill || held.Swap(true) {
+			return
+		}
+		reached <- struct{}{}
+		<-ctx.Done()
+	}
+	d := drillAgent(t, state, dev, identity, id, "1h", nil, func(c *Config) { c.Hold = hold })
+	if _, err := sampledata.Seed(context.Background(), d.a.client, sampledata.Options{Users: 20}); err != nil {
+		t.Fatal(err)
+	}
+	m := d.backup(t)
+	d.a.driller.Trigger()
+	<-reached
+	if _, err := ops.Slot(dev, "backup").Delete(); err != nil {
+		t.Fatal(err)
+	}
+	// Skipped, then (retried at once) skipped again: nothing is stored.
+	st := d.waitDrill(t, "skipped", func(r *api.DrillRun) bool { return r.Outcome == ops.DrillSkipped })
+	logs := d.log.String()
+	if !strings.Contains(logs, "deleted or replaced during the drill") || !strings.Contains(logs, m.Name) ||
+		strings.Contains(logs, "restore drill ok") || st.Failures != 0 || st.LastSuccess != nil {
+		t.Fatalf("the drill of a deleted backup: %+v (status %+v)\nlog:\n%s", st.Last, st, logs)
+	}
+	if left, _ := filepath.Glob(filepath.Join(ops.DrillDir(dev), drill.DirPattern)); len(left) != 0 {
+		t.Fatalf("the stopped drill left %v", left)
+	}
+}
+
 // An agent whose Config.Jobs lacks the drill's bodies refuses to start,
 // naming them, as for the jobs' bodies (TestNewNeedsJobs).
 func TestNewNeedsDrillRunners(t *testing.T) {

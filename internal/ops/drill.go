@@ -65,6 +65,12 @@ var ErrDrillAgentStopped = errors.New("the agent stopped during the drill: it ru
 // started: the job comes first.
 var ErrDrillPreempted = errors.New("a job started: the drill gave way and runs again after it")
 
+// ErrDrillBackupGone: the backup a drill restores was deleted or replaced
+// while it ran. The drill reads an open file, so it would go on and
+// report "ok" for a backup that is no longer there; it stops instead,
+// skipped, and the next drill proves what is stored then.
+var ErrDrillBackupGone = errors.New("the stored backup was deleted or replaced during the drill: it runs again on what is stored")
+
 // DrillDir is the parent of the drills' temporary directories on device:
 // beside the slots, on the device the free-space rule measures, never in
 // the state directory that holds the production database.
@@ -402,13 +408,17 @@ func (d *Driller) RunOnce(ctx context.Context, due time.Time) DrillRun {
 					cancel(fmt.Errorf("%w (a %s job)", ErrDrillPreempted, kind))
 					return
 				}
+				if cur, err := slot.Stored(); err != nil || cur.SHA256 != m.SHA256 || cur.Name != m.Name {
+					cancel(fmt.Errorf("%w (%s)", ErrDrillBackupGone, m.Name))
+					return
+				}
 			}
 		}
 	}()
 	res, err := d.Jobs.Drill(dctx, &Drill{Path: slot.Path(m), Meta: m, Identities: ids, Parent: DrillDir(n.Device), Hold: d.Hold, Log: d.Log})
 	cancel(nil)
 	<-watchDone
-	if cause := context.Cause(dctx); err != nil && errors.Is(cause, ErrDrillPreempted) {
+	if cause := context.Cause(dctx); err != nil && (errors.Is(cause, ErrDrillPreempted) || errors.Is(cause, ErrDrillBackupGone)) {
 		run.Retry = true
 		return end(DrillSkipped, nil, cause)
 	}
