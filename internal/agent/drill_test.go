@@ -316,14 +316,7 @@ func TestDrillLeftoversAtStart(t *testing.T) {
 func TestDrillGivesWayToAJob(t *testing.T) {
 	state, dev, identity, id := drillNode(t)
 	reached := make(chan struct{}, 10)
-	var held atomic.Bool
-	hold := func(ctx context.Context, point string) {
-		if point != HoldDrill || held.Swap(true) {
-			return // only the first drill is held
-		}
-		reached <- struct{}{}
-		<-ctx.Done()
-	}
+	hold := holdFirstDrill(reached)
 	d := drillAgent(t, state, dev, identity, id, "1h", nil, func(c *Config) { c.Hold = hold })
 	if _, err := sampledata.Seed(context.Background(), d.a.client, sampledata.Options{Users: 20}); err != nil {
 		t.Fatal(err)
@@ -372,14 +365,7 @@ func TestDrillGivesWayToAJob(t *testing.T) {
 func TestDrillStopsWhenTheBackupIsDeleted(t *testing.T) {
 	state, dev, identity, id := drillNode(t)
 	reached := make(chan struct{}, 10)
-	var held atomic.Bool
-	hold := func(ctx context.Context, point string) {
-		if point != HoldDrill || held.Swap(true) {
-			return
-		}
-		reached <- struct{}{}
-		<-ctx.Done()
-	}
+	hold := holdFirstDrill(reached)
 	d := drillAgent(t, state, dev, identity, id, "1h", nil, func(c *Config) { c.Hold = hold })
 	if _, err := sampledata.Seed(context.Background(), d.a.client, sampledata.Options{Users: 20}); err != nil {
 		t.Fatal(err)
@@ -518,5 +504,18 @@ func TestDrillAgentStopped(t *testing.T) {
 	}
 	if mt := scrape(t, d.a.MetricsAddr()); mt["a0_restore_drill_failures_total"] != 0 {
 		t.Fatalf("metrics: %v", mt)
+	}
+}
+
+// holdFirstDrill holds the first drill once its throwaway server exists,
+// until the drill is cancelled, and says so on reached; later drills run.
+func holdFirstDrill(reached chan<- struct{}) func(ctx context.Context, point string) {
+	var held atomic.Bool
+	return func(ctx context.Context, point string) {
+		if point != HoldDrill || held.Swap(true) {
+			return
+		}
+		reached <- struct{}{}
+		<-ctx.Done()
 	}
 }

@@ -28,36 +28,10 @@ import (
 // webhook as a "pitr_gap" event with its reason, and the a0_pitr_*
 // metrics report the archive: newest entry, lag, gaps, bytes.
 func TestPITRGapAlertAndMetrics(t *testing.T) {
-	state, dev := t.TempDir(), t.TempDir()
-	st, err := statedir.Open(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dev, store.FolderName), 0o700)
-	if err := st.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev}); err != nil {
-		t.Fatal(err)
-	}
-	id, _ := age.GenerateX25519Identity()
-	rcv := newReceiver(t, nil)
-	start := func() *Agent {
-		a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
-			Recipients: []string{id.Recipient().String()}, PITR: &PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
-			Webhook: rcv.url, WebhookCAFile: rcv.caFile, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { a.Close() })
-		return a
-	}
+	rcv, start := pitrWebhookNode(t)
 	ctx := context.Background()
 	a := start()
-	coll := a.client.Database("app").Collection("c")
-	for i := range 20 {
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitArchived(t, a)
+	archive20(t, a)
 	last := a.archive.State().Newest
 	// What a rollback leaves: the newest archived entry is gone.
 	if res, err := a.client.Database("local").Collection("oplog.rs").DeleteOne(ctx, bson.D{{Key: "ts", Value: last}}); err != nil || res.DeletedCount != 1 {
@@ -140,36 +114,10 @@ func scrapePITR(t *testing.T, addr string) map[string]float64 {
 // pitr_gap event and pitr-status say "replica set changed", the gap
 // metric counts it, and the record then names this member's set.
 func TestPITRReplicaSetChangedGap(t *testing.T) {
-	state, dev := t.TempDir(), t.TempDir()
-	st, err := statedir.Open(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dev, store.FolderName), 0o700)
-	if err := st.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev}); err != nil {
-		t.Fatal(err)
-	}
-	id, _ := age.GenerateX25519Identity()
-	rcv := newReceiver(t, nil)
-	start := func() *Agent {
-		a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
-			Recipients: []string{id.Recipient().String()}, PITR: &PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
-			Webhook: rcv.url, WebhookCAFile: rcv.caFile, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { a.Close() })
-		return a
-	}
+	rcv, start := pitrWebhookNode(t)
 	ctx := context.Background()
 	a := start()
-	coll := a.client.Database("app").Collection("c")
-	for i := range 20 {
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitArchived(t, a)
+	archive20(t, a)
 	dir := a.archive.State().Dir
 	a.Close()
 	mine, ok, err := pitr.ReadOwner(dir)
@@ -208,4 +156,45 @@ func TestPITRReplicaSetChangedGap(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// pitrWebhookNode is a backup node with the archive on (1 s slices) and a
+// webhook receiver: start starts (again) its agent on the same state and
+// device, closed at the test's end.
+func pitrWebhookNode(t *testing.T) (*receiver, func() *Agent) {
+	t.Helper()
+	state, dev := t.TempDir(), t.TempDir()
+	st, err := statedir.Open(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dev, store.FolderName), 0o700)
+	if err := st.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := age.GenerateX25519Identity()
+	rcv := newReceiver(t, nil)
+	return rcv, func() *Agent {
+		a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
+			Recipients: []string{id.Recipient().String()}, PITR: &PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
+			Webhook: rcv.url, WebhookCAFile: rcv.caFile, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+}
+
+// archive20 writes 20 documents into app.c and waits until the archive
+// holds them.
+func archive20(t *testing.T, a *Agent) {
+	t.Helper()
+	coll := a.client.Database("app").Collection("c")
+	for i := range 20 {
+		if _, err := coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitArchived(t, a)
 }
