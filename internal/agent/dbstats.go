@@ -80,15 +80,9 @@ func (c *dbStatsCache) refresh(a *Agent, done chan struct{}) {
 	start := time.Now()
 	size, err := a.readSize(ctx) // sizes.go: with the server's version
 	took := time.Since(start)
-	c.mu.Lock()
-	if err == nil {
-		c.bytes, c.read, c.failed, c.lastErr = size, time.Now(), false, nil
-	} else {
-		c.failed, c.lastErr = true, redactURIError(err)
-	}
-	c.running = nil
-	c.mu.Unlock()
-	close(done)
+	// Log before the result is published and waiters are released: whoever
+	// sees the error (a scrape, node-status, a test) then finds its reason
+	// in the log too.
 	switch {
 	case a.ctx.Err() != nil:
 		// The agent is stopping.
@@ -99,6 +93,15 @@ func (c *dbStatsCache) refresh(a *Agent, done chan struct{}) {
 		a.log.Info("reading the database size for the metrics took longer than a scrape waits: scrapes served the last value meanwhile",
 			"took", took.Round(time.Millisecond))
 	}
+	c.mu.Lock()
+	if err == nil {
+		c.bytes, c.read, c.failed, c.lastErr = size, time.Now(), false, nil
+	} else {
+		c.failed, c.lastErr = true, redactURIError(err)
+	}
+	c.running = nil
+	c.mu.Unlock()
+	close(done)
 }
 
 // set records size, read by a backup job beside its dump
