@@ -6,6 +6,7 @@
 //	go run ./cmd/a0bench --size 64MB --runs 1 --json
 //	go run ./cmd/a0bench pitr --duration 10m   # issue 26: RPO, archive, replay
 //	go run ./cmd/a0bench drill --size 500MiB   # issue 29: a restore drill's cost
+//	go run ./cmd/a0bench oplog-server --rate 1000   # a SIMULATED mongod oplog, for benchmarks
 //
 // It needs bash, tar, openssl and pigz on PATH (apt-get install -y pigz).
 package main
@@ -52,6 +53,16 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := bench.ServeWire(ctx, os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "a0bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == bench.OplogServerArg {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runOplogServer(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "a0bench:", err)
 			os.Exit(1)
 		}

@@ -14,7 +14,7 @@ import (
 )
 
 // pitrUsage is `a0bench pitr`'s synopsis.
-const pitrUsage = `usage: a0bench pitr [--duration 10m] [--rate 1000] [--slice 10s] [--embedded] [--replay-docs 100000] [--replay-entries 20000] [--replay-external] [--work DIR] [--json]
+const pitrUsage = `usage: a0bench pitr [--duration 10m] [--rate 1000] [--slice 10s] [--embedded | --source wire-server|oplog-server] [--replay-docs 100000] [--replay-entries 20000] [--replay-external] [--work DIR] [--json]
 
 Measures issue 26's numbers: the RPO (the newest archived entry's lag behind
 the server, sampled once a second, p50/p99/max) under a steady writer, the
@@ -22,7 +22,12 @@ archiver's CPU and memory (a process of its own tailing an external
 wire-server over the wire), the archive's bytes per entry (an hour at 1,000
 writes/s extrapolated) and verify's speed against a plain read, then the
 replay rate of restore --to-ts into a collection of --replay-docs documents
-through a real agent (embedded server; --replay-external: a wire-server).`
+through a real agent (embedded server; --replay-external: a wire-server).
+
+--source oplog-server measures the RPO against a SIMULATED mongod oplog over
+the wire instead (a0bench oplog-server: no mongod runs here; it generates
+--rate entries/s itself and answers the archiver's tailable awaitData cursor
+as a MongoDB 7.0 replica-set member would): figures labelled as simulated.`
 
 // runPITR is `a0bench pitr`.
 func runPITR(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,11 +40,24 @@ func runPITR(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	docs := fs.Int("replay-docs", 100_000, "documents in the collection the replay figure restores into (0 skips it)")
 	entries := fs.Int("replay-entries", 20_000, "writes after the base that the replay figure replays")
 	rpoEmbedded := fs.Bool("embedded", false, "measure the RPO on a real agent's embedded server (its archive reads the oplog by insertion key) instead of an external wire-server")
+	source := fs.String("source", bench.PITRSourceWireServer, "the RPO figure's source: wire-server (external FerretDB v1.24.2, a process of its own) or oplog-server (a SIMULATED mongod oplog over the wire, a process of its own: no mongod runs here)")
 	replayExternal := fs.Bool("replay-external", false, "run the replay figure against a wire-server process instead of the embedded server")
 	workFlag := fs.String("work", "", "scratch directory (default: a new temp dir, removed at the end)")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch *source {
+	case bench.PITRSourceWireServer:
+		if *rpoEmbedded {
+			*source = bench.PITRSourceEmbedded
+		}
+	case bench.PITRSourceOplogServer:
+		if *rpoEmbedded {
+			return errors.New("--embedded and --source oplog-server name two sources: give one")
+		}
+	default:
+		return fmt.Errorf("--source %q: want %s or %s", *source, bench.PITRSourceWireServer, bench.PITRSourceOplogServer)
 	}
 	if *rate < 1 {
 		return errors.New("--rate must be at least 1")
@@ -62,7 +80,7 @@ func runPITR(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Replay *bench.ReplayFigures `json:"replay,omitempty"`
 	}{Args: args}
 	if *dur > 0 {
-		if out.RPO, err = bench.MeasurePITR(ctx, exe, work, *dur, *slice, *rate, *rpoEmbedded, logf); err != nil {
+		if out.RPO, err = bench.MeasurePITRFrom(ctx, exe, work, *source, *dur, *slice, *rate, logf); err != nil {
 			return err
 		}
 	}
@@ -86,6 +104,9 @@ func runPITR(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return enc.Encode(out)
 	}
 	if r := out.RPO; r != nil {
+		if r.Source != "" {
+			fmt.Fprintf(stdout, "source: %s: NOT a real server; %d entries generated (the writes below)\n", r.Source, r.Writes)
+		}
 		fmt.Fprintf(stdout, "RPO (%s, slices of %.0f s): %.0f s at %.0f writes/s (target %d): lag p50 %.0f s, p99 %.0f s, max %.0f s over %d samples (goal p99 <= slice + 2 s = %.0f s)\n",
 			r.Mode, r.SliceSeconds, r.Seconds, r.Rate, r.TargetRate, r.LagP50, r.LagP99, r.LagMax, r.LagSamples, r.SliceSeconds+2)
 		if r.Mode == "embedded" {

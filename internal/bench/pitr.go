@@ -25,6 +25,7 @@ import (
 
 	"github.com/a0backup/a0/internal/agent"
 	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/bench/oplogsim"
 	"github.com/a0backup/a0/internal/crypt"
 	"github.com/a0backup/a0/internal/embedded"
 	"github.com/a0backup/a0/internal/ops"
@@ -70,11 +71,15 @@ func RunArchiverChild(ctx context.Context, uri, dir, recipient string, slice tim
 type PITRFigures struct {
 	// Mode is where the archive's source ran: "external" (a wire-server
 	// process, the archiver a process of its own tailing it over the
-	// wire, as the agent does for an external server) or "embedded" (a
+	// wire, as the agent does for an external server), "embedded" (a
 	// real agent's archive on its embedded server; the Archiver* figures
 	// are then the whole process's RSS, server and writer included, and
-	// no CPU figure).
-	Mode         string  `json:"mode"`
+	// no CPU figure) or "oplog-server" (a simulated mongod oplog: see
+	// Source).
+	Mode string `json:"mode"`
+	// Source labels a simulated source ("oplog-server" mode: a simulated
+	// mongod oplog, not a real server); empty for a real one.
+	Source       string  `json:"source,omitempty"`
 	Seconds      float64 `json:"seconds"`
 	SliceSeconds float64 `json:"slice_seconds"`
 	TargetRate   int     `json:"target_writes_per_second"`
@@ -258,8 +263,46 @@ func percentile(sorted []float64, p float64) float64 {
 // wire-server as the source, exe's pitr-archiver tailing it into
 // work/archive with slices of slice, a writer at rate writes/s for d; the
 // lag sampled once a second; then the archive verified and read.
+// embeddedMode measures a real agent's embedded archive instead.
 func MeasurePITR(ctx context.Context, exe, work string, d, slice time.Duration, rate int, embeddedMode bool, logf func(string, ...any)) (*PITRFigures, error) {
+	src := PITRSourceWireServer
+	if embeddedMode {
+		src = PITRSourceEmbedded
+	}
+	return MeasurePITRFrom(ctx, exe, work, src, d, slice, rate, logf)
+}
+
+// The sources MeasurePITRFrom measures the archive of.
+const (
+	// PITRSourceWireServer: exe's wire-server (FerretDB v1.24.2 with
+	// local.oplog.rs, a process of its own), written to by a writer.
+	PITRSourceWireServer = "wire-server"
+	// PITRSourceEmbedded: a real agent's archive on its embedded server.
+	PITRSourceEmbedded = "embedded"
+	// PITRSourceOplogServer: exe's oplog-server, a SIMULATED mongod oplog
+	// (oplogsim; no mongod runs here) whose generator writes rate
+	// entries/s for d, tailed over the wire by the pitr-archiver process
+	// as a MongoDB replica-set member is (a tailable awaitData cursor).
+	PITRSourceOplogServer = "oplog-server"
+)
+
+// simTail is how long the oplog-server's generator runs past the lag
+// samples, so that every sample is taken under the steady rate.
+const simTail = 2 * time.Second
+
+// MeasurePITRFrom is MeasurePITR with the source named (PITRSource*).
+func MeasurePITRFrom(ctx context.Context, exe, work, source string, d, slice time.Duration, rate int, logf func(string, ...any)) (*PITRFigures, error) {
 	f := &PITRFigures{Mode: "external", SliceSeconds: slice.Seconds(), TargetRate: rate, LoadStart: loadavg()}
+	embeddedMode, simulated := false, false
+	switch source {
+	case PITRSourceWireServer:
+	case PITRSourceEmbedded:
+		embeddedMode = true
+	case PITRSourceOplogServer:
+		simulated = true
+	default:
+		return nil, fmt.Errorf("pitr bench: unknown source %q (%s, %s or %s)", source, PITRSourceWireServer, PITRSourceEmbedded, PITRSourceOplogServer)
+	}
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		return nil, err
@@ -269,6 +312,7 @@ func MeasurePITR(ctx context.Context, exe, work string, d, slice time.Duration, 
 	var cmd *exec.Cmd
 	var stdout, stderr bytes.Buffer
 	stopChild := func() error { return nil }
+	var closeSim func() (oplogsim.Stats, error) // the oplog-server's, when it is the source
 	pid := os.Getpid()
 	if embeddedMode {
 		// The agent's own archive on its embedded server (pitr.KeySource),
@@ -286,12 +330,28 @@ func MeasurePITR(ctx context.Context, exe, work string, d, slice time.Duration, 
 			return nil, err
 		}
 	} else {
-		srv, err := StartWireServer(ctx, exe, filepath.Join(work, "server"))
-		if err != nil {
-			return nil, err
+		var uri string
+		if simulated {
+			// The simulation generates its entries itself, from its
+			// start, for d; its oplog holds five minutes of them (the
+			// archiver may trail that far before it loses its place).
+			f.Mode, f.Source = PITRSourceOplogServer, OplogServerLabel
+			srv, err := StartOplogServer(ctx, exe, filepath.Join(work, "oplog-server"), rate, d+simTail, max(rate*300, 10_000))
+			if err != nil {
+				return nil, err
+			}
+			defer srv.Close()
+			closeSim = srv.Close
+			uri = srv.URI
+		} else {
+			srv, err := StartWireServer(ctx, exe, filepath.Join(work, "server"))
+			if err != nil {
+				return nil, err
+			}
+			defer srv.Close()
+			uri = srv.URI
 		}
-		defer srv.Close()
-		if c, err = mongo.Connect(options.Client().ApplyURI(srv.URI)); err != nil {
+		if c, err = mongo.Connect(options.Client().ApplyURI(uri)); err != nil {
 			return nil, err
 		}
 		defer c.Disconnect(context.WithoutCancel(ctx))
@@ -299,11 +359,13 @@ func MeasurePITR(ctx context.Context, exe, work string, d, slice time.Duration, 
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
-		// A first write, so that the archive starts at the run.
-		if _, err := c.Database("pitrbench").Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: -1}}); err != nil {
-			return nil, err
+		if !simulated {
+			// A first write, so that the archive starts at the run.
+			if _, err := c.Database("pitrbench").Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: -1}}); err != nil {
+				return nil, err
+			}
 		}
-		cmd = exec.Command(exe, ArchiverChildArg, srv.URI, dir, id.Recipient().String(), slice.String())
+		cmd = exec.Command(exe, ArchiverChildArg, uri, dir, id.Recipient().String(), slice.String())
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
 			return nil, err
@@ -327,13 +389,21 @@ func MeasurePITR(ctx context.Context, exe, work string, d, slice time.Duration, 
 	}
 	started := time.Now()
 
-	logf("pitr (%s): writer at %d writes/s for %v, slices of %v", f.Mode, rate, d, slice)
+	if simulated {
+		logf("pitr (%s): %s generating %d entries/s for %v, slices of %v", f.Mode, OplogServerLabel, rate, d, slice)
+	} else {
+		logf("pitr (%s): writer at %d writes/s for %v, slices of %v", f.Mode, rate, d, slice)
+	}
 	stop := make(chan struct{})
 	timer := time.AfterFunc(d, func() { close(stop) })
 	defer timer.Stop()
 	var writes, acked atomic.Int64
 	werr := make(chan error, 1)
-	go func() { werr <- pitrWriter(ctx, stop, c, rate, 8, &writes, &acked) }()
+	if simulated {
+		werr <- nil // the oplog-server generates its own entries
+	} else {
+		go func() { werr <- pitrWriter(ctx, stop, c, rate, 8, &writes, &acked) }()
+	}
 	var lags []float64
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -358,6 +428,15 @@ sample:
 		// sorted in memory), once a second, which loaded the server the
 		// run measures (the figures of 2026-12-06 before the poll).
 		srvTS := bson.Timestamp{T: uint32(acked.Load())}
+		if simulated {
+			// The simulation answers the newest entries from its
+			// in-memory oplog, as a mongod from the end of its oplog
+			// (a $natural: -1 find): the sample costs the source nothing
+			// worth measuring.
+			if srvTS, err = serverNewest(ctx, c); err != nil {
+				return nil, err
+			}
+		}
 		arch, err := archivedNewest(dir)
 		if err != nil {
 			return nil, err
@@ -370,7 +449,9 @@ sample:
 			lag = float64(srvTS.T - arch.T)
 		}
 		lags = append(lags, lag)
-		if len(lags)%30 == 0 {
+		if len(lags)%30 == 0 && simulated {
+			logf("pitr: %v: simulated oplog at %d.%d, lag %.0f s", time.Since(wstart).Round(time.Second), srvTS.T, srvTS.I, lag)
+		} else if len(lags)%30 == 0 {
 			logf("pitr: %v: %d writes (%.0f/s), lag %.0f s", time.Since(wstart).Round(time.Second), writes.Load(), float64(writes.Load())/time.Since(wstart).Seconds(), lag)
 		}
 	}
@@ -386,7 +467,14 @@ sample:
 		return nil, err
 	}
 	for deadline := time.Now().Add(slice + 30*time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if a, _ := archivedNewest(dir); !a.Before(newest) {
+		if simulated {
+			// The generator runs simTail past the samples: wait for its
+			// very last entry.
+			if newest, err = serverNewest(ctx, c); err != nil {
+				return nil, err
+			}
+		}
+		if a, _ := archivedNewest(dir); !a.Before(newest) && (!simulated || time.Since(wstart) > d+simTail) {
 			break
 		}
 	}
@@ -394,6 +482,14 @@ sample:
 	wall := time.Since(started).Seconds()
 	if err := stopChild(); err != nil {
 		return nil, err
+	}
+	if closeSim != nil {
+		st, err := closeSim()
+		if err != nil {
+			return nil, err
+		}
+		// The generator ran for d, paced by the clock.
+		f.Writes, f.Rate = st.Entries, float64(st.Entries)/(d+simTail).Seconds()
 	}
 	if cmd != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
