@@ -53,7 +53,7 @@ func TestArchiverAgainstSimulatedOplog(t *testing.T) {
 		t.Skip("runs a 20 s generator: skipped with -short")
 	}
 	ctx := context.Background()
-	o := NewOplog(1 << 20) // holds the whole run: nothing trimmed
+	o := NewOplog(1 << 15) // holds the whole run (4,000 entries): nothing trimmed
 	_, c := start(t, o)
 	g := NewGenerator(o, 200, 1)
 	gctx, stopGen := context.WithTimeout(ctx, 20*time.Second)
