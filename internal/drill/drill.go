@@ -93,6 +93,15 @@ type Collection struct {
 	// or a leading '$', a Decimal128... (0 when a collection option is
 	// what it lacks).
 	DocumentsNotHeld int64 `json:"documents_not_held,omitempty"`
+	// DocumentsArchived and DigestArchived are, for a collection the
+	// embedded server cannot hold, the count and content digest of its
+	// documents as the archive holds them (summed in the plan's pass with
+	// the dump's function, manifest.Digest); BytesVerified says they match
+	// the manifest's: not restored, but its bytes are what the dump wrote.
+	// A mismatch makes the collection StatusDiffers.
+	DocumentsArchived int64  `json:"documents_archived,omitempty"`
+	DigestArchived    string `json:"digest_archived,omitempty"`
+	BytesVerified     bool   `json:"bytes_verified,omitempty"`
 }
 
 // Report is a drill's result. OK is true only when no collection differs;
@@ -122,6 +131,9 @@ type Report struct {
 	NotRestored int `json:"not_restored"`
 	// DocumentsNotHeld sums the not-held collections' DocumentsNotHeld.
 	DocumentsNotHeld int64 `json:"documents_not_held"`
+	// NotHeldVerified counts the not-held collections whose archived
+	// documents match the manifest's count and digest (BytesVerified).
+	NotHeldVerified int `json:"not_held_verified"`
 	// Digests says whether the backup carries content digests.
 	Digests bool `json:"digests"`
 
@@ -310,6 +322,13 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 				// Left out, yet still in the plan: never loop.
 				return nil, nil, &RestoreError{Step: "plan", Err: fmt.Errorf("%s: %s", ns, why.reason)}
 			}
+			// This plan still read its documents: what the archive holds
+			// of it is compared with the manifest instead (compareAll).
+			for _, c := range plan.Collections {
+				if c.Namespace() == ns && c.Type != "view" {
+					why.archived, why.archivedDocs, why.archivedDigest = true, c.Documents, c.Digest
+				}
+			}
 			notHeld[ns] = why
 		}
 		ropts.NS = nil
@@ -331,6 +350,12 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 type notHeldWhy struct {
 	reason    string
 	documents int64
+	// archived: the plan read the collection's documents from the
+	// archive, archivedDocs of them, summing archivedDigest
+	// (restore.PlannedCollection.Digest).
+	archived       bool
+	archivedDocs   int64
+	archivedDigest string
 }
 
 // holds is restore.Options.Holds for the embedded server.
@@ -349,7 +374,7 @@ func documentsNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
 	for _, c := range plan.Collections {
 		if n := c.NotHeld; n.Count > 0 {
 			out[c.Namespace()] = notHeldWhy{documents: n.Count, reason: fmt.Sprintf(
-				"the embedded server (FerretDB) cannot hold %d of its %d documents (the first: %s): not restored, not compared",
+				"the embedded server (FerretDB) cannot hold %d of its %d documents (the first: %s): not restored",
 				n.Count, c.Documents, n.Why)}
 		}
 	}
@@ -361,7 +386,7 @@ func documentsNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
 		if why.reason != "" {
 			why.reason += "; "
 		}
-		why.reason += fmt.Sprintf("the embedded server (FerretDB) cannot hold what %d oplog entries write (the first: %s): not restored, not compared", n.Count, n.Why)
+		why.reason += fmt.Sprintf("the embedded server (FerretDB) cannot hold what %d oplog entries write (the first: %s): not restored", n.Count, n.Why)
 		out[ns] = why
 	}
 	return out
@@ -456,7 +481,13 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 		switch {
 		case notHeld[ns].reason != "":
 			c.Status, c.Reason, c.DocumentsNotHeld = StatusNotHeld, notHeld[ns].reason, notHeld[ns].documents
-			rep.DocumentsNotHeld += c.DocumentsNotHeld
+			archivedBytes(&c, mc, notHeld[ns])
+			if c.Status == StatusNotHeld {
+				rep.DocumentsNotHeld += c.DocumentsNotHeld
+			}
+			if c.BytesVerified {
+				rep.NotHeldVerified++
+			}
 		case !inPlan[ns]:
 			c.Status, c.Reason = StatusNotRestored, notRestoredReason(ns)
 		default:
@@ -514,6 +545,35 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 		rep.Collections = append(rep.Collections, c)
 	}
 	rep.OK = rep.Differs == 0
+}
+
+// archivedBytes compares, for a collection the embedded server cannot
+// hold, what the archive holds of it (read in the plan's pass) with what
+// the dump wrote: the same count and digest a restored collection is
+// compared by. A difference makes it StatusDiffers: a change to its bytes
+// must fail the drill though it is not restored.
+func archivedBytes(c *Collection, mc manifest.Collection, why notHeldWhy) {
+	if !why.archived || mc.Type == "view" {
+		return
+	}
+	c.DocumentsArchived, c.DigestArchived = why.archivedDocs, why.archivedDigest
+	var diff []string
+	if why.archivedDocs != mc.Documents {
+		diff = append(diff, fmt.Sprintf("%d documents in the archive, %d dumped", why.archivedDocs, mc.Documents))
+	}
+	if mc.Digest != "" && why.archivedDigest != mc.Digest {
+		diff = append(diff, "content digest of its archived documents differs")
+	}
+	switch {
+	case len(diff) > 0:
+		c.Status = StatusDiffers
+		c.Reason = "its archived documents differ from what the dump wrote: " + strings.Join(diff, "; ") + " (not restored: " + c.Reason + ")"
+	case mc.Digest == "":
+		c.Reason += "; the backup has no content digest: its archived documents were counted only"
+	default:
+		c.BytesVerified = true
+		c.Reason += fmt.Sprintf("; bytes verified: its %d archived documents have the dumped count and content digest", why.archivedDocs)
+	}
 }
 
 func notRestoredReason(ns string) string {

@@ -471,3 +471,71 @@ func TestRunOplogNotHeld(t *testing.T) {
 		}
 	}
 }
+
+// TestRunNotHeldBytes: a collection the embedded server cannot hold (a
+// Decimal128 in one of its documents) is not restored, yet its documents
+// as the archive holds them are compared with the manifest, as the dump
+// summed them: intact, it is not-held with its bytes verified and the
+// drill passes; with the Decimal128 document's bytes altered after the
+// dump, the collection differs and the drill fails.
+func TestRunNotHeldBytes(t *testing.T) {
+	tgz, man := dumpOf(t)
+	dec, err := bson.ParseDecimal128("19.99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := bson.Marshal(bson.D{{Key: "_id", Value: "priced"}, {Key: "price", Value: dec}, {Key: "note", Value: "as dumped"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intact, err := drilltest.Inject(tgz, "auth0/clients.bson", "auth0.clients", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered, entry, err := drilltest.Alter(intact, []byte("as dumped"), []byte("as hacked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entry != "auth0/clients.bson" {
+		t.Fatalf("altered %s, want auth0/clients.bson", entry)
+	}
+	tests := []struct {
+		name    string
+		archive []byte
+		ok      bool
+		status  string
+	}{
+		{"intact", intact, true, drill.StatusNotHeld},
+		{"altered", altered, false, drill.StatusDiffers},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := drill.Run(context.Background(), drill.Options{Open: opener(tc.archive), Parent: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK != tc.ok || rep.Same != len(man.Collections)-1 {
+				t.Fatalf("OK %v, %d same, want %v, %d: %+v", rep.OK, rep.Same, tc.ok, len(man.Collections)-1, rep)
+			}
+			var c drill.Collection
+			for _, rc := range rep.Collections {
+				if rc.Namespace == "auth0.clients" {
+					c = rc
+				}
+			}
+			if c.Status != tc.status || c.DocumentsNotHeld != 1 || c.DocumentsArchived != 21 || c.DocumentsFound != 0 || !strings.Contains(c.Reason, "Decimal128") {
+				t.Fatalf("auth0.clients: %+v, want %s, 1 document not held, 21 archived", c, tc.status)
+			}
+			if tc.ok {
+				if !c.BytesVerified || c.DigestArchived != c.DigestExpected || rep.NotHeld != 1 || rep.NotHeldVerified != 1 || !strings.Contains(c.Reason, "bytes verified") {
+					t.Errorf("intact: %+v; report: %d not held, %d verified", c, rep.NotHeld, rep.NotHeldVerified)
+				}
+				return
+			}
+			if c.BytesVerified || c.DigestArchived == c.DigestExpected || rep.Differs != 1 || rep.NotHeld != 0 || rep.NotHeldVerified != 0 ||
+				!strings.Contains(c.Reason, "content digest of its archived documents differs") {
+				t.Errorf("altered: %+v; report: %d differ, %d not held, %d verified", c, rep.Differs, rep.NotHeld, rep.NotHeldVerified)
+			}
+		})
+	}
+}

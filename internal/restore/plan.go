@@ -217,6 +217,12 @@ type PlannedCollection struct {
 	// NotHeld counts the documents Options.Holds refused (none without
 	// it), with the first one's reason.
 	NotHeld NotHeld
+	// Digest is the content digest (manifest.Digest, the sum the dump
+	// computes) of the documents as the archive holds them, summed in
+	// Plan's pass when Options.Holds is set ("" without it): a restore
+	// test compares it with the manifest's for a collection it cannot
+	// restore, so that its bytes are still checked.
+	Digest string
 
 	bsonFile string // raw entry names in the archive
 	metaFile string
@@ -295,6 +301,8 @@ type fileStat struct {
 	scan  *oplogScan
 	// notHeld: the documents Options.Holds refused.
 	notHeld NotHeld
+	// digest: the documents' manifest.Digest (with Options.Holds).
+	digest string
 }
 
 // Plan reads the whole archive tgz and writes nothing. It returns an error
@@ -387,11 +395,18 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 					}
 					return fs.scan.check(doc, nil, sel)
 				}
-			} else if opts.Holds != nil {
+			}
+			var sum *manifest.Digest
+			if opts.Holds != nil && base != oplogName {
+				// The same sum the dump made of these bytes: a collection
+				// the target cannot hold is still checked from the
+				// archive (PlannedCollection.Digest).
+				sum = &manifest.Digest{}
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxUserDocSize, maxDepth); err != nil {
 						return err
 					}
+					sum.Add(doc)
 					if err := opts.Holds(doc, false); err != nil {
 						fs.notHeld.add(err)
 					}
@@ -401,6 +416,9 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			fs.docs, fs.bytes, err = scanBSON(br, &buf, check)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
+			}
+			if sum != nil {
+				fs.digest = sum.String()
 			}
 			if e.Name == oplogName {
 				oplog = fs
@@ -551,7 +569,7 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 			if c.bsonFile != "" {
 				return nil, fmt.Errorf("%w: two data files for %s", ErrInvalidArchive, key)
 			}
-			c.bsonFile, c.Documents, c.Bytes, c.NotHeld = f.raw, f.docs, f.bytes, f.notHeld
+			c.bsonFile, c.Documents, c.Bytes, c.NotHeld, c.Digest = f.raw, f.docs, f.bytes, f.notHeld, f.digest
 			lastData = max(lastData, f.order)
 		} else {
 			if c.metaFile != "" {
@@ -691,7 +709,7 @@ func joinBuckets(byNS map[string]*PlannedCollection) {
 		if b == nil || b.metaFile != "" || c.bsonFile != "" {
 			continue
 		}
-		c.bsonFile, c.Documents, c.Bytes, c.NotHeld = b.bsonFile, b.Documents, b.Bytes, b.NotHeld
+		c.bsonFile, c.Documents, c.Bytes, c.NotHeld, c.Digest = b.bsonFile, b.Documents, b.Bytes, b.NotHeld, b.Digest
 		delete(byNS, bns)
 	}
 }
