@@ -290,6 +290,10 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 	// is sent: the server answers some (Decimal128) by closing the
 	// connection, which would end the whole drill.
 	ropts.Holds = holds
+	// And every oplog command the replay applies or builds indexes from
+	// (a create with a validator, an index with a collation...), which
+	// would fail the replay or the index builds of a backup that is fine.
+	ropts.HoldsCommand = embedded.HoldsCommand
 	for {
 		stream, err := o.Open()
 		if err != nil {
@@ -303,6 +307,13 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 			return nil, nil, &RestoreError{Step: "plan", Err: err}
 		}
 		found := documentsNotHeld(plan)
+		for ns, why := range indexesNotHeld(plan) {
+			if f, ok := found[ns]; ok {
+				why.reason = f.reason + "; " + why.reason
+				why.documents = f.documents
+			}
+			found[ns] = why
+		}
 		if len(found) == 0 {
 			err = restore.Preflight(ctx, client, plan, ropts)
 			var ue *restore.UnsupportedError
@@ -386,10 +397,49 @@ func documentsNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
 		if why.reason != "" {
 			why.reason += "; "
 		}
-		why.reason += fmt.Sprintf("the embedded server (FerretDB) cannot hold what %d oplog entries write (the first: %s): not restored", n.Count, n.Why)
+		why.reason += fmt.Sprintf("the embedded server (FerretDB) cannot hold what %d oplog entries write or build (the first: %s): not restored", n.Count, n.Why)
 		out[ns] = why
 	}
 	return out
+}
+
+// indexesNotHeld lists the planned collections with a dumped index the
+// embedded server cannot build (embedded.HoldsIndex: a TTL, partial,
+// text or collated index...): restored, its index build would fail
+// although the backup is fine.
+func indexesNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
+	out := map[string]notHeldWhy{}
+	for _, c := range plan.Collections {
+		var n int
+		var first string
+		for _, spec := range c.Indexes {
+			raw, err := bson.Marshal(spec)
+			if err == nil {
+				err = embedded.HoldsIndex(raw)
+			}
+			if err != nil {
+				if n == 0 {
+					first = fmt.Sprintf("%v: %v", indexName(spec), err)
+				}
+				n++
+			}
+		}
+		if n > 0 {
+			out[c.Namespace()] = notHeldWhy{reason: fmt.Sprintf(
+				"the embedded server (FerretDB) cannot build %d of its %d indexes (the first: %s): not restored", n, len(c.Indexes), first)}
+		}
+	}
+	return out
+}
+
+// indexName is an index spec's name (nil without one).
+func indexName(spec bson.D) any {
+	for _, f := range spec {
+		if f.Key == "name" {
+			return f.Value
+		}
+	}
+	return nil
 }
 
 // planned says whether ns is a collection plan restores (or one only its
@@ -543,6 +593,26 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 			rep.NotRestored++
 		}
 		rep.Collections = append(rep.Collections, c)
+	}
+	// A collection only the oplog creates (after the dump listed the
+	// collections) is not in the manifest: named and counted all the same.
+	listed := map[string]bool{}
+	for _, mc := range man.Collections {
+		listed[mc.Namespace()] = true
+	}
+	var extra []string
+	for ns, why := range notHeld {
+		if !listed[ns] && why.reason != "" {
+			extra = append(extra, ns)
+		}
+	}
+	sort.Strings(extra)
+	for _, ns := range extra {
+		why := notHeld[ns]
+		rep.Collections = append(rep.Collections, Collection{Namespace: ns, Status: StatusNotHeld, DocumentsNotHeld: why.documents,
+			Reason: why.reason + " (created by the oplog after the dump listed the collections)"})
+		rep.NotHeld++
+		rep.DocumentsNotHeld += why.documents
 	}
 	rep.OK = rep.Differs == 0
 }

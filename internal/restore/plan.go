@@ -161,6 +161,14 @@ type Options struct {
 	// out rather than send a document its throwaway server would refuse
 	// or drop the connection on. Run does not ask it.
 	Holds func(doc []byte, update bool) error
+	// HoldsCommand, when set, is asked by Plan about every selected oplog
+	// command entry the replay applies or builds indexes from (create,
+	// createIndexes, commitIndexBuild, collMod, convertToCapped...): its o,
+	// the command as the server logged it. Its refusals are counted with
+	// Holds' (PlanResult.OplogNotHeld): a restore test leaves the
+	// collection out rather than fail its replay or its index builds on a
+	// command its throwaway server lacks. Run does not ask it.
+	HoldsCommand func(o []byte) error
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
@@ -281,7 +289,8 @@ type PlanResult struct {
 	// to it; Collections and OplogOnly hold the new names.
 	Renamed map[string]string
 	// OplogNotHeld counts, by namespace, the oplog entries whose
-	// documents Options.Holds refused (nil without it).
+	// documents Options.Holds refused, or whose command
+	// Options.HoldsCommand refused (nil without them).
 	OplogNotHeld map[string]NotHeld
 
 	authz       []PlannedCollection // admin.system.users and .roles
@@ -389,6 +398,7 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 				fs.scan = newOplogScan(opts.UsersAndRoles)
 				fs.scan.ren = ren
 				fs.scan.holds = opts.Holds
+				fs.scan.holdsCmd = opts.HoldsCommand
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxDocSize, maxOplogDepth); err != nil {
 						return err
