@@ -292,6 +292,11 @@ type PlanResult struct {
 	// documents Options.Holds refused, or whose command
 	// Options.HoldsCommand refused (nil without them).
 	OplogNotHeld map[string]NotHeld
+	// OplogFeatures maps the selected namespaces whose oplog entries need
+	// a server feature beyond plain collections (applyOps: a view, a
+	// time-series collection, users) to that feature, as Preflight
+	// names it when the server lacks applyOps (at most 1000 per feature).
+	OplogFeatures map[string]string
 
 	authz       []PlannedCollection // admin.system.users and .roles
 	preflighted bool
@@ -607,6 +612,14 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 		if p.oplog != nil {
 			p.OplogKinds = p.oplog.kinds
 			p.OplogNotHeld = p.oplog.notHeld
+			for f, nss := range p.oplog.needs {
+				for ns := range nss {
+					if p.OplogFeatures == nil {
+						p.OplogFeatures = map[string]string{}
+					}
+					p.OplogFeatures[ns] = f
+				}
+			}
 		}
 	}
 	if extra != nil {
