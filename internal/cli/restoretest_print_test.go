@@ -33,3 +33,32 @@ func TestPrintRestoreTestNotHeld(t *testing.T) {
 		t.Errorf("a restore test with collections not held failed: %v", err)
 	}
 }
+
+// TestPrintRestoreTestNotHeldBytes: a not-held collection whose archived
+// documents were checked says so; one whose archived bytes differ fails
+// the test, named, with both digests.
+func TestPrintRestoreTestNotHeldBytes(t *testing.T) {
+	verified := &drill.Report{OK: true, NotHeld: 1, NotHeldVerified: 1, DocumentsNotHeld: 1, Digests: true, Collections: []drill.Collection{
+		{Namespace: "shop.orders", Status: drill.StatusNotHeld, DocumentsExpected: 5, DocumentsNotHeld: 1, DocumentsArchived: 5,
+			DigestExpected: "sha256-sum:aa", DigestArchived: "sha256-sum:aa", BytesVerified: true,
+			Reason: "the embedded server (FerretDB) cannot hold 1 of its 5 documents (...): not restored; bytes verified: ..."},
+	}}
+	var out bytes.Buffer
+	printRestoreTest(&Env{Stdout: &out}, verified)
+	if !strings.Contains(out.String(), "bytes verified: 1 of them") {
+		t.Errorf("lacks the bytes verified line:\n%s", out.String())
+	}
+	differs := &drill.Report{Differs: 1, Digests: true, Collections: []drill.Collection{
+		{Namespace: "shop.orders", Status: drill.StatusDiffers, DocumentsExpected: 5, DocumentsNotHeld: 1, DocumentsArchived: 5,
+			DigestExpected: "sha256-sum:aa", DigestArchived: "sha256-sum:bb",
+			Reason: "its archived documents differ from what the dump wrote: content digest of its archived documents differs (not restored: ...)"},
+	}}
+	out.Reset()
+	printRestoreTest(&Env{Stdout: &out}, differs)
+	if !strings.Contains(out.String(), "(dumped sha256-sum:aa, in the archive sha256-sum:bb)") {
+		t.Errorf("lacks the digests:\n%s", out.String())
+	}
+	if err := restoreTestFailed(differs); err == nil || !strings.Contains(err.Error(), "shop.orders") {
+		t.Errorf("restoreTestFailed: %v", err)
+	}
+}

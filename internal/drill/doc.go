@@ -13,10 +13,11 @@
 //	    Parent is where the drill's temporary directory is made
 //	    (os.TempDir() when empty).
 //	Report{Started, RestoreTime, CompareTime, Collections, counts by
-//	    status, Digests, OplogEntries, OplogApplied, OplogSkipped, OK}
+//	    status, NotHeldVerified, Digests, OplogEntries, OplogApplied,
+//	    OplogSkipped, OK}
 //	Collection{Namespace, Status, DocumentsExpected, DocumentsFound,
 //	    DigestExpected, DigestFound, IndexesExpected, IndexesFound, Reason,
-//	    DocumentsNotHeld}
+//	    DocumentsNotHeld, DocumentsArchived, DigestArchived, BytesVerified}
 //	Status*: StatusOK, StatusDiffers, StatusNotHeld, StatusNoDigest,
 //	    StatusNotRestored
 //	*RestoreError{Step, Err}: the backup did not restore (the data, the
@@ -44,7 +45,19 @@
 // field names with '.' or a leading '$', Decimal128...), which a real
 // mongod's backup holds, found from the bytes in the plan's pass before
 // anything is sent (restore.Options.Holds), with the documents counted
-// (Collection.DocumentsNotHeld); and restore.Preflight's
-// *UnsupportedError, a collection option FerretDB lacks. A backup made before the dump wrote digests is compared by
-// counts and indexes only, each such collection StatusNoDigest.
+// (Collection.DocumentsNotHeld); oplog commands it lacks or refuses
+// (restore.Options.HoldsCommand = embedded.HoldsCommand: a create with a
+// validator, an index with a TTL or a collation...), dumped indexes it
+// cannot build (embedded.HoldsIndex), and views or time-series
+// collections the oplog writes (restore.PlanResult.OplogFeatures), which
+// would fail the replay or the index builds of a backup that is fine; and
+// restore.Preflight's *UnsupportedError, a collection option FerretDB
+// lacks. A collection only the oplog creates is listed after the
+// manifest's. A not-held collection's documents are still checked in
+// the archive: the plan's pass sums their count and digest
+// (restore.PlannedCollection.Digest, the dump's manifest.Digest) and
+// they are compared with the manifest: BytesVerified, or StatusDiffers
+// when altered, which fails the drill. A backup made before the dump
+// wrote digests is compared by counts and indexes only, each such
+// collection StatusNoDigest.
 package drill

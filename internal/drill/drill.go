@@ -93,6 +93,15 @@ type Collection struct {
 	// or a leading '$', a Decimal128... (0 when a collection option is
 	// what it lacks).
 	DocumentsNotHeld int64 `json:"documents_not_held,omitempty"`
+	// DocumentsArchived and DigestArchived are, for a collection the
+	// embedded server cannot hold, the count and content digest of its
+	// documents as the archive holds them (summed in the plan's pass with
+	// the dump's function, manifest.Digest); BytesVerified says they match
+	// the manifest's: not restored, but its bytes are what the dump wrote.
+	// A mismatch makes the collection StatusDiffers.
+	DocumentsArchived int64  `json:"documents_archived,omitempty"`
+	DigestArchived    string `json:"digest_archived,omitempty"`
+	BytesVerified     bool   `json:"bytes_verified,omitempty"`
 }
 
 // Report is a drill's result. OK is true only when no collection differs;
@@ -122,6 +131,9 @@ type Report struct {
 	NotRestored int `json:"not_restored"`
 	// DocumentsNotHeld sums the not-held collections' DocumentsNotHeld.
 	DocumentsNotHeld int64 `json:"documents_not_held"`
+	// NotHeldVerified counts the not-held collections whose archived
+	// documents match the manifest's count and digest (BytesVerified).
+	NotHeldVerified int `json:"not_held_verified"`
 	// Digests says whether the backup carries content digests.
 	Digests bool `json:"digests"`
 
@@ -278,6 +290,10 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 	// is sent: the server answers some (Decimal128) by closing the
 	// connection, which would end the whole drill.
 	ropts.Holds = holds
+	// And every oplog command the replay applies or builds indexes from
+	// (a create with a validator, an index with a collation...), which
+	// would fail the replay or the index builds of a backup that is fine.
+	ropts.HoldsCommand = embedded.HoldsCommand
 	for {
 		stream, err := o.Open()
 		if err != nil {
@@ -291,6 +307,22 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 			return nil, nil, &RestoreError{Step: "plan", Err: err}
 		}
 		found := documentsNotHeld(plan)
+		// What the oplog writes through applyOps alone (a view, a
+		// time-series collection created during the dump), which
+		// FerretDB lacks: named from this plan, as a narrower selection
+		// would leave it out silently.
+		for ns, f := range plan.OplogFeatures {
+			if _, ok := found[ns]; !ok {
+				found[ns] = notHeldWhy{reason: fmt.Sprintf("the oplog writes it as a %s, which the embedded server (FerretDB, without applyOps) cannot hold: not restored", f)}
+			}
+		}
+		for ns, why := range indexesNotHeld(plan) {
+			if f, ok := found[ns]; ok {
+				why.reason = f.reason + "; " + why.reason
+				why.documents = f.documents
+			}
+			found[ns] = why
+		}
 		if len(found) == 0 {
 			err = restore.Preflight(ctx, client, plan, ropts)
 			var ue *restore.UnsupportedError
@@ -309,6 +341,13 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 			if _, again := notHeld[ns]; again {
 				// Left out, yet still in the plan: never loop.
 				return nil, nil, &RestoreError{Step: "plan", Err: fmt.Errorf("%s: %s", ns, why.reason)}
+			}
+			// This plan still read its documents: what the archive holds
+			// of it is compared with the manifest instead (compareAll).
+			for _, c := range plan.Collections {
+				if c.Namespace() == ns && c.Type != "view" {
+					why.archived, why.archivedDocs, why.archivedDigest = true, c.Documents, c.Digest
+				}
 			}
 			notHeld[ns] = why
 		}
@@ -331,6 +370,12 @@ func planHeld(ctx context.Context, o Options, client *mongo.Client, ropts restor
 type notHeldWhy struct {
 	reason    string
 	documents int64
+	// archived: the plan read the collection's documents from the
+	// archive, archivedDocs of them, summing archivedDigest
+	// (restore.PlannedCollection.Digest).
+	archived       bool
+	archivedDocs   int64
+	archivedDigest string
 }
 
 // holds is restore.Options.Holds for the embedded server.
@@ -349,7 +394,7 @@ func documentsNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
 	for _, c := range plan.Collections {
 		if n := c.NotHeld; n.Count > 0 {
 			out[c.Namespace()] = notHeldWhy{documents: n.Count, reason: fmt.Sprintf(
-				"the embedded server (FerretDB) cannot hold %d of its %d documents (the first: %s): not restored, not compared",
+				"the embedded server (FerretDB) cannot hold %d of its %d documents (the first: %s): not restored",
 				n.Count, c.Documents, n.Why)}
 		}
 	}
@@ -361,10 +406,49 @@ func documentsNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
 		if why.reason != "" {
 			why.reason += "; "
 		}
-		why.reason += fmt.Sprintf("the embedded server (FerretDB) cannot hold what %d oplog entries write (the first: %s): not restored, not compared", n.Count, n.Why)
+		why.reason += fmt.Sprintf("the embedded server (FerretDB) cannot hold what %d oplog entries write or build (the first: %s): not restored", n.Count, n.Why)
 		out[ns] = why
 	}
 	return out
+}
+
+// indexesNotHeld lists the planned collections with a dumped index the
+// embedded server cannot build (embedded.HoldsIndex: a TTL, partial,
+// text or collated index...): restored, its index build would fail
+// although the backup is fine.
+func indexesNotHeld(plan *restore.PlanResult) map[string]notHeldWhy {
+	out := map[string]notHeldWhy{}
+	for _, c := range plan.Collections {
+		var n int
+		var first string
+		for _, spec := range c.Indexes {
+			raw, err := bson.Marshal(spec)
+			if err == nil {
+				err = embedded.HoldsIndex(raw)
+			}
+			if err != nil {
+				if n == 0 {
+					first = fmt.Sprintf("%v: %v", indexName(spec), err)
+				}
+				n++
+			}
+		}
+		if n > 0 {
+			out[c.Namespace()] = notHeldWhy{reason: fmt.Sprintf(
+				"the embedded server (FerretDB) cannot build %d of its %d indexes (the first: %s): not restored", n, len(c.Indexes), first)}
+		}
+	}
+	return out
+}
+
+// indexName is an index spec's name (nil without one).
+func indexName(spec bson.D) any {
+	for _, f := range spec {
+		if f.Key == "name" {
+			return f.Value
+		}
+	}
+	return nil
 }
 
 // planned says whether ns is a collection plan restores (or one only its
@@ -456,7 +540,13 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 		switch {
 		case notHeld[ns].reason != "":
 			c.Status, c.Reason, c.DocumentsNotHeld = StatusNotHeld, notHeld[ns].reason, notHeld[ns].documents
-			rep.DocumentsNotHeld += c.DocumentsNotHeld
+			archivedBytes(&c, mc, notHeld[ns])
+			if c.Status == StatusNotHeld {
+				rep.DocumentsNotHeld += c.DocumentsNotHeld
+			}
+			if c.BytesVerified {
+				rep.NotHeldVerified++
+			}
 		case !inPlan[ns]:
 			c.Status, c.Reason = StatusNotRestored, notRestoredReason(ns)
 		default:
@@ -513,7 +603,56 @@ func compareAll(rep *Report, man *manifest.Manifest, plan *restore.PlanResult, n
 		}
 		rep.Collections = append(rep.Collections, c)
 	}
+	// A collection only the oplog creates (after the dump listed the
+	// collections) is not in the manifest: named and counted all the same.
+	listed := map[string]bool{}
+	for _, mc := range man.Collections {
+		listed[mc.Namespace()] = true
+	}
+	var extra []string
+	for ns, why := range notHeld {
+		if !listed[ns] && why.reason != "" {
+			extra = append(extra, ns)
+		}
+	}
+	sort.Strings(extra)
+	for _, ns := range extra {
+		why := notHeld[ns]
+		rep.Collections = append(rep.Collections, Collection{Namespace: ns, Status: StatusNotHeld, DocumentsNotHeld: why.documents,
+			Reason: why.reason + " (created by the oplog after the dump listed the collections)"})
+		rep.NotHeld++
+		rep.DocumentsNotHeld += why.documents
+	}
 	rep.OK = rep.Differs == 0
+}
+
+// archivedBytes compares, for a collection the embedded server cannot
+// hold, what the archive holds of it (read in the plan's pass) with what
+// the dump wrote: the same count and digest a restored collection is
+// compared by. A difference makes it StatusDiffers: a change to its bytes
+// must fail the drill though it is not restored.
+func archivedBytes(c *Collection, mc manifest.Collection, why notHeldWhy) {
+	if !why.archived || mc.Type == "view" {
+		return
+	}
+	c.DocumentsArchived, c.DigestArchived = why.archivedDocs, why.archivedDigest
+	var diff []string
+	if why.archivedDocs != mc.Documents {
+		diff = append(diff, fmt.Sprintf("%d documents in the archive, %d dumped", why.archivedDocs, mc.Documents))
+	}
+	if mc.Digest != "" && why.archivedDigest != mc.Digest {
+		diff = append(diff, "content digest of its archived documents differs")
+	}
+	switch {
+	case len(diff) > 0:
+		c.Status = StatusDiffers
+		c.Reason = "its archived documents differ from what the dump wrote: " + strings.Join(diff, "; ") + " (not restored: " + c.Reason + ")"
+	case mc.Digest == "":
+		c.Reason += "; the backup has no content digest: its archived documents were counted only"
+	default:
+		c.BytesVerified = true
+		c.Reason += fmt.Sprintf("; bytes verified: its %d archived documents have the dumped count and content digest", why.archivedDocs)
+	}
 }
 
 func notRestoredReason(ns string) string {

@@ -14,7 +14,10 @@
 // FerretDB is not MongoDB: see ../shared/notes/ferretdb.md for what it
 // rejects. Holds and HoldsValues say, from a document's bytes, whether it
 // can store one (a restore drill asks before it sends anything: some
-// documents make it drop the connection). Everything here goes through the official Go driver, so the same
+// documents make it drop the connection); HoldsCommand and HoldsIndex the
+// same of an oplog command entry and an index spec (a create option it
+// lacks, a TTL or collated index...), which would fail a drill's replay or
+// index builds. Everything here goes through the official Go driver, so the same
 // code paths serve a production MongoDB replica set, except where FerretDB
 // is slow in ways no query avoids and its SQLite files answer directly
 // (issue 14): IndexIDLookups (an index on the expression its _id pushdown

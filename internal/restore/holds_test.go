@@ -80,3 +80,55 @@ func TestPlanHolds(t *testing.T) {
 		t.Errorf("counted without Holds: %+v", p)
 	}
 }
+
+// TestPlanHoldsCommandAndDigest: with Options.HoldsCommand, Plan counts
+// the selected oplog commands it refuses by their collection (commands
+// not selected are not asked); OplogFeatures names a view the oplog
+// writes; with Options.Holds each collection's
+// Digest is the dump's sum (manifest.Digest) of its documents as the
+// archive holds them, and empty without it.
+func TestPlanHoldsCommandAndDigest(t *testing.T) {
+	docs := []bson.D{{{Key: "_id", Value: 1}, {Key: "v", Value: "a"}}, {{Key: "_id", Value: 2}}}
+	var want manifest.Digest
+	for _, d := range docs {
+		b, err := bson.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Add(b)
+	}
+	collation := bson.D{{Key: "locale", Value: "en_US"}}
+	d := dump{
+		colls: []coll{{db: "app", name: "c", docs: docs}, {db: "app", name: "d"}},
+		oplog: []bson.D{
+			opEntry(10, "c", "app.$cmd", bson.D{{Key: "createIndexes", Value: "c"}, {Key: "v", Value: 2}, {Key: "key", Value: bson.D{{Key: "v", Value: 1}}}, {Key: "name", Value: "v_1"}, {Key: "collation", Value: collation}}, nil),
+			opEntry(11, "c", "app.$cmd", bson.D{{Key: "createIndexes", Value: "d"}, {Key: "v", Value: 2}, {Key: "key", Value: bson.D{{Key: "v", Value: 1}}}, {Key: "name", Value: "v_1"}}, nil),
+			opEntry(12, "c", "other.$cmd", bson.D{{Key: "create", Value: "x"}, {Key: "collation", Value: collation}}, nil), // not selected
+			opEntry(13, "i", "app.system.views", bson.D{{Key: "_id", Value: "app.v"}, {Key: "viewOn", Value: "c"}, {Key: "pipeline", Value: bson.A{}}}, nil),
+		},
+		consTo: &manifest.OplogPos{T: 13, I: 1},
+	}
+	holds := func(doc []byte, update bool) error { return embedded.Holds(doc) }
+	p, err := Plan(context.Background(), bytes.NewReader(d.archive(t)), Options{NS: []string{"app.*"}, Holds: holds, HoldsCommand: embedded.HoldsCommand})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.OplogNotHeld) != 1 || p.OplogNotHeld["app.c"].Count != 1 || !strings.Contains(p.OplogNotHeld["app.c"].Why, "collation") {
+		t.Errorf("oplog commands not held: %+v, want app.c's createIndexes with a collation", p.OplogNotHeld)
+	}
+	if len(p.OplogFeatures) != 1 || p.OplogFeatures["app.v"] != "view" {
+		t.Errorf("oplog features: %v, want app.v: view", p.OplogFeatures)
+	}
+	for _, c := range p.Collections {
+		if c.Namespace() == "app.c" && c.Digest != want.String() {
+			t.Errorf("app.c: digest %q, want %q", c.Digest, want.String())
+		}
+	}
+	p, err = Plan(context.Background(), bytes.NewReader(d.archive(t)), Options{NS: []string{"app.*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.OplogNotHeld != nil || p.Collections[0].Digest != "" {
+		t.Errorf("asked or summed without Holds: %+v", p)
+	}
+}

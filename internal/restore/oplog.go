@@ -103,6 +103,8 @@ type oplogScan struct {
 	// whose documents it refused.
 	holds   func(doc []byte, update bool) error
 	notHeld map[string]NotHeld
+	// holdsCmd is Options.HoldsCommand, its refusals counted in notHeld.
+	holdsCmd func(o []byte) error
 }
 
 func newOplogScan(usersAndRoles bool) *oplogScan {
@@ -211,8 +213,8 @@ func (s *oplogScan) checkLeaf(e oplog.Entry, d oplog.Decision, sel matcher) erro
 		}
 		// A namespace only skipped entries name (startIndexBuild,
 		// abortIndexBuild...) is not written: not "created during the dump".
-		if s.holds != nil && d.Action != oplog.Skip {
-			if err := holdsEntry(e, s.holds); err != nil {
+		if (s.holds != nil || s.holdsCmd != nil) && d.Action != oplog.Skip {
+			if err := holdsEntry(e, s.holds, s.holdsCmd); err != nil {
 				if s.notHeld == nil {
 					s.notHeld = map[string]NotHeld{}
 				}
@@ -244,8 +246,18 @@ func (s *oplogScan) checkLeaf(e oplog.Entry, d oplog.Decision, sel matcher) erro
 // holdsEntry asks holds (Options.Holds) about the documents a CRUD entry
 // writes: an insert's document, an update's operand (its names are
 // paths and operators unless it replaces the document) and its query, a
-// delete's query. Commands are not asked.
-func holdsEntry(e oplog.Entry, holds func(doc []byte, update bool) error) error {
+// delete's query; and holdsCmd (Options.HoldsCommand) about a command's
+// o. Either may be nil (not asked).
+func holdsEntry(e oplog.Entry, holds func(doc []byte, update bool) error, holdsCmd func(o []byte) error) error {
+	if e.Op == "c" {
+		if holdsCmd == nil {
+			return nil
+		}
+		return holdsCmd(e.O)
+	}
+	if holds == nil {
+		return nil
+	}
 	switch e.Op {
 	case "i", "d":
 		return holds(e.O, false)

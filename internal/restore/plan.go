@@ -161,6 +161,14 @@ type Options struct {
 	// out rather than send a document its throwaway server would refuse
 	// or drop the connection on. Run does not ask it.
 	Holds func(doc []byte, update bool) error
+	// HoldsCommand, when set, is asked by Plan about every selected oplog
+	// command entry the replay applies or builds indexes from (create,
+	// createIndexes, commitIndexBuild, collMod, convertToCapped...): its o,
+	// the command as the server logged it. Its refusals are counted with
+	// Holds' (PlanResult.OplogNotHeld): a restore test leaves the
+	// collection out rather than fail its replay or its index builds on a
+	// command its throwaway server lacks. Run does not ask it.
+	HoldsCommand func(o []byte) error
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
@@ -217,6 +225,12 @@ type PlannedCollection struct {
 	// NotHeld counts the documents Options.Holds refused (none without
 	// it), with the first one's reason.
 	NotHeld NotHeld
+	// Digest is the content digest (manifest.Digest, the sum the dump
+	// computes) of the documents as the archive holds them, summed in
+	// Plan's pass when Options.Holds is set ("" without it): a restore
+	// test compares it with the manifest's for a collection it cannot
+	// restore, so that its bytes are still checked.
+	Digest string
 
 	bsonFile string // raw entry names in the archive
 	metaFile string
@@ -275,8 +289,14 @@ type PlanResult struct {
 	// to it; Collections and OplogOnly hold the new names.
 	Renamed map[string]string
 	// OplogNotHeld counts, by namespace, the oplog entries whose
-	// documents Options.Holds refused (nil without it).
+	// documents Options.Holds refused, or whose command
+	// Options.HoldsCommand refused (nil without them).
 	OplogNotHeld map[string]NotHeld
+	// OplogFeatures maps the selected namespaces whose oplog entries need
+	// a server feature beyond plain collections (applyOps: a view, a
+	// time-series collection, users) to that feature, as Preflight
+	// names it when the server lacks applyOps (at most 1000 per feature).
+	OplogFeatures map[string]string
 
 	authz       []PlannedCollection // admin.system.users and .roles
 	preflighted bool
@@ -295,6 +315,8 @@ type fileStat struct {
 	scan  *oplogScan
 	// notHeld: the documents Options.Holds refused.
 	notHeld NotHeld
+	// digest: the documents' manifest.Digest (with Options.Holds).
+	digest string
 }
 
 // Plan reads the whole archive tgz and writes nothing. It returns an error
@@ -381,17 +403,25 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 				fs.scan = newOplogScan(opts.UsersAndRoles)
 				fs.scan.ren = ren
 				fs.scan.holds = opts.Holds
+				fs.scan.holdsCmd = opts.HoldsCommand
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxDocSize, maxOplogDepth); err != nil {
 						return err
 					}
 					return fs.scan.check(doc, nil, sel)
 				}
-			} else if opts.Holds != nil {
+			}
+			var sum *manifest.Digest
+			if opts.Holds != nil && base != oplogName {
+				// The same sum the dump made of these bytes: a collection
+				// the target cannot hold is still checked from the
+				// archive (PlannedCollection.Digest).
+				sum = &manifest.Digest{}
 				check = func(doc []byte) error {
 					if err := ValidateDocument(doc, maxUserDocSize, maxDepth); err != nil {
 						return err
 					}
+					sum.Add(doc)
 					if err := opts.Holds(doc, false); err != nil {
 						fs.notHeld.add(err)
 					}
@@ -401,6 +431,9 @@ func Plan(ctx context.Context, tgz io.Reader, opts Options) (*PlanResult, error)
 			fs.docs, fs.bytes, err = scanBSON(br, &buf, check)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidArchive, e.Name, err)
+			}
+			if sum != nil {
+				fs.digest = sum.String()
 			}
 			if e.Name == oplogName {
 				oplog = fs
@@ -551,7 +584,7 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 			if c.bsonFile != "" {
 				return nil, fmt.Errorf("%w: two data files for %s", ErrInvalidArchive, key)
 			}
-			c.bsonFile, c.Documents, c.Bytes, c.NotHeld = f.raw, f.docs, f.bytes, f.notHeld
+			c.bsonFile, c.Documents, c.Bytes, c.NotHeld, c.Digest = f.raw, f.docs, f.bytes, f.notHeld, f.digest
 			lastData = max(lastData, f.order)
 		} else {
 			if c.metaFile != "" {
@@ -579,6 +612,14 @@ func assemble(files []*fileStat, oplog *fileStat, extra *oplogScan, man *manifes
 		if p.oplog != nil {
 			p.OplogKinds = p.oplog.kinds
 			p.OplogNotHeld = p.oplog.notHeld
+			for f, nss := range p.oplog.needs {
+				for ns := range nss {
+					if p.OplogFeatures == nil {
+						p.OplogFeatures = map[string]string{}
+					}
+					p.OplogFeatures[ns] = f
+				}
+			}
 		}
 	}
 	if extra != nil {
@@ -691,7 +732,7 @@ func joinBuckets(byNS map[string]*PlannedCollection) {
 		if b == nil || b.metaFile != "" || c.bsonFile != "" {
 			continue
 		}
-		c.bsonFile, c.Documents, c.Bytes, c.NotHeld = b.bsonFile, b.Documents, b.Bytes, b.NotHeld
+		c.bsonFile, c.Documents, c.Bytes, c.NotHeld, c.Digest = b.bsonFile, b.Documents, b.Bytes, b.NotHeld, b.Digest
 		delete(byNS, bns)
 	}
 }

@@ -95,6 +95,10 @@ func RunDrill(ctx context.Context, d *ops.Drill) (*ops.DrillResult, error) {
 		if rep.DocumentsNotHeld > 0 {
 			note += fmt.Sprintf(" (%d documents it refuses: a field name with '.' or a leading '$', a Decimal128...)", rep.DocumentsNotHeld)
 		}
+		if rep.NotHeldVerified > 0 {
+			// Not restored, yet their bytes were checked in the archive.
+			note += fmt.Sprintf(", %d of them with their archived bytes verified (the dumped count and content digest)", rep.NotHeldVerified)
+		}
 		notes = append(notes, note+": "+strings.Join(names, ", "))
 	}
 	if rep.NoDigest > 0 {

@@ -126,4 +126,7 @@ func TestRunDrillNotHeld(t *testing.T) {
 		!strings.HasSuffix(res.Note, ": shop.orders") {
 		t.Fatalf("note %q", res.Note)
 	}
+	if !strings.Contains(res.Note, "1 of them with their archived bytes verified") {
+		t.Errorf("the note does not say the collection's archived bytes were verified: %q", res.Note)
+	}
 }
