@@ -17,6 +17,7 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/atomicfile"
 	"github.com/a0backup/a0/internal/crypt"
@@ -385,12 +386,13 @@ func (r *sliceReader) next() (bson.Raw, error) {
 		if r.meta.Entries >= MaxSliceEntries {
 			return nil, r.fail(fmt.Errorf("more than %d entries", MaxSliceEntries))
 		}
-		raw, err := readDoc(r.br, MaxEntryBytes, r.buf[:0])
+		raw, ts, ok, err := readEntry(r.br, r.buf)
 		if err != nil {
 			return nil, r.fail(fmt.Errorf("entry %d: %w", r.meta.Entries+1, err))
 		}
-		r.buf = raw
-		ts, ok := entryTS(raw)
+		if len(raw) > r.br.Size() {
+			r.buf = raw // kept for the next entry this large
+		}
 		if !ok {
 			return nil, r.fail(fmt.Errorf("entry %d has no ts", r.meta.Entries+1))
 		}
@@ -462,6 +464,89 @@ func readDoc(r io.Reader, max int, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// readEntry reads one entry as readDoc(br, MaxEntryBytes, buf) does, and
+// its ts as entryTS does, in one walk over its elements (validateEntry).
+// An entry that fits br's buffer is returned in place (valid until br's
+// next read), a larger one in buf: no copy and no allocation per entry.
+func readEntry(br *bufio.Reader, buf []byte) (raw []byte, ts bson.Timestamp, ok bool, err error) {
+	l, err := br.Peek(4)
+	if err != nil {
+		return nil, ts, false, noEOF(err)
+	}
+	n := int(int32(binary.LittleEndian.Uint32(l)))
+	if n < 5 || n > MaxEntryBytes {
+		return nil, ts, false, fmt.Errorf("document of %d bytes (at most %d)", n, MaxEntryBytes)
+	}
+	if n <= br.Size() {
+		if raw, err = br.Peek(n); err != nil {
+			return nil, ts, false, noEOF(err)
+		}
+		if _, err := br.Discard(n); err != nil {
+			return nil, ts, false, err
+		}
+	} else {
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		raw = buf[:n]
+		if _, err := io.ReadFull(br, raw); err != nil {
+			return nil, ts, false, noEOF(err)
+		}
+	}
+	ts, ok, err = validateEntry(raw)
+	if err != nil {
+		return nil, ts, false, err
+	}
+	return raw, ts, ok, nil
+}
+
+// validateEntry checks d as bson.Raw(d).Validate does, with the same
+// errors (it is bsoncore's Document.Validate, step for step), and returns
+// what entryTS(d) returns, found on the same walk: the entry is walked once
+// instead of once to validate and once to look its ts up, the reader's
+// main per-entry cost. Document.Validate also calls Element.Validate on
+// each element ReadElement returned; that cannot fail (it finds the same
+// key end and the same value length within the element ReadElement cut),
+// so it is not repeated here. TestValidateEntryAsValidate holds the two to
+// the same answers.
+func validateEntry(d []byte) (ts bson.Timestamp, hasTS bool, err error) {
+	length, rem, ok := bsoncore.ReadLength(d)
+	if !ok {
+		return ts, false, bsoncore.NewInsufficientBytesError(d, rem)
+	}
+	if int(length) > len(d) {
+		return ts, false, bsoncore.NewDocumentLengthError(int(length), len(d))
+	}
+	if length < 5 {
+		return ts, false, bsoncore.ErrInvalidLength
+	}
+	if d[length-1] != 0x00 {
+		return ts, false, bsoncore.ErrMissingNull
+	}
+	length -= 4
+	seen := false // a "ts" key was met: Lookup takes the first one
+	var elem bsoncore.Element
+	for length > 1 {
+		elem, rem, ok = bsoncore.ReadElement(rem)
+		length -= int32(len(elem))
+		if !ok {
+			return ts, false, bsoncore.NewInsufficientBytesError(d, rem)
+		}
+		// ReadElement found the key's end: elem is type, key, 0, value.
+		if !seen && len(elem) > 3 && elem[1] == 't' && elem[2] == 's' && elem[3] == 0 {
+			seen = true
+			if bsoncore.Type(elem[0]) == bsoncore.TypeTimestamp {
+				t, i, _, tok := bsoncore.ReadTimestamp(elem[4:])
+				ts, hasTS = bson.Timestamp{T: t, I: i}, tok
+			}
+		}
+	}
+	if len(rem) < 1 || rem[0] != 0x00 {
+		return bson.Timestamp{}, false, bsoncore.ErrMissingNull
+	}
+	return ts, hasTS, nil
 }
 
 func entryTS(raw bson.Raw) (bson.Timestamp, bool) {

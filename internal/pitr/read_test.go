@@ -1,0 +1,96 @@
+package pitr
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestValidateEntryAsValidate holds validateEntry (the reader's one walk
+// over an entry) to what it replaces, bson.Raw.Validate then entryTS: the
+// same error (by message) or none, and the same ts, for well-formed
+// entries and for every one-byte alteration and truncation of them.
+func TestValidateEntryAsValidate(t *testing.T) {
+	ts := bson.Timestamp{T: 1_700_000_000, I: 7}
+	mk := func(d bson.D) []byte {
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	cases := map[string][]byte{
+		"insert":             entry(t, ts, "i", "shop.orders", bson.D{{Key: "_id", Value: 1}, {Key: "s", Value: "x"}}),
+		"update":             entry(t, ts, "u", "shop.orders", bson.D{{Key: "$v", Value: 2}, {Key: "diff", Value: bson.D{{Key: "u", Value: bson.D{{Key: "v", Value: 3}}}}}}),
+		"no ts":              mk(bson.D{{Key: "op", Value: "n"}, {Key: "o", Value: bson.D{}}}),
+		"ts not a timestamp": mk(bson.D{{Key: "op", Value: "n"}, {Key: "ts", Value: int64(5)}}),
+		"two ts, first wins": mk(bson.D{{Key: "ts", Value: ts}, {Key: "ts", Value: bson.Timestamp{T: 1, I: 1}}}),
+		"two ts, first bad":  mk(bson.D{{Key: "ts", Value: "x"}, {Key: "ts", Value: ts}}),
+		"key with ts prefix": mk(bson.D{{Key: "tsx", Value: ts}, {Key: "t", Value: int64(1)}}),
+		"nested ts only":     mk(bson.D{{Key: "o", Value: bson.D{{Key: "ts", Value: ts}}}}),
+		"regex and binary":   mk(bson.D{{Key: "r", Value: bson.Regex{Pattern: "a.*", Options: "i"}}, {Key: "b", Value: bson.Binary{Data: []byte{1, 2}}}, {Key: "ts", Value: ts}}),
+		"empty":              mk(bson.D{}),
+	}
+	check := func(t *testing.T, d []byte) {
+		t.Helper()
+		want := bson.Raw(d).Validate()
+		gotTS, gotOK, got := validateEntry(d)
+		if (got == nil) != (want == nil) || got != nil && got.Error() != want.Error() {
+			t.Fatalf("% x: validateEntry error %v, Validate %v", d, got, want)
+		}
+		if want != nil {
+			return
+		}
+		wantTS, wantOK := entryTS(d)
+		if gotTS != wantTS || gotOK != wantOK {
+			t.Fatalf("% x: validateEntry ts %v %v, entryTS %v %v", d, gotTS, gotOK, wantTS, wantOK)
+		}
+	}
+	for name, d := range cases {
+		t.Run(name, func(t *testing.T) {
+			check(t, d)
+			for n := 0; n < len(d); n++ {
+				check(t, d[:n])
+			}
+			for i := range d {
+				for _, v := range []byte{0, 1, 0x02, 0x03, 0x05, 0x0b, 0x11, 0x12, 0x7f, 0x80, 0xff, d[i] + 1, d[i] - 1} {
+					m := bytes.Clone(d)
+					m[i] = v
+					check(t, m)
+				}
+			}
+			// A length prefix shorter or longer than the bytes.
+			for _, l := range []int{len(d) - 1, len(d) + 1, 4, -1} {
+				m := bytes.Clone(d)
+				binary.LittleEndian.PutUint32(m, uint32(int32(l)))
+				check(t, m)
+			}
+		})
+	}
+	// readEntry returns an entry that fits the buffer in place and a
+	// larger one in buf (bufio's smallest buffer is 16 bytes), and reads
+	// a truncated one as readDoc does.
+	for _, size := range []int{16, 4096} {
+		t.Run(fmt.Sprintf("readEntry, buffer %d", size), func(t *testing.T) {
+			d := cases["update"]
+			br := bufio.NewReaderSize(bytes.NewReader(append(bytes.Clone(d), d...)), size)
+			for range 2 {
+				raw, got, ok, err := readEntry(br, nil)
+				if err != nil || !ok || got != ts || !bytes.Equal(raw, d) {
+					t.Fatal(raw, got, ok, err)
+				}
+			}
+			for n := 0; n < len(d); n++ {
+				_, _, _, err := readEntry(bufio.NewReaderSize(bytes.NewReader(d[:n]), size), nil)
+				_, want := readDoc(bytes.NewReader(d[:n]), MaxEntryBytes, nil)
+				if err == nil || err.Error() != want.Error() {
+					t.Fatalf("%d bytes: %v, readDoc %v", n, err, want)
+				}
+			}
+		})
+	}
+}
