@@ -321,16 +321,44 @@ func (e *SliceError) Is(target error) bool {
 type sliceReader struct {
 	name string
 	meta Meta
-	zr   *zstd.Decoder
 	br   *bufio.Reader
-	buf  []byte
+	st   *readState
 	done bool
 }
 
+// readState is what reading a slice takes besides the slice: the
+// decompressor and the buffers. One reader (one goroutine) reuses it from
+// slice to slice instead of allocating them again for each.
+type readState struct {
+	zr    *zstd.Decoder
+	plain *bufio.Reader // the authenticated plaintext (crypt's reader)
+	ents  *bufio.Reader // the decompressed entries
+	buf   []byte        // an entry larger than ents' buffer
+}
+
+// readBufSize is the size of readState's buffers: an entry that fits is
+// read in place.
+const readBufSize = 256 << 10
+
+func newReadState() (*readState, error) {
+	// One thread and a bounded window: a reader's memory is flat whatever
+	// the slice holds.
+	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow),
+		zstd.WithDecoderMaxMemory(maxWindow*2), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, fmt.Errorf("pitr: decompressor: %w", err)
+	}
+	return &readState{zr: zr, plain: bufio.NewReaderSize(nil, readBufSize), ents: bufio.NewReaderSize(nil, readBufSize)}, nil
+}
+
+func (st *readState) close() { st.zr.Close() }
+
 // openSlice authenticates the slice's crypt header with u and reads its
-// header. The caller hashes src as it reads it when it needs the file's
-// hash; crypt authenticates every byte of plaintext before it is released.
-func openSlice(name string, src io.Reader, u crypt.Unlock) (*sliceReader, error) {
+// header, with st's decompressor and buffers (which the slice holds until
+// the next openSlice with st). The caller hashes src as it reads it when
+// it needs the file's hash; crypt authenticates every byte of plaintext
+// before it is released.
+func openSlice(name string, src io.Reader, u crypt.Unlock, st *readState) (*sliceReader, error) {
 	cr, err := crypt.Open(src, u)
 	if err != nil {
 		return nil, &SliceError{Name: name, Err: err}
@@ -338,7 +366,8 @@ func openSlice(name string, src io.Reader, u crypt.Unlock) (*sliceReader, error)
 	if c := cr.Header().Codec; c != crypt.CodecOplogSlice {
 		return nil, &SliceError{Name: name, Err: fmt.Errorf("not an oplog slice (codec %d)", c)}
 	}
-	br := bufio.NewReaderSize(cr, 64<<10)
+	br := st.plain
+	br.Reset(cr)
 	var m [8]byte
 	if _, err := io.ReadFull(br, m[:]); err != nil {
 		return nil, &SliceError{Name: name, Err: fmt.Errorf("header: %w", err)}
@@ -360,12 +389,11 @@ func openSlice(name string, src io.Reader, u crypt.Unlock) (*sliceReader, error)
 	if len(h.Prev) != 0 && len(h.Prev) != 32 {
 		return nil, &SliceError{Name: name, Err: fmt.Errorf("header: chain hash of %d bytes", len(h.Prev))}
 	}
-	zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow),
-		zstd.WithDecoderMaxMemory(maxWindow*2), zstd.WithDecoderLowmem(true))
-	if err != nil {
+	if err := st.zr.Reset(br); err != nil {
 		return nil, &SliceError{Name: name, Err: err}
 	}
-	r := &sliceReader{name: name, zr: zr, br: bufio.NewReaderSize(zr, 64<<10)}
+	st.ents.Reset(st.zr)
+	r := &sliceReader{name: name, br: st.ents, st: st}
 	r.meta = Meta{Version: int(h.Version), Node: h.Node, ReplSet: h.ReplSet, First: h.First, Created: h.Created, Gap: h.Gap}
 	copy(r.meta.Prev[:], h.Prev)
 	return r, nil
@@ -386,12 +414,12 @@ func (r *sliceReader) next() (bson.Raw, error) {
 		if r.meta.Entries >= MaxSliceEntries {
 			return nil, r.fail(fmt.Errorf("more than %d entries", MaxSliceEntries))
 		}
-		raw, ts, ok, err := readEntry(r.br, r.buf)
+		raw, ts, ok, err := readEntry(r.br, r.st.buf)
 		if err != nil {
 			return nil, r.fail(fmt.Errorf("entry %d: %w", r.meta.Entries+1, err))
 		}
 		if len(raw) > r.br.Size() {
-			r.buf = raw // kept for the next entry this large
+			r.st.buf = raw // kept for the next entry this large
 		}
 		if !ok {
 			return nil, r.fail(fmt.Errorf("entry %d has no ts", r.meta.Entries+1))
@@ -432,8 +460,6 @@ func (r *sliceReader) next() (bson.Raw, error) {
 func (r *sliceReader) fail(err error) error {
 	return &SliceError{Name: r.name, Err: err}
 }
-
-func (r *sliceReader) close() { r.zr.Close() }
 
 func noEOF(err error) error {
 	if err == io.EOF {

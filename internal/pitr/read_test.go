@@ -3,8 +3,11 @@ package pitr
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -93,4 +96,83 @@ func TestValidateEntryAsValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVerifyInOrder: Verify reads several slices at once, and still
+// reports the failure a sequential read meets first (the same slice, the
+// same error), whatever the number of readers and however fast a later
+// broken slice fails.
+func TestVerifyInOrder(t *testing.T) {
+	ctx := context.Background()
+	id := testKey(t)
+	cases := []struct {
+		name   string
+		break_ func(t *testing.T, s []Slice)
+		bad    int  // the slice the error names
+		chain  bool // errors.Is(err, ErrChain)
+	}{
+		{"tampered late in the file, a later one unreadable", func(t *testing.T, s []Slice) {
+			flipByte(t, s[2].Path, s[2].Size-40)
+			os.Truncate(s[6].Path, 10)
+		}, 2, false},
+		{"missing, a later one tampered", func(t *testing.T, s []Slice) {
+			os.Remove(s[3].Path)
+			flipByte(t, s[6].Path, 40)
+		}, 4, true},
+		{"reordered, a later one tampered", func(t *testing.T, s []Slice) {
+			tmp := s[1].Path + ".x"
+			os.Rename(s[1].Path, tmp)
+			os.Rename(s[2].Path, s[1].Path)
+			os.Rename(tmp, s[2].Path)
+			flipByte(t, s[5].Path, s[5].Size/2)
+		}, 1, false},
+		{"last one tampered", func(t *testing.T, s []Slice) { flipByte(t, s[7].Path, s[7].Size/2) }, 7, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			slices, _ := writeChain(t, dir, id, 8, 300)
+			c.break_(t, slices)
+			var first string
+			for _, readers := range []int{1, 2, 3, 8, 16} {
+				_, err := verify(ctx, dir, unlockWith(id), readers)
+				var ce *ChainError
+				if !errors.As(err, &ce) {
+					t.Fatalf("%d readers: %v, want a *ChainError", readers, err)
+				}
+				if ce.Slice != slices[c.bad].Name || errors.Is(err, ErrChain) != c.chain {
+					t.Fatalf("%d readers: %v, want slice %s (ErrChain %v)", readers, err, slices[c.bad].Name, c.chain)
+				}
+				if first == "" {
+					first = err.Error()
+				} else if err.Error() != first {
+					t.Fatalf("%d readers: %v, 1 reader: %v", readers, err, first)
+				}
+			}
+		})
+	}
+	t.Run("intact", func(t *testing.T) {
+		dir := t.TempDir()
+		slices, all := writeChain(t, dir, id, 8, 300)
+		for _, readers := range []int{1, 3, 16} {
+			p, err := verify(ctx, dir, unlockWith(id), readers)
+			if err != nil || p.Slices != 8 || p.Entries != int64(len(all)) || len(p.Windows) != 1 ||
+				p.Windows[0].From != slices[0].First || p.Windows[0].To != slices[7].Last {
+				t.Fatalf("%d readers: %+v %v", readers, p, err)
+			}
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		dir := t.TempDir()
+		slices, _ := writeChain(t, dir, id, 8, 300)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		for _, readers := range []int{1, 3} {
+			p, err := verify(cctx, dir, unlockWith(id), readers)
+			var ce *ChainError
+			if p != nil || !errors.Is(err, context.Canceled) || !errors.As(err, &ce) || ce.Slice != slices[0].Name {
+				t.Fatalf("%d readers: %+v %v, want context.Canceled at the first slice", readers, p, err)
+			}
+		}
+	})
 }
