@@ -2,6 +2,7 @@ package pitr
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -538,9 +539,15 @@ func readEntry(br *bufio.Reader, buf []byte) (raw []byte, ts bson.Timestamp, ok 
 // so it is not repeated here. TestValidateEntryAsValidate holds the two to
 // the same answers.
 func validateEntry(d []byte) (ts bson.Timestamp, hasTS bool, err error) {
+	// An error keeps its own copy of the bytes: d may be a reader's
+	// buffer, reused once the error is returned.
+	insufficient := func(rem []byte) error {
+		c := bytes.Clone(d)
+		return bsoncore.NewInsufficientBytesError(c, c[len(c)-len(rem):])
+	}
 	length, rem, ok := bsoncore.ReadLength(d)
 	if !ok {
-		return ts, false, bsoncore.NewInsufficientBytesError(d, rem)
+		return ts, false, insufficient(rem)
 	}
 	if int(length) > len(d) {
 		return ts, false, bsoncore.NewDocumentLengthError(int(length), len(d))
@@ -558,7 +565,7 @@ func validateEntry(d []byte) (ts bson.Timestamp, hasTS bool, err error) {
 		elem, rem, ok = bsoncore.ReadElement(rem)
 		length -= int32(len(elem))
 		if !ok {
-			return ts, false, bsoncore.NewInsufficientBytesError(d, rem)
+			return bson.Timestamp{}, false, insufficient(rem)
 		}
 		// ReadElement found the key's end: elem is type, key, 0, value.
 		if !seen && len(elem) > 3 && elem[1] == 't' && elem[2] == 's' && elem[3] == 0 {

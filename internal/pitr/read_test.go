@@ -37,6 +37,14 @@ func TestValidateEntryAsValidate(t *testing.T) {
 		"nested ts only":     mk(bson.D{{Key: "o", Value: bson.D{{Key: "ts", Value: ts}}}}),
 		"regex and binary":   mk(bson.D{{Key: "r", Value: bson.Regex{Pattern: "a.*", Options: "i"}}, {Key: "b", Value: bson.Binary{Data: []byte{1, 2}}}, {Key: "ts", Value: ts}}),
 		"empty":              mk(bson.D{}),
+		"every type": mk(bson.D{{Key: "d", Value: 1.5}, {Key: "s", Value: "str"}, {Key: "doc", Value: bson.D{{Key: "a", Value: 1}}},
+			{Key: "arr", Value: bson.A{1, "x"}}, {Key: "bin", Value: bson.Binary{Subtype: 4, Data: make([]byte, 16)}},
+			{Key: "u", Value: bson.Undefined{}}, {Key: "oid", Value: bson.ObjectID{1}}, {Key: "b", Value: true},
+			{Key: "dt", Value: bson.DateTime(5)}, {Key: "n", Value: nil}, {Key: "re", Value: bson.Regex{Pattern: "p", Options: "o"}},
+			{Key: "dbp", Value: bson.DBPointer{DB: "db", Pointer: bson.ObjectID{2}}}, {Key: "js", Value: bson.JavaScript("f()")},
+			{Key: "sym", Value: bson.Symbol("y")}, {Key: "cws", Value: bson.CodeWithScope{Code: "c", Scope: bson.D{{Key: "x", Value: 1}}}},
+			{Key: "i32", Value: int32(3)}, {Key: "ts", Value: ts}, {Key: "i64", Value: int64(4)},
+			{Key: "dec", Value: bson.NewDecimal128(1, 2)}, {Key: "min", Value: bson.MinKey{}}, {Key: "max", Value: bson.MaxKey{}}}),
 	}
 	check := func(t *testing.T, d []byte) {
 		t.Helper()
@@ -60,7 +68,9 @@ func TestValidateEntryAsValidate(t *testing.T) {
 				check(t, d[:n])
 			}
 			for i := range d {
-				for _, v := range []byte{0, 1, 0x02, 0x03, 0x05, 0x0b, 0x11, 0x12, 0x7f, 0x80, 0xff, d[i] + 1, d[i] - 1} {
+				// Every BSON type byte, and others.
+				for _, v := range []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+					0x7f, 0x80, 0xfe, 0xff, 't', 's', d[i] + 1, d[i] - 1} {
 					m := bytes.Clone(d)
 					m[i] = v
 					check(t, m)
@@ -74,6 +84,20 @@ func TestValidateEntryAsValidate(t *testing.T) {
 			}
 		})
 	}
+	// Lengths inside elements that are negative, or wrap negative once a
+	// type's fixed bytes are added.
+	t.Run("element lengths", func(t *testing.T) {
+		for _, typ := range []byte{0x02, 0x03, 0x04, 0x05, 0x0c, 0x0d, 0x0e, 0x0f} {
+			for _, l := range []int32{-1, -4, -5, -17, 0, 1, 0x7ffffff0, 0x7ffffffb, 0x7ffffffc, 0x7fffffff} {
+				d := []byte{0, 0, 0, 0, typ, 'a', 0}
+				d = binary.LittleEndian.AppendUint32(d, uint32(l))
+				d = append(d, make([]byte, 20)...)
+				d = append(d, 0)
+				binary.LittleEndian.PutUint32(d, uint32(len(d)))
+				check(t, d)
+			}
+		}
+	})
 	// readEntry returns an entry that fits the buffer in place and a
 	// larger one in buf (bufio's smallest buffer is 16 bytes), and reads
 	// a truncated one as readDoc does.

@@ -9,11 +9,18 @@ import (
 )
 
 // verifyReaders is how many slices Verify reads at once: one per core the
-// process may use, no more than there are slices. Each holds one slice's
-// decompressor and buffers (a few MiB at most: maxWindow bounds the
-// decompressor), so Verify's memory is bounded whatever the archive's
-// size.
-func verifyReaders(slices int) int { return max(1, min(runtime.GOMAXPROCS(0), slices)) }
+// process may use, at most maxVerifyReaders, no more than there are
+// slices. Each holds one slice's decompressor and buffers: a few MiB for
+// the slices a0 writes, tens at most for a hostile one (the bounds of
+// format.go), so Verify's memory is bounded whatever the archive's size.
+func verifyReaders(slices int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), maxVerifyReaders, slices))
+}
+
+// maxVerifyReaders caps verifyReaders on a machine with many cores: a
+// reader decompresses about 50 MB/s of slice files on one core (entries
+// compress about 16:1), so 8 keep up with most disks.
+const maxVerifyReaders = 8
 
 // sliceRead is what reading one slice gave.
 type sliceRead struct {
