@@ -192,6 +192,12 @@ type Proof struct {
 // slice. The oldest slice's own Prev is not checked: older slices may
 // have been pruned, and the proof starts there.
 func Verify(ctx context.Context, dir string, u crypt.Unlock) (*Proof, error) {
+	return verify(ctx, dir, u, 0)
+}
+
+// verify is Verify reading up to readers slices at once (0: one per core,
+// verifyReaders).
+func verify(ctx context.Context, dir string, u crypt.Unlock, readers int) (*Proof, error) {
 	a, err := Open(dir, u)
 	if err != nil {
 		return nil, err
@@ -199,14 +205,19 @@ func Verify(ctx context.Context, dir string, u crypt.Unlock) (*Proof, error) {
 	p := &Proof{Slices: len(a.Slices), Gaps: append([]Gap(nil), a.Gaps...)}
 	var prev *Slice
 	proved := make([]Slice, 0, len(a.Slices))
-	for i := range a.Slices {
+	// The slices are read on several cores at once (readInOrder), their
+	// results taken in order: the chain is checked here, one slice after
+	// the other, and the first failure is the one a sequential read meets.
+	if readers == 0 {
+		readers = verifyReaders(len(a.Slices))
+	}
+	err = a.readInOrder(ctx, readers, func(i int, meta Meta, sum [32]byte, err error) error {
 		s := a.Slices[i]
-		meta, sum, err := a.readSlice(ctx, s, func(bson.Raw) error { return nil })
 		if err != nil {
-			return nil, chainErr(s, prev, err)
+			return chainErr(s, prev, err)
 		}
 		if prev != nil && meta.Prev != prev.SHA256 {
-			return nil, chainErr(s, prev, ErrChain)
+			return chainErr(s, prev, ErrChain)
 		}
 		s.Entries, s.SHA256, s.Prev = meta.Entries, sum, meta.Prev
 		if meta.Gap != nil && !hasGap(p.Gaps, *meta.Gap) {
@@ -216,6 +227,10 @@ func Verify(ctx context.Context, dir string, u crypt.Unlock) (*Proof, error) {
 		p.Bytes += s.Size
 		proved = append(proved, s)
 		prev = &proved[len(proved)-1]
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	p.Windows = windows(proved, p.Gaps)
 	return p, nil
@@ -241,6 +256,16 @@ func chainErr(s Slice, prev *Slice, err error) *ChainError {
 // readSlice reads one slice whole, calls fn with each entry, checks that
 // its name matches its content and returns its meta and the file's hash.
 func (a *Archive) readSlice(ctx context.Context, s Slice, fn func(bson.Raw) error) (Meta, [32]byte, error) {
+	st, err := newReadState()
+	if err != nil {
+		return Meta{}, [32]byte{}, err
+	}
+	defer st.close()
+	return a.readSliceWith(ctx, st, s, fn)
+}
+
+// readSliceWith is readSlice with st's decompressor and buffers.
+func (a *Archive) readSliceWith(ctx context.Context, st *readState, s Slice, fn func(bson.Raw) error) (Meta, [32]byte, error) {
 	var sum [32]byte
 	f, err := os.Open(s.Path)
 	if err != nil {
@@ -256,11 +281,10 @@ func (a *Archive) readSlice(ctx context.Context, s Slice, fn func(bson.Raw) erro
 		}
 		u = crypt.Unlock{FileKey: k}
 	}
-	r, err := openSlice(s.Name, io.TeeReader(f, h), u)
+	r, err := openSlice(s.Name, io.TeeReader(f, h), u, st)
 	if err != nil {
 		return Meta{}, sum, err
 	}
-	defer r.close()
 	for n := 0; ; n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {

@@ -28,7 +28,9 @@
 // with the content, a frame after the trailer or a missing trailer are
 // refused (*SliceError). Verify reports the first broken slice as a
 // *ChainError naming it: not authentic, or not following the one before
-// it (ErrChain: a slice missing, reordered or replaced).
+// it (ErrChain: a slice missing, reordered or replaced). It reads several
+// slices at once (one per core, at most 8) and takes their results in
+// order, so the first broken slice is the one a sequential read meets.
 //
 // # Archiver
 //

@@ -2,6 +2,7 @@ package pitr
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/atomicfile"
 	"github.com/a0backup/a0/internal/crypt"
@@ -320,16 +322,44 @@ func (e *SliceError) Is(target error) bool {
 type sliceReader struct {
 	name string
 	meta Meta
-	zr   *zstd.Decoder
 	br   *bufio.Reader
-	buf  []byte
+	st   *readState
 	done bool
 }
 
+// readState is what reading a slice takes besides the slice: the
+// decompressor and the buffers. One reader (one goroutine) reuses it from
+// slice to slice instead of allocating them again for each.
+type readState struct {
+	zr    *zstd.Decoder
+	plain *bufio.Reader // the authenticated plaintext (crypt's reader)
+	ents  *bufio.Reader // the decompressed entries
+	buf   []byte        // an entry larger than ents' buffer
+}
+
+// readBufSize is the size of readState's buffers: an entry that fits is
+// read in place.
+const readBufSize = 256 << 10
+
+func newReadState() (*readState, error) {
+	// One thread and a bounded window: a reader's memory is flat whatever
+	// the slice holds.
+	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow),
+		zstd.WithDecoderMaxMemory(maxWindow*2), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, fmt.Errorf("pitr: decompressor: %w", err)
+	}
+	return &readState{zr: zr, plain: bufio.NewReaderSize(nil, readBufSize), ents: bufio.NewReaderSize(nil, readBufSize)}, nil
+}
+
+func (st *readState) close() { st.zr.Close() }
+
 // openSlice authenticates the slice's crypt header with u and reads its
-// header. The caller hashes src as it reads it when it needs the file's
-// hash; crypt authenticates every byte of plaintext before it is released.
-func openSlice(name string, src io.Reader, u crypt.Unlock) (*sliceReader, error) {
+// header, with st's decompressor and buffers (which the slice holds until
+// the next openSlice with st). The caller hashes src as it reads it when
+// it needs the file's hash; crypt authenticates every byte of plaintext
+// before it is released.
+func openSlice(name string, src io.Reader, u crypt.Unlock, st *readState) (*sliceReader, error) {
 	cr, err := crypt.Open(src, u)
 	if err != nil {
 		return nil, &SliceError{Name: name, Err: err}
@@ -337,7 +367,8 @@ func openSlice(name string, src io.Reader, u crypt.Unlock) (*sliceReader, error)
 	if c := cr.Header().Codec; c != crypt.CodecOplogSlice {
 		return nil, &SliceError{Name: name, Err: fmt.Errorf("not an oplog slice (codec %d)", c)}
 	}
-	br := bufio.NewReaderSize(cr, 64<<10)
+	br := st.plain
+	br.Reset(cr)
 	var m [8]byte
 	if _, err := io.ReadFull(br, m[:]); err != nil {
 		return nil, &SliceError{Name: name, Err: fmt.Errorf("header: %w", err)}
@@ -359,12 +390,11 @@ func openSlice(name string, src io.Reader, u crypt.Unlock) (*sliceReader, error)
 	if len(h.Prev) != 0 && len(h.Prev) != 32 {
 		return nil, &SliceError{Name: name, Err: fmt.Errorf("header: chain hash of %d bytes", len(h.Prev))}
 	}
-	zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow),
-		zstd.WithDecoderMaxMemory(maxWindow*2), zstd.WithDecoderLowmem(true))
-	if err != nil {
+	if err := st.zr.Reset(br); err != nil {
 		return nil, &SliceError{Name: name, Err: err}
 	}
-	r := &sliceReader{name: name, zr: zr, br: bufio.NewReaderSize(zr, 64<<10)}
+	st.ents.Reset(st.zr)
+	r := &sliceReader{name: name, br: st.ents, st: st}
 	r.meta = Meta{Version: int(h.Version), Node: h.Node, ReplSet: h.ReplSet, First: h.First, Created: h.Created, Gap: h.Gap}
 	copy(r.meta.Prev[:], h.Prev)
 	return r, nil
@@ -385,12 +415,13 @@ func (r *sliceReader) next() (bson.Raw, error) {
 		if r.meta.Entries >= MaxSliceEntries {
 			return nil, r.fail(fmt.Errorf("more than %d entries", MaxSliceEntries))
 		}
-		raw, err := readDoc(r.br, MaxEntryBytes, r.buf[:0])
+		raw, ts, ok, err := readEntry(r.br, r.st.buf)
 		if err != nil {
 			return nil, r.fail(fmt.Errorf("entry %d: %w", r.meta.Entries+1, err))
 		}
-		r.buf = raw
-		ts, ok := entryTS(raw)
+		if len(raw) > r.br.Size() {
+			r.st.buf = raw // kept for the next entry this large
+		}
 		if !ok {
 			return nil, r.fail(fmt.Errorf("entry %d has no ts", r.meta.Entries+1))
 		}
@@ -431,8 +462,6 @@ func (r *sliceReader) fail(err error) error {
 	return &SliceError{Name: r.name, Err: err}
 }
 
-func (r *sliceReader) close() { r.zr.Close() }
-
 func noEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
@@ -462,6 +491,95 @@ func readDoc(r io.Reader, max int, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// readEntry reads one entry as readDoc(br, MaxEntryBytes, buf) does, and
+// its ts as entryTS does, in one walk over its elements (validateEntry).
+// An entry that fits br's buffer is returned in place (valid until br's
+// next read), a larger one in buf: no copy and no allocation per entry.
+func readEntry(br *bufio.Reader, buf []byte) (raw []byte, ts bson.Timestamp, ok bool, err error) {
+	l, err := br.Peek(4)
+	if err != nil {
+		return nil, ts, false, noEOF(err)
+	}
+	n := int(int32(binary.LittleEndian.Uint32(l)))
+	if n < 5 || n > MaxEntryBytes {
+		return nil, ts, false, fmt.Errorf("document of %d bytes (at most %d)", n, MaxEntryBytes)
+	}
+	if n <= br.Size() {
+		if raw, err = br.Peek(n); err != nil {
+			return nil, ts, false, noEOF(err)
+		}
+		if _, err := br.Discard(n); err != nil {
+			return nil, ts, false, err
+		}
+	} else {
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		raw = buf[:n]
+		if _, err := io.ReadFull(br, raw); err != nil {
+			return nil, ts, false, noEOF(err)
+		}
+	}
+	ts, ok, err = validateEntry(raw)
+	if err != nil {
+		return nil, ts, false, err
+	}
+	return raw, ts, ok, nil
+}
+
+// validateEntry checks d as bson.Raw(d).Validate does, with the same
+// errors (it is bsoncore's Document.Validate, step for step), and returns
+// what entryTS(d) returns, found on the same walk: the entry is walked once
+// instead of once to validate and once to look its ts up, the reader's
+// main per-entry cost. Document.Validate also calls Element.Validate on
+// each element ReadElement returned; that cannot fail (it finds the same
+// key end and the same value length within the element ReadElement cut),
+// so it is not repeated here. TestValidateEntryAsValidate holds the two to
+// the same answers.
+func validateEntry(d []byte) (ts bson.Timestamp, hasTS bool, err error) {
+	// An error keeps its own copy of the bytes: d may be a reader's
+	// buffer, reused once the error is returned.
+	insufficient := func(rem []byte) error {
+		c := bytes.Clone(d)
+		return bsoncore.NewInsufficientBytesError(c, c[len(c)-len(rem):])
+	}
+	length, rem, ok := bsoncore.ReadLength(d)
+	if !ok {
+		return ts, false, insufficient(rem)
+	}
+	if int(length) > len(d) {
+		return ts, false, bsoncore.NewDocumentLengthError(int(length), len(d))
+	}
+	if length < 5 {
+		return ts, false, bsoncore.ErrInvalidLength
+	}
+	if d[length-1] != 0x00 {
+		return ts, false, bsoncore.ErrMissingNull
+	}
+	length -= 4
+	seen := false // a "ts" key was met: Lookup takes the first one
+	var elem bsoncore.Element
+	for length > 1 {
+		elem, rem, ok = bsoncore.ReadElement(rem)
+		length -= int32(len(elem))
+		if !ok {
+			return bson.Timestamp{}, false, insufficient(rem)
+		}
+		// ReadElement found the key's end: elem is type, key, 0, value.
+		if !seen && len(elem) > 3 && elem[1] == 't' && elem[2] == 's' && elem[3] == 0 {
+			seen = true
+			if bsoncore.Type(elem[0]) == bsoncore.TypeTimestamp {
+				t, i, _, tok := bsoncore.ReadTimestamp(elem[4:])
+				ts, hasTS = bson.Timestamp{T: t, I: i}, tok
+			}
+		}
+	}
+	if len(rem) < 1 || rem[0] != 0x00 {
+		return bson.Timestamp{}, false, bsoncore.ErrMissingNull
+	}
+	return ts, hasTS, nil
 }
 
 func entryTS(raw bson.Raw) (bson.Timestamp, bool) {
