@@ -10,12 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/jsonlimit"
@@ -161,6 +164,9 @@ type Options struct {
 	// out rather than send a document its throwaway server would refuse
 	// or drop the connection on. Run does not ask it.
 	Holds func(doc []byte, update bool) error
+	// Logger receives what Run retries (a transient server error, see
+	// withRetry); nil logs nothing.
+	Logger *slog.Logger
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
@@ -170,6 +176,11 @@ type Options struct {
 	// alone: see earlyBuilds).
 	testEarlyIndexes bool
 	testMode         replayMode
+	// testRetryWait, when set, is every wait between retries (tests).
+	testRetryWait time.Duration
+	// testInsertHook, when set, is called for each send of an insert of
+	// the data phase instead of send itself (tests).
+	testInsertHook func(ctx context.Context, coll *mongo.Collection, docs []any, send func(ctx context.Context) error) error
 }
 
 // SpoolRatio bounds a pass's spools to this many times the input's size

@@ -96,7 +96,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	opts := restore.Options{Drop: r.Options.Drop, NS: r.Options.NS, NSFrom: r.Options.NSFrom, NSTo: r.Options.NSTo, DryRun: r.Options.DryRun, Plain: r.Options.Plain,
 		SpoolDir: r.Options.SpoolDir, StopOnError: r.Options.StopOnError, UsersAndRoles: r.Options.UsersAndRoles,
 		IndexIDLookups: r.Options.IndexIDLookups, Count: r.Options.Count,
-		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve}
+		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve, Logger: r.Log}
 	if p := r.PITR; p != nil {
 		defer p.Clear()
 		opts.Extra = restore.ExtraSource(p.Source())
