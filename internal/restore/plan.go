@@ -146,6 +146,12 @@ type Options struct {
 	// archive whose manifest's consistent_to is another (the base's
 	// position came from unauthenticated metadata).
 	ExtraAfter *Position
+	// ExtraReplicaSet, when set, is called by Plan before it reads
+	// Extra, with the replica set the backup's manifest names (its
+	// source.replica_set, authenticated with the archive; "" when it
+	// names none): Extra's source then refuses entries of another set
+	// (ops.PITR checks each slice's authenticated header against it).
+	ExtraReplicaSet func(set string)
 	// ExtraTo is the last position replayed from Extra (inclusive).
 	ExtraTo *Position
 	// AfterData, when set, is called once by Run when every collection's

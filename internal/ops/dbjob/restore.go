@@ -102,6 +102,7 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 		opts.Extra = restore.ExtraSource(p.Source())
 		opts.ExtraAfter = &restore.Position{T: p.After.T, I: p.After.I}
 		opts.ExtraTo = &restore.Position{T: p.To.T, I: p.To.I}
+		opts.ExtraReplicaSet = func(set string) { p.BaseSet = set }
 	}
 	var mu sync.Mutex
 	phase, docsTotal, bytesTotal, oplogTotal := "authenticating", int64(0), int64(0), int64(0)
