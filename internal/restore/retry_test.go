@@ -164,7 +164,7 @@ func TestReplayRetriesBusy(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		lockMu   sync.Mutex           // one lock holder at a time
+		lockMu   sync.Mutex           // one command at the server at a time
 		failed   = map[string]error{} // first send of each command kind, refused
 		inFlight int
 		overlap  bool
@@ -188,16 +188,20 @@ func TestReplayRetriesBusy(t *testing.T) {
 				inFlight--
 				mu.Unlock()
 			}()
+			// One command at a time reaches the server (they entered
+			// the hook at once all the same: inFlight): a command sent
+			// again never meets the lock held for another's first
+			// send, so each first send fails once and only once.
+			lockMu.Lock()
+			defer lockMu.Unlock()
 			if !first {
 				return next(ctx, db, cmd)
 			}
-			lockMu.Lock()
 			if kind == "insert" {
 				// The part the server wrote before it failed.
 				docs := cmd[1].Value.(bson.A)
 				part := bson.D{cmd[0], {Key: "documents", Value: docs[:len(docs)/2]}}
 				if _, err := next(ctx, db, part); err != nil {
-					lockMu.Unlock()
 					t.Errorf("the first half of the insert: %v", err)
 					return nil, err
 				}
@@ -205,7 +209,6 @@ func TestReplayRetriesBusy(t *testing.T) {
 			release := holdWriteLock(t, dir, db)
 			res, err := next(ctx, db, cmd)
 			release()
-			lockMu.Unlock()
 			mu.Lock()
 			failed[kind] = err
 			mu.Unlock()
@@ -262,6 +265,10 @@ func TestReplayRetryBounded(t *testing.T) {
 			sends := 0
 			hook := func(next commander) commander {
 				return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+					// One command at a time: only the update meets
+					// the held lock.
+					lockMu.Lock()
+					defer lockMu.Unlock()
 					if cmd[0].Key != "update" {
 						return next(ctx, db, cmd)
 					}
@@ -271,8 +278,6 @@ func TestReplayRetryBounded(t *testing.T) {
 					if !tc.busy {
 						return nil, other
 					}
-					lockMu.Lock()
-					defer lockMu.Unlock()
 					release := holdWriteLock(t, dir, db)
 					defer release()
 					return next(ctx, db, cmd)
