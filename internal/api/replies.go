@@ -234,6 +234,9 @@ type RestoreReport struct {
 	OplogReplay string `json:"oplog_replay,omitempty"`
 	// IndexesFromOplog counts the index builds the oplog added.
 	IndexesFromOplog int `json:"indexes_from_oplog,omitempty"`
+	// ServerRetries counts the commands sent again after a transient
+	// server error (FerretDB's SQLITE_BUSY).
+	ServerRetries int64 `json:"server_retries,omitempty"`
 	// DryRun reports come from the plan alone.
 	DryRun bool `json:"dry_run,omitempty"`
 	OK     bool `json:"ok"`

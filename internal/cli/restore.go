@@ -498,6 +498,11 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 			if c.DocumentsFailed > 0 {
 				mark += fmt.Sprintf(" (%d documents refused: %d duplicate keys, %d validation failures)", c.DocumentsFailed, c.DuplicateKeys, c.ValidationFailures)
 			}
+			if r.ServerRetries > 0 && !c.CountCompared && r.OplogReplay == "writes" {
+				// A replayed write sent again: the failed send may
+				// have written part of it (restore.Report).
+				mark += " (count not compared: a write was sent again)"
+			}
 			fmt.Fprintf(w, "%-40s %12d %12d %8d %8d  %s\n", c.Namespace, c.DocumentsExpected, c.DocumentsFound, c.IndexesExpected, c.IndexesFound, mark)
 			// Say which index the server refused and why: the count
 			// alone does not tell an operator what is missing.
@@ -515,6 +520,9 @@ func printRestoreResult(env *Env, raw json.RawMessage) {
 				line += "; not replayed: " + skipped
 			}
 			fmt.Fprintln(w, line)
+		}
+		if r.ServerRetries > 0 {
+			fmt.Fprintf(w, "server busy: %d commands sent again (transient SQLITE_BUSY)\n", r.ServerRetries)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -125,6 +127,23 @@ func TestChooseAsOfWholeSecond(t *testing.T) {
 		}
 		if note := asOfNote(c.to, at); ok && (note != "") != (at != c.to) {
 			t.Errorf("note for %v -> %v: %q", c.to, at, note)
+		}
+	}
+}
+
+// TestPITRErrorAnotherSet: a slice of another replica set than the base's
+// refuses the restore as not restorable (exit 4), naming both sets and the
+// slice.
+func TestPITRErrorAnotherSet(t *testing.T) {
+	se := &pitr.SetError{Slice: "s1.slice", Want: "rsA", Got: "rsB"}
+	err := PITRError(fmt.Errorf("replay: %w", se))
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Kind != NotRestorable {
+		t.Fatalf("%v: want a NotRestorable *Error", err)
+	}
+	for _, want := range []string{`"rsA"`, `"rsB"`, "s1.slice", "nothing was written"} {
+		if !strings.Contains(oe.Msg, want) {
+			t.Errorf("message %q does not say %s", oe.Msg, want)
 		}
 	}
 }

@@ -49,6 +49,10 @@ type PITR struct {
 	// the replay reads them. Note says why the remote was chosen.
 	Remote *RemoteArchive
 	Note   string
+	// BaseSet is the replica set the base's manifest names (restore.Plan
+	// gives it through Options.ExtraReplicaSet before it reads the
+	// slices): Source refuses a slice of another set (*pitr.SetError).
+	BaseSet string
 	// readFrom is where the read starts (the chain's predecessor's last
 	// entry, or just after After).
 	readFrom bson.Timestamp
@@ -512,7 +516,9 @@ func fetchSlice(ctx context.Context, st remote.Store, name, path string, size in
 // read (a *pitr.ChainError naming a slice that is not).
 func (p *PITR) Source() func(ctx context.Context, fn func(bson.Raw) error) error {
 	return func(ctx context.Context, fn func(bson.Raw) error) error {
-		return p.Archive.Entries(ctx, p.readFrom, p.To, func(raw bson.Raw) error {
+		ar := *p.Archive
+		ar.ReplSet = p.BaseSet
+		return ar.Entries(ctx, p.readFrom, p.To, func(raw bson.Raw) error {
 			t, i, _ := raw.Lookup("ts").TimestampOK()
 			if !tsLess(p.After, bson.Timestamp{T: t, I: i}) {
 				return nil // the chain's predecessor: read for its hash only
@@ -557,11 +563,16 @@ func (p *PITR) Clear() {
 
 // PITRError gives the archive's failures during a restore their kinds: a
 // slice not authentic or out of the chain is an integrity failure naming
-// it; a gap is a refusal.
+// it; a gap, or a slice of another replica set than the base's, is a
+// refusal.
 func PITRError(err error) error {
 	var ce *pitr.ChainError
 	var ge *pitr.GapError
+	var se *pitr.SetError
 	switch {
+	case errors.As(err, &se):
+		return &Error{Kind: NotRestorable, Msg: fmt.Sprintf("cannot restore to this point, nothing was written: the oplog archive's slice %s comes from replica set %q, the base backup from replica set %q: an archive only restores backups of its own set (docs/consistency.md)", se.Slice, se.Got, se.Want),
+			Details: map[string]any{"slice": se.Slice, "archive_replica_set": se.Got, "base_replica_set": se.Want}, Err: err}
 	case errors.As(err, &ce):
 		return &Error{Kind: Integrity, Msg: "oplog archive refused, nothing was written: " + ce.Error(),
 			Details: map[string]any{"slice": ce.Slice}, Err: err}

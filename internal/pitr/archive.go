@@ -47,7 +47,27 @@ type Archive struct {
 	// CLI unwrapped with its identity, which never leaves the workstation.
 	// A slice without a key is refused (*ChainError naming it).
 	FileKeys map[string][]byte
-	unlock   crypt.Unlock
+	// ReplSet, when set, is the replica set every slice Entries reads
+	// must come from (a restore's base backup's, from its authenticated
+	// manifest): a slice whose authenticated header names another set is
+	// refused (*SetError) before any of its entries reaches fn. A slice
+	// or a base that names no set is not refused for it.
+	ReplSet string
+	unlock  crypt.Unlock
+}
+
+// SetError: a slice of the archive holds the oplog of another replica set
+// than the one wanted (Archive.ReplSet): replaying it onto a backup of
+// that set would mix two sets' writes. The chain cannot tell: the slices
+// of one set chain among themselves.
+type SetError struct {
+	Slice string
+	// Want is Archive.ReplSet, Got the slice header's set.
+	Want, Got string
+}
+
+func (e *SetError) Error() string {
+	return fmt.Sprintf("pitr: slice %s holds the oplog of replica set %q, not of %q (the base backup's)", e.Slice, e.Got, e.Want)
 }
 
 // Open lists the slices and gaps in dir. unlock is what Entries opens
@@ -284,6 +304,9 @@ func (a *Archive) readSliceWith(ctx context.Context, st *readState, s Slice, fn 
 	r, err := openSlice(s.Name, io.TeeReader(f, h), u, st)
 	if err != nil {
 		return Meta{}, sum, err
+	}
+	if a.ReplSet != "" && r.meta.ReplSet != "" && r.meta.ReplSet != a.ReplSet {
+		return Meta{}, sum, &SetError{Slice: s.Name, Want: a.ReplSet, Got: r.meta.ReplSet}
 	}
 	for n := 0; ; n++ {
 		if n%4096 == 0 {

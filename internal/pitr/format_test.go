@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -337,4 +339,41 @@ func newTestZstd(t *testing.T, w io.Writer) *zstd.Encoder {
 		t.Fatal(err)
 	}
 	return zw
+}
+
+// TestEntriesRefuseAnotherSet: with Archive.ReplSet (a restore's base
+// backup's set), a slice whose authenticated header names another set is
+// refused before any of its entries is given out; the chain alone cannot
+// tell, as one set's slices chain among themselves.
+func TestEntriesRefuseAnotherSet(t *testing.T) {
+	ctx := context.Background()
+	id := testKey(t)
+	dir := t.TempDir()
+	_, all := writeChain(t, dir, id, 3, 10) // replica set rs0
+	for _, tc := range []struct {
+		want    string
+		entries int
+		refused bool
+	}{
+		{want: "rs0", entries: len(all)},
+		{want: "", entries: len(all)},
+		{want: "rsB", refused: true},
+	} {
+		t.Run(fmt.Sprintf("want %q", tc.want), func(t *testing.T) {
+			a, err := Open(dir, unlockWith(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.ReplSet = tc.want
+			n := 0
+			err = a.Entries(ctx, bson.Timestamp{}, bson.Timestamp{T: math.MaxUint32}, func(bson.Raw) error { n++; return nil })
+			var se *SetError
+			if tc.refused != errors.As(err, &se) || n != tc.entries {
+				t.Fatalf("err %v, %d entries: want refused %v, %d entries", err, n, tc.refused, tc.entries)
+			}
+			if tc.refused && (se.Got != "rs0" || se.Want != "rsB" || !strings.Contains(se.Error(), `"rs0"`) || !strings.Contains(se.Error(), `"rsB"`)) {
+				t.Fatalf("refusal %+v does not name both sets: %v", se, se)
+			}
+		})
+	}
 }

@@ -35,6 +35,13 @@ func planExtra(ctx context.Context, man *manifest.Manifest, sel matcher, ren *ns
 			return nil, fmt.Errorf("%w: %w: the manifest says %s, the base was chosen at %s", ErrInvalidArchive, ErrBaseMismatch, got, *opts.ExtraAfter)
 		}
 	}
+	if opts.ExtraReplicaSet != nil {
+		set := ""
+		if man != nil {
+			set = man.Source.ReplicaSet
+		}
+		opts.ExtraReplicaSet(set)
+	}
 	s := newOplogScan(opts.UsersAndRoles)
 	s.ren = ren
 	s.haveFirst = true // no transaction chain checks here: see above

@@ -105,6 +105,27 @@ func TestExtraReplay(t *testing.T) {
 		}
 	})
 
+	t.Run("Plan tells the base's replica set before it reads the archive", func(t *testing.T) {
+		d := d
+		d.tweak = func(m *manifest.Manifest) { m.Source.ReplicaSet = "rsA" }
+		data := d.archive(t)
+		var told []string
+		reads := 0
+		opts := Options{ExtraAfter: &after, ExtraTo: &to, ExtraReplicaSet: func(set string) { told = append(told, set) },
+			Extra: func(ctx context.Context, fn func(bson.Raw) error) error {
+				if len(told) == 0 {
+					t.Error("the archive was read before its replica set was told")
+				}
+				return extraSource(t, archived, &reads)(ctx, fn)
+			}}
+		if _, err := Plan(ctx, bytes.NewReader(data), opts); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(told, []string{"rsA"}) || reads != 1 {
+			t.Fatalf("told %q, %d reads: want rsA once", told, reads)
+		}
+	})
+
 	t.Run("an archived entry at or before consistent_to is refused", func(t *testing.T) {
 		reads := 0
 		bad := append([]bson.D{opEntry(16, "i", "app.c", id(7), nil)}, archived...)

@@ -54,6 +54,10 @@ type oplogEffect struct {
 	// reset is set once the oplog dropped the collection: net counts
 	// from empty.
 	reset bool
+	// uncertain: an insert or delete command was sent again after a
+	// transient error (writeCmd), so net may miss what the failed send
+	// did: the count is not compared.
+	uncertain bool
 }
 
 // replayMode is how entries reach the server.
@@ -863,16 +867,18 @@ func (rp *replayer) rename(ctx context.Context, e oplog.Entry, from, to string) 
 	}
 	// The target now counts what the source held.
 	expected := rp.dumped[from]
+	uncertain := false
 	if eff := rp.rs.oplog[from]; eff != nil {
 		if eff.reset {
 			expected = 0
 		}
 		expected += eff.net
+		uncertain = eff.uncertain
 	}
 	rp.rs.catalog.rename(from, to)
 	rp.count(to, 0)
 	eff := rp.rs.oplog[to]
-	eff.reset, eff.net = true, expected
+	eff.reset, eff.net, eff.uncertain = true, expected, uncertain
 	if _, ok := rp.rs.oplog[from]; !ok {
 		rp.rs.oplog[from] = &oplogEffect{}
 	}
@@ -908,7 +914,7 @@ func (rp *replayer) reset(ns string) {
 		eff = &oplogEffect{}
 		rp.rs.oplog[ns] = eff
 	}
-	eff.reset, eff.net = true, 0
+	eff.reset, eff.net, eff.uncertain = true, 0, false
 }
 
 // copyCollection moves the documents of from into to (created by the

@@ -238,8 +238,14 @@ func hasField(d bson.D, key string) bool {
 // left missing (see write).
 func (rp *replayer) applyDiff(ctx context.Context, e oplog.Entry, id bson.RawValue, diff bson.D) error {
 	db, coll, _ := strings.Cut(e.NS, ".")
-	res, err := rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: id}}},
-		{Key: "limit", Value: 1}, {Key: "singleBatch", Value: true}})
+	// A read: sent again as it is after a transient error.
+	var res bson.Raw
+	err := rp.rs.retry.withRetry(ctx, "find "+e.NS, func(ctx context.Context) error {
+		var err error
+		res, err = rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: id}}},
+			{Key: "limit", Value: 1}, {Key: "singleBatch", Value: true}})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
 	}
@@ -287,12 +293,13 @@ func (rp *replayer) flush(ctx context.Context) error {
 	// up to replayParallel, which overlaps FerretDB's per-statement work
 	// (decode, apply, encode) on the cores.
 	var (
-		mu    sync.Mutex
-		net   int64
-		again bson.A
+		mu        sync.Mutex
+		net       int64
+		again     bson.A
+		uncertain bool
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(replayParallel)
+	g.SetLimit(rp.parallelism())
 	switch {
 	case len(b.scanDeletes) == 1:
 		// One read of the collection either way: the plain statement.
@@ -312,6 +319,7 @@ func (rp *replayer) flush(ctx context.Context) error {
 			}
 			mu.Lock()
 			net -= res.n
+			uncertain = uncertain || res.resent
 			mu.Unlock()
 			return nil
 		})
@@ -325,6 +333,7 @@ func (rp *replayer) flush(ctx context.Context) error {
 			mu.Lock()
 			defer mu.Unlock()
 			net += res.n
+			uncertain = uncertain || res.resent
 			for _, i := range res.dupKeys {
 				doc := b.inserts[i].(bson.Raw)
 				again = append(again, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: doc.Lookup("_id")}}}, {Key: "u", Value: doc}})
@@ -351,7 +360,7 @@ func (rp *replayer) flush(ctx context.Context) error {
 	// Inserts of documents the data holds already become replacements
 	// (the insert is older than the copy).
 	g2, gctx2 := errgroup.WithContext(ctx)
-	g2.SetLimit(replayParallel)
+	g2.SetLimit(rp.parallelism())
 	sendUpdates(gctx2, g2, again)
 	if err := g2.Wait(); err != nil {
 		return err
@@ -359,19 +368,71 @@ func (rp *replayer) flush(ctx context.Context) error {
 	for i := 0; i < b.n; i++ {
 		rp.count(b.ns, 0)
 	}
-	rp.rs.oplog[b.ns].net += net
+	eff := rp.rs.oplog[b.ns]
+	eff.net += net
+	eff.uncertain = eff.uncertain || uncertain
 	return nil
+}
+
+// parallelism is how many commands of a batch flush sends at once:
+// replayParallel, or one once the server said it is busy (runState.busy;
+// retry.go says why).
+func (rp *replayer) parallelism() int {
+	if rp.rs.busy.Load() {
+		return 1
+	}
+	return replayParallel
 }
 
 // writeResult is what a write command reports.
 type writeResult struct {
 	n       int64
 	dupKeys []int // statements refused as duplicate keys (inserts)
+	// resent: a transient error made writeCmd send the command again
+	// after the server may have applied part of it: n then misses what
+	// that part did (see writeCmd).
+	resent bool
 }
 
 // writeCmd runs an insert, update or delete command and turns its write
 // errors into an error, except duplicate keys of an insert, returned.
+//
+// A transient server error (isTransient: FerretDB's SQLITE_BUSY) sends the
+// whole command again (withRetry). That is safe for every command the
+// replay sends, although an unordered command may have been applied in
+// part before the server failed it: each statement of a batch is on a
+// different document (writeBatch), and each is idempotent on its own:
+//   - an insert carries the document the oplog inserted: one the failed
+//     send wrote comes back as a duplicate key and becomes the replacement
+//     by the same document (flush), which changes nothing;
+//   - a delete is by _id (one, or $in of the batch's): deleting a document
+//     that is gone already deletes nothing;
+//   - an update is by _id, without upsert, and is a whole document (a
+//     replacement, FerretDB's $set of the whole document, or applyDiff's
+//     result) or the $set/$unset of a pre-5.0 oplog, which mongod logs as
+//     the resulting values (never $inc or $push): applied twice, the
+//     document is the same as applied once.
+//
+// What is not exact after such a resend is the count: the server's n of
+// the repeated send misses the documents the failed one inserted or
+// deleted, so flush marks the collection's expected count unknown
+// (oplogEffect.uncertain) rather than report a mismatch that is not one.
 func (rp *replayer) writeCmd(ctx context.Context, db string, cmd bson.D) (writeResult, error) {
+	var out writeResult
+	sends := 0
+	what := fmt.Sprintf("%s %s.%v", cmd[0].Key, db, cmd[0].Value)
+	err := rp.rs.retry.withRetry(ctx, what, func(ctx context.Context) error {
+		sends++
+		var err error
+		out, err = rp.writeOnce(ctx, db, cmd)
+		return err
+	})
+	out.resent = sends > 1
+	return out, err
+}
+
+// writeOnce is one send of writeCmd's command.
+func (rp *replayer) writeOnce(ctx context.Context, db string, cmd bson.D) (writeResult, error) {
 	raw, err := rp.run(ctx, db, cmd)
 	var we mongo.WriteException
 	if errors.As(err, &we) && we.WriteConcernError == nil && we.Raw != nil {
@@ -399,7 +460,7 @@ func (rp *replayer) writeCmd(ctx context.Context, db string, cmd bson.D) (writeR
 			out.dupKeys = append(out.dupKeys, we.Index)
 			continue
 		}
-		return out, fmt.Errorf("%s statement %d: %s (code %d)", cmd[0].Key, we.Index, we.ErrMsg, we.Code)
+		return out, &statementError{Cmd: cmd[0].Key, Index: we.Index, Code: we.Code, Msg: we.ErrMsg}
 	}
 	return out, nil
 }

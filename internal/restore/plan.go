@@ -10,12 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/a0backup/a0/internal/jsonlimit"
@@ -143,6 +146,12 @@ type Options struct {
 	// archive whose manifest's consistent_to is another (the base's
 	// position came from unauthenticated metadata).
 	ExtraAfter *Position
+	// ExtraReplicaSet, when set, is called by Plan before it reads
+	// Extra, with the replica set the backup's manifest names (its
+	// source.replica_set, authenticated with the archive; "" when it
+	// names none): Extra's source then refuses entries of another set
+	// (ops.PITR checks each slice's authenticated header against it).
+	ExtraReplicaSet func(set string)
 	// ExtraTo is the last position replayed from Extra (inclusive).
 	ExtraTo *Position
 	// AfterData, when set, is called once by Run when every collection's
@@ -169,6 +178,9 @@ type Options struct {
 	// collection out rather than fail its replay or its index builds on a
 	// command its throwaway server lacks. Run does not ask it.
 	HoldsCommand func(o []byte) error
+	// Logger receives what Run retries (a transient server error, see
+	// withRetry); nil logs nothing.
+	Logger *slog.Logger
 
 	// testCommandHook wraps every command of the oplog replay (tests
 	// record them); testMode forces the replay mode.
@@ -178,6 +190,11 @@ type Options struct {
 	// alone: see earlyBuilds).
 	testEarlyIndexes bool
 	testMode         replayMode
+	// testRetryWait, when set, is every wait between retries (tests).
+	testRetryWait time.Duration
+	// testInsertHook, when set, is called for each send of an insert of
+	// the data phase instead of send itself (tests).
+	testInsertHook func(ctx context.Context, coll *mongo.Collection, docs []any, send func(ctx context.Context) error) error
 }
 
 // SpoolRatio bounds a pass's spools to this many times the input's size

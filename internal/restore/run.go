@@ -2,6 +2,7 @@ package restore
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -109,6 +110,12 @@ type Report struct {
 	// IndexesFromOplog counts the index builds the oplog added
 	// (createIndexes, commitIndexBuild), built after the replay.
 	IndexesFromOplog int `json:"indexes_from_oplog,omitempty"`
+	// ServerRetries counts the commands sent again after a transient
+	// server error (FerretDB's SQLITE_BUSY, see withRetry). A collection
+	// whose replayed insert or delete was sent again has no exact
+	// expected count (its CountCompared is false): the failed send may
+	// have written part of it.
+	ServerRetries int64 `json:"server_retries,omitempty"`
 	// DryRun reports come from the plan alone: nothing was written or read
 	// back, and OK only says the archive is restorable.
 	DryRun bool `json:"dry_run,omitempty"`
@@ -272,7 +279,12 @@ func Run(ctx context.Context, client *mongo.Client, tgz io.Reader, p *PlanResult
 	}
 	defer ar.Close()
 	rs := &runState{client: client, opts: opts, prog: prog, done: map[string]bool{}, rep: map[string]*CollectionReport{},
-		catalog: newIndexCatalog(), runHook: opts.testCommandHook, ren: ren}
+		catalog: newIndexCatalog(), runHook: opts.testCommandHook, ren: ren, retry: newRetries(opts)}
+	rs.retry.onTransient = func() {
+		if !rs.busy.Swap(true) {
+			rs.retry.log.Warn("restore: the server said it is busy: the oplog replay sends one command at a time from now on")
+		}
+	}
 	if replay := !opts.NoOplogReplay && (p.OplogEntries > 0 || opts.Extra != nil); replay && opts.Drop {
 		for _, ns := range p.OplogOnly {
 			db, name, _ := strings.Cut(ns, ".")
@@ -468,6 +480,11 @@ type runState struct {
 	// server acknowledged (the count check's figure, see countOne).
 	early   *earlyBuilds
 	written map[string]int64
+	// retry sends again what a transient server error refused (retry.go);
+	// busy is set once one came: the replay then sends one command at a
+	// time (replayer.parallelism).
+	retry *retries
+	busy  atomic.Bool
 	// ren is the restore's renaming, nil when it renames nothing.
 	ren *nsRename
 	// mu guards rep, done and catalog while collections load at once
@@ -771,7 +788,23 @@ func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, fir
 			return fmt.Errorf("insert: %w", err)
 		}
 	}
-	res, err := coll.InsertMany(ctx, docs, opts)
+	// A transient server error sends the batch again (withRetry): the
+	// failed send may have written part of it, whose documents the
+	// repeated send gets back as duplicate keys (see sentBefore).
+	var res *mongo.InsertManyResult
+	sends := 0
+	err := rs.retry.withRetry(ctx, "insert into "+mode.ns, func(ctx context.Context) error {
+		sends++
+		send := func(ctx context.Context) error {
+			var err error
+			res, err = coll.InsertMany(ctx, docs, opts)
+			return err
+		}
+		if rs.opts.testInsertHook != nil {
+			return rs.opts.testInsertHook(ctx, coll, docs, send)
+		}
+		return send(ctx)
+	})
 	if err == nil {
 		if mode.written != nil {
 			mode.written.Add(int64(len(res.InsertedIDs)))
@@ -782,18 +815,52 @@ func (rs *runState) insertBatch(ctx context.Context, coll *mongo.Collection, fir
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
 		return fmt.Errorf("insert: %w", err)
 	}
-	if rs.opts.StopOnError {
-		we := bwe.WriteErrors[0]
+	refusals := bwe.WriteErrors
+	if sends > 1 {
+		if refusals, err = sentBefore(ctx, coll, docs, refusals); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+	}
+	if len(refusals) > 0 && rs.opts.StopOnError {
+		we := refusals[0]
 		return &InsertError{Namespace: mode.ns, Document: first + int64(we.Index), Code: we.Code, Message: we.Message}
 	}
-	for _, we := range bwe.WriteErrors {
+	for _, we := range refusals {
 		mode.refused.add(we.Code, fmt.Sprintf("document %d: %s", first+int64(we.Index), we.Message))
 	}
 	// An unordered batch writes every document it does not refuse.
 	if mode.written != nil {
-		mode.written.Add(int64(len(docs) - len(bwe.WriteErrors)))
+		mode.written.Add(int64(len(docs) - len(refusals)))
 	}
 	return nil
+}
+
+// sentBefore returns the refusals of a batch sent again after a transient
+// error, less the duplicate keys of documents an earlier send wrote: the
+// server holds, under that _id, exactly the document sent (byte for
+// byte), which is the document restored, not a refusal. A duplicate whose
+// stored document differs stays refused.
+func sentBefore(ctx context.Context, coll *mongo.Collection, docs []any, wes []mongo.BulkWriteError) ([]mongo.BulkWriteError, error) {
+	var out []mongo.BulkWriteError
+	for _, we := range wes {
+		doc, ok := docs[we.Index].(bson.Raw)
+		if !ok || (we.Code != codeDuplicateKey && we.Code != codeDuplicateKeyLegacy) {
+			out = append(out, we)
+			continue
+		}
+		stored, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: doc.Lookup("_id")}}).Raw()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			out = append(out, we)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(stored, doc) {
+			out = append(out, we)
+		}
+	}
+	return out, nil
 }
 
 // countDocuments asks the server for a collection's count from its own
@@ -816,7 +883,8 @@ func countDocuments(ctx context.Context, client *mongo.Client, db, coll string) 
 }
 
 func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) {
-	rep := &Report{OK: true, OplogApplied: rs.applied, OplogSkipped: rs.skipped, OplogSkippedNamespaces: rs.skippedNS}
+	rep := &Report{OK: true, OplogApplied: rs.applied, OplogSkipped: rs.skipped, OplogSkippedNamespaces: rs.skippedNS,
+		ServerRetries: rs.retry.count()}
 	if rs.oplog != nil {
 		rep.OplogReplay = "writes"
 		if rs.viaApplyOp {
@@ -854,7 +922,7 @@ func (rs *runState) report(ctx context.Context, p *PlanResult) (*Report, error) 
 		cr := rs.rep[ns]
 		eff := rs.oplog[ns]
 		cr.DocumentsExpected = c.Documents
-		cr.CountCompared = c.Type != "view" && (eff == nil || !rs.viaApplyOp)
+		cr.CountCompared = c.Type != "view" && (eff == nil || !rs.viaApplyOp && !eff.uncertain)
 		if eff != nil {
 			cr.OplogEntries = eff.entries
 			if eff.reset {

@@ -96,12 +96,13 @@ func RunRestore(ctx context.Context, j *job.Job, r *ops.Restore) (*api.RestoreRe
 	opts := restore.Options{Drop: r.Options.Drop, NS: r.Options.NS, NSFrom: r.Options.NSFrom, NSTo: r.Options.NSTo, DryRun: r.Options.DryRun, Plain: r.Options.Plain,
 		SpoolDir: r.Options.SpoolDir, StopOnError: r.Options.StopOnError, UsersAndRoles: r.Options.UsersAndRoles,
 		IndexIDLookups: r.Options.IndexIDLookups, Count: r.Options.Count,
-		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve}
+		InputSize: r.Options.InputSize, SpoolReserve: r.Options.SpoolReserve, Logger: r.Log}
 	if p := r.PITR; p != nil {
 		defer p.Clear()
 		opts.Extra = restore.ExtraSource(p.Source())
 		opts.ExtraAfter = &restore.Position{T: p.After.T, I: p.After.I}
 		opts.ExtraTo = &restore.Position{T: p.To.T, I: p.To.I}
+		opts.ExtraReplicaSet = func(set string) { p.BaseSet = set }
 	}
 	var mu sync.Mutex
 	phase, docsTotal, bytesTotal, oplogTotal := "authenticating", int64(0), int64(0), int64(0)

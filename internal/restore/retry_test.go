@@ -1,0 +1,357 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	_ "modernc.org/sqlite" // the driver FerretDB uses; registered as "sqlite"
+
+	"github.com/a0backup/a0/internal/embedded"
+)
+
+// busyServer is a real FerretDB v1.24.2 on SQLite in dir whose
+// busy_timeout is short (FerretDB's default is 10 s), so that a test holding
+// a database file's write lock gets its SQLITE_BUSY at once.
+func busyServer(t *testing.T) (client *mongo.Client, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	u := &url.URL{Scheme: "file", Path: dir + "/", RawQuery: url.Values{"_pragma": {"busy_timeout(50)"}}.Encode()}
+	f, err := ferretdb.New(&ferretdb.Config{Listener: ferretdb.ListenerConfig{Unix: sock}, Handler: "sqlite", SQLiteURL: u.String(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	client, err = mongo.Connect(options.Client().ApplyURI(embedded.SocketURI(sock)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Disconnect(context.Background()) })
+	for i := 0; ; i++ {
+		if err = client.Ping(ctx, nil); err == nil {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("server did not answer: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return client, dir
+}
+
+// holdWriteLock takes database db's SQLite write lock beside FerretDB (BEGIN
+// IMMEDIATE on the file FerretDB writes) and returns its release.
+func holdWriteLock(t *testing.T, dir, db string) (release func()) {
+	t.Helper()
+	// It waits for FerretDB's own writer to finish.
+	u := &url.URL{Scheme: "file", Path: filepath.Join(dir, db+".sqlite"), RawQuery: url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode()}
+	sdb, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conn, err := sdb.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+			t.Error(err)
+		}
+		conn.Close()
+		sdb.Close()
+	}
+}
+
+// busyReplay is the archive of the replay's retry tests: app.c of 40
+// documents (ids 0-39, v "a"), then two batches of entries: the first
+// deletes 0-9, updates 10-19 to "b" and inserts 100-139; the second
+// (its delete of 100 is on a document of the first) deletes 100, updates
+// 20-29 and inserts 200-209, both with v "phase2". want are the documents
+// expected after.
+func busyReplay(t *testing.T) (data []byte, want []string) {
+	doc := func(i int, v string) bson.D { return bson.D{{Key: "_id", Value: int64(i)}, {Key: "v", Value: v}} }
+	var docs []bson.D
+	for i := range 40 {
+		docs = append(docs, doc(i, "a"))
+	}
+	var entries []bson.Raw
+	ts := uint32(1700000000)
+	add := func(e bson.D) {
+		e[0].Value = bson.Timestamp{T: ts, I: uint32(len(entries) + 1)}
+		entries = append(entries, mustRaw(t, e))
+	}
+	batch := func(dels []int, upd [2]int, ins [2]int, v, newV string) {
+		for _, i := range dels {
+			add(opEntry(ts, "d", "app.c", bson.D{{Key: "_id", Value: int64(i)}}, nil))
+		}
+		for i := upd[0]; i < upd[1]; i++ {
+			add(opEntry(ts, "u", "app.c", bson.D{{Key: "$v", Value: 1}, {Key: "$set", Value: doc(i, v)}}, bson.D{{Key: "_id", Value: int64(i)}}))
+		}
+		for i := ins[0]; i < ins[1]; i++ {
+			add(opEntry(ts, "i", "app.c", doc(i, newV), nil))
+		}
+	}
+	batch([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, [2]int{10, 20}, [2]int{100, 140}, "b", "new")
+	batch([]int{100}, [2]int{20, 30}, [2]int{200, 210}, "phase2", "phase2")
+	add1 := func(from, to int, v string) {
+		for i := from; i < to; i++ {
+			want = append(want, extJSON(t, doc(i, v)))
+		}
+	}
+	add1(10, 20, "b")
+	add1(20, 30, "phase2")
+	add1(30, 40, "a")
+	add1(101, 140, "new")
+	add1(200, 210, "phase2")
+	sort.Strings(want)
+	return oplogDump([]coll{{db: "app", name: "c", docs: docs}}, entries).archive(t), want
+}
+
+// secondBatch says whether cmd is one of busyReplay's second batch.
+func secondBatch(t *testing.T, cmd bson.D) bool {
+	s := extJSON(t, cmd)
+	return strings.Contains(s, "phase2") || cmd[0].Key == "delete" && strings.Contains(s, `"100"`)
+}
+
+func sortedDocs(t *testing.T, c *mongo.Collection) []string {
+	var got []string
+	for _, d := range readAll(t, c) {
+		got = append(got, extJSON(t, d))
+	}
+	sort.Strings(got)
+	return got
+}
+
+// TestReplayRetriesBusy: a real FerretDB refuses a replay command with
+// SQLITE_BUSY while another connection holds the database's write lock
+// (longer than its busy_timeout): the replay sends it again once the lock
+// is free, and the collection ends as the oplog left it. The insert
+// command's first send is made to fail after the server wrote part of it
+// (the first half of its documents, sent by the test as the server
+// would): the documents it wrote come back as duplicate keys on the
+// second send, and become replacements by the same documents. The report
+// counts the retries and does not compare the collection's count (the
+// failed send's part is unknown to the replay); in the batch after the
+// server said BUSY, no two replay commands are in flight at once.
+func TestReplayRetriesBusy(t *testing.T) {
+	ctx := context.Background()
+	client, dir := busyServer(t)
+	data, want := busyReplay(t)
+
+	var (
+		mu       sync.Mutex
+		lockMu   sync.Mutex           // one command at the server at a time
+		failed   = map[string]error{} // first send of each command kind, refused
+		inFlight int
+		overlap  bool
+	)
+	hook := func(next commander) commander {
+		return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+			kind := cmd[0].Key
+			mu.Lock()
+			inFlight++
+			if inFlight > 1 && secondBatch(t, cmd) {
+				overlap = true
+			}
+			_, done := failed[kind]
+			first := !done && (kind == "insert" || kind == "update" || kind == "delete")
+			if first {
+				failed[kind] = nil
+			}
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+			}()
+			// One command at a time reaches the server (they entered
+			// the hook at once all the same: inFlight): a command sent
+			// again never meets the lock held for another's first
+			// send, so each first send fails once and only once.
+			lockMu.Lock()
+			defer lockMu.Unlock()
+			if !first {
+				return next(ctx, db, cmd)
+			}
+			if kind == "insert" {
+				// The part the server wrote before it failed.
+				docs := cmd[1].Value.(bson.A)
+				part := bson.D{cmd[0], {Key: "documents", Value: docs[:len(docs)/2]}}
+				if _, err := next(ctx, db, part); err != nil {
+					t.Errorf("the first half of the insert: %v", err)
+					return nil, err
+				}
+			}
+			release := holdWriteLock(t, dir, db)
+			res, err := next(ctx, db, cmd)
+			release()
+			mu.Lock()
+			failed[kind] = err
+			mu.Unlock()
+			return res, err
+		}
+	}
+	opts := Options{Drop: true, testMode: modeWrites, testCommandHook: hook, testRetryWait: time.Millisecond}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"insert", "update", "delete"} {
+		if err := failed[kind]; !isTransient(err) {
+			t.Errorf("first %s: the server answered %v, want SQLITE_BUSY", kind, err)
+		}
+	}
+	if rep.ServerRetries < 3 {
+		t.Errorf("report: %d retries, want at least 3", rep.ServerRetries)
+	}
+	if len(rep.Collections) != 1 || rep.Collections[0].CountCompared || !rep.OK {
+		t.Errorf("report %+v: want OK, the count of app.c not compared", rep)
+	}
+	if overlap {
+		t.Error("two replay commands in flight in the batch after the server said BUSY")
+	}
+	if got := sortedDocs(t, client.Database("app").Collection("c")); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("app.c after the replay\n got %s\nwant %s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestReplayRetryBounded: a server that stays busy fails the restore after
+// retryAttempts sends of one command, with ErrServerBusy; an error that is
+// not transient is never sent again.
+func TestReplayRetryBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		busy  bool
+		sends int
+		want  error
+	}{
+		{name: "busy every time", busy: true, sends: retryAttempts, want: ErrServerBusy},
+		{name: "not transient", sends: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			client, dir := busyServer(t)
+			data, _ := busyReplay(t)
+			other := mongo.CommandError{Code: codeInternalError, Message: "some other failure", Name: "InternalError"}
+			var mu, lockMu sync.Mutex
+			sends := 0
+			hook := func(next commander) commander {
+				return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+					// One command at a time: only the update meets
+					// the held lock.
+					lockMu.Lock()
+					defer lockMu.Unlock()
+					if cmd[0].Key != "update" {
+						return next(ctx, db, cmd)
+					}
+					mu.Lock()
+					sends++
+					mu.Unlock()
+					if !tc.busy {
+						return nil, other
+					}
+					release := holdWriteLock(t, dir, db)
+					defer release()
+					return next(ctx, db, cmd)
+				}
+			}
+			opts := Options{Drop: true, testMode: modeWrites, testCommandHook: hook, testRetryWait: time.Millisecond}
+			p, err := Plan(ctx, bytes.NewReader(data), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+			if err == nil {
+				t.Fatal("restore succeeded")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if !tc.busy && !strings.Contains(err.Error(), other.Message) {
+				t.Errorf("err = %v, want the server's", err)
+			}
+			if sends != tc.sends {
+				t.Errorf("update sent %d times, want %d", sends, tc.sends)
+			}
+		})
+	}
+}
+
+// TestLoadRetriesBusy: the data phase sends an insert again after
+// SQLITE_BUSY, as the replay does. Its first send fails after the server
+// wrote half the batch: those documents come back as duplicate keys and,
+// being exactly the documents sent, count as restored, not refused.
+func TestLoadRetriesBusy(t *testing.T) {
+	ctx := context.Background()
+	client, dir := busyServer(t)
+	var docs []bson.D
+	var want []string
+	for i := range 50 {
+		d := bson.D{{Key: "_id", Value: int64(i)}, {Key: "v", Value: fmt.Sprint(i)}}
+		docs = append(docs, d)
+		want = append(want, extJSON(t, d))
+	}
+	sort.Strings(want)
+	data := dump{colls: []coll{{db: "app", name: "c", docs: docs}}}.archive(t)
+	var failed error
+	sends := 0
+	opts := Options{Drop: true, testRetryWait: time.Millisecond,
+		testInsertHook: func(ctx context.Context, coll *mongo.Collection, batch []any, send func(context.Context) error) error {
+			sends++
+			if sends > 1 {
+				return send(ctx)
+			}
+			if _, err := coll.InsertMany(ctx, batch[:len(batch)/2]); err != nil {
+				return err
+			}
+			release := holdWriteLock(t, dir, "app")
+			failed = send(ctx)
+			release()
+			return failed
+		}}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isTransient(failed) {
+		t.Errorf("first send: the server answered %v, want SQLITE_BUSY", failed)
+	}
+	if !rep.OK || rep.DocumentsFailed != 0 || rep.ServerRetries != 1 {
+		t.Errorf("report %+v: want OK, nothing refused, 1 retry", rep)
+	}
+	if got := sortedDocs(t, client.Database("app").Collection("c")); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("app.c\n got %s\nwant %s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
