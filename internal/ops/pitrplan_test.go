@@ -128,3 +128,45 @@ func TestChooseAsOfWholeSecond(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanNamesTheSliceAfterTo: when the last slice a restore to `to`
+// reads ends before `to`, the plan names the slice after it too (the CLI
+// sends its key; a remote restore downloads it), so that the replay's
+// chain check proves no slice is missing up to `to`; so also when no
+// slice holds an entry between the base and `to` (an idle stretch): the
+// one before and the one after. Without it a slice missing from the
+// device or the store went unnoticed and the restore stopped early.
+func TestPlanNamesTheSliceAfterTo(t *testing.T) {
+	slice := func(f, l bson.Timestamp) pitr.Slice { return pitr.Slice{Name: pitr.SliceName(f, l), First: f, Last: l} }
+	s := []pitr.Slice{slice(ts(100, 1), ts(105, 3)), slice(ts(106, 1), ts(110, 5)), slice(ts(112, 1), ts(115, 2))}
+	ar := &pitr.Archive{Slices: s}
+	r := Restorable{Window: pitr.Window{From: ts(100, 1), To: ts(115, 2)}}
+	cases := []struct {
+		name string
+		base bson.Timestamp
+		to   bson.Timestamp
+		want []pitr.Slice
+	}{
+		{"to inside a stretch", ts(101, 0), ts(111, 0), s},
+		{"to at a slice's last entry", ts(101, 0), ts(110, 5), s[:2]},
+		{"to inside a slice", ts(101, 0), ts(107, 0), s[:2]},
+		{"an idle stretch from the base to to", ts(110, 5), ts(111, 0), s[1:]},
+		{"the base in one slice, to in the next", ts(104, 0), ts(113, 0), s},
+		{"to after the archive", ts(101, 0), ts(116, 0), s},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPITR(ar, r, Base{Name: "b", ConsistentTo: c.base}, c.to)
+			var got, want []string
+			for _, x := range p.Slices {
+				got = append(got, x.Name)
+			}
+			for _, x := range c.want {
+				want = append(want, x.Name)
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("plan reads %v, want %v", got, want)
+			}
+		})
+	}
+}

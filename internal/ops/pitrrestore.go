@@ -406,21 +406,33 @@ func restorableText(rs []Restorable) string {
 }
 
 // newPITR is the plan of a restore to `to` from base b in window r of ar:
-// the slices after the base's consistent_to up to `to`, and the one
-// before them in the same window (its hash starts the chain check).
+// the slices after the base's consistent_to up to `to`, the one before
+// them in the same window (its hash starts the chain check) and, when
+// the last of them ends before `to`, the one after them: only its hash
+// proves that no slice is missing between them and `to` (names cannot: a
+// stretch without writes leaves no slice either). Its entries are all
+// after `to`: the replay reads it for its hash only (pitr.Archive.Entries).
 func newPITR(ar *pitr.Archive, r Restorable, b Base, to bson.Timestamp) *PITR {
 	p := &PITR{After: b.ConsistentTo, To: to, Window: r.Window, Archive: ar, readFrom: pitr.After(b.ConsistentTo)}
-	p.Slices = ar.Needed(p.readFrom, to)
-	if len(p.Slices) > 0 {
-		for i, s := range ar.Slices {
-			if s.Name == p.Slices[0].Name && i > 0 && r.Window.Contains(ar.Slices[i-1].First) {
-				prev := ar.Slices[i-1]
-				p.Slices = append([]pitr.Slice{prev}, p.Slices...)
-				p.readFrom = prev.Last
-				break
-			}
+	lo := len(ar.Slices) // the first slice ending at or after readFrom
+	for i, s := range ar.Slices {
+		if !tsLess(s.Last, p.readFrom) {
+			lo = i
+			break
 		}
 	}
+	hi := lo // past the last slice starting at or before `to`
+	for hi < len(ar.Slices) && !tsLess(to, ar.Slices[hi].First) {
+		hi++
+	}
+	if lo > 0 && r.Window.Contains(ar.Slices[lo-1].First) && (hi > lo || hi < len(ar.Slices)) {
+		lo--
+		p.readFrom = ar.Slices[lo].Last
+	}
+	if hi > lo && hi < len(ar.Slices) && tsLess(ar.Slices[hi-1].Last, to) {
+		hi++
+	}
+	p.Slices = append([]pitr.Slice(nil), ar.Slices[lo:hi]...)
 	return p
 }
 
