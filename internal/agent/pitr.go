@@ -339,7 +339,13 @@ func (a *Agent) prunePITR(ctx context.Context, dryRun bool) (*api.PITRPrune, err
 	}
 	if ok {
 		out.Before = &api.OplogPos{T: before.T, I: before.I, Wall: time.Unix(int64(before.T), 0).UTC()}
-		if out.Removed, err = ops.PruneSlices(dir, before, dryRun); err != nil {
+		// A slice the store lacks yet (it was unreachable) stays: the
+		// store's archive needs it, and the device is its only copy.
+		var keep func(pitr.Slice) bool
+		if a.sliceCopier != nil {
+			keep = func(s pitr.Slice) bool { return !a.sliceCopier.Holds(s) }
+		}
+		if out.Removed, err = ops.PruneSlicesKeeping(dir, before, dryRun, keep); err != nil {
 			return out, err
 		}
 		if out.Removed == nil {

@@ -39,6 +39,7 @@ type SliceCopier struct {
 	remote  map[string]int64 // name -> size, what the store holds
 	listed  bool
 	records map[string][]byte // gaps.json and owner.json as last put
+	pruned  map[string]bool   // slices Prune removed from the store
 	pending int
 	lastErr string
 	wake    chan struct{}
@@ -83,13 +84,31 @@ func (c *SliceCopier) State() SliceCopyState {
 	return SliceCopyState{Location: c.Remote.Location(), Pending: c.pending, Error: c.lastErr}
 }
 
+// Holds reports whether the store holds slice s, as far as the copier
+// knows (listed at its start or put since): a slice it does not hold yet
+// must stay on the device (PruneSlices' keep), or the store's archive
+// would lose it for good.
+func (c *SliceCopier) Holds(s pitr.Slice) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pruned[s.Name] {
+		return true // the store no longer needs it
+	}
+	size, ok := c.remote[s.Name]
+	return ok && size == s.Size
+}
+
 // Forget drops names from what the copier knows the store holds (after a
 // prune removed them there).
 func (c *SliceCopier) Forget(names []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.pruned == nil {
+		c.pruned = map[string]bool{}
+	}
 	for _, n := range names {
 		delete(c.remote, n)
+		c.pruned[n] = true
 	}
 }
 

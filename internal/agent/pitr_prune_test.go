@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/a0backup/a0/internal/api"
+	"github.com/a0backup/a0/internal/crypt"
+	"github.com/a0backup/a0/internal/ops"
+	"github.com/a0backup/a0/internal/ops/dbjob"
+	"github.com/a0backup/a0/internal/pitr"
+	"github.com/a0backup/a0/internal/s3gw"
+	"github.com/a0backup/a0/internal/statedir"
+	"github.com/a0backup/a0/internal/store"
+)
+
+// pitrRemoteNode is a backup node with the archive on (1 s slices) and
+// a remote store: its slices are copied to <prefix>/oplog/.
+func pitrRemoteNode(t *testing.T, gw *s3gw.Server) (*Agent, string) {
+	t.Helper()
+	state, dev := t.TempDir(), t.TempDir()
+	st, err := statedir.Open(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dev, store.FolderName), 0o700)
+	if err := st.SaveNode(statedir.Node{Roles: []string{statedir.RoleBackup}, Device: dev}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := age.GenerateX25519Identity()
+	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0",
+		Recipients: []string{id.Recipient().String()}, PITR: &PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
+		Remote: testStore(t, gw, "", gw.SecretKey), RemoteRetry: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a, dev
+}
+
+// deviceSlices lists the device's archive.
+func deviceSlices(t *testing.T, dev string) []pitr.Slice {
+	t.Helper()
+	ar, err := pitr.Open(ops.OplogDir(dev), crypt.Unlock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ar.Slices
+}
+
+// insertArchived inserts n documents into app.c from _id from and waits
+// until the archive holds them (a slice closed after them).
+func insertArchived(t *testing.T, a *Agent, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		if _, err := a.client.Database("app").Collection("c").InsertOne(context.Background(), bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitArchived(t, a)
+}
+
+// TestPITRPruneKeepsSlicesTheStoreLacks: while the store is unreachable
+// the slices closed meanwhile wait on the device; a backup then (its
+// prune) must not remove them, though the new base no longer needs them
+// on the device: the store's archive does, and the device holds the only
+// copy. Once the store is back, every one of them arrives. (Before, the
+// prune removed them: the store's archive kept a hole for good, which a
+// remote restore to a time inside it did not even notice.)
+func TestPITRPruneKeepsSlicesTheStoreLacks(t *testing.T) {
+	gw := s3gw.Start(t, s3gw.Options{Buckets: []string{testBucket}})
+	a, dev := pitrRemoteNode(t, gw)
+	ctx := context.Background()
+	insertArchived(t, a, 0, 10)
+	waitHeld := func() {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			all := true
+			for _, s := range deviceSlices(t, dev) {
+				all = all && a.sliceCopier.Holds(s)
+			}
+			if all {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the store does not hold every slice: %+v", a.sliceCopier.State())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitHeld()
+
+	gw.Stop()
+	insertArchived(t, a, 10, 10)
+	insertArchived(t, a, 20, 10)
+	var lacking []string
+	for _, s := range deviceSlices(t, dev) {
+		if !a.sliceCopier.Holds(s) {
+			lacking = append(lacking, s.Name)
+		}
+	}
+	if len(lacking) < 2 {
+		t.Fatalf("want at least two slices the store lacks, got %v", lacking)
+	}
+
+	// A new base at the archive's newest entry: on the device, every
+	// older slice is no longer needed.
+	newest := a.archive.State().Newest
+	node, _ := a.state.LoadNode()
+	p, err := a.slot(node, api.SlotBackup).Create(ops.BackupName(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write([]byte("base"))
+	now := time.Now().UTC()
+	if _, err := p.Commit(store.Meta{Created: now, Format: FormatName, Verified: true, VerifiedAt: &now,
+		ConsistentTo: &store.Position{T: newest.T, I: newest.I}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.prunePITR(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Before == nil {
+		t.Fatalf("the prune found no base: %+v", res)
+	}
+	left := map[string]bool{}
+	for _, s := range deviceSlices(t, dev) {
+		left[s.Name] = true
+	}
+	for _, n := range lacking {
+		if !left[n] {
+			t.Fatalf("the prune removed %s, which the store lacks (removed %v)", n, res.Removed)
+		}
+	}
+
+	gw.Restart()
+	waitHeld()
+	objs, err := a.sliceCopier.Remote.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inStore := map[string]bool{}
+	for _, o := range objs {
+		inStore[o.Name] = true
+	}
+	for _, n := range lacking {
+		if !inStore[n] {
+			t.Fatalf("%s never reached the store", n)
+		}
+	}
+}
