@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -26,6 +27,13 @@ import (
 // a remote store: its slices are copied to <prefix>/oplog/.
 func pitrRemoteNode(t *testing.T, gw *s3gw.Server) (*Agent, string) {
 	t.Helper()
+	return pitrNode(t, time.Second, Config{Remote: testStore(t, gw, "", gw.SecretKey), RemoteRetry: 100 * time.Millisecond})
+}
+
+// pitrNode is a backup node with the archive on (slices of slice), cfg
+// giving the rest; it returns the agent and its device.
+func pitrNode(t *testing.T, slice time.Duration, cfg Config) (*Agent, string) {
+	t.Helper()
 	state, dev := t.TempDir(), t.TempDir()
 	st, err := statedir.Open(state)
 	if err != nil {
@@ -36,10 +44,10 @@ func pitrRemoteNode(t *testing.T, gw *s3gw.Server) (*Agent, string) {
 		t.Fatal(err)
 	}
 	id, _ := age.GenerateX25519Identity()
-	a, err := New(context.Background(), Config{Jobs: dbjob.Runners(), StateDir: state, Listen: "127.0.0.1:0",
-		Recipients: []string{id.Recipient().String()}, PITR: &PITR{Slice: time.Second, Retry: 100 * time.Millisecond},
-		Remote: testStore(t, gw, "", gw.SecretKey), RemoteRetry: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg.Jobs, cfg.StateDir, cfg.Listen = dbjob.Runners(), state, "127.0.0.1:0"
+	cfg.Recipients, cfg.PITR = []string{id.Recipient().String()}, &PITR{Slice: slice, Retry: 100 * time.Millisecond}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,18 +123,7 @@ func TestPITRPruneKeepsSlicesTheStoreLacks(t *testing.T) {
 
 	// A new base at the archive's newest entry: on the device, every
 	// older slice is no longer needed.
-	newest := a.archive.State().Newest
-	node, _ := a.state.LoadNode()
-	p, err := a.slot(node, api.SlotBackup).Create(ops.BackupName(time.Now()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Write([]byte("base"))
-	now := time.Now().UTC()
-	if _, err := p.Commit(store.Meta{Created: now, Format: FormatName, Verified: true, VerifiedAt: &now,
-		ConsistentTo: &store.Position{T: newest.T, I: newest.I}}); err != nil {
-		t.Fatal(err)
-	}
+	plantBase(t, a, a.archive.State().Newest)
 	res, err := a.prunePITR(ctx, false)
 	if err != nil {
 		t.Fatal(err)
@@ -158,5 +155,67 @@ func TestPITRPruneKeepsSlicesTheStoreLacks(t *testing.T) {
 		if !inStore[n] {
 			t.Fatalf("%s never reached the store", n)
 		}
+	}
+}
+
+// plantBase stores a backup in the slot as a finished one leaves it, with
+// consistent_to at; the prune reads nothing else of it.
+func plantBase(t *testing.T, a *Agent, at bson.Timestamp) *store.Meta {
+	t.Helper()
+	node, _ := a.state.LoadNode()
+	if _, err := a.slot(node, api.SlotBackup).Delete(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Logf("delete the stored backup: %v", err)
+	}
+	p, err := a.slot(node, api.SlotBackup).Create(ops.BackupName(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write([]byte("base"))
+	now := time.Now().UTC()
+	m, err := p.Commit(store.Meta{Created: now, Format: FormatName, Verified: true, VerifiedAt: &now,
+		ConsistentTo: &store.Position{T: at.T, I: at.I}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestPITRPruneOnceTheArchiveReachesTheBase: a backup ends before the
+// slice holding its consistent_to closes (here a 5 s slice); the device
+// has no other base (its one stored backup was replaced). The prune at
+// the backup's end finds no base inside the archive; the slices older
+// than the base go once the archive reaches it, not never (before, the
+// device's archive grew without end on a node without a remote store).
+func TestPITRPruneOnceTheArchiveReachesTheBase(t *testing.T) {
+	a, dev := pitrNode(t, 5*time.Second, Config{})
+	insertArchived(t, a, 0, 10)
+	insertArchived(t, a, 10, 10)
+	old := deviceSlices(t, dev)
+	if len(old) < 2 {
+		t.Fatalf("want at least two slices before the base, got %d", len(old))
+	}
+	// A write opens a slice; the base is consistent to it, and the
+	// backup ends while that slice is open (5 s).
+	if _, err := a.client.Database("app").Collection("c").InsertOne(context.Background(), bson.D{{Key: "_id", Value: 100}}); err != nil {
+		t.Fatal(err)
+	}
+	base := a.serverNewest(context.Background())
+	a.backupEnded(plantBase(t, a, base), nil)
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var before []string
+		for _, s := range deviceSlices(t, dev) {
+			if s.Last.T < base.T || s.Last.T == base.T && s.Last.I < base.I {
+				before = append(before, s.Name)
+			}
+		}
+		if len(before) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slices older than the base %v are still on the device: %v (archive %+v)", base, before, a.archive.State())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
