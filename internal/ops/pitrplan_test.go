@@ -123,9 +123,32 @@ func TestChooseAsOfWholeSecond(t *testing.T) {
 		if ok && (tsLess(at, r.From) || tsLess(r.To, at)) {
 			t.Errorf("chooseAsOf(%v) = %v outside its window %v..%v", c.to, at, r.From, r.To)
 		}
-		if note := asOfNote(c.to, at); ok && (note != "") != (at != c.to) {
+		if note := asOfNote(ar, c.to, at); ok && (note != "") != (at != c.to) {
 			t.Errorf("note for %v -> %v: %q", c.to, at, note)
 		}
+	}
+}
+
+// TestAsOfNoteNamesTheGap: a window that ends inside a second because a
+// gap begins there is not "not archived yet": the rest of that second is
+// lost to the archive, and the note says so with the gap's reason; a
+// window that ends at the archive's newest entry still points at the lag.
+func TestAsOfNoteNamesTheGap(t *testing.T) {
+	ar := &pitr.Archive{Gaps: []pitr.Gap{{From: ts(110, 5), To: ts(120, 1), Reason: "oplog rolled past the archive"}}}
+	for _, c := range []struct {
+		name       string
+		to, at     bson.Timestamp
+		want, not_ string
+	}{
+		{"a gap begins at the window's end", ts(110, WholeSecond), ts(110, 5), "where a gap begins (oplog rolled past the archive)", "not archived yet"},
+		{"the archive's newest entry", ts(130, WholeSecond), ts(130, 2), "not archived yet", "gap"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			note := asOfNote(ar, c.to, c.at)
+			if !strings.Contains(note, c.want) || strings.Contains(note, c.not_) {
+				t.Fatalf("note %q: want %q, not %q", note, c.want, c.not_)
+			}
+		})
 	}
 }
 

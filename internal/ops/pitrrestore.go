@@ -221,13 +221,22 @@ func chooseAsOf(rs []Restorable, to bson.Timestamp) (Restorable, Base, bson.Time
 }
 
 // asOfNote tells the operator that a restore to the whole second of
-// `to` stops at the window's end inside it, at.
-func asOfNote(to, at bson.Timestamp) string {
+// `to` stops at the window's end inside it, at. When a gap of ar begins
+// there, the rest of that second is not "not archived yet" but lost to
+// the archive: the note says so, with the gap's reason.
+func asOfNote(ar *pitr.Archive, to, at bson.Timestamp) string {
 	if to == at {
 		return ""
 	}
+	sec := time.Unix(int64(to.T), 0).UTC().Format("2006-01-02 15:04:05 UTC")
+	for _, g := range ar.Gaps {
+		if g.From == at {
+			return fmt.Sprintf("the archive ends inside %s at %s, where a gap begins (%s): restoring to that entry, the last of that second the archive holds; a later entry of that second, if the server had one, was never archived and is not restored",
+				sec, TSText(at), g.Reason)
+		}
+	}
 	return fmt.Sprintf("the archive ends inside %s at %s: restoring to that entry, the last of that second the archive holds (a later entry of that second, if the server has one, is not archived yet: pitr-status shows the lag)",
-		time.Unix(int64(to.T), 0).UTC().Format("2006-01-02 15:04:05 UTC"), TSText(at))
+		sec, TSText(at))
 }
 
 // open reports whether the device's archive is caught up and nothing
@@ -335,7 +344,7 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 			if r, _, at, ok := chooseAsOf(localWins, to); ok {
 				p := newPITR(ar, r, base, at)
 				p.Base, p.BasePath = m, Slot(s.Device, api.SlotBackup).Path(m)
-				p.Note = asOfNote(to, at)
+				p.Note = asOfNote(ar, to, at)
 				return p, nil
 			}
 			if tsLess(to, base.ConsistentTo) {
@@ -370,7 +379,7 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 					}
 					p.Note = lack + ": restoring from the remote store " + s.Remote.Copier.Remote.Location() + " by itself (its copy and oplog slices)"
 				}
-				if n := asOfNote(to, at); n != "" {
+				if n := asOfNote(ar, to, at); n != "" {
 					p.Note = strings.TrimPrefix(p.Note+"; "+n, "; ")
 				}
 				return p, nil
