@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,5 +218,32 @@ func TestPITRPruneOnceTheArchiveReachesTheBase(t *testing.T) {
 			t.Fatalf("slices older than the base %v are still on the device: %v (archive %+v)", base, before, a.archive.State())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBackupsPruneWithoutStore: on a node with the archive and no remote
+// store, backups prune prunes the device's slices (--dry-run lists them
+// and removes none), as docs/operations.md says it does on any node;
+// before, it was refused (exit 4, "this node has no remote store").
+func TestBackupsPruneWithoutStore(t *testing.T) {
+	a, dev := pitrNode(t, time.Second, Config{})
+	insertArchived(t, a, 0, 10)
+	insertArchived(t, a, 10, 10)
+	before := deviceSlices(t, dev)
+	plantBase(t, a, a.archive.State().Newest)
+	var res api.BackupsPrune
+	if err := call(t, a.prunePost, "POST", api.PathBackupsPrune, `{"dry_run":true}`, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.DryRun || res.PITR == nil || len(res.PITR.Removed) == 0 || len(deviceSlices(t, dev)) != len(before) {
+		t.Fatalf("dry run: %+v %+v, %d slices left of %d", res, res.PITR, len(deviceSlices(t, dev)), len(before))
+	}
+	would := res.PITR.Removed
+	res = api.BackupsPrune{}
+	if err := call(t, a.prunePost, "POST", api.PathBackupsPrune, `{}`, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.PITR == nil || strings.Join(res.PITR.Removed, " ") != strings.Join(would, " ") || len(deviceSlices(t, dev)) != len(before)-len(would) {
+		t.Fatalf("prune: %+v, want %v removed; %d slices left of %d", res.PITR, would, len(deviceSlices(t, dev)), len(before))
 	}
 }
