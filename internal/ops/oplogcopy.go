@@ -246,19 +246,21 @@ func (c *SliceCopier) Prune(ctx context.Context, before bson.Timestamp, dryRun b
 		return nil, err
 	}
 	type named struct {
-		name string
-		last bson.Timestamp
+		name        string
+		first, last bson.Timestamp
 	}
 	var slices []named
 	for _, o := range objs {
-		if _, last, ok := pitr.ParseSliceName(o.Name); ok {
-			slices = append(slices, named{o.Name, last})
+		if first, last, ok := pitr.ParseSliceName(o.Name); ok {
+			slices = append(slices, named{o.Name, first, last})
 		}
 	}
 	sort.Slice(slices, func(i, j int) bool { return slices[i].name < slices[j].name })
 	var out []string
 	for i, s := range slices {
-		if i == len(slices)-1 || !tsBefore(s.last, before) {
+		// As PruneSlices: never the newest, nor the last slice before a
+		// base that lies between it and the next.
+		if i == len(slices)-1 || !tsBefore(s.last, before) || tsBefore(before, slices[i+1].first) {
 			break
 		}
 		if !dryRun {

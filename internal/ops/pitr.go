@@ -281,8 +281,12 @@ func OldestBase(dir string, bases []Base, newest bson.Timestamp) (bson.Timestamp
 
 // PruneSlices removes the slices of dir that end before `before` (the
 // oldest kept base's consistent_to: no restore to a time can need them),
-// never the newest (the archive resumes its chain from it), and returns
-// their names. The oldest slice left starts the chain Verify proves.
+// never the newest (the archive resumes its chain from it), nor the last
+// one before `before` when the next starts after it (a base consistent to
+// a clock point between two slices, as an idle server's is: without that
+// slice the archive would start after the base, and its window would be
+// gone), and returns their names. The oldest slice left starts the chain
+// Verify proves.
 func PruneSlices(dir string, before bson.Timestamp, dryRun bool) ([]string, error) {
 	return PruneSlicesKeeping(dir, before, dryRun, nil)
 }
@@ -297,7 +301,7 @@ func PruneSlicesKeeping(dir string, before bson.Timestamp, dryRun bool, keep fun
 	}
 	var out []string
 	for i, s := range ar.Slices {
-		if i == len(ar.Slices)-1 || !tsBefore(s.Last, before) || keep != nil && keep(s) {
+		if i == len(ar.Slices)-1 || !tsBefore(s.Last, before) || tsBefore(before, ar.Slices[i+1].First) || keep != nil && keep(s) {
 			break
 		}
 		if !dryRun {
