@@ -190,6 +190,9 @@ type Agent struct {
 	drillDone chan struct{}
 	// pitrMetricsDone closes when the archive's metrics loop ends.
 	pitrMetricsDone chan struct{}
+	// prunePending: a backup ended before the archive reached its base;
+	// the metrics loop prunes again until it has (prunePending in pitr.go).
+	prunePending atomic.Bool
 	// hook posts job ends.
 	hook *webhook.Poster
 	// logRing keeps the agent's recent log for `a0cli logs` (logs.go).

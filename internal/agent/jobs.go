@@ -87,9 +87,8 @@ func (a *Agent) backupEnded(m *store.Meta, err error) {
 	}
 	if err == nil && a.archive != nil {
 		// A new base: the device keeps slices back to the oldest one.
-		if _, err := a.prunePITR(a.ctx, false); err != nil {
-			a.log.Warn("pitr: prune the device's slices", "err", err)
-		}
+		a.prunePending.Store(true)
+		a.prunePendingPITR(a.ctx)
 	}
 }
 

@@ -99,6 +99,7 @@ func (a *Agent) runPITRMetrics() {
 	defer t.Stop()
 	for {
 		a.recordPITR(a.ctx, true)
+		a.prunePendingPITR(a.ctx)
 		select {
 		case <-a.ctx.Done():
 			return
@@ -322,6 +323,32 @@ func (a *Agent) pitrBases(ctx context.Context, device string) (local, remote []o
 	return local, remote
 }
 
+// prunePendingPITR is the prune a new backup calls for, at its end and
+// then at each metrics tick until the archive has reached the stored
+// backup's consistent_to. A backup usually ends before the slice holding
+// its consistent_to closes: the base is in no window yet, and a device
+// whose one stored backup was replaced had no base inside the archive at
+// all, so nothing was pruned, then or at the next backup (as new again):
+// the archive grew without end.
+func (a *Agent) prunePendingPITR(ctx context.Context) {
+	if !a.prunePending.Load() {
+		return
+	}
+	out, err := a.prunePITR(ctx, false)
+	if err != nil {
+		a.log.Warn("pitr: prune the device's slices", "err", err)
+		return
+	}
+	st := a.archive.State()
+	b, ok := ops.LocalBase(st.Device)
+	if out.Before != nil || !ok || st.Device == "" || !st.Newest.IsZero() && (st.Newest.T > b.ConsistentTo.T || st.Newest.T == b.ConsistentTo.T && st.Newest.I >= b.ConsistentTo.I) {
+		// Pruned back to the oldest base, or nothing left to wait for:
+		// the archive is past the stored backup (served or not, no later
+		// prune would find more).
+		a.prunePending.Store(false)
+	}
+}
+
 // prunePITR removes the slices no base needs: on the device, those ending
 // before the oldest base (local or remote) inside the archive's windows;
 // in the store, those ending before the store's oldest base.
@@ -339,7 +366,13 @@ func (a *Agent) prunePITR(ctx context.Context, dryRun bool) (*api.PITRPrune, err
 	}
 	if ok {
 		out.Before = &api.OplogPos{T: before.T, I: before.I, Wall: time.Unix(int64(before.T), 0).UTC()}
-		if out.Removed, err = ops.PruneSlices(dir, before, dryRun); err != nil {
+		// A slice the store lacks yet (it was unreachable) stays: the
+		// store's archive needs it, and the device is its only copy.
+		var keep func(pitr.Slice) bool
+		if a.sliceCopier != nil {
+			keep = func(s pitr.Slice) bool { return !a.sliceCopier.Holds(s) }
+		}
+		if out.Removed, err = ops.PruneSlicesKeeping(dir, before, dryRun, keep); err != nil {
 			return out, err
 		}
 		if out.Removed == nil {

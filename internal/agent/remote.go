@@ -116,13 +116,21 @@ func (a *Agent) prunePost(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := a.needRemote(); err != nil {
-		return err
+	var res *api.BackupsPrune
+	switch {
+	case a.copier != nil:
+		var err error
+		if res, err = a.copier.Prune(r.Context(), req.DryRun); err != nil {
+			return err
+		}
+	case a.archive != nil:
+		// No store, no copies: the prune is the device's oplog slices'
+		// (what backups prune does for the archive on any node).
+		res = &api.BackupsPrune{DryRun: req.DryRun, Retention: "no remote store", Decisions: []api.PruneDecision{}}
+	default:
+		return a.needRemote()
 	}
-	res, err := a.copier.Prune(r.Context(), req.DryRun)
-	if err != nil {
-		return err
-	}
+	var err error
 	if a.archive != nil {
 		if res.PITR, err = a.prunePITR(r.Context(), req.DryRun); err != nil {
 			return err

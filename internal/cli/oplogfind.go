@@ -52,6 +52,15 @@ func RunOplogFind(ctx context.Context, env *Env, o OplogFindOptions) error {
 			return usagef("%s %q: want RFC 3339, e.g. 2026-12-06T10:15:00Z", b.flag, b.v)
 		}
 	}
+	if o.Since != "" && o.Until != "" {
+		since, _ := time.Parse(time.RFC3339Nano, o.Since)
+		until, _ := time.Parse(time.RFC3339Nano, o.Until)
+		if since.After(until) {
+			// Nothing lies between: "no destructive operation found"
+			// would read as an all-clear for a typo.
+			return usagef("--since %s is after --until %s: nothing lies between them", o.Since, o.Until)
+		}
+	}
 	var ops []string
 	for _, op := range strings.Split(o.Ops, ",") {
 		switch op = strings.TrimSpace(op); op {

@@ -39,6 +39,7 @@ type SliceCopier struct {
 	remote  map[string]int64 // name -> size, what the store holds
 	listed  bool
 	records map[string][]byte // gaps.json and owner.json as last put
+	pruned  map[string]bool   // slices Prune removed from the store
 	pending int
 	lastErr string
 	wake    chan struct{}
@@ -83,13 +84,31 @@ func (c *SliceCopier) State() SliceCopyState {
 	return SliceCopyState{Location: c.Remote.Location(), Pending: c.pending, Error: c.lastErr}
 }
 
+// Holds reports whether the store holds slice s, as far as the copier
+// knows (listed at its start or put since): a slice it does not hold yet
+// must stay on the device (PruneSlices' keep), or the store's archive
+// would lose it for good.
+func (c *SliceCopier) Holds(s pitr.Slice) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pruned[s.Name] {
+		return true // the store no longer needs it
+	}
+	size, ok := c.remote[s.Name]
+	return ok && size == s.Size
+}
+
 // Forget drops names from what the copier knows the store holds (after a
 // prune removed them there).
 func (c *SliceCopier) Forget(names []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.pruned == nil {
+		c.pruned = map[string]bool{}
+	}
 	for _, n := range names {
 		delete(c.remote, n)
+		c.pruned[n] = true
 	}
 }
 
@@ -227,19 +246,21 @@ func (c *SliceCopier) Prune(ctx context.Context, before bson.Timestamp, dryRun b
 		return nil, err
 	}
 	type named struct {
-		name string
-		last bson.Timestamp
+		name        string
+		first, last bson.Timestamp
 	}
 	var slices []named
 	for _, o := range objs {
-		if _, last, ok := pitr.ParseSliceName(o.Name); ok {
-			slices = append(slices, named{o.Name, last})
+		if first, last, ok := pitr.ParseSliceName(o.Name); ok {
+			slices = append(slices, named{o.Name, first, last})
 		}
 	}
 	sort.Slice(slices, func(i, j int) bool { return slices[i].name < slices[j].name })
 	var out []string
 	for i, s := range slices {
-		if i == len(slices)-1 || !tsBefore(s.last, before) {
+		// As PruneSlices: never the newest, nor the last slice before a
+		// base that lies between it and the next.
+		if i == len(slices)-1 || !tsBefore(s.last, before) || tsBefore(before, slices[i+1].first) {
 			break
 		}
 		if !dryRun {

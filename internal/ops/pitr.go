@@ -281,16 +281,27 @@ func OldestBase(dir string, bases []Base, newest bson.Timestamp) (bson.Timestamp
 
 // PruneSlices removes the slices of dir that end before `before` (the
 // oldest kept base's consistent_to: no restore to a time can need them),
-// never the newest (the archive resumes its chain from it), and returns
-// their names. The oldest slice left starts the chain Verify proves.
+// never the newest (the archive resumes its chain from it), nor the last
+// one before `before` when the next starts after it (a base consistent to
+// a clock point between two slices, as an idle server's is: without that
+// slice the archive would start after the base, and its window would be
+// gone), and returns their names. The oldest slice left starts the chain
+// Verify proves.
 func PruneSlices(dir string, before bson.Timestamp, dryRun bool) ([]string, error) {
+	return PruneSlicesKeeping(dir, before, dryRun, nil)
+}
+
+// PruneSlicesKeeping is PruneSlices that also stops at the first slice
+// keep holds back (a slice the remote store lacks yet: SliceCopier.Holds),
+// so that what stays is still one unbroken run of slices.
+func PruneSlicesKeeping(dir string, before bson.Timestamp, dryRun bool, keep func(pitr.Slice) bool) ([]string, error) {
 	ar, err := pitr.Open(dir, crypt.Unlock{})
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for i, s := range ar.Slices {
-		if i == len(ar.Slices)-1 || !tsBefore(s.Last, before) {
+		if i == len(ar.Slices)-1 || !tsBefore(s.Last, before) || tsBefore(before, ar.Slices[i+1].First) || keep != nil && keep(s) {
 			break
 		}
 		if !dryRun {

@@ -125,7 +125,7 @@ func TestChooseAsOfWholeSecond(t *testing.T) {
 		if ok && (tsLess(at, r.From) || tsLess(r.To, at)) {
 			t.Errorf("chooseAsOf(%v) = %v outside its window %v..%v", c.to, at, r.From, r.To)
 		}
-		if note := asOfNote(c.to, at); ok && (note != "") != (at != c.to) {
+		if note := asOfNote(ar, c.to, at); ok && (note != "") != (at != c.to) {
 			t.Errorf("note for %v -> %v: %q", c.to, at, note)
 		}
 	}
@@ -145,5 +145,70 @@ func TestPITRErrorAnotherSet(t *testing.T) {
 		if !strings.Contains(oe.Msg, want) {
 			t.Errorf("message %q does not say %s", oe.Msg, want)
 		}
+	}
+}
+
+// TestAsOfNoteNamesTheGap: a window that ends inside a second because a
+// gap begins there is not "not archived yet": the rest of that second is
+// lost to the archive, and the note says so with the gap's reason; a
+// window that ends at the archive's newest entry still points at the lag.
+func TestAsOfNoteNamesTheGap(t *testing.T) {
+	ar := &pitr.Archive{Gaps: []pitr.Gap{{From: ts(110, 5), To: ts(120, 1), Reason: "oplog rolled past the archive"}}}
+	for _, c := range []struct {
+		name       string
+		to, at     bson.Timestamp
+		want, not_ string
+	}{
+		{"a gap begins at the window's end", ts(110, WholeSecond), ts(110, 5), "where a gap begins (oplog rolled past the archive)", "not archived yet"},
+		{"the archive's newest entry", ts(130, WholeSecond), ts(130, 2), "not archived yet", "gap"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			note := asOfNote(ar, c.to, c.at)
+			if !strings.Contains(note, c.want) || strings.Contains(note, c.not_) {
+				t.Fatalf("note %q: want %q, not %q", note, c.want, c.not_)
+			}
+		})
+	}
+}
+
+// TestPlanNamesTheSliceAfterTo: when the last slice a restore to `to`
+// reads ends before `to`, the plan names the slice after it too (the CLI
+// sends its key; a remote restore downloads it), so that the replay's
+// chain check proves no slice is missing up to `to`; so also when no
+// slice holds an entry between the base and `to` (an idle stretch): the
+// one before and the one after. Without it a slice missing from the
+// device or the store went unnoticed and the restore stopped early.
+func TestPlanNamesTheSliceAfterTo(t *testing.T) {
+	slice := func(f, l bson.Timestamp) pitr.Slice { return pitr.Slice{Name: pitr.SliceName(f, l), First: f, Last: l} }
+	s := []pitr.Slice{slice(ts(100, 1), ts(105, 3)), slice(ts(106, 1), ts(110, 5)), slice(ts(112, 1), ts(115, 2))}
+	ar := &pitr.Archive{Slices: s}
+	r := Restorable{Window: pitr.Window{From: ts(100, 1), To: ts(115, 2)}}
+	cases := []struct {
+		name string
+		base bson.Timestamp
+		to   bson.Timestamp
+		want []pitr.Slice
+	}{
+		{"to inside a stretch", ts(101, 0), ts(111, 0), s},
+		{"to at a slice's last entry", ts(101, 0), ts(110, 5), s[:2]},
+		{"to inside a slice", ts(101, 0), ts(107, 0), s[:2]},
+		{"an idle stretch from the base to to", ts(110, 5), ts(111, 0), s[1:]},
+		{"the base in one slice, to in the next", ts(104, 0), ts(113, 0), s},
+		{"to after the archive", ts(101, 0), ts(116, 0), s},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPITR(ar, r, Base{Name: "b", ConsistentTo: c.base}, c.to)
+			var got, want []string
+			for _, x := range p.Slices {
+				got = append(got, x.Name)
+			}
+			for _, x := range c.want {
+				want = append(want, x.Name)
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("plan reads %v, want %v", got, want)
+			}
+		})
 	}
 }

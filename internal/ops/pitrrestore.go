@@ -225,13 +225,22 @@ func chooseAsOf(rs []Restorable, to bson.Timestamp) (Restorable, Base, bson.Time
 }
 
 // asOfNote tells the operator that a restore to the whole second of
-// `to` stops at the window's end inside it, at.
-func asOfNote(to, at bson.Timestamp) string {
+// `to` stops at the window's end inside it, at. When a gap of ar begins
+// there, the rest of that second is not "not archived yet" but lost to
+// the archive: the note says so, with the gap's reason.
+func asOfNote(ar *pitr.Archive, to, at bson.Timestamp) string {
 	if to == at {
 		return ""
 	}
+	sec := time.Unix(int64(to.T), 0).UTC().Format("2006-01-02 15:04:05 UTC")
+	for _, g := range ar.Gaps {
+		if g.From == at {
+			return fmt.Sprintf("the archive ends inside %s at %s, where a gap begins (%s): restoring to that entry, the last of that second the archive holds; a later entry of that second, if the server had one, was never archived and is not restored",
+				sec, TSText(at), g.Reason)
+		}
+	}
 	return fmt.Sprintf("the archive ends inside %s at %s: restoring to that entry, the last of that second the archive holds (a later entry of that second, if the server has one, is not archived yet: pitr-status shows the lag)",
-		time.Unix(int64(to.T), 0).UTC().Format("2006-01-02 15:04:05 UTC"), TSText(at))
+		sec, TSText(at))
 }
 
 // open reports whether the device's archive is caught up and nothing
@@ -339,7 +348,7 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 			if r, _, at, ok := chooseAsOf(localWins, to); ok {
 				p := newPITR(ar, r, base, at)
 				p.Base, p.BasePath = m, Slot(s.Device, api.SlotBackup).Path(m)
-				p.Note = asOfNote(to, at)
+				p.Note = asOfNote(ar, to, at)
 				return p, nil
 			}
 			if tsLess(to, base.ConsistentTo) {
@@ -374,7 +383,7 @@ func (s PITRSources) Plan(ctx context.Context, to bson.Timestamp, remoteOnly boo
 					}
 					p.Note = lack + ": restoring from the remote store " + s.Remote.Copier.Remote.Location() + " by itself (its copy and oplog slices)"
 				}
-				if n := asOfNote(to, at); n != "" {
+				if n := asOfNote(ar, to, at); n != "" {
 					p.Note = strings.TrimPrefix(p.Note+"; "+n, "; ")
 				}
 				return p, nil
@@ -410,21 +419,33 @@ func restorableText(rs []Restorable) string {
 }
 
 // newPITR is the plan of a restore to `to` from base b in window r of ar:
-// the slices after the base's consistent_to up to `to`, and the one
-// before them in the same window (its hash starts the chain check).
+// the slices after the base's consistent_to up to `to`, the one before
+// them in the same window (its hash starts the chain check) and, when
+// the last of them ends before `to`, the one after them: only its hash
+// proves that no slice is missing between them and `to` (names cannot: a
+// stretch without writes leaves no slice either). Its entries are all
+// after `to`: the replay reads it for its hash only (pitr.Archive.Entries).
 func newPITR(ar *pitr.Archive, r Restorable, b Base, to bson.Timestamp) *PITR {
 	p := &PITR{After: b.ConsistentTo, To: to, Window: r.Window, Archive: ar, readFrom: pitr.After(b.ConsistentTo)}
-	p.Slices = ar.Needed(p.readFrom, to)
-	if len(p.Slices) > 0 {
-		for i, s := range ar.Slices {
-			if s.Name == p.Slices[0].Name && i > 0 && r.Window.Contains(ar.Slices[i-1].First) {
-				prev := ar.Slices[i-1]
-				p.Slices = append([]pitr.Slice{prev}, p.Slices...)
-				p.readFrom = prev.Last
-				break
-			}
+	lo := len(ar.Slices) // the first slice ending at or after readFrom
+	for i, s := range ar.Slices {
+		if !tsLess(s.Last, p.readFrom) {
+			lo = i
+			break
 		}
 	}
+	hi := lo // past the last slice starting at or before `to`
+	for hi < len(ar.Slices) && !tsLess(to, ar.Slices[hi].First) {
+		hi++
+	}
+	if lo > 0 && r.Window.Contains(ar.Slices[lo-1].First) && (hi > lo || hi < len(ar.Slices)) {
+		lo--
+		p.readFrom = ar.Slices[lo].Last
+	}
+	if hi > lo && hi < len(ar.Slices) && tsLess(ar.Slices[hi-1].Last, to) {
+		hi++
+	}
+	p.Slices = append([]pitr.Slice(nil), ar.Slices[lo:hi]...)
 	return p
 }
 

@@ -377,3 +377,57 @@ func TestEntriesRefuseAnotherSet(t *testing.T) {
 		})
 	}
 }
+
+// TestEntriesProvesNoSliceMissingBeforeTo: a range ending between two
+// slices (in the stretch a missing slice held) is refused naming the
+// slice after it, whose hash does not chain on to the last one read:
+// names alone cannot tell a missing slice from a stretch without
+// writes, and a restore to a time inside the hole must not end early
+// and call itself done. An intact archive serves the same range.
+func TestEntriesProvesNoSliceMissingBeforeTo(t *testing.T) {
+	ctx := context.Background()
+	id := testKey(t)
+	count := func(a *Archive, to bson.Timestamp) (int, error) {
+		n := 0
+		err := a.Entries(ctx, bson.Timestamp{}, to, func(bson.Raw) error { n++; return nil })
+		return n, err
+	}
+	cases := []struct {
+		name    string
+		remove  bool // slice 2 missing
+		to      func(s []Slice) bson.Timestamp
+		entries int // streamed, when accepted
+		refused int // index of the slice named, -1: accepted
+	}{
+		{"intact, to inside a stretch", false, func(s []Slice) bson.Timestamp { return bson.Timestamp{T: s[2].First.T, I: 5} }, 25, -1},
+		{"intact, to after the last slice", false, func(s []Slice) bson.Timestamp { return bson.Timestamp{T: s[3].Last.T + 10} }, 40, -1},
+		{"missing, to inside its stretch", true, func(s []Slice) bson.Timestamp { return bson.Timestamp{T: s[2].First.T, I: 5} }, 0, 3},
+		{"missing, to at the end of the slice before it", true, func(s []Slice) bson.Timestamp { return s[1].Last }, 20, -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			slices, _ := writeChain(t, dir, id, 4, 10)
+			if c.remove {
+				if err := os.Remove(slices[2].Path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a, err := Open(dir, unlockWith(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := count(a, c.to(slices))
+			if c.refused < 0 {
+				if err != nil || n != c.entries {
+					t.Fatalf("%d entries, %v; want %d", n, err, c.entries)
+				}
+				return
+			}
+			var ce *ChainError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrChain) || !strings.Contains(err.Error(), slices[c.refused].Name) {
+				t.Fatalf("got %v, want the chain broken at %s", err, slices[c.refused].Name)
+			}
+		})
+	}
+}
