@@ -251,15 +251,11 @@ func hasField(d bson.D, key string) bool {
 // as mongod does (oplog.ApplyDiff) and replacing it. A missing document is
 // left missing (see write). The caller counts the entry.
 func (rp *replayer) applyDiff(ctx context.Context, ns string, ts oplog.Timestamp, id bson.RawValue, diff bson.D) error {
-	e := struct {
-		NS string
-		TS oplog.Timestamp
-	}{ns, ts}
-	db, coll, _ := strings.Cut(e.NS, ".")
+	db, coll, _ := strings.Cut(ns, ".")
 	res, err := rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: id}}},
 		{Key: "limit", Value: 1}, {Key: "singleBatch", Value: true}})
 	if err != nil {
-		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+		return fmt.Errorf("update of %s at %s: %w", ns, ts, err)
 	}
 	var found struct {
 		Cursor struct {
@@ -267,22 +263,22 @@ func (rp *replayer) applyDiff(ctx context.Context, ns string, ts oplog.Timestamp
 		} `bson:"cursor"`
 	}
 	if err := bson.Unmarshal(res, &found); err != nil {
-		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+		return fmt.Errorf("update of %s at %s: %w", ns, ts, err)
 	}
 	if len(found.Cursor.FirstBatch) == 0 {
 		return nil
 	}
 	doc, skipped, err := oplog.ApplyDiff(found.Cursor.FirstBatch[0], diff)
 	if err != nil {
-		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, ns, ts, err)
 	}
-	rp.skip(skipDiffPart, e.NS, int64(skipped))
+	rp.skip(skipDiffPart, ns, int64(skipped))
 	if err := oplog.CheckFieldNames(doc); err != nil {
-		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, ns, ts, err)
 	}
 	upd := bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: bson.A{bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: id}}}, {Key: "u", Value: doc}}}}}
 	if _, err := rp.writeCmd(ctx, db, upd); err != nil {
-		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+		return fmt.Errorf("update of %s at %s: %w", ns, ts, err)
 	}
 	return nil
 }

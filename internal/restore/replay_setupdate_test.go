@@ -3,6 +3,8 @@ package restore
 import (
 	"bytes"
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -75,6 +77,7 @@ func TestReplayUpdatesSetBased(t *testing.T) {
 		{doc: 8, o: bson.D{{Key: "_id", Value: id(8)}, {Key: "z", Value: bson.A{bson.D{{Key: "q", Value: int32(1)}}}}, {Key: "a", Value: 1.5}}},
 		{doc: missing + 1, o: bson.D{{Key: "n", Value: int32(1)}}},
 		{doc: 9, o: func() bson.D { d := doc(9); d[2].Value = int32(1); return d }(), own: true},
+		{doc: 21, o: bson.D{{Key: "n", Value: int32(21)}, {Key: "_id", Value: id(21)}, {Key: "x", Value: bson.A{}}}},
 		{doc: 19, o: func() bson.D { d := doc(19)[1:]; d[1].Value = int32(1); return d }()}, // no _id: never equal
 		// Legacy operators (oplog v1): sorted paths, new fields appended.
 		{doc: 10, o: set(bson.D{{Key: "s", Value: "c"}, {Key: "sub.x", Value: int32(5)}, {Key: "zz", Value: int32(1)}, {Key: "aa", Value: int32(2)}})},
@@ -180,4 +183,40 @@ func readRaw(t *testing.T, c *mongo.Collection) []bson.Raw {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestReplayUpdatesSetBasedWriteBackFails: the set-based updates delete
+// the documents they change before they insert them again; an insert that
+// fails there fails the restore (which the job reports as partly restored),
+// never an OK report over missing documents.
+func TestReplayUpdatesSetBasedWriteBackFails(t *testing.T) {
+	ctx := context.Background()
+	client := start(t)
+	id := objectIDs()
+	var docs []bson.D
+	var entries []bson.Raw
+	for i := range 3 {
+		docs = append(docs, bson.D{{Key: "_id", Value: id(i)}, {Key: "v", Value: int32(i)}})
+		e := opEntry(1700000000, "u", "app.c", bson.D{{Key: "v", Value: int32(10 + i)}}, bson.D{{Key: "_id", Value: id(i)}})
+		e[0].Value = bson.Timestamp{T: 1700000000, I: uint32(i + 1)}
+		entries = append(entries, mustRaw(t, e))
+	}
+	data := oplogDump([]coll{{db: "app", name: "c", docs: docs}}, entries).archive(t)
+	refused := errors.New("refused by the test")
+	opts := Options{Drop: true, testMode: modeWrites, testCommandHook: func(next commander) commander {
+		return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+			if cmd[0].Key == "insert" {
+				return nil, refused
+			}
+			return next(ctx, db, cmd)
+		}
+	}}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+	if !errors.Is(err, refused) || !strings.Contains(err.Error(), "not all written back") {
+		t.Fatalf("Run: %v (report %+v), want the refused write back", err, rep)
+	}
 }
