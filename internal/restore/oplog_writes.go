@@ -303,18 +303,25 @@ func (rp *replayer) flush(ctx context.Context) error {
 	db, coll, _ := strings.Cut(b.ns, ".")
 	var rewrite rewriteSet
 	switch {
-	case len(b.scanUpdates) == 1:
-		su := b.scanUpdates[0]
-		if su.diff != nil {
-			if err := rp.applyDiff(ctx, su.ns, su.ts, su.id, su.diff); err != nil {
-				return err
-			}
-		} else {
-			b.updates = append(b.updates, su.statement())
-		}
 	case len(b.scanUpdates) > 1:
-		var err error
+		capped, err := rp.isCappedTarget(ctx, db, coll)
+		if err != nil {
+			return fmt.Errorf("replay updates into %s: %w", b.ns, err)
+		}
+		if capped {
+			// A delete and an insert would move the documents to the
+			// end of the collection's order: one statement each.
+			break
+		}
 		if rewrite, err = rp.flushScanUpdates(ctx, db, coll, &b); err != nil {
+			return err
+		}
+		b.scanUpdates = nil
+	}
+	for _, su := range b.scanUpdates {
+		if su.diff == nil {
+			b.updates = append(b.updates, su.statement())
+		} else if err := rp.applyDiff(ctx, su.ns, su.ts, su.id, su.diff); err != nil {
 			return err
 		}
 	}

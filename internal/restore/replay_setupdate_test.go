@@ -220,3 +220,63 @@ func TestReplayUpdatesSetBasedWriteBackFails(t *testing.T) {
 		t.Fatalf("Run: %v (report %+v), want the refused write back", err, rep)
 	}
 }
+
+// TestReplayUpdatesCappedKeepStatements: a capped collection keeps its
+// documents in insertion order, which a delete and an insert would
+// change: its updates keep their own statements, and the order stays.
+func TestReplayUpdatesCappedKeepStatements(t *testing.T) {
+	ctx := context.Background()
+	client := start(t)
+	id := objectIDs()
+	var docs []bson.D
+	var entries []bson.Raw
+	for i := range 4 {
+		docs = append(docs, bson.D{{Key: "_id", Value: id(i)}, {Key: "v", Value: int32(i)}})
+	}
+	for i := range 2 {
+		e := opEntry(1700000000, "u", "app.c", bson.D{{Key: "v", Value: int32(10 + i)}}, bson.D{{Key: "_id", Value: id(i)}})
+		e[0].Value = bson.Timestamp{T: 1700000000, I: uint32(i + 1)}
+		entries = append(entries, mustRaw(t, e))
+	}
+	capped := bson.D{{Key: "capped", Value: true}, {Key: "size", Value: int64(1 << 20)}}
+	data := oplogDump([]coll{{db: "app", name: "c", options: capped, docs: docs}}, entries).archive(t)
+	var mu sync.Mutex
+	kinds := map[string]int{}
+	opts := Options{Drop: true, testMode: modeWrites, testCommandHook: func(next commander) commander {
+		return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+			mu.Lock()
+			kinds[cmd[0].Key]++
+			mu.Unlock()
+			return next(ctx, db, cmd)
+		}
+	}}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+	if kinds["find"] != 0 || kinds["delete"] != 0 || kinds["insert"] != 0 || kinds["update"] != 1 {
+		t.Fatalf("commands %v, want one update command and no find, delete or insert", kinds)
+	}
+	cur, err := client.Database("app").Collection("c").Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "$natural", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []bson.D
+	if err := cur.All(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{}
+	for i, v := range []int32{10, 11, 2, 3} {
+		want = append(want, extJSON(t, bson.D{{Key: "_id", Value: id(i)}, {Key: "v", Value: v}}))
+	}
+	var gotS []string
+	for _, d := range got {
+		gotS = append(gotS, extJSON(t, d))
+	}
+	if strings.Join(gotS, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("natural order\n got %s\nwant %s", strings.Join(gotS, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -389,7 +389,7 @@ func (rp *replayer) findByIDs(ctx context.Context, db, coll string, ids bson.A) 
 	out := make(map[string]bson.D, len(ids))
 	raw, err := rp.run(ctx, db, bson.D{{Key: "find", Value: coll},
 		{Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}},
-		{Key: "batchSize", Value: len(ids)}})
+		{Key: "batchSize", Value: len(ids) + 1}}) // all in the first batch: the cursor closes
 	for first := true; ; first = false {
 		if err != nil {
 			return nil, err
@@ -420,4 +420,34 @@ func (rp *replayer) findByIDs(ctx context.Context, db, coll string, ids bson.A) 
 		}
 		raw, err = rp.run(ctx, db, bson.D{{Key: "getMore", Value: res.Cursor.ID}, {Key: "collection", Value: coll}})
 	}
+}
+
+// isCappedTarget says whether the target collection is capped (a capped
+// collection keeps its documents in insertion order, which a delete and
+// an insert would change).
+func (rp *replayer) isCappedTarget(ctx context.Context, db, coll string) (bool, error) {
+	ns := db + "." + coll
+	if c, ok := rp.capped[ns]; ok {
+		return c, nil
+	}
+	raw, err := rp.run(ctx, db, bson.D{{Key: "listCollections", Value: 1}, {Key: "filter", Value: bson.D{{Key: "name", Value: coll}}}})
+	if err != nil {
+		return false, fmt.Errorf("list collection %s: %w", ns, err)
+	}
+	var res struct {
+		Cursor struct {
+			FirstBatch []struct {
+				Options bson.D `bson:"options"`
+			} `bson:"firstBatch"`
+		} `bson:"cursor"`
+	}
+	if err := bson.Unmarshal(raw, &res); err != nil {
+		return false, fmt.Errorf("list collection %s: %w", ns, err)
+	}
+	c := len(res.Cursor.FirstBatch) > 0 && isCapped(res.Cursor.FirstBatch[0].Options)
+	if rp.capped == nil {
+		rp.capped = map[string]bool{}
+	}
+	rp.capped[ns] = c
+	return c, nil
 }
