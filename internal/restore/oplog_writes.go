@@ -313,10 +313,9 @@ func (rp *replayer) flush(ctx context.Context) error {
 			// end of the collection's order: one statement each.
 			break
 		}
-		if rewrite, err = rp.flushScanUpdates(ctx, db, coll, &b); err != nil {
+		if rewrite, b.scanUpdates, err = rp.flushScanUpdates(ctx, db, coll, &b); err != nil {
 			return err
 		}
-		b.scanUpdates = nil
 	}
 	for _, su := range b.scanUpdates {
 		if su.diff == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,14 @@ import (
 // restored with the lookup index: an update statement per entry, a diff
 // read and replaced) leaves.
 func TestReplayUpdatesSetBased(t *testing.T) {
+	// With more than replayFullReadFrom ObjectIds the documents are read
+	// by a read of the whole collection, fewer by a $in.
+	for _, extra := range []int{0, replayFullReadFrom} {
+		t.Run(fmt.Sprintf("extra=%d", extra), func(t *testing.T) { testReplayUpdatesSetBased(t, extra) })
+	}
+}
+
+func testReplayUpdatesSetBased(t *testing.T, extra int) {
 	ctx := context.Background()
 	srv, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir()})
 	if err != nil {
@@ -47,7 +56,7 @@ func TestReplayUpdatesSetBased(t *testing.T) {
 			{Key: "sub", Value: sub()}, {Key: "arr", Value: bson.A{int32(1), int32(2), int32(3)}}, {Key: "tags", Value: bson.A{"a", "b"}}}
 	}
 	var docs []bson.D
-	for i := range 30 {
+	for i := range 30 + extra {
 		docs = append(docs, doc(i))
 	}
 	const missing = 500 // no such document: an update of it leaves it missing
@@ -90,6 +99,13 @@ func TestReplayUpdatesSetBased(t *testing.T) {
 		{doc: 16, o: set(bson.D{{Key: "v", Value: int32(1)}}), own: true},
 		{doc: 17, o: set(bson.D{{Key: "s", Value: "a"}})},
 		{doc: 18, o: set(bson.D{{Key: "sub.y", Value: "flat"}, {Key: "t", Value: bson.D{{Key: "_id", Value: int32(1)}}}})},
+	}
+	for i := 30; i < 30+extra; i++ {
+		updates = append(updates, struct {
+			doc int
+			o   bson.D
+			own bool
+		}{doc: i, o: set(bson.D{{Key: "s", Value: fmt.Sprint("m", i)}})})
 	}
 	var entries []bson.Raw
 	ts := uint32(1700000000)

@@ -331,29 +331,37 @@ func (r rewriteSet) chunks() []bson.A {
 // statement the replay sends without it. A document the find does not
 // return stays missing, as the statement (no upsert) leaves it; one the
 // update leaves as it was is not written.
-func (rp *replayer) flushScanUpdates(ctx context.Context, db, coll string, b *writeBatch) (rewriteSet, error) {
+//
+// The documents read are held until the batch is written: past
+// replayFoundBytes the read stops, and the updates whose documents it did
+// not reach are returned, to go one statement each.
+func (rp *replayer) flushScanUpdates(ctx context.Context, db, coll string, b *writeBatch) (rewriteSet, []scanUpdate, error) {
 	var r rewriteSet
 	ids := make(bson.A, len(b.scanUpdates))
 	for i, su := range b.scanUpdates {
 		ids[i] = su.id
 	}
-	found, err := rp.findByIDs(ctx, db, coll, ids)
+	found, complete, err := rp.findByIDs(ctx, db, coll, ids)
 	if err != nil {
-		return r, fmt.Errorf("replay updates into %s: read the updated documents: %w", b.ns, err)
+		return r, nil, fmt.Errorf("replay updates into %s: read the updated documents: %w", b.ns, err)
 	}
+	var rest []scanUpdate
 	for _, su := range b.scanUpdates {
 		doc, ok := found[su.key]
 		if !ok {
+			if !complete {
+				rest = append(rest, su)
+			}
 			continue
 		}
 		u := su.u
 		if su.diff != nil {
 			applied, skipped, err := oplog.ApplyDiff(doc, su.diff)
 			if err != nil {
-				return r, fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, su.ns, su.ts, err)
+				return r, nil, fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, su.ns, su.ts, err)
 			}
 			if err := oplog.CheckFieldNames(applied); err != nil {
-				return r, fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, su.ns, su.ts, err)
+				return r, nil, fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, su.ns, su.ts, err)
 			}
 			r.skipped = append(r.skipped, int64(skipped))
 			// What the per-statement replay sends: a replacement.
@@ -372,7 +380,7 @@ func (rp *replayer) flushScanUpdates(ctx context.Context, db, coll string, b *wr
 		}
 		raw, err := bson.Marshal(out)
 		if err != nil {
-			return r, fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, su.ns, su.ts, err)
+			return r, nil, fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, su.ns, su.ts, err)
 		}
 		if sameBytes(out, doc) {
 			continue // unchanged: the server writes nothing either
@@ -380,19 +388,50 @@ func (rp *replayer) flushScanUpdates(ctx context.Context, db, coll string, b *wr
 		r.ids = append(r.ids, su.id)
 		r.docs = append(r.docs, raw)
 	}
-	return r, nil
+	return r, rest, nil
+}
+
+// replayFoundBytes bounds the documents a batch's set-based updates hold.
+const replayFoundBytes = 64 << 20
+
+// replayFullReadFrom is the number of ObjectId _ids from which
+// findByIDs reads the whole collection and picks the documents itself:
+// FerretDB v1.24.2 matches a filter in Go against every document of the
+// collection, a $in by comparing with each element in turn, so a $in of
+// 1,000 _ids reads 100,000 documents about twice as slowly as no filter
+// (docs/BENCHMARKS.md). An ObjectId equals another only byte for byte, as
+// idKey keys it; other _ids (numbers equal across types) keep the $in.
+const replayFullReadFrom = 64
+
+func allObjectIDs(ids bson.A) bool {
+	for _, v := range ids {
+		if rv, ok := v.(bson.RawValue); !ok || rv.Type != bson.TypeObjectID {
+			return false
+		}
+	}
+	return true
 }
 
 // findByIDs reads the documents with these _ids (one read of the
-// collection, however many batches the cursor takes), keyed by idKey.
-func (rp *replayer) findByIDs(ctx context.Context, db, coll string, ids bson.A) (map[string]bson.D, error) {
+// collection, however many batches the cursor takes), keyed by idKey,
+// until they pass replayFoundBytes: complete says whether all were read.
+func (rp *replayer) findByIDs(ctx context.Context, db, coll string, ids bson.A) (map[string]bson.D, bool, error) {
 	out := make(map[string]bson.D, len(ids))
-	raw, err := rp.run(ctx, db, bson.D{{Key: "find", Value: coll},
-		{Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}},
-		{Key: "batchSize", Value: len(ids) + 1}}) // all in the first batch: the cursor closes
+	find := bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}},
+		{Key: "batchSize", Value: len(ids) + 1}} // all in the first batch: the cursor closes
+	var want map[string]bool
+	if len(ids) >= replayFullReadFrom && allObjectIDs(ids) {
+		want = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			want[idKey(id.(bson.RawValue))] = true
+		}
+		find = bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{}}}
+	}
+	raw, err := rp.run(ctx, db, find)
+	size := 0
 	for first := true; ; first = false {
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		var res struct {
 			Cursor struct {
@@ -402,21 +441,30 @@ func (rp *replayer) findByIDs(ctx context.Context, db, coll string, ids bson.A) 
 			} `bson:"cursor"`
 		}
 		if err := bson.Unmarshal(raw, &res); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		docs := res.Cursor.NextBatch
 		if first {
 			docs = res.Cursor.FirstBatch
 		}
 		for _, d := range docs {
+			key := idKey(d.Lookup("_id"))
+			if want != nil && !want[key] {
+				continue
+			}
 			var doc bson.D
 			if err := bson.Unmarshal(d, &doc); err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			out[idKey(d.Lookup("_id"))] = doc
+			out[key] = doc
+			size += len(d)
 		}
 		if res.Cursor.ID == 0 {
-			return out, nil
+			return out, true, nil
+		}
+		if size >= replayFoundBytes {
+			_, err := rp.run(ctx, db, bson.D{{Key: "killCursors", Value: coll}, {Key: "cursors", Value: bson.A{res.Cursor.ID}}})
+			return out, false, err
 		}
 		raw, err = rp.run(ctx, db, bson.D{{Key: "getMore", Value: res.Cursor.ID}, {Key: "collection", Value: coll}})
 	}
