@@ -37,6 +37,7 @@ func BenchmarkOplogReplay(b *testing.B) {
 		{10_000, 3000, true},
 		{100_000, 3000, true},
 		{10_000, 150, false},
+		{100_000, 300, false},
 		// Without the index, updates and deletes go set based: one $in
 		// find and one $in delete per batch (docs/consistency.md).
 		{100_000, 3000, false},
