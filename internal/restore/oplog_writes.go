@@ -356,9 +356,10 @@ func (rp *replayer) flush(ctx context.Context) error {
 		return nil
 	}
 	if len(rewrite.ids) > 0 && len(b.deletes) > 0 {
-		// The rewritten documents go first: then every state the
-		// collection passes through until the batch ends is a subset of
-		// the state it ends in, which no unique index refuses.
+		// The deletes go first: the rewritten documents and the
+		// batch's inserts go in after every document the batch removes
+		// or changes is out, so a unique index does not refuse them for
+		// a value one of those held before.
 		if err := deletes(ctx); err != nil {
 			return err
 		}
