@@ -304,6 +304,10 @@ type replayer struct {
 	nsUUID map[string]string
 	// dumped are the planned collections' document counts.
 	dumped map[string]int64
+	// capped caches whether a collection of the target is capped, asked
+	// of the server once per collection until the next command entry
+	// (isCappedTarget).
+	capped map[string]bool
 	// ren, when the restore renames, maps every operation to the new
 	// names before it is applied (sel is then everything: the renaming
 	// applied --ns).
@@ -611,6 +615,7 @@ func (rp *replayer) leaf(ctx context.Context, e oplog.Entry, d oplog.Decision) e
 			if err := rp.flush(ctx); err != nil {
 				return err
 			}
+			rp.capped = nil
 			return rp.rename(ctx, e, t.Namespaces[0], t.Namespaces[1])
 		}
 		if len(t.Namespaces) != 1 {
@@ -644,6 +649,7 @@ func (rp *replayer) leaf(ctx context.Context, e oplog.Entry, d oplog.Decision) e
 			if err := rp.flush(ctx); err != nil {
 				return err
 			}
+			rp.capped = nil // a command may create, drop or convert one
 			return rp.command(ctx, e, d, t)
 		}
 		if rp.mode == modeApplyOps {

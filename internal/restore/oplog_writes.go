@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,6 +53,9 @@ type writeBatch struct {
 	// scanDeletes are the _ids of deletes whose lookup the server cannot
 	// search an index for (see indexedLookup): sent as one statement.
 	scanDeletes bson.A
+	// scanUpdates are the updates whose _id lookup is a scan: read,
+	// applied in Go and written back together (flushScanUpdates).
+	scanUpdates []scanUpdate
 	inserts     bson.A
 	updates     bson.A
 	bytes       int
@@ -152,20 +156,31 @@ func (rp *replayer) write(ctx context.Context, e oplog.Entry) error {
 		if err := bson.Unmarshal(e.O, &o); err != nil {
 			return fmt.Errorf("%w: %w", ErrOplogEntry, err)
 		}
-		if diff, ok := oplog.IsDiff(o); ok {
+		diff, isDiff := oplog.IsDiff(o)
+		if isDiff && rp.indexedLookup(id) {
 			// Read, apply, replace: exact for every diff (array
 			// resizes, sub-diffs onto fields changed later).
 			if err := rp.flush(ctx); err != nil {
 				return err
 			}
-			return rp.applyDiff(ctx, e, id, diff)
+			if err := rp.applyDiff(ctx, e.NS, e.TS, id, diff); err != nil {
+				return err
+			}
+			rp.count(e.NS, 0)
+			return nil
 		}
-		u, err := updateFromOplog(o)
-		if err != nil {
-			return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		var u bson.D
+		if !isDiff {
+			if u, err = updateFromOplog(o); err != nil {
+				return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+			}
+			if err := oplog.CheckFieldNames(u); err != nil && !isOperatorUpdate(u) {
+				return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+			}
 		}
-		if err := oplog.CheckFieldNames(u); err != nil && !isOperatorUpdate(u) {
-			return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		if !rp.indexedLookup(id) {
+			b.scanUpdates = append(b.scanUpdates, scanUpdate{ns: e.NS, ts: e.TS, id: id, key: key, diff: diff, u: u})
+			break
 		}
 		// No upsert: an update of a document the data does not hold is
 		// followed, later in the same oplog, by the delete that removed
@@ -235,19 +250,19 @@ func hasField(d bson.D, key string) bool {
 
 // applyDiff replays a $v:2 diff by reading the document, applying the diff
 // as mongod does (oplog.ApplyDiff) and replacing it. A missing document is
-// left missing (see write).
-func (rp *replayer) applyDiff(ctx context.Context, e oplog.Entry, id bson.RawValue, diff bson.D) error {
-	db, coll, _ := strings.Cut(e.NS, ".")
+// left missing (see write). The caller counts the entry.
+func (rp *replayer) applyDiff(ctx context.Context, ns string, ts oplog.Timestamp, id bson.RawValue, diff bson.D) error {
+	db, coll, _ := strings.Cut(ns, ".")
 	// A read: sent again as it is after a transient error.
 	var res bson.Raw
-	err := rp.rs.retry.withRetry(ctx, "find "+e.NS, func(ctx context.Context) error {
+	err := rp.rs.retry.withRetry(ctx, "find "+ns, func(ctx context.Context) error {
 		var err error
 		res, err = rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: id}}},
 			{Key: "limit", Value: 1}, {Key: "singleBatch", Value: true}})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+		return fmt.Errorf("update of %s at %s: %w", ns, ts, err)
 	}
 	var found struct {
 		Cursor struct {
@@ -255,25 +270,23 @@ func (rp *replayer) applyDiff(ctx context.Context, e oplog.Entry, id bson.RawVal
 		} `bson:"cursor"`
 	}
 	if err := bson.Unmarshal(res, &found); err != nil {
-		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+		return fmt.Errorf("update of %s at %s: %w", ns, ts, err)
 	}
 	if len(found.Cursor.FirstBatch) == 0 {
-		rp.count(e.NS, 0)
 		return nil
 	}
 	doc, skipped, err := oplog.ApplyDiff(found.Cursor.FirstBatch[0], diff)
 	if err != nil {
-		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, ns, ts, err)
 	}
-	rp.skip(skipDiffPart, e.NS, int64(skipped))
+	rp.skip(skipDiffPart, ns, int64(skipped))
 	if err := oplog.CheckFieldNames(doc); err != nil {
-		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, e.NS, e.TS, err)
+		return fmt.Errorf("%w: update of %s at %s: %w", ErrOplogEntry, ns, ts, err)
 	}
 	upd := bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: bson.A{bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: id}}}, {Key: "u", Value: doc}}}}}
 	if _, err := rp.writeCmd(ctx, db, upd); err != nil {
-		return fmt.Errorf("update of %s at %s: %w", e.NS, e.TS, err)
+		return fmt.Errorf("update of %s at %s: %w", ns, ts, err)
 	}
-	rp.count(e.NS, 0)
 	return nil
 }
 
@@ -281,6 +294,13 @@ func (rp *replayer) applyDiff(ctx context.Context, e oplog.Entry, id bson.RawVal
 // (replayParallel), then, for inserts of documents the data holds already,
 // replacements (the insert is older than the copy). flush returns once
 // all are acknowledged, so the next batch comes after.
+//
+// Updates whose _id lookup is a scan (scanUpdates), two or more, go set
+// based: one find reads their documents, each update is applied in Go
+// (flushScanUpdates), and the changed documents are deleted with the
+// batch's deletes (one statement) and inserted again, after the delete and
+// before anything else of the batch is written; one such update alone
+// goes as its own statement (one read either way).
 func (rp *replayer) flush(ctx context.Context) error {
 	b := rp.batch
 	rp.batch = writeBatch{}
@@ -288,6 +308,29 @@ func (rp *replayer) flush(ctx context.Context) error {
 		return nil
 	}
 	db, coll, _ := strings.Cut(b.ns, ".")
+	var rewrite rewriteSet
+	switch {
+	case len(b.scanUpdates) > 1:
+		capped, err := rp.isCappedTarget(ctx, db, coll)
+		if err != nil {
+			return fmt.Errorf("replay updates into %s: %w", b.ns, err)
+		}
+		if capped {
+			// A delete and an insert would move the documents to the
+			// end of the collection's order: one statement each.
+			break
+		}
+		if rewrite, b.scanUpdates, err = rp.flushScanUpdates(ctx, db, coll, &b); err != nil {
+			return err
+		}
+	}
+	for _, su := range b.scanUpdates {
+		if su.diff == nil {
+			b.updates = append(b.updates, su.statement())
+		} else if err := rp.applyDiff(ctx, su.ns, su.ts, su.id, su.diff); err != nil {
+			return err
+		}
+	}
 	// Every statement of the batch is on a different document, so the
 	// commands do not depend on each other: they go to the server at once,
 	// up to replayParallel, which overlaps FerretDB's per-statement work
@@ -298,31 +341,44 @@ func (rp *replayer) flush(ctx context.Context) error {
 		again     bson.A
 		uncertain bool
 	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(rp.parallelism())
+	scanDeletes := append(b.scanDeletes, rewrite.ids...)
 	switch {
-	case len(b.scanDeletes) == 1:
+	case len(scanDeletes) == 1:
 		// One read of the collection either way: the plain statement.
-		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: b.scanDeletes[0]}}}, {Key: "limit", Value: 1}})
-	case len(b.scanDeletes) > 1:
+		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: scanDeletes[0]}}}, {Key: "limit", Value: 1}})
+	case len(scanDeletes) > 1:
 		// The batch's _ids are distinct (idKey), and an _id is unique:
 		// $in deletes exactly the documents the statements one by one
 		// would, in one read. Its elements are compared as values (an
 		// _id document with $ keys is not taken for an operator).
-		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: b.scanDeletes}}}}}, {Key: "limit", Value: 0}})
+		b.deletes = append(b.deletes, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: scanDeletes}}}}}, {Key: "limit", Value: 0}})
 	}
+	deletes := func(ctx context.Context) error {
+		res, err := rp.writeCmd(ctx, db, bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: b.deletes}, {Key: "ordered", Value: false}})
+		if err != nil {
+			return fmt.Errorf("replay deletes into %s: %w", b.ns, err)
+		}
+		mu.Lock()
+		net -= res.n
+		uncertain = uncertain || res.resent
+		mu.Unlock()
+		return nil
+	}
+	if len(rewrite.ids) > 0 && len(b.deletes) > 0 {
+		// The deletes go first: the rewritten documents and the
+		// batch's inserts go in after every document the batch removes
+		// or changes is out, so a unique index does not refuse them for
+		// a value one of those held before.
+		if err := deletes(ctx); err != nil {
+			return err
+		}
+		net += int64(len(rewrite.ids)) // inserted again below
+		b.deletes = nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rp.parallelism())
 	if len(b.deletes) > 0 {
-		g.Go(func() error {
-			res, err := rp.writeCmd(gctx, db, bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: b.deletes}, {Key: "ordered", Value: false}})
-			if err != nil {
-				return fmt.Errorf("replay deletes into %s: %w", b.ns, err)
-			}
-			mu.Lock()
-			net -= res.n
-			uncertain = uncertain || res.resent
-			mu.Unlock()
-			return nil
-		})
+		g.Go(func() error { return deletes(gctx) })
 	}
 	if len(b.inserts) > 0 {
 		g.Go(func() error {
@@ -336,7 +392,36 @@ func (rp *replayer) flush(ctx context.Context) error {
 			uncertain = uncertain || res.resent
 			for _, i := range res.dupKeys {
 				doc := b.inserts[i].(bson.Raw)
-				again = append(again, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: doc.Lookup("_id")}}}, {Key: "u", Value: doc}})
+				// upsert, as a member applying its oplog turns an
+				// insert into one: a duplicate key refused by another
+				// unique index (the _id is not there) then fails the
+				// replay as a write error instead of a replacement
+				// that matches nothing and loses the document.
+				again = append(again, bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: doc.Lookup("_id")}}}, {Key: "u", Value: doc}, {Key: "upsert", Value: true}})
+			}
+			return nil
+		})
+	}
+	for _, chunk := range rewrite.chunks() {
+		g.Go(func() error {
+			res, err := rp.writeCmd(gctx, db, bson.D{{Key: "insert", Value: coll}, {Key: "documents", Value: chunk}, {Key: "ordered", Value: false}})
+			if err == nil && res.resent && len(res.dupKeys) > 0 {
+				// Sent again after a transient error: the failed send
+				// may have written some of them; those the server holds
+				// exactly as sent are written.
+				var held int
+				if held, err = rp.heldAsSent(gctx, db, coll, chunk, res.dupKeys); err == nil {
+					res.n += int64(held)
+					res.dupKeys = res.dupKeys[:len(res.dupKeys)-held] // only their number counts below
+				}
+			}
+			if err == nil && (len(res.dupKeys) > 0 || res.n != int64(len(chunk))) {
+				err = fmt.Errorf("%d of %d written", res.n, len(chunk))
+			}
+			if err != nil {
+				// They are deleted: the restore fails (partly
+				// restored), as for any write the replay cannot make.
+				return fmt.Errorf("replay updates into %s: documents deleted to be written back with their updates applied were not all written back: %w", b.ns, err)
 			}
 			return nil
 		})
@@ -367,6 +452,9 @@ func (rp *replayer) flush(ctx context.Context) error {
 	}
 	for i := 0; i < b.n; i++ {
 		rp.count(b.ns, 0)
+	}
+	for _, sk := range rewrite.skipped {
+		rp.skip(skipDiffPart, b.ns, sk)
 	}
 	eff := rp.rs.oplog[b.ns]
 	eff.net += net
@@ -463,4 +551,44 @@ func (rp *replayer) writeOnce(ctx context.Context, db string, cmd bson.D) (write
 		return out, &statementError{Cmd: cmd[0].Key, Index: we.Index, Code: we.Code, Msg: we.ErrMsg}
 	}
 	return out, nil
+}
+
+// heldAsSent counts the documents of docs (at the statement numbers dups,
+// refused as duplicate keys by a command sent again) that the server holds
+// byte for byte as sent: an earlier send wrote them. One read for all.
+func (rp *replayer) heldAsSent(ctx context.Context, db, coll string, docs bson.A, dups []int) (int, error) {
+	ids := make(bson.A, 0, len(dups))
+	for _, i := range dups {
+		ids = append(ids, docs[i].(bson.Raw).Lookup("_id"))
+	}
+	var raw bson.Raw
+	err := rp.rs.retry.withRetry(ctx, "find "+db+"."+coll, func(ctx context.Context) error {
+		var err error
+		raw, err = rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}},
+			{Key: "batchSize", Value: len(ids) + 1}, {Key: "singleBatch", Value: true}})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var res struct {
+		Cursor struct {
+			FirstBatch []bson.Raw `bson:"firstBatch"`
+		} `bson:"cursor"`
+	}
+	if err := bson.Unmarshal(raw, &res); err != nil {
+		return 0, err
+	}
+	stored := make(map[string]bson.Raw, len(res.Cursor.FirstBatch))
+	for _, d := range res.Cursor.FirstBatch {
+		stored[idKey(d.Lookup("_id"))] = d
+	}
+	held := 0
+	for _, i := range dups {
+		d := docs[i].(bson.Raw)
+		if st, ok := stored[idKey(d.Lookup("_id"))]; ok && bytes.Equal(st, d) {
+			held++
+		}
+	}
+	return held, nil
 }

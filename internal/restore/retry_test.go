@@ -115,16 +115,20 @@ func busyReplay(t *testing.T) (data []byte, want []string) {
 			add(opEntry(ts, "i", "app.c", doc(i, newV), nil))
 		}
 	}
-	batch([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, [2]int{10, 20}, [2]int{100, 140}, "b", "new")
-	batch([]int{100}, [2]int{20, 30}, [2]int{200, 210}, "phase2", "phase2")
+	// One update per batch: on this server (no _id lookup index) two or
+	// more would go set-based (one read, a delete and an insert: see
+	// setupdate.go) and no update command would reach the server.
+	batch([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, [2]int{10, 11}, [2]int{100, 140}, "b", "new")
+	batch([]int{100}, [2]int{20, 21}, [2]int{200, 210}, "phase2", "phase2")
 	add1 := func(from, to int, v string) {
 		for i := from; i < to; i++ {
 			want = append(want, extJSON(t, doc(i, v)))
 		}
 	}
-	add1(10, 20, "b")
-	add1(20, 30, "phase2")
-	add1(30, 40, "a")
+	add1(10, 11, "b")
+	add1(11, 20, "a")
+	add1(20, 21, "phase2")
+	add1(21, 40, "a")
 	add1(101, 140, "new")
 	add1(200, 210, "phase2")
 	sort.Strings(want)
@@ -353,5 +357,42 @@ func TestLoadRetriesBusy(t *testing.T) {
 	}
 	if got := sortedDocs(t, client.Database("app").Collection("c")); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("app.c\n got %s\nwant %s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestReplayInsertRefusedByAnotherUniqueIndex: a replayed insert refused as
+// a duplicate key by a unique index other than _id's (the target's empty
+// collection already had it) fails the replay, naming the refusal. It used
+// to become a replacement by _id that matched nothing: the restore ended
+// OK without the document.
+func TestReplayInsertRefusedByAnotherUniqueIndex(t *testing.T) {
+	ctx := context.Background()
+	client, _ := busyServer(t)
+	c := client.Database("app").Collection("c")
+	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "v", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+		t.Fatal(err)
+	}
+	ts := uint32(1700000000)
+	doc := func(i int, v string) bson.D { return bson.D{{Key: "_id", Value: int64(i)}, {Key: "v", Value: v}} }
+	var entries []bson.Raw
+	for i, e := range []bson.D{
+		opEntry(ts, "i", "app.c", doc(1, "x"), nil), // in the data already: a replacement
+		opEntry(ts, "i", "app.c", doc(2, "x"), nil), // refused by v_1
+	} {
+		e[0].Value = bson.Timestamp{T: ts, I: uint32(i + 1)}
+		entries = append(entries, mustRaw(t, e))
+	}
+	data := oplogDump([]coll{{db: "app", name: "c", docs: []bson.D{doc(1, "x")}}}, entries).archive(t)
+	opts := Options{testMode: modeWrites}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+	if err == nil {
+		t.Fatalf("restore succeeded; app.c holds %v", sortedDocs(t, c))
+	}
+	if !strings.Contains(strings.ToLower(err.Error()), "duplicate") {
+		t.Fatalf("err = %v, want the duplicate key named", err)
 	}
 }
