@@ -184,6 +184,13 @@ type ChainError struct {
 }
 
 func (e *ChainError) Error() string {
+	if errors.Is(e.Err, crypt.ErrWrongKey) {
+		// Not evidence of tampering: most often an identity that is not
+		// among the slices' recipients (the agent config's
+		// "recipients"). A damaged header reads the same, as for a
+		// backup's NOT OPENED.
+		return fmt.Sprintf("pitr: oplog slice %s NOT OPENED: none of the keys given opens it (give the identity of one of the agent config's \"recipients\"; a damaged header reads the same): %v", e.Slice, e.Err)
+	}
 	if e.After != "" {
 		return fmt.Sprintf("pitr: oplog archive broken at %s (after %s): %v", e.Slice, e.After, e.Err)
 	}

@@ -186,6 +186,12 @@ func TestVerifyChain(t *testing.T) {
 		if !errors.Is(err, crypt.ErrWrongKey) {
 			t.Fatalf("Verify: %v, want ErrWrongKey", err)
 		}
+		// Said as a key that does not open it, not as a broken archive
+		// (the #26 review: it read as tampering); still a *ChainError.
+		var ce *ChainError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "NOT OPENED") || strings.Contains(err.Error(), "broken") {
+			t.Fatalf("Verify: %q, want a ChainError saying NOT OPENED, not broken", err)
+		}
 	})
 }
 
