@@ -396,3 +396,95 @@ func TestReplayInsertRefusedByAnotherUniqueIndex(t *testing.T) {
 		t.Fatalf("err = %v, want the duplicate key named", err)
 	}
 }
+
+// TestReplaySetBasedRewriteRetried: on a target without the _id lookup
+// index a batch's updates go set-based (setupdate.go): the documents are
+// deleted and inserted again with their updates applied. When that insert's
+// first send fails with SQLITE_BUSY after the server wrote part of it, the
+// second send gets those documents back as duplicate keys: they are the
+// documents sent, byte for byte, so they count as written and the replay
+// goes on. (Before, the rewrite took them for documents not written back
+// and failed the restore.)
+func TestReplaySetBasedRewriteRetried(t *testing.T) {
+	ctx := context.Background()
+	client, dir := busyServer(t)
+	doc := func(i int, v string) bson.D { return bson.D{{Key: "_id", Value: int64(i)}, {Key: "v", Value: v}} }
+	var docs []bson.D
+	for i := range 10 {
+		docs = append(docs, doc(i, "a"))
+	}
+	ts := uint32(1700000000)
+	var entries []bson.Raw
+	for i := range 6 {
+		e := opEntry(ts, "u", "app.c", bson.D{{Key: "$v", Value: 1}, {Key: "$set", Value: bson.D{{Key: "v", Value: "b"}}}}, bson.D{{Key: "_id", Value: int64(i)}})
+		e[0].Value = bson.Timestamp{T: ts, I: uint32(i + 1)}
+		entries = append(entries, mustRaw(t, e))
+	}
+	var want []string
+	for i := range 10 {
+		v := "a"
+		if i < 6 {
+			v = "b"
+		}
+		want = append(want, extJSON(t, doc(i, v)))
+	}
+	sort.Strings(want)
+	data := oplogDump([]coll{{db: "app", name: "c", docs: docs}}, entries).archive(t)
+
+	var mu sync.Mutex
+	var inserts, updates int
+	var firstErr error
+	replaying := false
+	hook := func(next commander) commander {
+		return func(ctx context.Context, db string, cmd bson.D) (bson.Raw, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch cmd[0].Key {
+			case "find":
+				replaying = true
+			case "update":
+				updates++
+			case "insert":
+				if !replaying {
+					break
+				}
+				inserts++
+				if inserts == 1 {
+					// The part the server wrote before it failed.
+					all := cmd[1].Value.(bson.A)
+					if _, err := next(ctx, db, bson.D{cmd[0], {Key: "documents", Value: all[:len(all)/2]}}); err != nil {
+						t.Errorf("the first half of the rewrite: %v", err)
+						return nil, err
+					}
+					release := holdWriteLock(t, dir, db)
+					defer release()
+					res, err := next(ctx, db, cmd)
+					firstErr = err
+					return res, err
+				}
+			}
+			return next(ctx, db, cmd)
+		}
+	}
+	opts := Options{Drop: true, testMode: modeWrites, testCommandHook: hook, testRetryWait: time.Millisecond}
+	p, err := Plan(ctx, bytes.NewReader(data), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, client, bytes.NewReader(data), p, opts, &Progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isTransient(firstErr) {
+		t.Fatalf("the rewrite's first send: the server answered %v, want SQLITE_BUSY", firstErr)
+	}
+	if updates != 0 || inserts != 2 {
+		t.Fatalf("%d update commands and %d rewrite inserts: want the set-based path (0 updates) sent twice", updates, inserts)
+	}
+	if rep.ServerRetries < 1 || !rep.OK {
+		t.Errorf("report %+v: want OK with a retry", rep)
+	}
+	if got := sortedDocs(t, client.Database("app").Collection("c")); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("app.c after the replay\n got %s\nwant %s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
