@@ -253,14 +253,8 @@ func hasField(d bson.D, key string) bool {
 // left missing (see write). The caller counts the entry.
 func (rp *replayer) applyDiff(ctx context.Context, ns string, ts oplog.Timestamp, id bson.RawValue, diff bson.D) error {
 	db, coll, _ := strings.Cut(ns, ".")
-	// A read: sent again as it is after a transient error.
-	var res bson.Raw
-	err := rp.rs.retry.withRetry(ctx, "find "+ns, func(ctx context.Context) error {
-		var err error
-		res, err = rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: id}}},
-			{Key: "limit", Value: 1}, {Key: "singleBatch", Value: true}})
-		return err
-	})
+	res, err := rp.read(ctx, db, coll, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: id}}},
+		{Key: "limit", Value: 1}, {Key: "singleBatch", Value: true}})
 	if err != nil {
 		return fmt.Errorf("update of %s at %s: %w", ns, ts, err)
 	}
@@ -561,13 +555,8 @@ func (rp *replayer) heldAsSent(ctx context.Context, db, coll string, docs bson.A
 	for _, i := range dups {
 		ids = append(ids, docs[i].(bson.Raw).Lookup("_id"))
 	}
-	var raw bson.Raw
-	err := rp.rs.retry.withRetry(ctx, "find "+db+"."+coll, func(ctx context.Context) error {
-		var err error
-		raw, err = rp.run(ctx, db, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}},
-			{Key: "batchSize", Value: len(ids) + 1}, {Key: "singleBatch", Value: true}})
-		return err
-	})
+	raw, err := rp.read(ctx, db, coll, bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}},
+		{Key: "batchSize", Value: len(ids) + 1}, {Key: "singleBatch", Value: true}})
 	if err != nil {
 		return 0, err
 	}
@@ -591,4 +580,17 @@ func (rp *replayer) heldAsSent(ctx context.Context, db, coll string, docs bson.A
 		}
 	}
 	return held, nil
+}
+
+// read runs a read command of the replay (a find on db.coll), sent again
+// as it is after a transient server error (withRetry): a read changes
+// nothing, so a repeat is always safe.
+func (rp *replayer) read(ctx context.Context, db, coll string, cmd bson.D) (bson.Raw, error) {
+	var raw bson.Raw
+	err := rp.rs.retry.withRetry(ctx, "find "+db+"."+coll, func(ctx context.Context) error {
+		var err error
+		raw, err = rp.run(ctx, db, cmd)
+		return err
+	})
+	return raw, err
 }

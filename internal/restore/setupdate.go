@@ -427,13 +427,7 @@ func (rp *replayer) findByIDs(ctx context.Context, db, coll string, ids bson.A) 
 		}
 		find = bson.D{{Key: "find", Value: coll}, {Key: "filter", Value: bson.D{}}}
 	}
-	// A read: sent again as it is after a transient error.
-	var raw bson.Raw
-	err := rp.rs.retry.withRetry(ctx, "find "+db+"."+coll, func(ctx context.Context) error {
-		var err error
-		raw, err = rp.run(ctx, db, find)
-		return err
-	})
+	raw, err := rp.read(ctx, db, coll, find)
 	size := 0
 	for first := true; ; first = false {
 		if err != nil {
